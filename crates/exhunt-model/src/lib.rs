@@ -1,0 +1,530 @@
+//! Plain data types of an exhunt scan, shared by every other crate.
+//!
+//! Why a crate of its own: the sources, the checks and the renderers must agree on what a finding,
+//! a piece of evidence, a coverage entry and a verdict are, without knowing each other. Nothing
+//! here does I/O; everything is `serde`-serialisable because the JSON result *is* this model
+//! (see `schema/scan-result.v1.json`, kept in step with these types by a test).
+
+use std::fmt;
+
+use chrono::{DateTime, TimeZone, Utc};
+use serde::{Deserialize, Serialize};
+
+/// The version of the JSON result schema written by this build.
+pub const SCHEMA_VERSION: &str = "1.0";
+
+/// A point in time, always UTC.
+pub type Timestamp = DateTime<Utc>;
+
+/// The kinds of artefact a scan knows how to recognise.
+///
+/// A file is *claimed* by one of these kinds (by its path and by its content), or it is listed in
+/// the coverage ledger as skipped with a reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ArtefactKind {
+    /// Exchange front-end proxy ("CAFE") log, `Logging\HttpProxy\<Protocol>\*.log`.
+    HttpProxyLog,
+    /// Exchange ECP server log, `Logging\ECP\Server\*.log`.
+    EcpServerLog,
+    /// Exchange OAB generator log, `Logging\OABGeneratorLog\*.log`.
+    OabGeneratorLog,
+    /// IIS W3C extended log, `inetpub\logs\LogFiles\W3SVC*\*.log`.
+    IisLog,
+    /// Windows event log (`.evtx`). Recognised; read by a later part of exhunt.
+    Evtx,
+}
+
+impl ArtefactKind {
+    /// All kinds, in display order.
+    pub const ALL: [ArtefactKind; 5] = [
+        ArtefactKind::HttpProxyLog,
+        ArtefactKind::EcpServerLog,
+        ArtefactKind::OabGeneratorLog,
+        ArtefactKind::IisLog,
+        ArtefactKind::Evtx,
+    ];
+
+    /// A short human name.
+    pub fn label(self) -> &'static str {
+        match self {
+            ArtefactKind::HttpProxyLog => "HttpProxy logs",
+            ArtefactKind::EcpServerLog => "ECP server logs",
+            ArtefactKind::OabGeneratorLog => "OAB generator logs",
+            ArtefactKind::IisLog => "IIS W3C logs",
+            ArtefactKind::Evtx => "Windows event logs",
+        }
+    }
+}
+
+impl fmt::Display for ArtefactKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.label())
+    }
+}
+
+/// The attack campaigns exhunt judges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Campaign {
+    /// ProxyLogon / HAFNIUM, March 2021: CVE-2021-26855, -26857, -26858, -27065.
+    ProxyLogon,
+}
+
+impl Campaign {
+    /// All campaigns this build judges.
+    pub const ALL: [Campaign; 1] = [Campaign::ProxyLogon];
+
+    /// Display name.
+    pub fn label(self) -> &'static str {
+        match self {
+            Campaign::ProxyLogon => "ProxyLogon (HAFNIUM)",
+        }
+    }
+
+    /// Start of the exposure window: the first known exploitation (research spec §9/§11;
+    /// Volexity saw the first exploitation on 2021-01-03).
+    pub fn window_start(self) -> Timestamp {
+        match self {
+            Campaign::ProxyLogon => Utc.with_ymd_and_hms(2021, 1, 3, 0, 0, 0).unwrap(),
+        }
+    }
+
+    /// Artefact kinds the campaign's log checks need before "no evidence" can be said.
+    pub fn required_kinds(self) -> &'static [ArtefactKind] {
+        match self {
+            Campaign::ProxyLogon => &[
+                ArtefactKind::HttpProxyLog,
+                ArtefactKind::EcpServerLog,
+                ArtefactKind::OabGeneratorLog,
+            ],
+        }
+    }
+}
+
+impl fmt::Display for Campaign {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.label())
+    }
+}
+
+/// How far an attack got, in kill-chain order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Stage {
+    /// Vulnerability scanning or probing: not an exploitation attempt.
+    Scan,
+    /// An exploitation attempt without evidence that it worked.
+    ExploitAttempt,
+    /// Evidence that an exploit step succeeded.
+    ExploitSuccess,
+    /// A persistence artefact: a web shell written, a configuration planted.
+    Persistence,
+    /// Use of a planted web shell.
+    WebShellUse,
+    /// Post-exploitation: dumps, staging, new accounts.
+    PostExploitation,
+}
+
+impl Stage {
+    /// Whether a finding at this stage, with enough confidence, means compromise.
+    pub fn is_compromise(self) -> bool {
+        self >= Stage::ExploitSuccess
+    }
+
+    /// Display name.
+    pub fn label(self) -> &'static str {
+        match self {
+            Stage::Scan => "scan",
+            Stage::ExploitAttempt => "exploit attempt",
+            Stage::ExploitSuccess => "exploit success",
+            Stage::Persistence => "persistence",
+            Stage::WebShellUse => "web-shell use",
+            Stage::PostExploitation => "post-exploitation",
+        }
+    }
+}
+
+/// Severity of a finding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Severity {
+    /// Context, no action needed by itself.
+    Info,
+    /// Worth a look.
+    Low,
+    /// Likely malicious.
+    Medium,
+    /// Malicious.
+    High,
+    /// Malicious and shows the attacker reached code execution or persistence.
+    Critical,
+}
+
+/// Confidence that a finding means what its title says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Confidence {
+    /// Circumstantial.
+    Low,
+    /// Probable.
+    Medium,
+    /// Near certain.
+    High,
+}
+
+/// Metadata of a rule (a check), loaded from the built-in rule pack.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleMeta {
+    /// Stable id, `EXH-<campaign>-<n>`.
+    pub id: String,
+    /// One-line title.
+    pub title: String,
+    /// Campaign the rule belongs to.
+    pub campaign: Campaign,
+    /// CVEs the rule evidences.
+    pub cves: Vec<String>,
+    /// MITRE ATT&CK technique id.
+    pub attack: String,
+    /// Default severity.
+    pub severity: Severity,
+    /// Default stage (a check may classify a hit into another stage).
+    pub stage: Stage,
+    /// Section of the detection spec the rule implements, e.g. `C-26855-A`.
+    pub spec: String,
+    /// Description: what it looks for and why.
+    pub description: String,
+    /// Known false positives.
+    #[serde(default)]
+    pub false_positives: String,
+    /// References (URLs, spec sections).
+    #[serde(default)]
+    pub references: Vec<String>,
+}
+
+/// Where a finding was seen.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Evidence {
+    /// Path of the artefact as given on the command line; for archive members
+    /// `archive.zip!inner/path`.
+    pub path: String,
+    /// 1-based line (or record) number.
+    pub line: u64,
+    /// Byte offset of the line in the (decoded) file.
+    pub offset: u64,
+    /// The raw line, cut to a bounded length.
+    pub excerpt: String,
+}
+
+/// Entities a finding names; used to join findings into a story.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entities {
+    /// Client IP address.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub client_ip: Option<String>,
+    /// User agent.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub user_agent: Option<String>,
+    /// Account.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub account: Option<String>,
+    /// Requested URL (path and query).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub url: Option<String>,
+    /// HTTP status.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub status: Option<u16>,
+    /// The SSRF target or back-end path.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub target: Option<String>,
+    /// A file path (written, downloaded, requested), as Windows path or URL path.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub file_path: Option<String>,
+    /// Request or correlation id.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub request_id: Option<String>,
+    /// Server host name named in the log line.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub server: Option<String>,
+}
+
+/// One thing a check found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Finding {
+    /// Rule id (see [`RuleMeta`]).
+    pub rule_id: String,
+    /// Title (may be more specific than the rule title).
+    pub title: String,
+    /// Campaign.
+    pub campaign: Campaign,
+    /// CVEs evidenced.
+    pub cves: Vec<String>,
+    /// ATT&CK technique.
+    pub attack: String,
+    /// Severity.
+    pub severity: Severity,
+    /// Confidence.
+    pub confidence: Confidence,
+    /// Stage in the attack.
+    pub stage: Stage,
+    /// When it happened (from the log record), if known.
+    pub timestamp: Option<Timestamp>,
+    /// Where it was seen.
+    pub evidence: Evidence,
+    /// What it names.
+    pub entities: Entities,
+    /// Artefact kind of the evidence.
+    pub kind: ArtefactKind,
+}
+
+/// The four answers a scan can give for a campaign.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum VerdictKind {
+    /// Every artefact the checks need was read and spans the exposure window; nothing found.
+    NoEvidence,
+    /// No findings, but coverage is short: the answer cannot be "no evidence".
+    Inconclusive,
+    /// Exploitation attempts, no evidence of success.
+    Attempted,
+    /// Evidence that an exploit succeeded or that a persistence artefact exists.
+    Compromised,
+}
+
+impl VerdictKind {
+    /// Display name.
+    pub fn label(self) -> &'static str {
+        match self {
+            VerdictKind::NoEvidence => "no evidence",
+            VerdictKind::Inconclusive => "inconclusive",
+            VerdictKind::Attempted => "attempted",
+            VerdictKind::Compromised => "compromised",
+        }
+    }
+
+    /// Process exit code for this verdict (README: 0 no evidence, 1 findings, 3 inconclusive).
+    pub fn exit_code(self) -> i32 {
+        match self {
+            VerdictKind::NoEvidence => 0,
+            VerdictKind::Attempted | VerdictKind::Compromised => 1,
+            VerdictKind::Inconclusive => 3,
+        }
+    }
+
+    /// Rank used to combine verdicts: findings beat inconclusive beats no evidence.
+    pub fn rank(self) -> u8 {
+        match self {
+            VerdictKind::NoEvidence => 0,
+            VerdictKind::Inconclusive => 1,
+            VerdictKind::Attempted => 2,
+            VerdictKind::Compromised => 3,
+        }
+    }
+}
+
+/// The verdict for one campaign on one server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verdict {
+    /// Campaign judged.
+    pub campaign: Campaign,
+    /// The answer.
+    pub verdict: VerdictKind,
+    /// One sentence a stressed administrator understands.
+    pub summary: String,
+    /// Why: what was found, or what was missing.
+    pub reasons: Vec<String>,
+    /// Start of the exposure window used.
+    pub window_start: Timestamp,
+    /// End of the exposure window used (the patch time when known, else the end of the logs).
+    pub window_end: Option<Timestamp>,
+    /// First evidence of the campaign, if any.
+    pub first_evidence: Option<Timestamp>,
+    /// Last evidence of the campaign, if any.
+    pub last_evidence: Option<Timestamp>,
+    /// Build numbers seen in the logs (`#Version:`), with the first time each was seen.
+    pub builds_seen: Vec<BuildSeen>,
+    /// Whether the server was patched before the first evidence, when it can be told.
+    pub patched_before_first_evidence: Option<bool>,
+}
+
+/// A build number seen in log directives.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuildSeen {
+    /// Build, e.g. `15.1.2176.2`.
+    pub build: String,
+    /// First time seen.
+    pub first_seen: Option<Timestamp>,
+    /// Whether this build has the campaign's fix (`None` when the build is not in the table).
+    pub fixed: Option<bool>,
+}
+
+/// One step of the attack story.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoryStep {
+    /// When the step started.
+    pub start: Option<Timestamp>,
+    /// When it ended.
+    pub end: Option<Timestamp>,
+    /// Stage.
+    pub stage: Stage,
+    /// What happened, in one sentence.
+    pub summary: String,
+    /// Indices into the server's `findings` that support the step.
+    pub findings: Vec<usize>,
+    /// Number of findings behind the step.
+    pub count: usize,
+}
+
+/// Per-kind coverage: what was read and the time it spans.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KindCoverage {
+    /// Artefact kind.
+    pub kind: ArtefactKind,
+    /// Files claimed by the kind.
+    pub files: u64,
+    /// Files read to the end without a problem.
+    pub files_complete: u64,
+    /// Bytes read.
+    pub bytes: u64,
+    /// Records (lines) read.
+    pub records: u64,
+    /// First record timestamp.
+    pub first: Option<Timestamp>,
+    /// Last record timestamp.
+    pub last: Option<Timestamp>,
+    /// Whether this kind was checked (false: recognised but no reader in this version).
+    pub checked: bool,
+}
+
+/// A file that was not read, or not read completely, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CoverageEntry {
+    /// Path (archive members as `archive.zip!member`).
+    pub path: String,
+    /// Artefact kind, when the file was claimed.
+    pub kind: Option<ArtefactKind>,
+    /// Line number the problem is at, if any.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub line: Option<u64>,
+    /// The reason, in words.
+    pub reason: String,
+    /// Whether evidence the checks need may be missing because of it.
+    pub evidence_lost: bool,
+}
+
+/// The coverage ledger of one server.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Coverage {
+    /// Per artefact kind.
+    pub kinds: Vec<KindCoverage>,
+    /// Files seen in total.
+    pub files_seen: u64,
+    /// Files skipped (not claimed by any kind this scan reads), with the reason.
+    pub skipped: Vec<CoverageEntry>,
+    /// Problems in claimed files: unreadable, truncated, malformed, limits hit.
+    pub problems: Vec<CoverageEntry>,
+}
+
+impl Coverage {
+    /// Coverage of a kind, if any file of it was seen.
+    pub fn kind(&self, kind: ArtefactKind) -> Option<&KindCoverage> {
+        self.kinds.iter().find(|k| k.kind == kind)
+    }
+}
+
+/// Everything found about one server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerResult {
+    /// Server name (from the logs, or the target's name).
+    pub name: String,
+    /// Targets read for this server.
+    pub targets: Vec<String>,
+    /// The overall verdict (the worst of the campaign verdicts).
+    pub verdict: VerdictKind,
+    /// One verdict per campaign.
+    pub verdicts: Vec<Verdict>,
+    /// The attack story, in time order.
+    pub story: Vec<StoryStep>,
+    /// All findings, in time order.
+    pub findings: Vec<Finding>,
+    /// Findings counted but not stored (noisy rules are capped), per rule id.
+    pub suppressed: Vec<SuppressedCount>,
+    /// What was read and what was not.
+    pub coverage: Coverage,
+}
+
+/// Exact count of findings a capped rule did not store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SuppressedCount {
+    /// Rule id.
+    pub rule_id: String,
+    /// Findings not stored.
+    pub count: u64,
+}
+
+/// Options of the scan that shape the answer.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScanSettings {
+    /// Only records at or after this time were considered.
+    pub since: Option<Timestamp>,
+    /// Only records before this time were considered.
+    pub until: Option<Timestamp>,
+    /// The Exchange install path given by the user, if any.
+    pub exchange_path: Option<String>,
+}
+
+/// The whole result of a scan: what `--format json` writes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScanResult {
+    /// Schema version, [`SCHEMA_VERSION`].
+    pub schema_version: String,
+    /// Tool name and version.
+    pub tool: ToolInfo,
+    /// Scan start time.
+    pub started: Timestamp,
+    /// Scan end time.
+    pub finished: Timestamp,
+    /// Settings.
+    pub settings: ScanSettings,
+    /// The overall verdict over all servers.
+    pub verdict: VerdictKind,
+    /// Per server.
+    pub servers: Vec<ServerResult>,
+}
+
+/// Tool identity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToolInfo {
+    /// `exhunt`.
+    pub name: String,
+    /// Crate version.
+    pub version: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stages_order_like_a_kill_chain() {
+        assert!(Stage::Scan < Stage::ExploitAttempt);
+        assert!(!Stage::ExploitAttempt.is_compromise());
+        assert!(Stage::ExploitSuccess.is_compromise());
+        assert!(Stage::WebShellUse.is_compromise());
+    }
+
+    #[test]
+    fn exit_codes_follow_the_readme() {
+        assert_eq!(VerdictKind::NoEvidence.exit_code(), 0);
+        assert_eq!(VerdictKind::Attempted.exit_code(), 1);
+        assert_eq!(VerdictKind::Compromised.exit_code(), 1);
+        assert_eq!(VerdictKind::Inconclusive.exit_code(), 3);
+        assert!(VerdictKind::Compromised.rank() > VerdictKind::Inconclusive.rank());
+    }
+
+    #[test]
+    fn kinds_serialise_in_kebab_case() {
+        let s = serde_json::to_string(&ArtefactKind::HttpProxyLog);
+        assert_eq!(s.unwrap(), "\"http-proxy-log\"");
+    }
+}

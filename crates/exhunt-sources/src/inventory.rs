@@ -1,0 +1,357 @@
+//! Inventory: every file of a target, from a folder walk or a zip's central directory.
+//!
+//! Folders are walked with nothing hidden (hidden and system files included, no ignore files) and
+//! without following symbolic links, so a scan never leaves its target and never loops. Zip
+//! archives (given as the target, or found inside a folder) are listed from their central
+//! directory and their members are read in place; a zip inside a zip is not opened (depth limit 1)
+//! and says so in the ledger.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use exhunt_model::CoverageEntry;
+
+use crate::limits::Limits;
+
+/// One file to classify and maybe read.
+#[derive(Debug, Clone)]
+pub struct Item {
+    /// Path as shown in evidence: the file path, or `archive.zip!member/name`.
+    pub display: String,
+    /// Path components relative to the target root, lower-cased, separators normalised; used to
+    /// recognise artefact kinds by path whatever the host OS.
+    pub components: Vec<String>,
+    /// Size in bytes (uncompressed size as declared, for zip members).
+    pub size: u64,
+    /// Where the bytes come from.
+    pub source: ItemSource,
+}
+
+/// Where an item's bytes are.
+#[derive(Debug, Clone)]
+pub enum ItemSource {
+    /// A plain file.
+    File(PathBuf),
+    /// A member of a zip archive.
+    ZipMember {
+        /// The archive on disk.
+        archive: Arc<PathBuf>,
+        /// Index of the member in the central directory.
+        index: usize,
+        /// Compressed size as declared.
+        compressed: u64,
+        /// Bytes decompressed from this archive so far (shared by its members).
+        archive_budget: Arc<AtomicU64>,
+    },
+}
+
+/// The files of one target, and what could not be listed.
+#[derive(Debug, Default)]
+pub struct Inventory {
+    /// Files found.
+    pub items: Vec<Item>,
+    /// Files or folders that could not be listed or will not be read, with the reason.
+    pub problems: Vec<CoverageEntry>,
+    /// Files seen (items plus files that were found but not listed as items).
+    pub files_seen: u64,
+}
+
+/// Lists every file of `target` (a folder, a single file, or a `.zip`).
+pub fn inventory(target: &Path, limits: &Limits) -> Inventory {
+    let mut inv = Inventory::default();
+    let meta = match std::fs::symlink_metadata(target) {
+        Ok(m) => m,
+        Err(e) => {
+            inv.problems.push(problem(target.display().to_string(), format!("cannot read target: {e}"), true));
+            return inv;
+        }
+    };
+    if meta.is_dir() {
+        walk_dir(target, limits, &mut inv);
+    } else if is_zip_path(target) || sniff_zip(target) {
+        inv.files_seen += 1;
+        list_zip(target, target.display().to_string(), limits, &mut inv);
+    } else {
+        inv.files_seen += 1;
+        let name = target.file_name().map(|n| n.to_string_lossy().to_lowercase()).unwrap_or_default();
+        inv.items.push(Item {
+            display: target.display().to_string(),
+            components: vec![name],
+            size: meta.len(),
+            source: ItemSource::File(target.to_path_buf()),
+        });
+    }
+    inv
+}
+
+fn problem(path: String, reason: String, evidence_lost: bool) -> CoverageEntry {
+    CoverageEntry { path, kind: None, line: None, reason, evidence_lost }
+}
+
+fn walk_dir(root: &Path, limits: &Limits, inv: &mut Inventory) {
+    let walker = walkdir::WalkDir::new(root).follow_links(false).sort_by_file_name();
+    for entry in walker {
+        let entry = match entry {
+            Ok(e) => e,
+            Err(e) => {
+                let path = e.path().map(|p| p.display().to_string()).unwrap_or_else(|| root.display().to_string());
+                let reason = match e.io_error() {
+                    Some(io) if io.kind() == io::ErrorKind::PermissionDenied => {
+                        "permission denied: folder or file could not be read".to_string()
+                    }
+                    _ if e.loop_ancestor().is_some() => "symbolic link loop, not followed".to_string(),
+                    _ => format!("cannot list: {e}"),
+                };
+                inv.problems.push(problem(path, reason, true));
+                continue;
+            }
+        };
+        let ft = entry.file_type();
+        if ft.is_dir() {
+            continue;
+        }
+        inv.files_seen += 1;
+        let path = entry.path();
+        if ft.is_symlink() {
+            inv.problems.push(problem(
+                path.display().to_string(),
+                "symbolic link, not followed (a scan stays inside its target)".into(),
+                false,
+            ));
+            continue;
+        }
+        if !ft.is_file() {
+            inv.problems.push(problem(path.display().to_string(), "not a regular file".into(), false));
+            continue;
+        }
+        let rel = path.strip_prefix(root).unwrap_or(path);
+        let components: Vec<String> =
+            rel.components().map(|c| c.as_os_str().to_string_lossy().to_lowercase()).collect();
+        let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
+        if is_zip_path(path) {
+            list_zip(path, path.display().to_string(), limits, inv);
+            continue;
+        }
+        inv.items.push(Item {
+            display: path.display().to_string(),
+            components,
+            size,
+            source: ItemSource::File(path.to_path_buf()),
+        });
+    }
+}
+
+fn is_zip_path(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e.eq_ignore_ascii_case("zip"))
+}
+
+fn sniff_zip(path: &Path) -> bool {
+    let mut magic = [0u8; 4];
+    File::open(path).and_then(|mut f| f.read_exact(&mut magic)).is_ok() && magic == *b"PK\x03\x04"
+}
+
+/// Splits a zip member name into lower-cased components, and says whether the name tries to
+/// leave the archive root (absolute, drive letter, or `..`).
+fn member_components(name: &str) -> (Vec<String>, bool) {
+    let mut unsafe_name = name.starts_with('/') || name.starts_with('\\');
+    let bytes = name.as_bytes();
+    if bytes.len() >= 2 && bytes[1] == b':' && bytes[0].is_ascii_alphabetic() {
+        unsafe_name = true;
+    }
+    let mut comps = Vec::new();
+    for part in name.split(['/', '\\']) {
+        match part {
+            "" | "." => {}
+            ".." => unsafe_name = true,
+            p => comps.push(p.to_lowercase()),
+        }
+    }
+    (comps, unsafe_name)
+}
+
+fn list_zip(path: &Path, display: String, limits: &Limits, inv: &mut Inventory) {
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) => {
+            inv.problems.push(problem(display, format!("cannot open archive: {}", io_reason(&e)), true));
+            return;
+        }
+    };
+    let archive = match zip::ZipArchive::new(file) {
+        Ok(a) => a,
+        Err(e) => {
+            inv.problems.push(problem(display, format!("not a readable zip archive: {e}"), true));
+            return;
+        }
+    };
+    let archive_path = Arc::new(path.to_path_buf());
+    let budget = Arc::new(AtomicU64::new(0));
+    let total = archive.len();
+    if total > limits.max_zip_entries {
+        inv.problems.push(problem(
+            display.clone(),
+            format!(
+                "archive has {total} members, more than the limit of {}; only the first {} are read",
+                limits.max_zip_entries, limits.max_zip_entries
+            ),
+            true,
+        ));
+    }
+    let mut archive = archive;
+    for index in 0..total.min(limits.max_zip_entries) {
+        let member = match archive.by_index_raw(index) {
+            Ok(m) => m,
+            Err(e) => {
+                inv.problems.push(problem(format!("{display}!#{index}"), format!("unreadable archive member: {e}"), true));
+                continue;
+            }
+        };
+        if member.is_dir() {
+            continue;
+        }
+        inv.files_seen += 1;
+        let name = String::from_utf8_lossy(member.name_raw()).into_owned();
+        let member_display = format!("{display}!{name}");
+        let (components, unsafe_name) = member_components(&name);
+        if unsafe_name {
+            inv.problems.push(problem(
+                member_display.clone(),
+                "member name leaves the archive root (absolute path or `..`); read in place, never extracted".into(),
+                false,
+            ));
+        }
+        if member.encrypted() {
+            inv.problems.push(problem(member_display, "encrypted archive member, not read".into(), true));
+            continue;
+        }
+        if components.last().is_some_and(|n| n.ends_with(".zip")) {
+            inv.problems.push(problem(
+                member_display,
+                "archive inside an archive, not opened (nesting depth limit 1)".into(),
+                true,
+            ));
+            continue;
+        }
+        inv.items.push(Item {
+            display: member_display,
+            components,
+            size: member.size(),
+            source: ItemSource::ZipMember {
+                archive: archive_path.clone(),
+                index,
+                compressed: member.compressed_size(),
+                archive_budget: budget.clone(),
+            },
+        });
+    }
+}
+
+/// A reason for an I/O error, in words an administrator reads.
+pub fn io_reason(e: &io::Error) -> String {
+    match e.kind() {
+        io::ErrorKind::PermissionDenied => "permission denied".into(),
+        io::ErrorKind::NotFound => "file vanished during the scan".into(),
+        _ => e.to_string(),
+    }
+}
+
+/// Opens items for reading. Keeps zip archives open between members; one per worker.
+#[derive(Default)]
+pub struct Opener {
+    archives: Vec<(Arc<PathBuf>, zip::ZipArchive<File>)>,
+}
+
+impl Opener {
+    /// A new opener with no archive open.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Opens an item read-only and returns a stream of its bytes. Zip members are bounded by the
+    /// limits: exceeding one ends the stream with an error that names the limit.
+    pub fn open<'a>(&'a mut self, item: &Item, limits: &Limits) -> io::Result<Box<dyn Read + 'a>> {
+        match &item.source {
+            ItemSource::File(path) => Ok(Box::new(File::open(path)?)),
+            ItemSource::ZipMember { archive, index, compressed, archive_budget } => {
+                let pos = match self.archives.iter().position(|(p, _)| p == archive) {
+                    Some(pos) => pos,
+                    None => {
+                        let za = zip::ZipArchive::new(File::open(archive.as_path())?).map_err(io::Error::other)?;
+                        if self.archives.len() >= 4 {
+                            self.archives.remove(0);
+                        }
+                        self.archives.push((archive.clone(), za));
+                        self.archives.len() - 1
+                    }
+                };
+                let za = &mut self.archives[pos].1;
+                let member = za.by_index(*index).map_err(io::Error::other)?;
+                Ok(Box::new(BoundedReader {
+                    inner: member,
+                    read: 0,
+                    compressed: (*compressed).max(1),
+                    budget: archive_budget.clone(),
+                    limits: *limits,
+                }))
+            }
+        }
+    }
+}
+
+/// A decompressing reader that stops at the zip limits with a clear error.
+struct BoundedReader<R> {
+    inner: R,
+    read: u64,
+    compressed: u64,
+    budget: Arc<AtomicU64>,
+    limits: Limits,
+}
+
+impl<R: Read> Read for BoundedReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read += n as u64;
+        let total = self.budget.fetch_add(n as u64, Ordering::Relaxed) + n as u64;
+        if self.read > self.limits.max_entry_bytes {
+            return Err(limit_error(format!(
+                "zip member decompresses to more than {} bytes (limit); rest not read",
+                self.limits.max_entry_bytes
+            )));
+        }
+        if total > self.limits.max_archive_bytes {
+            return Err(limit_error(format!(
+                "archive decompresses to more than {} bytes in total (limit); rest not read",
+                self.limits.max_archive_bytes
+            )));
+        }
+        if self.read > self.limits.ratio_grace_bytes && self.read / self.compressed > self.limits.max_ratio {
+            return Err(limit_error(format!(
+                "zip member expands more than {}:1 (possible zip bomb, limit); rest not read",
+                self.limits.max_ratio
+            )));
+        }
+        Ok(n)
+    }
+}
+
+fn limit_error(msg: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, msg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traversal_names_are_flagged() {
+        assert!(member_components("../../etc/passwd").1);
+        assert!(member_components("/abs/x.log").1);
+        assert!(member_components("C:\\Windows\\x.log").1);
+        let (c, bad) = member_components("V15/Logging/HttpProxy/Ecp/HttpProxy_2021030301-1.LOG");
+        assert!(!bad);
+        assert_eq!(c[2], "httpproxy");
+    }
+}

@@ -1,0 +1,29 @@
+//! From a scan target to artefacts: walking folders and triage zips, classifying files, streaming
+//! readers for Exchange CSV logs and IIS W3C logs, and the raw material of the coverage ledger.
+//!
+//! Why it is built this way:
+//! - Evidence is read in place and read-only. Folders are walked without following symbolic
+//!   links; zip members are streamed out of the archive, never extracted to disk.
+//! - Every file ends up somewhere: claimed by an [`ArtefactKind`](exhunt_model::ArtefactKind), or
+//!   recorded as skipped with a reason. A scan that cannot say what it did not read cannot say
+//!   "no evidence".
+//! - Logs are huge. Readers search blocks of bytes for the literal prefilters of the checks first
+//!   and split only candidate lines into fields, so the cost is close to that of `rg -c`.
+//! - Bad input is normal: every problem becomes a [`Problem`] with a reason, and reading goes on.
+
+#![deny(missing_docs)]
+
+pub mod classify;
+pub mod decode;
+pub mod inventory;
+pub mod limits;
+mod platform;
+pub mod reader;
+pub mod record;
+pub mod time;
+
+pub use classify::{Classification, classify};
+pub use inventory::{Inventory, Item, ItemSource, inventory};
+pub use limits::Limits;
+pub use reader::{LogReader, Problem, ReadStats, Visit};
+pub use record::{LogFormat, Record, Schema};

@@ -1,0 +1,548 @@
+//! The streaming log reader: blocks of bytes, a literal prefilter, and fields only for candidate
+//! lines.
+//!
+//! This is the hot loop of a scan. It reads a file in blocks of [`BLOCK`] bytes, searches each
+//! block with one Aho-Corasick automaton built from the literals of every check that wants this
+//! kind of log (plus `\n#`, so directives are never missed), and only for a hit finds the line
+//! around it, splits it into fields and hands it to the checks. Lines nobody wants cost one pass
+//! of the automaton and one of the newline counter, which is what `rg -c` pays too.
+//!
+//! Memory is bounded: one block plus at most one line of [`Limits::max_line_bytes`], whatever
+//! the size of the file. A longer line is skipped and reported, never buffered.
+
+use std::io::{self, Read};
+
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use chrono::{DateTime, NaiveDate, Utc};
+
+use crate::inventory::io_reason;
+use crate::limits::Limits;
+use crate::record::{LogFormat, Record, Schema};
+use crate::time::parse_iso;
+
+/// Size of a read block.
+pub const BLOCK: usize = 1 << 20;
+
+/// A problem met while reading a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Line the problem is at, if it is at one.
+    pub line: Option<u64>,
+    /// What is wrong, in words.
+    pub reason: String,
+    /// Whether lines the checks need may have been lost.
+    pub evidence_lost: bool,
+}
+
+/// What reading one file gave, besides the records handed to the visitor.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReadStats {
+    /// Bytes read (decoded).
+    pub bytes: u64,
+    /// Data lines (directives not counted).
+    pub records: u64,
+    /// Time of the first data line.
+    pub first: Option<DateTime<Utc>>,
+    /// Time of the last data line.
+    pub last: Option<DateTime<Utc>>,
+    /// Problems met.
+    pub problems: Vec<Problem>,
+    /// Exchange builds from `#Version:` directives, with the `#Date:` next to them.
+    pub versions: Vec<(String, Option<DateTime<Utc>>)>,
+    /// `#Log-type:` value, if any.
+    pub log_type: Option<String>,
+}
+
+impl ReadStats {
+    /// Whether the file was read with no problem that may lose evidence.
+    pub fn complete(&self) -> bool {
+        !self.problems.iter().any(|p| p.evidence_lost)
+    }
+}
+
+/// What the reader calls back into: the checks' side of the seam.
+pub trait Visit {
+    /// A new field layout starts (`#Fields:` or a bare header). Returning `Some(reason)` says the
+    /// layout lacks what the checks need; the reader records it as a problem that loses evidence.
+    fn schema(&mut self, _schema: &Schema) -> Option<String> {
+        None
+    }
+    /// A candidate record: a line that contains at least one of the prefilter literals.
+    fn record(&mut self, record: &Record<'_>);
+}
+
+/// A reader for one log format with one prefilter; built once per scan and shared by threads.
+#[derive(Debug, Clone)]
+pub struct LogReader {
+    format: LogFormat,
+    automaton: AhoCorasick,
+    every_line: bool,
+    limits: Limits,
+}
+
+/// Pattern id of the directive marker in the automaton.
+const DIRECTIVE: usize = 0;
+
+impl LogReader {
+    /// A reader that hands over lines containing any of `literals` (ASCII case-insensitive). With
+    /// no literals, every line is handed over.
+    pub fn new(format: LogFormat, literals: &[&str], limits: Limits) -> LogReader {
+        let mut pats: Vec<&str> = vec!["\n#"];
+        pats.extend(literals.iter().copied().filter(|l| !l.is_empty()));
+        let automaton = AhoCorasickBuilder::new()
+            .ascii_case_insensitive(true)
+            .match_kind(MatchKind::LeftmostFirst)
+            .build(&pats)
+            .expect("prefilter literals are plain strings");
+        LogReader { format, automaton, every_line: literals.is_empty(), limits }
+    }
+
+    /// Reads a stream of UTF-8 bytes to the end (or to the first I/O error) and calls the
+    /// visitor for each candidate record.
+    pub fn read(&self, input: &mut dyn Read, visit: &mut dyn Visit) -> ReadStats {
+        let mut st = State::new(self);
+        let mut buf = vec![0u8; BLOCK + self.limits.max_line_bytes.min(BLOCK)];
+        let mut filled = 0usize;
+        let mut eof = false;
+        let mut skipping_long = false;
+        while !eof {
+            // Fill the buffer.
+            while filled < buf.len() {
+                match input.read(&mut buf[filled..]) {
+                    Ok(0) => {
+                        eof = true;
+                        break;
+                    }
+                    Ok(n) => {
+                        filled += n;
+                        st.stats.bytes += n as u64;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        st.problem(None, format!("read stopped: {}", io_reason(&e)), true);
+                        eof = true;
+                        st.io_failed = true;
+                        break;
+                    }
+                }
+                if filled >= BLOCK {
+                    break;
+                }
+            }
+            let data = &buf[..filled];
+            let cut = if eof { filled } else { memchr::memrchr(b'\n', data).map_or(0, |i| i + 1) };
+            if cut == 0 && !eof {
+                // No line end in a full buffer: a line longer than the limit.
+                if filled >= self.limits.max_line_bytes || filled == buf.len() {
+                    if !skipping_long {
+                        let line = st.line_no + 1;
+                        st.problem(
+                            Some(line),
+                            format!("line longer than {} bytes (limit): skipped, not checked", self.limits.max_line_bytes),
+                            true,
+                        );
+                        skipping_long = true;
+                    }
+                    filled = 0;
+                }
+                continue;
+            }
+            let mut region = &data[..cut];
+            if skipping_long {
+                // Drop the tail of the long line.
+                match memchr::memchr(b'\n', region) {
+                    Some(i) => {
+                        st.line_no += 1;
+                        st.offset += (i + 1) as u64;
+                        st.at_line_start = true;
+                        region = &region[i + 1..];
+                        skipping_long = false;
+                    }
+                    None => {
+                        st.offset += region.len() as u64;
+                        region = &[];
+                    }
+                }
+            }
+            st.region(region, visit, eof);
+            let consumed = cut;
+            buf.copy_within(consumed..filled, 0);
+            filled -= consumed;
+        }
+        st.finish()
+    }
+}
+
+struct State<'r> {
+    reader: &'r LogReader,
+    stats: ReadStats,
+    schema: Option<Schema>,
+    schema_ok: bool,
+    date: Option<NaiveDate>,
+    date_ts: Option<DateTime<Utc>>,
+    line_no: u64,
+    offset: u64,
+    directives: u64,
+    at_line_start: bool,
+    first_line_seen: bool,
+    first_data: bool,
+    last_data: Option<(String, Option<Schema>, Option<NaiveDate>)>,
+    invalid_utf8: u64,
+    first_invalid: Option<u64>,
+    missing_fields_reported: bool,
+    io_failed: bool,
+}
+
+impl<'r> State<'r> {
+    fn new(reader: &'r LogReader) -> Self {
+        State {
+            reader,
+            stats: ReadStats::default(),
+            schema: None,
+            schema_ok: true,
+            date: None,
+            date_ts: None,
+            line_no: 0,
+            offset: 0,
+            directives: 0,
+            at_line_start: true,
+            first_line_seen: false,
+            first_data: false,
+            last_data: None,
+            invalid_utf8: 0,
+            first_invalid: None,
+            missing_fields_reported: false,
+            io_failed: false,
+        }
+    }
+
+    fn problem(&mut self, line: Option<u64>, reason: String, evidence_lost: bool) {
+        if self.stats.problems.len() < 100 {
+            self.stats.problems.push(Problem { line, reason, evidence_lost });
+        }
+    }
+
+    /// Processes complete lines (the last one may lack its line end at EOF).
+    fn region(&mut self, region: &[u8], visit: &mut dyn Visit, eof: bool) {
+        let base_offset = self.offset;
+        let base_line = self.line_no;
+        let mut counted_to = 0usize; // newlines counted in region[..counted_to]
+        let mut lines_before = 0u64;
+        let mut pos = 0usize;
+        // The very first line of a file, and each line until the first data line, are looked at
+        // directly: headers, directives and the first record's time live there.
+        while pos < region.len() && (!self.first_data || (pos == 0 && region[0] == b'#')) {
+            let end = memchr::memchr(b'\n', &region[pos..]).map_or(region.len(), |i| pos + i);
+            let line_no = base_line + lines_before + 1;
+            self.line(&region[pos..end], line_no, base_offset + pos as u64, visit, true);
+            lines_before += 1;
+            pos = end + 1;
+            counted_to = pos.min(region.len());
+        }
+        if pos < region.len() {
+            // Start on the line end before `pos`, so that a directive at `pos` matches `\n#`.
+            let hs = if pos > 0 && !self.reader.every_line { pos - 1 } else { pos };
+            let hay = &region[hs..];
+            let mut at = 0usize;
+            while at < hay.len() {
+                let (ls, le) = if self.reader.every_line {
+                    let le = memchr::memchr(b'\n', &hay[at..]).map_or(hay.len(), |i| at + i);
+                    (at, le)
+                } else {
+                    let Some(m) = self.reader.automaton.find(&hay[at..]) else { break };
+                    let mstart = at + m.start();
+                    if m.pattern().as_usize() == DIRECTIVE {
+                        let ls = mstart + 1;
+                        let le = memchr::memchr(b'\n', &hay[ls..]).map_or(hay.len(), |i| ls + i);
+                        (ls, le)
+                    } else {
+                        let ls = memchr::memrchr(b'\n', &hay[..mstart]).map_or(0, |i| i + 1);
+                        let le = memchr::memchr(b'\n', &hay[mstart..]).map_or(hay.len(), |i| mstart + i);
+                        (ls, le)
+                    }
+                };
+                let abs_ls = hs + ls;
+                lines_before += count_nl(&region[counted_to..abs_ls]);
+                counted_to = abs_ls;
+                let line_no = base_line + lines_before + 1;
+                self.line(&hay[ls..le], line_no, base_offset + abs_ls as u64, visit, false);
+                // Resume on the line end itself, so a directive on the next line matches `\n#`.
+                at = if self.reader.every_line { le + 1 } else { le.max(at + 1) };
+            }
+        }
+        lines_before += count_nl(&region[counted_to.min(region.len())..]);
+        let ends_with_nl = region.last() == Some(&b'\n');
+        if eof && !region.is_empty() && !ends_with_nl {
+            lines_before += 1;
+            self.problem(
+                Some(base_line + lines_before),
+                "file ends without a line end (truncated, or still being written)".into(),
+                false,
+            );
+        }
+        // Remember the last data line of the region for the coverage time span.
+        self.remember_last(region);
+        self.line_no = base_line + lines_before;
+        self.offset = base_offset + region.len() as u64;
+    }
+
+    fn remember_last(&mut self, region: &[u8]) {
+        let mut end = region.len();
+        for _ in 0..8 {
+            while end > 0 && (region[end - 1] == b'\n' || region[end - 1] == b'\r') {
+                end -= 1;
+            }
+            if end == 0 {
+                return;
+            }
+            let start = memchr::memrchr(b'\n', &region[..end]).map_or(0, |i| i + 1);
+            let line = &region[start..end];
+            if !line.starts_with(b"#") && !line.is_empty() && self.first_data {
+                let text = String::from_utf8_lossy(&line[..line.len().min(4096)]).into_owned();
+                self.last_data = Some((text, self.schema.clone(), self.date));
+                return;
+            }
+            end = start;
+        }
+    }
+
+    fn line(&mut self, bytes: &[u8], line_no: u64, offset: u64, visit: &mut dyn Visit, head: bool) {
+        let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
+        let text: std::borrow::Cow<'_, str> = match std::str::from_utf8(bytes) {
+            Ok(s) => s.into(),
+            Err(_) => {
+                self.invalid_utf8 += 1;
+                self.first_invalid.get_or_insert(line_no);
+                String::from_utf8_lossy(bytes)
+            }
+        };
+        let text = text.as_ref();
+        let first_line = !self.first_line_seen;
+        self.first_line_seen = true;
+        if let Some(d) = text.strip_prefix('#') {
+            self.directives += 1;
+            self.directive(d, line_no, visit);
+            return;
+        }
+        if text.is_empty() {
+            return;
+        }
+        let fmt = self.reader.format;
+        // A bare CSV header (HttpProxy files start with one; it may be repeated).
+        if fmt == LogFormat::ExchangeCsv && looks_like_header(text) {
+            if first_line || self.schema.is_none() {
+                self.set_schema(Schema::parse(fmt, text), line_no, visit);
+            }
+            self.directives += 1;
+            return;
+        }
+        if head && !self.first_data {
+            self.first_data = true;
+            let rec = Record::new(line_no, offset, text, fmt, self.schema.as_ref(), self.date);
+            self.stats.first = rec.timestamp();
+            if self.schema.is_none() {
+                // Unknown layout: the first field may still carry the time.
+                self.stats.first = self.stats.first.or_else(|| parse_iso(first_token(text)));
+            }
+            if !self.reader.every_line && !self.reader.automaton.is_match(bytes) {
+                return;
+            }
+        }
+        match (&self.schema, self.schema_ok) {
+            (Some(schema), true) => {
+                let rec = Record::new(line_no, offset, text, fmt, Some(schema), self.date);
+                visit.record(&rec);
+            }
+            (Some(_), false) => {}
+            (None, _) => {
+                if !self.missing_fields_reported {
+                    self.missing_fields_reported = true;
+                    self.problem(
+                        Some(line_no),
+                        "no #Fields: line before the records: columns cannot be named, lines not checked".into(),
+                        true,
+                    );
+                }
+            }
+        }
+    }
+
+    fn set_schema(&mut self, schema: Schema, line_no: u64, visit: &mut dyn Visit) {
+        self.schema_ok = match visit.schema(&schema) {
+            None => true,
+            Some(reason) => {
+                self.problem(Some(line_no), reason, true);
+                false
+            }
+        };
+        self.schema = Some(schema);
+    }
+
+    fn directive(&mut self, d: &str, line_no: u64, visit: &mut dyn Visit) {
+        let (name, value) = match d.split_once(':') {
+            Some((n, v)) => (n.trim(), v.trim()),
+            None => return,
+        };
+        let fmt = self.reader.format;
+        if name.eq_ignore_ascii_case("Fields") {
+            self.set_schema(Schema::parse(fmt, value), line_no, visit);
+        } else if name.eq_ignore_ascii_case("Date") {
+            self.date_ts = parse_iso(value);
+            self.date = self.date_ts.map(|t| t.date_naive());
+        } else if name.eq_ignore_ascii_case("Version") {
+            if fmt == LogFormat::ExchangeCsv
+                && value.starts_with("15.")
+                && !self.stats.versions.iter().any(|(v, _)| v == value)
+            {
+                self.stats.versions.push((value.to_string(), self.date_ts));
+            }
+        } else if name.eq_ignore_ascii_case("Log-type") {
+            self.stats.log_type = Some(value.to_string());
+        }
+    }
+
+    fn finish(mut self) -> ReadStats {
+        if let Some((text, schema, date)) = self.last_data.take() {
+            let rec = Record::new(0, 0, &text, self.reader.format, schema.as_ref(), date);
+            self.stats.last = rec.timestamp().or_else(|| {
+                if schema.is_none() { parse_iso(first_token(&text)) } else { None }
+            });
+        }
+        // Versions seen before any #Date get the first record's time.
+        let first = self.stats.first;
+        for v in &mut self.stats.versions {
+            v.1 = v.1.or(first);
+        }
+        self.stats.records = self.line_no.saturating_sub(self.directives);
+        if self.invalid_utf8 > 0 {
+            let n = self.invalid_utf8;
+            let l = self.first_invalid;
+            self.problem(l, format!("{n} candidate line(s) with invalid UTF-8, read with replacement characters"), false);
+        }
+        if self.stats.bytes == 0 && !self.io_failed {
+            self.problem(None, "empty file".into(), false);
+        } else if self.stats.records == 0 && !self.io_failed && self.stats.problems.is_empty() {
+            self.problem(None, "no records (directives only)".into(), false);
+        }
+        self.stats
+    }
+}
+
+fn looks_like_header(text: &str) -> bool {
+    (text.starts_with("DateTime,") || text.starts_with("TimeStamp,") || text.starts_with("date-time,"))
+        && !text.as_bytes().get(9).is_some_and(u8::is_ascii_digit)
+}
+
+fn first_token(text: &str) -> &str {
+    text.split([',', ' ']).next().unwrap_or("")
+}
+
+fn count_nl(bytes: &[u8]) -> u64 {
+    memchr::memchr_iter(b'\n', bytes).count() as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Collect(Vec<(u64, String)>, Vec<String>);
+    impl Visit for Collect {
+        fn schema(&mut self, s: &Schema) -> Option<String> {
+            self.1.push(s.names().join("|"));
+            None
+        }
+        fn record(&mut self, r: &Record<'_>) {
+            self.0.push((r.line, r.raw.to_string()));
+        }
+    }
+
+    fn run(reader: &LogReader, text: &[u8]) -> (Collect, ReadStats) {
+        let mut c = Collect(vec![], vec![]);
+        let st = reader.read(&mut &text[..], &mut c);
+        (c, st)
+    }
+
+    #[test]
+    fn candidates_line_numbers_and_time_span() {
+        let log = "DateTime,RequestId,AnchorMailbox\r\n#Software: Microsoft Exchange Server\r\n#Version: 15.01.2176.002\r\n#Log-type: HttpProxy Logs\r\n#Date: 2021-03-03T00:00:00.000Z\r\n#Fields: DateTime,RequestId,AnchorMailbox\r\n2021-03-03T00:00:01.000Z,a,Smtp~x@y\r\n2021-03-03T00:00:02.000Z,b,ServerInfo~a]@ex:444/ecp/x#\r\n2021-03-03T00:00:03.000Z,c,Smtp~z@y\r\n";
+        let r = LogReader::new(LogFormat::ExchangeCsv, &["serverinfo~"], Limits::default());
+        let (c, st) = run(&r, log.as_bytes());
+        assert_eq!(c.0.len(), 1);
+        assert_eq!(c.0[0].0, 8);
+        assert!(c.0[0].1.contains("ServerInfo~a]@ex"));
+        assert_eq!(st.records, 3);
+        assert_eq!(st.first.unwrap().to_rfc3339(), "2021-03-03T00:00:01+00:00");
+        assert_eq!(st.last.unwrap().to_rfc3339(), "2021-03-03T00:00:03+00:00");
+        assert_eq!(st.versions[0].0, "15.01.2176.002");
+        assert_eq!(st.log_type.as_deref(), Some("HttpProxy Logs"));
+        assert!(st.problems.is_empty(), "{:?}", st.problems);
+    }
+
+    #[test]
+    fn w3c_fields_change_mid_file() {
+        let log = "#Software: Microsoft Internet Information Services 10.0\n#Fields: date time cs-uri-stem\n2021-03-03 00:00:01 /ecp/y.js\n#Fields: date time cs-method cs-uri-stem\n2021-03-03 00:00:02 POST /ecp/y.js\n";
+        let r = LogReader::new(LogFormat::W3c, &["/ecp/"], Limits::default());
+        let (c, st) = run(&r, log.as_bytes());
+        assert_eq!(c.1.len(), 2);
+        assert_eq!(c.0.len(), 2);
+        assert_eq!(c.0[1].0, 5);
+        assert_eq!(st.last.unwrap().to_rfc3339(), "2021-03-03T00:00:02+00:00");
+    }
+
+    #[test]
+    fn block_boundaries_lose_nothing() {
+        // Lines of varying length over several blocks; every 7th line is a candidate and every
+        // 50th a directive, so that both land on block boundaries somewhere.
+        let mut log = String::from("#Fields: date time cs-uri-stem\n");
+        let mut expect = vec![];
+        let mut schemas = 1;
+        let mut n = 1u64;
+        let mut i = 0usize;
+        while log.len() < 3 * BLOCK + 12345 {
+            i += 1;
+            n += 1;
+            if i % 50 == 0 {
+                log.push_str("#Fields: date time cs-uri-stem\n");
+                schemas += 1;
+                continue;
+            }
+            let pad = "p".repeat(i * 37 % 300);
+            if i % 7 == 0 {
+                log.push_str(&format!("2021-03-03 00:00:01 /ecp/{pad}\n"));
+                expect.push(n);
+            } else {
+                log.push_str(&format!("2021-03-03 00:00:01 /owa/{pad}\n"));
+            }
+        }
+        let r = LogReader::new(LogFormat::W3c, &["/ecp/"], Limits::default());
+        let (c, st) = run(&r, log.as_bytes());
+        assert_eq!(c.0.iter().map(|x| x.0).collect::<Vec<_>>(), expect);
+        assert_eq!(c.1.len(), schemas);
+        assert_eq!(st.records, n - schemas as u64);
+    }
+
+    #[test]
+    fn long_lines_are_skipped_and_reported() {
+        let limits = Limits { max_line_bytes: 64 * 1024, ..Limits::default() };
+        let mut log = b"#Fields: date time cs-uri-stem\n2021-03-03 00:00:01 /a\n".to_vec();
+        log.extend(std::iter::repeat_n(b'x', 3 * BLOCK));
+        log.extend(b"\n2021-03-03 00:00:02 /ecp/y.js\n");
+        let r = LogReader::new(LogFormat::W3c, &["/ecp/"], limits);
+        let (c, st) = run(&r, &log);
+        assert_eq!(c.0.len(), 1);
+        assert_eq!(c.0[0].0, 4, "line numbers stay right after a skipped line");
+        assert!(st.problems.iter().any(|p| p.reason.contains("longer than") && p.line == Some(3)));
+    }
+
+    #[test]
+    fn missing_fields_truncation_and_invalid_utf8() {
+        let r = LogReader::new(LogFormat::ExchangeCsv, &["serverinfo~"], Limits::default());
+        let (c, st) = run(&r, b"2021-03-03T00:00:01Z,ServerInfo~x/y\n2021-03-03T00:00:02Z,ServerInfo~\xff/z");
+        assert!(c.0.is_empty());
+        assert!(st.problems.iter().any(|p| p.reason.contains("no #Fields") && p.evidence_lost));
+        assert!(st.problems.iter().any(|p| p.reason.contains("without a line end")));
+        assert!(st.problems.iter().any(|p| p.reason.contains("invalid UTF-8")));
+        let (_, st) = run(&r, b"");
+        assert!(st.problems.iter().any(|p| p.reason == "empty file"));
+    }
+}
