@@ -1,14 +1,18 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
-}
+//! The detection catalogue of exhunt, the correlation of findings into an attack story, and the
+//! verdict.
+//!
+//! One module per campaign (`proxylogon`), IOC packs (`ioc`), the chain's last link
+//! (`webshell`), and the engine that drives readers and checks (`engine`). A check never knows
+//! how its findings are rendered; renderers never know which check made a finding.
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+#![deny(missing_docs)]
 
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
-    }
-}
+pub mod check;
+pub mod engine;
+pub mod ioc;
+pub mod proxylogon;
+pub mod story;
+pub mod verdict;
+pub mod webshell;
+
+pub use engine::{Engine, Progress, ScanOptions};

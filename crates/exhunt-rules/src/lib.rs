@@ -1,5 +1,162 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
+//! Built-in rule packs: check metadata, IOC lists and the fixed-build table, embedded at build
+//! time from the repository's `rules/` folder so that a single binary carries them.
+//!
+//! Why data and not code: rules are reviewed like code but read like a catalogue; every entry has
+//! its source next to it. Loading is checked by tests at build time of the test suite, so a bad
+//! edit to `rules/` fails CI instead of a scan.
+
+#![deny(missing_docs)]
+
+use std::collections::HashMap;
+
+use exhunt_model::RuleMeta;
+use serde::Deserialize;
+
+const CHECKS_TOML: &str = include_str!("../../../rules/checks.toml");
+const HAFNIUM_IPS: &str = include_str!("../../../rules/ioc/hafnium-ips.csv");
+const HAFNIUM_UAS: &str = include_str!("../../../rules/ioc/hafnium-user-agents.csv");
+const FIXED_BUILDS: &str = include_str!("../../../rules/builds/exchange-fixed-builds.csv");
+
+/// Errors loading rule data.
+#[derive(Debug, thiserror::Error)]
+pub enum RulesError {
+    /// The checks catalogue does not parse.
+    #[error("rules/checks.toml: {0}")]
+    Toml(#[from] toml::de::Error),
+    /// A CSV pack does not parse.
+    #[error("{file}: {source}")]
+    Csv {
+        /// File name.
+        file: &'static str,
+        /// Cause.
+        source: csv::Error,
+    },
+    /// A rule id appears twice.
+    #[error("rules/checks.toml: duplicate rule id {0}")]
+    Duplicate(String),
+}
+
+#[derive(Deserialize)]
+struct ChecksFile {
+    rule: Vec<RuleMeta>,
+}
+
+/// An IOC entry with its source.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Ioc {
+    /// The indicator (IP address, user agent…).
+    pub indicator: String,
+    /// A class, where the pack has one (`tool`, `crawler-spoof`).
+    #[serde(default)]
+    pub class: String,
+    /// What it was seen doing.
+    pub context: String,
+    /// Where it was published.
+    pub source: String,
+}
+
+/// A row of the fixed-build table.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct FixedBuild {
+    /// Product, e.g. `Exchange 2016`.
+    pub product: String,
+    /// Cumulative update, e.g. `CU19`.
+    pub cu: String,
+    /// The CU's base build.
+    pub base_build: String,
+    /// First build fixing ProxyLogon: a build, `base` (the CU includes the fix) or empty.
+    pub proxylogon_fixed: String,
+    /// CU release date when known.
+    #[serde(default)]
+    pub released: String,
+    /// Source.
+    pub source: String,
+}
+
+/// All built-in rule data.
+#[derive(Debug, Clone)]
+pub struct RulePack {
+    rules: Vec<RuleMeta>,
+    by_id: HashMap<String, usize>,
+    /// HAFNIUM IP addresses.
+    pub hafnium_ips: Vec<Ioc>,
+    /// HAFNIUM user agents.
+    pub hafnium_user_agents: Vec<Ioc>,
+    /// Fixed builds per CU.
+    pub fixed_builds: Vec<FixedBuild>,
+}
+
+fn csv_rows<T: for<'de> Deserialize<'de>>(file: &'static str, text: &str) -> Result<Vec<T>, RulesError> {
+    csv::Reader::from_reader(text.as_bytes())
+        .deserialize()
+        .collect::<Result<Vec<T>, _>>()
+        .map_err(|source| RulesError::Csv { file, source })
+}
+
+impl RulePack {
+    /// Loads the embedded built-in packs.
+    pub fn builtin() -> Result<RulePack, RulesError> {
+        let checks: ChecksFile = toml::from_str(CHECKS_TOML)?;
+        let mut by_id = HashMap::new();
+        for (i, r) in checks.rule.iter().enumerate() {
+            if by_id.insert(r.id.clone(), i).is_some() {
+                return Err(RulesError::Duplicate(r.id.clone()));
+            }
+        }
+        Ok(RulePack {
+            rules: checks.rule,
+            by_id,
+            hafnium_ips: csv_rows("rules/ioc/hafnium-ips.csv", HAFNIUM_IPS)?,
+            hafnium_user_agents: csv_rows("rules/ioc/hafnium-user-agents.csv", HAFNIUM_UAS)?,
+            fixed_builds: csv_rows("rules/builds/exchange-fixed-builds.csv", FIXED_BUILDS)?,
+        })
+    }
+
+    /// All rules.
+    pub fn rules(&self) -> &[RuleMeta] {
+        &self.rules
+    }
+
+    /// A rule by id.
+    pub fn rule(&self, id: &str) -> Option<&RuleMeta> {
+        self.by_id.get(id).map(|&i| &self.rules[i])
+    }
+
+    /// Whether `build` (e.g. `15.01.2176.002` or `15.1.2176.9`) has the ProxyLogon fix.
+    /// `None` when the build's CU is not in the table.
+    pub fn proxylogon_fixed(&self, build: &str) -> Option<bool> {
+        let b = parse_build(build)?;
+        for row in &self.fixed_builds {
+            let base = parse_build(&row.base_build)?;
+            if base[..3] == b[..3] {
+                return match row.proxylogon_fixed.as_str() {
+                    "base" => Some(true),
+                    "" => Some(false),
+                    fixed => parse_build(fixed).map(|f| b >= f),
+                };
+            }
+        }
+        // Not a CU of the table: newer than the newest CU of the product is fixed; older CUs never
+        // got the March 2021 SU, so they are vulnerable.
+        let bases: Vec<[u32; 4]> = self
+            .fixed_builds
+            .iter()
+            .filter_map(|r| parse_build(&r.base_build))
+            .filter(|base| base[..2] == b[..2])
+            .collect();
+        let newest = bases.iter().max()?;
+        Some(b > *newest)
+    }
+}
+
+/// Parses a 4-part build number, zero-padded or not.
+pub fn parse_build(s: &str) -> Option<[u32; 4]> {
+    let mut out = [0u32; 4];
+    let mut parts = s.trim().split('.');
+    for slot in &mut out {
+        *slot = parts.next()?.trim().parse().ok()?;
+    }
+    parts.next().is_none().then_some(out)
 }
 
 #[cfg(test)]
@@ -7,8 +164,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
+    fn builtin_packs_load_with_sources() {
+        let p = RulePack::builtin().unwrap();
+        assert!(p.rules().len() >= 10);
+        assert_eq!(p.hafnium_ips.len(), 13);
+        assert!(p.hafnium_ips.iter().all(|i| !i.source.is_empty() && i.indicator.parse::<std::net::IpAddr>().is_ok()));
+        assert_eq!(p.hafnium_user_agents.len(), 14);
+        assert!(p.rule("EXH-PL-1").unwrap().cves.contains(&"CVE-2021-26855".to_string()));
+        for r in p.rules() {
+            assert!(r.id.starts_with("EXH-"), "{}", r.id);
+            assert!(!r.spec.is_empty() && !r.references.is_empty(), "{} lacks spec/references", r.id);
+        }
+    }
+
+    #[test]
+    fn fixed_build_table_answers_per_cu() {
+        let p = RulePack::builtin().unwrap();
+        assert_eq!(p.proxylogon_fixed("15.01.2176.002"), Some(false)); // 2016 CU19 RTM
+        assert_eq!(p.proxylogon_fixed("15.1.2176.9"), Some(true)); // CU19 Mar21SU
+        assert_eq!(p.proxylogon_fixed("15.01.2176.014"), Some(true)); // May21SU
+        assert_eq!(p.proxylogon_fixed("15.2.858.5"), Some(true)); // 2019 CU9 includes the fix
+        assert_eq!(p.proxylogon_fixed("15.2.721.2"), Some(false)); // 2019 CU7
+        assert_eq!(p.proxylogon_fixed("15.2.1544.9"), Some(true)); // newer than the table
+        assert_eq!(p.proxylogon_fixed("15.1.225.42"), Some(false)); // 2016 RTM: no SU, vulnerable
+        assert_eq!(p.proxylogon_fixed("14.3.123.4"), None); // Exchange 2010: not in the table
+        assert_eq!(p.proxylogon_fixed("garbage"), None);
     }
 }

@@ -23,7 +23,7 @@ pub mod record;
 pub mod time;
 
 pub use classify::{Classification, classify};
-pub use inventory::{Inventory, Item, ItemSource, inventory};
+pub use inventory::{Inventory, Item, ItemSource, Opener, inventory};
 pub use limits::Limits;
-pub use reader::{LogReader, Problem, ReadStats, Visit};
+pub use reader::{LogReader, Problem, ReadStats, SchemaCheck, Visit};
 pub use record::{LogFormat, Record, Schema};

@@ -51,6 +51,9 @@ pub struct ReadStats {
     pub versions: Vec<(String, Option<DateTime<Utc>>)>,
     /// `#Log-type:` value, if any.
     pub log_type: Option<String>,
+    /// The server that wrote the log, from the first record (`ServerHostName`, `ServerName`,
+    /// `s-computername`).
+    pub host: Option<String>,
 }
 
 impl ReadStats {
@@ -60,12 +63,23 @@ impl ReadStats {
     }
 }
 
+/// The checks' answer to a field layout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SchemaCheck {
+    /// Every field the checks need is there.
+    Usable,
+    /// Some checks cannot run on this layout (the reason names them); records are still read.
+    Partial(String),
+    /// No check can run on this layout; its records are not handed over.
+    Unusable(String),
+}
+
 /// What the reader calls back into: the checks' side of the seam.
 pub trait Visit {
-    /// A new field layout starts (`#Fields:` or a bare header). Returning `Some(reason)` says the
-    /// layout lacks what the checks need; the reader records it as a problem that loses evidence.
-    fn schema(&mut self, _schema: &Schema) -> Option<String> {
-        None
+    /// A new field layout starts (`#Fields:` or a bare header). Anything but `Usable` is recorded
+    /// as a problem that may lose evidence.
+    fn schema(&mut self, _schema: &Schema) -> SchemaCheck {
+        SchemaCheck::Usable
     }
     /// A candidate record: a line that contains at least one of the prefilter literals.
     fn record(&mut self, record: &Record<'_>);
@@ -340,13 +354,17 @@ impl<'r> State<'r> {
             self.first_data = true;
             let rec = Record::new(line_no, offset, text, fmt, self.schema.as_ref(), self.date);
             self.stats.first = rec.timestamp();
-            if self.schema.is_none() {
-                // Unknown layout: the first field may still carry the time.
-                self.stats.first = self.stats.first.or_else(|| parse_iso(first_token(text)));
-            }
+            self.stats.host = ["ServerHostName", "ServerName", "s-computername"]
+                .iter()
+                .find_map(|f| rec.get(f).filter(|v| !v.is_empty()).map(str::to_string));
             if !self.reader.every_line && !self.reader.automaton.is_match(bytes) {
                 return;
             }
+        }
+        if fmt == LogFormat::Text {
+            let rec = Record::new(line_no, offset, text, fmt, None, self.date);
+            visit.record(&rec);
+            return;
         }
         match (&self.schema, self.schema_ok) {
             (Some(schema), true) => {
@@ -369,8 +387,12 @@ impl<'r> State<'r> {
 
     fn set_schema(&mut self, schema: Schema, line_no: u64, visit: &mut dyn Visit) {
         self.schema_ok = match visit.schema(&schema) {
-            None => true,
-            Some(reason) => {
+            SchemaCheck::Usable => true,
+            SchemaCheck::Partial(reason) => {
+                self.problem(Some(line_no), reason, true);
+                true
+            }
+            SchemaCheck::Unusable(reason) => {
                 self.problem(Some(line_no), reason, true);
                 false
             }
@@ -404,9 +426,7 @@ impl<'r> State<'r> {
     fn finish(mut self) -> ReadStats {
         if let Some((text, schema, date)) = self.last_data.take() {
             let rec = Record::new(0, 0, &text, self.reader.format, schema.as_ref(), date);
-            self.stats.last = rec.timestamp().or_else(|| {
-                if schema.is_none() { parse_iso(first_token(&text)) } else { None }
-            });
+            self.stats.last = rec.timestamp();
         }
         // Versions seen before any #Date get the first record's time.
         let first = self.stats.first;
@@ -433,10 +453,6 @@ fn looks_like_header(text: &str) -> bool {
         && !text.as_bytes().get(9).is_some_and(u8::is_ascii_digit)
 }
 
-fn first_token(text: &str) -> &str {
-    text.split([',', ' ']).next().unwrap_or("")
-}
-
 fn count_nl(bytes: &[u8]) -> u64 {
     memchr::memchr_iter(b'\n', bytes).count() as u64
 }
@@ -447,9 +463,9 @@ mod tests {
 
     struct Collect(Vec<(u64, String)>, Vec<String>);
     impl Visit for Collect {
-        fn schema(&mut self, s: &Schema) -> Option<String> {
+        fn schema(&mut self, s: &Schema) -> SchemaCheck {
             self.1.push(s.names().join("|"));
-            None
+            SchemaCheck::Usable
         }
         fn record(&mut self, r: &Record<'_>) {
             self.0.push((r.line, r.raw.to_string()));

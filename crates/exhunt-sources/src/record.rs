@@ -4,6 +4,7 @@
 //! lines that no check wants.
 
 use std::borrow::Cow;
+use std::cell::OnceCell;
 use std::collections::HashMap;
 
 use chrono::{DateTime, NaiveDate, NaiveTime, TimeZone, Utc};
@@ -17,6 +18,9 @@ pub enum LogFormat {
     ExchangeCsv,
     /// IIS W3C extended log: space-separated, `#Fields:` directives.
     W3c,
+    /// Plain text lines (logs whose layout is undocumented, e.g. the OAB generator log): no
+    /// fields, the time is the first token of the line.
+    Text,
 }
 
 /// Column names of a log, from its `#Fields:` line.
@@ -41,6 +45,7 @@ impl Schema {
         let names: Vec<String> = match format {
             LogFormat::ExchangeCsv => fields.trim().split(',').map(|s| s.trim().to_string()).collect(),
             LogFormat::W3c => fields.split_whitespace().map(str::to_string).collect(),
+            LogFormat::Text => Vec::new(),
         };
         let index: HashMap<String, usize> =
             names.iter().enumerate().map(|(i, n)| (n.to_ascii_lowercase(), i)).collect();
@@ -51,6 +56,7 @@ impl Schema {
                 (None, Some(t)) => TsField::TimeOnly(t),
                 _ => TsField::Unknown,
             },
+            LogFormat::Text => TsField::Unknown,
             LogFormat::ExchangeCsv => match find("datetime").or(find("timestamp")).or(find("date-time")) {
                 Some(i) => TsField::One(i),
                 None => TsField::Unknown,
@@ -93,11 +99,12 @@ pub struct Record<'a> {
     pub format: LogFormat,
     schema: Option<&'a Schema>,
     date_directive: Option<NaiveDate>,
-    values: Vec<Cow<'a, str>>,
+    values: OnceCell<Vec<Cow<'a, str>>>,
 }
 
 impl<'a> Record<'a> {
-    /// Splits a line with the given schema.
+    /// A record of a line; the line is split into fields on first use, so a check that rejects
+    /// the raw line first costs no split.
     pub fn new(
         line: u64,
         offset: u64,
@@ -106,18 +113,22 @@ impl<'a> Record<'a> {
         schema: Option<&'a Schema>,
         date_directive: Option<NaiveDate>,
     ) -> Record<'a> {
-        let values = match format {
-            LogFormat::ExchangeCsv => split_csv(raw),
-            LogFormat::W3c => raw.split(' ').map(Cow::Borrowed).collect(),
-        };
-        Record { line, offset, raw, format, schema, date_directive, values }
+        Record { line, offset, raw, format, schema, date_directive, values: OnceCell::new() }
+    }
+
+    fn values(&self) -> &[Cow<'a, str>] {
+        self.values.get_or_init(|| match self.format {
+            LogFormat::ExchangeCsv => split_csv(self.raw),
+            LogFormat::W3c => self.raw.split(' ').map(Cow::Borrowed).collect(),
+            LogFormat::Text => Vec::new(),
+        })
     }
 
     /// The value of a named field; `None` when the schema lacks it or the line is short.
     /// IIS writes `-` for an empty field; that is returned as `""`.
     pub fn get(&self, name: &str) -> Option<&str> {
         let i = self.schema?.index(name)?;
-        let v = self.values.get(i)?.as_ref();
+        let v = self.values().get(i)?.as_ref();
         Some(if self.format == LogFormat::W3c && v == "-" { "" } else { v })
     }
 
@@ -128,28 +139,50 @@ impl<'a> Record<'a> {
 
     /// Number of values on the line.
     pub fn len(&self) -> usize {
-        self.values.len()
+        self.values().len()
     }
 
     /// Whether the line has no values.
     pub fn is_empty(&self) -> bool {
-        self.values.is_empty()
+        self.values().is_empty()
     }
 
     /// The record's time, from the schema's time fields (or the first field for logs whose
     /// layout is unknown).
     pub fn timestamp(&self) -> Option<DateTime<Utc>> {
-        let ts = self.schema.map(|s| s.ts).unwrap_or(TsField::One(0));
+        if self.format == LogFormat::Text || self.schema.is_none() {
+            return first_time_token(self.raw);
+        }
+        let ts = self.schema.map(|s| s.ts).unwrap_or(TsField::Unknown);
+        let v = self.values();
         match ts {
-            TsField::One(i) => parse_iso(self.values.get(i)?),
-            TsField::DateTime(d, t) => parse_date_time(self.values.get(d)?, self.values.get(t)?),
+            TsField::One(i) => parse_iso(v.get(i)?),
+            TsField::DateTime(d, t) => parse_date_time(v.get(d)?, v.get(t)?),
             TsField::TimeOnly(t) => {
-                let time = NaiveTime::parse_from_str(self.values.get(t)?, "%H:%M:%S%.f").ok()?;
+                let time = NaiveTime::parse_from_str(v.get(t)?, "%H:%M:%S%.f").ok()?;
                 Some(Utc.from_utc_datetime(&self.date_directive?.and_time(time)))
             }
             TsField::Unknown => None,
         }
     }
+}
+
+/// The time at the start of a line without a known layout: an ISO timestamp as first token
+/// (comma- or space-separated), or an IIS-style `date time` pair.
+pub fn first_time_token(raw: &str) -> Option<DateTime<Utc>> {
+    let raw = raw.trim_start_matches('"');
+    let end = raw.find([',', ' ', '\t']).unwrap_or(raw.len());
+    let tok = &raw[..end];
+    if let Some(t) = parse_iso(tok) {
+        if tok.len() > 10 {
+            return Some(t);
+        }
+        // A date alone: try `date time`.
+        let rest = raw[end..].trim_start_matches([',', ' ', '\t']);
+        let tend = rest.find([',', ' ', '\t']).unwrap_or(rest.len());
+        return parse_date_time(tok, &rest[..tend]).or(Some(t));
+    }
+    None
 }
 
 /// Splits one CSV line: commas separate, a value may be double-quoted with `""` for a quote.

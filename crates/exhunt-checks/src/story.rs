@@ -1,0 +1,60 @@
+//! The attack story: findings joined into steps a person reads in time order.
+//!
+//! A step is one rule at one stage: "the SSRF reached the back end 14 times from 2 addresses",
+//! "the OAB ExternalUrl was set to script", "the written shell answered 200". The chain is joined
+//! by the written path: the reset or download that wrote a file, and the requests for the URL of
+//! that file found by the second pass, name the same path.
+
+use std::collections::BTreeMap;
+
+use exhunt_model::{Finding, Stage, StoryStep};
+
+fn distinct<'a>(it: impl Iterator<Item = &'a str>, max: usize) -> (Vec<String>, usize) {
+    let mut v: Vec<String> = Vec::new();
+    for s in it {
+        if !v.iter().any(|x| x == s) {
+            v.push(s.to_string());
+        }
+    }
+    let n = v.len();
+    v.truncate(max);
+    (v, n)
+}
+
+fn list(v: &(Vec<String>, usize)) -> String {
+    let more = v.1.saturating_sub(v.0.len());
+    if more > 0 { format!("{} and {more} more", v.0.join(", ")) } else { v.0.join(", ") }
+}
+
+/// Builds the story from findings sorted by time.
+pub fn build(findings: &[Finding]) -> Vec<StoryStep> {
+    let mut groups: BTreeMap<(Stage, String), Vec<usize>> = BTreeMap::new();
+    for (i, f) in findings.iter().enumerate() {
+        groups.entry((f.stage, f.rule_id.clone())).or_default().push(i);
+    }
+    let mut steps: Vec<StoryStep> = groups
+        .into_iter()
+        .map(|((stage, _), idx)| {
+            let fs: Vec<&Finding> = idx.iter().map(|&i| &findings[i]).collect();
+            let start = fs.iter().filter_map(|f| f.timestamp).min();
+            let end = fs.iter().filter_map(|f| f.timestamp).max();
+            let ips = distinct(fs.iter().filter_map(|f| f.entities.client_ip.as_deref()), 3);
+            let mut summary = if fs.len() == 1 {
+                fs[0].title.clone()
+            } else {
+                let titles = distinct(fs.iter().map(|f| f.title.as_str()), 2);
+                format!("{} ({} times{})", titles.0[0], fs.len(), if titles.1 > 1 { ", with variants" } else { "" })
+            };
+            if ips.1 > 0 {
+                summary.push_str(&format!(" from {}", list(&ips)));
+            }
+            let paths = distinct(fs.iter().filter_map(|f| f.entities.file_path.as_deref()), 3);
+            if paths.1 > 1 {
+                summary.push_str(&format!("; paths: {}", list(&paths)));
+            }
+            StoryStep { start, end, stage, summary, count: fs.len(), findings: idx.into_iter().take(50).collect() }
+        })
+        .collect();
+    steps.sort_by(|a, b| (a.start, a.stage).cmp(&(b.start, b.stage)));
+    steps
+}

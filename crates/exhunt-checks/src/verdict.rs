@@ -1,0 +1,159 @@
+//! The verdict: one answer per campaign, and what it rests on.
+//!
+//! `compromised` needs a finding at a compromise stage (exploit success, persistence, web-shell
+//! use) with at least medium confidence; `attempted` needs an exploitation attempt. Without
+//! either, the answer is `no-evidence` only if every artefact kind the campaign's checks need was
+//! present, read without losing evidence, and reaches back to the start of the exposure window;
+//! otherwise it is `inconclusive`, with each missing piece named. A time filter that cuts the
+//! window makes the answer inconclusive too. Scanner probes alone do not make a server "attempted":
+//! administrators run the same checkers; they are reported and counted.
+
+use exhunt_model::{BuildSeen, Campaign, Confidence, Coverage, Finding, Stage, Verdict, VerdictKind};
+
+use crate::engine::ScanOptions;
+
+fn day(t: &exhunt_model::Timestamp) -> String {
+    t.format("%Y-%m-%d").to_string()
+}
+
+/// Judges each campaign.
+pub fn judge(findings: &[Finding], coverage: &Coverage, builds: &[BuildSeen], opts: &ScanOptions) -> Vec<Verdict> {
+    Campaign::ALL.iter().map(|&c| judge_one(c, findings, coverage, builds, opts)).collect()
+}
+
+fn judge_one(
+    campaign: Campaign,
+    findings: &[Finding],
+    coverage: &Coverage,
+    builds: &[BuildSeen],
+    opts: &ScanOptions,
+) -> Verdict {
+    let window_start = campaign.window_start();
+    let mine: Vec<&Finding> = findings.iter().filter(|f| f.campaign == campaign).collect();
+    let compromise: Vec<&&Finding> =
+        mine.iter().filter(|f| f.stage.is_compromise() && f.confidence >= Confidence::Medium).collect();
+    let attempts: Vec<&&Finding> = mine.iter().filter(|f| f.stage >= Stage::ExploitAttempt).collect();
+    let scans = mine.iter().filter(|f| f.stage == Stage::Scan).count();
+    let first_evidence = attempts.iter().filter_map(|f| f.timestamp).min();
+    let last_evidence = attempts.iter().filter_map(|f| f.timestamp).max();
+
+    // Patch time: the first time a fixed build shows in the logs.
+    let patched_at = builds.iter().filter(|b| b.fixed == Some(true)).filter_map(|b| b.first_seen).min();
+    let unfixed_seen = builds.iter().any(|b| b.fixed == Some(false));
+    let patched_before_first_evidence = match (first_evidence, patched_at) {
+        (Some(e), Some(p)) if unfixed_seen || p <= e => Some(p <= e),
+        (Some(_), None) if unfixed_seen => Some(false),
+        _ => None,
+    };
+    let window_end = patched_at;
+
+    let mut reasons = Vec::new();
+    // Coverage gaps: always computed, they qualify every answer.
+    let mut gaps = Vec::new();
+    for &kind in campaign.required_kinds() {
+        match coverage.kind(kind) {
+            None => gaps.push(format!("no {kind} found: its checks could not run")),
+            Some(kc) => {
+                if kc.files_complete < kc.files {
+                    gaps.push(format!(
+                        "{} of {} {kind} file(s) could not be read completely (see coverage problems)",
+                        kc.files - kc.files_complete,
+                        kc.files
+                    ));
+                }
+                match kc.first {
+                    None => gaps.push(format!("{kind}: no dated record found")),
+                    Some(first) if first > window_start => gaps.push(format!(
+                        "{kind} start on {}, after the exposure window opened on {}",
+                        day(&first),
+                        day(&window_start)
+                    )),
+                    Some(_) => {}
+                }
+                if let (Some(end), Some(last)) = (window_end, kc.last)
+                    && last < end
+                {
+                    gaps.push(format!("{kind} end on {}, before the server was patched ({})", day(&last), day(&end)));
+                }
+            }
+        }
+    }
+    let lost_elsewhere = coverage.problems.iter().filter(|p| p.evidence_lost && p.kind.is_none()).count();
+    if lost_elsewhere > 0 {
+        gaps.push(format!("{lost_elsewhere} file(s) or folder(s) could not be read (see coverage problems)"));
+    }
+    if let Some(since) = opts.since
+        && since > window_start
+    {
+        gaps.push(format!("--since {} cuts the exposure window, which opened on {}", day(&since), day(&window_start)));
+    }
+    if let Some(until) = opts.until
+        && window_end.is_none_or(|e| until < e)
+    {
+        gaps.push(format!("--until {} ends the scan before the exposure window closed", day(&until)));
+    }
+
+    let (verdict, summary) = if !compromise.is_empty() {
+        let top = compromise.iter().max_by_key(|f| f.stage).map(|f| f.stage).unwrap_or(Stage::ExploitSuccess);
+        reasons.push(format!(
+            "{} finding(s) show the attack succeeded; the furthest stage reached is {}",
+            compromise.len(),
+            top.label()
+        ));
+        (
+            VerdictKind::Compromised,
+            format!(
+                "COMPROMISED: {} reached {} (first evidence {})",
+                campaign.label(),
+                top.label(),
+                first_evidence.map_or("undated".into(), |t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+            ),
+        )
+    } else if !attempts.is_empty() {
+        reasons.push(format!("{} exploitation attempt(s), no evidence that one succeeded", attempts.len()));
+        (
+            VerdictKind::Attempted,
+            format!(
+                "ATTEMPTED: {} exploitation was tried (first {}), no sign it succeeded",
+                campaign.label(),
+                first_evidence.map_or("undated".into(), |t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+            ),
+        )
+    } else if gaps.is_empty() {
+        (
+            VerdictKind::NoEvidence,
+            format!(
+                "NO EVIDENCE of {} in logs covering {} onwards{}",
+                campaign.label(),
+                day(&window_start),
+                window_end.map_or(String::new(), |e| format!(" until the server was patched ({})", day(&e)))
+            ),
+        )
+    } else {
+        (
+            VerdictKind::Inconclusive,
+            format!("INCONCLUSIVE: no evidence of {} found, but the logs do not cover the exposure window", campaign.label()),
+        )
+    };
+    if scans > 0 {
+        reasons.push(format!("{scans} vulnerability scanner probe(s) seen (not exploitation)"));
+    }
+    if verdict == VerdictKind::NoEvidence && window_end.is_none() {
+        reasons.push("no patched build seen in the logs: exposure may continue after the last log line".into());
+    }
+    for g in gaps {
+        reasons.push(if verdict == VerdictKind::Inconclusive { g } else { format!("coverage: {g}") });
+    }
+    Verdict {
+        campaign,
+        verdict,
+        summary,
+        reasons,
+        window_start,
+        window_end,
+        first_evidence,
+        last_evidence,
+        builds_seen: builds.to_vec(),
+        patched_before_first_evidence,
+    }
+}
