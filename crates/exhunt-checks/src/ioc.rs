@@ -58,7 +58,7 @@ impl LineCheck for HafniumIps {
                 stage: Stage::ExploitAttempt,
                 severity: Severity::Medium,
                 confidence: Confidence::Medium,
-                title: format!("Request from HAFNIUM exploitation address {} ({})", ioc.indicator, ioc.source),
+                title: format!("Request from published HAFNIUM exploitation address {}", ioc.indicator),
                 entities: request_entities(rec, kind),
             },
         );

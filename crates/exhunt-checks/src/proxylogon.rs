@@ -277,7 +277,8 @@ impl LineCheck for IisRequestPatterns {
             None
         };
         if let Some(what) = pattern {
-            let success = post && code == Some(200) || (!post && served(code));
+            // A 2xx on a POST to a file that does not exist means the front end proxied it.
+            let success = (post && matches!(code, Some(200..=299))) || (!post && served(code));
             out.emit(
                 kind,
                 rec,

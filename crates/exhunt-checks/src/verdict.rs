@@ -138,6 +138,12 @@ fn judge_one(
     if scans > 0 {
         reasons.push(format!("{scans} vulnerability scanner probe(s) seen (not exploitation)"));
     }
+    if verdict == VerdictKind::Inconclusive && !unfixed_seen && patched_at.is_some() {
+        reasons.push(
+            "the logs show only patched builds: whether the server was vulnerable before they start cannot be told from them"
+                .into(),
+        );
+    }
     if verdict == VerdictKind::NoEvidence && window_end.is_none() {
         reasons.push("no patched build seen in the logs: exposure may continue after the last log line".into());
     }

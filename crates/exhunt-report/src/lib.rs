@@ -1,14 +1,316 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
+//! Renderers of a scan result: the terminal summary people read, and JSON, JSONL and a CSV
+//! timeline that machines read.
+//!
+//! Renderers know findings, verdicts and coverage, never which check made a finding. The
+//! terminal summary is ordered for a stressed administrator: verdicts first, then the story with
+//! timestamps, then what was and was not read.
+
+#![deny(missing_docs)]
+
+use std::collections::BTreeMap;
+use std::io::{self, Write};
+
+use exhunt_model::{Finding, ScanResult, ServerResult, Severity, Timestamp, VerdictKind};
+use serde::Serialize;
+
+/// Output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Terminal summary.
+    Text,
+    /// The whole result as one JSON document (schema/scan-result.v1.json).
+    Json,
+    /// One finding per line.
+    Jsonl,
+    /// Timesketch-compatible CSV timeline.
+    Csv,
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// Options of the text renderer.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TextOptions {
+    /// ANSI colours.
+    pub color: bool,
+    /// List every finding and every coverage problem.
+    pub verbose: bool,
+}
 
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
+/// Renders a result.
+pub fn render(result: &ScanResult, format: Format, text: TextOptions, out: &mut dyn Write) -> io::Result<()> {
+    match format {
+        Format::Text => render_text(result, text, out),
+        Format::Json => {
+            serde_json::to_writer_pretty(&mut *out, result).map_err(io::Error::other)?;
+            writeln!(out)
+        }
+        Format::Jsonl => render_jsonl(result, out),
+        Format::Csv => render_csv(result, out),
     }
+}
+
+#[derive(Serialize)]
+struct JsonlFinding<'a> {
+    server: &'a str,
+    server_verdict: VerdictKind,
+    #[serde(flatten)]
+    finding: &'a Finding,
+}
+
+fn render_jsonl(result: &ScanResult, out: &mut dyn Write) -> io::Result<()> {
+    for s in &result.servers {
+        for f in &s.findings {
+            let line = JsonlFinding { server: &s.name, server_verdict: s.verdict, finding: f };
+            serde_json::to_writer(&mut *out, &line).map_err(io::Error::other)?;
+            writeln!(out)?;
+        }
+    }
+    Ok(())
+}
+
+fn iso(t: &Timestamp) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+fn render_csv(result: &ScanResult, out: &mut dyn Write) -> io::Result<()> {
+    let mut w = csv::Writer::from_writer(out);
+    w.write_record([
+        "message",
+        "datetime",
+        "timestamp_desc",
+        "server",
+        "rule_id",
+        "campaign",
+        "stage",
+        "severity",
+        "confidence",
+        "cves",
+        "client_ip",
+        "url",
+        "status",
+        "file_path",
+        "source_path",
+        "source_line",
+    ])?;
+    for s in &result.servers {
+        let mut rows: Vec<(Option<Timestamp>, Vec<String>)> = Vec::new();
+        for f in &s.findings {
+            rows.push((
+                f.timestamp,
+                vec![
+                    // Timesketch cells stay on one line (chainsaw #89).
+                    f.title.replace(['\r', '\n'], " "),
+                    f.timestamp.as_ref().map(iso).unwrap_or_default(),
+                    format!("{} record time", f.kind.label()),
+                    s.name.clone(),
+                    f.rule_id.clone(),
+                    format!("{:?}", f.campaign),
+                    f.stage.label().to_string(),
+                    format!("{:?}", f.severity).to_lowercase(),
+                    format!("{:?}", f.confidence).to_lowercase(),
+                    f.cves.join(" "),
+                    f.entities.client_ip.clone().unwrap_or_default(),
+                    f.entities.url.clone().unwrap_or_default(),
+                    f.entities.status.map(|c| c.to_string()).unwrap_or_default(),
+                    f.entities.file_path.clone().unwrap_or_default(),
+                    f.evidence.path.clone(),
+                    f.evidence.line.to_string(),
+                ],
+            ));
+        }
+        // Context: where each artefact kind's coverage begins and ends.
+        for k in &s.coverage.kinds {
+            for (t, what) in [(k.first, "First"), (k.last, "Last")] {
+                if let Some(t) = t {
+                    let mut row = vec![String::new(); 16];
+                    row[0] = format!("{what} record of {} ({} files)", k.kind.label(), k.files);
+                    row[1] = iso(&t);
+                    row[2] = format!("{} coverage {}", k.kind.label(), what.to_lowercase());
+                    row[3] = s.name.clone();
+                    row[6] = "context".into();
+                    rows.push((Some(t), row));
+                }
+            }
+        }
+        rows.sort_by(|a, b| a.0.cmp(&b.0));
+        for (_, r) in rows {
+            w.write_record(&r)?;
+        }
+    }
+    w.flush()
+}
+
+struct Paint {
+    on: bool,
+}
+
+impl Paint {
+    fn c(&self, code: &str, s: &str) -> String {
+        if self.on { format!("\x1b[{code}m{s}\x1b[0m") } else { s.to_string() }
+    }
+    fn verdict(&self, v: VerdictKind) -> String {
+        let label = v.label().to_uppercase();
+        match v {
+            VerdictKind::Compromised => self.c("1;41;97", &format!(" {label} ")),
+            VerdictKind::Attempted => self.c("1;43;30", &format!(" {label} ")),
+            VerdictKind::Inconclusive => self.c("1;45;97", &format!(" {label} ")),
+            VerdictKind::NoEvidence => self.c("1;42;30", &format!(" {label} ")),
+        }
+    }
+    fn bold(&self, s: &str) -> String {
+        self.c("1", s)
+    }
+    fn dim(&self, s: &str) -> String {
+        self.c("2", s)
+    }
+}
+
+fn short_time(t: Option<Timestamp>) -> String {
+    t.map_or("(undated)       ".into(), |t| t.format("%Y-%m-%d %H:%M").to_string())
+}
+
+fn human_bytes(b: u64) -> String {
+    const U: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = b as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i < U.len() - 1 {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 { format!("{b} B") } else { format!("{v:.1} {}", U[i]) }
+}
+
+fn render_text(result: &ScanResult, opts: TextOptions, out: &mut dyn Write) -> io::Result<()> {
+    let p = Paint { on: opts.color };
+    for s in &result.servers {
+        server_text(s, &p, opts, out)?;
+    }
+    if result.servers.len() > 1 {
+        writeln!(out, "{} {}", p.bold("Overall:"), p.verdict(result.verdict))?;
+    }
+    let code = result.verdict.exit_code();
+    writeln!(
+        out,
+        "{}",
+        p.dim(&format!(
+            "exit code {code} ({}); full detail: --format json, --verbose",
+            match result.verdict {
+                VerdictKind::NoEvidence => "no evidence",
+                VerdictKind::Attempted | VerdictKind::Compromised => "findings",
+                VerdictKind::Inconclusive => "inconclusive",
+            }
+        ))
+    )
+}
+
+fn server_text(s: &ServerResult, p: &Paint, opts: TextOptions, out: &mut dyn Write) -> io::Result<()> {
+    writeln!(out, "{} {}  {}", p.bold("Server"), p.bold(&s.name), p.dim(&s.targets.join(", ")))?;
+    writeln!(out)?;
+    for v in &s.verdicts {
+        writeln!(out, "  {:<22} {}", v.campaign.label(), p.verdict(v.verdict))?;
+        writeln!(out, "  {}", v.summary)?;
+        for r in &v.reasons {
+            writeln!(out, "    - {r}")?;
+        }
+        match v.patched_before_first_evidence {
+            Some(true) => writeln!(out, "    - the server ran a patched build before the first evidence")?,
+            Some(false) => writeln!(
+                out,
+                "    - the server was still vulnerable at the first evidence{}",
+                v.window_end.map_or(String::new(), |e| format!("; a patched build shows from {}", e.format("%Y-%m-%d %H:%M UTC")))
+            )?,
+            None => {}
+        }
+    }
+    writeln!(out)?;
+    if !s.story.is_empty() {
+        writeln!(out, "{}", p.bold("What happened (UTC)"))?;
+        for step in &s.story {
+            let when = match (step.start, step.end) {
+                (Some(a), Some(b)) if b > a => format!("{} → {}", short_time(Some(a)), b.format("%m-%d %H:%M")),
+                (a, _) => format!("{:<28}", short_time(a)),
+            };
+            let stage = step.stage.label();
+            let stage = if step.stage.is_compromise() { p.c("31;1", &format!("{stage:<17}")) } else { format!("{stage:<17}") };
+            writeln!(out, "  {when:<28}  {stage} {}", step.summary)?;
+        }
+        writeln!(out)?;
+    }
+    if opts.verbose && !s.findings.is_empty() {
+        writeln!(out, "{}", p.bold("Findings"))?;
+        for f in &s.findings {
+            writeln!(
+                out,
+                "  {} {:<9} {:<8} {}  {}",
+                short_time(f.timestamp),
+                f.rule_id,
+                format!("{:?}", f.severity).to_lowercase(),
+                f.title,
+                p.dim(&format!("{}:{}", f.evidence.path, f.evidence.line))
+            )?;
+        }
+        writeln!(out)?;
+    }
+    let mut sev: BTreeMap<Severity, usize> = BTreeMap::new();
+    for f in &s.findings {
+        *sev.entry(f.severity).or_default() += 1;
+    }
+    let suppressed: u64 = s.suppressed.iter().map(|x| x.count).sum();
+    if !s.findings.is_empty() {
+        let parts: Vec<String> = sev.iter().rev().map(|(k, n)| format!("{n} {}", format!("{k:?}").to_lowercase())).collect();
+        writeln!(
+            out,
+            "{} {} ({}){}",
+            p.bold("Findings:"),
+            s.findings.len(),
+            parts.join(", "),
+            if suppressed > 0 { format!("; {suppressed} more counted, not stored (per-rule cap)") } else { String::new() }
+        )?;
+        writeln!(out)?;
+    }
+    writeln!(out, "{}", p.bold("Coverage (what was read)"))?;
+    for k in &s.coverage.kinds {
+        let span = match (k.first, k.last) {
+            (Some(a), Some(b)) => format!("{} → {}", a.format("%Y-%m-%d"), b.format("%Y-%m-%d")),
+            _ => "no dated records".into(),
+        };
+        if k.checked {
+            let incomplete = k.files - k.files_complete;
+            writeln!(
+                out,
+                "  {:<20} {:>5} files {:>10}  {}{}",
+                k.kind.label(),
+                k.files,
+                human_bytes(k.bytes),
+                span,
+                if incomplete > 0 { format!("  ({incomplete} incomplete)") } else { String::new() }
+            )?;
+        } else {
+            writeln!(out, "  {:<20} {:>5} files  recognised, not read by this version", k.kind.label(), k.files)?;
+        }
+    }
+    if s.coverage.kinds.is_empty() {
+        writeln!(out, "  no Exchange or IIS log found")?;
+    }
+    let mut reasons: BTreeMap<&str, usize> = BTreeMap::new();
+    for e in &s.coverage.skipped {
+        *reasons.entry(e.reason.as_str()).or_default() += 1;
+    }
+    writeln!(out, "  {} files seen; {} skipped", s.coverage.files_seen, s.coverage.skipped.len())?;
+    for (r, n) in reasons.iter().take(if opts.verbose { usize::MAX } else { 5 }) {
+        writeln!(out, "    {n:>6} × {r}")?;
+    }
+    if !s.coverage.problems.is_empty() {
+        let lost = s.coverage.problems.iter().filter(|e| e.evidence_lost).count();
+        writeln!(out, "  {} problem(s), {} of which may lose evidence:", s.coverage.problems.len(), lost)?;
+        let limit = if opts.verbose { usize::MAX } else { 10 };
+        for e in s.coverage.problems.iter().take(limit) {
+            let at = e.line.map_or(String::new(), |l| format!(":{l}"));
+            let mark = if e.evidence_lost { p.c("33", "!") } else { " ".into() };
+            writeln!(out, "   {mark} {}{at}: {}", e.path, e.reason)?;
+        }
+        if s.coverage.problems.len() > limit {
+            writeln!(out, "    … {} more (--verbose)", s.coverage.problems.len() - limit)?;
+        }
+    }
+    writeln!(out)
 }

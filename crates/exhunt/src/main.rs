@@ -1,3 +1,281 @@
-fn main() {
-    println!("Hello, world!");
+//! exhunt: was this Exchange server breached, and how far did the attacker get?
+//!
+//! The binary is thin: it parses the command line, builds the engine, draws progress on stderr,
+//! and hands the result to a renderer. Exit codes carry the verdict so that scripts and fleets of
+//! servers can act on it.
+
+use std::io::{self, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use exhunt_checks::{Engine, ScanOptions};
+use exhunt_report::{Format, TextOptions, render};
+use exhunt_sources::Limits;
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  no evidence: every log the checks need was read and covers the exposure window
+  1  findings: exploitation attempted or the server compromised
+  2  error: bad arguments or a failure of exhunt itself
+  3  inconclusive: nothing found, but the logs do not cover what a clean answer needs";
+
+#[derive(Parser)]
+#[command(name = "exhunt", version, about = "Find evidence of ProxyLogon and its successors on Microsoft Exchange servers", after_help = EXIT_CODES)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Scan an Exchange server's evidence: a live install (its V15 folder), a mounted C: image,
+    /// a folder of copied logs, or a triage .zip (read in place, never extracted).
+    #[command(after_help = EXIT_CODES)]
+    Scan(ScanArgs),
+    /// Show the built-in rules.
+    Rules {
+        #[command(subcommand)]
+        action: RulesAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum RulesAction {
+    /// List the built-in rules.
+    List,
+    /// Show one rule in full.
+    Show {
+        /// Rule id, e.g. EXH-PL-1.
+        id: String,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum OutFormat {
+    /// Summary for a person: verdicts, then the story, then coverage.
+    Text,
+    /// The whole result (schema/scan-result.v1.json).
+    Json,
+    /// One finding per line.
+    Jsonl,
+    /// Timesketch CSV timeline (message, datetime, timestamp_desc, …).
+    Csv,
+}
+
+#[derive(clap::Args)]
+struct ScanArgs {
+    /// Folders, files or .zip triage packages; each target is judged as one server.
+    #[arg(required = true, value_name = "TARGET")]
+    targets: Vec<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    format: OutFormat,
+    /// Write the result to FILE instead of stdout (never inside a target).
+    #[arg(short, long, value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// Only consider records at or after this UTC time (2021-03-01 or 2021-03-01T12:00:00Z).
+    /// A bound that cuts the exposure window makes a clean answer inconclusive.
+    #[arg(long, value_name = "TIME")]
+    since: Option<String>,
+    /// Only consider records before this UTC time.
+    #[arg(long, value_name = "TIME")]
+    until: Option<String>,
+    /// Worker threads (default: one per CPU).
+    #[arg(short = 'j', long, value_name = "N")]
+    threads: Option<usize>,
+    /// Print only the result (no progress, no warnings).
+    #[arg(short, long, conflicts_with = "verbose")]
+    quiet: bool,
+    /// List every finding and coverage problem; debug logging on stderr.
+    #[arg(short, long)]
+    verbose: bool,
+    /// No colours (also when NO_COLOR is set or stdout is not a terminal).
+    #[arg(long)]
+    no_color: bool,
+    /// The Exchange install folder as it is on the server, when not the default
+    /// (e.g. 'D:\Exchange Server\V15'); used to tell healthy OAB download paths.
+    #[arg(long, value_name = "PATH")]
+    exchange_path: Option<String>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("exhunt: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<u8> {
+    match cli.command {
+        Command::Scan(args) => scan(args),
+        Command::Rules { action } => rules(action),
+    }
+}
+
+fn rules(action: RulesAction) -> Result<u8> {
+    let pack = exhunt_rules::RulePack::builtin().context("loading the built-in rules")?;
+    let mut out = io::stdout().lock();
+    match action {
+        RulesAction::List => {
+            for r in pack.rules() {
+                writeln!(out, "{:<10} {:<10} {:<16} {}", r.id, r.spec, r.cves.join(","), r.title)?;
+            }
+        }
+        RulesAction::Show { id } => {
+            let Some(r) = pack.rule(&id) else { bail!("no rule with id {id} (see `exhunt rules list`)") };
+            writeln!(out, "{}  {}\n", r.id, r.title)?;
+            writeln!(out, "campaign:   {}", r.campaign.label())?;
+            writeln!(out, "CVEs:       {}", r.cves.join(", "))?;
+            writeln!(out, "ATT&CK:     {}", r.attack)?;
+            writeln!(out, "severity:   {:?}", r.severity)?;
+            writeln!(out, "stage:      {}", r.stage.label())?;
+            writeln!(out, "spec:       {}\n", r.spec)?;
+            writeln!(out, "{}\n", r.description)?;
+            writeln!(out, "False positives: {}\n", r.false_positives)?;
+            for x in &r.references {
+                writeln!(out, "  - {x}")?;
+            }
+        }
+    }
+    Ok(0)
+}
+
+fn parse_time(flag: &str, v: &Option<String>) -> Result<Option<exhunt_model::Timestamp>> {
+    match v {
+        None => Ok(None),
+        Some(s) => exhunt_sources::time::parse_bound(s)
+            .map(Some)
+            .with_context(|| format!("{flag} {s:?}: expected a UTC date or date-time such as 2021-03-01 or 2021-03-01T12:00:00Z")),
+    }
+}
+
+/// Refuses an output path inside a target: scanning never writes into evidence.
+fn check_output(output: &Path, targets: &[PathBuf]) -> Result<()> {
+    let parent = output.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let out_dir = parent.canonicalize().with_context(|| format!("output folder {}", parent.display()))?;
+    for t in targets {
+        if let Ok(t) = t.canonicalize()
+            && t.is_dir()
+            && out_dir.starts_with(&t)
+        {
+            bail!("refusing to write {} inside the evidence folder {}", output.display(), t.display());
+        }
+    }
+    Ok(())
+}
+
+fn scan(args: ScanArgs) -> Result<u8> {
+    let level = if args.verbose {
+        "debug"
+    } else if args.quiet {
+        "error"
+    } else {
+        "warn"
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_writer(io::stderr)
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("EXHUNT_LOG").unwrap_or_else(|_| level.into()))
+        .with_ansi(!args.no_color && std::env::var_os("NO_COLOR").is_none() && io::stderr().is_terminal())
+        .try_init();
+
+    let since = parse_time("--since", &args.since)?;
+    let until = parse_time("--until", &args.until)?;
+    if let (Some(s), Some(u)) = (since, until)
+        && s >= u
+    {
+        bail!("--since must be before --until");
+    }
+    for t in &args.targets {
+        if std::fs::symlink_metadata(t).is_err() {
+            bail!("target {} does not exist or cannot be read", t.display());
+        }
+    }
+    if let Some(o) = &args.output {
+        check_output(o, &args.targets)?;
+    }
+    if let Some(n) = args.threads {
+        if n == 0 {
+            bail!("--threads must be at least 1");
+        }
+        rayon::ThreadPoolBuilder::new().num_threads(n).build_global().context("starting worker threads")?;
+    }
+    let engine = Engine::new(ScanOptions { since, until, exchange_path: args.exchange_path.clone(), limits: Limits::default() })
+        .context("loading the built-in rules")?;
+
+    let done = Arc::new(AtomicBool::new(false));
+    let bar = if !args.quiet && io::stderr().is_terminal() {
+        Some(spawn_progress(engine.progress(), done.clone()))
+    } else {
+        None
+    };
+    let result = engine.scan(&args.targets);
+    done.store(true, Ordering::Relaxed);
+    if let Some(h) = bar {
+        let _ = h.join();
+    }
+
+    let format = match args.format {
+        OutFormat::Text => Format::Text,
+        OutFormat::Json => Format::Json,
+        OutFormat::Jsonl => Format::Jsonl,
+        OutFormat::Csv => Format::Csv,
+    };
+    let to_terminal = args.output.is_none() && io::stdout().is_terminal();
+    let color = !args.no_color && std::env::var_os("NO_COLOR").is_none() && to_terminal;
+    let text = TextOptions { color, verbose: args.verbose };
+    match &args.output {
+        Some(path) => {
+            let f = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+            let mut w = io::BufWriter::new(f);
+            render(&result, format, text, &mut w).with_context(|| format!("writing {}", path.display()))?;
+            w.flush()?;
+            if !args.quiet {
+                eprintln!("exhunt: {} — result written to {}", result.verdict.label(), path.display());
+            }
+        }
+        None => {
+            let stdout = io::stdout();
+            let mut w = io::BufWriter::new(stdout.lock());
+            match render(&result, format, text, &mut w).and_then(|_| w.flush()) {
+                Ok(()) => {}
+                // A closed pipe (`| head`) is not an error of the scan.
+                Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {}
+                Err(e) => return Err(e).context("writing the result"),
+            }
+        }
+    }
+    Ok(result.verdict.exit_code() as u8)
+}
+
+fn spawn_progress(p: Arc<exhunt_checks::Progress>, done: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let bar = indicatif::ProgressBar::with_draw_target(Some(0), indicatif::ProgressDrawTarget::stderr());
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} {elapsed_precise} [{wide_bar}] {bytes}/{total_bytes} {bytes_per_sec} {msg}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        while !done.load(Ordering::Relaxed) {
+            bar.set_length(p.bytes_total.load(Ordering::Relaxed));
+            bar.set_position(p.bytes_done.load(Ordering::Relaxed));
+            bar.set_message(format!(
+                "{}/{} files, {} findings",
+                p.files_done.load(Ordering::Relaxed),
+                p.files_total.load(Ordering::Relaxed),
+                p.findings.load(Ordering::Relaxed)
+            ));
+            std::thread::sleep(Duration::from_millis(150));
+        }
+        bar.finish_and_clear();
+    })
 }
