@@ -1,7 +1,9 @@
 //! The seam between readers and checks: a check declares the artefact kinds it reads, its literal
 //! prefilter and the fields it needs, and turns candidate records into findings.
 
-use exhunt_model::{ArtefactKind, Confidence, Entities, Evidence, Finding, RuleMeta, Severity, Stage, Timestamp};
+use exhunt_model::{
+    ArtefactKind, Confidence, Entities, Evidence, Finding, RuleMeta, Severity, Stage, Timestamp,
+};
 use exhunt_rules::RulePack;
 use exhunt_sources::Record;
 
@@ -55,8 +57,20 @@ pub struct Emitter<'a> {
 
 impl<'a> Emitter<'a> {
     /// An emitter for one file.
-    pub fn new(pack: &'a RulePack, path: &'a str, since: Option<Timestamp>, until: Option<Timestamp>) -> Self {
-        Emitter { pack, path, findings: Vec::new(), since, until, filtered: 0 }
+    pub fn new(
+        pack: &'a RulePack,
+        path: &'a str,
+        since: Option<Timestamp>,
+        until: Option<Timestamp>,
+    ) -> Self {
+        Emitter {
+            pack,
+            path,
+            findings: Vec::new(),
+            since,
+            until,
+            filtered: 0,
+        }
     }
 
     /// Whether a record is inside `--since`/`--until` (records without a time are kept).
@@ -64,7 +78,9 @@ impl<'a> Emitter<'a> {
         if self.since.is_none() && self.until.is_none() {
             return true;
         }
-        let Some(t) = rec.timestamp() else { return true };
+        let Some(t) = rec.timestamp() else {
+            return true;
+        };
         let ok = self.since.is_none_or(|s| t >= s) && self.until.is_none_or(|u| t < u);
         if !ok {
             self.filtered += 1;
@@ -127,7 +143,8 @@ pub fn find_ci(hay: &str, needle: &str) -> Option<usize> {
 
 /// Case-insensitive ASCII prefix test.
 pub fn starts_with_ci(hay: &str, prefix: &str) -> bool {
-    hay.len() >= prefix.len() && hay.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
+    hay.len() >= prefix.len()
+        && hay.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
 }
 
 /// Parses an HTTP status field.

@@ -13,21 +13,23 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::Utc;
 use exhunt_model::{
-    ArtefactKind, BuildSeen, Coverage, CoverageEntry, Finding, KindCoverage, SCHEMA_VERSION, ScanResult, ScanSettings,
-    ServerResult, SuppressedCount, Timestamp, ToolInfo, VerdictKind,
+    ArtefactKind, BuildSeen, Coverage, CoverageEntry, Finding, KindCoverage, SCHEMA_VERSION,
+    ScanResult, ScanSettings, ServerResult, SuppressedCount, Timestamp, ToolInfo, VerdictKind,
 };
 use exhunt_rules::{RulePack, RulesError};
 use exhunt_sources::decode::{TextEncoding, sniff, utf8_reader};
 use exhunt_sources::inventory::io_reason;
 use exhunt_sources::{
-    Classification, Item, Limits, LogFormat, LogReader, Opener, ReadStats, Record, Schema, SchemaCheck, Visit, classify,
-    inventory,
+    Classification, Item, Limits, LogFormat, LogReader, Opener, ReadStats, Record, Schema,
+    SchemaCheck, Visit, classify, inventory,
 };
 use rayon::prelude::*;
 
 use crate::check::{Emitter, LineCheck};
 use crate::ioc::{HafniumIps, HafniumUserAgents};
-use crate::proxylogon::{BackEndCookie, EcpVirtualDirectory, IisRequestPatterns, OabDownloadPath, ServerInfoAnchor};
+use crate::proxylogon::{
+    BackEndCookie, EcpVirtualDirectory, IisRequestPatterns, OabDownloadPath, ServerInfoAnchor,
+};
 use crate::webshell::{WebShellRequests, url_of_written_path};
 use crate::{story, verdict};
 
@@ -91,16 +93,25 @@ impl CheckSet {
     fn new(checks: Vec<Box<dyn LineCheck>>, limits: Limits) -> CheckSet {
         let mut readers = Vec::new();
         for kind in ArtefactKind::ALL {
-            let Some(format) = format_of(kind) else { continue };
-            let idx: Vec<usize> = (0..checks.len()).filter(|&i| checks[i].kinds().contains(&kind)).collect();
+            let Some(format) = format_of(kind) else {
+                continue;
+            };
+            let idx: Vec<usize> = (0..checks.len())
+                .filter(|&i| checks[i].kinds().contains(&kind))
+                .collect();
             if idx.is_empty() {
                 continue;
             }
-            let mut lits: Vec<String> = idx.iter().flat_map(|&i| checks[i].literals(kind)).collect();
+            let mut lits: Vec<String> =
+                idx.iter().flat_map(|&i| checks[i].literals(kind)).collect();
             lits.sort();
             lits.dedup();
             let refs: Vec<&str> = lits.iter().map(String::as_str).collect();
-            readers.push(KindReader { kind, reader: LogReader::new(format, &refs, limits), checks: idx });
+            readers.push(KindReader {
+                kind,
+                reader: LogReader::new(format, &refs, limits),
+                checks: idx,
+            });
         }
         CheckSet { checks, readers }
     }
@@ -148,7 +159,12 @@ impl Visit for FileVisitor<'_> {
         let mut missing_all = Vec::new();
         for &i in self.checks {
             let c = &self.set.checks[i];
-            let missing: Vec<&str> = c.needs(self.kind).iter().copied().filter(|f| !schema.has(f)).collect();
+            let missing: Vec<&str> = c
+                .needs(self.kind)
+                .iter()
+                .copied()
+                .filter(|f| !schema.has(f))
+                .collect();
             if !missing.is_empty() {
                 blind.push(c.rule_ids()[0]);
                 missing_all.extend(missing);
@@ -164,7 +180,11 @@ impl Visit for FileVisitor<'_> {
                 missing_all.join(", "),
                 blind.join(", ")
             );
-            if blind.len() == self.checks.len() { SchemaCheck::Unusable(reason) } else { SchemaCheck::Partial(reason) }
+            if blind.len() == self.checks.len() {
+                SchemaCheck::Unusable(reason)
+            } else {
+                SchemaCheck::Partial(reason)
+            }
         }
     }
 
@@ -182,18 +202,28 @@ impl Engine {
     /// Builds the engine with the built-in rule packs.
     pub fn new(opts: ScanOptions) -> Result<Engine, RulesError> {
         let pack = RulePack::builtin()?;
-        let exch = opts.exchange_path.as_ref().map(|p| p.to_ascii_lowercase().replace('/', "\\"));
+        let exch = opts
+            .exchange_path
+            .as_ref()
+            .map(|p| p.to_ascii_lowercase().replace('/', "\\"));
         let checks: Vec<Box<dyn LineCheck>> = vec![
             Box::new(ServerInfoAnchor),
             Box::new(BackEndCookie),
             Box::new(IisRequestPatterns),
-            Box::new(OabDownloadPath { exchange_path: exch }),
+            Box::new(OabDownloadPath {
+                exchange_path: exch,
+            }),
             Box::new(EcpVirtualDirectory),
             Box::new(HafniumIps::new(pack.hafnium_ips.clone())),
             Box::new(HafniumUserAgents::new(pack.hafnium_user_agents.clone())),
         ];
         let main = CheckSet::new(checks, opts.limits);
-        Ok(Engine { pack, main, opts, progress: Arc::new(Progress::default()) })
+        Ok(Engine {
+            pack,
+            main,
+            opts,
+            progress: Arc::new(Progress::default()),
+        })
     }
 
     /// The rule pack in use.
@@ -203,7 +233,12 @@ impl Engine {
 
     /// Rule ids the engine's checks can emit (for the catalogue test).
     pub fn rule_ids(&self) -> Vec<&'static str> {
-        let mut v: Vec<&'static str> = self.main.checks.iter().flat_map(|c| c.rule_ids().iter().copied()).collect();
+        let mut v: Vec<&'static str> = self
+            .main
+            .checks
+            .iter()
+            .flat_map(|c| c.rule_ids().iter().copied())
+            .collect();
         v.extend(WebShellRequests::RULE_IDS);
         v.sort();
         v.dedup();
@@ -219,10 +254,17 @@ impl Engine {
     pub fn scan(&self, targets: &[PathBuf]) -> ScanResult {
         let started = Utc::now();
         let servers: Vec<ServerResult> = targets.iter().map(|t| self.scan_server(t)).collect();
-        let verdict = servers.iter().map(|s| s.verdict).max_by_key(|v| v.rank()).unwrap_or(VerdictKind::Inconclusive);
+        let verdict = servers
+            .iter()
+            .map(|s| s.verdict)
+            .max_by_key(|v| v.rank())
+            .unwrap_or(VerdictKind::Inconclusive);
         ScanResult {
             schema_version: SCHEMA_VERSION.to_string(),
-            tool: ToolInfo { name: "exhunt".into(), version: env!("CARGO_PKG_VERSION").into() },
+            tool: ToolInfo {
+                name: "exhunt".into(),
+                version: env!("CARGO_PKG_VERSION").into(),
+            },
             started,
             finished: Utc::now(),
             settings: ScanSettings {
@@ -237,8 +279,13 @@ impl Engine {
 
     fn scan_server(&self, target: &std::path::Path) -> ServerResult {
         let inv = inventory(target, &self.opts.limits);
-        self.progress.files_total.fetch_add(inv.items.len() as u64, Ordering::Relaxed);
-        self.progress.bytes_total.fetch_add(inv.items.iter().map(|i| i.size).sum::<u64>(), Ordering::Relaxed);
+        self.progress
+            .files_total
+            .fetch_add(inv.items.len() as u64, Ordering::Relaxed);
+        self.progress.bytes_total.fetch_add(
+            inv.items.iter().map(|i| i.size).sum::<u64>(),
+            Ordering::Relaxed,
+        );
         let outcomes: Vec<FileOutcome> = inv
             .items
             .par_iter()
@@ -246,29 +293,48 @@ impl Engine {
             .map_init(Opener::new, |opener, (i, item)| {
                 let o = self.process(&self.main, i, item, opener, None);
                 self.progress.files_done.fetch_add(1, Ordering::Relaxed);
-                self.progress.bytes_done.fetch_add(item.size, Ordering::Relaxed);
-                self.progress.findings.fetch_add(o.findings.len() as u64, Ordering::Relaxed);
+                self.progress
+                    .bytes_done
+                    .fetch_add(item.size, Ordering::Relaxed);
+                self.progress
+                    .findings
+                    .fetch_add(o.findings.len() as u64, Ordering::Relaxed);
                 o
             })
             .collect();
 
-        let mut findings: Vec<Finding> = outcomes.iter().flat_map(|o| o.findings.iter().cloned()).collect();
+        let mut findings: Vec<Finding> = outcomes
+            .iter()
+            .flat_map(|o| o.findings.iter().cloned())
+            .collect();
 
         // Second pass: requests for the files the chain wrote.
         let urls: Vec<String> = {
-            let mut u: Vec<String> =
-                findings.iter().filter_map(|f| f.entities.file_path.as_deref()).filter_map(url_of_written_path).collect();
+            let mut u: Vec<String> = findings
+                .iter()
+                .filter_map(|f| f.entities.file_path.as_deref())
+                .filter_map(url_of_written_path)
+                .collect();
             u.sort();
             u.dedup();
             u
         };
         if !urls.is_empty() {
-            let set = CheckSet::new(vec![Box::new(WebShellRequests::new(urls))], self.opts.limits);
+            let set = CheckSet::new(
+                vec![Box::new(WebShellRequests::new(urls))],
+                self.opts.limits,
+            );
             let second: Vec<Finding> = outcomes
                 .par_iter()
-                .filter(|o| matches!(o.kind, Some(ArtefactKind::IisLog | ArtefactKind::HttpProxyLog)))
+                .filter(|o| {
+                    matches!(
+                        o.kind,
+                        Some(ArtefactKind::IisLog | ArtefactKind::HttpProxyLog)
+                    )
+                })
                 .map_init(Opener::new, |opener, o| {
-                    self.process(&set, o.item, &inv.items[o.item], opener, o.kind).findings
+                    self.process(&set, o.item, &inv.items[o.item], opener, o.kind)
+                        .findings
                 })
                 .flatten()
                 .collect();
@@ -364,17 +430,31 @@ impl Engine {
             .into_iter()
             .map(|(build, first_seen)| {
                 let fixed = self.pack.proxylogon_fixed(&build);
-                BuildSeen { build, first_seen, fixed }
+                BuildSeen {
+                    build,
+                    first_seen,
+                    fixed,
+                }
             })
             .collect();
         let name = hosts
             .into_iter()
             .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0)))
             .map(|(h, _)| h)
-            .unwrap_or_else(|| target.file_name().map_or(target.display().to_string(), |n| n.to_string_lossy().into_owned()));
+            .unwrap_or_else(|| {
+                target
+                    .file_name()
+                    .map_or(target.display().to_string(), |n| {
+                        n.to_string_lossy().into_owned()
+                    })
+            });
         let story = story::build(&findings);
         let verdicts = verdict::judge(&findings, &coverage, &builds_seen, &self.opts);
-        let worst = verdicts.iter().map(|v| v.verdict).max_by_key(|v| v.rank()).unwrap_or(VerdictKind::Inconclusive);
+        let worst = verdicts
+            .iter()
+            .map(|v| v.verdict)
+            .max_by_key(|v| v.rank())
+            .unwrap_or(VerdictKind::Inconclusive);
         ServerResult {
             name,
             targets: vec![target.display().to_string()],
@@ -382,7 +462,10 @@ impl Engine {
             verdicts,
             story,
             findings,
-            suppressed: suppressed.into_iter().map(|(rule_id, count)| SuppressedCount { rule_id, count }).collect(),
+            suppressed: suppressed
+                .into_iter()
+                .map(|(rule_id, count)| SuppressedCount { rule_id, count })
+                .collect(),
             coverage,
         }
     }
@@ -396,8 +479,14 @@ impl Engine {
         opener: &mut Opener,
         known: Option<ArtefactKind>,
     ) -> FileOutcome {
-        let mut out =
-            FileOutcome { item: index, kind: None, skipped: None, stats: None, findings: Vec::new(), problems: Vec::new() };
+        let mut out = FileOutcome {
+            item: index,
+            kind: None,
+            skipped: None,
+            stats: None,
+            findings: Vec::new(),
+            problems: Vec::new(),
+        };
         let path_kind = match classify(&item.components, b"", "") {
             Classification::Claimed(k) => Some(k),
             Classification::Skipped(_) => None,
@@ -411,7 +500,8 @@ impl Engine {
                     kind: path_kind,
                     line: None,
                     reason: format!("cannot open: {}", io_reason(&e)),
-                    evidence_lost: path_kind.is_some() || item.components.last().is_some_and(|n| n.ends_with(".log")),
+                    evidence_lost: path_kind.is_some()
+                        || item.components.last().is_some_and(|n| n.ends_with(".log")),
                 });
                 return out;
             }
@@ -444,7 +534,9 @@ impl Engine {
         };
         out.kind = Some(kind);
         if format_of(kind).is_none() {
-            out.skipped = Some(format!("{kind}: recognised, not read by this version (event-log checks come in a later part)"));
+            out.skipped = Some(format!(
+                "{kind}: recognised, not read by this version (event-log checks come in a later part)"
+            ));
             return out;
         }
         if enc == TextEncoding::Binary {
@@ -452,7 +544,9 @@ impl Engine {
                 path: item.display.clone(),
                 kind: Some(kind),
                 line: None,
-                reason: format!("binary content in a file that looks like {kind}: not a text log, not read"),
+                reason: format!(
+                    "binary content in a file that looks like {kind}: not a text log, not read"
+                ),
                 evidence_lost: true,
             });
             return out;

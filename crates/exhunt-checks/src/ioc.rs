@@ -41,7 +41,9 @@ impl LineCheck for HafniumIps {
         self.ips.iter().map(|i| i.indicator.clone()).collect()
     }
     fn check(&self, kind: ArtefactKind, rec: &Record<'_>, out: &mut Emitter<'_>) {
-        let Some(ip) = client_ip(kind, rec) else { return };
+        let Some(ip) = client_ip(kind, rec) else {
+            return;
+        };
         // HttpProxy may log `ip:port` or a list; compare the address part.
         let ip = ip.split([';', ' ']).next().unwrap_or(ip);
         // `a.b.c.d:port` (one colon) is IPv4 with a port; IPv6 has several colons.
@@ -49,7 +51,9 @@ impl LineCheck for HafniumIps {
             Some((a, port)) if !port.contains(':') => a,
             _ => ip,
         };
-        let Some(ioc) = self.ips.iter().find(|i| addr == i.indicator) else { return };
+        let Some(ioc) = self.ips.iter().find(|i| addr == i.indicator) else {
+            return;
+        };
         out.emit(
             kind,
             rec,
@@ -58,7 +62,10 @@ impl LineCheck for HafniumIps {
                 stage: Stage::ExploitAttempt,
                 severity: Severity::Medium,
                 confidence: Confidence::Medium,
-                title: format!("Request from published HAFNIUM exploitation address {}", ioc.indicator),
+                title: format!(
+                    "Request from published HAFNIUM exploitation address {}",
+                    ioc.indicator
+                ),
                 entities: request_entities(rec, kind),
             },
         );
@@ -72,7 +79,16 @@ pub struct HafniumUserAgents {
 
 /// Normalises a user agent: IIS writes spaces as `+`, HttpProxy may turn commas into spaces.
 pub fn normalise_ua(ua: &str) -> String {
-    let s: String = ua.chars().map(|c| if c == '+' || c == ',' || c == ';' { ' ' } else { c.to_ascii_lowercase() }).collect();
+    let s: String = ua
+        .chars()
+        .map(|c| {
+            if c == '+' || c == ',' || c == ';' {
+                ' '
+            } else {
+                c.to_ascii_lowercase()
+            }
+        })
+        .collect();
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
@@ -132,15 +148,34 @@ impl LineCheck for HafniumUserAgents {
     }
     fn check(&self, kind: ArtefactKind, rec: &Record<'_>, out: &mut Emitter<'_>) {
         let (ua, method, stem) = match kind {
-            ArtefactKind::IisLog => (rec.get("cs(User-Agent)"), rec.get("cs-method"), rec.get("cs-uri-stem")),
+            ArtefactKind::IisLog => (
+                rec.get("cs(User-Agent)"),
+                rec.get("cs-method"),
+                rec.get("cs-uri-stem"),
+            ),
             _ => (rec.get("UserAgent"), rec.get("Method"), rec.get("UrlStem")),
         };
         let Some(ua) = ua else { return };
         let n = normalise_ua(ua);
-        let Some((ioc, _, _)) = self.uas.iter().find(|(_, full, _)| n.contains(full.as_str())) else { return };
+        let Some((ioc, _, _)) = self
+            .uas
+            .iter()
+            .find(|(_, full, _)| n.contains(full.as_str()))
+        else {
+            return;
+        };
         let post = method.is_some_and(|m| m.eq_ignore_ascii_case("POST"));
         let stem = stem.unwrap_or("");
-        let exchange_path = ["/ecp/", "/owa/", "/aspnet_client/", "/ews/", "/mapi/", "/oab/"].iter().any(|p| starts_with_ci(stem, p));
+        let exchange_path = [
+            "/ecp/",
+            "/owa/",
+            "/aspnet_client/",
+            "/ews/",
+            "/mapi/",
+            "/oab/",
+        ]
+        .iter()
+        .any(|p| starts_with_ci(stem, p));
         let tool = ioc.class == "tool" && !ioc.indicator.starts_with("python-requests");
         if !(tool || (post && exchange_path)) {
             return;
@@ -153,7 +188,11 @@ impl LineCheck for HafniumUserAgents {
                 rule_id: "EXH-IOC-2",
                 stage: Stage::ExploitAttempt,
                 severity: Severity::Medium,
-                confidence: if weak { Confidence::Low } else { Confidence::Medium },
+                confidence: if weak {
+                    Confidence::Low
+                } else {
+                    Confidence::Medium
+                },
                 title: format!(
                     "{} {stem} with HAFNIUM user agent `{}`",
                     method.unwrap_or("request"),
@@ -171,8 +210,10 @@ mod tests {
 
     #[test]
     fn ua_normalisation_matches_iis_and_httpproxy_forms() {
-        let iis = "Mozilla/5.0+(compatible;+Baiduspider/2.0;++http://www.baidu.com/search/spider.html)";
-        let proxy = "Mozilla/5.0 (compatible; Baiduspider/2.0; +http://www.baidu.com/search/spider.html)";
+        let iis =
+            "Mozilla/5.0+(compatible;+Baiduspider/2.0;++http://www.baidu.com/search/spider.html)";
+        let proxy =
+            "Mozilla/5.0 (compatible; Baiduspider/2.0; +http://www.baidu.com/search/spider.html)";
         assert_eq!(normalise_ua(iis), normalise_ua(proxy));
         assert_eq!(token(iis), "Baiduspider/2.0");
         assert_eq!(token("antSword/v2.1"), "antSword/v2.1");

@@ -7,7 +7,9 @@
 use exhunt_model::{ArtefactKind, Confidence, Entities, Severity, Stage};
 use exhunt_sources::Record;
 
-use crate::check::{Emitter, Hit, LineCheck, contains_ci, find_ci, nonempty, served, starts_with_ci, status};
+use crate::check::{
+    Emitter, Hit, LineCheck, contains_ci, find_ci, nonempty, served, starts_with_ci, status,
+};
 
 /// Domains of out-of-band interaction services used by public scanners (nuclei, Burp).
 const OOB_DOMAINS: &[&str] = &[
@@ -45,21 +47,32 @@ fn split_target(t: &str) -> Option<(&str, &str)> {
 fn target_host(host: &str) -> String {
     let h = host.rsplit('@').next().unwrap_or(host);
     let h = h.split(':').next().unwrap_or(h);
-    h.trim_matches(|c: char| c == '[' || c == ']').to_ascii_lowercase()
+    h.trim_matches(|c: char| c == '[' || c == ']')
+        .to_ascii_lowercase()
 }
 
 /// Classifies an SSRF target.
 pub fn classify_ssrf(host: &str, path: &str, url_stem: &str, status: Option<u16>) -> SsrfClass {
     let h = target_host(host);
     let is_local = h == "localhost" || h.starts_with("127.") || h == "::1";
-    let oob = OOB_DOMAINS.iter().any(|d| h == *d || h.ends_with(&format!(".{d}")));
-    if is_local || oob || (starts_with_ci(path, "ecp/default.flt") && url_stem.eq_ignore_ascii_case("/owa/auth/x.js")) {
+    let oob = OOB_DOMAINS
+        .iter()
+        .any(|d| h == *d || h.ends_with(&format!(".{d}")));
+    if is_local
+        || oob
+        || (starts_with_ci(path, "ecp/default.flt")
+            && url_stem.eq_ignore_ascii_case("/owa/auth/x.js"))
+    {
         return SsrfClass::Scan;
     }
     if starts_with_ci(path, "autodiscover") {
         return SsrfClass::Attempt;
     }
-    if served(status) { SsrfClass::Success } else { SsrfClass::Attempt }
+    if served(status) {
+        SsrfClass::Success
+    } else {
+        SsrfClass::Attempt
+    }
 }
 
 /// The request entities of an IIS or HttpProxy record.
@@ -72,7 +85,11 @@ pub fn request_entities(rec: &Record<'_>, kind: ArtefactKind) -> Entities {
                 client_ip: nonempty(rec.get("c-ip")),
                 user_agent: nonempty(rec.get("cs(User-Agent)")).map(|u| u.replace('+', " ")),
                 account: nonempty(rec.get("cs-username")),
-                url: Some(if query.is_empty() { stem.to_string() } else { format!("{stem}?{query}") }),
+                url: Some(if query.is_empty() {
+                    stem.to_string()
+                } else {
+                    format!("{stem}?{query}")
+                }),
                 status: status(rec.get("sc-status")),
                 server: nonempty(rec.get("s-computername")),
                 ..Entities::default()
@@ -108,25 +125,38 @@ impl LineCheck for ServerInfoAnchor {
         &["AnchorMailbox", "HttpStatus", "UrlStem"]
     }
     fn check(&self, kind: ArtefactKind, rec: &Record<'_>, out: &mut Emitter<'_>) {
-        let Some(anchor) = rec.get("AnchorMailbox") else { return };
+        let Some(anchor) = rec.get("AnchorMailbox") else {
+            return;
+        };
         if !starts_with_ci(anchor, "ServerInfo~") {
             return;
         }
-        let Some((host, path)) = split_target(&anchor["ServerInfo~".len()..]) else { return };
+        let Some((host, path)) = split_target(&anchor["ServerInfo~".len()..]) else {
+            return;
+        };
         let stem = rec.get("UrlStem").unwrap_or("");
         let code = status(rec.get("HttpStatus"));
         let mut ent = request_entities(rec, kind);
         ent.target = Some(anchor["ServerInfo~".len()..].to_string());
         let class = classify_ssrf(host, path, stem, code);
         let code_s = code.map_or("no status".to_string(), |c| format!("status {c}"));
-        let path_short: String = path.split(['?', '#']).next().unwrap_or(path).chars().take(80).collect();
+        let path_short: String = path
+            .split(['?', '#'])
+            .next()
+            .unwrap_or(path)
+            .chars()
+            .take(80)
+            .collect();
         let hit = match class {
             SsrfClass::Scan => Hit {
                 rule_id: "EXH-PL-3",
                 stage: Stage::Scan,
                 severity: Severity::Info,
                 confidence: Confidence::High,
-                title: format!("ProxyLogon vulnerability check (SSRF target {}, {code_s})", target_host(host)),
+                title: format!(
+                    "ProxyLogon vulnerability check (SSRF target {}, {code_s})",
+                    target_host(host)
+                ),
                 entities: ent.clone(),
             },
             SsrfClass::Attempt => Hit {
@@ -147,7 +177,10 @@ impl LineCheck for ServerInfoAnchor {
             },
         };
         out.emit(kind, rec, hit);
-        if class != SsrfClass::Scan && contains_ci(path, "Reset") && contains_ci(path, "VirtualDirectory") && code == Some(200)
+        if class != SsrfClass::Scan
+            && contains_ci(path, "Reset")
+            && contains_ci(path, "VirtualDirectory")
+            && code == Some(200)
         {
             out.emit(
                 kind,
@@ -157,7 +190,8 @@ impl LineCheck for ServerInfoAnchor {
                     stage: Stage::Persistence,
                     severity: Severity::Critical,
                     confidence: Confidence::High,
-                    title: "CVE-2021-27065 virtual directory reset through the SSRF (file written)".into(),
+                    title: "CVE-2021-27065 virtual directory reset through the SSRF (file written)"
+                        .into(),
                     entities: ent,
                 },
             );
@@ -199,12 +233,16 @@ impl LineCheck for BackEndCookie {
         if !gate {
             return;
         }
-        let Some(cookie) = rec.get("BackEndCookie") else { return };
+        let Some(cookie) = rec.get("BackEndCookie") else {
+            return;
+        };
         if !starts_with_ci(cookie, "Server~") {
             return;
         }
         let t = &cookie["Server~".len()..];
-        let Some((host, rest)) = split_target(t) else { return };
+        let Some((host, rest)) = split_target(t) else {
+            return;
+        };
         let Some(tilde) = rest.find('~') else { return };
         let path = &rest[..tilde];
         let code = status(rec.get("HttpStatus"));
@@ -212,14 +250,36 @@ impl LineCheck for BackEndCookie {
         ent.target = Some(format!("{host}/{path}"));
         let class = classify_ssrf(host, path, rec.get("UrlStem").unwrap_or(""), code);
         let (rule_id, stage, severity, what) = match class {
-            SsrfClass::Scan => ("EXH-PL-3", Stage::Scan, Severity::Info, "ProxyLogon vulnerability check (X-BEResource cookie)"),
-            SsrfClass::Attempt => ("EXH-PL-2", Stage::ExploitAttempt, Severity::High, "CVE-2021-26855 SSRF attempt via X-BEResource cookie"),
-            SsrfClass::Success => ("EXH-PL-2", Stage::ExploitSuccess, Severity::Critical, "CVE-2021-26855 SSRF via X-BEResource cookie reached the back end"),
+            SsrfClass::Scan => (
+                "EXH-PL-3",
+                Stage::Scan,
+                Severity::Info,
+                "ProxyLogon vulnerability check (X-BEResource cookie)",
+            ),
+            SsrfClass::Attempt => (
+                "EXH-PL-2",
+                Stage::ExploitAttempt,
+                Severity::High,
+                "CVE-2021-26855 SSRF attempt via X-BEResource cookie",
+            ),
+            SsrfClass::Success => (
+                "EXH-PL-2",
+                Stage::ExploitSuccess,
+                Severity::Critical,
+                "CVE-2021-26855 SSRF via X-BEResource cookie reached the back end",
+            ),
         };
         out.emit(
             kind,
             rec,
-            Hit { rule_id, stage, severity, confidence: Confidence::High, title: format!("{what} (/{path})"), entities: ent },
+            Hit {
+                rule_id,
+                stage,
+                severity,
+                confidence: Confidence::High,
+                title: format!("{what} (/{path})"),
+                entities: ent,
+            },
         );
     }
 }
@@ -227,12 +287,22 @@ impl LineCheck for BackEndCookie {
 /// EXH-PL-4 and scanner probes (C-26855-C/D): front-end IIS request patterns.
 pub struct IisRequestPatterns;
 
-const STATIC_TARGETS: &[&str] = &["/ecp/auth/w.js", "/owa/auth/w.js", "/ecp/main.css", "/ecp/default.flt", "/owa/auth/x.js"];
+const STATIC_TARGETS: &[&str] = &[
+    "/ecp/auth/w.js",
+    "/owa/auth/w.js",
+    "/ecp/main.css",
+    "/ecp/default.flt",
+    "/owa/auth/x.js",
+];
 
 fn short_ecp_js(stem: &str) -> bool {
     let lower = stem.to_ascii_lowercase();
-    let Some(name) = lower.strip_prefix("/ecp/") else { return false };
-    let Some(base) = name.strip_suffix(".js") else { return false };
+    let Some(name) = lower.strip_prefix("/ecp/") else {
+        return false;
+    };
+    let Some(base) = name.strip_suffix(".js") else {
+        return false;
+    };
     (1..=3).contains(&base.len()) && base.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
@@ -244,14 +314,21 @@ impl LineCheck for IisRequestPatterns {
         &[ArtefactKind::IisLog]
     }
     fn literals(&self, _: ArtefactKind) -> Vec<String> {
-        vec!["/ecp/".into(), "/owa/auth/".into(), "CorrelationID=<empty>".into()]
+        vec![
+            "/ecp/".into(),
+            "/owa/auth/".into(),
+            "CorrelationID=<empty>".into(),
+        ]
     }
     fn needs(&self, _: ArtefactKind) -> &[&'static str] {
         &["cs-method", "cs-uri-stem", "sc-status"]
     }
     fn check(&self, kind: ArtefactKind, rec: &Record<'_>, out: &mut Emitter<'_>) {
         let raw = rec.raw;
-        if !(contains_ci(raw, " POST ") || contains_ci(raw, "x.js") || contains_ci(raw, "CorrelationID=<empty>")) {
+        if !(contains_ci(raw, " POST ")
+            || contains_ci(raw, "x.js")
+            || contains_ci(raw, "CorrelationID=<empty>"))
+        {
             return;
         }
         let method = rec.get("cs-method").unwrap_or("");
@@ -284,9 +361,21 @@ impl LineCheck for IisRequestPatterns {
                 rec,
                 Hit {
                     rule_id: "EXH-PL-4",
-                    stage: if success { Stage::ExploitSuccess } else { Stage::ExploitAttempt },
-                    severity: if success { Severity::Critical } else { Severity::High },
-                    confidence: if success { Confidence::Medium } else { Confidence::High },
+                    stage: if success {
+                        Stage::ExploitSuccess
+                    } else {
+                        Stage::ExploitAttempt
+                    },
+                    severity: if success {
+                        Severity::Critical
+                    } else {
+                        Severity::High
+                    },
+                    confidence: if success {
+                        Confidence::Medium
+                    } else {
+                        Confidence::High
+                    },
                     title: format!("{what}: {method} {stem} ({code_s})"),
                     entities: ent,
                 },
@@ -309,7 +398,9 @@ impl LineCheck for IisRequestPatterns {
 }
 
 /// Server-side script extensions (Sentinel's list, spec C-26858-A, plus .ashx/.asp).
-const SCRIPT_EXT: &[&str] = &[".aspx", ".asmx", ".ashx", ".asax", ".asp", ".php", ".jsp", ".js", ".cfm", ".shtml", ".config"];
+const SCRIPT_EXT: &[&str] = &[
+    ".aspx", ".asmx", ".ashx", ".asax", ".asp", ".php", ".jsp", ".js", ".cfm", ".shtml", ".config",
+];
 
 fn is_script_path(p: &str) -> bool {
     let l = p.to_ascii_lowercase();
@@ -319,7 +410,9 @@ fn is_script_path(p: &str) -> bool {
 /// Whether a Windows path (local or UNC) lies in a folder IIS serves.
 pub fn in_web_root(p: &str) -> bool {
     let l = p.to_ascii_lowercase().replace('/', "\\");
-    l.contains("\\inetpub\\wwwroot\\") || l.contains("\\frontend\\httpproxy\\") || l.contains("\\aspnet_client\\")
+    l.contains("\\inetpub\\wwwroot\\")
+        || l.contains("\\frontend\\httpproxy\\")
+        || l.contains("\\aspnet_client\\")
 }
 
 /// EXH-PL-5 (C-26858-A): OAB generator downloads outside `ClientAccess\OAB`.
@@ -342,28 +435,44 @@ impl LineCheck for OabDownloadPath {
     }
     fn check(&self, kind: ArtefactKind, rec: &Record<'_>, out: &mut Emitter<'_>) {
         let raw = rec.raw;
-        let Some(i) = find_ci(raw, OAB_MARK) else { return };
+        let Some(i) = find_ci(raw, OAB_MARK) else {
+            return;
+        };
         let rest = &raw[i + OAB_MARK.len()..];
         let end = find_ci(rest, " needs to be removed").unwrap_or(rest.len());
         let path = rest[..end].trim().trim_matches(['\'', '"']);
         let norm = path.to_ascii_lowercase().replace('/', "\\");
         let healthy = match &self.exchange_path {
-            Some(exch) => norm.starts_with(&format!("{}\\clientaccess\\oab", exch.trim_end_matches('\\'))),
+            Some(exch) => norm.starts_with(&format!(
+                "{}\\clientaccess\\oab",
+                exch.trim_end_matches('\\')
+            )),
             None => !norm.starts_with("\\\\") && norm.contains("\\clientaccess\\oab\\"),
         };
         if healthy || path.is_empty() {
             return;
         }
         let script = is_script_path(path);
-        let ent = Entities { file_path: Some(path.to_string()), ..Entities::default() };
+        let ent = Entities {
+            file_path: Some(path.to_string()),
+            ..Entities::default()
+        };
         out.emit(
             kind,
             rec,
             Hit {
                 rule_id: "EXH-PL-5",
                 stage: Stage::Persistence,
-                severity: if script { Severity::Critical } else { Severity::High },
-                confidence: if script || in_web_root(path) { Confidence::High } else { Confidence::Medium },
+                severity: if script {
+                    Severity::Critical
+                } else {
+                    Severity::High
+                },
+                confidence: if script || in_web_root(path) {
+                    Confidence::High
+                } else {
+                    Confidence::Medium
+                },
                 title: format!("CVE-2021-26858 OAB generator wrote {path}"),
                 entities: ent,
             },
@@ -386,7 +495,9 @@ fn ecp_params<'a>(raw: &'a str, suffix: &str) -> Vec<(&'a str, &'a str)> {
         // The value ends at a quote followed by `;`, `.`, `,` or the end of the line.
         let b = rest.as_bytes();
         let vend = (0..b.len())
-            .find(|&k| b[k] == b'\'' && (k + 1 == b.len() || matches!(b[k + 1], b';' | b'.' | b',' | b'"')))
+            .find(|&k| {
+                b[k] == b'\'' && (k + 1 == b.len() || matches!(b[k + 1], b';' | b'.' | b',' | b'"'))
+            })
             .unwrap_or(rest.len());
         out.push((&raw[name_start..at + suffix.len()], &rest[..vend]));
         from = vstart + vend;
@@ -397,8 +508,19 @@ fn ecp_params<'a>(raw: &'a str, suffix: &str) -> Vec<(&'a str, &'a str)> {
 /// Whether a URL value holds markup or script instead of a URL.
 pub fn has_markup(v: &str) -> bool {
     let b = v.as_bytes();
-    let tag = b.windows(2).any(|w| w[0] == b'<' && (w[1].is_ascii_alphabetic() || matches!(w[1], b'%' | b'!' | b'/')));
-    tag || ["eval(", "page_load", "runat=", "request[", "request.item", "unsafe"].iter().any(|t| contains_ci(v, t))
+    let tag = b.windows(2).any(|w| {
+        w[0] == b'<' && (w[1].is_ascii_alphabetic() || matches!(w[1], b'%' | b'!' | b'/'))
+    });
+    tag || [
+        "eval(",
+        "page_load",
+        "runat=",
+        "request[",
+        "request.item",
+        "unsafe",
+    ]
+    .iter()
+    .any(|t| contains_ci(v, t))
 }
 
 /// EXH-PL-6 and EXH-PL-8 (C-27065-A/B): ECP server log virtual-directory changes.
@@ -417,59 +539,61 @@ impl LineCheck for EcpVirtualDirectory {
     fn check(&self, kind: ArtefactKind, rec: &Record<'_>, out: &mut Emitter<'_>) {
         let raw = rec.raw;
         let server = nonempty(rec.get("ServerName"));
-        if let Some(i) = find_ci(raw, "Set-") {
-            if contains_ci(&raw[i..], "VirtualDirectory") {
-                for (name, value) in ecp_params(raw, "Url") {
-                    if has_markup(value) {
-                        let ent = Entities {
-                            target: Some(format!("{name}={value}")),
-                            server: server.clone(),
-                            ..Entities::default()
-                        };
-                        let cmd = cmdlet_at(&raw[i..]);
-                        out.emit(
-                            kind,
-                            rec,
-                            Hit {
-                                rule_id: "EXH-PL-6",
-                                stage: Stage::Persistence,
-                                severity: Severity::Critical,
-                                confidence: Confidence::High,
-                                title: format!("CVE-2021-27065 script planted in {cmd} {name}"),
-                                entities: ent,
-                            },
-                        );
-                    }
-                }
+        if let Some(i) = find_ci(raw, "Set-")
+            && contains_ci(&raw[i..], "VirtualDirectory")
+        {
+            let cmd = cmdlet_at(&raw[i..]);
+            for (name, value) in ecp_params(raw, "Url")
+                .into_iter()
+                .filter(|(_, v)| has_markup(v))
+            {
+                let ent = Entities {
+                    target: Some(format!("{name}={value}")),
+                    server: server.clone(),
+                    ..Entities::default()
+                };
+                let hit = Hit {
+                    rule_id: "EXH-PL-6",
+                    stage: Stage::Persistence,
+                    severity: Severity::Critical,
+                    confidence: Confidence::High,
+                    title: format!("CVE-2021-27065 script planted in {cmd} {name}"),
+                    entities: ent,
+                };
+                out.emit(kind, rec, hit);
             }
         }
-        if let Some(i) = find_ci(raw, "Reset-") {
-            if contains_ci(&raw[i..], "VirtualDirectory") {
-                for (_, path) in ecp_params(raw, "FilePathName") {
-                    if is_script_path(path) || in_web_root(path) {
-                        let cmd = cmdlet_at(&raw[i..]);
-                        let ent = Entities { file_path: Some(path.to_string()), server: server.clone(), ..Entities::default() };
-                        out.emit(
-                            kind,
-                            rec,
-                            Hit {
-                                rule_id: "EXH-PL-8",
-                                stage: Stage::Persistence,
-                                severity: Severity::Critical,
-                                confidence: Confidence::High,
-                                title: format!("CVE-2021-27065 {cmd} wrote {path}"),
-                                entities: ent,
-                            },
-                        );
-                    }
-                }
+        if let Some(i) = find_ci(raw, "Reset-")
+            && contains_ci(&raw[i..], "VirtualDirectory")
+        {
+            let cmd = cmdlet_at(&raw[i..]);
+            for (_, path) in ecp_params(raw, "FilePathName")
+                .into_iter()
+                .filter(|(_, p)| is_script_path(p) || in_web_root(p))
+            {
+                let ent = Entities {
+                    file_path: Some(path.to_string()),
+                    server: server.clone(),
+                    ..Entities::default()
+                };
+                let hit = Hit {
+                    rule_id: "EXH-PL-8",
+                    stage: Stage::Persistence,
+                    severity: Severity::Critical,
+                    confidence: Confidence::High,
+                    title: format!("CVE-2021-27065 {cmd} wrote {path}"),
+                    entities: ent,
+                };
+                out.emit(kind, rec, hit);
             }
         }
     }
 }
 
 fn cmdlet_at(s: &str) -> &str {
-    let end = s.find(|c: char| !(c.is_ascii_alphanumeric() || c == '-')).unwrap_or(s.len());
+    let end = s
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+        .unwrap_or(s.len());
     &s[..end]
 }
 
@@ -479,11 +603,46 @@ mod tests {
 
     #[test]
     fn ssrf_classification() {
-        assert_eq!(classify_ssrf("localhost", "ecp/default.flt?", "/owa/auth/x.js", Some(500)), SsrfClass::Scan);
-        assert_eq!(classify_ssrf("c0ffee.oast.fun", "ecp/default.flt?", "/owa/auth/x.js", Some(500)), SsrfClass::Scan);
-        assert_eq!(classify_ssrf("a]@ex01.contoso.com:444", "autodiscover/autodiscover.xml?#", "/ecp/y.js", Some(200)), SsrfClass::Attempt);
-        assert_eq!(classify_ssrf("a]@ex01.contoso.com:444", "ecp/proxyLogon.ecp?#", "/ecp/y.js", Some(241)), SsrfClass::Success);
-        assert_eq!(classify_ssrf("a]@ex01.contoso.com:444", "ecp/proxyLogon.ecp?#", "/ecp/y.js", Some(500)), SsrfClass::Attempt);
+        assert_eq!(
+            classify_ssrf("localhost", "ecp/default.flt?", "/owa/auth/x.js", Some(500)),
+            SsrfClass::Scan
+        );
+        assert_eq!(
+            classify_ssrf(
+                "c0ffee.oast.fun",
+                "ecp/default.flt?",
+                "/owa/auth/x.js",
+                Some(500)
+            ),
+            SsrfClass::Scan
+        );
+        assert_eq!(
+            classify_ssrf(
+                "a]@ex01.contoso.com:444",
+                "autodiscover/autodiscover.xml?#",
+                "/ecp/y.js",
+                Some(200)
+            ),
+            SsrfClass::Attempt
+        );
+        assert_eq!(
+            classify_ssrf(
+                "a]@ex01.contoso.com:444",
+                "ecp/proxyLogon.ecp?#",
+                "/ecp/y.js",
+                Some(241)
+            ),
+            SsrfClass::Success
+        );
+        assert_eq!(
+            classify_ssrf(
+                "a]@ex01.contoso.com:444",
+                "ecp/proxyLogon.ecp?#",
+                "/ecp/y.js",
+                Some(500)
+            ),
+            SsrfClass::Attempt
+        );
     }
 
     #[test]
@@ -496,16 +655,33 @@ mod tests {
 
     #[test]
     fn markup_vs_url() {
-        assert!(has_markup(r#"http://f/<script language="JScript" runat="server">function Page_Load(){}</script>"#));
+        assert!(has_markup(
+            r#"http://f/<script language="JScript" runat="server">function Page_Load(){}</script>"#
+        ));
         assert!(!has_markup("https://mail.contoso.com/OAB"));
-        let p = ecp_params("S:CMD=Set-OabVirtualDirectory.ExternalUrl='https://mail.contoso.com/OAB'.InternalUrl='https://ex01/OAB';S:X=1", "Url");
-        assert_eq!(p, vec![("ExternalUrl", "https://mail.contoso.com/OAB"), ("InternalUrl", "https://ex01/OAB")]);
+        let p = ecp_params(
+            "S:CMD=Set-OabVirtualDirectory.ExternalUrl='https://mail.contoso.com/OAB'.InternalUrl='https://ex01/OAB';S:X=1",
+            "Url",
+        );
+        assert_eq!(
+            p,
+            vec![
+                ("ExternalUrl", "https://mail.contoso.com/OAB"),
+                ("InternalUrl", "https://ex01/OAB")
+            ]
+        );
     }
 
     #[test]
     fn web_roots() {
-        assert!(in_web_root(r"\\127.0.0.1\c$\inetpub\wwwroot\aspnet_client\shell.aspx"));
-        assert!(in_web_root(r"C:\Program Files\Microsoft\Exchange Server\V15\FrontEnd\HttpProxy\owa\auth\x.aspx"));
-        assert!(!in_web_root(r"C:\Program Files\Microsoft\Exchange Server\V15\ClientAccess\OAB\Temp\x.xml"));
+        assert!(in_web_root(
+            r"\\127.0.0.1\c$\inetpub\wwwroot\aspnet_client\shell.aspx"
+        ));
+        assert!(in_web_root(
+            r"C:\Program Files\Microsoft\Exchange Server\V15\FrontEnd\HttpProxy\owa\auth\x.aspx"
+        ));
+        assert!(!in_web_root(
+            r"C:\Program Files\Microsoft\Exchange Server\V15\ClientAccess\OAB\Temp\x.xml"
+        ));
     }
 }

@@ -23,14 +23,21 @@ fn distinct<'a>(it: impl Iterator<Item = &'a str>, max: usize) -> (Vec<String>, 
 
 fn list(v: &(Vec<String>, usize)) -> String {
     let more = v.1.saturating_sub(v.0.len());
-    if more > 0 { format!("{} and {more} more", v.0.join(", ")) } else { v.0.join(", ") }
+    if more > 0 {
+        format!("{} and {more} more", v.0.join(", "))
+    } else {
+        v.0.join(", ")
+    }
 }
 
 /// Builds the story from findings sorted by time.
 pub fn build(findings: &[Finding]) -> Vec<StoryStep> {
     let mut groups: BTreeMap<(Stage, String), Vec<usize>> = BTreeMap::new();
     for (i, f) in findings.iter().enumerate() {
-        groups.entry((f.stage, f.rule_id.clone())).or_default().push(i);
+        groups
+            .entry((f.stage, f.rule_id.clone()))
+            .or_default()
+            .push(i);
     }
     let mut steps: Vec<StoryStep> = groups
         .into_iter()
@@ -43,7 +50,12 @@ pub fn build(findings: &[Finding]) -> Vec<StoryStep> {
                 fs[0].title.clone()
             } else {
                 let titles = distinct(fs.iter().map(|f| f.title.as_str()), 2);
-                format!("{} ({} times{})", titles.0[0], fs.len(), if titles.1 > 1 { ", with variants" } else { "" })
+                format!(
+                    "{} ({} times{})",
+                    titles.0[0],
+                    fs.len(),
+                    if titles.1 > 1 { ", with variants" } else { "" }
+                )
             };
             if ips.1 > 0 {
                 summary.push_str(&format!(" from {}", list(&ips)));
@@ -52,9 +64,16 @@ pub fn build(findings: &[Finding]) -> Vec<StoryStep> {
             if paths.1 > 1 {
                 summary.push_str(&format!("; paths: {}", list(&paths)));
             }
-            StoryStep { start, end, stage, summary, count: fs.len(), findings: idx.into_iter().take(50).collect() }
+            StoryStep {
+                start,
+                end,
+                stage,
+                summary,
+                count: fs.len(),
+                findings: idx.into_iter().take(50).collect(),
+            }
         })
         .collect();
-    steps.sort_by(|a, b| (a.start, a.stage).cmp(&(b.start, b.stage)));
+    steps.sort_by_key(|a| (a.start, a.stage));
     steps
 }

@@ -8,7 +8,9 @@
 //! window makes the answer inconclusive too. Scanner probes alone do not make a server "attempted":
 //! administrators run the same checkers; they are reported and counted.
 
-use exhunt_model::{BuildSeen, Campaign, Confidence, Coverage, Finding, Stage, Verdict, VerdictKind};
+use exhunt_model::{
+    BuildSeen, Campaign, Confidence, Coverage, Finding, Stage, Verdict, VerdictKind,
+};
 
 use crate::engine::ScanOptions;
 
@@ -17,8 +19,16 @@ fn day(t: &exhunt_model::Timestamp) -> String {
 }
 
 /// Judges each campaign.
-pub fn judge(findings: &[Finding], coverage: &Coverage, builds: &[BuildSeen], opts: &ScanOptions) -> Vec<Verdict> {
-    Campaign::ALL.iter().map(|&c| judge_one(c, findings, coverage, builds, opts)).collect()
+pub fn judge(
+    findings: &[Finding],
+    coverage: &Coverage,
+    builds: &[BuildSeen],
+    opts: &ScanOptions,
+) -> Vec<Verdict> {
+    Campaign::ALL
+        .iter()
+        .map(|&c| judge_one(c, findings, coverage, builds, opts))
+        .collect()
 }
 
 fn judge_one(
@@ -30,15 +40,24 @@ fn judge_one(
 ) -> Verdict {
     let window_start = campaign.window_start();
     let mine: Vec<&Finding> = findings.iter().filter(|f| f.campaign == campaign).collect();
-    let compromise: Vec<&&Finding> =
-        mine.iter().filter(|f| f.stage.is_compromise() && f.confidence >= Confidence::Medium).collect();
-    let attempts: Vec<&&Finding> = mine.iter().filter(|f| f.stage >= Stage::ExploitAttempt).collect();
+    let compromise: Vec<&&Finding> = mine
+        .iter()
+        .filter(|f| f.stage.is_compromise() && f.confidence >= Confidence::Medium)
+        .collect();
+    let attempts: Vec<&&Finding> = mine
+        .iter()
+        .filter(|f| f.stage >= Stage::ExploitAttempt)
+        .collect();
     let scans = mine.iter().filter(|f| f.stage == Stage::Scan).count();
     let first_evidence = attempts.iter().filter_map(|f| f.timestamp).min();
     let last_evidence = attempts.iter().filter_map(|f| f.timestamp).max();
 
     // Patch time: the first time a fixed build shows in the logs.
-    let patched_at = builds.iter().filter(|b| b.fixed == Some(true)).filter_map(|b| b.first_seen).min();
+    let patched_at = builds
+        .iter()
+        .filter(|b| b.fixed == Some(true))
+        .filter_map(|b| b.first_seen)
+        .min();
     let unfixed_seen = builds.iter().any(|b| b.fixed == Some(false));
     let patched_before_first_evidence = match (first_evidence, patched_at) {
         (Some(e), Some(p)) if unfixed_seen || p <= e => Some(p <= e),
@@ -73,28 +92,49 @@ fn judge_one(
                 if let (Some(end), Some(last)) = (window_end, kc.last)
                     && last < end
                 {
-                    gaps.push(format!("{kind} end on {}, before the server was patched ({})", day(&last), day(&end)));
+                    gaps.push(format!(
+                        "{kind} end on {}, before the server was patched ({})",
+                        day(&last),
+                        day(&end)
+                    ));
                 }
             }
         }
     }
-    let lost_elsewhere = coverage.problems.iter().filter(|p| p.evidence_lost && p.kind.is_none()).count();
+    let lost_elsewhere = coverage
+        .problems
+        .iter()
+        .filter(|p| p.evidence_lost && p.kind.is_none())
+        .count();
     if lost_elsewhere > 0 {
-        gaps.push(format!("{lost_elsewhere} file(s) or folder(s) could not be read (see coverage problems)"));
+        gaps.push(format!(
+            "{lost_elsewhere} file(s) or folder(s) could not be read (see coverage problems)"
+        ));
     }
     if let Some(since) = opts.since
         && since > window_start
     {
-        gaps.push(format!("--since {} cuts the exposure window, which opened on {}", day(&since), day(&window_start)));
+        gaps.push(format!(
+            "--since {} cuts the exposure window, which opened on {}",
+            day(&since),
+            day(&window_start)
+        ));
     }
     if let Some(until) = opts.until
         && window_end.is_none_or(|e| until < e)
     {
-        gaps.push(format!("--until {} ends the scan before the exposure window closed", day(&until)));
+        gaps.push(format!(
+            "--until {} ends the scan before the exposure window closed",
+            day(&until)
+        ));
     }
 
     let (verdict, summary) = if !compromise.is_empty() {
-        let top = compromise.iter().max_by_key(|f| f.stage).map(|f| f.stage).unwrap_or(Stage::ExploitSuccess);
+        let top = compromise
+            .iter()
+            .max_by_key(|f| f.stage)
+            .map(|f| f.stage)
+            .unwrap_or(Stage::ExploitSuccess);
         reasons.push(format!(
             "{} finding(s) show the attack succeeded; the furthest stage reached is {}",
             compromise.len(),
@@ -106,17 +146,24 @@ fn judge_one(
                 "COMPROMISED: {} reached {} (first evidence {})",
                 campaign.label(),
                 top.label(),
-                first_evidence.map_or("undated".into(), |t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+                first_evidence.map_or("undated".into(), |t| t
+                    .format("%Y-%m-%d %H:%M UTC")
+                    .to_string())
             ),
         )
     } else if !attempts.is_empty() {
-        reasons.push(format!("{} exploitation attempt(s), no evidence that one succeeded", attempts.len()));
+        reasons.push(format!(
+            "{} exploitation attempt(s), no evidence that one succeeded",
+            attempts.len()
+        ));
         (
             VerdictKind::Attempted,
             format!(
                 "ATTEMPTED: {} exploitation was tried (first {}), no sign it succeeded",
                 campaign.label(),
-                first_evidence.map_or("undated".into(), |t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+                first_evidence.map_or("undated".into(), |t| t
+                    .format("%Y-%m-%d %H:%M UTC")
+                    .to_string())
             ),
         )
     } else if gaps.is_empty() {
@@ -126,17 +173,25 @@ fn judge_one(
                 "NO EVIDENCE of {} in logs covering {} onwards{}",
                 campaign.label(),
                 day(&window_start),
-                window_end.map_or(String::new(), |e| format!(" until the server was patched ({})", day(&e)))
+                window_end.map_or(String::new(), |e| format!(
+                    " until the server was patched ({})",
+                    day(&e)
+                ))
             ),
         )
     } else {
         (
             VerdictKind::Inconclusive,
-            format!("INCONCLUSIVE: no evidence of {} found, but the logs do not cover the exposure window", campaign.label()),
+            format!(
+                "INCONCLUSIVE: no evidence of {} found, but the logs do not cover the exposure window",
+                campaign.label()
+            ),
         )
     };
     if scans > 0 {
-        reasons.push(format!("{scans} vulnerability scanner probe(s) seen (not exploitation)"));
+        reasons.push(format!(
+            "{scans} vulnerability scanner probe(s) seen (not exploitation)"
+        ));
     }
     if verdict == VerdictKind::Inconclusive && !unfixed_seen && patched_at.is_some() {
         reasons.push(
@@ -145,10 +200,17 @@ fn judge_one(
         );
     }
     if verdict == VerdictKind::NoEvidence && window_end.is_none() {
-        reasons.push("no patched build seen in the logs: exposure may continue after the last log line".into());
+        reasons.push(
+            "no patched build seen in the logs: exposure may continue after the last log line"
+                .into(),
+        );
     }
     for g in gaps {
-        reasons.push(if verdict == VerdictKind::Inconclusive { g } else { format!("coverage: {g}") });
+        reasons.push(if verdict == VerdictKind::Inconclusive {
+            g
+        } else {
+            format!("coverage: {g}")
+        });
     }
     Verdict {
         campaign,

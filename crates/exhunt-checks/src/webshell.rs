@@ -49,7 +49,10 @@ impl LineCheck for WebShellRequests {
     }
     fn literals(&self, _: ArtefactKind) -> Vec<String> {
         // The file name is enough for the prefilter; the field compare decides.
-        self.urls.iter().map(|u| u.rsplit('/').next().unwrap_or(u).to_string()).collect()
+        self.urls
+            .iter()
+            .map(|u| u.rsplit('/').next().unwrap_or(u).to_string())
+            .collect()
     }
     fn check(&self, kind: ArtefactKind, rec: &Record<'_>, out: &mut Emitter<'_>) {
         let (stem, method) = match kind {
@@ -57,7 +60,9 @@ impl LineCheck for WebShellRequests {
             _ => (rec.get("UrlStem"), rec.get("Method")),
         };
         let Some(stem) = stem else { return };
-        let Some(url) = self.urls.iter().find(|u| u.eq_ignore_ascii_case(stem)) else { return };
+        let Some(url) = self.urls.iter().find(|u| u.eq_ignore_ascii_case(stem)) else {
+            return;
+        };
         let ent = request_entities(rec, kind);
         let code = ent.status;
         let used = served(code);
@@ -68,8 +73,16 @@ impl LineCheck for WebShellRequests {
             rec,
             Hit {
                 rule_id: "EXH-PL-9",
-                stage: if used { Stage::WebShellUse } else { Stage::ExploitAttempt },
-                severity: if used { Severity::Critical } else { Severity::High },
+                stage: if used {
+                    Stage::WebShellUse
+                } else {
+                    Stage::ExploitAttempt
+                },
+                severity: if used {
+                    Severity::Critical
+                } else {
+                    Severity::High
+                },
                 confidence: Confidence::High,
                 title: format!(
                     "{} {url} (file written by the chain) answered {}",
@@ -89,7 +102,8 @@ mod tests {
     #[test]
     fn written_paths_map_to_urls() {
         assert_eq!(
-            url_of_written_path(r"\\127.0.0.1\c$\inetpub\wwwroot\aspnet_client\shell.aspx").as_deref(),
+            url_of_written_path(r"\\127.0.0.1\c$\inetpub\wwwroot\aspnet_client\shell.aspx")
+                .as_deref(),
             Some("/aspnet_client/shell.aspx")
         );
         assert_eq!(

@@ -36,7 +36,12 @@ pub struct TextOptions {
 }
 
 /// Renders a result.
-pub fn render(result: &ScanResult, format: Format, text: TextOptions, out: &mut dyn Write) -> io::Result<()> {
+pub fn render(
+    result: &ScanResult,
+    format: Format,
+    text: TextOptions,
+    out: &mut dyn Write,
+) -> io::Result<()> {
     match format {
         Format::Text => render_text(result, text, out),
         Format::Json => {
@@ -59,7 +64,11 @@ struct JsonlFinding<'a> {
 fn render_jsonl(result: &ScanResult, out: &mut dyn Write) -> io::Result<()> {
     for s in &result.servers {
         for f in &s.findings {
-            let line = JsonlFinding { server: &s.name, server_verdict: s.verdict, finding: f };
+            let line = JsonlFinding {
+                server: &s.name,
+                server_verdict: s.verdict,
+                finding: f,
+            };
             serde_json::to_writer(&mut *out, &line).map_err(io::Error::other)?;
             writeln!(out)?;
         }
@@ -131,7 +140,7 @@ fn render_csv(result: &ScanResult, out: &mut dyn Write) -> io::Result<()> {
                 }
             }
         }
-        rows.sort_by(|a, b| a.0.cmp(&b.0));
+        rows.sort_by_key(|a| a.0);
         for (_, r) in rows {
             w.write_record(&r)?;
         }
@@ -145,7 +154,11 @@ struct Paint {
 
 impl Paint {
     fn c(&self, code: &str, s: &str) -> String {
-        if self.on { format!("\x1b[{code}m{s}\x1b[0m") } else { s.to_string() }
+        if self.on {
+            format!("\x1b[{code}m{s}\x1b[0m")
+        } else {
+            s.to_string()
+        }
     }
     fn verdict(&self, v: VerdictKind) -> String {
         let label = v.label().to_uppercase();
@@ -165,7 +178,9 @@ impl Paint {
 }
 
 fn short_time(t: Option<Timestamp>) -> String {
-    t.map_or("(undated)       ".into(), |t| t.format("%Y-%m-%d %H:%M").to_string())
+    t.map_or("(undated)       ".into(), |t| {
+        t.format("%Y-%m-%d %H:%M").to_string()
+    })
 }
 
 fn human_bytes(b: u64) -> String {
@@ -176,7 +191,11 @@ fn human_bytes(b: u64) -> String {
         v /= 1024.0;
         i += 1;
     }
-    if i == 0 { format!("{b} B") } else { format!("{v:.1} {}", U[i]) }
+    if i == 0 {
+        format!("{b} B")
+    } else {
+        format!("{v:.1} {}", U[i])
+    }
 }
 
 fn render_text(result: &ScanResult, opts: TextOptions, out: &mut dyn Write) -> io::Result<()> {
@@ -202,8 +221,19 @@ fn render_text(result: &ScanResult, opts: TextOptions, out: &mut dyn Write) -> i
     )
 }
 
-fn server_text(s: &ServerResult, p: &Paint, opts: TextOptions, out: &mut dyn Write) -> io::Result<()> {
-    writeln!(out, "{} {}  {}", p.bold("Server"), p.bold(&s.name), p.dim(&s.targets.join(", ")))?;
+fn server_text(
+    s: &ServerResult,
+    p: &Paint,
+    opts: TextOptions,
+    out: &mut dyn Write,
+) -> io::Result<()> {
+    writeln!(
+        out,
+        "{} {}  {}",
+        p.bold("Server"),
+        p.bold(&s.name),
+        p.dim(&s.targets.join(", "))
+    )?;
     writeln!(out)?;
     for v in &s.verdicts {
         writeln!(out, "  {:<22} {}", v.campaign.label(), p.verdict(v.verdict))?;
@@ -212,11 +242,17 @@ fn server_text(s: &ServerResult, p: &Paint, opts: TextOptions, out: &mut dyn Wri
             writeln!(out, "    - {r}")?;
         }
         match v.patched_before_first_evidence {
-            Some(true) => writeln!(out, "    - the server ran a patched build before the first evidence")?,
+            Some(true) => writeln!(
+                out,
+                "    - the server ran a patched build before the first evidence"
+            )?,
             Some(false) => writeln!(
                 out,
                 "    - the server was still vulnerable at the first evidence{}",
-                v.window_end.map_or(String::new(), |e| format!("; a patched build shows from {}", e.format("%Y-%m-%d %H:%M UTC")))
+                v.window_end.map_or(String::new(), |e| format!(
+                    "; a patched build shows from {}",
+                    e.format("%Y-%m-%d %H:%M UTC")
+                ))
             )?,
             None => {}
         }
@@ -226,11 +262,17 @@ fn server_text(s: &ServerResult, p: &Paint, opts: TextOptions, out: &mut dyn Wri
         writeln!(out, "{}", p.bold("What happened (UTC)"))?;
         for step in &s.story {
             let when = match (step.start, step.end) {
-                (Some(a), Some(b)) if b > a => format!("{} → {}", short_time(Some(a)), b.format("%m-%d %H:%M")),
+                (Some(a), Some(b)) if b > a => {
+                    format!("{} → {}", short_time(Some(a)), b.format("%m-%d %H:%M"))
+                }
                 (a, _) => format!("{:<28}", short_time(a)),
             };
             let stage = step.stage.label();
-            let stage = if step.stage.is_compromise() { p.c("31;1", &format!("{stage:<17}")) } else { format!("{stage:<17}") };
+            let stage = if step.stage.is_compromise() {
+                p.c("31;1", &format!("{stage:<17}"))
+            } else {
+                format!("{stage:<17}")
+            };
             writeln!(out, "  {when:<28}  {stage} {}", step.summary)?;
         }
         writeln!(out)?;
@@ -256,14 +298,22 @@ fn server_text(s: &ServerResult, p: &Paint, opts: TextOptions, out: &mut dyn Wri
     }
     let suppressed: u64 = s.suppressed.iter().map(|x| x.count).sum();
     if !s.findings.is_empty() {
-        let parts: Vec<String> = sev.iter().rev().map(|(k, n)| format!("{n} {}", format!("{k:?}").to_lowercase())).collect();
+        let parts: Vec<String> = sev
+            .iter()
+            .rev()
+            .map(|(k, n)| format!("{n} {}", format!("{k:?}").to_lowercase()))
+            .collect();
         writeln!(
             out,
             "{} {} ({}){}",
             p.bold("Findings:"),
             s.findings.len(),
             parts.join(", "),
-            if suppressed > 0 { format!("; {suppressed} more counted, not stored (per-rule cap)") } else { String::new() }
+            if suppressed > 0 {
+                format!("; {suppressed} more counted, not stored (per-rule cap)")
+            } else {
+                String::new()
+            }
         )?;
         writeln!(out)?;
     }
@@ -282,10 +332,19 @@ fn server_text(s: &ServerResult, p: &Paint, opts: TextOptions, out: &mut dyn Wri
                 k.files,
                 human_bytes(k.bytes),
                 span,
-                if incomplete > 0 { format!("  ({incomplete} incomplete)") } else { String::new() }
+                if incomplete > 0 {
+                    format!("  ({incomplete} incomplete)")
+                } else {
+                    String::new()
+                }
             )?;
         } else {
-            writeln!(out, "  {:<20} {:>5} files  recognised, not read by this version", k.kind.label(), k.files)?;
+            writeln!(
+                out,
+                "  {:<20} {:>5} files  recognised, not read by this version",
+                k.kind.label(),
+                k.files
+            )?;
         }
     }
     if s.coverage.kinds.is_empty() {
@@ -295,21 +354,47 @@ fn server_text(s: &ServerResult, p: &Paint, opts: TextOptions, out: &mut dyn Wri
     for e in &s.coverage.skipped {
         *reasons.entry(e.reason.as_str()).or_default() += 1;
     }
-    writeln!(out, "  {} files seen; {} skipped", s.coverage.files_seen, s.coverage.skipped.len())?;
-    for (r, n) in reasons.iter().take(if opts.verbose { usize::MAX } else { 5 }) {
+    writeln!(
+        out,
+        "  {} files seen; {} skipped",
+        s.coverage.files_seen,
+        s.coverage.skipped.len()
+    )?;
+    for (r, n) in reasons
+        .iter()
+        .take(if opts.verbose { usize::MAX } else { 5 })
+    {
         writeln!(out, "    {n:>6} × {r}")?;
     }
     if !s.coverage.problems.is_empty() {
-        let lost = s.coverage.problems.iter().filter(|e| e.evidence_lost).count();
-        writeln!(out, "  {} problem(s), {} of which may lose evidence:", s.coverage.problems.len(), lost)?;
+        let lost = s
+            .coverage
+            .problems
+            .iter()
+            .filter(|e| e.evidence_lost)
+            .count();
+        writeln!(
+            out,
+            "  {} problem(s), {} of which may lose evidence:",
+            s.coverage.problems.len(),
+            lost
+        )?;
         let limit = if opts.verbose { usize::MAX } else { 10 };
         for e in s.coverage.problems.iter().take(limit) {
             let at = e.line.map_or(String::new(), |l| format!(":{l}"));
-            let mark = if e.evidence_lost { p.c("33", "!") } else { " ".into() };
+            let mark = if e.evidence_lost {
+                p.c("33", "!")
+            } else {
+                " ".into()
+            };
             writeln!(out, "   {mark} {}{at}: {}", e.path, e.reason)?;
         }
         if s.coverage.problems.len() > limit {
-            writeln!(out, "    … {} more (--verbose)", s.coverage.problems.len() - limit)?;
+            writeln!(
+                out,
+                "    … {} more (--verbose)",
+                s.coverage.problems.len() - limit
+            )?;
         }
     }
     writeln!(out)

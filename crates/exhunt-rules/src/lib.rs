@@ -86,7 +86,10 @@ pub struct RulePack {
     pub fixed_builds: Vec<FixedBuild>,
 }
 
-fn csv_rows<T: for<'de> Deserialize<'de>>(file: &'static str, text: &str) -> Result<Vec<T>, RulesError> {
+fn csv_rows<T: for<'de> Deserialize<'de>>(
+    file: &'static str,
+    text: &str,
+) -> Result<Vec<T>, RulesError> {
     csv::Reader::from_reader(text.as_bytes())
         .deserialize()
         .collect::<Result<Vec<T>, _>>()
@@ -168,12 +171,25 @@ mod tests {
         let p = RulePack::builtin().unwrap();
         assert!(p.rules().len() >= 10);
         assert_eq!(p.hafnium_ips.len(), 13);
-        assert!(p.hafnium_ips.iter().all(|i| !i.source.is_empty() && i.indicator.parse::<std::net::IpAddr>().is_ok()));
+        assert!(
+            p.hafnium_ips
+                .iter()
+                .all(|i| !i.source.is_empty() && i.indicator.parse::<std::net::IpAddr>().is_ok())
+        );
         assert_eq!(p.hafnium_user_agents.len(), 14);
-        assert!(p.rule("EXH-PL-1").unwrap().cves.contains(&"CVE-2021-26855".to_string()));
+        assert!(
+            p.rule("EXH-PL-1")
+                .unwrap()
+                .cves
+                .contains(&"CVE-2021-26855".to_string())
+        );
         for r in p.rules() {
             assert!(r.id.starts_with("EXH-"), "{}", r.id);
-            assert!(!r.spec.is_empty() && !r.references.is_empty(), "{} lacks spec/references", r.id);
+            assert!(
+                !r.spec.is_empty() && !r.references.is_empty(),
+                "{} lacks spec/references",
+                r.id
+            );
         }
     }
 

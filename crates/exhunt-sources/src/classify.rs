@@ -52,7 +52,9 @@ fn by_content(head: &str) -> Option<Classification> {
             return Some(Classification::Claimed(kind));
         }
         if let Some(rest) = strip_prefix_ci(line, "#Software:")
-            && rest.to_ascii_lowercase().contains("internet information services")
+            && rest
+                .to_ascii_lowercase()
+                .contains("internet information services")
         {
             return Some(Classification::Claimed(ArtefactKind::IisLog));
         }
@@ -75,7 +77,8 @@ fn by_content(head: &str) -> Option<Classification> {
 
 fn strip_prefix_ci<'a>(line: &'a str, prefix: &str) -> Option<&'a str> {
     let head = line.get(..prefix.len())?;
-    head.eq_ignore_ascii_case(prefix).then(|| &line[prefix.len()..])
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &line[prefix.len()..])
 }
 
 fn by_path(c: &[String]) -> Option<ArtefactKind> {
@@ -99,7 +102,8 @@ fn by_path(c: &[String]) -> Option<ArtefactKind> {
     if has("oabgeneratorlog") || name.starts_with("oabgenerator") {
         return Some(ArtefactKind::OabGeneratorLog);
     }
-    if dirs.iter().any(|d| d.starts_with("w3svc")) || (name.starts_with("u_ex") && name.len() <= 16) {
+    if dirs.iter().any(|d| d.starts_with("w3svc")) || (name.starts_with("u_ex") && name.len() <= 16)
+    {
         return Some(ArtefactKind::IisLog);
     }
     None
@@ -115,24 +119,45 @@ mod tests {
 
     #[test]
     fn content_wins_over_a_renamed_file() {
-        let head = "DateTime,RequestId\n#Software: Microsoft Exchange Server\n#Log-type: HttpProxy Logs\n";
-        assert_eq!(classify(&comps("copied/a.txt"), head.as_bytes(), head), Classification::Claimed(ArtefactKind::HttpProxyLog));
+        let head =
+            "DateTime,RequestId\n#Software: Microsoft Exchange Server\n#Log-type: HttpProxy Logs\n";
+        assert_eq!(
+            classify(&comps("copied/a.txt"), head.as_bytes(), head),
+            Classification::Claimed(ArtefactKind::HttpProxyLog)
+        );
         let iis = "#Software: Microsoft Internet Information Services 10.0\n#Fields: date time\n";
-        assert_eq!(classify(&comps("x/HttpProxy/oops.log"), iis.as_bytes(), iis), Classification::Claimed(ArtefactKind::IisLog));
+        assert_eq!(
+            classify(&comps("x/HttpProxy/oops.log"), iis.as_bytes(), iis),
+            Classification::Claimed(ArtefactKind::IisLog)
+        );
     }
 
     #[test]
     fn path_claims_when_content_is_silent() {
         assert_eq!(
-            classify(&comps("V15/Logging/ECP/Server/ECPServer20210303-1.LOG"), b"", ""),
+            classify(
+                &comps("V15/Logging/ECP/Server/ECPServer20210303-1.LOG"),
+                b"",
+                ""
+            ),
             Classification::Claimed(ArtefactKind::EcpServerLog)
         );
         assert_eq!(
-            classify(&comps("inetpub/logs/LogFiles/W3SVC1/u_ex210303.log"), b"garbage", "garbage"),
+            classify(
+                &comps("inetpub/logs/LogFiles/W3SVC1/u_ex210303.log"),
+                b"garbage",
+                "garbage"
+            ),
             Classification::Claimed(ArtefactKind::IisLog)
         );
-        assert!(matches!(classify(&comps("Windows/notepad.exe"), b"MZ", "MZ"), Classification::Skipped(_)));
+        assert!(matches!(
+            classify(&comps("Windows/notepad.exe"), b"MZ", "MZ"),
+            Classification::Skipped(_)
+        ));
         let activity = "#Log-type: ECP Activity Log\n";
-        assert!(matches!(classify(&comps("a.log"), activity.as_bytes(), activity), Classification::Skipped(_)));
+        assert!(matches!(
+            classify(&comps("a.log"), activity.as_bytes(), activity),
+            Classification::Skipped(_)
+        ));
     }
 }

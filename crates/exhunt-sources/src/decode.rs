@@ -42,8 +42,14 @@ pub fn sniff(head: &[u8]) -> TextEncoding {
     let pairs = head.len() / 2;
     if pairs >= 2 {
         let sample = &head[..pairs.min(512) * 2];
-        let odd_nul = sample.chunks_exact(2).filter(|c| c[1] == 0 && c[0] != 0).count();
-        let even_nul = sample.chunks_exact(2).filter(|c| c[0] == 0 && c[1] != 0).count();
+        let odd_nul = sample
+            .chunks_exact(2)
+            .filter(|c| c[1] == 0 && c[0] != 0)
+            .count();
+        let even_nul = sample
+            .chunks_exact(2)
+            .filter(|c| c[0] == 0 && c[1] != 0)
+            .count();
         let n = sample.len() / 2;
         if odd_nul * 10 >= n * 9 {
             return TextEncoding::Utf16Le { bom: false };
@@ -64,8 +70,12 @@ pub fn utf8_reader<'a>(inner: Box<dyn Read + 'a>, enc: TextEncoding) -> Box<dyn 
     match enc {
         TextEncoding::Utf8 | TextEncoding::Binary => inner,
         TextEncoding::Utf8Bom => Box::new(Skip { inner, skip: 3 }),
-        TextEncoding::Utf16Le { bom } => Box::new(Utf16Reader::new(inner, encoding_rs::UTF_16LE, bom)),
-        TextEncoding::Utf16Be { bom } => Box::new(Utf16Reader::new(inner, encoding_rs::UTF_16BE, bom)),
+        TextEncoding::Utf16Le { bom } => {
+            Box::new(Utf16Reader::new(inner, encoding_rs::UTF_16LE, bom))
+        }
+        TextEncoding::Utf16Be { bom } => {
+            Box::new(Utf16Reader::new(inner, encoding_rs::UTF_16BE, bom))
+        }
     }
 }
 
@@ -139,7 +149,8 @@ impl<R: Read> Read for Utf16Reader<R> {
                 }
             }
             let (_, read, written, _) =
-                self.decoder.decode_to_utf8(&self.input[self.start..self.end], buf, self.eof);
+                self.decoder
+                    .decode_to_utf8(&self.input[self.start..self.end], buf, self.eof);
             self.start += read;
             if written > 0 || self.eof {
                 return Ok(written);
@@ -155,7 +166,9 @@ mod tests {
     fn decode_all(bytes: &[u8]) -> String {
         let enc = sniff(bytes);
         let mut out = String::new();
-        utf8_reader(Box::new(bytes), enc).read_to_string(&mut out).unwrap();
+        utf8_reader(Box::new(bytes), enc)
+            .read_to_string(&mut out)
+            .unwrap();
         out
     }
 
@@ -173,7 +186,10 @@ mod tests {
     #[test]
     fn utf8_bom_is_stripped_and_binary_is_recognised() {
         assert_eq!(decode_all(b"\xEF\xBB\xBF#Software: x\n"), "#Software: x\n");
-        assert_eq!(sniff(b"MZ\x90\x00\x03\x00\x00\x00\x04\x00\x00\x00\xff\xff"), TextEncoding::Binary);
+        assert_eq!(
+            sniff(b"MZ\x90\x00\x03\x00\x00\x00\x04\x00\x00\x00\xff\xff"),
+            TextEncoding::Binary
+        );
         assert_eq!(sniff(b"plain ascii"), TextEncoding::Utf8);
     }
 }

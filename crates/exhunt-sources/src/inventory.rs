@@ -65,7 +65,11 @@ pub fn inventory(target: &Path, limits: &Limits) -> Inventory {
     let meta = match std::fs::symlink_metadata(target) {
         Ok(m) => m,
         Err(e) => {
-            inv.problems.push(problem(target.display().to_string(), format!("cannot read target: {e}"), true));
+            inv.problems.push(problem(
+                target.display().to_string(),
+                format!("cannot read target: {e}"),
+                true,
+            ));
             return inv;
         }
     };
@@ -76,7 +80,10 @@ pub fn inventory(target: &Path, limits: &Limits) -> Inventory {
         list_zip(target, target.display().to_string(), limits, &mut inv);
     } else {
         inv.files_seen += 1;
-        let name = target.file_name().map(|n| n.to_string_lossy().to_lowercase()).unwrap_or_default();
+        let name = target
+            .file_name()
+            .map(|n| n.to_string_lossy().to_lowercase())
+            .unwrap_or_default();
         inv.items.push(Item {
             display: target.display().to_string(),
             components: vec![name],
@@ -88,21 +95,34 @@ pub fn inventory(target: &Path, limits: &Limits) -> Inventory {
 }
 
 fn problem(path: String, reason: String, evidence_lost: bool) -> CoverageEntry {
-    CoverageEntry { path, kind: None, line: None, reason, evidence_lost }
+    CoverageEntry {
+        path,
+        kind: None,
+        line: None,
+        reason,
+        evidence_lost,
+    }
 }
 
 fn walk_dir(root: &Path, limits: &Limits, inv: &mut Inventory) {
-    let walker = walkdir::WalkDir::new(root).follow_links(false).sort_by_file_name();
+    let walker = walkdir::WalkDir::new(root)
+        .follow_links(false)
+        .sort_by_file_name();
     for entry in walker {
         let entry = match entry {
             Ok(e) => e,
             Err(e) => {
-                let path = e.path().map(|p| p.display().to_string()).unwrap_or_else(|| root.display().to_string());
+                let path = e
+                    .path()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|| root.display().to_string());
                 let reason = match e.io_error() {
                     Some(io) if io.kind() == io::ErrorKind::PermissionDenied => {
                         "permission denied: folder or file could not be read".to_string()
                     }
-                    _ if e.loop_ancestor().is_some() => "symbolic link loop, not followed".to_string(),
+                    _ if e.loop_ancestor().is_some() => {
+                        "symbolic link loop, not followed".to_string()
+                    }
                     _ => format!("cannot list: {e}"),
                 };
                 inv.problems.push(problem(path, reason, true));
@@ -124,12 +144,18 @@ fn walk_dir(root: &Path, limits: &Limits, inv: &mut Inventory) {
             continue;
         }
         if !ft.is_file() {
-            inv.problems.push(problem(path.display().to_string(), "not a regular file".into(), false));
+            inv.problems.push(problem(
+                path.display().to_string(),
+                "not a regular file".into(),
+                false,
+            ));
             continue;
         }
         let rel = path.strip_prefix(root).unwrap_or(path);
-        let components: Vec<String> =
-            rel.components().map(|c| c.as_os_str().to_string_lossy().to_lowercase()).collect();
+        let components: Vec<String> = rel
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().to_lowercase())
+            .collect();
         let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
         if is_zip_path(path) {
             list_zip(path, path.display().to_string(), limits, inv);
@@ -145,12 +171,16 @@ fn walk_dir(root: &Path, limits: &Limits, inv: &mut Inventory) {
 }
 
 fn is_zip_path(path: &Path) -> bool {
-    path.extension().is_some_and(|e| e.eq_ignore_ascii_case("zip"))
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("zip"))
 }
 
 fn sniff_zip(path: &Path) -> bool {
     let mut magic = [0u8; 4];
-    File::open(path).and_then(|mut f| f.read_exact(&mut magic)).is_ok() && magic == *b"PK\x03\x04"
+    File::open(path)
+        .and_then(|mut f| f.read_exact(&mut magic))
+        .is_ok()
+        && magic == *b"PK\x03\x04"
 }
 
 /// Splits a zip member name into lower-cased components, and says whether the name tries to
@@ -176,14 +206,22 @@ fn list_zip(path: &Path, display: String, limits: &Limits, inv: &mut Inventory) 
     let file = match File::open(path) {
         Ok(f) => f,
         Err(e) => {
-            inv.problems.push(problem(display, format!("cannot open archive: {}", io_reason(&e)), true));
+            inv.problems.push(problem(
+                display,
+                format!("cannot open archive: {}", io_reason(&e)),
+                true,
+            ));
             return;
         }
     };
     let archive = match zip::ZipArchive::new(file) {
         Ok(a) => a,
         Err(e) => {
-            inv.problems.push(problem(display, format!("not a readable zip archive: {e}"), true));
+            inv.problems.push(problem(
+                display,
+                format!("not a readable zip archive: {e}"),
+                true,
+            ));
             return;
         }
     };
@@ -205,7 +243,11 @@ fn list_zip(path: &Path, display: String, limits: &Limits, inv: &mut Inventory) 
         let member = match archive.by_index_raw(index) {
             Ok(m) => m,
             Err(e) => {
-                inv.problems.push(problem(format!("{display}!#{index}"), format!("unreadable archive member: {e}"), true));
+                inv.problems.push(problem(
+                    format!("{display}!#{index}"),
+                    format!("unreadable archive member: {e}"),
+                    true,
+                ));
                 continue;
             }
         };
@@ -224,7 +266,11 @@ fn list_zip(path: &Path, display: String, limits: &Limits, inv: &mut Inventory) 
             ));
         }
         if member.encrypted() {
-            inv.problems.push(problem(member_display, "encrypted archive member, not read".into(), true));
+            inv.problems.push(problem(
+                member_display,
+                "encrypted archive member, not read".into(),
+                true,
+            ));
             continue;
         }
         if components.last().is_some_and(|n| n.ends_with(".zip")) {
@@ -275,11 +321,17 @@ impl Opener {
     pub fn open<'a>(&'a mut self, item: &Item, limits: &Limits) -> io::Result<Box<dyn Read + 'a>> {
         match &item.source {
             ItemSource::File(path) => Ok(Box::new(File::open(path)?)),
-            ItemSource::ZipMember { archive, index, compressed, archive_budget } => {
+            ItemSource::ZipMember {
+                archive,
+                index,
+                compressed,
+                archive_budget,
+            } => {
                 let pos = match self.archives.iter().position(|(p, _)| p == archive) {
                     Some(pos) => pos,
                     None => {
-                        let za = zip::ZipArchive::new(File::open(archive.as_path())?).map_err(io::Error::other)?;
+                        let za = zip::ZipArchive::new(File::open(archive.as_path())?)
+                            .map_err(io::Error::other)?;
                         if self.archives.len() >= 4 {
                             self.archives.remove(0);
                         }
@@ -327,7 +379,9 @@ impl<R: Read> Read for BoundedReader<R> {
                 self.limits.max_archive_bytes
             )));
         }
-        if self.read > self.limits.ratio_grace_bytes && self.read / self.compressed > self.limits.max_ratio {
+        if self.read > self.limits.ratio_grace_bytes
+            && self.read / self.compressed > self.limits.max_ratio
+        {
             return Err(limit_error(format!(
                 "zip member expands more than {}:1 (possible zip bomb, limit); rest not read",
                 self.limits.max_ratio

@@ -7,7 +7,10 @@ pub fn default_exchange_path() -> Option<std::path::PathBuf> {
     #[cfg(windows)]
     {
         let pf = std::env::var_os("ProgramFiles")?;
-        let p = std::path::Path::new(&pf).join("Microsoft").join("Exchange Server").join("V15");
+        let p = std::path::Path::new(&pf)
+            .join("Microsoft")
+            .join("Exchange Server")
+            .join("V15");
         p.is_dir().then_some(p)
     }
     #[cfg(not(windows))]

@@ -108,7 +108,12 @@ impl LogReader {
             .match_kind(MatchKind::LeftmostFirst)
             .build(&pats)
             .expect("prefilter literals are plain strings");
-        LogReader { format, automaton, every_line: literals.is_empty(), limits }
+        LogReader {
+            format,
+            automaton,
+            every_line: literals.is_empty(),
+            limits,
+        }
     }
 
     /// Reads a stream of UTF-8 bytes to the end (or to the first I/O error) and calls the
@@ -144,7 +149,11 @@ impl LogReader {
                 }
             }
             let data = &buf[..filled];
-            let cut = if eof { filled } else { memchr::memrchr(b'\n', data).map_or(0, |i| i + 1) };
+            let cut = if eof {
+                filled
+            } else {
+                memchr::memrchr(b'\n', data).map_or(0, |i| i + 1)
+            };
             if cut == 0 && !eof {
                 // No line end in a full buffer: a line longer than the limit.
                 if filled >= self.limits.max_line_bytes || filled == buf.len() {
@@ -152,7 +161,10 @@ impl LogReader {
                         let line = st.line_no + 1;
                         st.problem(
                             Some(line),
-                            format!("line longer than {} bytes (limit): skipped, not checked", self.limits.max_line_bytes),
+                            format!(
+                                "line longer than {} bytes (limit): skipped, not checked",
+                                self.limits.max_line_bytes
+                            ),
                             true,
                         );
                         skipping_long = true;
@@ -232,7 +244,11 @@ impl<'r> State<'r> {
 
     fn problem(&mut self, line: Option<u64>, reason: String, evidence_lost: bool) {
         if self.stats.problems.len() < 100 {
-            self.stats.problems.push(Problem { line, reason, evidence_lost });
+            self.stats.problems.push(Problem {
+                line,
+                reason,
+                evidence_lost,
+            });
         }
     }
 
@@ -248,14 +264,24 @@ impl<'r> State<'r> {
         while pos < region.len() && (!self.first_data || (pos == 0 && region[0] == b'#')) {
             let end = memchr::memchr(b'\n', &region[pos..]).map_or(region.len(), |i| pos + i);
             let line_no = base_line + lines_before + 1;
-            self.line(&region[pos..end], line_no, base_offset + pos as u64, visit, true);
+            self.line(
+                &region[pos..end],
+                line_no,
+                base_offset + pos as u64,
+                visit,
+                true,
+            );
             lines_before += 1;
             pos = end + 1;
             counted_to = pos.min(region.len());
         }
         if pos < region.len() {
             // Start on the line end before `pos`, so that a directive at `pos` matches `\n#`.
-            let hs = if pos > 0 && !self.reader.every_line { pos - 1 } else { pos };
+            let hs = if pos > 0 && !self.reader.every_line {
+                pos - 1
+            } else {
+                pos
+            };
             let hay = &region[hs..];
             let mut at = 0usize;
             while at < hay.len() {
@@ -263,7 +289,9 @@ impl<'r> State<'r> {
                     let le = memchr::memchr(b'\n', &hay[at..]).map_or(hay.len(), |i| at + i);
                     (at, le)
                 } else {
-                    let Some(m) = self.reader.automaton.find(&hay[at..]) else { break };
+                    let Some(m) = self.reader.automaton.find(&hay[at..]) else {
+                        break;
+                    };
                     let mstart = at + m.start();
                     if m.pattern().as_usize() == DIRECTIVE {
                         let ls = mstart + 1;
@@ -271,7 +299,8 @@ impl<'r> State<'r> {
                         (ls, le)
                     } else {
                         let ls = memchr::memrchr(b'\n', &hay[..mstart]).map_or(0, |i| i + 1);
-                        let le = memchr::memchr(b'\n', &hay[mstart..]).map_or(hay.len(), |i| mstart + i);
+                        let le =
+                            memchr::memchr(b'\n', &hay[mstart..]).map_or(hay.len(), |i| mstart + i);
                         (ls, le)
                     }
                 };
@@ -279,9 +308,19 @@ impl<'r> State<'r> {
                 lines_before += count_nl(&region[counted_to..abs_ls]);
                 counted_to = abs_ls;
                 let line_no = base_line + lines_before + 1;
-                self.line(&hay[ls..le], line_no, base_offset + abs_ls as u64, visit, false);
+                self.line(
+                    &hay[ls..le],
+                    line_no,
+                    base_offset + abs_ls as u64,
+                    visit,
+                    false,
+                );
                 // Resume on the line end itself, so a directive on the next line matches `\n#`.
-                at = if self.reader.every_line { le + 1 } else { le.max(at + 1) };
+                at = if self.reader.every_line {
+                    le + 1
+                } else {
+                    le.max(at + 1)
+                };
             }
         }
         lines_before += count_nl(&region[counted_to.min(region.len())..]);
@@ -437,7 +476,13 @@ impl<'r> State<'r> {
         if self.invalid_utf8 > 0 {
             let n = self.invalid_utf8;
             let l = self.first_invalid;
-            self.problem(l, format!("{n} candidate line(s) with invalid UTF-8, read with replacement characters"), false);
+            self.problem(
+                l,
+                format!(
+                    "{n} candidate line(s) with invalid UTF-8, read with replacement characters"
+                ),
+                false,
+            );
         }
         if self.stats.bytes == 0 && !self.io_failed {
             self.problem(None, "empty file".into(), false);
@@ -449,7 +494,9 @@ impl<'r> State<'r> {
 }
 
 fn looks_like_header(text: &str) -> bool {
-    (text.starts_with("DateTime,") || text.starts_with("TimeStamp,") || text.starts_with("date-time,"))
+    (text.starts_with("DateTime,")
+        || text.starts_with("TimeStamp,")
+        || text.starts_with("date-time,"))
         && !text.as_bytes().get(9).is_some_and(u8::is_ascii_digit)
 }
 
@@ -517,13 +564,13 @@ mod tests {
         while log.len() < 3 * BLOCK + 12345 {
             i += 1;
             n += 1;
-            if i % 50 == 0 {
+            if i.is_multiple_of(50) {
                 log.push_str("#Fields: date time cs-uri-stem\n");
                 schemas += 1;
                 continue;
             }
             let pad = "p".repeat(i * 37 % 300);
-            if i % 7 == 0 {
+            if i.is_multiple_of(7) {
                 log.push_str(&format!("2021-03-03 00:00:01 /ecp/{pad}\n"));
                 expect.push(n);
             } else {
@@ -539,7 +586,10 @@ mod tests {
 
     #[test]
     fn long_lines_are_skipped_and_reported() {
-        let limits = Limits { max_line_bytes: 64 * 1024, ..Limits::default() };
+        let limits = Limits {
+            max_line_bytes: 64 * 1024,
+            ..Limits::default()
+        };
         let mut log = b"#Fields: date time cs-uri-stem\n2021-03-03 00:00:01 /a\n".to_vec();
         log.extend(std::iter::repeat_n(b'x', 3 * BLOCK));
         log.extend(b"\n2021-03-03 00:00:02 /ecp/y.js\n");
@@ -547,17 +597,36 @@ mod tests {
         let (c, st) = run(&r, &log);
         assert_eq!(c.0.len(), 1);
         assert_eq!(c.0[0].0, 4, "line numbers stay right after a skipped line");
-        assert!(st.problems.iter().any(|p| p.reason.contains("longer than") && p.line == Some(3)));
+        assert!(
+            st.problems
+                .iter()
+                .any(|p| p.reason.contains("longer than") && p.line == Some(3))
+        );
     }
 
     #[test]
     fn missing_fields_truncation_and_invalid_utf8() {
         let r = LogReader::new(LogFormat::ExchangeCsv, &["serverinfo~"], Limits::default());
-        let (c, st) = run(&r, b"2021-03-03T00:00:01Z,ServerInfo~x/y\n2021-03-03T00:00:02Z,ServerInfo~\xff/z");
+        let (c, st) = run(
+            &r,
+            b"2021-03-03T00:00:01Z,ServerInfo~x/y\n2021-03-03T00:00:02Z,ServerInfo~\xff/z",
+        );
         assert!(c.0.is_empty());
-        assert!(st.problems.iter().any(|p| p.reason.contains("no #Fields") && p.evidence_lost));
-        assert!(st.problems.iter().any(|p| p.reason.contains("without a line end")));
-        assert!(st.problems.iter().any(|p| p.reason.contains("invalid UTF-8")));
+        assert!(
+            st.problems
+                .iter()
+                .any(|p| p.reason.contains("no #Fields") && p.evidence_lost)
+        );
+        assert!(
+            st.problems
+                .iter()
+                .any(|p| p.reason.contains("without a line end"))
+        );
+        assert!(
+            st.problems
+                .iter()
+                .any(|p| p.reason.contains("invalid UTF-8"))
+        );
         let (_, st) = run(&r, b"");
         assert!(st.problems.iter().any(|p| p.reason == "empty file"));
     }

@@ -43,12 +43,19 @@ impl Schema {
     /// Builds a schema from the text after `#Fields:` (or a bare CSV header line).
     pub fn parse(format: LogFormat, fields: &str) -> Schema {
         let names: Vec<String> = match format {
-            LogFormat::ExchangeCsv => fields.trim().split(',').map(|s| s.trim().to_string()).collect(),
+            LogFormat::ExchangeCsv => fields
+                .trim()
+                .split(',')
+                .map(|s| s.trim().to_string())
+                .collect(),
             LogFormat::W3c => fields.split_whitespace().map(str::to_string).collect(),
             LogFormat::Text => Vec::new(),
         };
-        let index: HashMap<String, usize> =
-            names.iter().enumerate().map(|(i, n)| (n.to_ascii_lowercase(), i)).collect();
+        let index: HashMap<String, usize> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.to_ascii_lowercase(), i))
+            .collect();
         let find = |n: &str| index.get(n).copied();
         let ts = match format {
             LogFormat::W3c => match (find("date"), find("time")) {
@@ -57,10 +64,12 @@ impl Schema {
                 _ => TsField::Unknown,
             },
             LogFormat::Text => TsField::Unknown,
-            LogFormat::ExchangeCsv => match find("datetime").or(find("timestamp")).or(find("date-time")) {
-                Some(i) => TsField::One(i),
-                None => TsField::Unknown,
-            },
+            LogFormat::ExchangeCsv => {
+                match find("datetime").or(find("timestamp")).or(find("date-time")) {
+                    Some(i) => TsField::One(i),
+                    None => TsField::Unknown,
+                }
+            }
         };
         Schema { names, index, ts }
     }
@@ -113,7 +122,15 @@ impl<'a> Record<'a> {
         schema: Option<&'a Schema>,
         date_directive: Option<NaiveDate>,
     ) -> Record<'a> {
-        Record { line, offset, raw, format, schema, date_directive, values: OnceCell::new() }
+        Record {
+            line,
+            offset,
+            raw,
+            format,
+            schema,
+            date_directive,
+            values: OnceCell::new(),
+        }
     }
 
     fn values(&self) -> &[Cow<'a, str>] {
@@ -129,7 +146,11 @@ impl<'a> Record<'a> {
     pub fn get(&self, name: &str) -> Option<&str> {
         let i = self.schema?.index(name)?;
         let v = self.values().get(i)?.as_ref();
-        Some(if self.format == LogFormat::W3c && v == "-" { "" } else { v })
+        Some(if self.format == LogFormat::W3c && v == "-" {
+            ""
+        } else {
+            v
+        })
     }
 
     /// The schema of the record, if the file declared one.
@@ -254,7 +275,14 @@ mod tests {
     #[test]
     fn fields_are_found_by_name_whatever_their_order() {
         let s = Schema::parse(LogFormat::ExchangeCsv, "RequestId,DateTime,AnchorMailbox");
-        let r = Record::new(5, 0, "abc,2021-03-03T01:02:03.000Z,ServerInfo~a]@x:444/ecp/y#", LogFormat::ExchangeCsv, Some(&s), None);
+        let r = Record::new(
+            5,
+            0,
+            "abc,2021-03-03T01:02:03.000Z,ServerInfo~a]@x:444/ecp/y#",
+            LogFormat::ExchangeCsv,
+            Some(&s),
+            None,
+        );
         assert_eq!(r.get("anchormailbox"), Some("ServerInfo~a]@x:444/ecp/y#"));
         assert_eq!(r.timestamp().unwrap().timestamp(), 1614733323);
         assert_eq!(r.get("Missing"), None);
@@ -264,7 +292,14 @@ mod tests {
     fn w3c_dash_is_empty_and_time_only_uses_date_directive() {
         let s = Schema::parse(LogFormat::W3c, " time cs-method cs-uri-stem cs-username");
         let d = NaiveDate::from_ymd_opt(2021, 3, 3);
-        let r = Record::new(1, 0, "01:02:03 POST /ecp/y.js -", LogFormat::W3c, Some(&s), d);
+        let r = Record::new(
+            1,
+            0,
+            "01:02:03 POST /ecp/y.js -",
+            LogFormat::W3c,
+            Some(&s),
+            d,
+        );
         assert_eq!(r.get("cs-username"), Some(""));
         assert_eq!(r.timestamp().unwrap().timestamp(), 1614733323);
     }

@@ -14,12 +14,19 @@ pub fn parse_iso(s: &str) -> Option<DateTime<Utc>> {
         return Some(dt.with_timezone(&Utc));
     }
     let s2 = s.trim_end_matches('Z');
-    for fmt in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"] {
+    for fmt in [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%d %H:%M:%S",
+    ] {
         if let Ok(n) = NaiveDateTime::parse_from_str(s2, fmt) {
             return Some(Utc.from_utc_datetime(&n));
         }
     }
-    NaiveDate::parse_from_str(s2, "%Y-%m-%d").ok().map(|d| Utc.from_utc_datetime(&d.and_time(NaiveTime::MIN)))
+    NaiveDate::parse_from_str(s2, "%Y-%m-%d")
+        .ok()
+        .map(|d| Utc.from_utc_datetime(&d.and_time(NaiveTime::MIN)))
 }
 
 /// Parses IIS `date` and `time` fields (always UTC in W3C logs).
@@ -42,8 +49,16 @@ mod tests {
     fn exchange_and_iis_forms() {
         let a = parse_iso("2021-03-03T04:22:11.123Z").unwrap();
         assert_eq!(a.to_rfc3339(), "2021-03-03T04:22:11.123+00:00");
-        assert_eq!(parse_iso("2021-03-03 04:22:11").unwrap().timestamp(), 1614745331);
-        assert_eq!(parse_date_time("2021-03-03", "04:22:11").unwrap().timestamp(), 1614745331);
+        assert_eq!(
+            parse_iso("2021-03-03 04:22:11").unwrap().timestamp(),
+            1614745331
+        );
+        assert_eq!(
+            parse_date_time("2021-03-03", "04:22:11")
+                .unwrap()
+                .timestamp(),
+            1614745331
+        );
         assert!(parse_iso("garbage").is_none());
         assert!(parse_iso("").is_none());
         assert_eq!(parse_iso("2021-01-03").unwrap().timestamp(), 1609632000);

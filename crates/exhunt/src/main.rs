@@ -127,11 +127,20 @@ fn rules(action: RulesAction) -> Result<u8> {
     match action {
         RulesAction::List => {
             for r in pack.rules() {
-                writeln!(out, "{:<10} {:<10} {:<16} {}", r.id, r.spec, r.cves.join(","), r.title)?;
+                writeln!(
+                    out,
+                    "{:<10} {:<10} {:<16} {}",
+                    r.id,
+                    r.spec,
+                    r.cves.join(","),
+                    r.title
+                )?;
             }
         }
         RulesAction::Show { id } => {
-            let Some(r) = pack.rule(&id) else { bail!("no rule with id {id} (see `exhunt rules list`)") };
+            let Some(r) = pack.rule(&id) else {
+                bail!("no rule with id {id} (see `exhunt rules list`)")
+            };
             writeln!(out, "{}  {}\n", r.id, r.title)?;
             writeln!(out, "campaign:   {}", r.campaign.label())?;
             writeln!(out, "CVEs:       {}", r.cves.join(", "))?;
@@ -160,14 +169,23 @@ fn parse_time(flag: &str, v: &Option<String>) -> Result<Option<exhunt_model::Tim
 
 /// Refuses an output path inside a target: scanning never writes into evidence.
 fn check_output(output: &Path, targets: &[PathBuf]) -> Result<()> {
-    let parent = output.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let out_dir = parent.canonicalize().with_context(|| format!("output folder {}", parent.display()))?;
+    let parent = output
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let out_dir = parent
+        .canonicalize()
+        .with_context(|| format!("output folder {}", parent.display()))?;
     for t in targets {
         if let Ok(t) = t.canonicalize()
             && t.is_dir()
             && out_dir.starts_with(&t)
         {
-            bail!("refusing to write {} inside the evidence folder {}", output.display(), t.display());
+            bail!(
+                "refusing to write {} inside the evidence folder {}",
+                output.display(),
+                t.display()
+            );
         }
     }
     Ok(())
@@ -183,8 +201,13 @@ fn scan(args: ScanArgs) -> Result<u8> {
     };
     let _ = tracing_subscriber::fmt()
         .with_writer(io::stderr)
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("EXHUNT_LOG").unwrap_or_else(|_| level.into()))
-        .with_ansi(!args.no_color && std::env::var_os("NO_COLOR").is_none() && io::stderr().is_terminal())
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("EXHUNT_LOG")
+                .unwrap_or_else(|_| level.into()),
+        )
+        .with_ansi(
+            !args.no_color && std::env::var_os("NO_COLOR").is_none() && io::stderr().is_terminal(),
+        )
         .try_init();
 
     let since = parse_time("--since", &args.since)?;
@@ -206,10 +229,18 @@ fn scan(args: ScanArgs) -> Result<u8> {
         if n == 0 {
             bail!("--threads must be at least 1");
         }
-        rayon::ThreadPoolBuilder::new().num_threads(n).build_global().context("starting worker threads")?;
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global()
+            .context("starting worker threads")?;
     }
-    let engine = Engine::new(ScanOptions { since, until, exchange_path: args.exchange_path.clone(), limits: Limits::default() })
-        .context("loading the built-in rules")?;
+    let engine = Engine::new(ScanOptions {
+        since,
+        until,
+        exchange_path: args.exchange_path.clone(),
+        limits: Limits::default(),
+    })
+    .context("loading the built-in rules")?;
 
     let done = Arc::new(AtomicBool::new(false));
     let bar = if !args.quiet && io::stderr().is_terminal() {
@@ -231,15 +262,24 @@ fn scan(args: ScanArgs) -> Result<u8> {
     };
     let to_terminal = args.output.is_none() && io::stdout().is_terminal();
     let color = !args.no_color && std::env::var_os("NO_COLOR").is_none() && to_terminal;
-    let text = TextOptions { color, verbose: args.verbose };
+    let text = TextOptions {
+        color,
+        verbose: args.verbose,
+    };
     match &args.output {
         Some(path) => {
-            let f = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+            let f = std::fs::File::create(path)
+                .with_context(|| format!("creating {}", path.display()))?;
             let mut w = io::BufWriter::new(f);
-            render(&result, format, text, &mut w).with_context(|| format!("writing {}", path.display()))?;
+            render(&result, format, text, &mut w)
+                .with_context(|| format!("writing {}", path.display()))?;
             w.flush()?;
             if !args.quiet {
-                eprintln!("exhunt: {} — result written to {}", result.verdict.label(), path.display());
+                eprintln!(
+                    "exhunt: {} — result written to {}",
+                    result.verdict.label(),
+                    path.display()
+                );
             }
         }
         None => {
@@ -256,9 +296,15 @@ fn scan(args: ScanArgs) -> Result<u8> {
     Ok(result.verdict.exit_code() as u8)
 }
 
-fn spawn_progress(p: Arc<exhunt_checks::Progress>, done: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
+fn spawn_progress(
+    p: Arc<exhunt_checks::Progress>,
+    done: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
-        let bar = indicatif::ProgressBar::with_draw_target(Some(0), indicatif::ProgressDrawTarget::stderr());
+        let bar = indicatif::ProgressBar::with_draw_target(
+            Some(0),
+            indicatif::ProgressDrawTarget::stderr(),
+        );
         bar.set_style(
             indicatif::ProgressStyle::with_template(
                 "{spinner} {elapsed_precise} [{wide_bar}] {bytes}/{total_bytes} {bytes_per_sec} {msg}",

@@ -153,7 +153,11 @@ struct Server {
 }
 
 fn csv_cell(v: &str) -> String {
-    if v.contains([',', '"']) { format!("\"{}\"", v.replace('"', "\"\"")) } else { v.to_string() }
+    if v.contains([',', '"']) {
+        format!("\"{}\"", v.replace('"', "\"\""))
+    } else {
+        v.to_string()
+    }
 }
 
 fn httpproxy_line(r: &Req, srv: &Server, rng: &mut Rng, out: &mut String) {
@@ -175,7 +179,11 @@ fn httpproxy_line(r: &Req, srv: &Server, rng: &mut Rng, out: &mut String) {
         r.stem.clone(),
         String::new(),
         r.auth.to_string(),
-        if authed { "true".into() } else { "false".into() },
+        if authed {
+            "true".into()
+        } else {
+            "false".into()
+        },
         r.user.clone(),
         String::new(),
         r.anchor.clone(),
@@ -183,13 +191,25 @@ fn httpproxy_line(r: &Req, srv: &Server, rng: &mut Rng, out: &mut String) {
         r.ip.clone(),
         srv.name.to_string(),
         r.status.to_string(),
-        if r.status < 500 { r.status.to_string() } else { String::new() },
+        if r.status < 500 {
+            r.status.to_string()
+        } else {
+            String::new()
+        },
         String::new(),
         r.method.to_string(),
         "Proxy".into(),
-        if r.target.is_empty() { srv.fqdn.to_string() } else { r.target.clone() },
+        if r.target.is_empty() {
+            srv.fqdn.to_string()
+        } else {
+            r.target.clone()
+        },
         format!("Version {ma}.{mi} (Build {bu}.{re})"),
-        if r.anchor.starts_with("ServerInfo~") { "Server".into() } else { "Database".into() },
+        if r.anchor.starts_with("ServerInfo~") {
+            "Server".into()
+        } else {
+            "Database".into()
+        },
         r.routing_hint.clone(),
         r.backend_cookie.clone(),
         String::new(),
@@ -230,7 +250,12 @@ fn httpproxy_line(r: &Req, srv: &Server, rng: &mut Rng, out: &mut String) {
         String::new(),
         r.query.clone(),
         String::new(),
-        format!("BeginRequest={};CorrelationID={};ProxyState-Run=None;FEAuth=BEVersion-{};", r.t.iso_ms(0), if authed { rid.as_str() } else { "<empty>" }, 1_941_962_752 + bu),
+        format!(
+            "BeginRequest={};CorrelationID={};ProxyState-Run=None;FEAuth=BEVersion-{};",
+            r.t.iso_ms(0),
+            if authed { rid.as_str() } else { "<empty>" },
+            1_941_962_752 + bu
+        ),
         String::new(),
         String::new(),
         String::new(),
@@ -244,8 +269,16 @@ fn httpproxy_line(r: &Req, srv: &Server, rng: &mut Rng, out: &mut String) {
 }
 
 fn iis_line(r: &Req, srv: &Server, rng: &mut Rng, out: &mut String) {
-    let q = if r.query.is_empty() { "-".to_string() } else { r.query.replace(' ', "+") };
-    let user = if r.user.is_empty() { "-".into() } else { r.user.replace(' ', "+") };
+    let q = if r.query.is_empty() {
+        "-".to_string()
+    } else {
+        r.query.replace(' ', "+")
+    };
+    let user = if r.user.is_empty() {
+        "-".into()
+    } else {
+        r.user.replace(' ', "+")
+    };
     let _ = writeln!(
         out,
         "{} {} {} {} {} {} 443 {} {} {} - {} 0 0 {}\r",
@@ -263,7 +296,10 @@ fn iis_line(r: &Req, srv: &Server, rng: &mut Rng, out: &mut String) {
     );
 }
 
-const USERS: &[&str] = &["alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy", "mallory", "oscar"];
+const USERS: &[&str] = &[
+    "alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy", "mallory",
+    "oscar",
+];
 const BROWSERS: &[&str] = &[
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/88.0.4324.190 Safari/537.36",
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/88.0.4324.182 Safari/537.36 Edg/88.0.705.81",
@@ -271,7 +307,11 @@ const BROWSERS: &[&str] = &[
     "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/14.0.3 Safari/605.1.15",
 ];
 const OUTLOOK: &str = "Microsoft Office/16.0 (Windows NT 10.0; Microsoft Outlook 16.0.13801; Pro)";
-const MOBILE: &[&str] = &["Outlook-iOS-Android/1.0", "Apple-iPhone12C1/1805.227", "Android-Mail/2021.02.07.357437227.Release"];
+const MOBILE: &[&str] = &[
+    "Outlook-iOS-Android/1.0",
+    "Apple-iPhone12C1/1805.227",
+    "Android-Mail/2021.02.07.357437227.Release",
+];
 
 /// One benign request of a random protocol.
 fn benign(rng: &mut Rng, t: T, srv: &Server) -> Req {
@@ -281,7 +321,11 @@ fn benign(rng: &mut Rng, t: T, srv: &Server) -> Req {
     let ip = if internal {
         format!("10.1.{}.{}", rng.below(8) + 1, rng.below(200) + 20)
     } else {
-        format!("{}.{}", rng.pick(&["198.51.100", "203.0.113", "192.0.2"]), rng.below(250) + 2)
+        format!(
+            "{}.{}",
+            rng.pick(&["198.51.100", "203.0.113", "192.0.2"]),
+            rng.below(250) + 2
+        )
     };
     let mut r = Req {
         t,
@@ -318,15 +362,25 @@ fn benign(rng: &mut Rng, t: T, srv: &Server) -> Req {
                     r.anchor = String::new();
                 }
                 2 => {
-                    r.stem = format!("/owa/auth/15.1.{}/themes/resources/segoeui-semibold.ttf", srv.build.2);
+                    r.stem = format!(
+                        "/owa/auth/15.1.{}/themes/resources/segoeui-semibold.ttf",
+                        srv.build.2
+                    );
                     r.user = String::new();
                     r.anchor = String::new();
                 }
                 _ => {
                     r.method = "POST";
                     r.stem = "/owa/service.svc".into();
-                    r.query = format!("action={}&UA=0", rng.pick(&["GetItem", "FindItem", "GetFolder", "GetConversationItems"]));
-                    r.backend_cookie = format!("Server~{}~{}~2021-03-20T10:11:12", srv.fqdn.to_ascii_lowercase(), 1_941_962_752 + srv.build.2);
+                    r.query = format!(
+                        "action={}&UA=0",
+                        rng.pick(&["GetItem", "FindItem", "GetFolder", "GetConversationItems"])
+                    );
+                    r.backend_cookie = format!(
+                        "Server~{}~{}~2021-03-20T10:11:12",
+                        srv.fqdn.to_ascii_lowercase(),
+                        1_941_962_752 + srv.build.2
+                    );
                     r.routing_hint = "Cookie-X-BackEndCookie".into();
                 }
             }
@@ -357,7 +411,10 @@ fn benign(rng: &mut Rng, t: T, srv: &Server) -> Req {
             r.protocol = "Eas";
             r.method = "POST";
             r.stem = "/Microsoft-Server-ActiveSync/default.eas".into();
-            r.query = format!("Cmd=Sync&User={user}&DeviceId=ApplF{}&DeviceType=iPhone", rng.below(99999));
+            r.query = format!(
+                "Cmd=Sync&User={user}&DeviceId=ApplF{}&DeviceType=iPhone",
+                rng.below(99999)
+            );
             r.ua = rng.pick(MOBILE).to_string();
             r.auth = "Basic";
         }
@@ -372,7 +429,10 @@ fn benign(rng: &mut Rng, t: T, srv: &Server) -> Req {
             } else {
                 r.method = "POST";
                 r.stem = "/ecp/DDI/DDIService.svc/GetList".into();
-                r.query = format!("schema=MailboxService&msExchEcpCanary={}", rng.guid().replace('-', ""));
+                r.query = format!(
+                    "schema=MailboxService&msExchEcpCanary={}",
+                    rng.guid().replace('-', "")
+                );
             }
         }
         _ => {
@@ -396,7 +456,11 @@ struct Tree {
 
 impl Tree {
     fn exch(&self) -> PathBuf {
-        self.root.join("Program Files").join("Microsoft").join("Exchange Server").join("V15")
+        self.root
+            .join("Program Files")
+            .join("Microsoft")
+            .join("Exchange Server")
+            .join("V15")
     }
     fn write(&self, path: &Path, text: &str) -> io::Result<()> {
         fs::create_dir_all(path.parent().expect("file has a folder"))?;
@@ -442,7 +506,12 @@ fn ecp_event(t: T, srv: &Server, rng: &mut Rng, url: &str, cmd: &str) -> String 
         rng.guid(),
         rng.guid()
     );
-    format!("{},{},ECP.Request,{}\r\n", t.iso_ms(rng.below(1000)), srv.name, csv_cell(&data))
+    format!(
+        "{},{},ECP.Request,{}\r\n",
+        t.iso_ms(rng.below(1000)),
+        srv.name,
+        csv_cell(&data)
+    )
 }
 
 /// Benign ECP admin activity of one day.
@@ -455,7 +524,10 @@ fn ecp_day(day: T, srv: &Server, rng: &mut Rng, out: &mut String) {
             "Set-Mailbox.Identity='contoso.com/Users/Carol'.ProhibitSendQuota='49 GB (52,613,349,376 bytes)'",
             "Get-MessageTrace.SenderAddress='dave@contoso.com'",
         ]);
-        let url = format!("/ecp/DDI/DDIService.svc/GetList?schema=MailboxService&msExchEcpCanary={}", rng.guid().replace('-', ""));
+        let url = format!(
+            "/ecp/DDI/DDIService.svc/GetList?schema=MailboxService&msExchEcpCanary={}",
+            rng.guid().replace('-', "")
+        );
         out.push_str(&ecp_event(t, srv, rng, &url, cmd));
     }
 }
@@ -491,17 +563,27 @@ fn day_traffic(day: T, srv: &Server, rng: &mut Rng, requests: usize, extra: &[Re
     let mut reqs: Vec<Req> = Vec::with_capacity(requests + extra.len());
     for _ in 0..requests {
         // Examples keep few hourly files; the benchmark spreads over the whole working day.
-        let h = if requests <= 100 { *rng.pick(&[9i64, 14]) } else { 6 + rng.below(14) as i64 };
+        let h = if requests <= 100 {
+            *rng.pick(&[9i64, 14])
+        } else {
+            6 + rng.below(14) as i64
+        };
         let t = day.plus(h * 3600 + rng.below(3600) as i64);
         reqs.push(benign(rng, t, srv));
     }
     reqs.extend(extra.iter().cloned());
     reqs.sort_by_key(|r| r.t);
-    let mut logs = DayLogs { proxy: Default::default(), iis: iis_header(day) };
+    let mut logs = DayLogs {
+        proxy: Default::default(),
+        iis: iis_header(day),
+    };
     for r in &reqs {
         let key = (r.t.hour_key(), r.protocol);
         let hour_start = T(r.t.0 - r.t.0.rem_euclid(3600));
-        let buf = logs.proxy.entry(key).or_insert_with(|| httpproxy_header(srv, hour_start));
+        let buf = logs
+            .proxy
+            .entry(key)
+            .or_insert_with(|| httpproxy_header(srv, hour_start));
         httpproxy_line(r, srv, rng, buf);
         iis_line(r, srv, rng, &mut logs.iis);
     }
@@ -511,9 +593,17 @@ fn day_traffic(day: T, srv: &Server, rng: &mut Rng, requests: usize, extra: &[Re
 fn write_day(tree: &Tree, day: T, logs: &DayLogs) -> io::Result<()> {
     let proxy = tree.exch().join("Logging").join("HttpProxy");
     for ((hour, proto), text) in &logs.proxy {
-        tree.write(&proxy.join(proto).join(format!("HttpProxy_{hour}-1.LOG")), text)?;
+        tree.write(
+            &proxy.join(proto).join(format!("HttpProxy_{hour}-1.LOG")),
+            text,
+        )?;
     }
-    let iis = tree.root.join("inetpub").join("logs").join("LogFiles").join("W3SVC1");
+    let iis = tree
+        .root
+        .join("inetpub")
+        .join("logs")
+        .join("LogFiles")
+        .join("W3SVC1");
     tree.write(&iis.join(format!("u_ex{}.log", day.iis_key())), &logs.iis)
 }
 
@@ -554,11 +644,25 @@ fn attack_requests(srv: &Server) -> (Vec<Req>, T) {
         ssrf(0, "autodiscover/autodiscover.xml?#".into(), 200),
         ssrf(4, "mapi/emsmdb/?#".into(), 200),
         ssrf(9, "ecp/proxyLogon.ecp?#".into(), 241),
-        ssrf(15, format!("ecp/DDI/DDIService.svc/GetObject?schema=OABVirtualDirectory&msExchEcpCanary={canary}#"), 200),
-        ssrf(96, format!("ecp/DDI/DDIService.svc/SetObject?schema=OABVirtualDirectory&msExchEcpCanary={canary}#"), 200),
+        ssrf(
+            15,
+            format!(
+                "ecp/DDI/DDIService.svc/GetObject?schema=OABVirtualDirectory&msExchEcpCanary={canary}#"
+            ),
+            200,
+        ),
+        ssrf(
+            96,
+            format!(
+                "ecp/DDI/DDIService.svc/SetObject?schema=OABVirtualDirectory&msExchEcpCanary={canary}#"
+            ),
+            200,
+        ),
         ssrf(
             131,
-            format!("ecp/DDI/DDIService.svc/SetObject?schema=ResetOABVirtualDirectory&msExchEcpCanary={canary}#"),
+            format!(
+                "ecp/DDI/DDIService.svc/SetObject?schema=ResetOABVirtualDirectory&msExchEcpCanary={canary}#"
+            ),
             200,
         ),
     ];
@@ -573,7 +677,11 @@ fn attack_requests(srv: &Server) -> (Vec<Req>, T) {
             auth: "",
             user: String::new(),
             anchor: String::new(),
-            ua: if i == 0 { ua.clone() } else { "antSword/v2.1".into() },
+            ua: if i == 0 {
+                ua.clone()
+            } else {
+                "antSword/v2.1".into()
+            },
             ip: ip.clone(),
             status: 200,
             routing_hint: String::new(),
@@ -594,7 +702,8 @@ fn scanner_request(t: T) -> Req {
         auth: "FBA",
         user: String::new(),
         anchor: "ServerInfo~localhost/ecp/default.flt?".into(),
-        ua: "Mozilla/5.0 (compatible; Nmap Scripting Engine; https://nmap.org/book/nse.html)".into(),
+        ua: "Mozilla/5.0 (compatible; Nmap Scripting Engine; https://nmap.org/book/nse.html)"
+            .into(),
         ip: "10.1.0.15".into(),
         status: 500,
         routing_hint: "X-AnonResource-Backend-Cookie".into(),
@@ -604,12 +713,19 @@ fn scanner_request(t: T) -> Req {
 }
 
 fn write_example(root: &Path, seed: u64, ex: &Example<'_>) -> io::Result<()> {
-    let tree = Tree { root: root.to_path_buf() };
+    let tree = Tree {
+        root: root.to_path_buf(),
+    };
     if root.exists() {
         fs::remove_dir_all(root)?;
     }
     let mut rng = Rng(seed);
-    let mut srv = Server { name: "EX01", fqdn: "EX01.contoso.local", ip: "10.1.0.10", build: (15, 1, 2176, 2) };
+    let mut srv = Server {
+        name: "EX01",
+        fqdn: "EX01.contoso.local",
+        ip: "10.1.0.10",
+        build: (15, 1, 2176, 2),
+    };
     let (attack, t0) = attack_requests(&srv);
     for &day in ex.days {
         if ex.patch_day.is_some_and(|p| day >= p) {
@@ -635,7 +751,10 @@ fn write_example(root: &Path, seed: u64, ex: &Example<'_>) -> io::Result<()> {
             if !r.protocol.is_empty() {
                 let key = (r.t.hour_key(), r.protocol);
                 let hour_start = T(r.t.0 - r.t.0.rem_euclid(3600));
-                let buf = logs.proxy.entry(key).or_insert_with(|| httpproxy_header(&srv, hour_start));
+                let buf = logs
+                    .proxy
+                    .entry(key)
+                    .or_insert_with(|| httpproxy_header(&srv, hour_start));
                 httpproxy_line(r, &srv, &mut rng, buf);
             }
             iis_line(r, &srv, &mut rng, &mut logs.iis);
@@ -673,7 +792,12 @@ fn write_example(root: &Path, seed: u64, ex: &Example<'_>) -> io::Result<()> {
                 "Reset-OabVirtualDirectory.Identity='EX01\\OAB (Default Web Site)'.FilePathName='\\\\127.0.0.1\\c$\\inetpub\\wwwroot\\aspnet_client\\discover.aspx'",
             ));
         }
-        let ecp_path = tree.exch().join("Logging").join("ECP").join("Server").join(format!("ECPServer{}-1.LOG", day.day_key()));
+        let ecp_path = tree
+            .exch()
+            .join("Logging")
+            .join("ECP")
+            .join("Server")
+            .join(format!("ECPServer{}-1.LOG", day.day_key()));
         tree.write(&ecp_path, &ecp)?;
 
         let mut oab = oab_header(&srv, day);
@@ -689,36 +813,71 @@ fn write_example(root: &Path, seed: u64, ex: &Example<'_>) -> io::Result<()> {
 }
 
 fn examples(out: &Path) -> io::Result<()> {
-    let mut days: Vec<T> = [(2020, 12, 29), (2021, 1, 5), (2021, 1, 19), (2021, 2, 2), (2021, 2, 16), (2021, 3, 1)]
-        .iter()
-        .map(|&(y, m, d)| T::at(y, m, d, 0, 0, 0))
-        .collect();
+    let mut days: Vec<T> = [
+        (2020, 12, 29),
+        (2021, 1, 5),
+        (2021, 1, 19),
+        (2021, 2, 2),
+        (2021, 2, 16),
+        (2021, 3, 1),
+    ]
+    .iter()
+    .map(|&(y, m, d)| T::at(y, m, d, 0, 0, 0))
+    .collect();
     days.extend((2..=8).map(|d| T::at(2021, 3, d, 0, 0, 0)));
     let patch = Some(T::at(2021, 3, 5, 0, 0, 0));
     write_example(
         &out.join("compromised"),
         0xC0FFEE,
-        &Example { days: &days, patch_day: patch, attack: true, scanner: true, admin_oab_change: true },
+        &Example {
+            days: &days,
+            patch_day: patch,
+            attack: true,
+            scanner: true,
+            admin_oab_change: true,
+        },
     )?;
     write_example(
         &out.join("clean"),
         0xC1EA4,
-        &Example { days: &days, patch_day: patch, attack: false, scanner: true, admin_oab_change: true },
+        &Example {
+            days: &days,
+            patch_day: patch,
+            attack: false,
+            scanner: true,
+            admin_oab_change: true,
+        },
     )?;
-    let late: Vec<T> = [6, 7, 8, 9].iter().map(|&d| T::at(2021, 4, d, 0, 0, 0)).collect();
+    let late: Vec<T> = [6, 7, 8, 9]
+        .iter()
+        .map(|&d| T::at(2021, 4, d, 0, 0, 0))
+        .collect();
     write_example(
         &out.join("late-logs"),
         0x1A7E,
-        &Example { days: &late, patch_day: Some(T::at(2021, 4, 1, 0, 0, 0)), attack: false, scanner: false, admin_oab_change: false },
+        &Example {
+            days: &late,
+            patch_day: Some(T::at(2021, 4, 1, 0, 0, 0)),
+            attack: false,
+            scanner: false,
+            admin_oab_change: false,
+        },
     )?;
     Ok(())
 }
 
 /// About `mib` MiB of HttpProxy and IIS logs over many days, attacks injected on a few.
 fn bench(out: &Path, mib: u64) -> io::Result<()> {
-    let tree = Tree { root: out.to_path_buf() };
+    let tree = Tree {
+        root: out.to_path_buf(),
+    };
     let mut rng = Rng(0xBE7C4);
-    let srv = Server { name: "EX01", fqdn: "EX01.contoso.local", ip: "10.1.0.10", build: (15, 1, 2176, 2) };
+    let srv = Server {
+        name: "EX01",
+        fqdn: "EX01.contoso.local",
+        ip: "10.1.0.10",
+        build: (15, 1, 2176, 2),
+    };
     let target = mib * 1024 * 1024;
     let mut written = 0u64;
     let mut day = T::at(2021, 1, 1, 0, 0, 0);
@@ -733,7 +892,10 @@ fn bench(out: &Path, mib: u64) -> io::Result<()> {
                 let mut r = r.clone();
                 r.t = T(r.t.0 + shift);
                 if !r.protocol.is_empty() {
-                    let buf = logs.proxy.entry((r.t.hour_key(), r.protocol)).or_insert_with(|| httpproxy_header(&srv, r.t));
+                    let buf = logs
+                        .proxy
+                        .entry((r.t.hour_key(), r.protocol))
+                        .or_insert_with(|| httpproxy_header(&srv, r.t));
                     httpproxy_line(&r, &srv, &mut rng, buf);
                 }
                 iis_line(&r, &srv, &mut rng, &mut logs.iis);
@@ -746,7 +908,11 @@ fn bench(out: &Path, mib: u64) -> io::Result<()> {
         n += 1;
     }
     let mut w = BufWriter::new(io::stderr());
-    writeln!(w, "wrote {:.1} MiB in {n} days of logs", written as f64 / 1048576.0)?;
+    writeln!(
+        w,
+        "wrote {:.1} MiB in {n} days of logs",
+        written as f64 / 1048576.0
+    )?;
     Ok(())
 }
 
@@ -758,7 +924,9 @@ fn main() {
             Ok(mib) => bench(Path::new(&args[2]), mib),
             Err(_) => Err(io::Error::other("SIZE_MIB must be a number")),
         },
-        _ => Err(io::Error::other("usage: gen-corpus examples OUT_DIR | gen-corpus bench OUT_DIR SIZE_MIB")),
+        _ => Err(io::Error::other(
+            "usage: gen-corpus examples OUT_DIR | gen-corpus bench OUT_DIR SIZE_MIB",
+        )),
     };
     if let Err(e) = res {
         eprintln!("gen-corpus: {e}");
