@@ -18,7 +18,12 @@ fn exhunt() -> Command {
 }
 
 fn scan_json(args: &[&str]) -> (i32, Value) {
-    let out = exhunt().arg("scan").args(args).args(["--format", "json", "-q"]).output().unwrap();
+    let out = exhunt()
+        .arg("scan")
+        .args(args)
+        .args(["--format", "json", "-q"])
+        .output()
+        .unwrap();
     let code = out.status.code().unwrap();
     let v: Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("json: {e}\n{}", String::from_utf8_lossy(&out.stderr)));
@@ -26,12 +31,21 @@ fn scan_json(args: &[&str]) -> (i32, Value) {
 }
 
 fn rule_ids(v: &Value) -> Vec<String> {
-    v["servers"][0]["findings"].as_array().unwrap().iter().map(|f| f["rule_id"].as_str().unwrap().to_string()).collect()
+    v["servers"][0]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["rule_id"].as_str().unwrap().to_string())
+        .collect()
 }
 
 #[test]
 fn compromised_example_tells_the_whole_chain_and_exits_1() {
-    let out = exhunt().args(["scan", "--no-color"]).arg(examples().join("compromised")).output().unwrap();
+    let out = exhunt()
+        .args(["scan", "--no-color"])
+        .arg(examples().join("compromised"))
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("COMPROMISED"), "{text}");
@@ -44,13 +58,22 @@ fn compromised_example_tells_the_whole_chain_and_exits_1() {
     ];
     let mut at = 0;
     for s in steps {
-        let i = text[at..].find(s).unwrap_or_else(|| panic!("step {s:?} missing or out of order in\n{text}"));
+        let i = text[at..]
+            .find(s)
+            .unwrap_or_else(|| panic!("step {s:?} missing or out of order in\n{text}"));
         at += i;
     }
     // Verdicts come before the story, the story before coverage.
-    let (v, st, cov) = (text.find("COMPROMISED").unwrap(), text.find("What happened").unwrap(), text.find("Coverage").unwrap());
+    let (v, st, cov) = (
+        text.find("COMPROMISED").unwrap(),
+        text.find("What happened").unwrap(),
+        text.find("Coverage").unwrap(),
+    );
     assert!(v < st && st < cov);
-    assert!(text.contains("still vulnerable at the first evidence"), "{text}");
+    assert!(
+        text.contains("still vulnerable at the first evidence"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -61,23 +84,53 @@ fn compromised_example_json_has_every_stage_and_the_written_path() {
     let s = &v["servers"][0];
     assert_eq!(s["name"], "EX01");
     let ids = rule_ids(&v);
-    for id in ["EXH-PL-1", "EXH-PL-3", "EXH-PL-4", "EXH-PL-6", "EXH-PL-7", "EXH-PL-8", "EXH-PL-9", "EXH-IOC-1", "EXH-IOC-2"] {
+    for id in [
+        "EXH-PL-1",
+        "EXH-PL-3",
+        "EXH-PL-4",
+        "EXH-PL-6",
+        "EXH-PL-7",
+        "EXH-PL-8",
+        "EXH-PL-9",
+        "EXH-IOC-1",
+        "EXH-IOC-2",
+    ] {
         assert!(ids.iter().any(|i| i == id), "{id} missing from {ids:?}");
     }
-    let stages: Vec<&str> = s["story"].as_array().unwrap().iter().map(|x| x["stage"].as_str().unwrap()).collect();
-    for st in ["scan", "exploit-attempt", "exploit-success", "persistence", "web-shell-use"] {
+    let stages: Vec<&str> = s["story"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["stage"].as_str().unwrap())
+        .collect();
+    for st in [
+        "scan",
+        "exploit-attempt",
+        "exploit-success",
+        "persistence",
+        "web-shell-use",
+    ] {
         assert!(stages.contains(&st), "{st} not in story {stages:?}");
     }
     let verdict = &s["verdicts"][0];
     assert_eq!(verdict["patched_before_first_evidence"], false);
-    assert!(verdict["first_evidence"].as_str().unwrap().starts_with("2021-03-03T02:14:05"), "{verdict}");
+    assert!(
+        verdict["first_evidence"]
+            .as_str()
+            .unwrap()
+            .starts_with("2021-03-03T02:14:05"),
+        "{verdict}"
+    );
     // Every finding points at a real line of a real file.
     for f in s["findings"].as_array().unwrap() {
         let path = f["evidence"]["path"].as_str().unwrap();
         let line = f["evidence"]["line"].as_u64().unwrap() as usize;
         let text = std::fs::read_to_string(path).unwrap();
         let l = text.lines().nth(line - 1).unwrap();
-        assert_eq!(l.trim_end_matches('\r'), f["evidence"]["excerpt"].as_str().unwrap());
+        assert_eq!(
+            l.trim_end_matches('\r'),
+            f["evidence"]["excerpt"].as_str().unwrap()
+        );
     }
 }
 
@@ -88,39 +141,67 @@ fn clean_example_is_no_evidence_and_exits_0() {
     assert_eq!(v["verdict"], "no-evidence");
     // The administrator's nmap check is kept as a scan, not dropped and not an attack.
     let ids = rule_ids(&v);
-    assert!(!ids.is_empty() && ids.iter().all(|i| i == "EXH-PL-3"), "{ids:?}");
+    assert!(
+        !ids.is_empty() && ids.iter().all(|i| i == "EXH-PL-3"),
+        "{ids:?}"
+    );
     let reasons = v["servers"][0]["verdicts"][0]["reasons"].to_string();
     assert!(reasons.contains("scanner probe"), "{reasons}");
 }
 
 #[test]
 fn late_logs_example_is_inconclusive_and_exits_3() {
-    let out = exhunt().args(["scan", "--no-color"]).arg(examples().join("late-logs")).output().unwrap();
+    let out = exhunt()
+        .args(["scan", "--no-color"])
+        .arg(examples().join("late-logs"))
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(3));
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("INCONCLUSIVE"), "{text}");
-    assert!(text.contains("HttpProxy logs start on 2021-04-06, after the exposure window opened on 2021-01-03"), "{text}");
+    assert!(
+        text.contains(
+            "HttpProxy logs start on 2021-04-06, after the exposure window opened on 2021-01-03"
+        ),
+        "{text}"
+    );
 }
 
 #[test]
 fn since_that_cuts_the_window_makes_clean_inconclusive() {
-    let (code, v) = scan_json(&[examples().join("clean").to_str().unwrap(), "--since", "2021-02-01"]);
+    let (code, v) = scan_json(&[
+        examples().join("clean").to_str().unwrap(),
+        "--since",
+        "2021-02-01",
+    ]);
     assert_eq!(code, 3);
     let reasons = v["servers"][0]["verdicts"][0]["reasons"].to_string();
-    assert!(reasons.contains("--since 2021-02-01 cuts the exposure window"), "{reasons}");
+    assert!(
+        reasons.contains("--since 2021-02-01 cuts the exposure window"),
+        "{reasons}"
+    );
     // A window before the attack hides it: the compromised server is then inconclusive, not clean.
-    let (code, v) = scan_json(&[examples().join("compromised").to_str().unwrap(), "--until", "2021-03-01"]);
+    let (code, v) = scan_json(&[
+        examples().join("compromised").to_str().unwrap(),
+        "--until",
+        "2021-03-01",
+    ]);
     assert_eq!(code, 3, "{v}");
 }
 
 #[test]
 fn json_output_validates_against_the_schema() {
-    let schema: Value =
-        serde_json::from_str(&std::fs::read_to_string(examples().join("../schema/scan-result.v1.json")).unwrap()).unwrap();
+    let schema: Value = serde_json::from_str(
+        &std::fs::read_to_string(examples().join("../schema/scan-result.v1.json")).unwrap(),
+    )
+    .unwrap();
     let validator = jsonschema::validator_for(&schema).unwrap();
     for ex in ["compromised", "clean", "late-logs"] {
         let (_, v) = scan_json(&[examples().join(ex).to_str().unwrap()]);
-        let errors: Vec<String> = validator.iter_errors(&v).map(|e| format!("{e} at {}", e.instance_path())).collect();
+        let errors: Vec<String> = validator
+            .iter_errors(&v)
+            .map(|e| format!("{e} at {}", e.instance_path()))
+            .collect();
         assert!(errors.is_empty(), "{ex}: {errors:#?}");
     }
     // The schema is strict: an unknown field is an error, so schema and code cannot drift apart.
@@ -134,13 +215,26 @@ fn jsonl_is_one_finding_per_line_and_csv_has_timesketch_columns() {
     let dir = examples().join("compromised");
     let (_, v) = scan_json(&[dir.to_str().unwrap()]);
     let n = v["servers"][0]["findings"].as_array().unwrap().len();
-    let out = exhunt().args(["scan", "--format", "jsonl", "-q"]).arg(&dir).output().unwrap();
-    let lines: Vec<Value> =
-        String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let out = exhunt()
+        .args(["scan", "--format", "jsonl", "-q"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let lines: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines.len(), n);
-    assert!(lines.iter().all(|l| l["server"] == "EX01" && l["rule_id"].is_string() && l["evidence"]["line"].is_u64()));
+    assert!(lines.iter().all(|l| l["server"] == "EX01"
+        && l["rule_id"].is_string()
+        && l["evidence"]["line"].is_u64()));
 
-    let out = exhunt().args(["scan", "--format", "csv", "-q"]).arg(&dir).output().unwrap();
+    let out = exhunt()
+        .args(["scan", "--format", "csv", "-q"])
+        .arg(&dir)
+        .output()
+        .unwrap();
     let mut rdr = csv::Reader::from_reader(&out.stdout[..]);
     let headers = rdr.headers().unwrap().clone();
     assert_eq!(&headers[0], "message");
@@ -148,7 +242,11 @@ fn jsonl_is_one_finding_per_line_and_csv_has_timesketch_columns() {
     assert_eq!(&headers[2], "timestamp_desc");
     let rows: Vec<csv::StringRecord> = rdr.records().map(Result::unwrap).collect();
     assert!(rows.len() > n, "findings plus coverage context rows");
-    let times: Vec<&str> = rows.iter().map(|r| r.get(1).unwrap()).filter(|t| !t.is_empty()).collect();
+    let times: Vec<&str> = rows
+        .iter()
+        .map(|r| r.get(1).unwrap())
+        .filter(|t| !t.is_empty())
+        .collect();
     let mut sorted = times.clone();
     sorted.sort();
     assert_eq!(times, sorted, "timeline is in time order");
@@ -160,10 +258,14 @@ fn triage_zip_is_read_in_place_with_the_same_answer() {
     let zip_path = tmp.path().join("EX01-triage.zip");
     let root = examples().join("compromised");
     let mut zw = zip::ZipWriter::new(std::fs::File::create(&zip_path).unwrap());
-    let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+    let opts = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated);
     for entry in walk(&root) {
         let rel = entry.strip_prefix(&root).unwrap();
-        let name: Vec<String> = rel.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
+        let name: Vec<String> = rel
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect();
         zw.start_file(name.join("/"), opts).unwrap();
         zw.write_all(&std::fs::read(&entry).unwrap()).unwrap();
     }
@@ -173,16 +275,26 @@ fn triage_zip_is_read_in_place_with_the_same_answer() {
     assert_eq!(code, 1);
     let (_, dir) = scan_json(&[root.to_str().unwrap()]);
     assert_eq!(rule_ids(&v), rule_ids(&dir));
-    let p = v["servers"][0]["findings"][0]["evidence"]["path"].as_str().unwrap();
+    let p = v["servers"][0]["findings"][0]["evidence"]["path"]
+        .as_str()
+        .unwrap();
     assert!(p.contains("EX01-triage.zip!"), "{p}");
-    assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), before, "nothing extracted next to the zip");
+    assert_eq!(
+        std::fs::read_dir(tmp.path()).unwrap().count(),
+        before,
+        "nothing extracted next to the zip"
+    );
 }
 
 fn walk(dir: &Path) -> Vec<PathBuf> {
     let mut out = vec![];
     for e in std::fs::read_dir(dir).unwrap() {
         let p = e.unwrap().path();
-        if p.is_dir() { out.extend(walk(&p)) } else { out.push(p) }
+        if p.is_dir() {
+            out.extend(walk(&p))
+        } else {
+            out.push(p)
+        }
     }
     out.sort();
     out
@@ -190,7 +302,10 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 
 #[test]
 fn several_targets_are_several_servers() {
-    let (code, v) = scan_json(&[examples().join("clean").to_str().unwrap(), examples().join("compromised").to_str().unwrap()]);
+    let (code, v) = scan_json(&[
+        examples().join("clean").to_str().unwrap(),
+        examples().join("compromised").to_str().unwrap(),
+    ]);
     assert_eq!(code, 1);
     assert_eq!(v["servers"].as_array().unwrap().len(), 2);
     assert_eq!(v["servers"][0]["verdict"], "no-evidence");
@@ -202,10 +317,18 @@ fn usage_errors_exit_2_with_a_clear_message() {
     let out = exhunt().args(["scan", "/no/such/place"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
-    let out = exhunt().args(["scan", "--since", "yesterday"]).arg(examples().join("clean")).output().unwrap();
+    let out = exhunt()
+        .args(["scan", "--since", "yesterday"])
+        .arg(examples().join("clean"))
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--since"));
-    let out = exhunt().args(["scan", "--format", "xml"]).arg(examples().join("clean")).output().unwrap();
+    let out = exhunt()
+        .args(["scan", "--format", "xml"])
+        .arg(examples().join("clean"))
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let help = exhunt().args(["scan", "--help"]).output().unwrap();
     let help = String::from_utf8(help.stdout).unwrap();
@@ -216,7 +339,13 @@ fn usage_errors_exit_2_with_a_clear_message() {
 fn output_inside_the_evidence_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
     std::fs::write(tmp.path().join("a.log"), "x").unwrap();
-    let out = exhunt().arg("scan").arg(tmp.path()).arg("-o").arg(tmp.path().join("result.json")).output().unwrap();
+    let out = exhunt()
+        .arg("scan")
+        .arg(tmp.path())
+        .arg("-o")
+        .arg(tmp.path().join("result.json"))
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(!tmp.path().join("result.json").exists());
     let out_dir = tempfile::tempdir().unwrap();
@@ -228,7 +357,8 @@ fn output_inside_the_evidence_is_refused() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0));
-    let v: Value = serde_json::from_slice(&std::fs::read(out_dir.path().join("r.json")).unwrap()).unwrap();
+    let v: Value =
+        serde_json::from_slice(&std::fs::read(out_dir.path().join("r.json")).unwrap()).unwrap();
     assert_eq!(v["verdict"], "no-evidence");
 }
 
@@ -237,9 +367,19 @@ fn rules_list_shows_every_rule_with_its_spec_section() {
     let out = exhunt().args(["rules", "list"]).output().unwrap();
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
-    for (id, spec) in [("EXH-PL-1", "C-26855-A"), ("EXH-PL-5", "C-26858-A"), ("EXH-PL-6", "C-27065-A")] {
-        assert!(text.lines().any(|l| l.starts_with(id) && l.contains(spec)), "{id} {spec} in\n{text}");
+    for (id, spec) in [
+        ("EXH-PL-1", "C-26855-A"),
+        ("EXH-PL-5", "C-26858-A"),
+        ("EXH-PL-6", "C-27065-A"),
+    ] {
+        assert!(
+            text.lines().any(|l| l.starts_with(id) && l.contains(spec)),
+            "{id} {spec} in\n{text}"
+        );
     }
-    let out = exhunt().args(["rules", "show", "EXH-NOPE-1"]).output().unwrap();
+    let out = exhunt()
+        .args(["rules", "show", "EXH-NOPE-1"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
