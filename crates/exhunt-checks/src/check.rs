@@ -16,8 +16,11 @@ pub trait LineCheck: Send + Sync {
     fn rule_ids(&self) -> &[&'static str];
     /// Kinds it reads.
     fn kinds(&self) -> &[ArtefactKind];
-    /// Literals (ASCII case-insensitive) of which a line must contain one to be a candidate.
-    fn literals(&self, kind: ArtefactKind) -> Vec<String>;
+    /// Prefilter patterns: regular-expression fragments (ASCII case-insensitive, usually a
+    /// literal from [`lit`]) of which a line must match one to be a candidate. They are joined
+    /// into one alternation per log kind and searched over whole blocks; a check must still test
+    /// each candidate itself (a line is handed to every check of its kind).
+    fn prefilter(&self, kind: ArtefactKind) -> Vec<String>;
     /// Fields it needs in a layout of this kind; a layout without them makes the check blind.
     fn needs(&self, _kind: ArtefactKind) -> &[&'static str] {
         &[]
@@ -122,6 +125,11 @@ impl<'a> Emitter<'a> {
             kind,
         });
     }
+}
+
+/// A literal as a prefilter pattern.
+pub fn lit(s: &str) -> String {
+    regex::escape(s)
 }
 
 /// Case-insensitive ASCII substring search.

@@ -102,8 +102,10 @@ impl CheckSet {
             if idx.is_empty() {
                 continue;
             }
-            let mut lits: Vec<String> =
-                idx.iter().flat_map(|&i| checks[i].literals(kind)).collect();
+            let mut lits: Vec<String> = idx
+                .iter()
+                .flat_map(|&i| checks[i].prefilter(kind))
+                .collect();
             lits.sort();
             lits.dedup();
             let refs: Vec<&str> = lits.iter().map(String::as_str).collect();
@@ -119,6 +121,13 @@ impl CheckSet {
     fn reader(&self, kind: ArtefactKind) -> Option<&KindReader> {
         self.readers.iter().find(|r| r.kind == kind)
     }
+}
+
+/// What a rayon worker keeps between files.
+#[derive(Default)]
+struct Worker {
+    opener: Opener,
+    scratch: Vec<u8>,
 }
 
 /// What happened to one file.
@@ -245,6 +254,24 @@ impl Engine {
         v
     }
 
+    /// The prefilter patterns of each log kind (for benchmarks against `rg`).
+    pub fn prefilter_literals(&self) -> Vec<(ArtefactKind, Vec<String>)> {
+        self.main
+            .readers
+            .iter()
+            .map(|kr| {
+                let mut lits: Vec<String> = kr
+                    .checks
+                    .iter()
+                    .flat_map(|&i| self.main.checks[i].prefilter(kr.kind))
+                    .collect();
+                lits.sort();
+                lits.dedup();
+                (kr.kind, lits)
+            })
+            .collect()
+    }
+
     /// Shared progress counters.
     pub fn progress(&self) -> Arc<Progress> {
         self.progress.clone()
@@ -290,8 +317,8 @@ impl Engine {
             .items
             .par_iter()
             .enumerate()
-            .map_init(Opener::new, |opener, (i, item)| {
-                let o = self.process(&self.main, i, item, opener, None);
+            .map_init(Worker::default, |w, (i, item)| {
+                let o = self.process(&self.main, i, item, w, None);
                 self.progress.files_done.fetch_add(1, Ordering::Relaxed);
                 self.progress
                     .bytes_done
@@ -324,16 +351,26 @@ impl Engine {
                 vec![Box::new(WebShellRequests::new(urls))],
                 self.opts.limits,
             );
+            // IIS logs every request of the site, including files IIS serves itself (the web
+            // roots are not proxied), so they are enough; only logs that reach past the earliest
+            // write can hold a request for the written file.
+            let written_at = findings
+                .iter()
+                .filter(|f| f.entities.file_path.is_some())
+                .filter_map(|f| f.timestamp)
+                .min();
             let second: Vec<Finding> = outcomes
                 .par_iter()
+                .filter(|o| o.kind == Some(ArtefactKind::IisLog))
                 .filter(|o| {
-                    matches!(
-                        o.kind,
-                        Some(ArtefactKind::IisLog | ArtefactKind::HttpProxyLog)
-                    )
+                    let last = o.stats.as_ref().and_then(|s| s.last);
+                    match (last, written_at) {
+                        (Some(l), Some(w)) => l >= w,
+                        _ => true,
+                    }
                 })
-                .map_init(Opener::new, |opener, o| {
-                    self.process(&set, o.item, &inv.items[o.item], opener, o.kind)
+                .map_init(Worker::default, |w, o| {
+                    self.process(&set, o.item, &inv.items[o.item], w, o.kind)
                         .findings
                 })
                 .flatten()
@@ -476,9 +513,10 @@ impl Engine {
         set: &CheckSet,
         index: usize,
         item: &Item,
-        opener: &mut Opener,
+        worker: &mut Worker,
         known: Option<ArtefactKind>,
     ) -> FileOutcome {
+        let Worker { opener, scratch } = worker;
         let mut out = FileOutcome {
             item: index,
             kind: None,
@@ -562,7 +600,7 @@ impl Engine {
             checks: &kr.checks,
             emitter: Emitter::new(&self.pack, &item.display, self.opts.since, self.opts.until),
         };
-        let stats = kr.reader.read(&mut text, &mut visitor);
+        let stats = kr.reader.read_with(&mut text, &mut visitor, scratch);
         out.findings = visitor.emitter.findings;
         out.stats = Some(stats);
         out

@@ -6,18 +6,23 @@ use exhunt_model::{ArtefactKind, Confidence, Severity, Stage};
 use exhunt_rules::Ioc;
 use exhunt_sources::Record;
 
-use crate::check::{Emitter, Hit, LineCheck, starts_with_ci};
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder};
+
+use crate::check::{Emitter, Hit, LineCheck, lit, starts_with_ci};
 use crate::proxylogon::request_entities;
 
 /// EXH-IOC-1: client IP is a published HAFNIUM address.
 pub struct HafniumIps {
     ips: Vec<Ioc>,
+    gate: AhoCorasick,
 }
 
 impl HafniumIps {
     /// From the IOC pack.
     pub fn new(ips: Vec<Ioc>) -> Self {
-        HafniumIps { ips }
+        let gate =
+            AhoCorasick::new(ips.iter().map(|i| i.indicator.as_str())).expect("plain strings");
+        HafniumIps { ips, gate }
     }
 }
 
@@ -37,10 +42,13 @@ impl LineCheck for HafniumIps {
     fn kinds(&self) -> &[ArtefactKind] {
         WEB_KINDS
     }
-    fn literals(&self, _: ArtefactKind) -> Vec<String> {
-        self.ips.iter().map(|i| i.indicator.clone()).collect()
+    fn prefilter(&self, _: ArtefactKind) -> Vec<String> {
+        self.ips.iter().map(|i| lit(&i.indicator)).collect()
     }
     fn check(&self, kind: ArtefactKind, rec: &Record<'_>, out: &mut Emitter<'_>) {
+        if !self.gate.is_match(rec.raw) {
+            return;
+        }
         let Some(ip) = client_ip(kind, rec) else {
             return;
         };
@@ -75,6 +83,7 @@ impl LineCheck for HafniumIps {
 /// EXH-IOC-2: POST with a published HAFNIUM user agent (tools: any method).
 pub struct HafniumUserAgents {
     uas: Vec<(Ioc, String, String)>, // (ioc, normalised full UA, prefilter token)
+    gate: AhoCorasick,
 }
 
 /// Normalises a user agent: IIS writes spaces as `+`, HttpProxy may turn commas into spaces.
@@ -121,7 +130,7 @@ fn token(ua: &str) -> String {
 impl HafniumUserAgents {
     /// From the IOC pack.
     pub fn new(uas: Vec<Ioc>) -> Self {
-        let uas = uas
+        let uas: Vec<(Ioc, String, String)> = uas
             .into_iter()
             .map(|i| {
                 let n = normalise_ua(&i.indicator);
@@ -129,7 +138,14 @@ impl HafniumUserAgents {
                 (i, n, t)
             })
             .collect();
-        HafniumUserAgents { uas }
+        let gate = AhoCorasickBuilder::new()
+            .ascii_case_insensitive(true)
+            .build(
+                uas.iter()
+                    .map(|(_, _, t): &(Ioc, String, String)| t.as_str()),
+            )
+            .expect("plain strings");
+        HafniumUserAgents { uas, gate }
     }
 }
 
@@ -140,13 +156,16 @@ impl LineCheck for HafniumUserAgents {
     fn kinds(&self) -> &[ArtefactKind] {
         WEB_KINDS
     }
-    fn literals(&self, _: ArtefactKind) -> Vec<String> {
-        let mut v: Vec<String> = self.uas.iter().map(|(_, _, t)| t.clone()).collect();
+    fn prefilter(&self, _: ArtefactKind) -> Vec<String> {
+        let mut v: Vec<String> = self.uas.iter().map(|(_, _, t)| lit(t)).collect();
         v.sort();
         v.dedup();
         v
     }
     fn check(&self, kind: ArtefactKind, rec: &Record<'_>, out: &mut Emitter<'_>) {
+        if !self.gate.is_match(rec.raw) {
+            return;
+        }
         let (ua, method, stem) = match kind {
             ArtefactKind::IisLog => (
                 rec.get("cs(User-Agent)"),

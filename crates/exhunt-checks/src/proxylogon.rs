@@ -8,7 +8,7 @@ use exhunt_model::{ArtefactKind, Confidence, Entities, Severity, Stage};
 use exhunt_sources::Record;
 
 use crate::check::{
-    Emitter, Hit, LineCheck, contains_ci, find_ci, nonempty, served, starts_with_ci, status,
+    Emitter, Hit, LineCheck, contains_ci, find_ci, lit, nonempty, served, starts_with_ci, status,
 };
 
 /// Domains of out-of-band interaction services used by public scanners (nuclei, Burp).
@@ -118,13 +118,16 @@ impl LineCheck for ServerInfoAnchor {
     fn kinds(&self) -> &[ArtefactKind] {
         &[ArtefactKind::HttpProxyLog]
     }
-    fn literals(&self, _: ArtefactKind) -> Vec<String> {
-        vec!["ServerInfo~".into()]
+    fn prefilter(&self, _: ArtefactKind) -> Vec<String> {
+        vec![lit("ServerInfo~")]
     }
     fn needs(&self, _: ArtefactKind) -> &[&'static str] {
         &["AnchorMailbox", "HttpStatus", "UrlStem"]
     }
     fn check(&self, kind: ArtefactKind, rec: &Record<'_>, out: &mut Emitter<'_>) {
+        if !contains_ci(rec.raw, "ServerInfo~") {
+            return;
+        }
         let Some(anchor) = rec.get("AnchorMailbox") else {
             return;
         };
@@ -209,8 +212,9 @@ impl LineCheck for BackEndCookie {
     fn kinds(&self) -> &[ArtefactKind] {
         &[ArtefactKind::HttpProxyLog]
     }
-    fn literals(&self, _: ArtefactKind) -> Vec<String> {
-        vec!["Server~".into()]
+    fn prefilter(&self, _: ArtefactKind) -> Vec<String> {
+        // Only cookies with a slash before the next `~`: normal ones name a server.
+        vec![r"Server~[^~,/\r\n]*/".into()]
     }
     fn needs(&self, _: ArtefactKind) -> &[&'static str] {
         &["BackEndCookie"]
@@ -313,11 +317,11 @@ impl LineCheck for IisRequestPatterns {
     fn kinds(&self) -> &[ArtefactKind] {
         &[ArtefactKind::IisLog]
     }
-    fn literals(&self, _: ArtefactKind) -> Vec<String> {
+    fn prefilter(&self, _: ArtefactKind) -> Vec<String> {
         vec![
-            "/ecp/".into(),
-            "/owa/auth/".into(),
-            "CorrelationID=<empty>".into(),
+            r"/ecp/(?:[a-z0-9]{1,3}\.js|auth/w\.js|main\.css|default\.flt)".into(),
+            r"/owa/auth/(?:[wx]\.js|Current/themes/resources/)".into(),
+            lit("CorrelationID=<empty>"),
         ]
     }
     fn needs(&self, _: ArtefactKind) -> &[&'static str] {
@@ -430,8 +434,8 @@ impl LineCheck for OabDownloadPath {
     fn kinds(&self) -> &[ArtefactKind] {
         &[ArtefactKind::OabGeneratorLog]
     }
-    fn literals(&self, _: ArtefactKind) -> Vec<String> {
-        vec![OAB_MARK.trim_end().into()]
+    fn prefilter(&self, _: ArtefactKind) -> Vec<String> {
+        vec![lit(OAB_MARK.trim_end())]
     }
     fn check(&self, kind: ArtefactKind, rec: &Record<'_>, out: &mut Emitter<'_>) {
         let raw = rec.raw;
@@ -533,8 +537,8 @@ impl LineCheck for EcpVirtualDirectory {
     fn kinds(&self) -> &[ArtefactKind] {
         &[ArtefactKind::EcpServerLog]
     }
-    fn literals(&self, _: ArtefactKind) -> Vec<String> {
-        vec!["VirtualDirectory".into()]
+    fn prefilter(&self, _: ArtefactKind) -> Vec<String> {
+        vec![lit("VirtualDirectory")]
     }
     fn check(&self, kind: ArtefactKind, rec: &Record<'_>, out: &mut Emitter<'_>) {
         let raw = rec.raw;

@@ -4,7 +4,7 @@
 use exhunt_model::{ArtefactKind, Confidence, Severity, Stage};
 use exhunt_sources::Record;
 
-use crate::check::{Emitter, Hit, LineCheck, served};
+use crate::check::{Emitter, Hit, LineCheck, lit, served};
 use crate::proxylogon::request_entities;
 
 /// The URL path under which IIS serves a Windows path, if it lies in a web root:
@@ -47,11 +47,11 @@ impl LineCheck for WebShellRequests {
     fn kinds(&self) -> &[ArtefactKind] {
         &[ArtefactKind::IisLog, ArtefactKind::HttpProxyLog]
     }
-    fn literals(&self, _: ArtefactKind) -> Vec<String> {
+    fn prefilter(&self, _: ArtefactKind) -> Vec<String> {
         // The file name is enough for the prefilter; the field compare decides.
         self.urls
             .iter()
-            .map(|u| u.rsplit('/').next().unwrap_or(u).to_string())
+            .map(|u| lit(u.rsplit('/').next().unwrap_or(u)))
             .collect()
     }
     fn check(&self, kind: ArtefactKind, rec: &Record<'_>, out: &mut Emitter<'_>) {

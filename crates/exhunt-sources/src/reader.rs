@@ -2,18 +2,22 @@
 //! lines.
 //!
 //! This is the hot loop of a scan. It reads a file in blocks of [`BLOCK`] bytes, searches each
-//! block with one Aho-Corasick automaton built from the literals of every check that wants this
+//! block with one multi-literal matcher built from the literals of every check that wants this
 //! kind of log (plus `\n#`, so directives are never missed), and only for a hit finds the line
 //! around it, splits it into fields and hands it to the checks. Lines nobody wants cost one pass
-//! of the automaton and one of the newline counter, which is what `rg -c` pays too.
+//! of the matcher and one of the newline counter, which is what `rg -c` pays too.
+//!
+//! The matcher is the `regex` crate's: for an alternation of case-insensitive literals it picks
+//! a SIMD prefilter (Teddy) over case-expanded prefixes, the same engine ripgrep uses. A plain
+//! Aho-Corasick automaton with ASCII case folding ran byte by byte and cost 2.4× ripgrep.
 //!
 //! Memory is bounded: one block plus at most one line of [`Limits::max_line_bytes`], whatever
 //! the size of the file. A longer line is skipped and reported, never buffered.
 
 use std::io::{self, Read};
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use chrono::{DateTime, NaiveDate, Utc};
+use regex::bytes::{Regex, RegexBuilder};
 
 use crate::inventory::io_reason;
 use crate::limits::Limits;
@@ -89,29 +93,35 @@ pub trait Visit {
 #[derive(Debug, Clone)]
 pub struct LogReader {
     format: LogFormat,
-    automaton: AhoCorasick,
+    matcher: Regex,
     every_line: bool,
     limits: Limits,
 }
 
-/// Pattern id of the directive marker in the automaton.
-const DIRECTIVE: usize = 0;
-
 impl LogReader {
-    /// A reader that hands over lines containing any of `literals` (ASCII case-insensitive). With
-    /// no literals, every line is handed over.
-    pub fn new(format: LogFormat, literals: &[&str], limits: Limits) -> LogReader {
-        let mut pats: Vec<&str> = vec!["\n#"];
-        pats.extend(literals.iter().copied().filter(|l| !l.is_empty()));
-        let automaton = AhoCorasickBuilder::new()
-            .ascii_case_insensitive(true)
-            .match_kind(MatchKind::LeftmostFirst)
-            .build(&pats)
-            .expect("prefilter literals are plain strings");
+    /// A reader that hands over lines matching any of `patterns`: regular-expression fragments,
+    /// matched ASCII case-insensitively (escape literals with `regex::escape`). With no patterns,
+    /// every line is handed over. Panics only on an invalid pattern, a bug of the caller.
+    pub fn new(format: LogFormat, patterns: &[&str], limits: Limits) -> LogReader {
+        let alts: Vec<String> = patterns
+            .iter()
+            .filter(|l| !l.is_empty())
+            .map(|l| format!("(?:{l})"))
+            .collect();
+        let pattern = if alts.is_empty() {
+            "\n#".to_string()
+        } else {
+            format!("\n#|(?i-u:{})", alts.join("|"))
+        };
+        let matcher = RegexBuilder::new(&pattern)
+            .unicode(false)
+            .size_limit(64 << 20)
+            .build()
+            .expect("prefilter patterns are valid regular expressions");
         LogReader {
             format,
-            automaton,
-            every_line: literals.is_empty(),
+            matcher,
+            every_line: patterns.is_empty(),
             limits,
         }
     }
@@ -119,8 +129,23 @@ impl LogReader {
     /// Reads a stream of UTF-8 bytes to the end (or to the first I/O error) and calls the
     /// visitor for each candidate record.
     pub fn read(&self, input: &mut dyn Read, visit: &mut dyn Visit) -> ReadStats {
+        self.read_with(input, visit, &mut Vec::new())
+    }
+
+    /// Like [`LogReader::read`], with a scratch buffer the caller keeps between files (a worker
+    /// reads many small hourly logs; zeroing a fresh block for each cost 5% of a scan).
+    pub fn read_with(
+        &self,
+        input: &mut dyn Read,
+        visit: &mut dyn Visit,
+        scratch: &mut Vec<u8>,
+    ) -> ReadStats {
         let mut st = State::new(self);
-        let mut buf = vec![0u8; BLOCK + self.limits.max_line_bytes.min(BLOCK)];
+        let want = BLOCK + self.limits.max_line_bytes.min(BLOCK);
+        if scratch.len() != want {
+            scratch.resize(want, 0);
+        }
+        let buf = scratch;
         let mut filled = 0usize;
         let mut eof = false;
         let mut skipping_long = false;
@@ -289,11 +314,11 @@ impl<'r> State<'r> {
                     let le = memchr::memchr(b'\n', &hay[at..]).map_or(hay.len(), |i| at + i);
                     (at, le)
                 } else {
-                    let Some(m) = self.reader.automaton.find(&hay[at..]) else {
+                    let Some(m) = self.reader.matcher.find_at(hay, at) else {
                         break;
                     };
-                    let mstart = at + m.start();
-                    if m.pattern().as_usize() == DIRECTIVE {
+                    let mstart = m.start();
+                    if hay[mstart] == b'\n' {
                         let ls = mstart + 1;
                         let le = memchr::memchr(b'\n', &hay[ls..]).map_or(hay.len(), |i| ls + i);
                         (ls, le)
@@ -396,7 +421,7 @@ impl<'r> State<'r> {
             self.stats.host = ["ServerHostName", "ServerName", "s-computername"]
                 .iter()
                 .find_map(|f| rec.get(f).filter(|v| !v.is_empty()).map(str::to_string));
-            if !self.reader.every_line && !self.reader.automaton.is_match(bytes) {
+            if !self.reader.every_line && !self.reader.matcher.is_match(bytes) {
                 return;
             }
         }

@@ -53,6 +53,9 @@ enum RulesAction {
         /// Rule id, e.g. EXH-PL-1.
         id: String,
     },
+    /// Print the literal prefilters per log kind, one per line (`KIND<TAB>LITERAL`).
+    #[command(hide = true)]
+    Prefilters,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -122,6 +125,16 @@ fn run(cli: Cli) -> Result<u8> {
 }
 
 fn rules(action: RulesAction) -> Result<u8> {
+    if let RulesAction::Prefilters = action {
+        let engine = Engine::new(ScanOptions::default()).context("loading the built-in rules")?;
+        let mut out = io::stdout().lock();
+        for (kind, lits) in engine.prefilter_literals() {
+            for l in lits {
+                writeln!(out, "{kind:?}\t{l}")?;
+            }
+        }
+        return Ok(0);
+    }
     let pack = exhunt_rules::RulePack::builtin().context("loading the built-in rules")?;
     let mut out = io::stdout().lock();
     match action {
@@ -137,6 +150,7 @@ fn rules(action: RulesAction) -> Result<u8> {
                 )?;
             }
         }
+        RulesAction::Prefilters => {}
         RulesAction::Show { id } => {
             let Some(r) = pack.rule(&id) else {
                 bail!("no rule with id {id} (see `exhunt rules list`)")
