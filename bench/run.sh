@@ -25,7 +25,7 @@ if [ ! -f "$CORPUS/.done" ]; then
   touch "$CORPUS/.done"
 fi
 target/release/exhunt rules prefilters | cut -f2 | sort -u > "$OUT/literals.txt"
-BYTES=$(find "$CORPUS" -type f -name '*.*' ! -name '.done' -printf '%s\n' | awk '{s+=$1} END {print s}')
+BYTES=$(find "$CORPUS" -type f -name '*.*' ! -name '.done' -printf '%s\n' | awk '{s+=$1} END {printf "%d", s}')
 FILES=$(find "$CORPUS" -type f ! -name '.done' | wc -l)
 echo "corpus: $CORPUS, $FILES files, $((BYTES / 1048576)) MiB; prefilter patterns: $(wc -l < "$OUT/literals.txt"); cores: $(nproc)"
 # Warm the page cache for both tools.

@@ -386,6 +386,16 @@ impl<'r> State<'r> {
 
     fn line(&mut self, bytes: &[u8], line_no: u64, offset: u64, visit: &mut dyn Visit, head: bool) {
         let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
+        if bytes.len() > self.reader.limits.max_line_bytes {
+            // A long line that happened to fit in the buffer: the same limit as one that did not.
+            let max = self.reader.limits.max_line_bytes;
+            self.problem(
+                Some(line_no),
+                format!("line longer than {max} bytes (limit): skipped, not checked"),
+                true,
+            );
+            return;
+        }
         let text: std::borrow::Cow<'_, str> = match std::str::from_utf8(bytes) {
             Ok(s) => s.into(),
             Err(_) => {
@@ -626,6 +636,25 @@ mod tests {
             st.problems
                 .iter()
                 .any(|p| p.reason.contains("longer than") && p.line == Some(3))
+        );
+    }
+
+    #[test]
+    fn the_line_limit_is_exact_whatever_the_buffer_holds() {
+        let limits = Limits {
+            max_line_bytes: 1000,
+            ..Limits::default()
+        };
+        let long = format!("2021-03-03 00:00:01 /ecp/{}\n", "x".repeat(1200));
+        let log = format!("#Fields: date time cs-uri-stem\n{long}2021-03-03 00:00:02 /ecp/y.js\n");
+        let r = LogReader::new(LogFormat::W3c, &["/ecp/"], limits);
+        let (c, st) = run(&r, log.as_bytes());
+        assert_eq!(c.0.len(), 1);
+        assert_eq!(c.0[0].0, 3);
+        assert!(
+            st.problems
+                .iter()
+                .any(|p| p.line == Some(2) && p.reason.contains("longer than 1000"))
         );
     }
 
