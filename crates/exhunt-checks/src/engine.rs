@@ -20,17 +20,18 @@ use exhunt_rules::{RulePack, RulesError};
 use exhunt_sources::decode::{TextEncoding, sniff, utf8_reader};
 use exhunt_sources::inventory::io_reason;
 use exhunt_sources::{
-    Classification, Item, Limits, LogFormat, LogReader, Opener, ReadStats, Record, Schema,
-    SchemaCheck, Visit, classify, inventory,
+    Classification, Item, ItemSource, Limits, LogFormat, LogReader, Opener, ReadStats, Record,
+    Schema, SchemaCheck, Visit, classify, inventory,
 };
 use rayon::prelude::*;
 
 use crate::check::{Emitter, LineCheck};
+use crate::files::{FileFacts, FileJudge, YaraHit};
 use crate::ioc::{HafniumIps, HafniumUserAgents};
 use crate::proxylogon::{
     BackEndCookie, EcpVirtualDirectory, IisRequestPatterns, OabDownloadPath, ServerInfoAnchor,
 };
-use crate::webshell::{WebShellRequests, url_of_written_path};
+use crate::webshell::{KnownShellRequests, UrlSource, WebShellRequests, url_of_written_path};
 use crate::{story, verdict};
 
 /// Findings stored per rule and server; more are counted, not stored.
@@ -38,6 +39,10 @@ pub const MAX_FINDINGS_PER_RULE: usize = 1000;
 
 /// Bytes of a file read to recognise it.
 const HEAD: usize = 8192;
+
+/// Largest zip member read into memory for YARA (plain files are memory-mapped by yara-x
+/// instead); a larger member is hashed but not YARA-scanned, and the ledger says so.
+const MAX_MEMBER_SCAN: u64 = 64 << 20;
 
 /// Progress counters, updated by workers and read by the display.
 #[derive(Debug, Default)]
@@ -65,6 +70,12 @@ pub struct ScanOptions {
     pub exchange_path: Option<String>,
     /// Resource limits.
     pub limits: Limits,
+    /// Look at every file, not only web roots, dumps and staged archives.
+    pub deep: bool,
+    /// External YARA rule folders or files (`--yara`).
+    pub yara: Vec<PathBuf>,
+    /// User IOC feeds (`--ioc`).
+    pub ioc: Vec<PathBuf>,
 }
 
 /// The format each kind is read with; `None` for kinds this version recognises but does not read.
@@ -73,7 +84,11 @@ pub fn format_of(kind: ArtefactKind) -> Option<LogFormat> {
         ArtefactKind::HttpProxyLog | ArtefactKind::EcpServerLog => Some(LogFormat::ExchangeCsv),
         ArtefactKind::IisLog => Some(LogFormat::W3c),
         ArtefactKind::OabGeneratorLog => Some(LogFormat::Text),
-        ArtefactKind::Evtx => None,
+        ArtefactKind::Evtx
+        | ArtefactKind::WebFile
+        | ArtefactKind::MemoryDump
+        | ArtefactKind::Archive
+        | ArtefactKind::File => None,
     }
 }
 
@@ -125,9 +140,13 @@ impl CheckSet {
 
 /// What a rayon worker keeps between files.
 #[derive(Default)]
-struct Worker {
+struct Worker<'e> {
     opener: Opener,
     scratch: Vec<u8>,
+    #[cfg(feature = "yara")]
+    yara: Option<yara_x::Scanner<'e>>,
+    #[cfg(not(feature = "yara"))]
+    _rules: std::marker::PhantomData<&'e ()>,
 }
 
 /// What happened to one file.
@@ -151,8 +170,13 @@ pub struct FileOutcome {
 pub struct Engine {
     pack: RulePack,
     main: CheckSet,
+    files: FileJudge,
     opts: ScanOptions,
     progress: Arc<Progress>,
+    rules_info: exhunt_model::RulesInfo,
+    rule_dirs: Vec<PathBuf>,
+    #[cfg(feature = "yara")]
+    yara: Option<exhunt_rules::yara::YaraRules>,
 }
 
 struct FileVisitor<'a> {
@@ -210,7 +234,53 @@ impl Visit for FileVisitor<'_> {
 impl Engine {
     /// Builds the engine with the built-in rule packs.
     pub fn new(opts: ScanOptions) -> Result<Engine, RulesError> {
-        let pack = RulePack::builtin()?;
+        let mut pack = RulePack::builtin()?;
+        let mut rules_info = exhunt_model::RulesInfo {
+            builtin_rules: pack.rules().len(),
+            ..Default::default()
+        };
+        let mut rule_dirs = Vec::new();
+        for feed in &opts.ioc {
+            let r = exhunt_rules::feeds::load(feed);
+            rules_info.ioc_feeds.push(exhunt_model::FeedInfo {
+                path: feed.display().to_string(),
+                format: r.format.clone(),
+                hashes: r.hashes.len(),
+                unused: r.unused.iter().map(|(k, v)| format!("{v} × {k}")).collect(),
+                errors: r.errors.clone(),
+            });
+            pack.add_hashes(r.hashes);
+            rule_dirs.push(feed.canonicalize().unwrap_or_else(|_| feed.clone()));
+        }
+        rules_info.hash_iocs = pack.hash_count();
+        #[cfg(feature = "yara")]
+        let yara = {
+            let y = exhunt_rules::yara::compile(&opts.yara);
+            rules_info.yara_rules = y.rule_count;
+            rules_info.yara_files = y.files.clone();
+            rules_info.yara_rejected = y
+                .rejected
+                .iter()
+                .map(|r| exhunt_model::RejectedRule {
+                    file: r.file.clone(),
+                    reason: r.reason.clone(),
+                })
+                .collect();
+            rule_dirs.extend(y.rule_dirs.iter().cloned());
+            Some(y)
+        };
+        #[cfg(not(feature = "yara"))]
+        if !opts.yara.is_empty() {
+            rules_info.yara_rejected.push(exhunt_model::RejectedRule {
+                file: opts
+                    .yara
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                reason: "this exhunt was built without the `yara` feature".into(),
+            });
+        }
         let exch = opts
             .exchange_path
             .as_ref()
@@ -225,13 +295,20 @@ impl Engine {
             Box::new(EcpVirtualDirectory),
             Box::new(HafniumIps::new(pack.hafnium_ips.clone())),
             Box::new(HafniumUserAgents::new(pack.hafnium_user_agents.clone())),
+            Box::new(KnownShellRequests::new(&pack.webshell_paths)),
         ];
+        let files = FileJudge::new(&pack);
         let main = CheckSet::new(checks, opts.limits);
         Ok(Engine {
             pack,
             main,
+            files,
             opts,
             progress: Arc::new(Progress::default()),
+            rules_info,
+            rule_dirs,
+            #[cfg(feature = "yara")]
+            yara,
         })
     }
 
@@ -249,6 +326,7 @@ impl Engine {
             .flat_map(|c| c.rule_ids().iter().copied())
             .collect();
         v.extend(WebShellRequests::RULE_IDS);
+        v.extend(crate::files::RULE_IDS);
         v.sort();
         v.dedup();
         v
@@ -301,7 +379,26 @@ impl Engine {
             },
             verdict,
             servers,
+            rules: self.rules_info.clone(),
         }
+    }
+
+    /// What the rule packs and feeds loaded (for the binary's warnings).
+    pub fn rules_info(&self) -> &exhunt_model::RulesInfo {
+        &self.rules_info
+    }
+
+    /// Whether an item lies in a folder rules or feeds were loaded from (never evidence).
+    fn in_rule_dir(&self, item: &Item) -> bool {
+        if self.rule_dirs.is_empty() {
+            return false;
+        }
+        let path = match &item.source {
+            ItemSource::File(p) => p.as_path(),
+            ItemSource::ZipMember { archive, .. } => archive.as_path(),
+        };
+        let canon = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+        self.rule_dirs.iter().any(|d| canon.starts_with(d))
     }
 
     fn scan_server(&self, target: &std::path::Path) -> ServerResult {
@@ -318,7 +415,21 @@ impl Engine {
             .par_iter()
             .enumerate()
             .map_init(Worker::default, |w, (i, item)| {
-                let o = self.process(&self.main, i, item, w, None);
+                let o = if self.in_rule_dir(item) {
+                    FileOutcome {
+                        item: i,
+                        kind: None,
+                        skipped: Some(
+                            "rule or IOC folder given with --yara/--ioc: never scanned as evidence"
+                                .into(),
+                        ),
+                        stats: None,
+                        findings: Vec::new(),
+                        problems: Vec::new(),
+                    }
+                } else {
+                    self.process(&self.main, i, item, w, None)
+                };
                 self.progress.files_done.fetch_add(1, Ordering::Relaxed);
                 self.progress
                     .bytes_done
@@ -335,30 +446,47 @@ impl Engine {
             .flat_map(|o| o.findings.iter().cloned())
             .collect();
 
-        // Second pass: requests for the files the chain wrote.
-        let urls: Vec<String> = {
-            let mut u: Vec<String> = findings
-                .iter()
-                .filter_map(|f| f.entities.file_path.as_deref())
-                .filter_map(url_of_written_path)
-                .collect();
-            u.sort();
-            u.dedup();
-            u
-        };
+        // Second pass: requests for the files the chain wrote, and for suspicious web-root files
+        // found on disk.
+        let mut urls: Vec<(String, UrlSource)> = Vec::new();
+        for f in &findings {
+            if f.kind.is_log() {
+                if let Some(u) = f
+                    .entities
+                    .file_path
+                    .as_deref()
+                    .and_then(url_of_written_path)
+                {
+                    urls.push((u, UrlSource::Chain));
+                }
+            } else if f.stage >= exhunt_model::Stage::Persistence
+                && let Some(u) = &f.entities.url
+            {
+                urls.push((u.clone(), UrlSource::Disk));
+            }
+        }
+        urls.sort_by(|a, b| {
+            (a.0.to_ascii_lowercase(), a.1 as u8).cmp(&(b.0.to_ascii_lowercase(), b.1 as u8))
+        });
+        urls.dedup();
         if !urls.is_empty() {
+            // IIS logs every request of the site, including files IIS serves itself (the web
+            // roots are not proxied), so they are enough. With only chain-written paths, only
+            // logs that reach past the earliest write can hold a request for them; a file found
+            // on disk has no trustworthy write time (attackers set file times).
+            let written_at = if urls.iter().any(|(_, s)| *s == UrlSource::Disk) {
+                None
+            } else {
+                findings
+                    .iter()
+                    .filter(|f| f.kind.is_log() && f.entities.file_path.is_some())
+                    .filter_map(|f| f.timestamp)
+                    .min()
+            };
             let set = CheckSet::new(
                 vec![Box::new(WebShellRequests::new(urls))],
                 self.opts.limits,
             );
-            // IIS logs every request of the site, including files IIS serves itself (the web
-            // roots are not proxied), so they are enough; only logs that reach past the earliest
-            // write can hold a request for the written file.
-            let written_at = findings
-                .iter()
-                .filter(|f| f.entities.file_path.is_some())
-                .filter_map(|f| f.timestamp)
-                .min();
             let second: Vec<Finding> = outcomes
                 .par_iter()
                 .filter(|o| o.kind == Some(ArtefactKind::IisLog))
@@ -405,7 +533,7 @@ impl Engine {
                 records: 0,
                 first: None,
                 last: None,
-                checked: format_of(kind).is_some(),
+                checked: kind != ArtefactKind::Evtx,
             });
             kc.files += 1;
             if let Some(st) = &o.stats {
@@ -508,15 +636,15 @@ impl Engine {
     }
 
     /// Reads one item with a check set. `known` skips classification (second pass).
-    fn process(
-        &self,
+    fn process<'e>(
+        &'e self,
         set: &CheckSet,
         index: usize,
         item: &Item,
-        worker: &mut Worker,
+        worker: &mut Worker<'e>,
         known: Option<ArtefactKind>,
     ) -> FileOutcome {
-        let Worker { opener, scratch } = worker;
+        let opener = &mut worker.opener;
         let mut out = FileOutcome {
             item: index,
             kind: None,
@@ -525,7 +653,7 @@ impl Engine {
             findings: Vec::new(),
             problems: Vec::new(),
         };
-        let path_kind = match classify(&item.components, b"", "") {
+        let path_kind = match classify(&item.components, b"", "", false) {
             Classification::Claimed(k) => Some(k),
             Classification::Skipped(_) => None,
         };
@@ -561,7 +689,7 @@ impl Engine {
             Some(k) => k,
             None => {
                 let head_text = decode_head(&head, enc);
-                match classify(&item.components, &head, &head_text) {
+                match classify(&item.components, &head, &head_text, self.opts.deep) {
                     Classification::Claimed(k) => k,
                     Classification::Skipped(reason) => {
                         out.skipped = Some(reason);
@@ -571,6 +699,14 @@ impl Engine {
             }
         };
         out.kind = Some(kind);
+        if !kind.is_log() {
+            drop(stream);
+            let facts_out = self.file_facts(item, kind, head, worker);
+            out.findings = facts_out.0;
+            out.stats = Some(facts_out.1);
+            out.problems.extend(facts_out.2);
+            return out;
+        }
         if format_of(kind).is_none() {
             out.skipped = Some(format!(
                 "{kind}: recognised, not read by this version (event-log checks come in a later part)"
@@ -600,10 +736,212 @@ impl Engine {
             checks: &kr.checks,
             emitter: Emitter::new(&self.pack, &item.display, self.opts.since, self.opts.until),
         };
-        let stats = kr.reader.read_with(&mut text, &mut visitor, scratch);
+        let stats = kr
+            .reader
+            .read_with(&mut text, &mut visitor, &mut worker.scratch);
         out.findings = visitor.emitter.findings;
         out.stats = Some(stats);
         out
+    }
+
+    /// Gathers the facts of a file (hashes, YARA, times, attributes) in one read and judges them.
+    fn file_facts<'e>(
+        &'e self,
+        item: &Item,
+        kind: ArtefactKind,
+        head: Vec<u8>,
+        worker: &mut Worker<'e>,
+    ) -> (Vec<Finding>, ReadStats, Vec<CoverageEntry>) {
+        use sha1::Digest as _;
+        let mut problems = Vec::new();
+        let problem = |reason: String, lost: bool| CoverageEntry {
+            path: item.display.clone(),
+            kind: Some(kind),
+            line: None,
+            reason,
+            evidence_lost: lost,
+        };
+        let want_yara = matches!(kind, ArtefactKind::WebFile | ArtefactKind::File);
+        let is_member = matches!(item.source, ItemSource::ZipMember { .. });
+        let mut sha256 = sha2::Sha256::new();
+        let mut sha1 = sha1::Sha1::new();
+        let mut md5 = md5::Md5::new();
+        let mut keep: Option<Vec<u8>> =
+            (want_yara && is_member && item.size <= MAX_MEMBER_SCAN).then(Vec::new);
+        let mut bytes = 0u64;
+        // Re-open: the head was read from a stream the caller dropped.
+        match worker.opener.open(item, &self.opts.limits) {
+            Ok(mut stream) => {
+                let buf = &mut worker.scratch;
+                if buf.len() < 64 * 1024 {
+                    buf.resize(64 * 1024, 0);
+                }
+                loop {
+                    match stream.read(&mut buf[..64 * 1024]) {
+                        Ok(0) => break,
+                        Ok(n) => {
+                            let chunk = &buf[..n];
+                            sha256.update(chunk);
+                            sha1.update(chunk);
+                            md5.update(chunk);
+                            bytes += n as u64;
+                            if let Some(k) = &mut keep {
+                                if k.len() as u64 + n as u64 > MAX_MEMBER_SCAN {
+                                    keep = None;
+                                    problems.push(problem(
+                                        format!("archive member larger than {MAX_MEMBER_SCAN} bytes: hashed, not YARA-scanned"),
+                                        false,
+                                    ));
+                                } else {
+                                    k.extend_from_slice(chunk);
+                                }
+                            }
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(e) => {
+                            problems
+                                .push(problem(format!("read stopped: {}", io_reason(&e)), true));
+                            break;
+                        }
+                    }
+                }
+            }
+            Err(e) => problems.push(problem(format!("cannot open: {}", io_reason(&e)), true)),
+        }
+        let complete = problems.iter().all(|p| !p.evidence_lost);
+        if is_member && want_yara && item.size > MAX_MEMBER_SCAN {
+            problems.push(problem(
+                format!(
+                    "archive member larger than {MAX_MEMBER_SCAN} bytes: hashed, not YARA-scanned"
+                ),
+                false,
+            ));
+        }
+        let yara = if want_yara && complete {
+            self.yara_scan(item, keep.as_deref(), worker, &mut problems)
+        } else {
+            Vec::new()
+        };
+        let (hidden, system) = match &item.source {
+            ItemSource::File(p) => exhunt_sources::platform::hidden_system(p),
+            ItemSource::ZipMember { .. } => (None, None),
+        };
+        let facts = FileFacts {
+            display: &item.display,
+            components: &item.components,
+            size: bytes.max(item.size),
+            head: &head,
+            sha256: complete.then(|| hex::encode(sha256.finalize())),
+            sha1: complete.then(|| hex::encode(sha1.finalize())),
+            md5: complete.then(|| hex::encode(md5.finalize())),
+            yara,
+            modified: item
+                .modified
+                .and_then(|t| chrono::DateTime::from_timestamp(t, 0)),
+            hidden,
+            system,
+        };
+        let findings = self.files.judge(&self.pack, kind, &facts);
+        let stats = ReadStats {
+            bytes,
+            records: 1,
+            ..ReadStats::default()
+        };
+        let mut stats = stats;
+        for p in &problems {
+            stats.problems.push(exhunt_sources::Problem {
+                line: None,
+                reason: p.reason.clone(),
+                evidence_lost: p.evidence_lost,
+            });
+        }
+        (findings, stats, Vec::new())
+    }
+
+    #[cfg(feature = "yara")]
+    fn yara_scan<'e>(
+        &'e self,
+        item: &Item,
+        bytes: Option<&[u8]>,
+        worker: &mut Worker<'e>,
+        problems: &mut Vec<CoverageEntry>,
+    ) -> Vec<YaraHit> {
+        let Some(rules) = &self.yara else {
+            return Vec::new();
+        };
+        // One scanner per worker, borrowing the rules compiled once for the engine.
+        let scanner = worker.yara.get_or_insert_with(|| {
+            let mut sc = yara_x::Scanner::new(&rules.rules);
+            sc.set_timeout(std::time::Duration::from_secs(60));
+            sc
+        });
+        let name = item.components.last().cloned().unwrap_or_default();
+        let ext = name
+            .rsplit_once('.')
+            .map(|(_, e)| e.to_string())
+            .unwrap_or_default();
+        let _ = scanner.set_global("filename", name.as_str());
+        let _ = scanner.set_global("filepath", item.display.as_str());
+        let _ = scanner.set_global("extension", ext.as_str());
+        let result = match (&item.source, bytes) {
+            (ItemSource::File(p), _) => scanner.scan_file(p),
+            (ItemSource::ZipMember { .. }, Some(b)) => scanner.scan(b),
+            (ItemSource::ZipMember { .. }, None) => return Vec::new(),
+        };
+        let results = match result {
+            Ok(r) => r,
+            Err(e) => {
+                problems.push(CoverageEntry {
+                    path: item.display.clone(),
+                    kind: None,
+                    line: None,
+                    reason: format!("YARA scan failed: {e}"),
+                    evidence_lost: true,
+                });
+                return Vec::new();
+            }
+        };
+        results
+            .matching_rules()
+            .map(|r| {
+                let mut hit = YaraHit {
+                    namespace: r.namespace().to_string(),
+                    rule: r.identifier().to_string(),
+                    description: None,
+                    author: None,
+                    severity: None,
+                    builtin: r.namespace() == exhunt_rules::yara::BUILTIN_NAMESPACE,
+                };
+                for (k, v) in r.metadata() {
+                    let text = match v {
+                        yara_x::MetaValue::String(s) => Some(s.to_string()),
+                        yara_x::MetaValue::Integer(i) => Some(i.to_string()),
+                        _ => None,
+                    };
+                    match (k, text) {
+                        ("description", Some(t)) => hit.description = Some(t),
+                        ("author", Some(t)) => hit.author = Some(t),
+                        ("severity", Some(t)) => hit.severity = crate::files::severity_word(&t),
+                        ("score", Some(t)) => {
+                            hit.severity = t.parse::<u32>().ok().map(crate::files::severity_score)
+                        }
+                        _ => {}
+                    }
+                }
+                hit
+            })
+            .collect()
+    }
+
+    #[cfg(not(feature = "yara"))]
+    fn yara_scan(
+        &self,
+        _item: &Item,
+        _bytes: Option<&[u8]>,
+        _worker: &mut Worker<'_>,
+        _problems: &mut Vec<CoverageEntry>,
+    ) -> Vec<YaraHit> {
+        Vec::new()
     }
 }
 

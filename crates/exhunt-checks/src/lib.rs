@@ -9,6 +9,7 @@
 
 pub mod check;
 pub mod engine;
+pub mod files;
 pub mod ioc;
 pub mod proxylogon;
 pub mod story;

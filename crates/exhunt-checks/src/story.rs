@@ -32,6 +32,19 @@ fn list(v: &(Vec<String>, usize)) -> String {
 
 /// Builds the story from findings sorted by time.
 pub fn build(findings: &[Finding]) -> Vec<StoryStep> {
+    // URLs of the files the logs say the chain wrote, with the time of the write: a file found on
+    // disk at that URL is the same story.
+    let mut written: Vec<(String, Option<exhunt_model::Timestamp>)> = Vec::new();
+    for f in findings.iter().filter(|f| f.kind.is_log()) {
+        if let Some(u) = f
+            .entities
+            .file_path
+            .as_deref()
+            .and_then(crate::webshell::url_of_written_path)
+        {
+            written.push((u.to_ascii_lowercase(), f.timestamp));
+        }
+    }
     let mut groups: BTreeMap<(Stage, String), Vec<usize>> = BTreeMap::new();
     for (i, f) in findings.iter().enumerate() {
         groups
@@ -59,6 +72,18 @@ pub fn build(findings: &[Finding]) -> Vec<StoryStep> {
             };
             if ips.1 > 0 {
                 summary.push_str(&format!(" from {}", list(&ips)));
+            }
+            if let Some((_, t)) = fs
+                .iter()
+                .filter(|f| !f.kind.is_log())
+                .filter_map(|f| f.entities.url.as_deref())
+                .find_map(|u| written.iter().find(|(w, _)| *w == u.to_ascii_lowercase()))
+            {
+                summary.push_str(&format!(
+                    " — the file the logs show the attack writing{}",
+                    t.map(|t| format!(" at {}", t.format("%Y-%m-%d %H:%M UTC")))
+                        .unwrap_or_default()
+                ));
             }
             let paths = distinct(fs.iter().filter_map(|f| f.entities.file_path.as_deref()), 3);
             if paths.1 > 1 {

@@ -65,13 +65,37 @@ fn judge_one(
         _ => None,
     };
     let window_end = patched_at;
+    // Builds and patch times speak of the logs' campaigns, not of files on disk.
+    let log_campaign = campaign.required_kinds().iter().any(|k| k.is_log());
+    let patched_before_first_evidence = if log_campaign {
+        patched_before_first_evidence
+    } else {
+        None
+    };
+    let (window_end, patched_at) = if log_campaign {
+        (window_end, patched_at)
+    } else {
+        (None, None)
+    };
 
     let mut reasons = Vec::new();
     // Coverage gaps: always computed, they qualify every answer.
     let mut gaps = Vec::new();
     for &kind in campaign.required_kinds() {
         match coverage.kind(kind) {
+            None if !kind.is_log() => gaps.push(format!(
+                "no {kind} found (no inetpub\\wwwroot, aspnet_client or FrontEnd\\HttpProxy\\owa\\auth folder in the target): files on disk were not checked"
+            )),
             None => gaps.push(format!("no {kind} found: its checks could not run")),
+            Some(kc) if !kind.is_log() => {
+                if kc.files_complete < kc.files {
+                    gaps.push(format!(
+                        "{} of {} {kind} could not be read completely (see coverage problems)",
+                        kc.files - kc.files_complete,
+                        kc.files
+                    ));
+                }
+            }
             Some(kc) => {
                 if kc.files_complete < kc.files {
                     gaps.push(format!(
@@ -112,6 +136,7 @@ fn judge_one(
         ));
     }
     if let Some(since) = opts.since
+        && log_campaign
         && since > window_start
     {
         gaps.push(format!(
@@ -121,6 +146,7 @@ fn judge_one(
         ));
     }
     if let Some(until) = opts.until
+        && log_campaign
         && window_end.is_none_or(|e| until < e)
     {
         gaps.push(format!(
@@ -166,6 +192,17 @@ fn judge_one(
                     .to_string())
             ),
         )
+    } else if gaps.is_empty() && !log_campaign {
+        let files = campaign
+            .required_kinds()
+            .iter()
+            .filter_map(|k| coverage.kind(*k))
+            .map(|k| k.files)
+            .sum::<u64>();
+        (
+            VerdictKind::NoEvidence,
+            format!("NO EVIDENCE of web shells or dumps in {files} web-root file(s) checked"),
+        )
     } else if gaps.is_empty() {
         (
             VerdictKind::NoEvidence,
@@ -182,16 +219,23 @@ fn judge_one(
     } else {
         (
             VerdictKind::Inconclusive,
-            format!(
-                "INCONCLUSIVE: no evidence of {} found, but the logs do not cover the exposure window",
-                campaign.label()
-            ),
+            if log_campaign {
+                format!(
+                    "INCONCLUSIVE: no evidence of {} found, but the logs do not cover the exposure window",
+                    campaign.label()
+                )
+            } else {
+                "INCONCLUSIVE: no web shell found, but the web roots were not (all) read"
+                    .to_string()
+            },
         )
     };
     if scans > 0 {
-        reasons.push(format!(
-            "{scans} vulnerability scanner probe(s) seen (not exploitation)"
-        ));
+        reasons.push(if log_campaign {
+            format!("{scans} vulnerability scanner probe(s) seen (not exploitation)")
+        } else {
+            format!("{scans} request(s) probing for published web-shell paths (not exploitation)")
+        });
     }
     if verdict == VerdictKind::Inconclusive && !unfixed_seen && patched_at.is_some() {
         reasons.push(
@@ -199,7 +243,7 @@ fn judge_one(
                 .into(),
         );
     }
-    if verdict == VerdictKind::NoEvidence && window_end.is_none() {
+    if verdict == VerdictKind::NoEvidence && window_end.is_none() && log_campaign {
         reasons.push(
             "no patched build seen in the logs: exposure may continue after the last log line"
                 .into(),

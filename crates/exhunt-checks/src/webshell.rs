@@ -25,17 +25,107 @@ pub fn url_of_written_path(path: &str) -> Option<String> {
     None
 }
 
-/// EXH-PL-9: requests for the written files.
-pub struct WebShellRequests {
+/// The URL of a file given by its lower-cased path components relative to a target, if it lies
+/// under a web root (`inetpub\wwwroot\…` or `FrontEnd\HttpProxy\…`).
+pub fn url_of_components(c: &[String]) -> Option<String> {
+    for (a, b) in [("inetpub", "wwwroot"), ("frontend", "httpproxy")] {
+        if let Some(i) = c.windows(2).position(|w| w[0] == a && w[1] == b) {
+            let rest = &c[i + 2..];
+            if !rest.is_empty() {
+                return Some(format!("/{}", rest.join("/")));
+            }
+        }
+    }
+    // A copied aspnet_client folder without its site root.
+    let i = c.iter().position(|d| d == "aspnet_client")?;
+    Some(format!("/{}", c[i..].join("/")))
+}
+
+/// EXH-FS-7: requests for published web-shell paths (probing, or use when answered 200).
+pub struct KnownShellRequests {
     urls: Vec<String>,
+}
+
+impl KnownShellRequests {
+    /// From the published web-shell paths.
+    pub fn new(paths: &[exhunt_rules::Ioc]) -> Self {
+        let mut urls: Vec<String> = paths
+            .iter()
+            .filter_map(|p| url_of_written_path(&p.indicator))
+            .collect();
+        urls.sort_by_key(|u| u.to_ascii_lowercase());
+        urls.dedup_by(|a, b| a.eq_ignore_ascii_case(b));
+        KnownShellRequests { urls }
+    }
+}
+
+impl LineCheck for KnownShellRequests {
+    fn rule_ids(&self) -> &[&'static str] {
+        &["EXH-FS-7"]
+    }
+    fn kinds(&self) -> &[ArtefactKind] {
+        &[ArtefactKind::IisLog]
+    }
+    fn prefilter(&self, _: ArtefactKind) -> Vec<String> {
+        self.urls.iter().map(|u| lit(u)).collect()
+    }
+    fn needs(&self, _: ArtefactKind) -> &[&'static str] {
+        &["cs-uri-stem", "sc-status"]
+    }
+    fn check(&self, kind: ArtefactKind, rec: &Record<'_>, out: &mut Emitter<'_>) {
+        let Some(stem) = rec.get("cs-uri-stem") else {
+            return;
+        };
+        if !self.urls.iter().any(|u| u.eq_ignore_ascii_case(stem)) {
+            return;
+        }
+        let mut ent = request_entities(rec, kind);
+        ent.file_path = Some(stem.to_string());
+        let used = ent.status == Some(200);
+        let code = ent.status.map_or("?".into(), |c| c.to_string());
+        out.emit(
+            kind,
+            rec,
+            Hit {
+                rule_id: "EXH-FS-7",
+                stage: if used {
+                    Stage::WebShellUse
+                } else {
+                    Stage::Scan
+                },
+                severity: if used { Severity::High } else { Severity::Low },
+                confidence: Confidence::Medium,
+                title: if used {
+                    format!("Published web-shell path {stem} answered 200")
+                } else {
+                    format!("Probe for a published web-shell path: {stem} ({code})")
+                },
+                entities: ent,
+            },
+        );
+    }
+}
+
+/// Where a URL of the second pass comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UrlSource {
+    /// A file the ProxyLogon chain wrote (logs).
+    Chain,
+    /// A suspicious file found on disk in a web root.
+    Disk,
+}
+
+/// EXH-PL-9 / EXH-FS-8: requests for files the chain wrote or suspicious files on disk.
+pub struct WebShellRequests {
+    urls: Vec<(String, UrlSource)>,
 }
 
 impl WebShellRequests {
     /// Rule ids.
-    pub const RULE_IDS: [&'static str; 1] = ["EXH-PL-9"];
+    pub const RULE_IDS: [&'static str; 2] = ["EXH-PL-9", "EXH-FS-8"];
 
     /// Looks for these URL paths.
-    pub fn new(urls: Vec<String>) -> Self {
+    pub fn new(urls: Vec<(String, UrlSource)>) -> Self {
         WebShellRequests { urls }
     }
 }
@@ -51,7 +141,7 @@ impl LineCheck for WebShellRequests {
         // The file name is enough for the prefilter; the field compare decides.
         self.urls
             .iter()
-            .map(|u| lit(u.rsplit('/').next().unwrap_or(u)))
+            .map(|(u, _)| lit(u.rsplit('/').next().unwrap_or(u)))
             .collect()
     }
     fn check(&self, kind: ArtefactKind, rec: &Record<'_>, out: &mut Emitter<'_>) {
@@ -60,38 +150,48 @@ impl LineCheck for WebShellRequests {
             _ => (rec.get("UrlStem"), rec.get("Method")),
         };
         let Some(stem) = stem else { return };
-        let Some(url) = self.urls.iter().find(|u| u.eq_ignore_ascii_case(stem)) else {
+        // A URL both written by the chain and found on disk is reported once, as the chain's.
+        let Some((url, source)) = self
+            .urls
+            .iter()
+            .filter(|(u, _)| u.eq_ignore_ascii_case(stem))
+            .min_by_key(|(_, s)| *s != UrlSource::Chain)
+        else {
             return;
         };
-        let ent = request_entities(rec, kind);
+        let mut ent = request_entities(rec, kind);
         let code = ent.status;
         let used = served(code);
-        let mut ent = ent;
         ent.file_path = Some(url.clone());
-        out.emit(
-            kind,
-            rec,
-            Hit {
-                rule_id: "EXH-PL-9",
-                stage: if used {
-                    Stage::WebShellUse
-                } else {
-                    Stage::ExploitAttempt
-                },
-                severity: if used {
-                    Severity::Critical
-                } else {
-                    Severity::High
-                },
-                confidence: Confidence::High,
-                title: format!(
-                    "{} {url} (file written by the chain) answered {}",
-                    method.unwrap_or("request"),
-                    code.map_or("?".into(), |c| c.to_string())
-                ),
-                entities: ent,
+        let (rule_id, what) = match source {
+            UrlSource::Chain => ("EXH-PL-9", "file written by the chain"),
+            UrlSource::Disk => ("EXH-FS-8", "suspicious file on disk"),
+        };
+        let hit = Hit {
+            rule_id,
+            stage: if used {
+                Stage::WebShellUse
+            } else {
+                Stage::ExploitAttempt
             },
-        );
+            severity: if used {
+                Severity::Critical
+            } else {
+                Severity::High
+            },
+            confidence: if used || *source == UrlSource::Chain {
+                Confidence::High
+            } else {
+                Confidence::Medium
+            },
+            title: format!(
+                "{} {url} ({what}) answered {}",
+                method.unwrap_or("request"),
+                code.map_or("?".into(), |c| c.to_string())
+            ),
+            entities: ent,
+        };
+        out.emit(kind, rec, hit);
     }
 }
 

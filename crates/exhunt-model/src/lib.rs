@@ -11,7 +11,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 
 /// The version of the JSON result schema written by this build.
-pub const SCHEMA_VERSION: &str = "1.0";
+pub const SCHEMA_VERSION: &str = "1.1";
 
 /// A point in time, always UTC.
 pub type Timestamp = DateTime<Utc>;
@@ -33,17 +33,43 @@ pub enum ArtefactKind {
     IisLog,
     /// Windows event log (`.evtx`). Recognised; read by a later part of exhunt.
     Evtx,
+    /// A file in a folder IIS serves (web roots: `aspnet_client`, `FrontEnd\HttpProxy\owa\auth`,
+    /// `inetpub\wwwroot`, Temporary ASP.NET Files…): where web shells are dropped.
+    WebFile,
+    /// A Windows minidump (`MDMP` magic), wherever it is.
+    MemoryDump,
+    /// An archive in a place where attackers stage data (ProgramData, `C:\root`, temp folders,
+    /// web roots).
+    Archive,
+    /// Any other file, looked at only with `--deep`.
+    File,
 }
 
 impl ArtefactKind {
     /// All kinds, in display order.
-    pub const ALL: [ArtefactKind; 5] = [
+    pub const ALL: [ArtefactKind; 9] = [
         ArtefactKind::HttpProxyLog,
         ArtefactKind::EcpServerLog,
         ArtefactKind::OabGeneratorLog,
         ArtefactKind::IisLog,
         ArtefactKind::Evtx,
+        ArtefactKind::WebFile,
+        ArtefactKind::MemoryDump,
+        ArtefactKind::Archive,
+        ArtefactKind::File,
     ];
+
+    /// Whether the kind is a log read line by line (the others are files looked at whole).
+    pub fn is_log(self) -> bool {
+        matches!(
+            self,
+            ArtefactKind::HttpProxyLog
+                | ArtefactKind::EcpServerLog
+                | ArtefactKind::OabGeneratorLog
+                | ArtefactKind::IisLog
+                | ArtefactKind::Evtx
+        )
+    }
 
     /// A short human name.
     pub fn label(self) -> &'static str {
@@ -53,6 +79,10 @@ impl ArtefactKind {
             ArtefactKind::OabGeneratorLog => "OAB generator logs",
             ArtefactKind::IisLog => "IIS W3C logs",
             ArtefactKind::Evtx => "Windows event logs",
+            ArtefactKind::WebFile => "web-root files",
+            ArtefactKind::MemoryDump => "memory dumps",
+            ArtefactKind::Archive => "staged archives",
+            ArtefactKind::File => "other files",
         }
     }
 }
@@ -69,16 +99,20 @@ impl fmt::Display for ArtefactKind {
 pub enum Campaign {
     /// ProxyLogon / HAFNIUM, March 2021: CVE-2021-26855, -26857, -26858, -27065.
     ProxyLogon,
+    /// What every campaign leaves on disk: web shells, LSASS dumps, staged archives, mailbox
+    /// exports. Judged from files, whichever vulnerability let the attacker in.
+    PostExploitation,
 }
 
 impl Campaign {
     /// All campaigns this build judges.
-    pub const ALL: [Campaign; 1] = [Campaign::ProxyLogon];
+    pub const ALL: [Campaign; 2] = [Campaign::ProxyLogon, Campaign::PostExploitation];
 
     /// Display name.
     pub fn label(self) -> &'static str {
         match self {
             Campaign::ProxyLogon => "ProxyLogon (HAFNIUM)",
+            Campaign::PostExploitation => "Web shells and dumps on disk",
         }
     }
 
@@ -86,7 +120,11 @@ impl Campaign {
     /// Volexity saw the first exploitation on 2021-01-03).
     pub fn window_start(self) -> Timestamp {
         match self {
-            Campaign::ProxyLogon => Utc.with_ymd_and_hms(2021, 1, 3, 0, 0, 0).unwrap(),
+            // Files carry no window of their own; the earliest campaign's start is used for
+            // "file time inside the exposure window".
+            Campaign::ProxyLogon | Campaign::PostExploitation => {
+                Utc.with_ymd_and_hms(2021, 1, 3, 0, 0, 0).unwrap()
+            }
         }
     }
 
@@ -98,6 +136,7 @@ impl Campaign {
                 ArtefactKind::EcpServerLog,
                 ArtefactKind::OabGeneratorLog,
             ],
+            Campaign::PostExploitation => &[ArtefactKind::WebFile],
         }
     }
 }
@@ -490,6 +529,49 @@ pub struct ScanResult {
     pub verdict: VerdictKind,
     /// Per server.
     pub servers: Vec<ServerResult>,
+    /// The rules and feeds the scan used, and what of them could not be loaded.
+    pub rules: RulesInfo,
+}
+
+/// What rule packs and feeds were loaded.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RulesInfo {
+    /// Built-in checks.
+    pub builtin_rules: usize,
+    /// YARA rules compiled (built-in pack and `--yara`).
+    pub yara_rules: usize,
+    /// External YARA files read.
+    pub yara_files: Vec<String>,
+    /// YARA rules or files rejected, with the reason.
+    pub yara_rejected: Vec<RejectedRule>,
+    /// File-hash IOCs in use (built-in and feeds).
+    pub hash_iocs: usize,
+    /// User IOC feeds.
+    pub ioc_feeds: Vec<FeedInfo>,
+}
+
+/// A rule (or rule file) that could not be loaded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RejectedRule {
+    /// Rule file.
+    pub file: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// A user IOC feed and what it gave.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeedInfo {
+    /// Path as given.
+    pub path: String,
+    /// Recognised format.
+    pub format: String,
+    /// File hashes loaded.
+    pub hashes: usize,
+    /// Entries not used, with counts (`"3 × not a file hash"`).
+    pub unused: Vec<String>,
+    /// Entries or files that could not be read.
+    pub errors: Vec<String>,
 }
 
 /// Tool identity.

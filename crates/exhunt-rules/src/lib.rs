@@ -16,6 +16,30 @@ const CHECKS_TOML: &str = include_str!("../../../rules/checks.toml");
 const HAFNIUM_IPS: &str = include_str!("../../../rules/ioc/hafnium-ips.csv");
 const HAFNIUM_UAS: &str = include_str!("../../../rules/ioc/hafnium-user-agents.csv");
 const FIXED_BUILDS: &str = include_str!("../../../rules/builds/exchange-fixed-builds.csv");
+const WEBSHELL_HASHES: &str = include_str!("../../../rules/ioc/webshell-hashes.csv");
+const WEBSHELL_PATHS: &str = include_str!("../../../rules/ioc/webshell-paths.csv");
+const CLEAN_LISTS: [(&str, &str); 4] = [
+    (
+        "rules/clean/owa-auth.txt",
+        include_str!("../../../rules/clean/owa-auth.txt"),
+    ),
+    (
+        "rules/clean/ecp-auth.txt",
+        include_str!("../../../rules/clean/ecp-auth.txt"),
+    ),
+    (
+        "rules/clean/aspnet-client.txt",
+        include_str!("../../../rules/clean/aspnet-client.txt"),
+    ),
+    (
+        "rules/clean/wwwroot.txt",
+        include_str!("../../../rules/clean/wwwroot.txt"),
+    ),
+];
+
+pub mod feeds;
+#[cfg(feature = "yara")]
+pub mod yara;
 
 /// Errors loading rule data.
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +108,10 @@ pub struct RulePack {
     pub hafnium_user_agents: Vec<Ioc>,
     /// Fixed builds per CU.
     pub fixed_builds: Vec<FixedBuild>,
+    /// Published web-shell paths (MSTIC).
+    pub webshell_paths: Vec<Ioc>,
+    /// File hashes (built-in and user feeds), by lower-case hex.
+    hashes: HashMap<String, Ioc>,
 }
 
 fn csv_rows<T: for<'de> Deserialize<'de>>(
@@ -112,7 +140,37 @@ impl RulePack {
             hafnium_ips: csv_rows("rules/ioc/hafnium-ips.csv", HAFNIUM_IPS)?,
             hafnium_user_agents: csv_rows("rules/ioc/hafnium-user-agents.csv", HAFNIUM_UAS)?,
             fixed_builds: csv_rows("rules/builds/exchange-fixed-builds.csv", FIXED_BUILDS)?,
+            webshell_paths: csv_rows("rules/ioc/webshell-paths.csv", WEBSHELL_PATHS)?,
+            hashes: csv_rows::<Ioc>("rules/ioc/webshell-hashes.csv", WEBSHELL_HASHES)?
+                .into_iter()
+                .map(|i| (i.indicator.to_ascii_lowercase(), i))
+                .collect(),
         })
+    }
+
+    /// The clean-install name lists: (source file, text).
+    pub fn clean_lists(&self) -> &'static [(&'static str, &'static str)] {
+        &CLEAN_LISTS
+    }
+
+    /// The IOC entry of a file hash (SHA-256, SHA-1 or MD5 hex, any case).
+    pub fn hash_ioc(&self, hash: &str) -> Option<&Ioc> {
+        self.hashes.get(&hash.to_ascii_lowercase())
+    }
+
+    /// Number of hash IOCs loaded.
+    pub fn hash_count(&self) -> usize {
+        self.hashes.len()
+    }
+
+    /// Adds hash IOCs from a user feed (`--ioc`); entries that are not hashes are ignored by
+    /// the caller's feed parser and reported there.
+    pub fn add_hashes(&mut self, iocs: impl IntoIterator<Item = Ioc>) {
+        for i in iocs {
+            self.hashes
+                .entry(i.indicator.to_ascii_lowercase())
+                .or_insert(i);
+        }
     }
 
     /// All rules.
@@ -177,6 +235,12 @@ mod tests {
                 .all(|i| !i.source.is_empty() && i.indicator.parse::<std::net::IpAddr>().is_ok())
         );
         assert_eq!(p.hafnium_user_agents.len(), 14);
+        assert_eq!(p.hash_count(), 14);
+        assert_eq!(p.webshell_paths.len(), 47);
+        assert!(
+            p.hash_ioc("8E90ED33C7EE82C0B64078EA36EC95F7420BA435C693B3B3DD728B494ABF7DFC")
+                .is_some()
+        );
         assert!(
             p.rule("EXH-PL-1")
                 .unwrap()

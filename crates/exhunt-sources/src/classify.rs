@@ -19,17 +19,78 @@ pub enum Classification {
 
 /// Classifies a file from its path components (lower-cased, relative to the target) and the
 /// first bytes of its content decoded to UTF-8 (`head_text`), or its raw head for magic numbers.
-pub fn classify(components: &[String], raw_head: &[u8], head_text: &str) -> Classification {
+/// With `deep`, every file that is not a log is claimed as [`ArtefactKind::File`].
+pub fn classify(
+    components: &[String],
+    raw_head: &[u8],
+    head_text: &str,
+    deep: bool,
+) -> Classification {
     if raw_head.starts_with(b"ElfFile\0") {
         return Classification::Claimed(ArtefactKind::Evtx);
+    }
+    if raw_head.starts_with(b"MDMP") {
+        return Classification::Claimed(ArtefactKind::MemoryDump);
     }
     if let Some(kind) = by_content(head_text) {
         return kind;
     }
-    match by_path(components) {
-        Some(kind) => Classification::Claimed(kind),
-        None => Classification::Skipped("not an artefact kind this version reads".into()),
+    if let Some(kind) = by_path(components) {
+        return Classification::Claimed(kind);
     }
+    if in_web_root(components) {
+        return Classification::Claimed(ArtefactKind::WebFile);
+    }
+    let name = components.last().map(String::as_str).unwrap_or("");
+    if is_archive_name(name) {
+        if in_staging_place(components) {
+            return Classification::Claimed(ArtefactKind::Archive);
+        }
+        if name.ends_with(".zip") && !deep {
+            return Classification::Skipped(
+                "zip archive outside the staging places: its members are read".into(),
+            );
+        }
+    }
+    if deep {
+        return Classification::Claimed(ArtefactKind::File);
+    }
+    Classification::Skipped(
+        "not an artefact kind this version reads (use --deep to look at every file)".into(),
+    )
+}
+
+/// Whether a path (lower-cased components) lies in a folder IIS serves on an Exchange server,
+/// where web shells are dropped (research spec §5).
+pub fn in_web_root(c: &[String]) -> bool {
+    let dirs = &c[..c.len().saturating_sub(1)];
+    let seq = |a: &str, b: &str| dirs.windows(2).any(|w| w[0] == a && w[1] == b);
+    let seq3 =
+        |a: &str, b: &str, d: &str| dirs.windows(3).any(|w| w[0] == a && w[1] == b && w[2] == d);
+    seq("inetpub", "wwwroot")
+        || dirs
+            .iter()
+            .any(|d| d == "aspnet_client" || d == "temporary asp.net files")
+        || seq3("httpproxy", "owa", "auth")
+        || seq3("httpproxy", "ecp", "auth")
+        || seq("httpproxy", "oab")
+}
+
+/// Archive file names.
+pub fn is_archive_name(name: &str) -> bool {
+    [".zip", ".7z", ".rar", ".cab", ".tar", ".gz", ".tgz"]
+        .iter()
+        .any(|e| name.ends_with(e))
+}
+
+/// Places attackers stage data for exfiltration (spec §6): ProgramData, `C:\root`, temp folders,
+/// web roots.
+pub fn in_staging_place(c: &[String]) -> bool {
+    let dirs = &c[..c.len().saturating_sub(1)];
+    dirs.iter()
+        .any(|d| d == "programdata" || d == "temp" || d == "tmp")
+        || dirs.first().is_some_and(|d| d == "root")
+        || in_web_root(c)
 }
 
 fn by_content(head: &str) -> Option<Classification> {
@@ -121,42 +182,74 @@ mod tests {
     fn content_wins_over_a_renamed_file() {
         let head =
             "DateTime,RequestId\n#Software: Microsoft Exchange Server\n#Log-type: HttpProxy Logs\n";
-        assert_eq!(
-            classify(&comps("copied/a.txt"), head.as_bytes(), head),
-            Classification::Claimed(ArtefactKind::HttpProxyLog)
-        );
+        let c = classify(&comps("copied/a.txt"), head.as_bytes(), head, false);
+        assert_eq!(c, Classification::Claimed(ArtefactKind::HttpProxyLog));
         let iis = "#Software: Microsoft Internet Information Services 10.0\n#Fields: date time\n";
-        assert_eq!(
-            classify(&comps("x/HttpProxy/oops.log"), iis.as_bytes(), iis),
-            Classification::Claimed(ArtefactKind::IisLog)
-        );
+        let c = classify(&comps("x/HttpProxy/oops.log"), iis.as_bytes(), iis, false);
+        assert_eq!(c, Classification::Claimed(ArtefactKind::IisLog));
     }
 
     #[test]
     fn path_claims_when_content_is_silent() {
-        assert_eq!(
-            classify(
-                &comps("V15/Logging/ECP/Server/ECPServer20210303-1.LOG"),
-                b"",
-                ""
-            ),
-            Classification::Claimed(ArtefactKind::EcpServerLog)
+        let c = classify(
+            &comps("V15/Logging/ECP/Server/ECPServer20210303-1.LOG"),
+            b"",
+            "",
+            false,
         );
-        assert_eq!(
-            classify(
-                &comps("inetpub/logs/LogFiles/W3SVC1/u_ex210303.log"),
-                b"garbage",
-                "garbage"
-            ),
-            Classification::Claimed(ArtefactKind::IisLog)
+        assert_eq!(c, Classification::Claimed(ArtefactKind::EcpServerLog));
+        let c = classify(
+            &comps("inetpub/logs/LogFiles/W3SVC1/u_ex210303.log"),
+            b"garbage",
+            "garbage",
+            false,
         );
+        assert_eq!(c, Classification::Claimed(ArtefactKind::IisLog));
         assert!(matches!(
-            classify(&comps("Windows/notepad.exe"), b"MZ", "MZ"),
+            classify(&comps("Windows/notepad.exe"), b"MZ", "MZ", false),
             Classification::Skipped(_)
         ));
+        let c = classify(&comps("Windows/notepad.exe"), b"MZ", "MZ", true);
+        assert_eq!(c, Classification::Claimed(ArtefactKind::File));
         let activity = "#Log-type: ECP Activity Log\n";
         assert!(matches!(
-            classify(&comps("a.log"), activity.as_bytes(), activity),
+            classify(&comps("a.log"), activity.as_bytes(), activity, false),
+            Classification::Skipped(_)
+        ));
+    }
+
+    #[test]
+    fn web_roots_dumps_and_staged_archives() {
+        let web = |p: &str| classify(&comps(p), b"<%@ Page", "<%@ Page", false);
+        let claimed = Classification::Claimed(ArtefactKind::WebFile);
+        assert_eq!(
+            web("inetpub/wwwroot/aspnet_client/system_web/x.aspx"),
+            claimed
+        );
+        assert_eq!(
+            web(
+                "Program Files/Microsoft/Exchange Server/V15/FrontEnd/HttpProxy/owa/auth/Current/themes/x.aspx"
+            ),
+            claimed
+        );
+        assert_eq!(
+            web("V15/FrontEnd/HttpProxy/ecp/auth/TimeoutLogoff.aspx"),
+            claimed
+        );
+        assert!(matches!(
+            web("V15/FrontEnd/HttpProxy/owa/bin/x.dll"),
+            Classification::Skipped(_)
+        ));
+        let dump = classify(&comps("Users/Public/x.gif"), b"MDMP\x93\xa7", "", false);
+        assert_eq!(dump, Classification::Claimed(ArtefactKind::MemoryDump));
+        let arch = Classification::Claimed(ArtefactKind::Archive);
+        assert_eq!(
+            classify(&comps("ProgramData/it.zip"), b"PK\x03\x04", "", false),
+            arch
+        );
+        assert_eq!(classify(&comps("root/a.7z"), b"7z", "", false), arch);
+        assert!(matches!(
+            classify(&comps("Users/bob/Desktop/photos.zip"), b"PK", "", false),
             Classification::Skipped(_)
         ));
     }

@@ -26,6 +26,9 @@ pub struct Item {
     pub components: Vec<String>,
     /// Size in bytes (uncompressed size as declared, for zip members).
     pub size: u64,
+    /// Last modification time, seconds since the Unix epoch (file system, or zip member header
+    /// read as UTC), when known.
+    pub modified: Option<i64>,
     /// Where the bytes come from.
     pub source: ItemSource,
 }
@@ -88,6 +91,7 @@ pub fn inventory(target: &Path, limits: &Limits) -> Inventory {
             display: target.display().to_string(),
             components: vec![name],
             size: meta.len(),
+            modified: unix_secs(meta.modified().ok()),
             source: ItemSource::File(target.to_path_buf()),
         });
     }
@@ -156,15 +160,18 @@ fn walk_dir(root: &Path, limits: &Limits, inv: &mut Inventory) {
             .components()
             .map(|c| c.as_os_str().to_string_lossy().to_lowercase())
             .collect();
-        let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
+        let meta = entry.metadata().ok();
+        let size = meta.as_ref().map_or(0, |m| m.len());
+        let modified = unix_secs(meta.and_then(|m| m.modified().ok()));
         if is_zip_path(path) {
+            // The zip is an item (a staged archive is a finding) and a container.
             list_zip(path, path.display().to_string(), limits, inv);
-            continue;
         }
         inv.items.push(Item {
             display: path.display().to_string(),
             components,
             size,
+            modified,
             source: ItemSource::File(path.to_path_buf()),
         });
     }
@@ -274,17 +281,28 @@ fn list_zip(path: &Path, display: String, limits: &Limits, inv: &mut Inventory) 
             continue;
         }
         if components.last().is_some_and(|n| n.ends_with(".zip")) {
+            // Still an item (a staged archive is a finding), but its members are not listed.
+            // Only a zip in a log folder may hide log evidence the checks need.
+            let in_logs = components.iter().any(|c| c == "logging" || c == "logfiles");
             inv.problems.push(problem(
-                member_display,
-                "archive inside an archive, not opened (nesting depth limit 1)".into(),
-                true,
+                member_display.clone(),
+                "archive inside an archive: its members are not read (nesting depth limit 1)"
+                    .into(),
+                in_logs,
             ));
-            continue;
         }
+        let modified = member.last_modified().and_then(|d| {
+            chrono::NaiveDate::from_ymd_opt(d.year().into(), d.month().into(), d.day().into())
+                .and_then(|day| {
+                    day.and_hms_opt(d.hour().into(), d.minute().into(), d.second().into())
+                })
+                .map(|t| t.and_utc().timestamp())
+        });
         inv.items.push(Item {
             display: member_display,
             components,
             size: member.size(),
+            modified,
             source: ItemSource::ZipMember {
                 archive: archive_path.clone(),
                 index,
@@ -292,6 +310,14 @@ fn list_zip(path: &Path, display: String, limits: &Limits, inv: &mut Inventory) 
                 archive_budget: budget.clone(),
             },
         });
+    }
+}
+
+fn unix_secs(t: Option<std::time::SystemTime>) -> Option<i64> {
+    let t = t?;
+    match t.duration_since(std::time::UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_secs()).ok(),
+        Err(e) => i64::try_from(e.duration().as_secs()).ok().map(|s| -s),
     }
 }
 

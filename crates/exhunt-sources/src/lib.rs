@@ -17,7 +17,7 @@ pub mod classify;
 pub mod decode;
 pub mod inventory;
 pub mod limits;
-mod platform;
+pub mod platform;
 pub mod reader;
 pub mod record;
 pub mod time;

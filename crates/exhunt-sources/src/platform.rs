@@ -18,3 +18,26 @@ pub fn default_exchange_path() -> Option<std::path::PathBuf> {
         None
     }
 }
+
+/// Hidden and system attributes of a file, where the platform has them (Windows); `(None, None)`
+/// elsewhere. A hidden+system web shell was what Microsoft's hash script missed (CSS-Exchange #410).
+pub fn hidden_system(path: &std::path::Path) -> (Option<bool>, Option<bool>) {
+    #[cfg(windows)]
+    {
+        use std::os::windows::fs::MetadataExt;
+        const HIDDEN: u32 = 0x2;
+        const SYSTEM: u32 = 0x4;
+        match std::fs::symlink_metadata(path) {
+            Ok(m) => {
+                let a = m.file_attributes();
+                (Some(a & HIDDEN != 0), Some(a & SYSTEM != 0))
+            }
+            Err(_) => (None, None),
+        }
+    }
+    #[cfg(not(windows))]
+    {
+        let _ = path;
+        (None, None)
+    }
+}

@@ -104,6 +104,18 @@ struct ScanArgs {
     /// (e.g. 'D:\Exchange Server\V15'); used to tell healthy OAB download paths.
     #[arg(long, value_name = "PATH")]
     exchange_path: Option<String>,
+    /// Look at every file of the target (YARA, hashes, magic), not only web roots, memory
+    /// dumps and archives in staging places.
+    #[arg(long)]
+    deep: bool,
+    /// Also run the YARA rules in DIR (a folder, searched recursively, or a file), loaded as
+    /// they are; rejected rules are reported. Repeatable. The folder itself is never scanned.
+    #[arg(long, value_name = "DIR")]
+    yara: Vec<PathBuf>,
+    /// Also match file hashes from FILE: CSV, a STIX 2.1 bundle (.json) or a MISP feed folder.
+    /// Repeatable.
+    #[arg(long, value_name = "FILE")]
+    ioc: Vec<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -248,14 +260,53 @@ fn scan(args: ScanArgs) -> Result<u8> {
             .build_global()
             .context("starting worker threads")?;
     }
+    for p in args.yara.iter().chain(&args.ioc) {
+        if std::fs::metadata(p).is_err() {
+            bail!(
+                "rule or IOC path {} does not exist or cannot be read",
+                p.display()
+            );
+        }
+    }
     let engine = Engine::new(ScanOptions {
         since,
         until,
         exchange_path: args.exchange_path.clone(),
         limits: Limits::default(),
+        deep: args.deep,
+        yara: args.yara.clone(),
+        ioc: args.ioc.clone(),
     })
     .context("loading the built-in rules")?;
 
+    if !args.quiet {
+        let info = engine.rules_info();
+        if !info.yara_rejected.is_empty() {
+            eprintln!(
+                "exhunt: {} YARA rule(s) or file(s) rejected (listed under rules.yara_rejected in --format json):",
+                info.yara_rejected.len()
+            );
+            for r in info
+                .yara_rejected
+                .iter()
+                .take(if args.verbose { usize::MAX } else { 10 })
+            {
+                eprintln!("  {}: {}", r.file, r.reason);
+            }
+        }
+        for f in &info.ioc_feeds {
+            eprintln!(
+                "exhunt: IOC feed {} ({}): {} file hashes loaded",
+                f.path, f.format, f.hashes
+            );
+            for u in &f.unused {
+                eprintln!("  not used: {u}");
+            }
+            for e in &f.errors {
+                eprintln!("  error: {e}");
+            }
+        }
+    }
     let done = Arc::new(AtomicBool::new(false));
     let bar = if !args.quiet && io::stderr().is_terminal() {
         Some(spawn_progress(engine.progress(), done.clone()))

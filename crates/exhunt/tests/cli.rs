@@ -121,8 +121,13 @@ fn compromised_example_json_has_every_stage_and_the_written_path() {
             .starts_with("2021-03-03T02:14:05"),
         "{verdict}"
     );
-    // Every finding points at a real line of a real file.
-    for f in s["findings"].as_array().unwrap() {
+    // Every log finding points at a real line of a real file.
+    for f in s["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["evidence"]["line"].as_u64() != Some(0))
+    {
         let path = f["evidence"]["path"].as_str().unwrap();
         let line = f["evidence"]["line"].as_u64().unwrap() as usize;
         let text = std::fs::read_to_string(path).unwrap();
@@ -181,12 +186,16 @@ fn since_that_cuts_the_window_makes_clean_inconclusive() {
         "{reasons}"
     );
     // A window before the attack hides it: the compromised server is then inconclusive, not clean.
-    let (code, v) = scan_json(&[
+    let (_, v) = scan_json(&[
         examples().join("compromised").to_str().unwrap(),
         "--until",
         "2021-03-01",
     ]);
-    assert_eq!(code, 3, "{v}");
+    assert_eq!(v["servers"][0]["verdicts"][0]["campaign"], "proxy-logon");
+    assert_eq!(
+        v["servers"][0]["verdicts"][0]["verdict"], "inconclusive",
+        "{v}"
+    );
 }
 
 #[test]
@@ -274,7 +283,10 @@ fn triage_zip_is_read_in_place_with_the_same_answer() {
     let (code, v) = scan_json(&[zip_path.to_str().unwrap()]);
     assert_eq!(code, 1);
     let (_, dir) = scan_json(&[root.to_str().unwrap()]);
-    assert_eq!(rule_ids(&v), rule_ids(&dir));
+    let (mut a, mut b) = (rule_ids(&v), rule_ids(&dir));
+    a.sort();
+    b.sort();
+    assert_eq!(a, b);
     let p = v["servers"][0]["findings"][0]["evidence"]["path"]
         .as_str()
         .unwrap();

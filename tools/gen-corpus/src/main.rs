@@ -609,6 +609,165 @@ fn write_day(tree: &Tree, day: T, logs: &DayLogs) -> io::Result<()> {
 
 const EXCH_WIN: &str = "C:\\Program Files\\Microsoft\\Exchange Server\\V15";
 
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = 0xFFFF_FFFFu32;
+    for &b in data {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+/// A zip with stored (uncompressed) members and a fixed DOS time (2021-03-03 03:00), so the
+/// bytes are the same at every run.
+fn zip_stored(entries: &[(&str, &[u8])]) -> Vec<u8> {
+    let (time, date): (u16, u16) = (3 << 11, ((2021 - 1980) << 9) | (3 << 5) | 3);
+    let mut out = Vec::new();
+    let mut central = Vec::new();
+    for (name, data) in entries {
+        let offset = out.len() as u32;
+        let crc = crc32(data);
+        let n = name.len() as u16;
+        let size = data.len() as u32;
+        out.extend(0x0403_4b50u32.to_le_bytes());
+        for v in [20u16, 0, 0, time, date] {
+            out.extend(v.to_le_bytes());
+        }
+        out.extend(crc.to_le_bytes());
+        out.extend(size.to_le_bytes());
+        out.extend(size.to_le_bytes());
+        out.extend(n.to_le_bytes());
+        out.extend(0u16.to_le_bytes());
+        out.extend(name.as_bytes());
+        out.extend(*data);
+        central.extend(0x0201_4b50u32.to_le_bytes());
+        for v in [20u16, 20, 0, 0, time, date] {
+            central.extend(v.to_le_bytes());
+        }
+        central.extend(crc.to_le_bytes());
+        central.extend(size.to_le_bytes());
+        central.extend(size.to_le_bytes());
+        for v in [n, 0, 0, 0, 0] {
+            central.extend(v.to_le_bytes());
+        }
+        central.extend(0u32.to_le_bytes());
+        central.extend(offset.to_le_bytes());
+        central.extend(name.as_bytes());
+    }
+    let cd_offset = out.len() as u32;
+    let cd_size = central.len() as u32;
+    out.extend(central);
+    out.extend(0x0605_4b50u32.to_le_bytes());
+    for v in [0u16, 0, entries.len() as u16, entries.len() as u16] {
+        out.extend(v.to_le_bytes());
+    }
+    out.extend(cd_size.to_le_bytes());
+    out.extend(cd_offset.to_le_bytes());
+    out.extend(0u16.to_le_bytes());
+    out
+}
+
+/// Placeholder page: the shape of an Exchange page, written for these examples (not
+/// Microsoft's content).
+fn page(class: &str) -> String {
+    format!(
+        "<%@ Page Language=\"C#\" AutoEventWireup=\"true\" Inherits=\"Microsoft.Exchange.HttpProxy.{class}\" %>\r\n<!DOCTYPE html>\r\n<!-- exhunt example placeholder for a shipped Exchange page; not Microsoft's content -->\r\n<html><head><title>Outlook</title></head><body></body></html>\r\n"
+    )
+}
+
+/// The web roots of a clean Exchange 2016 front end.
+fn write_web_roots(tree: &Tree, build: &str) -> io::Result<()> {
+    let www = tree.root.join("inetpub").join("wwwroot");
+    tree.write(&www.join("iisstart.htm"), "<!DOCTYPE html>\r\n<html><head><title>IIS Windows Server</title></head><body><img src=\"iisstart.png\" alt=\"IIS\"></body></html>\r\n")?;
+    fs::write(
+        www.join("iisstart.png"),
+        b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01\x08\x06\0\0\0\x1f\x15\xc4\x89",
+    )?;
+    tree.write(&www.join("web.config"), "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\r\n<configuration>\r\n  <system.webServer>\r\n    <httpRedirect enabled=\"false\" />\r\n  </system.webServer>\r\n</configuration>\r\n")?;
+    let auth = tree
+        .exch()
+        .join("FrontEnd")
+        .join("HttpProxy")
+        .join("owa")
+        .join("auth");
+    for (name, class) in [
+        ("logon.aspx", "Logon"),
+        ("logoff.aspx", "Logoff"),
+        ("errorFE.aspx", "ErrorFE"),
+        ("ExpiredPassword.aspx", "ExpiredPassword"),
+        ("frowny.aspx", "Frowny"),
+        ("OutlookCN.aspx", "OutlookCN"),
+        ("RedirSuiteServiceProxy.aspx", "RedirSuiteServiceProxy"),
+        ("signout.aspx", "Signout"),
+    ] {
+        tree.write(&auth.join(name), &page(class))?;
+    }
+    tree.write(
+        &auth.join("getidtoken.htm"),
+        "<!DOCTYPE html>\r\n<html><body><!-- exhunt example placeholder --></body></html>\r\n",
+    )?;
+    tree.write(&auth.join("web.config"), "<?xml version=\"1.0\" encoding=\"utf-8\"?>\r\n<configuration>\r\n  <system.web>\r\n    <authorization><allow users=\"*\" /></authorization>\r\n  </system.web>\r\n</configuration>\r\n")?;
+    for dir in [build, "Current"] {
+        let res = auth.join(dir).join("themes").join("resources");
+        tree.write(
+            &res.join("logon.css"),
+            "body { font-family: \"Segoe UI\", Tahoma, sans-serif; }\r\n",
+        )?;
+        tree.write(
+            &res.join("owafont_ja.css"),
+            "body { font-family: \"Meiryo\"; }\r\n",
+        )?;
+    }
+    let ecp = tree
+        .exch()
+        .join("FrontEnd")
+        .join("HttpProxy")
+        .join("ecp")
+        .join("auth");
+    tree.write(&ecp.join("TimeoutLogoff.aspx"), &page("TimeoutLogoff"))
+}
+
+/// What Reset-OABVirtualDirectory writes: the settings of the virtual directory, here with an
+/// inert look-alike of the HAFNIUM ExternalUrl (markup and Page_Load, nothing that runs request
+/// data).
+fn oab_dump(planted: &str) -> String {
+    let fields = [
+        ("PollInterval", "480"),
+        ("OfflineAddressBooks", ""),
+        ("RequireSSL", "True"),
+        ("BasicAuthentication", "False"),
+        ("WindowsAuthentication", "True"),
+        ("OAuthAuthentication", "True"),
+        ("MetabasePath", "IIS://EX01.contoso.local/W3SVC/1/ROOT/OAB"),
+        (
+            "Path",
+            "C:\\Program Files\\Microsoft\\Exchange Server\\V15\\FrontEnd\\HttpProxy\\OAB",
+        ),
+        ("ExtendedProtectionTokenChecking", "None"),
+        ("ExtendedProtectionFlags", ""),
+        ("ExtendedProtectionSPNList", ""),
+        ("AdminDisplayVersion", "Version 15.1 (Build 2176.2)"),
+        ("Server", "EX01"),
+        ("InternalUrl", "https://ex01.contoso.local/OAB"),
+        ("InternalAuthenticationMethods", "WindowsIntegrated"),
+        ("ExternalUrl", planted),
+        ("ExternalAuthenticationMethods", "WindowsIntegrated"),
+        ("Identity", "EX01\\OAB (Default Web Site)"),
+        ("WhenChanged", "3/3/2021 2:15:41 AM"),
+    ];
+    let mut s = String::new();
+    for (k, v) in fields {
+        let _ = write!(s, "{k:<32}: {v}\r\n");
+    }
+    s
+}
+
 /// One example server: benign days, optional attack requests and ECP/OAB lines.
 struct Example<'a> {
     days: &'a [T],
@@ -616,6 +775,7 @@ struct Example<'a> {
     attack: bool,
     scanner: bool,
     admin_oab_change: bool,
+    web_roots: bool,
 }
 
 fn attack_requests(srv: &Server) -> (Vec<Req>, T) {
@@ -809,6 +969,36 @@ fn write_example(root: &Path, seed: u64, ex: &Example<'_>) -> io::Result<()> {
             .join(format!("OABGeneratorLog_{}-1.LOG", day.day_key()));
         tree.write(&oab_path, &oab)?;
     }
+    if ex.web_roots {
+        write_web_roots(&tree, "15.1.2176.2")?;
+        let pd = tree.root.join("ProgramData");
+        let vmware = pd.join("VMware").join("VMware Tools");
+        fs::create_dir_all(&vmware)?;
+        fs::write(
+            vmware.join("vss_manifests0.zip"),
+            zip_stored(&[("manifest.xml", b"<vss_manifest version=\"1\"/>\r\n")]),
+        )?;
+    }
+    if ex.web_roots && ex.attack {
+        let planted = "http://f/<script language=\"JScript\" runat=\"server\">function Page_Load(){/* exhunt example: inert */}</script>";
+        let shell = tree
+            .root
+            .join("inetpub")
+            .join("wwwroot")
+            .join("aspnet_client")
+            .join("discover.aspx");
+        tree.write(&shell, &oab_dump(planted))?;
+        // Data staged for exfiltration, and a dump of a process's memory.
+        let list = b"alice@contoso.com\r\nbob@contoso.com\r\nexadmin@contoso.com\r\n";
+        fs::write(
+            tree.root.join("ProgramData").join("it.zip"),
+            zip_stored(&[("mailboxes.txt", list)]),
+        )?;
+        let mut dump = b"MDMP\x93\xa7\0\0".to_vec();
+        dump.resize(4096, 0);
+        tree.write(&tree.root.join("root").join("output.dmp"), "")?;
+        fs::write(tree.root.join("root").join("output.dmp"), dump)?;
+    }
     Ok(())
 }
 
@@ -835,6 +1025,7 @@ fn examples(out: &Path) -> io::Result<()> {
             attack: true,
             scanner: true,
             admin_oab_change: true,
+            web_roots: true,
         },
     )?;
     write_example(
@@ -846,6 +1037,7 @@ fn examples(out: &Path) -> io::Result<()> {
             attack: false,
             scanner: true,
             admin_oab_change: true,
+            web_roots: true,
         },
     )?;
     let late: Vec<T> = [6, 7, 8, 9]
@@ -861,6 +1053,7 @@ fn examples(out: &Path) -> io::Result<()> {
             attack: false,
             scanner: false,
             admin_oab_change: false,
+            web_roots: false,
         },
     )?;
     Ok(())

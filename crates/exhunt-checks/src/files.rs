@@ -1,0 +1,554 @@
+//! File checks (research spec §5, §6, C-27065-E, C-PS-D): what attackers leave on disk.
+//!
+//! A file in a web root, a memory dump or a staged archive is looked at once, as a whole: its
+//! name against the clean-install lists and the IOC paths, its first bytes against its extension,
+//! its hashes against the IOC packs, its content against the YARA rules, its times against the
+//! exposure window. The facts are gathered by the engine (which streams or memory-maps the
+//! file); the checks here only judge them.
+
+use exhunt_model::{
+    ArtefactKind, Campaign, Confidence, Entities, Evidence, Finding, Severity, Stage, Timestamp,
+};
+use exhunt_rules::RulePack;
+
+use crate::webshell::url_of_components;
+
+/// A YARA rule that matched a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct YaraHit {
+    /// Namespace (`exhunt` for the built-in pack, the file name for external rules).
+    pub namespace: String,
+    /// Rule identifier.
+    pub rule: String,
+    /// `description` metadata, if any.
+    pub description: Option<String>,
+    /// `author` metadata, if any (DRL 1.1 requires showing it).
+    pub author: Option<String>,
+    /// `severity`/`score` metadata mapped to a severity, if any.
+    pub severity: Option<Severity>,
+    /// Whether the rule comes from the built-in pack.
+    pub builtin: bool,
+}
+
+/// Everything known about one file.
+#[derive(Debug, Clone, Default)]
+pub struct FileFacts<'a> {
+    /// Path as shown in evidence.
+    pub display: &'a str,
+    /// Lower-cased path components relative to the target.
+    pub components: &'a [String],
+    /// Size in bytes.
+    pub size: u64,
+    /// First bytes.
+    pub head: &'a [u8],
+    /// Hashes, lower-case hex, when computed.
+    pub sha256: Option<String>,
+    /// SHA-1.
+    pub sha1: Option<String>,
+    /// MD5.
+    pub md5: Option<String>,
+    /// YARA matches.
+    pub yara: Vec<YaraHit>,
+    /// Last modification time, when the platform or the archive gives one.
+    pub modified: Option<Timestamp>,
+    /// Hidden attribute (Windows), when known.
+    pub hidden: Option<bool>,
+    /// System attribute (Windows), when known.
+    pub system: Option<bool>,
+}
+
+/// A `severity` metadata word as a severity.
+pub fn severity_word(w: &str) -> Option<Severity> {
+    match w.to_ascii_lowercase().as_str() {
+        "critical" => Some(Severity::Critical),
+        "high" => Some(Severity::High),
+        "medium" => Some(Severity::Medium),
+        "low" => Some(Severity::Low),
+        "info" | "informational" => Some(Severity::Info),
+        _ => None,
+    }
+}
+
+/// A signature-base style `score` (0–100) as a severity.
+pub fn severity_score(score: u32) -> Severity {
+    match score {
+        90.. => Severity::Critical,
+        70..=89 => Severity::High,
+        50..=69 => Severity::Medium,
+        _ => Severity::Low,
+    }
+}
+
+/// Server-side script extensions IIS executes.
+const SCRIPT_EXT: &[&str] = &[
+    ".aspx", ".ashx", ".asmx", ".asp", ".asax", ".ascx", ".cshtml", ".svc", ".php", ".jsp",
+];
+
+fn ext_of(name: &str) -> &str {
+    name.rfind('.').map_or("", |i| &name[i..])
+}
+
+fn is_script(name: &str) -> bool {
+    SCRIPT_EXT.contains(&ext_of(name))
+}
+
+/// A clean-install name list for one folder.
+#[derive(Debug, Clone)]
+pub struct CleanList {
+    /// The folder, as lower-cased components (e.g. `frontend/httpproxy/owa/auth`).
+    pub folder: Vec<String>,
+    /// Names (lower-cased); `*.ext` entries match an extension.
+    pub names: Vec<String>,
+    /// Source file in `rules/clean/`.
+    pub source: String,
+}
+
+impl CleanList {
+    /// Parses a `rules/clean/*.txt` list.
+    pub fn parse(source: &str, text: &str) -> Option<CleanList> {
+        let mut folder = None;
+        let mut names = Vec::new();
+        for line in text.lines() {
+            let line = line.trim();
+            if let Some(f) = line.strip_prefix("# folder:") {
+                folder = Some(
+                    f.trim()
+                        .split(['\\', '/'])
+                        .map(|s| s.to_ascii_lowercase())
+                        .collect::<Vec<_>>(),
+                );
+            } else if !line.is_empty() && !line.starts_with('#') {
+                names.push(line.to_ascii_lowercase());
+            }
+        }
+        Some(CleanList {
+            folder: folder?,
+            names,
+            source: source.to_string(),
+        })
+    }
+
+    /// Whether `components` (a file) lies directly in this list's folder.
+    pub fn covers(&self, components: &[String]) -> bool {
+        let dirs = &components[..components.len().saturating_sub(1)];
+        dirs.len() >= self.folder.len() && dirs[dirs.len() - self.folder.len()..] == self.folder[..]
+    }
+
+    /// Whether the file name is expected in the folder.
+    pub fn allows(&self, name: &str) -> bool {
+        let name = name.to_ascii_lowercase();
+        self.names.iter().any(|n| match n.strip_prefix('*') {
+            Some(ext) => name.ends_with(ext),
+            None => *n == name,
+        })
+    }
+}
+
+/// Known benign producers of archives in staging places (CSS-Exchange #145, #311, #328): the
+/// reason they are recognised, or `None`.
+pub fn benign_archive(components: &[String]) -> Option<&'static str> {
+    let name = components.last().map(String::as_str).unwrap_or("");
+    let path = components.join("\\");
+    if name.starts_with("vss_manifests") && name.ends_with(".zip") {
+        return Some("VMware Tools VSS manifests (CSS-Exchange #145)");
+    }
+    if path.contains("mcafee") {
+        return Some("McAfee framework or engine package (CSS-Exchange #311)");
+    }
+    if path.contains("apprecovery") {
+        return Some("AppRecovery installer cache (CSS-Exchange #328)");
+    }
+    None
+}
+
+/// What the magic bytes of a file say it is, when that is a format a web shell hides in.
+pub fn magic(head: &[u8]) -> Option<&'static str> {
+    if head.starts_with(b"!BDN") {
+        Some("an Outlook PST (mailbox export)")
+    } else if head.len() >= 4 && head[0] == 0x30 && head[1] == 0x82 {
+        Some("a DER certificate or certificate request")
+    } else if head.starts_with(b"MZ") {
+        Some("a Windows executable (PE)")
+    } else if head.starts_with(b"PK\x03\x04") {
+        Some("a zip archive")
+    } else if head.starts_with(b"MDMP") {
+        Some("a memory dump")
+    } else if head.starts_with(b"MSCF") {
+        Some("a cabinet archive")
+    } else {
+        None
+    }
+}
+
+/// Rule ids the file checks emit.
+pub const RULE_IDS: [&str; 8] = [
+    "EXH-FS-1",
+    "EXH-FS-2",
+    "EXH-FS-3",
+    "EXH-FS-4",
+    "EXH-FS-5",
+    "EXH-FS-6",
+    "EXH-YARA-1",
+    "EXH-YARA-2",
+];
+
+/// Judges file facts; built once per scan.
+pub struct FileJudge {
+    clean: Vec<CleanList>,
+    /// IOC paths as lower-cased components from the anchor folder (`frontend`, `inetpub`, `users`).
+    ioc_paths: Vec<(Vec<String>, String)>,
+    window_start: Timestamp,
+}
+
+fn finding(
+    pack: &RulePack,
+    rule_id: &str,
+    facts: &FileFacts<'_>,
+    kind: ArtefactKind,
+    (stage, severity, confidence): (Stage, Severity, Confidence),
+    title: String,
+) -> Option<Finding> {
+    let meta = pack.rule(rule_id)?;
+    Some(Finding {
+        rule_id: meta.id.clone(),
+        title,
+        campaign: meta.campaign,
+        cves: meta.cves.clone(),
+        attack: meta.attack.clone(),
+        severity,
+        confidence,
+        stage,
+        timestamp: facts.modified,
+        evidence: Evidence {
+            path: facts.display.to_string(),
+            line: 0,
+            offset: 0,
+            excerpt: excerpt(facts.head),
+        },
+        entities: Entities {
+            file_path: Some(facts.display.to_string()),
+            url: url_of_components(facts.components),
+            ..Entities::default()
+        },
+        kind,
+    })
+}
+
+/// A printable excerpt of the first bytes.
+fn excerpt(head: &[u8]) -> String {
+    let take = &head[..head.len().min(160)];
+    take.iter()
+        .map(|&b| {
+            if b.is_ascii_graphic() || b == b' ' {
+                b as char
+            } else {
+                '.'
+            }
+        })
+        .collect()
+}
+
+impl FileJudge {
+    /// From the rule pack.
+    pub fn new(pack: &RulePack) -> FileJudge {
+        let clean = pack
+            .clean_lists()
+            .iter()
+            .filter_map(|(name, text)| CleanList::parse(name, text))
+            .collect();
+        let ioc_paths = pack
+            .webshell_paths
+            .iter()
+            .filter_map(|i| {
+                let comps: Vec<String> = i
+                    .indicator
+                    .split(['\\', '/'])
+                    .map(|s| s.to_ascii_lowercase())
+                    .collect();
+                let anchor = comps
+                    .iter()
+                    .position(|c| c == "frontend" || c == "inetpub" || c == "users")?;
+                Some((comps[anchor..].to_vec(), i.source.clone()))
+            })
+            .collect();
+        FileJudge {
+            clean,
+            ioc_paths,
+            window_start: Campaign::PostExploitation.window_start(),
+        }
+    }
+
+    /// The checks on one file.
+    pub fn judge(
+        &self,
+        pack: &RulePack,
+        kind: ArtefactKind,
+        facts: &FileFacts<'_>,
+    ) -> Vec<Finding> {
+        let mut out = Vec::new();
+        let name = facts.components.last().map(String::as_str).unwrap_or("");
+        let script = is_script(name);
+        let mut notes = Vec::new();
+        if let Some(t) = facts.modified
+            && t >= self.window_start
+            && t < self.window_start + chrono::Duration::days(120)
+        {
+            notes.push(format!(
+                "modified {} (inside the exposure window)",
+                t.format("%Y-%m-%d")
+            ));
+        }
+        if facts.hidden == Some(true) || facts.system == Some(true) {
+            notes.push(
+                match (facts.hidden, facts.system) {
+                    (Some(true), Some(true)) => "hidden+system attributes",
+                    (Some(true), _) => "hidden attribute",
+                    _ => "system attribute",
+                }
+                .to_string(),
+            );
+        }
+        let note = if notes.is_empty() {
+            String::new()
+        } else {
+            format!(" [{}]", notes.join("; "))
+        };
+        let mut push = |f: Option<Finding>| out.extend(f);
+
+        match kind {
+            ArtefactKind::WebFile | ArtefactKind::File => {
+                // Known web-shell path (MSTIC).
+                if let Some((_, source)) = self
+                    .ioc_paths
+                    .iter()
+                    .find(|(p, _)| facts.components.ends_with(p))
+                {
+                    push(finding(
+                        pack,
+                        "EXH-FS-4",
+                        facts,
+                        kind,
+                        (Stage::Persistence, Severity::High, Confidence::Medium),
+                        format!(
+                            "File at a published web-shell path: {}{note} ({source})",
+                            facts.display
+                        ),
+                    ));
+                }
+                // Unexpected name in a folder whose clean content is known.
+                if kind == ArtefactKind::WebFile {
+                    let list = self.clean.iter().find(|l| l.covers(facts.components));
+                    let unexpected = match list {
+                        Some(l) => !l.allows(name),
+                        // Below owa\auth (Current\, version folders) and in aspnet_client's
+                        // subfolders, any server-side script is unexpected.
+                        None => script && !in_temp_aspnet(facts.components),
+                    };
+                    if unexpected {
+                        push(finding(
+                            pack,
+                            "EXH-FS-1",
+                            facts,
+                            kind,
+                            if script {
+                                (Stage::Persistence, Severity::High, Confidence::Medium)
+                            } else {
+                                (Stage::Persistence, Severity::Medium, Confidence::Low)
+                            },
+                            format!(
+                                "Unexpected {} in a web root: {}{note}",
+                                if script { "server-side script" } else { "file" },
+                                facts.display
+                            ),
+                        ));
+                    }
+                }
+                // Magic that contradicts the name.
+                if script && let Some(what) = magic(facts.head) {
+                    push(finding(
+                        pack,
+                        "EXH-FS-3",
+                        facts,
+                        kind,
+                        (Stage::Persistence, Severity::Critical, Confidence::High),
+                        format!(
+                            "{} is {what}, not a page: a web shell hidden in an export{note}",
+                            facts.display
+                        ),
+                    ));
+                } else if script
+                    && facts.head.first().is_some_and(|b| !b.is_ascii())
+                    && !has_bom(facts.head)
+                {
+                    push(finding(
+                        pack,
+                        "EXH-FS-3",
+                        facts,
+                        kind,
+                        (Stage::Persistence, Severity::High, Confidence::Medium),
+                        format!(
+                            "{} starts with binary bytes, not page markup{note}",
+                            facts.display
+                        ),
+                    ));
+                }
+            }
+            ArtefactKind::MemoryDump => {
+                let lsass = name.contains("lsass");
+                push(finding(
+                    pack,
+                    "EXH-FS-5",
+                    facts,
+                    kind,
+                    if lsass {
+                        (
+                            Stage::PostExploitation,
+                            Severity::Critical,
+                            Confidence::High,
+                        )
+                    } else {
+                        (Stage::PostExploitation, Severity::High, Confidence::Medium)
+                    },
+                    format!(
+                        "Memory dump {}{} ({} bytes){note}",
+                        facts.display,
+                        if lsass {
+                            " named after LSASS: credential theft"
+                        } else {
+                            ""
+                        },
+                        facts.size
+                    ),
+                ));
+            }
+            ArtefactKind::Archive if benign_archive(facts.components).is_none() => {
+                let short = name
+                    .rsplit_once('.')
+                    .is_some_and(|(b, _)| (1..=6).contains(&b.len()));
+                push(finding(
+                    pack,
+                    "EXH-FS-6",
+                    facts,
+                    kind,
+                    (
+                        Stage::PostExploitation,
+                        Severity::Medium,
+                        if short {
+                            Confidence::Medium
+                        } else {
+                            Confidence::Low
+                        },
+                    ),
+                    format!(
+                        "Archive in a staging place: {} ({} bytes){note}",
+                        facts.display, facts.size
+                    ),
+                ));
+            }
+            _ => {}
+        }
+        // Hash IOCs.
+        for (h, ty) in [
+            (&facts.sha256, "sha256"),
+            (&facts.sha1, "sha1"),
+            (&facts.md5, "md5"),
+        ] {
+            if let Some(h) = h
+                && let Some(ioc) = pack.hash_ioc(h)
+            {
+                push(finding(
+                    pack,
+                    "EXH-FS-2",
+                    facts,
+                    kind,
+                    (Stage::Persistence, Severity::Critical, Confidence::High),
+                    format!(
+                        "{} matches a known {ty} ({}; {}){note}",
+                        facts.display, ioc.context, ioc.source
+                    ),
+                ));
+            }
+        }
+        // YARA.
+        for y in &facts.yara {
+            let (id, sev) = if y.builtin {
+                ("EXH-YARA-1", Severity::Critical)
+            } else {
+                ("EXH-YARA-2", Severity::High)
+            };
+            let who = match (&y.author, y.builtin) {
+                (_, true) => String::new(),
+                (Some(a), false) => format!(" (rule by {a}, {})", y.namespace),
+                (None, false) => format!(" ({})", y.namespace),
+            };
+            push(finding(
+                pack,
+                id,
+                facts,
+                kind,
+                (
+                    Stage::Persistence,
+                    y.severity.unwrap_or(sev),
+                    Confidence::High,
+                ),
+                format!(
+                    "{}: {}{}{who}{note}",
+                    facts.display,
+                    y.rule,
+                    y.description
+                        .as_ref()
+                        .map(|d| format!(" — {d}"))
+                        .unwrap_or_default()
+                ),
+            ));
+        }
+        out
+    }
+}
+
+fn has_bom(head: &[u8]) -> bool {
+    head.starts_with(&[0xEF, 0xBB, 0xBF])
+        || head.starts_with(&[0xFF, 0xFE])
+        || head.starts_with(&[0xFE, 0xFF])
+}
+
+fn in_temp_aspnet(c: &[String]) -> bool {
+    c.iter().any(|d| d == "temporary asp.net files")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn comps(p: &str) -> Vec<String> {
+        p.split(['/', '\\'])
+            .map(|s| s.to_ascii_lowercase())
+            .collect()
+    }
+
+    #[test]
+    fn clean_lists_cover_their_folder_only() {
+        let l = CleanList::parse(
+            "owa-auth.txt",
+            "# folder: FrontEnd\\HttpProxy\\owa\\auth\nlogon.aspx\n*.htm\n",
+        )
+        .unwrap();
+        assert!(l.covers(&comps("V15/FrontEnd/HttpProxy/owa/auth/x.aspx")));
+        assert!(!l.covers(&comps("V15/FrontEnd/HttpProxy/owa/auth/Current/x.aspx")));
+        assert!(l.allows("LOGON.aspx"));
+        assert!(l.allows("getidtoken.htm"));
+        assert!(!l.allows("logon2.aspx"));
+    }
+
+    #[test]
+    fn magic_and_benign_archives() {
+        assert!(magic(b"!BDN\x01\x02").unwrap().contains("PST"));
+        assert!(magic(&[0x30, 0x82, 0x01, 0x0a]).unwrap().contains("DER"));
+        assert!(magic(b"<%@ Page Language=\"C#\" %>").is_none());
+        assert!(
+            benign_archive(&comps("ProgramData/VMware/VMware Tools/vss_manifests0.zip")).is_some()
+        );
+        assert!(benign_archive(&comps("ProgramData/McAfee/Agent/x.zip")).is_some());
+        assert!(benign_archive(&comps("ProgramData/it.zip")).is_none());
+    }
+}
