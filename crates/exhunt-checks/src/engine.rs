@@ -44,6 +44,10 @@ const HEAD: usize = 8192;
 /// instead); a larger member is hashed but not YARA-scanned, and the ledger says so.
 const MAX_MEMBER_SCAN: u64 = 64 << 20;
 
+/// Largest file whose content is hashed and YARA-scanned. Web shells are kilobytes; a larger file
+/// in a web root still gets its name and magic checked, and the ledger says its content was not.
+pub const MAX_CONTENT: u64 = 256 << 20;
+
 /// Progress counters, updated by workers and read by the display.
 #[derive(Debug, Default)]
 pub struct Progress {
@@ -769,6 +773,36 @@ impl Engine {
         let mut keep: Option<Vec<u8>> =
             (want_yara && is_member && item.size <= MAX_MEMBER_SCAN).then(Vec::new);
         let mut bytes = 0u64;
+        if item.size > MAX_CONTENT {
+            problems.push(problem(
+                format!("{} bytes, more than the {MAX_CONTENT}-byte limit for content checks: name and magic checked, content not hashed or YARA-scanned", item.size),
+                false,
+            ));
+            let facts = FileFacts {
+                display: &item.display,
+                components: &item.components,
+                size: item.size,
+                head: &head,
+                modified: item
+                    .modified
+                    .and_then(|t| chrono::DateTime::from_timestamp(t, 0)),
+                ..FileFacts::default()
+            };
+            let findings = self.files.judge(&self.pack, kind, &facts);
+            let mut stats = ReadStats {
+                bytes: head.len() as u64,
+                records: 1,
+                ..ReadStats::default()
+            };
+            for p in &problems {
+                stats.problems.push(exhunt_sources::Problem {
+                    line: None,
+                    reason: p.reason.clone(),
+                    evidence_lost: p.evidence_lost,
+                });
+            }
+            return (findings, stats, Vec::new());
+        }
         // Re-open: the head was read from a stream the caller dropped.
         match worker.opener.open(item, &self.opts.limits) {
             Ok(mut stream) => {

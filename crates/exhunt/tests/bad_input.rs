@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use assert_cmd::Command;
 use serde_json::Value;
 
+mod common;
+
 fn examples() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
 }
@@ -335,50 +337,19 @@ fn a_permission_denied_file_is_inconclusive() {
     let (t, owa) = clean_copy();
     let f = owa.join("HttpProxy_2021030610-1.LOG");
     std::fs::write(&f, format!("{}{}\r\n", header(), benign_line(1))).unwrap();
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o000)).unwrap();
-    }
-    let readable = std::fs::File::open(&f).is_ok();
-    let out = if readable {
-        // Root reads anything: run exhunt as an unprivileged user where the system allows it.
-        let Some(setpriv) = ["/usr/bin/setpriv", "/bin/setpriv"]
-            .iter()
-            .find(|p| Path::new(p).exists())
-        else {
-            eprintln!("skipped: running as root and no setpriv to drop privileges");
-            return;
-        };
-        make_world_readable(t.path());
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o000)).unwrap();
-        }
-        let bin = assert_cmd::cargo::cargo_bin("exhunt");
-        std::process::Command::new(setpriv)
-            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-            .arg(&bin)
-            .arg("scan")
-            .arg(t.path().join("srv"))
-            .args(["--format", "json", "-q"])
-            .output()
-            .unwrap()
-    } else {
-        Command::cargo_bin("exhunt")
-            .unwrap()
-            .arg("scan")
-            .arg(t.path().join("srv"))
-            .args(["--format", "json", "-q"])
-            .output()
-            .unwrap()
+    let target = t.path().join("srv");
+    let args = [
+        "scan".as_ref(),
+        target.as_os_str(),
+        "--format".as_ref(),
+        "json".as_ref(),
+        "-q".as_ref(),
+    ];
+    let Some(out) = common::run_without_access(t.path(), &f, &args) else {
+        eprintln!("skipped: no way to make a file unreadable here (root without setpriv)");
+        return;
     };
     let stderr = String::from_utf8_lossy(&out.stderr);
-    if stderr.contains("Permission denied") && out.stdout.is_empty() {
-        eprintln!("skipped: the unprivileged user cannot run the test binary here: {stderr}");
-        return;
-    }
     let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"));
     assert_eq!(out.status.code(), Some(3), "{:?}", problems(&v));
     assert!(
@@ -386,40 +357,4 @@ fn a_permission_denied_file_is_inconclusive() {
         "{:?}",
         problems(&v)
     );
-}
-
-fn make_world_readable(p: &Path) {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mut cur = Some(p);
-        while let Some(d) = cur {
-            if let Ok(m) = std::fs::metadata(d) {
-                let mode = m.permissions().mode() | 0o005;
-                let _ = std::fs::set_permissions(d, std::fs::Permissions::from_mode(mode));
-            }
-            cur = d.parent();
-        }
-        for e in walk_all(p) {
-            let m = std::fs::metadata(&e).unwrap();
-            let add = if m.is_dir() { 0o005 } else { 0o004 };
-            std::fs::set_permissions(
-                &e,
-                std::fs::Permissions::from_mode(m.permissions().mode() | add),
-            )
-            .unwrap();
-        }
-    }
-}
-
-fn walk_all(dir: &Path) -> Vec<PathBuf> {
-    let mut out = vec![];
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            out.extend(walk_all(&p));
-        }
-        out.push(p);
-    }
-    out
 }

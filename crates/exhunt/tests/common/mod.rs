@@ -1,0 +1,89 @@
+//! Helpers shared by the integration tests.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+/// Runs `exhunt ARGS` so that a file with mode 000 is unreadable to it: directly when the tests
+/// do not run as root, else as user `nobody` through `setpriv` (the tree is made world-readable
+/// first, except `locked`). `None` when neither is possible here.
+#[allow(dead_code)]
+pub fn run_without_access(root: &Path, locked: &Path, args: &[&std::ffi::OsStr]) -> Option<Output> {
+    set_mode(locked, 0o000);
+    if std::fs::File::open(locked).is_err() {
+        return Some(
+            std::process::Command::new(assert_cmd::cargo::cargo_bin("exhunt"))
+                .args(args)
+                .output()
+                .unwrap(),
+        );
+    }
+    let setpriv = ["/usr/bin/setpriv", "/bin/setpriv"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())?;
+    make_world_readable(root);
+    set_mode(locked, 0o000);
+    let out = std::process::Command::new(setpriv)
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(assert_cmd::cargo::cargo_bin("exhunt"))
+        .args(args)
+        .output()
+        .unwrap();
+    if out.stdout.is_empty() && String::from_utf8_lossy(&out.stderr).contains("Permission denied") {
+        eprintln!(
+            "the unprivileged user cannot run the test binary here: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return None;
+    }
+    Some(out)
+}
+
+fn set_mode(p: &Path, mode: u32) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (p, mode);
+    }
+}
+
+fn make_world_readable(p: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mut cur = Some(p);
+        while let Some(d) = cur {
+            if let Ok(m) = std::fs::metadata(d) {
+                let _ = std::fs::set_permissions(
+                    d,
+                    std::fs::Permissions::from_mode(m.permissions().mode() | 0o005),
+                );
+            }
+            cur = d.parent();
+        }
+        for e in walk_all(p) {
+            let m = std::fs::metadata(&e).unwrap();
+            let add = if m.is_dir() { 0o005 } else { 0o004 };
+            std::fs::set_permissions(
+                &e,
+                std::fs::Permissions::from_mode(m.permissions().mode() | add),
+            )
+            .unwrap();
+        }
+    }
+}
+
+fn walk_all(dir: &Path) -> Vec<PathBuf> {
+    let mut out = vec![];
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() && !p.is_symlink() {
+            out.extend(walk_all(&p));
+        }
+        out.push(p);
+    }
+    out
+}
