@@ -661,6 +661,10 @@ impl Engine {
             Classification::Claimed(k) => Some(k),
             Classification::Skipped(_) => None,
         };
+        if known.is_none() && path_kind.is_none() && !self.opts.deep && !exhunt_sources::classify::worth_sniffing(&item.components) {
+            out.skipped = Some("not opened: neither its name nor its place suggests a log, dump or web file (--deep reads every file)".into());
+            return out;
+        }
         let mut stream = match opener.open(item, &self.opts.limits) {
             Ok(s) => s,
             Err(e) => {
@@ -767,9 +771,12 @@ impl Engine {
         };
         let want_yara = matches!(kind, ArtefactKind::WebFile | ArtefactKind::File);
         let is_member = matches!(item.source, ItemSource::ZipMember { .. });
-        let mut sha256 = sha2::Sha256::new();
-        let mut sha1 = sha1::Sha1::new();
-        let mut md5 = md5::Md5::new();
+        // Only the hash kinds some IOC uses: three digests of every web file cost more than
+        // the YARA scan.
+        let (want256, want1, want5) = self.pack.hash_kinds();
+        let mut sha256 = want256.then(sha2::Sha256::new);
+        let mut sha1 = want1.then(sha1::Sha1::new);
+        let mut md5 = want5.then(md5::Md5::new);
         let mut keep: Option<Vec<u8>> =
             (want_yara && is_member && item.size <= MAX_MEMBER_SCAN).then(Vec::new);
         let mut bytes = 0u64;
@@ -815,9 +822,15 @@ impl Engine {
                         Ok(0) => break,
                         Ok(n) => {
                             let chunk = &buf[..n];
-                            sha256.update(chunk);
-                            sha1.update(chunk);
-                            md5.update(chunk);
+                            if let Some(h) = &mut sha256 {
+                                h.update(chunk);
+                            }
+                            if let Some(h) = &mut sha1 {
+                                h.update(chunk);
+                            }
+                            if let Some(h) = &mut md5 {
+                                h.update(chunk);
+                            }
                             bytes += n as u64;
                             if let Some(k) = &mut keep {
                                 if k.len() as u64 + n as u64 > MAX_MEMBER_SCAN {
@@ -865,9 +878,9 @@ impl Engine {
             components: &item.components,
             size: bytes.max(item.size),
             head: &head,
-            sha256: complete.then(|| hex::encode(sha256.finalize())),
-            sha1: complete.then(|| hex::encode(sha1.finalize())),
-            md5: complete.then(|| hex::encode(md5.finalize())),
+            sha256: sha256.filter(|_| complete).map(|h| hex::encode(h.finalize())),
+            sha1: sha1.filter(|_| complete).map(|h| hex::encode(h.finalize())),
+            md5: md5.filter(|_| complete).map(|h| hex::encode(h.finalize())),
             yara,
             modified: item
                 .modified

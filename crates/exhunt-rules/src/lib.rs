@@ -163,6 +163,12 @@ impl RulePack {
         self.hashes.len()
     }
 
+    /// Which hash kinds the loaded IOCs use: (SHA-256, SHA-1, MD5). A scan computes only those.
+    pub fn hash_kinds(&self) -> (bool, bool, bool) {
+        let has = |n: usize| self.hashes.keys().any(|k| k.len() == n);
+        (has(64), has(40), has(32))
+    }
+
     /// Adds hash IOCs from a user feed (`--ioc`); entries that are not hashes are ignored by
     /// the caller's feed parser and reported there.
     pub fn add_hashes(&mut self, iocs: impl IntoIterator<Item = Ioc>) {

@@ -60,6 +60,23 @@ pub fn classify(
     )
 }
 
+/// Whether a file that its path does not claim may still be a log or a dump by content, so that
+/// it is worth opening: extensions a renamed log or a dump keeps (`.log`, `.txt`, `.csv`, `.dmp`,
+/// none…), log folders, and the places attackers stage files. Everything else is listed as
+/// skipped without being opened, so a whole C: image costs little more than its walk; `--deep`
+/// opens every file.
+pub fn worth_sniffing(components: &[String]) -> bool {
+    let name = components.last().map(String::as_str).unwrap_or("");
+    let ext = match name.rfind('.') {
+        Some(i) if i > 0 => &name[i + 1..],
+        _ => "",
+    };
+    const EXTS: &[&str] = &["", "log", "txt", "csv", "tsv", "out", "old", "bak", "dmp", "mdmp", "hdmp", "tmp", "dat", "bin"];
+    EXTS.contains(&ext)
+        || components.iter().any(|c| c == "logging" || c == "logfiles" || c == "logs" || c == "public")
+        || in_staging_place(components)
+}
+
 /// Whether a path (lower-cased components) lies in a folder IIS serves on an Exchange server,
 /// where web shells are dropped (research spec §5).
 pub fn in_web_root(c: &[String]) -> bool {
