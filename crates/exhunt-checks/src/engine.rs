@@ -435,9 +435,8 @@ impl Engine {
                     self.process(&self.main, i, item, w, None)
                 };
                 self.progress.files_done.fetch_add(1, Ordering::Relaxed);
-                self.progress
-                    .bytes_done
-                    .fetch_add(item.size, Ordering::Relaxed);
+                let read = o.stats.as_ref().map_or(0, |s| s.bytes);
+                self.progress.bytes_done.fetch_add(read, Ordering::Relaxed);
                 self.progress
                     .findings
                     .fetch_add(o.findings.len() as u64, Ordering::Relaxed);
@@ -661,7 +660,11 @@ impl Engine {
             Classification::Claimed(k) => Some(k),
             Classification::Skipped(_) => None,
         };
-        if known.is_none() && path_kind.is_none() && !self.opts.deep && !exhunt_sources::classify::worth_sniffing(&item.components) {
+        if known.is_none()
+            && path_kind.is_none()
+            && !self.opts.deep
+            && !exhunt_sources::classify::worth_sniffing(&item.components)
+        {
             out.skipped = Some("not opened: neither its name nor its place suggests a log, dump or web file (--deep reads every file)".into());
             return out;
         }
@@ -762,6 +765,7 @@ impl Engine {
     ) -> (Vec<Finding>, ReadStats, Vec<CoverageEntry>) {
         use sha1::Digest as _;
         let mut problems = Vec::new();
+        let (size, modified) = item.metadata();
         let problem = |reason: String, lost: bool| CoverageEntry {
             path: item.display.clone(),
             kind: Some(kind),
@@ -778,11 +782,11 @@ impl Engine {
         let mut sha1 = want1.then(sha1::Sha1::new);
         let mut md5 = want5.then(md5::Md5::new);
         let mut keep: Option<Vec<u8>> =
-            (want_yara && is_member && item.size <= MAX_MEMBER_SCAN).then(Vec::new);
+            (want_yara && is_member && size <= MAX_MEMBER_SCAN).then(Vec::new);
         let mut bytes = 0u64;
-        if item.size > MAX_CONTENT {
+        if size > MAX_CONTENT {
             problems.push(problem(
-                format!("{} bytes, more than the {MAX_CONTENT}-byte limit for content checks: name and magic checked, content not hashed or YARA-scanned", item.size),
+                format!("{} bytes, more than the {MAX_CONTENT}-byte limit for content checks: name and magic checked, content not hashed or YARA-scanned", size),
                 false,
             ));
             let facts = FileFacts {
@@ -790,9 +794,7 @@ impl Engine {
                 components: &item.components,
                 size: item.size,
                 head: &head,
-                modified: item
-                    .modified
-                    .and_then(|t| chrono::DateTime::from_timestamp(t, 0)),
+                modified: modified.and_then(|t| chrono::DateTime::from_timestamp(t, 0)),
                 ..FileFacts::default()
             };
             let findings = self.files.judge(&self.pack, kind, &facts);
@@ -856,7 +858,7 @@ impl Engine {
             Err(e) => problems.push(problem(format!("cannot open: {}", io_reason(&e)), true)),
         }
         let complete = problems.iter().all(|p| !p.evidence_lost);
-        if is_member && want_yara && item.size > MAX_MEMBER_SCAN {
+        if is_member && want_yara && size > MAX_MEMBER_SCAN {
             problems.push(problem(
                 format!(
                     "archive member larger than {MAX_MEMBER_SCAN} bytes: hashed, not YARA-scanned"
@@ -876,15 +878,15 @@ impl Engine {
         let facts = FileFacts {
             display: &item.display,
             components: &item.components,
-            size: bytes.max(item.size),
+            size: bytes.max(size),
             head: &head,
-            sha256: sha256.filter(|_| complete).map(|h| hex::encode(h.finalize())),
+            sha256: sha256
+                .filter(|_| complete)
+                .map(|h| hex::encode(h.finalize())),
             sha1: sha1.filter(|_| complete).map(|h| hex::encode(h.finalize())),
             md5: md5.filter(|_| complete).map(|h| hex::encode(h.finalize())),
             yara,
-            modified: item
-                .modified
-                .and_then(|t| chrono::DateTime::from_timestamp(t, 0)),
+            modified: modified.and_then(|t| chrono::DateTime::from_timestamp(t, 0)),
             hidden,
             system,
         };

@@ -71,9 +71,14 @@ pub fn worth_sniffing(components: &[String]) -> bool {
         Some(i) if i > 0 => &name[i + 1..],
         _ => "",
     };
-    const EXTS: &[&str] = &["", "log", "txt", "csv", "tsv", "out", "old", "bak", "dmp", "mdmp", "hdmp", "tmp", "dat", "bin"];
+    const EXTS: &[&str] = &[
+        "", "log", "txt", "csv", "tsv", "out", "old", "bak", "dmp", "mdmp", "hdmp", "tmp", "dat",
+        "bin",
+    ];
     EXTS.contains(&ext)
-        || components.iter().any(|c| c == "logging" || c == "logfiles" || c == "logs" || c == "public")
+        || components
+            .iter()
+            .any(|c| c == "logging" || c == "logfiles" || c == "logs" || c == "public")
         || in_staging_place(components)
 }
 

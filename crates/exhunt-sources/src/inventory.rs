@@ -24,13 +24,28 @@ pub struct Item {
     /// Path components relative to the target root, lower-cased, separators normalised; used to
     /// recognise artefact kinds by path whatever the host OS.
     pub components: Vec<String>,
-    /// Size in bytes (uncompressed size as declared, for zip members).
+    /// Size in bytes: the uncompressed size declared by a zip member; 0 for a plain file until
+    /// [`Item::metadata`] reads it.
     pub size: u64,
     /// Last modification time, seconds since the Unix epoch (file system, or zip member header
     /// read as UTC), when known.
     pub modified: Option<i64>,
     /// Where the bytes come from.
     pub source: ItemSource,
+}
+
+impl Item {
+    /// Size and modification time (seconds since the epoch): from the file system for a plain
+    /// file (one `stat`), from the member header for a zip member.
+    pub fn metadata(&self) -> (u64, Option<i64>) {
+        match &self.source {
+            ItemSource::File(p) => match std::fs::metadata(p) {
+                Ok(m) => (m.len(), unix_secs(m.modified().ok())),
+                Err(_) => (self.size, self.modified),
+            },
+            ItemSource::ZipMember { .. } => (self.size, self.modified),
+        }
+    }
 }
 
 /// Where an item's bytes are.
@@ -160,9 +175,9 @@ fn walk_dir(root: &Path, limits: &Limits, inv: &mut Inventory) {
             .components()
             .map(|c| c.as_os_str().to_string_lossy().to_lowercase())
             .collect();
-        let meta = entry.metadata().ok();
-        let size = meta.as_ref().map_or(0, |m| m.len());
-        let modified = unix_secs(meta.and_then(|m| m.modified().ok()));
+        // No stat here: a walk of a whole C: image must cost what `find` costs. Size and times
+        // are read (Item::metadata) only for the files a scan opens.
+        let (size, modified) = (0, None);
         if is_zip_path(path) {
             // The zip is an item (a staged archive is a finding) and a container.
             list_zip(path, path.display().to_string(), limits, inv);

@@ -372,17 +372,16 @@ fn spawn_progress(
         );
         bar.set_style(
             indicatif::ProgressStyle::with_template(
-                "{spinner} {elapsed_precise} [{wide_bar}] {bytes}/{total_bytes} {bytes_per_sec} {msg}",
+                "{spinner} {elapsed_precise} [{wide_bar}] {pos}/{len} files {msg}",
             )
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
         while !done.load(Ordering::Relaxed) {
-            bar.set_length(p.bytes_total.load(Ordering::Relaxed));
-            bar.set_position(p.bytes_done.load(Ordering::Relaxed));
+            bar.set_length(p.files_total.load(Ordering::Relaxed));
+            bar.set_position(p.files_done.load(Ordering::Relaxed));
             bar.set_message(format!(
-                "{}/{} files, {} findings",
-                p.files_done.load(Ordering::Relaxed),
-                p.files_total.load(Ordering::Relaxed),
+                "{} MiB read, {} findings",
+                p.bytes_done.load(Ordering::Relaxed) >> 20,
                 p.findings.load(Ordering::Relaxed)
             ));
             std::thread::sleep(Duration::from_millis(150));

@@ -3,6 +3,9 @@
 //!   gen-corpus examples OUT_DIR          writes OUT_DIR/{compromised,clean,late-logs}
 //!   gen-corpus bench OUT_DIR SIZE_MIB    writes about SIZE_MIB MiB of HttpProxy and IIS logs
 //!                                        with a few injected ProxyLogon attacks
+//!   gen-corpus webtree OUT_DIR FILES     writes FILES web-root files and ten candidates
+//!   gen-corpus image OUT_DIR SIZE_MIB    writes a C:-like tree of SIZE_MIB MiB, mostly not
+//!                                        evidence, with web roots and ten candidates
 //!
 //! The logs follow the formats in shared/research/exchange-detection.md §2 (HttpProxy CSV with a
 //! bare header line and `#` directives; ECP server log with `S:KEY=value` event data; IIS W3C with
@@ -1109,6 +1112,144 @@ fn bench(out: &Path, mib: u64) -> io::Result<()> {
     Ok(())
 }
 
+/// Page-like text of about `len` bytes (ASP.NET markup and script, no web-shell pattern).
+fn page_text(rng: &mut Rng, len: usize) -> String {
+    const WORDS: &[&str] = &[
+        "<div class=\"row\">",
+        "</div>",
+        "<span>",
+        "</span>",
+        "function",
+        "var",
+        "return",
+        "this.",
+        "if (",
+        ") {",
+        "}",
+        "Response.Write(",
+        "Server.HtmlEncode(",
+        "Request.QueryString",
+        "string",
+        "public",
+        "void",
+        "<asp:Label runat=\"server\" ID=\"l\" />",
+        "document.getElementById(",
+        "addEventListener(",
+        "mail",
+        "calendar",
+        "folder",
+        "message",
+        "owa",
+        "resources",
+    ];
+    let mut s = String::from("<%@ Page Language=\"C#\" AutoEventWireup=\"true\" %>\r\n");
+    while s.len() < len {
+        s.push_str(*rng.pick(WORDS));
+        s.push(if rng.below(8) == 0 { '\n' } else { ' ' });
+    }
+    s
+}
+
+/// A tree of web-root files (what `yr scan` and exhunt's file checks both read), with ten
+/// candidates among them.
+fn webtree(out: &Path, files: u64) -> io::Result<()> {
+    let tree = Tree {
+        root: out.to_path_buf(),
+    };
+    let mut rng = Rng(0x7EB7);
+    let auth = tree
+        .exch()
+        .join("FrontEnd")
+        .join("HttpProxy")
+        .join("owa")
+        .join("auth")
+        .join("15.1.2176");
+    let www = tree.root.join("inetpub").join("wwwroot");
+    let mut bytes = 0u64;
+    for i in 0..files {
+        let dir = auth.join(format!("scripts{}", i % 50));
+        let ext = *rng.pick(&["js", "css", "htm", "js", "js"]);
+        let len = 1024 + rng.below(63 * 1024) as usize;
+        let text = page_text(&mut rng, len);
+        bytes += text.len() as u64;
+        tree.write(&dir.join(format!("f{i}.{ext}")), &text)?;
+    }
+    let planted = "http://f/<script language=\"JScript\" runat=\"server\">function Page_Load(){/* exhunt bench: inert */}</script>";
+    for i in 0..10 {
+        let p = www.join("aspnet_client").join(format!("c{i}.aspx"));
+        tree.write(&p, &oab_dump(planted))?;
+    }
+    eprintln!(
+        "wrote {files} web files ({:.1} MiB) and 10 candidates",
+        bytes as f64 / 1048576.0
+    );
+    Ok(())
+}
+
+/// A C:-like tree of about `mib` MiB that is mostly not evidence (system files, documents), with
+/// a small Exchange web root and ten candidates.
+fn image(out: &Path, mib: u64) -> io::Result<()> {
+    let tree = Tree {
+        root: out.to_path_buf(),
+    };
+    let mut rng = Rng(0x1A6E);
+    let target = mib << 20;
+    let mut written = 0u64;
+    let mut chunk = vec![0u8; 4 << 20];
+    for b in chunk.iter_mut() {
+        *b = rng.next() as u8;
+    }
+    let places: [(&str, &[&str]); 4] = [
+        ("Windows/System32", &["dll", "exe", "mui", "sys"]),
+        ("Windows/WinSxS/amd64_x", &["dll", "manifest", "cat"]),
+        ("Program Files/Common Files/Vendor", &["dll", "dat", "pak"]),
+        ("Users/alice/Documents", &["docx", "pdf", "xlsx", "jpg"]),
+    ];
+    let mut i = 0u64;
+    while written < target {
+        let (dir, exts) = places[(i % 4) as usize];
+        let ext = exts[(i as usize / 4) % exts.len()];
+        let size = (256 << 10) + rng.below(1792 << 10) as usize; // 0.25–2 MiB
+        let folder = dir
+            .split('/')
+            .fold(tree.root.clone(), |p, c| p.join(c))
+            .join(format!("d{}", i % 97));
+        fs::create_dir_all(&folder)?;
+        let start = rng.below((chunk.len() - size) as u64) as usize;
+        fs::write(
+            folder.join(format!("f{i}.{ext}")),
+            &chunk[start..start + size],
+        )?;
+        written += size as u64;
+        i += 1;
+    }
+    write_web_roots(&tree, "15.1.2176.2")?;
+    let planted = "http://f/<script language=\"JScript\" runat=\"server\">function Page_Load(){/* exhunt bench: inert */}</script>";
+    for k in 0..8 {
+        let p = tree
+            .root
+            .join("inetpub")
+            .join("wwwroot")
+            .join("aspnet_client")
+            .join(format!("c{k}.aspx"));
+        tree.write(&p, &oab_dump(planted))?;
+    }
+    let mut dump = b"MDMP\x93\xa7\0\0".to_vec();
+    dump.resize(1 << 20, 0);
+    fs::create_dir_all(tree.root.join("root"))?;
+    fs::write(tree.root.join("root").join("o.dmp"), dump)?;
+    fs::create_dir_all(tree.root.join("ProgramData"))?;
+    fs::write(
+        tree.root.join("ProgramData").join("it.zip"),
+        zip_stored(&[("a.txt", b"a")]),
+    )?;
+    eprintln!(
+        "wrote {:.1} MiB in {i} files, plus web roots and 10 candidates",
+        written as f64 / 1048576.0
+    );
+    Ok(())
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let res = match args.get(1).map(String::as_str) {
@@ -1117,8 +1258,16 @@ fn main() {
             Ok(mib) => bench(Path::new(&args[2]), mib),
             Err(_) => Err(io::Error::other("SIZE_MIB must be a number")),
         },
+        Some("webtree") if args.len() == 4 => match args[3].parse() {
+            Ok(n) => webtree(Path::new(&args[2]), n),
+            Err(_) => Err(io::Error::other("FILES must be a number")),
+        },
+        Some("image") if args.len() == 4 => match args[3].parse() {
+            Ok(mib) => image(Path::new(&args[2]), mib),
+            Err(_) => Err(io::Error::other("SIZE_MIB must be a number")),
+        },
         _ => Err(io::Error::other(
-            "usage: gen-corpus examples OUT_DIR | gen-corpus bench OUT_DIR SIZE_MIB",
+            "usage: gen-corpus examples OUT_DIR | bench OUT_DIR SIZE_MIB | webtree OUT_DIR FILES | image OUT_DIR SIZE_MIB",
         )),
     };
     if let Err(e) = res {
