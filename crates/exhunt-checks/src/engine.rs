@@ -363,11 +363,7 @@ impl Engine {
     pub fn scan(&self, targets: &[PathBuf]) -> ScanResult {
         let started = Utc::now();
         let servers: Vec<ServerResult> = targets.iter().map(|t| self.scan_server(t)).collect();
-        let verdict = servers
-            .iter()
-            .map(|s| s.verdict)
-            .max_by_key(|v| v.rank())
-            .unwrap_or(VerdictKind::Inconclusive);
+        let verdict = VerdictKind::worst(servers.iter().map(|s| s.verdict));
         ScanResult {
             schema_version: SCHEMA_VERSION.to_string(),
             tool: ToolInfo {
@@ -618,11 +614,7 @@ impl Engine {
             });
         let story = story::build(&findings);
         let verdicts = verdict::judge(&findings, &coverage, &builds_seen, &self.opts);
-        let worst = verdicts
-            .iter()
-            .map(|v| v.verdict)
-            .max_by_key(|v| v.rank())
-            .unwrap_or(VerdictKind::Inconclusive);
+        let worst = VerdictKind::worst(verdicts.iter().map(|v| v.verdict));
         ServerResult {
             name,
             targets: vec![target.display().to_string()],

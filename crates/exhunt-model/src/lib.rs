@@ -350,6 +350,14 @@ impl VerdictKind {
         }
     }
 
+    /// The worst of several verdicts (`inconclusive` when there are none: nothing was judged).
+    pub fn worst(verdicts: impl IntoIterator<Item = VerdictKind>) -> VerdictKind {
+        verdicts
+            .into_iter()
+            .max_by_key(|v| v.rank())
+            .unwrap_or(VerdictKind::Inconclusive)
+    }
+
     /// Rank used to combine verdicts: findings beat inconclusive beats no evidence.
     pub fn rank(self) -> u8 {
         match self {
