@@ -1144,7 +1144,7 @@ fn page_text(rng: &mut Rng, len: usize) -> String {
     ];
     let mut s = String::from("<%@ Page Language=\"C#\" AutoEventWireup=\"true\" %>\r\n");
     while s.len() < len {
-        s.push_str(*rng.pick(WORDS));
+        s.push_str(rng.pick::<&str>(WORDS));
         s.push(if rng.below(8) == 0 { '\n' } else { ' ' });
     }
     s
