@@ -691,7 +691,12 @@ impl Engine {
         let kind = match known {
             Some(k) => k,
             None => {
-                let head_text = decode_head(&head, enc);
+                // Binary content carries no log directives: skip decoding it.
+                let head_text = if enc == TextEncoding::Binary {
+                    String::new()
+                } else {
+                    decode_head(&head, enc)
+                };
                 match classify(&item.components, &head, &head_text, self.opts.deep) {
                     Classification::Claimed(k) => k,
                     Classification::Skipped(reason) => {
@@ -1013,5 +1018,52 @@ fn max_opt(a: Option<Timestamp>, b: Option<Timestamp>) -> Option<Timestamp> {
     match (a, b) {
         (Some(x), Some(y)) => Some(x.max(y)),
         (x, y) => x.or(y),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A file listed by the walk and gone before it is read (an attacker or a log rotation
+    /// deleting it during the scan) is a coverage problem, not a crash.
+    #[test]
+    fn files_that_vanish_or_change_during_the_scan() {
+        let t = tempfile::tempdir().unwrap();
+        let web = t
+            .path()
+            .join("inetpub")
+            .join("wwwroot")
+            .join("aspnet_client");
+        std::fs::create_dir_all(&web).unwrap();
+        std::fs::write(web.join("gone.aspx"), "<%@ Page Language=\"C#\" %>").unwrap();
+        let log = t.path().join("u_ex210303.log");
+        std::fs::write(&log, "#Fields: date time cs-method cs-uri-stem sc-status\n2021-03-03 00:00:01 GET /owa/ 200\n").unwrap();
+        let engine = Engine::new(ScanOptions::default()).unwrap();
+        let inv = inventory(t.path(), &engine.opts.limits);
+        assert_eq!(inv.items.len(), 2);
+        std::fs::remove_file(web.join("gone.aspx")).unwrap();
+        // The log grows between the walk and the read: read as it is now, no problem.
+        std::fs::write(&log, "#Fields: date time cs-method cs-uri-stem sc-status\n2021-03-03 00:00:01 GET /owa/ 200\n2021-03-03 00:00:02 POST /ecp/y.js 200\n").unwrap();
+        let mut w = Worker::default();
+        for (i, item) in inv.items.iter().enumerate() {
+            let o = engine.process(&engine.main, i, item, &mut w, None);
+            if item.display.ends_with("gone.aspx") {
+                assert!(
+                    o.problems
+                        .iter()
+                        .any(|p| p.reason.contains("vanished during the scan") && p.evidence_lost),
+                    "{:?}",
+                    o.problems
+                );
+            } else {
+                assert_eq!(
+                    o.findings.len(),
+                    1,
+                    "the line written after the walk is read"
+                );
+                assert_eq!(o.stats.unwrap().records, 2);
+            }
+        }
     }
 }
