@@ -87,3 +87,66 @@ fn walk_all(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// Runs `exhunt ARGS` with no right to change anything under `root`: the tree is made read-only
+/// (and world-readable); as root, exhunt runs as `nobody` through `setpriv`, since root ignores
+/// file modes. `None` when that is not possible here.
+#[allow(dead_code)]
+pub fn run_read_only(root: &Path, args: &[&std::ffi::OsStr]) -> Option<Output> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        make_world_readable(root);
+        for e in walk_all(root) {
+            let m = std::fs::symlink_metadata(&e).unwrap();
+            if m.file_type().is_symlink() {
+                continue;
+            }
+            let mode = m.permissions().mode() & !0o222;
+            std::fs::set_permissions(&e, std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+        let root_mode = std::fs::metadata(root).unwrap().permissions().mode() & !0o222;
+        std::fs::set_permissions(root, std::fs::Permissions::from_mode(root_mode)).unwrap();
+    }
+    let bin = assert_cmd::cargo::cargo_bin("exhunt");
+    let is_root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.starts_with(b"0"))
+        .unwrap_or(false);
+    if !is_root {
+        return Some(std::process::Command::new(bin).args(args).output().unwrap());
+    }
+    let setpriv = ["/usr/bin/setpriv", "/bin/setpriv"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())?;
+    let out = std::process::Command::new(setpriv)
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(bin)
+        .args(args)
+        .output()
+        .unwrap();
+    if out.stdout.is_empty() && String::from_utf8_lossy(&out.stderr).contains("Permission denied") {
+        return None;
+    }
+    Some(out)
+}
+
+/// Makes a tree writable again (so a temporary folder can be removed).
+#[allow(dead_code)]
+pub fn make_writable(root: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for p in std::iter::once(root.to_path_buf()).chain(walk_all(root)) {
+            if let Ok(m) = std::fs::symlink_metadata(&p)
+                && !m.file_type().is_symlink()
+            {
+                let _ = std::fs::set_permissions(
+                    &p,
+                    std::fs::Permissions::from_mode(m.permissions().mode() | 0o200),
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,102 @@
+//! Evidence is sacred: a scan changes no file's content, size or modification time, and needs
+//! no right to write anything (it runs here on a read-only copy, as an unprivileged user when
+//! the tests run as root).
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+mod common;
+
+fn examples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dst = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dst);
+        } else {
+            std::fs::copy(e.path(), dst).unwrap();
+        }
+    }
+}
+
+/// path → (size, modification time, SHA-256) of every file under `root`.
+fn snapshot(root: &Path) -> BTreeMap<PathBuf, (u64, std::time::SystemTime, String)> {
+    use sha2::Digest as _;
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let m = std::fs::metadata(&p).unwrap();
+                let h = hex::encode(sha2::Sha256::digest(std::fs::read(&p).unwrap()));
+                out.insert(p, (m.len(), m.modified().unwrap(), h));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn a_scan_changes_nothing_and_needs_no_write_access() {
+    let t = tempfile::tempdir().unwrap();
+    let ev = t.path().join("evidence");
+    copy_dir(&examples().join("compromised"), &ev);
+    // A triage zip next to the tree, read in place.
+    let zip_path = ev.join("triage.zip");
+    {
+        let mut zw = zip::ZipWriter::new(std::fs::File::create(&zip_path).unwrap());
+        let opts = zip::write::SimpleFileOptions::default();
+        zw.start_file("Logging/HttpProxy/Ecp/HttpProxy_2021030302-9.LOG", opts)
+            .unwrap();
+        zw.write_all(
+            b"#Log-type: HttpProxy Logs\r\n#Fields: DateTime,AnchorMailbox,HttpStatus\r\n",
+        )
+        .unwrap();
+        zw.finish().unwrap();
+    }
+    let before = snapshot(&ev);
+    let out_dir = tempfile::tempdir().unwrap();
+    let result = out_dir.path().join("r.json");
+    let args = [
+        "scan".as_ref(),
+        ev.as_os_str(),
+        "--deep".as_ref(),
+        "--format".as_ref(),
+        "json".as_ref(),
+        "-o".as_ref(),
+        result.as_os_str(),
+    ];
+    // The output folder must be writable by the scanning user.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(out_dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    let Some(out) = common::run_read_only(t.path(), &args) else {
+        eprintln!("skipped: cannot drop privileges here (root without setpriv)");
+        common::make_writable(t.path());
+        return;
+    };
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&result).unwrap()).unwrap();
+    assert_eq!(v["verdict"], "compromised");
+    // Nothing the scan needed was refused: it never asked to write.
+    let problems = v["servers"][0]["coverage"]["problems"].to_string();
+    assert!(!problems.contains("permission denied"), "{problems}");
+    let after = snapshot(&ev);
+    assert_eq!(before.len(), after.len(), "no file appeared or disappeared");
+    for (p, b) in &before {
+        assert_eq!(Some(b), after.get(p), "{} changed", p.display());
+    }
+    common::make_writable(t.path());
+}
