@@ -107,6 +107,8 @@ struct Utf16Reader<R> {
     end: usize,
     eof: bool,
     skip_bom: bool,
+    /// The decoder was given its last input; using it again would panic.
+    finished: bool,
 }
 
 impl<R: Read> Utf16Reader<R> {
@@ -119,6 +121,7 @@ impl<R: Read> Utf16Reader<R> {
             end: 0,
             eof: false,
             skip_bom: bom,
+            finished: false,
         }
     }
 }
@@ -134,6 +137,9 @@ impl<R: Read> Read for Utf16Reader<R> {
             return Ok(k);
         }
         loop {
+            if self.finished {
+                return Ok(0);
+            }
             if self.start == self.end && !self.eof {
                 self.start = 0;
                 self.end = 0;
@@ -148,11 +154,15 @@ impl<R: Read> Read for Utf16Reader<R> {
                     self.skip_bom = false;
                 }
             }
-            let (_, read, written, _) =
+            let (result, read, written, _) =
                 self.decoder
                     .decode_to_utf8(&self.input[self.start..self.end], buf, self.eof);
             self.start += read;
-            if written > 0 || self.eof {
+            if self.eof && result == encoding_rs::CoderResult::InputEmpty {
+                // All input, including a dangling odd byte (→ U+FFFD), is decoded.
+                self.finished = true;
+            }
+            if written > 0 || self.finished {
                 return Ok(written);
             }
         }
@@ -181,6 +191,27 @@ mod tests {
         le.splice(0..0, [0xFF, 0xFE]);
         assert_eq!(sniff(&le), TextEncoding::Utf16Le { bom: true });
         assert_eq!(decode_all(&le), text);
+    }
+
+    #[test]
+    fn odd_length_utf16_ends_cleanly() {
+        // Found by the corrupt-evidence corpus: a UTF-16 file with an odd byte count made the
+        // decoder be called after it had finished (a panic in encoding_rs).
+        let mut le: Vec<u8> = "#Fields: x\r\nabc"
+            .encode_utf16()
+            .flat_map(|u| u.to_le_bytes())
+            .collect();
+        le.splice(0..0, [0xFF, 0xFE]);
+        le.push(0x41);
+        let out = decode_all(&le);
+        assert!(out.starts_with("#Fields: x\r\nabc"));
+        assert!(out.ends_with('\u{FFFD}'));
+        // Reading on after the end keeps returning 0.
+        let mut r = utf8_reader(Box::new(&le[..]), sniff(&le));
+        let mut sink = Vec::new();
+        r.read_to_end(&mut sink).unwrap();
+        let mut b = [0u8; 16];
+        assert_eq!(r.read(&mut b).unwrap(), 0);
     }
 
     #[test]
