@@ -477,7 +477,7 @@ fn cases() -> Vec<Case> {
         "no #Fields",
         Expect::Lost,
     ));
-    v.push(case("oab-log-binary", "Program Files/Microsoft/Exchange Server/V15/Logging/OABGeneratorLog/OABGeneratorLog_20210399-1.LOG", vec![0xFFu8, 0, 1, 2, 0, 0, 0x80, 0].repeat(500), "binary content", Expect::Lost));
+    v.push(case("oab-log-binary", "Program Files/Microsoft/Exchange Server/V15/Logging/OABGeneratorLog/OABGeneratorLog_20210399-1.LOG", [0xFFu8, 0, 1, 2, 0, 0, 0x80, 0].repeat(500), "binary content", Expect::Lost));
     v.push(case(
         "evtx-magic-garbage",
         "Windows/System32/winevt/Logs/Application.evtx",
