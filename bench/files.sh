@@ -36,12 +36,12 @@ ex=(); yr=(); exm=0
 for i in $(seq "$RUNS"); do
   read -r a m < <(t target/release/exhunt scan "$WEB" --format json -o "$OUT/web.json" -q)
   ex+=("$a"); [ "$m" -gt "$exm" ] && exm=$m
-  read -r b _ < <(t "$YR" scan -r -t "$(nproc)" rules/yara/exhunt-webshells.yar "$WEB")
+  read -r b _ < <(t "$YR" scan --recursive -p "$(nproc)" rules/yara/exhunt-webshells.yar "$WEB")
   yr+=("$b")
   echo "web tree run $i: exhunt $a s, yr $b s"
 done
 e=$(median "${ex[@]}"); y=$(median "${yr[@]}")
-hits=$("$YR" scan -r rules/yara/exhunt-webshells.yar "$WEB" 2>/dev/null | wc -l)
+hits=$("$YR" scan --recursive rules/yara/exhunt-webshells.yar "$WEB" 2>/dev/null | wc -l)
 python3 - "$e" "$y" "$exm" "$hits" "$OUT/web.json" <<'PY'
 import json, sys
 e, y, m, hits = float(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
