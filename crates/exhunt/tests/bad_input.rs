@@ -9,23 +9,7 @@ use assert_cmd::Command;
 use serde_json::Value;
 
 mod common;
-
-fn examples() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dst = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &dst);
-        } else {
-            std::fs::copy(e.path(), dst).unwrap();
-        }
-    }
-}
+use common::{copy_dir, examples};
 
 /// A copy of the clean example, and the folder of its OWA HttpProxy logs.
 fn clean_copy() -> (tempfile::TempDir, PathBuf) {

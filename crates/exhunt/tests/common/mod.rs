@@ -3,6 +3,27 @@
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
+/// The bundled example servers.
+#[allow(dead_code)]
+pub fn examples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
+}
+
+/// Copies a folder tree (files and folders only).
+#[allow(dead_code)]
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dst = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dst);
+        } else {
+            std::fs::copy(e.path(), dst).unwrap();
+        }
+    }
+}
+
 /// Runs `exhunt ARGS` so that a file with mode 000 is unreadable to it: directly when the tests
 /// do not run as root, else as user `nobody` through `setpriv` (the tree is made world-readable
 /// first, except `locked`). `None` when neither is possible here.
