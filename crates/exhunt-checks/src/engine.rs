@@ -660,32 +660,27 @@ impl Engine {
             out.skipped = Some("not opened: neither its name nor its place suggests a log, dump or web file (--deep reads every file)".into());
             return out;
         }
-        let mut stream = match opener.open(item, &self.opts.limits) {
-            Ok(s) => s,
-            Err(e) => {
-                out.kind = path_kind;
-                out.problems.push(CoverageEntry {
-                    path: item.display.clone(),
-                    kind: path_kind,
-                    line: None,
-                    reason: format!("cannot open: {}", io_reason(&e)),
-                    evidence_lost: path_kind.is_some()
-                        || item.components.last().is_some_and(|n| n.ends_with(".log")),
-                });
-                return out;
-            }
-        };
-        let mut head = Vec::with_capacity(HEAD);
-        if let Err(e) = (&mut stream).take(HEAD as u64).read_to_end(&mut head) {
+        // A file that cannot be opened or read loses evidence if it looks like a log.
+        let lost =
+            path_kind.is_some() || item.components.last().is_some_and(|n| n.ends_with(".log"));
+        let fail = |mut out: FileOutcome, reason: String| {
             out.kind = path_kind;
             out.problems.push(CoverageEntry {
                 path: item.display.clone(),
                 kind: path_kind,
                 line: None,
-                reason: format!("cannot read: {}", io_reason(&e)),
-                evidence_lost: path_kind.is_some(),
+                reason,
+                evidence_lost: lost,
             });
-            return out;
+            out
+        };
+        let mut stream = match opener.open(item, &self.opts.limits) {
+            Ok(s) => s,
+            Err(e) => return fail(out, format!("cannot open: {}", io_reason(&e))),
+        };
+        let mut head = Vec::with_capacity(HEAD);
+        if let Err(e) = (&mut stream).take(HEAD as u64).read_to_end(&mut head) {
+            return fail(out, format!("cannot read: {}", io_reason(&e)));
         }
         let enc = sniff(&head);
         let kind = match known {
