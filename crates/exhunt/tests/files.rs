@@ -480,7 +480,7 @@ fn a_huge_sparse_file_is_not_read_whole() {
     let t = tempfile::tempdir().unwrap();
     let p = write(t.path(), "inetpub/wwwroot/aspnet_client/big.aspx", b"!BDN");
     let f = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
-    f.set_len(8 << 30).unwrap(); // 8 GiB, sparse
+    f.set_len(300 << 20).unwrap(); // 300 MiB, sparse where the file system allows: above the 256 MiB cap
     drop(f);
     let start = std::time::Instant::now();
     let (_, v) = scan(t.path(), &[]);
