@@ -55,9 +55,7 @@ pub struct Progress {
     pub files_total: AtomicU64,
     /// Files done.
     pub files_done: AtomicU64,
-    /// Bytes to look at (declared sizes).
-    pub bytes_total: AtomicU64,
-    /// Bytes done.
+    /// Bytes read so far.
     pub bytes_done: AtomicU64,
     /// Findings so far.
     pub findings: AtomicU64,
@@ -406,10 +404,6 @@ impl Engine {
         self.progress
             .files_total
             .fetch_add(inv.items.len() as u64, Ordering::Relaxed);
-        self.progress.bytes_total.fetch_add(
-            inv.items.iter().map(|i| i.size).sum::<u64>(),
-            Ordering::Relaxed,
-        );
         let outcomes: Vec<FileOutcome> = inv
             .items
             .par_iter()

@@ -5,7 +5,6 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use assert_cmd::Command;
 use serde_json::Value;
 
 mod common;
@@ -23,17 +22,7 @@ fn clean_copy() -> (tempfile::TempDir, PathBuf) {
 }
 
 fn scan(target: &Path) -> (i32, Value) {
-    let out = Command::cargo_bin("exhunt")
-        .unwrap()
-        .arg("scan")
-        .arg(target)
-        .args(["--format", "json", "-q"])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!stderr.contains("panicked"), "panic: {stderr}");
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"));
-    (out.status.code().unwrap(), v)
+    common::scan_json(target, &[])
 }
 
 fn problems(v: &Value) -> Vec<(String, String, bool)> {

@@ -5,7 +5,6 @@
 
 use std::path::{Path, PathBuf};
 
-use assert_cmd::Command;
 use serde_json::Value;
 
 mod common;
@@ -21,18 +20,7 @@ fn shared() -> Option<PathBuf> {
 }
 
 fn scan(target: &Path, extra: &[&str]) -> (i32, Value) {
-    let out = Command::cargo_bin("exhunt")
-        .unwrap()
-        .arg("scan")
-        .arg(target)
-        .args(extra)
-        .args(["--format", "json", "-q"])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"));
-    (out.status.code().unwrap(), v)
+    common::scan_json(target, extra)
 }
 
 fn findings(v: &Value) -> Vec<Value> {

@@ -9,6 +9,23 @@ pub fn examples() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
 }
 
+/// `exhunt scan TARGET EXTRA… --format json -q`: the exit code and the parsed result. Fails the
+/// test on a panic or on output that is not JSON.
+#[allow(dead_code)]
+pub fn scan_json(target: &Path, extra: &[&str]) -> (i32, serde_json::Value) {
+    let out = std::process::Command::new(assert_cmd::cargo::cargo_bin("exhunt"))
+        .arg("scan")
+        .arg(target)
+        .args(extra)
+        .args(["--format", "json", "-q"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "panic: {stderr}");
+    let v = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"));
+    (out.status.code().unwrap(), v)
+}
+
 /// Copies a folder tree (files and folders only).
 #[allow(dead_code)]
 pub fn copy_dir(from: &Path, to: &Path) {
