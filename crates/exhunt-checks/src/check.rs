@@ -123,6 +123,7 @@ impl<'a> Emitter<'a> {
             },
             entities: hit.entities,
             kind,
+            joins: meta.joins.clone(),
         });
     }
 }

@@ -26,6 +26,7 @@ use exhunt_sources::{
 use rayon::prelude::*;
 
 use crate::check::{Emitter, LineCheck};
+use crate::events::EventChecker;
 use crate::files::{FileFacts, FileJudge, YaraHit};
 use crate::ioc::{HafniumIps, HafniumUserAgents};
 use crate::proxylogon::{
@@ -43,6 +44,10 @@ const HEAD: usize = 8192;
 /// Largest zip member read into memory for YARA (plain files are memory-mapped by yara-x
 /// instead); a larger member is hashed but not YARA-scanned, and the ledger says so.
 const MAX_MEMBER_SCAN: u64 = 64 << 20;
+
+/// Largest EVTX zip member read into memory (the parser needs to seek); Windows caps a log at
+/// 4 GiB, triage collections rarely ship logs over a few hundred megabytes.
+const MAX_EVTX_MEMBER: u64 = 2 << 30;
 
 /// Largest file whose content is hashed and YARA-scanned. Web shells are kilobytes; a larger file
 /// in a web root still gets its name and magic checked, and the ledger says its content was not.
@@ -78,6 +83,8 @@ pub struct ScanOptions {
     pub yara: Vec<PathBuf>,
     /// User IOC feeds (`--ioc`).
     pub ioc: Vec<PathBuf>,
+    /// Sigma rule folders or files (`--sigma`).
+    pub sigma: Vec<PathBuf>,
 }
 
 /// The format each kind is read with; `None` for kinds this version recognises but does not read.
@@ -166,6 +173,8 @@ pub struct FileOutcome {
     pub findings: Vec<Finding>,
     /// Problems (unreadable, binary, …) outside the reader's own.
     pub problems: Vec<CoverageEntry>,
+    /// An EVTX file left for the calling thread (see [`Engine::read_evtx_item`]).
+    pub deferred: bool,
 }
 
 /// The scan engine; build once, scan many targets.
@@ -177,6 +186,7 @@ pub struct Engine {
     progress: Arc<Progress>,
     rules_info: exhunt_model::RulesInfo,
     rule_dirs: Vec<PathBuf>,
+    events: Arc<EventChecker>,
     #[cfg(feature = "yara")]
     yara: Option<exhunt_rules::yara::YaraRules>,
 }
@@ -301,6 +311,20 @@ impl Engine {
         ];
         let files = FileJudge::new(&pack);
         let main = CheckSet::new(checks, opts.limits);
+        let mut sigma = exhunt_rules::sigma::SigmaSet::builtin();
+        for dir in &opts.sigma {
+            sigma.load(dir);
+        }
+        rules_info.sigma_rules = sigma.len();
+        rules_info.sigma_files = sigma.files.clone();
+        rules_info.sigma_rejected = sigma.rejected.clone();
+        rule_dirs.extend(sigma.rule_dirs.iter().cloned());
+        let events = Arc::new(EventChecker::new(
+            Arc::new(sigma),
+            pack.rules(),
+            opts.since,
+            opts.until,
+        ));
         Ok(Engine {
             pack,
             main,
@@ -309,6 +333,7 @@ impl Engine {
             progress: Arc::new(Progress::default()),
             rules_info,
             rule_dirs,
+            events,
             #[cfg(feature = "yara")]
             yara,
         })
@@ -329,6 +354,7 @@ impl Engine {
             .collect();
         v.extend(WebShellRequests::RULE_IDS);
         v.extend(crate::files::RULE_IDS);
+        v.extend(exhunt_rules::sigma::BUILTIN.iter().map(|(id, _)| *id));
         v.sort();
         v.dedup();
         v
@@ -420,6 +446,7 @@ impl Engine {
                         stats: None,
                         findings: Vec::new(),
                         problems: Vec::new(),
+                        deferred: false,
                     }
                 } else {
                     self.process(&self.main, i, item, w, None)
@@ -433,6 +460,18 @@ impl Engine {
                 o
             })
             .collect();
+        // EVTX files found by the parallel pass, read here, off the pool (see `process`).
+        let mut outcomes = outcomes;
+        let mut worker = Worker::default();
+        for o in outcomes.iter_mut().filter(|o| o.deferred) {
+            let (findings, stats) = self.read_evtx_item(&inv.items[o.item], &mut worker);
+            self.progress
+                .findings
+                .fetch_add(findings.len() as u64, Ordering::Relaxed);
+            o.findings = findings;
+            o.stats = Some(stats);
+            o.deferred = false;
+        }
 
         let mut findings: Vec<Finding> = outcomes
             .iter()
@@ -505,6 +544,7 @@ impl Engine {
         let mut problems = inv.problems.clone();
         let mut builds: BTreeMap<String, Option<Timestamp>> = BTreeMap::new();
         let mut hosts: HashMap<String, usize> = HashMap::new();
+        let mut channels: BTreeMap<String, exhunt_model::ChannelCoverage> = BTreeMap::new();
         for o in &outcomes {
             let item = &inv.items[o.item];
             problems.extend(o.problems.iter().cloned());
@@ -526,7 +566,7 @@ impl Engine {
                 records: 0,
                 first: None,
                 last: None,
-                checked: kind != ArtefactKind::Evtx,
+                checked: true,
             });
             kc.files += 1;
             if let Some(st) = &o.stats {
@@ -549,6 +589,21 @@ impl Engine {
                 for (b, t) in &st.versions {
                     let e = builds.entry(normalise_build(b)).or_insert(*t);
                     *e = min_opt(*e, *t);
+                }
+                for c in &st.channels {
+                    let e = channels.entry(c.channel.clone()).or_insert_with(|| {
+                        exhunt_model::ChannelCoverage {
+                            channel: c.channel.clone(),
+                            files: 0,
+                            records: 0,
+                            first: None,
+                            last: None,
+                        }
+                    });
+                    e.files += 1;
+                    e.records += c.records;
+                    e.first = min_opt(e.first, c.first);
+                    e.last = max_opt(e.last, c.last);
                 }
                 if let Some(h) = &st.host {
                     *hosts.entry(h.clone()).or_default() += 1;
@@ -580,6 +635,7 @@ impl Engine {
 
         let coverage = Coverage {
             kinds: kinds.into_values().collect(),
+            channels: channels.into_values().collect(),
             files_seen: inv.files_seen,
             skipped,
             problems,
@@ -641,6 +697,7 @@ impl Engine {
             stats: None,
             findings: Vec::new(),
             problems: Vec::new(),
+            deferred: false,
         };
         let path_kind = match classify(&item.components, b"", "", false) {
             Classification::Claimed(k) => Some(k),
@@ -704,10 +761,22 @@ impl Engine {
             out.problems.extend(facts_out.2);
             return out;
         }
+        if kind == ArtefactKind::Evtx {
+            drop(stream);
+            if rayon::current_thread_index().is_some() {
+                // The EVTX parser runs its chunks on the rayon pool and waits for them: it must
+                // not wait on a pool thread (every thread could end up waiting). The calling
+                // thread reads these files after the parallel pass.
+                out.deferred = true;
+                return out;
+            }
+            let (findings, stats) = self.read_evtx_item(item, worker);
+            out.findings = findings;
+            out.stats = Some(stats);
+            return out;
+        }
         if format_of(kind).is_none() {
-            out.skipped = Some(format!(
-                "{kind}: recognised, not read by this version (event-log checks come in a later part)"
-            ));
+            out.skipped = Some(format!("{kind}: recognised, not read by this version"));
             return out;
         }
         if enc == TextEncoding::Binary {
@@ -739,6 +808,66 @@ impl Engine {
         out.findings = visitor.emitter.findings;
         out.stats = Some(stats);
         out
+    }
+
+    /// Reads one EVTX file (or zip member) with the event rules. The parser renders chunks on the
+    /// rayon pool when called off the pool, inline when called from a pool thread.
+    fn read_evtx_item(&self, item: &Item, worker: &mut Worker<'_>) -> (Vec<Finding>, ReadStats) {
+        let (size, _) = item.metadata();
+        let lost = |reason: String| {
+            let mut st = ReadStats {
+                bytes: 0,
+                ..ReadStats::default()
+            };
+            st.problems.push(exhunt_sources::Problem {
+                line: None,
+                reason,
+                evidence_lost: true,
+            });
+            (Vec::new(), st)
+        };
+        let threads = if rayon::current_thread_index().is_some() {
+            1
+        } else {
+            rayon::current_num_threads()
+        };
+        let checker = self.events.clone();
+        let wanted = self.events.clone();
+        let wants: exhunt_sources::evtx::Wants =
+            Arc::new(move |channel, _provider, id| wanted.wants(channel, id));
+        let display = item.display.clone();
+        let on_event = move |ev: &exhunt_sources::WinEvent| {
+            let f = checker.check(ev, &display);
+            (!f.is_empty()).then_some(f)
+        };
+        let read = match &item.source {
+            ItemSource::File(p) => match std::fs::File::open(p) {
+                Ok(f) => exhunt_sources::evtx::read_evtx(f, size, threads, wants, on_event),
+                Err(e) => return lost(format!("cannot open: {}", io_reason(&e))),
+            },
+            ItemSource::ZipMember { .. } => {
+                if size > MAX_EVTX_MEMBER {
+                    return lost(format!(
+                        "EVTX archive member of {size} bytes, more than the {MAX_EVTX_MEMBER}-byte limit for reading one from a zip: extract it and scan the file"
+                    ));
+                }
+                let mut buf = Vec::with_capacity(size as usize);
+                match worker.opener.open(item, &self.opts.limits) {
+                    Ok(mut r) => {
+                        if let Err(e) = (&mut r).take(MAX_EVTX_MEMBER).read_to_end(&mut buf) {
+                            return lost(format!("cannot read: {}", io_reason(&e)));
+                        }
+                    }
+                    Err(e) => return lost(format!("cannot open: {}", io_reason(&e))),
+                }
+                let n = buf.len() as u64;
+                exhunt_sources::evtx::read_evtx(Cursor::new(buf), n, threads, wants, on_event)
+            }
+        };
+        self.progress
+            .bytes_done
+            .fetch_add(read.stats.bytes, Ordering::Relaxed);
+        (read.results.into_iter().flatten().collect(), read.stats)
     }
 
     /// Gathers the facts of a file (hashes, YARA, times, attributes) in one read and judges them.

@@ -231,6 +231,7 @@ fn finding(
             ..Entities::default()
         },
         kind,
+        joins: meta.joins.clone(),
     })
 }
 

@@ -9,7 +9,7 @@
 //! administrators run the same checkers; they are reported and counted.
 
 use exhunt_model::{
-    BuildSeen, Campaign, Confidence, Coverage, Finding, Stage, Verdict, VerdictKind,
+    ArtefactKind, BuildSeen, Campaign, Confidence, Coverage, Finding, Stage, Verdict, VerdictKind,
 };
 
 use crate::engine::ScanOptions;
@@ -125,6 +125,20 @@ fn judge_one(
             }
         }
     }
+    // Event logs are optional evidence (many collections have none), but one that is there
+    // and cannot be read may hide the event side of the chain.
+    let mut notes = Vec::new();
+    match coverage.kind(ArtefactKind::Evtx) {
+        Some(kc) if kc.files_complete < kc.files => gaps.push(format!(
+            "{} of {} Windows event log file(s) could not be read completely (see coverage problems)",
+            kc.files - kc.files_complete,
+            kc.files
+        )),
+        Some(_) => {}
+        None => notes.push(
+            "no Windows event logs in the target: the event checks (EXH-EV-*) did not run".to_string(),
+        ),
+    }
     let lost_elsewhere = coverage
         .problems
         .iter()
@@ -178,20 +192,40 @@ fn judge_one(
             ),
         )
     } else if !attempts.is_empty() {
-        reasons.push(format!(
-            "{} exploitation attempt(s), no evidence that one succeeded",
-            attempts.len()
-        ));
-        (
-            VerdictKind::Attempted,
-            format!(
-                "ATTEMPTED: {} exploitation was tried (first {}), no sign it succeeded",
-                campaign.label(),
-                first_evidence.map_or("undated".into(), |t| t
-                    .format("%Y-%m-%d %H:%M UTC")
-                    .to_string())
-            ),
-        )
+        let first = first_evidence.map_or("undated".into(), |t| {
+            t.format("%Y-%m-%d %H:%M UTC").to_string()
+        });
+        // Findings past the exploit stage with low confidence are things an administrator
+        // also does (a transport agent installed, a role group changed): signs to review, not
+        // an exploitation attempt.
+        let review = attempts
+            .iter()
+            .filter(|f| f.stage > Stage::ExploitAttempt && f.confidence < Confidence::Medium)
+            .count();
+        if review == attempts.len() {
+            reasons.push(format!(
+                "{review} low-confidence finding(s) an administrator's work can also explain: review them"
+            ));
+            (
+                VerdictKind::Attempted,
+                format!(
+                    "REVIEW: {} signs to check (first {first}); nothing confirms a compromise",
+                    campaign.label()
+                ),
+            )
+        } else {
+            reasons.push(format!(
+                "{} exploitation attempt(s), no evidence that one succeeded",
+                attempts.len()
+            ));
+            (
+                VerdictKind::Attempted,
+                format!(
+                    "ATTEMPTED: {} exploitation was tried (first {first}), no sign it succeeded",
+                    campaign.label()
+                ),
+            )
+        }
     } else if gaps.is_empty() && !log_campaign {
         let files = campaign
             .required_kinds()
@@ -248,6 +282,9 @@ fn judge_one(
             "no patched build seen in the logs: exposure may continue after the last log line"
                 .into(),
         );
+    }
+    for n in notes {
+        reasons.push(format!("coverage: {n}"));
     }
     for g in gaps {
         reasons.push(if verdict == VerdictKind::Inconclusive {

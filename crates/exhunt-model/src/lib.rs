@@ -11,7 +11,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 
 /// The version of the JSON result schema written by this build.
-pub const SCHEMA_VERSION: &str = "1.1";
+pub const SCHEMA_VERSION: &str = "1.2";
 
 /// A point in time, always UTC.
 pub type Timestamp = DateTime<Utc>;
@@ -112,7 +112,7 @@ impl Campaign {
     pub fn label(self) -> &'static str {
         match self {
             Campaign::ProxyLogon => "ProxyLogon (HAFNIUM)",
-            Campaign::PostExploitation => "Web shells and dumps on disk",
+            Campaign::PostExploitation => "Web shells, dumps and post-exploitation",
         }
     }
 
@@ -239,6 +239,13 @@ pub struct RuleMeta {
     /// References (URLs, spec sections).
     #[serde(default)]
     pub references: Vec<String>,
+    /// Confidence of a match, for rules whose checks do not decide it per finding.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<Confidence>,
+    /// The rule whose story step this rule's findings join: the same change seen in another
+    /// artefact (the ECP log and the MSExchange Management event of one ExternalUrl change).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub joins: Option<String>,
 }
 
 /// Where a finding was seen.
@@ -314,6 +321,9 @@ pub struct Finding {
     pub entities: Entities,
     /// Artefact kind of the evidence.
     pub kind: ArtefactKind,
+    /// The rule whose story step this finding joins (see [`RuleMeta::joins`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub joins: Option<String>,
 }
 
 /// The four answers a scan can give for a campaign.
@@ -459,11 +469,29 @@ pub struct CoverageEntry {
     pub evidence_lost: bool,
 }
 
+/// Coverage of one Windows event log channel, over every file that held it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelCoverage {
+    /// Channel name (`Security`, `MSExchange Management`…).
+    pub channel: String,
+    /// Files that held events of the channel.
+    pub files: u64,
+    /// Events read.
+    pub records: u64,
+    /// First event time.
+    pub first: Option<Timestamp>,
+    /// Last event time.
+    pub last: Option<Timestamp>,
+}
+
 /// The coverage ledger of one server.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Coverage {
     /// Per artefact kind.
     pub kinds: Vec<KindCoverage>,
+    /// Windows event log channels read, with their time span.
+    #[serde(default)]
+    pub channels: Vec<ChannelCoverage>,
     /// Files seen in total.
     pub files_seen: u64,
     /// Files skipped (not claimed by any kind this scan reads), with the reason.
@@ -556,6 +584,15 @@ pub struct RulesInfo {
     pub hash_iocs: usize,
     /// User IOC feeds.
     pub ioc_feeds: Vec<FeedInfo>,
+    /// Sigma rules loaded (built-in event rules and `--sigma`).
+    #[serde(default)]
+    pub sigma_rules: usize,
+    /// Sigma rule files read with `--sigma`.
+    #[serde(default)]
+    pub sigma_files: Vec<String>,
+    /// Sigma rules or files that could not be loaded, with the reason.
+    #[serde(default)]
+    pub sigma_rejected: Vec<RejectedRule>,
 }
 
 /// A rule (or rule file) that could not be loaded.

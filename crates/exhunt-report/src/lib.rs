@@ -347,6 +347,18 @@ fn server_text(
             )?;
         }
     }
+    for c in &s.coverage.channels {
+        let span = match (c.first, c.last) {
+            (Some(a), Some(b)) => format!("{} → {}", a.format("%Y-%m-%d"), b.format("%Y-%m-%d")),
+            _ => "no dated events".into(),
+        };
+        let name = if c.channel.is_empty() {
+            "(no channel)"
+        } else {
+            c.channel.as_str()
+        };
+        writeln!(out, "    {name:<46} {:>9} events  {span}", c.records)?;
+    }
     if s.coverage.kinds.is_empty() {
         writeln!(out, "  no Exchange or IIS log found")?;
     }

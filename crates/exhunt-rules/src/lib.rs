@@ -38,6 +38,7 @@ const CLEAN_LISTS: [(&str, &str); 4] = [
 ];
 
 pub mod feeds;
+pub mod sigma;
 #[cfg(feature = "yara")]
 pub mod yara;
 

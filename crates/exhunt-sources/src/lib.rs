@@ -15,6 +15,8 @@
 
 pub mod classify;
 pub mod decode;
+pub mod event;
+pub mod evtx;
 pub mod inventory;
 pub mod limits;
 pub mod platform;
@@ -23,6 +25,7 @@ pub mod record;
 pub mod time;
 
 pub use classify::{Classification, classify};
+pub use event::{Val, WinEvent};
 pub use inventory::{Inventory, Item, ItemSource, Opener, inventory};
 pub use limits::Limits;
 pub use reader::{LogReader, Problem, ReadStats, SchemaCheck, Visit};

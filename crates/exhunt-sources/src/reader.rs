@@ -58,6 +58,8 @@ pub struct ReadStats {
     /// The server that wrote the log, from the first record (`ServerHostName`, `ServerName`,
     /// `s-computername`).
     pub host: Option<String>,
+    /// Event log channels read (EVTX), with their time span.
+    pub channels: Vec<exhunt_model::ChannelCoverage>,
 }
 
 impl ReadStats {

@@ -116,6 +116,11 @@ struct ScanArgs {
     /// Repeatable.
     #[arg(long, value_name = "FILE")]
     ioc: Vec<PathBuf>,
+    /// Also run the Sigma rules in DIR (a folder, searched recursively, or a file) on Windows
+    /// events and IIS logs, loaded as they are (e.g. a SigmaHQ checkout); rules that cannot be
+    /// loaded are listed with the reason. Repeatable. The folder itself is never scanned.
+    #[arg(long, value_name = "DIR")]
+    sigma: Vec<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -260,7 +265,7 @@ fn scan(args: ScanArgs) -> Result<u8> {
             .build_global()
             .context("starting worker threads")?;
     }
-    for p in args.yara.iter().chain(&args.ioc) {
+    for p in args.yara.iter().chain(&args.ioc).chain(&args.sigma) {
         if std::fs::metadata(p).is_err() {
             bail!(
                 "rule or IOC path {} does not exist or cannot be read",
@@ -276,6 +281,7 @@ fn scan(args: ScanArgs) -> Result<u8> {
         deep: args.deep,
         yara: args.yara.clone(),
         ioc: args.ioc.clone(),
+        sigma: args.sigma.clone(),
     })
     .context("loading the built-in rules")?;
 
@@ -288,6 +294,21 @@ fn scan(args: ScanArgs) -> Result<u8> {
             );
             for r in info
                 .yara_rejected
+                .iter()
+                .take(if args.verbose { usize::MAX } else { 10 })
+            {
+                eprintln!("  {}: {}", r.file, r.reason);
+            }
+        }
+        if !args.sigma.is_empty() {
+            eprintln!(
+                "exhunt: {} Sigma rule(s) loaded ({} built-in), {} rule(s) or file(s) not loaded (listed under rules.sigma_rejected in --format json)",
+                info.sigma_rules,
+                exhunt_rules::sigma::BUILTIN.len(),
+                info.sigma_rejected.len()
+            );
+            for r in info
+                .sigma_rejected
                 .iter()
                 .take(if args.verbose { usize::MAX } else { 10 })
             {
