@@ -91,6 +91,16 @@ impl<'a> Emitter<'a> {
         ok
     }
 
+    /// Records a finding made whole by the check itself (Sigma rules carry their own metadata).
+    pub fn push(&mut self, finding: Finding) {
+        self.findings.push(finding);
+    }
+
+    /// The path findings of this file carry.
+    pub fn path(&self) -> &str {
+        self.path
+    }
+
     /// Records a hit on a record.
     pub fn emit(&mut self, kind: ArtefactKind, rec: &Record<'_>, hit: Hit) {
         let meta: &RuleMeta = match self.pack.rule(hit.rule_id) {

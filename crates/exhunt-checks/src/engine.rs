@@ -310,7 +310,6 @@ impl Engine {
             Box::new(KnownShellRequests::new(&pack.webshell_paths)),
         ];
         let files = FileJudge::new(&pack);
-        let main = CheckSet::new(checks, opts.limits);
         let mut sigma = exhunt_rules::sigma::SigmaSet::builtin();
         for dir in &opts.sigma {
             sigma.load(dir);
@@ -325,6 +324,11 @@ impl Engine {
             opts.since,
             opts.until,
         ));
+        let mut checks = checks;
+        if events.sigma().has_web() {
+            checks.push(Box::new(crate::sigmaweb::SigmaWeb::new(events.clone())));
+        }
+        let main = CheckSet::new(checks, opts.limits);
         Ok(Engine {
             pack,
             main,

@@ -14,7 +14,7 @@ use exhunt_model::{
     ArtefactKind, Campaign, Confidence, Entities, Evidence, Finding, RuleMeta, Severity, Stage,
     Timestamp,
 };
-use exhunt_rules::sigma::{SigmaRuleInfo, SigmaSet};
+use exhunt_rules::sigma::{Document, SigmaRuleInfo, SigmaSet};
 use exhunt_sources::WinEvent;
 
 /// Longest excerpt kept of an event.
@@ -81,6 +81,51 @@ impl EventChecker {
     }
 
     fn finding(&self, info: &SigmaRuleInfo, ev: &WinEvent, path: &str) -> Option<Finding> {
+        self.make(
+            info,
+            ev.time,
+            Evidence {
+                path: path.to_string(),
+                line: ev.record_id,
+                offset: 0,
+                excerpt: ev.excerpt(EXCERPT),
+            },
+            entities_of(ev),
+            ArtefactKind::Evtx,
+        )
+    }
+
+    /// Findings of the web server rules on one record (an IIS line).
+    pub fn check_web(
+        &self,
+        doc: &dyn Document,
+        time: Option<Timestamp>,
+        evidence: &Evidence,
+        entities: &Entities,
+    ) -> Vec<Finding> {
+        self.sigma
+            .match_web(doc)
+            .into_iter()
+            .filter_map(|i| {
+                self.make(
+                    self.sigma.info(i),
+                    time,
+                    evidence.clone(),
+                    entities.clone(),
+                    ArtefactKind::IisLog,
+                )
+            })
+            .collect()
+    }
+
+    fn make(
+        &self,
+        info: &SigmaRuleInfo,
+        time: Option<Timestamp>,
+        evidence: Evidence,
+        entities: Entities,
+        kind: ArtefactKind,
+    ) -> Option<Finding> {
         let (title, campaign, cves, attack, severity, confidence, stage, joins) = if info.builtin {
             let m = self.metas.get(&info.rule_id)?;
             (
@@ -137,15 +182,10 @@ impl EventChecker {
             severity,
             confidence,
             stage,
-            timestamp: ev.time,
-            evidence: Evidence {
-                path: path.to_string(),
-                line: ev.record_id,
-                offset: 0,
-                excerpt: ev.excerpt(EXCERPT),
-            },
-            entities: entities_of(ev),
-            kind: ArtefactKind::Evtx,
+            timestamp: time,
+            evidence,
+            entities,
+            kind,
             joins,
         })
     }

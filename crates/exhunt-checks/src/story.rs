@@ -3,7 +3,9 @@
 //! A step is one rule at one stage: "the SSRF reached the back end 14 times from 2 addresses",
 //! "the OAB ExternalUrl was set to script", "the written shell answered 200". The chain is joined
 //! by the written path: the reset or download that wrote a file, and the requests for the URL of
-//! that file found by the second pass, name the same path.
+//! that file found by the second pass, name the same path. The same change seen in two artefacts
+//! (the ExternalUrl set to script in the ECP log and in the MSExchange Management event log) is one
+//! step: the event rule's catalogue entry names the step it joins.
 
 use std::collections::BTreeMap;
 
@@ -47,8 +49,13 @@ pub fn build(findings: &[Finding]) -> Vec<StoryStep> {
     }
     let mut groups: BTreeMap<(Stage, String), Vec<usize>> = BTreeMap::new();
     for (i, f) in findings.iter().enumerate() {
+        // A finding that joins another rule's step (the same change seen in another artefact)
+        // is grouped with it.
         groups
-            .entry((f.stage, f.rule_id.clone()))
+            .entry((
+                f.stage,
+                f.joins.clone().unwrap_or_else(|| f.rule_id.clone()),
+            ))
             .or_default()
             .push(i);
     }
@@ -72,6 +79,10 @@ pub fn build(findings: &[Finding]) -> Vec<StoryStep> {
             };
             if ips.1 > 0 {
                 summary.push_str(&format!(" from {}", list(&ips)));
+            }
+            let kinds = distinct(fs.iter().map(|f| f.kind.label()), 4);
+            if kinds.1 > 1 {
+                summary.push_str(&format!("; seen in {}", kinds.0.join(" and ")));
             }
             if let Some((_, t)) = fs
                 .iter()

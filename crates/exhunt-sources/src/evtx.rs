@@ -148,6 +148,23 @@ where
             return EvtxRead { stats, results };
         }
     };
+    // The header says how many chunks the log has; a copy that stops short was cut (an
+    // interrupted copy, a full disk): the missing chunks are lost evidence. The parser itself
+    // reads what is there without complaint.
+    let header = parser.header();
+    let block = u64::from(header.header_block_size).max(4096);
+    let expected = block + u64::from(header.chunk_count) * 65536;
+    if bytes > 0 && bytes < expected {
+        let have = bytes.saturating_sub(block) / 65536;
+        stats.problems.push(Problem {
+            line: None,
+            reason: format!(
+                "truncated: the header lists {} chunks ({expected} bytes), the file has {bytes} bytes ({have} whole chunks); the rest of the log is missing",
+                header.chunk_count
+            ),
+            evidence_lost: true,
+        });
+    }
     let mut channels: BTreeMap<Box<str>, ChannelCoverage> = BTreeMap::new();
     let mut errors: Vec<String> = Vec::new();
     let mut error_count = 0u64;

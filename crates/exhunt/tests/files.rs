@@ -9,15 +9,7 @@ use serde_json::Value;
 
 mod common;
 
-fn shared() -> Option<PathBuf> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data");
-    if p.is_dir() {
-        Some(p)
-    } else {
-        eprintln!("skipped: ../shared/data is not present on this machine");
-        None
-    }
-}
+use common::shared;
 
 fn scan(target: &Path, extra: &[&str]) -> (i32, Value) {
     common::scan_json(target, extra)

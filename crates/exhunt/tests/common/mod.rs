@@ -26,6 +26,19 @@ pub fn scan_json(target: &Path, extra: &[&str]) -> (i32, serde_json::Value) {
     (out.status.code().unwrap(), v)
 }
 
+/// `../shared/data` (public sample data), or `None` with a printed reason when this machine
+/// does not have it: tests that need it then pass without checking anything, as DESIGN.md asks.
+#[allow(dead_code)]
+pub fn shared() -> Option<PathBuf> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data");
+    if p.is_dir() {
+        Some(p)
+    } else {
+        eprintln!("skipped: ../shared/data is not present on this machine");
+        None
+    }
+}
+
 /// Copies a folder tree (files and folders only).
 #[allow(dead_code)]
 pub fn copy_dir(from: &Path, to: &Path) {
