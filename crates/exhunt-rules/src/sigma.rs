@@ -429,9 +429,9 @@ impl Event for DocView<'_> {
 }
 
 impl SigmaSet {
-    /// The built-in rules only. They are tested, so a failure here is a bug of exhunt.
-    pub fn builtin() -> SigmaSet {
-        let mut set = SigmaSet {
+    /// No rules.
+    pub fn empty() -> SigmaSet {
+        SigmaSet {
             rules: Vec::new(),
             by_channel: HashMap::new(),
             any_event: Vec::new(),
@@ -439,7 +439,12 @@ impl SigmaSet {
             rejected: Vec::new(),
             files: Vec::new(),
             rule_dirs: Vec::new(),
-        };
+        }
+    }
+
+    /// The built-in rules only. They are tested, so a failure here is a bug of exhunt.
+    pub fn builtin() -> SigmaSet {
+        let mut set = SigmaSet::empty();
         for (id, text) in BUILTIN {
             set.add_text(text, &format!("rules/sigma/{id}.yml"), Some(id));
         }
@@ -723,9 +728,7 @@ mod tests {
     }
 
     fn one(yaml: &str) -> SigmaSet {
-        let mut s = SigmaSet::builtin();
-        s.rules.clear();
-        s.by_channel.clear();
+        let mut s = SigmaSet::empty();
         s.add_text(yaml, "test.yml", None);
         assert!(s.rejected.is_empty(), "{:?}", s.rejected);
         s
