@@ -236,7 +236,7 @@ fn server_text(
     )?;
     writeln!(out)?;
     for v in &s.verdicts {
-        writeln!(out, "  {:<30} {}", v.campaign.label(), p.verdict(v.verdict))?;
+        writeln!(out, "  {:<40} {}", v.campaign.label(), p.verdict(v.verdict))?;
         writeln!(out, "  {}", v.summary)?;
         for r in &v.reasons {
             writeln!(out, "    - {r}")?;
