@@ -331,3 +331,30 @@ fn a_permission_denied_file_is_inconclusive() {
         problems(&v)
     );
 }
+
+#[test]
+fn a_permission_denied_log_folder_is_inconclusive() {
+    let (t, owa) = clean_copy();
+    // The HttpProxy OWA log folder itself cannot be listed.
+    let target = t.path().join("srv");
+    let args = [
+        "scan".as_ref(),
+        target.as_os_str(),
+        "--format".as_ref(),
+        "json".as_ref(),
+        "-q".as_ref(),
+    ];
+    let Some(out) = common::run_without_access(t.path(), &owa, &args) else {
+        eprintln!("skipped: no way to make a folder unreadable here (root without setpriv)");
+        return;
+    };
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"));
+    assert_eq!(out.status.code(), Some(3), "{:?}", problems(&v));
+    let folder = owa.file_name().unwrap().to_str().unwrap();
+    assert!(
+        has_problem(&v, folder, "permission denied", true),
+        "{:?}",
+        problems(&v)
+    );
+}
