@@ -94,6 +94,7 @@ pub fn format_of(kind: ArtefactKind) -> Option<LogFormat> {
         ArtefactKind::IisLog => Some(LogFormat::W3c),
         ArtefactKind::OabGeneratorLog => Some(LogFormat::Text),
         ArtefactKind::Evtx
+        | ArtefactKind::EventExport
         | ArtefactKind::WebFile
         | ArtefactKind::MemoryDump
         | ArtefactKind::Archive
@@ -390,7 +391,7 @@ impl Engine {
     /// Scans each target as one server.
     pub fn scan(&self, targets: &[PathBuf]) -> ScanResult {
         let started = Utc::now();
-        let servers: Vec<ServerResult> = targets.iter().map(|t| self.scan_server(t)).collect();
+        let servers: Vec<ServerResult> = targets.iter().flat_map(|t| self.scan_server(t)).collect();
         let verdict = VerdictKind::worst(servers.iter().map(|s| s.verdict));
         ScanResult {
             schema_version: SCHEMA_VERSION.to_string(),
@@ -429,7 +430,7 @@ impl Engine {
         self.rule_dirs.iter().any(|d| canon.starts_with(d))
     }
 
-    fn scan_server(&self, target: &std::path::Path) -> ServerResult {
+    fn scan_server(&self, target: &std::path::Path) -> Vec<ServerResult> {
         let inv = inventory(target, &self.opts.limits);
         self.progress
             .files_total
@@ -548,7 +549,8 @@ impl Engine {
         let mut problems = inv.problems.clone();
         let mut builds: BTreeMap<String, Option<Timestamp>> = BTreeMap::new();
         let mut hosts: HashMap<String, usize> = HashMap::new();
-        let mut channels: BTreeMap<String, exhunt_model::ChannelCoverage> = BTreeMap::new();
+        let mut channels: BTreeMap<(String, String), exhunt_model::ChannelCoverage> =
+            BTreeMap::new();
         for o in &outcomes {
             let item = &inv.items[o.item];
             problems.extend(o.problems.iter().cloned());
@@ -595,15 +597,17 @@ impl Engine {
                     *e = min_opt(*e, *t);
                 }
                 for c in &st.channels {
-                    let e = channels.entry(c.channel.clone()).or_insert_with(|| {
-                        exhunt_model::ChannelCoverage {
+                    let key = (c.host.clone().unwrap_or_default(), c.channel.clone());
+                    let e = channels
+                        .entry(key)
+                        .or_insert_with(|| exhunt_model::ChannelCoverage {
                             channel: c.channel.clone(),
                             files: 0,
                             records: 0,
                             first: None,
                             last: None,
-                        }
-                    });
+                            host: c.host.clone(),
+                        });
                     e.files += 1;
                     e.records += c.records;
                     e.first = min_opt(e.first, c.first);
@@ -666,10 +670,13 @@ impl Engine {
                         n.to_string_lossy().into_owned()
                     })
             });
+        let mut findings = findings;
+        let mut coverage = coverage;
+        let others = split_export_hosts(&name, &mut findings, &mut coverage);
         let story = story::build(&findings);
         let verdicts = verdict::judge(&findings, &coverage, &builds_seen, &self.opts);
         let worst = VerdictKind::worst(verdicts.iter().map(|v| v.verdict));
-        ServerResult {
+        let mut out = vec![ServerResult {
             name,
             targets: vec![target.display().to_string()],
             verdict: worst,
@@ -681,7 +688,25 @@ impl Engine {
                 .map(|(rule_id, count)| SuppressedCount { rule_id, count })
                 .collect(),
             coverage,
+        }];
+        for (host, findings, coverage) in others {
+            let story = story::build(&findings);
+            let verdicts = verdict::judge(&findings, &coverage, &[], &self.opts);
+            out.push(ServerResult {
+                name: host.clone(),
+                targets: vec![format!(
+                    "{} (events of host {host} in event exports)",
+                    target.display()
+                )],
+                verdict: VerdictKind::worst(verdicts.iter().map(|v| v.verdict)),
+                verdicts,
+                story,
+                findings,
+                suppressed: Vec::new(),
+                coverage,
+            });
         }
+        out
     }
 
     /// Reads one item with a check set. `known` skips classification (second pass).
@@ -737,10 +762,50 @@ impl Engine {
         if let Err(e) = (&mut stream).take(HEAD as u64).read_to_end(&mut head) {
             return fail(out, format!("cannot read: {}", io_reason(&e)));
         }
-        let enc = sniff(&head);
-        let kind = match known {
-            Some(k) => k,
-            None => {
+        let mut enc = sniff(&head);
+        let mut gz_kind = None;
+        if known.is_none() && head.starts_with(&[0x1f, 0x8b]) {
+            // A gzip-compressed file: logs and event exports are often shipped that way. What is
+            // inside decides; a compressed log is read through the decoder, never unpacked to disk.
+            let mut comps = item.components.clone();
+            if let Some(last) = comps.last_mut()
+                && let Some(stem) = last.strip_suffix(".gz")
+            {
+                *last = stem.to_string();
+            }
+            let raw_head = head.clone();
+            let mut gz: Box<dyn Read + '_> = Box::new(flate2::read::MultiGzDecoder::new(
+                Cursor::new(std::mem::take(&mut head)).chain(stream),
+            ));
+            let mut inner = Vec::with_capacity(HEAD);
+            if let Err(e) = (&mut gz).take(HEAD as u64).read_to_end(&mut inner) {
+                return fail(
+                    out,
+                    format!("gzip file cannot be decompressed: {}", io_reason(&e)),
+                );
+            }
+            let inner_enc = sniff(&inner);
+            let text = if inner_enc == TextEncoding::Binary {
+                String::new()
+            } else {
+                decode_head(&inner, inner_enc)
+            };
+            match classify(&comps, &inner, &text, false) {
+                Classification::Claimed(k) if k.is_log() && k != ArtefactKind::Evtx => {
+                    gz_kind = Some(k);
+                    head = inner;
+                    enc = inner_enc;
+                }
+                _ => {
+                    // Not a log inside: judged as the compressed file it is.
+                    head = raw_head;
+                }
+            }
+            stream = gz;
+        }
+        let kind = match (known, gz_kind) {
+            (Some(k), _) | (None, Some(k)) => k,
+            (None, None) => {
                 // Binary content carries no log directives: skip decoding it.
                 let head_text = if enc == TextEncoding::Binary {
                     String::new()
@@ -777,6 +842,28 @@ impl Engine {
             let (findings, stats) = self.read_evtx_item(item, worker);
             out.findings = findings;
             out.stats = Some(stats);
+            return out;
+        }
+        if kind == ArtefactKind::EventExport {
+            let chained: Box<dyn Read + '_> = Box::new(Cursor::new(head).chain(stream));
+            let mut text = utf8_reader(chained, enc);
+            let display = item.display.clone();
+            let events = &self.events;
+            let read = exhunt_sources::export::read_export(
+                &mut text,
+                &|channel, id| events.wants(channel, id),
+                &mut |ev, line, offset| {
+                    let mut found = events.check(ev, &display);
+                    for f in &mut found {
+                        f.evidence.line = line;
+                        f.evidence.offset = offset;
+                        f.kind = ArtefactKind::EventExport;
+                    }
+                    (!found.is_empty()).then_some(found)
+                },
+            );
+            out.findings = read.results.into_iter().flatten().collect();
+            out.stats = Some(read.stats);
             return out;
         }
         if format_of(kind).is_none() {
@@ -1122,6 +1209,69 @@ fn decode_head(head: &[u8], enc: TextEncoding) -> String {
 }
 
 /// `15.01.2176.002` → `15.1.2176.2`.
+/// Event exports often hold the events of several servers: each host other than the target's
+/// own becomes a server of its own, with its events' findings, its channels and the export files'
+/// problems, so that each gets its own story and verdict.
+fn split_export_hosts(
+    main: &str,
+    findings: &mut Vec<Finding>,
+    coverage: &mut Coverage,
+) -> Vec<(String, Vec<Finding>, Coverage)> {
+    let hosts: std::collections::BTreeSet<String> = coverage
+        .channels
+        .iter()
+        .filter_map(|c| c.host.clone())
+        .filter(|h| !h.eq_ignore_ascii_case(main))
+        .collect();
+    let export = coverage.kind(ArtefactKind::EventExport).cloned();
+    let mut out = Vec::new();
+    for host in hosts {
+        let is_host = |f: &Finding| {
+            f.kind == ArtefactKind::EventExport
+                && f.entities
+                    .server
+                    .as_deref()
+                    .is_some_and(|s| s.eq_ignore_ascii_case(&host))
+        };
+        let mine: Vec<Finding> = findings.iter().filter(|f| is_host(f)).cloned().collect();
+        findings.retain(|f| !is_host(f));
+        let (chs, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut coverage.channels)
+            .into_iter()
+            .partition(|c| c.host.as_deref() == Some(host.as_str()));
+        coverage.channels = rest;
+        let mut kc = KindCoverage {
+            kind: ArtefactKind::EventExport,
+            files: chs.iter().map(|c| c.files).max().unwrap_or(0),
+            files_complete: 0,
+            bytes: 0,
+            records: chs.iter().map(|c| c.records).sum(),
+            first: chs.iter().filter_map(|c| c.first).min(),
+            last: chs.iter().filter_map(|c| c.last).max(),
+            checked: true,
+        };
+        let complete = export.as_ref().is_some_and(|e| e.files_complete == e.files);
+        kc.files_complete = if complete { kc.files } else { 0 };
+        let problems = coverage
+            .problems
+            .iter()
+            .filter(|p| p.kind == Some(ArtefactKind::EventExport))
+            .cloned()
+            .collect();
+        out.push((
+            host,
+            mine,
+            Coverage {
+                kinds: vec![kc],
+                channels: chs,
+                files_seen: 0,
+                skipped: Vec::new(),
+                problems,
+            },
+        ));
+    }
+    out
+}
+
 fn normalise_build(b: &str) -> String {
     match exhunt_rules::parse_build(b) {
         Some([a, b2, c, d]) => format!("{a}.{b2}.{c}.{d}"),

@@ -128,16 +128,22 @@ fn judge_one(
     // Event logs are optional evidence (many collections have none), but one that is there
     // and cannot be read may hide the event side of the chain.
     let mut notes = Vec::new();
-    match coverage.kind(ArtefactKind::Evtx) {
-        Some(kc) if kc.files_complete < kc.files => gaps.push(format!(
-            "{} of {} Windows event log file(s) could not be read completely (see coverage problems)",
-            kc.files - kc.files_complete,
-            kc.files
-        )),
-        Some(_) => {}
-        None => notes.push(
-            "no Windows event logs in the target: the event checks (EXH-EV-*) did not run".to_string(),
-        ),
+    let event_kinds = [ArtefactKind::Evtx, ArtefactKind::EventExport];
+    for kc in event_kinds.iter().filter_map(|k| coverage.kind(*k)) {
+        if kc.files_complete < kc.files {
+            gaps.push(format!(
+                "{} of {} {} file(s) could not be read completely (see coverage problems)",
+                kc.files - kc.files_complete,
+                kc.files,
+                kc.kind
+            ));
+        }
+    }
+    if event_kinds.iter().all(|k| coverage.kind(*k).is_none()) {
+        notes.push(
+            "no Windows event logs or event exports in the target: the event checks (EXH-EV-*) did not run"
+                .to_string(),
+        );
     }
     let lost_elsewhere = coverage
         .problems

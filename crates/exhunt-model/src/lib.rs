@@ -31,8 +31,10 @@ pub enum ArtefactKind {
     OabGeneratorLog,
     /// IIS W3C extended log, `inetpub\logs\LogFiles\W3SVC*\*.log`.
     IisLog,
-    /// Windows event log (`.evtx`). Recognised; read by a later part of exhunt.
+    /// Windows event log (`.evtx`).
     Evtx,
+    /// Windows events exported as JSON (evtx_dump, Winlogbeat/ECS, flattened NXLog-style).
+    EventExport,
     /// A file in a folder IIS serves (web roots: `aspnet_client`, `FrontEnd\HttpProxy\owa\auth`,
     /// `inetpub\wwwroot`, Temporary ASP.NET Files…): where web shells are dropped.
     WebFile,
@@ -47,12 +49,13 @@ pub enum ArtefactKind {
 
 impl ArtefactKind {
     /// All kinds, in display order.
-    pub const ALL: [ArtefactKind; 9] = [
+    pub const ALL: [ArtefactKind; 10] = [
         ArtefactKind::HttpProxyLog,
         ArtefactKind::EcpServerLog,
         ArtefactKind::OabGeneratorLog,
         ArtefactKind::IisLog,
         ArtefactKind::Evtx,
+        ArtefactKind::EventExport,
         ArtefactKind::WebFile,
         ArtefactKind::MemoryDump,
         ArtefactKind::Archive,
@@ -68,6 +71,7 @@ impl ArtefactKind {
                 | ArtefactKind::OabGeneratorLog
                 | ArtefactKind::IisLog
                 | ArtefactKind::Evtx
+                | ArtefactKind::EventExport
         )
     }
 
@@ -79,6 +83,7 @@ impl ArtefactKind {
             ArtefactKind::OabGeneratorLog => "OAB generator logs",
             ArtefactKind::IisLog => "IIS W3C logs",
             ArtefactKind::Evtx => "Windows event logs",
+            ArtefactKind::EventExport => "Windows event exports (JSON)",
             ArtefactKind::WebFile => "web-root files",
             ArtefactKind::MemoryDump => "memory dumps",
             ArtefactKind::Archive => "staged archives",
@@ -482,6 +487,9 @@ pub struct ChannelCoverage {
     pub first: Option<Timestamp>,
     /// Last event time.
     pub last: Option<Timestamp>,
+    /// The host the events came from, for exports that hold several hosts' events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
 }
 
 /// The coverage ledger of one server.

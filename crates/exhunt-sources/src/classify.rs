@@ -35,6 +35,9 @@ pub fn classify(
     if let Some(kind) = by_content(head_text) {
         return kind;
     }
+    if crate::export::looks_like_export(head_text) {
+        return Classification::Claimed(ArtefactKind::EventExport);
+    }
     if let Some(kind) = by_path(components) {
         return Classification::Claimed(kind);
     }
@@ -73,7 +76,7 @@ pub fn worth_sniffing(components: &[String]) -> bool {
     };
     const EXTS: &[&str] = &[
         "", "log", "txt", "csv", "tsv", "out", "old", "bak", "dmp", "mdmp", "hdmp", "tmp", "dat",
-        "bin",
+        "bin", "json", "jsonl", "ndjson", "gz",
     ];
     EXTS.contains(&ext)
         || components

@@ -241,6 +241,7 @@ where
                         records: 0,
                         first: None,
                         last: None,
+                        host: None,
                     });
                 c.records += 1;
                 if let Some(t) = r.time {

@@ -17,6 +17,7 @@ pub mod classify;
 pub mod decode;
 pub mod event;
 pub mod evtx;
+pub mod export;
 pub mod inventory;
 pub mod limits;
 pub mod platform;
