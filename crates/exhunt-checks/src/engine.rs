@@ -670,7 +670,6 @@ impl Engine {
                         n.to_string_lossy().into_owned()
                     })
             });
-        let mut findings = findings;
         let mut coverage = coverage;
         let others = split_export_hosts(&name, &mut findings, &mut coverage);
         let story = story::build(&findings);
