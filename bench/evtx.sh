@@ -3,7 +3,7 @@
 #
 #   bench/evtx.sh [COPIES] [RUNS]     (defaults: 100, 3)
 #
-# Corpus: COPIES copies of each EVTX sample in ../shared/data (2.4 MiB, 2,248 events per set; the
+# Corpus: COPIES copies of each EVTX sample in ../shared/data (2.4 MiB, 2,245 events per set; the
 # DeepBlueCLI application log is most of it). exhunt scans the folder (a) with its built-in event
 # rules and (b) with the SigmaHQ rules of ../shared/data added (--sigma); the reference is
 # `evtx_dump -o jsonl` (the evtx crate's own CLI, installed from crates.io into bench/out/evtx
