@@ -21,7 +21,7 @@ use exhunt_sources::decode::{TextEncoding, sniff, utf8_reader};
 use exhunt_sources::inventory::io_reason;
 use exhunt_sources::{
     Classification, Item, ItemSource, Limits, LogFormat, LogReader, Opener, ReadStats, Record,
-    Schema, SchemaCheck, Visit, classify, inventory,
+    Schema, SchemaCheck, Visit, classify, inventory_with,
 };
 use rayon::prelude::*;
 
@@ -37,6 +37,9 @@ use crate::{story, verdict};
 
 /// Findings stored per rule and server; more are counted, not stored.
 pub const MAX_FINDINGS_PER_RULE: usize = 1000;
+
+/// Why a file was not opened.
+const NOT_OPENED: &str = "not opened: neither its name nor its place suggests a log, dump or web file (--deep reads every file)";
 
 /// Bytes of a file read to recognise it.
 const HEAD: usize = 8192;
@@ -189,7 +192,30 @@ pub struct Engine {
     rule_dirs: Vec<PathBuf>,
     events: Arc<EventChecker>,
     #[cfg(feature = "yara")]
-    yara: Option<exhunt_rules::yara::YaraRules>,
+    yara: YaraSlot,
+}
+
+/// YARA rules being compiled on a thread of their own, then kept.
+#[cfg(feature = "yara")]
+struct YaraSlot {
+    cell: std::sync::OnceLock<exhunt_rules::yara::YaraRules>,
+    pending: std::sync::Mutex<Option<std::thread::JoinHandle<exhunt_rules::yara::YaraRules>>>,
+    external: Vec<PathBuf>,
+}
+
+#[cfg(feature = "yara")]
+impl YaraSlot {
+    fn get(&self) -> &exhunt_rules::yara::YaraRules {
+        self.cell.get_or_init(|| {
+            let handle = self.pending.lock().ok().and_then(|mut p| p.take());
+            match handle.map(|h| h.join()) {
+                Some(Ok(rules)) => rules,
+                // The compiling thread failed (a bug of exhunt): compile here instead, so that
+                // the failure shows where it happens.
+                _ => exhunt_rules::yara::compile(&self.external),
+            }
+        })
+    }
 }
 
 struct FileVisitor<'a> {
@@ -268,19 +294,19 @@ impl Engine {
         rules_info.hash_iocs = pack.hash_count();
         #[cfg(feature = "yara")]
         let yara = {
-            let y = exhunt_rules::yara::compile(&opts.yara);
-            rules_info.yara_rules = y.rule_count;
-            rules_info.yara_files = y.files.clone();
-            rules_info.yara_rejected = y
-                .rejected
-                .iter()
-                .map(|r| exhunt_model::RejectedRule {
-                    file: r.file.clone(),
-                    reason: r.reason.clone(),
-                })
-                .collect();
-            rule_dirs.extend(y.rule_dirs.iter().cloned());
-            Some(y)
+            // Compiling the rules (tens of milliseconds for the built-in pack, seconds for a big
+            // public set) runs beside the walk; the first file that needs YARA waits for it.
+            for y in &opts.yara {
+                rule_dirs.push(y.canonicalize().unwrap_or_else(|_| y.clone()));
+            }
+            let external = opts.yara.clone();
+            YaraSlot {
+                cell: std::sync::OnceLock::new(),
+                pending: std::sync::Mutex::new(Some(std::thread::spawn(move || {
+                    exhunt_rules::yara::compile(&external)
+                }))),
+                external: opts.yara.clone(),
+            }
         };
         #[cfg(not(feature = "yara"))]
         if !opts.yara.is_empty() {
@@ -408,13 +434,37 @@ impl Engine {
             },
             verdict,
             servers,
-            rules: self.rules_info.clone(),
+            rules: self.rules_info(),
         }
     }
 
     /// What the rule packs and feeds loaded (for the binary's warnings).
-    pub fn rules_info(&self) -> &exhunt_model::RulesInfo {
+    /// What the IOC feeds and Sigma rules loaded, without waiting for YARA (whose fields are
+    /// empty here).
+    pub fn rules_info_loaded(&self) -> &exhunt_model::RulesInfo {
         &self.rules_info
+    }
+
+    /// What every rule pack and feed loaded; waits for the YARA rules to be compiled when they
+    /// are not yet.
+    pub fn rules_info(&self) -> exhunt_model::RulesInfo {
+        #[allow(unused_mut)]
+        let mut info = self.rules_info.clone();
+        #[cfg(feature = "yara")]
+        {
+            let y = self.yara.get();
+            info.yara_rules = y.rule_count;
+            info.yara_files = y.files.clone();
+            info.yara_rejected = y
+                .rejected
+                .iter()
+                .map(|r| exhunt_model::RejectedRule {
+                    file: r.file.clone(),
+                    reason: r.reason.clone(),
+                })
+                .collect();
+        }
+        info
     }
 
     /// Whether an item lies in a folder rules or feeds were loaded from (never evidence).
@@ -431,7 +481,13 @@ impl Engine {
     }
 
     fn scan_server(&self, target: &std::path::Path) -> Vec<ServerResult> {
-        let inv = inventory(target, &self.opts.limits);
+        let deep = self.opts.deep;
+        let unopened = move |c: &[String]| {
+            !deep
+                && matches!(classify(c, b"", "", false), Classification::Skipped(_))
+                && !exhunt_sources::classify::worth_sniffing(c)
+        };
+        let inv = inventory_with(target, &self.opts.limits, &unopened);
         self.progress
             .files_total
             .fetch_add(inv.items.len() as u64, Ordering::Relaxed);
@@ -645,6 +701,15 @@ impl Engine {
             kinds: kinds.into_values().collect(),
             channels: channels.into_values().collect(),
             files_seen: inv.files_seen,
+            skipped_folders: inv
+                .unopened
+                .iter()
+                .map(|(folder, files)| exhunt_model::SkippedFolder {
+                    folder: folder.clone(),
+                    files: *files,
+                    reason: NOT_OPENED.into(),
+                })
+                .collect(),
             skipped,
             problems,
         };
@@ -736,7 +801,7 @@ impl Engine {
             && !self.opts.deep
             && !exhunt_sources::classify::worth_sniffing(&item.components)
         {
-            out.skipped = Some("not opened: neither its name nor its place suggests a log, dump or web file (--deep reads every file)".into());
+            out.skipped = Some(NOT_OPENED.into());
             return out;
         }
         // A file that cannot be opened or read loses evidence if it looks like a log.
@@ -1120,9 +1185,7 @@ impl Engine {
         worker: &mut Worker<'e>,
         problems: &mut Vec<CoverageEntry>,
     ) -> Vec<YaraHit> {
-        let Some(rules) = &self.yara else {
-            return Vec::new();
-        };
+        let rules = self.yara.get();
         // One scanner per worker, borrowing the rules compiled once for the engine.
         let scanner = worker.yara.get_or_insert_with(|| {
             let mut sc = yara_x::Scanner::new(&rules.rules);
@@ -1264,6 +1327,7 @@ fn split_export_hosts(
                 channels: chs,
                 files_seen: 0,
                 skipped: Vec::new(),
+                skipped_folders: Vec::new(),
                 problems,
             },
         ));

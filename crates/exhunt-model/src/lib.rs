@@ -474,6 +474,18 @@ pub struct CoverageEntry {
     pub evidence_lost: bool,
 }
 
+/// Files of one folder that were listed but not opened, for one reason: a whole C: image has
+/// hundreds of thousands of them, so they are counted per folder instead of listed one by one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkippedFolder {
+    /// The folder.
+    pub folder: String,
+    /// Files in it (not below it) skipped for this reason.
+    pub files: u64,
+    /// The reason, in words.
+    pub reason: String,
+}
+
 /// Coverage of one Windows event log channel, over every file that held it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChannelCoverage {
@@ -504,6 +516,9 @@ pub struct Coverage {
     pub files_seen: u64,
     /// Files skipped (not claimed by any kind this scan reads), with the reason.
     pub skipped: Vec<CoverageEntry>,
+    /// Files not opened at all (name and place suggest nothing), counted per folder.
+    #[serde(default)]
+    pub skipped_folders: Vec<SkippedFolder>,
     /// Problems in claimed files: unreadable, truncated, malformed, limits hit.
     pub problems: Vec<CoverageEntry>,
 }

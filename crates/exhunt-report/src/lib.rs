@@ -366,11 +366,14 @@ fn server_text(
     for e in &s.coverage.skipped {
         *reasons.entry(e.reason.as_str()).or_default() += 1;
     }
+    for f in &s.coverage.skipped_folders {
+        *reasons.entry(f.reason.as_str()).or_default() += f.files as usize;
+    }
+    let skipped: usize = reasons.values().sum();
     writeln!(
         out,
-        "  {} files seen; {} skipped",
+        "  {} files seen; {skipped} skipped",
         s.coverage.files_seen,
-        s.coverage.skipped.len()
     )?;
     for (r, n) in reasons
         .iter()

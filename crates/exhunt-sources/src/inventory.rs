@@ -75,10 +75,24 @@ pub struct Inventory {
     pub problems: Vec<CoverageEntry>,
     /// Files seen (items plus files that were found but not listed as items).
     pub files_seen: u64,
+    /// Files the `unopened` test of [`inventory_with`] left out, counted per folder: (folder,
+    /// files).
+    pub unopened: Vec<(String, u64)>,
 }
+
+/// Decides from a file's lower-cased path components whether it is left out of the items (not
+/// even opened); it is then only counted per folder.
+pub type Unopened<'a> = &'a (dyn Fn(&[String]) -> bool + Sync);
 
 /// Lists every file of `target` (a folder, a single file, or a `.zip`).
 pub fn inventory(target: &Path, limits: &Limits) -> Inventory {
+    inventory_with(target, limits, &|_| false)
+}
+
+/// Like [`inventory`], but files of a folder walk for which `unopened` says so are only counted
+/// per folder: no path string, no item, nothing to open. A walk of a whole C: image then costs
+/// about what `find` costs.
+pub fn inventory_with(target: &Path, limits: &Limits, unopened: Unopened<'_>) -> Inventory {
     let mut inv = Inventory::default();
     let meta = match std::fs::symlink_metadata(target) {
         Ok(m) => m,
@@ -92,7 +106,7 @@ pub fn inventory(target: &Path, limits: &Limits) -> Inventory {
         }
     };
     if meta.is_dir() {
-        walk_dir(target, limits, &mut inv);
+        walk_dir(target, limits, &mut inv, unopened);
     } else if is_zip_path(target) || sniff_zip(target) {
         inv.files_seen += 1;
         list_zip(target, target.display().to_string(), limits, &mut inv);
@@ -123,10 +137,16 @@ fn problem(path: String, reason: String, evidence_lost: bool) -> CoverageEntry {
     }
 }
 
-fn walk_dir(root: &Path, limits: &Limits, inv: &mut Inventory) {
-    let walker = walkdir::WalkDir::new(root)
-        .follow_links(false)
-        .sort_by_file_name();
+fn walk_dir(root: &Path, limits: &Limits, inv: &mut Inventory, unopened: Unopened<'_>) {
+    // Unsorted: sorting each folder's entries by name cost more than the rest of the walk
+    // (walkdir parses the path of both entries for every comparison). The items are put in
+    // order once at the end instead, so output stays deterministic.
+    let walker = walkdir::WalkDir::new(root).follow_links(false);
+    // Lower-cased names of the folders above the current entry, with the index of each folder
+    // in `folders` (display path, files left out): kept as the walk goes, so a file costs one
+    // lower-casing of its own name.
+    let mut stack: Vec<(String, usize)> = Vec::new();
+    let mut folders: Vec<(String, u64)> = Vec::new();
     for entry in walker {
         let entry = match entry {
             Ok(e) => e,
@@ -149,10 +169,20 @@ fn walk_dir(root: &Path, limits: &Limits, inv: &mut Inventory) {
             }
         };
         let ft = entry.file_type();
+        let depth = entry.depth();
         if ft.is_dir() {
+            stack.truncate(depth.saturating_sub(1));
+            if depth > 0 {
+                stack.push((
+                    entry.file_name().to_string_lossy().to_lowercase(),
+                    folders.len(),
+                ));
+            }
+            folders.push((entry.path().display().to_string(), 0));
             continue;
         }
         inv.files_seen += 1;
+        stack.truncate(depth.saturating_sub(1));
         let path = entry.path();
         if ft.is_symlink() {
             inv.problems.push(problem(
@@ -170,11 +200,16 @@ fn walk_dir(root: &Path, limits: &Limits, inv: &mut Inventory) {
             ));
             continue;
         }
-        let rel = path.strip_prefix(root).unwrap_or(path);
-        let components: Vec<String> = rel
-            .components()
-            .map(|c| c.as_os_str().to_string_lossy().to_lowercase())
-            .collect();
+        let mut components: Vec<String> = Vec::with_capacity(stack.len() + 1);
+        components.extend(stack.iter().map(|(n, _)| n.clone()));
+        components.push(entry.file_name().to_string_lossy().to_lowercase());
+        if !is_zip_path(path) && unopened(&components) {
+            let folder = stack.last().map_or(0, |(_, i)| *i);
+            if let Some(f) = folders.get_mut(folder) {
+                f.1 += 1;
+            }
+            continue;
+        }
         // No stat here: a walk of a whole C: image must cost what `find` costs. Size and times
         // are read (Item::metadata) only for the files a scan opens.
         let (size, modified) = (0, None);
@@ -190,6 +225,10 @@ fn walk_dir(root: &Path, limits: &Limits, inv: &mut Inventory) {
             source: ItemSource::File(path.to_path_buf()),
         });
     }
+    inv.unopened = folders.into_iter().filter(|f| f.1 > 0).collect();
+    inv.unopened.sort_unstable();
+    inv.items.sort_by(|a, b| a.display.cmp(&b.display));
+    inv.problems.sort_by(|a, b| a.path.cmp(&b.path));
 }
 
 fn is_zip_path(path: &Path) -> bool {

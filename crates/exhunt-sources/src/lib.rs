@@ -27,7 +27,7 @@ pub mod time;
 
 pub use classify::{Classification, classify};
 pub use event::{Val, WinEvent};
-pub use inventory::{Inventory, Item, ItemSource, Opener, inventory};
+pub use inventory::{Inventory, Item, ItemSource, Opener, inventory, inventory_with};
 pub use limits::Limits;
 pub use reader::{LogReader, Problem, ReadStats, SchemaCheck, Visit};
 pub use record::{LogFormat, Record, Schema};
