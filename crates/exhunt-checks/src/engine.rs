@@ -1375,7 +1375,7 @@ mod tests {
         let log = t.path().join("u_ex210303.log");
         std::fs::write(&log, "#Fields: date time cs-method cs-uri-stem sc-status\n2021-03-03 00:00:01 GET /owa/ 200\n").unwrap();
         let engine = Engine::new(ScanOptions::default()).unwrap();
-        let inv = inventory(t.path(), &engine.opts.limits);
+        let inv = exhunt_sources::inventory(t.path(), &engine.opts.limits);
         assert_eq!(inv.items.len(), 2);
         std::fs::remove_file(web.join("gone.aspx")).unwrap();
         // The log grows between the walk and the read: read as it is now, no problem.
