@@ -184,6 +184,12 @@ fn rules(action: RulesAction) -> Result<u8> {
             for x in &r.references {
                 writeln!(out, "  - {x}")?;
             }
+            if let Some((_, yaml)) = exhunt_rules::sigma::BUILTIN
+                .iter()
+                .find(|(i, _)| *i == r.id)
+            {
+                writeln!(out, "\nSigma rule (rules/sigma/{}.yml):\n\n{yaml}", r.id)?;
+            }
         }
     }
     Ok(0)

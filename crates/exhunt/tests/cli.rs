@@ -383,12 +383,23 @@ fn rules_list_shows_every_rule_with_its_spec_section() {
         ("EXH-PL-1", "C-26855-A"),
         ("EXH-PL-5", "C-26858-A"),
         ("EXH-PL-6", "C-27065-A"),
+        ("EXH-EV-4", "C-27065-C"),
+        ("EXH-EV-1", "C-26857-A"),
     ] {
         assert!(
             text.lines().any(|l| l.starts_with(id) && l.contains(spec)),
             "{id} {spec} in\n{text}"
         );
     }
+    // An event rule shows its Sigma detection.
+    let out = exhunt()
+        .args(["rules", "show", "EXH-EV-17"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("service: msexchange-management") && text.contains("Install-TransportAgent")
+    );
     let out = exhunt()
         .args(["rules", "show", "EXH-NOPE-1"])
         .output()
