@@ -335,6 +335,7 @@ impl Engine {
             Box::new(HafniumIps::new(pack.hafnium_ips.clone())),
             Box::new(HafniumUserAgents::new(pack.hafnium_user_agents.clone())),
             Box::new(KnownShellRequests::new(&pack.webshell_paths)),
+            Box::new(crate::proxyshell::ProxyShellRequests),
         ];
         let files = FileJudge::new(&pack);
         let mut sigma = exhunt_rules::sigma::SigmaSet::builtin();
@@ -738,7 +739,8 @@ impl Engine {
         let mut coverage = coverage;
         let others = split_export_hosts(&name, &mut findings, &mut coverage);
         let story = story::build(&findings);
-        let verdicts = verdict::judge(&findings, &coverage, &builds_seen, &self.opts);
+        let fixed = |c, b: &str| self.pack.fixed_for(c, b);
+        let verdicts = verdict::judge(&findings, &coverage, &builds_seen, &fixed, &self.opts);
         let worst = VerdictKind::worst(verdicts.iter().map(|v| v.verdict));
         let mut out = vec![ServerResult {
             name,
@@ -755,7 +757,7 @@ impl Engine {
         }];
         for (host, findings, coverage) in others {
             let story = story::build(&findings);
-            let verdicts = verdict::judge(&findings, &coverage, &[], &self.opts);
+            let verdicts = verdict::judge(&findings, &coverage, &[], &fixed, &self.opts);
             out.push(ServerResult {
                 name: host.clone(),
                 targets: vec![format!(

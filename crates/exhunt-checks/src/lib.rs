@@ -13,6 +13,7 @@ pub mod events;
 pub mod files;
 pub mod ioc;
 pub mod proxylogon;
+pub mod proxyshell;
 pub mod sigmaweb;
 pub mod story;
 pub mod verdict;

@@ -18,16 +18,27 @@ fn day(t: &exhunt_model::Timestamp) -> String {
     t.format("%Y-%m-%d").to_string()
 }
 
-/// Judges each campaign.
+/// Judges each campaign. `fixed` tells whether a build has a campaign's fix (the fixed-build
+/// table); each verdict carries the builds seen, judged for its own campaign.
 pub fn judge(
     findings: &[Finding],
     coverage: &Coverage,
     builds: &[BuildSeen],
+    fixed: &dyn Fn(Campaign, &str) -> Option<bool>,
     opts: &ScanOptions,
 ) -> Vec<Verdict> {
     Campaign::ALL
         .iter()
-        .map(|&c| judge_one(c, findings, coverage, builds, opts))
+        .map(|&c| {
+            let mine: Vec<BuildSeen> = builds
+                .iter()
+                .map(|b| BuildSeen {
+                    fixed: fixed(c, &b.build),
+                    ..b.clone()
+                })
+                .collect();
+            judge_one(c, findings, coverage, &mine, opts)
+        })
         .collect()
 }
 
@@ -112,6 +123,15 @@ fn judge_one(
                         day(&window_start)
                     )),
                     Some(_) => {}
+                }
+                if let Some(last) = kc.last
+                    && last < window_start
+                {
+                    gaps.push(format!(
+                        "{kind} end on {}, before the exposure window opened on {}: they cannot show this campaign",
+                        day(&last),
+                        day(&window_start)
+                    ));
                 }
                 if let (Some(end), Some(last)) = (window_end, kc.last)
                     && last < end
@@ -246,15 +266,23 @@ fn judge_one(
     } else if gaps.is_empty() {
         (
             VerdictKind::NoEvidence,
-            format!(
-                "NO EVIDENCE of {} in logs covering {} onwards{}",
-                campaign.label(),
-                day(&window_start),
-                window_end.map_or(String::new(), |e| format!(
-                    " until the server was patched ({})",
-                    day(&e)
-                ))
-            ),
+            match window_end {
+                Some(e) if e < window_start => format!(
+                    "NO EVIDENCE of {}: the server ran a fixed build from {}, before the campaign began ({}), and the logs cover that time",
+                    campaign.label(),
+                    day(&e),
+                    day(&window_start)
+                ),
+                _ => format!(
+                    "NO EVIDENCE of {} in logs covering {} onwards{}",
+                    campaign.label(),
+                    day(&window_start),
+                    window_end.map_or(String::new(), |e| format!(
+                        " until the server was patched ({})",
+                        day(&e)
+                    ))
+                ),
+            },
         )
     } else {
         (

@@ -476,3 +476,81 @@ fn time_filter_drops_records_outside_the_range() {
         "2021-03-04T00:00:00+00:00"
     );
 }
+
+// ---- C-PS-A, C-PNS-A/B/C: autodiscover.json SSRF and OWASSRF ----
+
+#[test]
+fn proxyshell_autodiscover_ssrf_with_bypass_variants_and_near_misses() {
+    let f = scan(
+        "u_ex210809.log",
+        &iis_file(&[
+            // The ProxyShell chain: MAPI/NSPI leak, then the PowerShell back end with X-Rps-CAT.
+            "2021-08-09 01:00:01 10.1.0.10 POST /autodiscover/autodiscover.json @evil.com/mapi/nspi/?&Email=autodiscover/autodiscover.json%3F@evil.com 443 - 198.51.100.7 python-requests/2.26.0 - 200 0 0 80",
+            "2021-08-09 01:00:02 10.1.0.10 POST /autodiscover/autodiscover.json @evil.com/powershell/?X-Rps-CAT=VgEAVAdXaW5kb3dz&Email=autodiscover/autodiscover.json%3F@evil.com 443 - 198.51.100.7 python-requests/2.26.0 - 200 0 0 90",
+            // Bypasses of raw-URL patterns: encoded letters, double encoding, mixed case.
+            "2021-08-09 01:00:03 10.1.0.10 POST /AutoDiscover/AutoDiscover.JSON @evil.com/%50owershell/?&Email=AutoDiscover/AutoDiscover.json%253F@evil.com 443 - 198.51.100.7 - - 200 0 0 90",
+            // Refused: an attempt.
+            "2021-08-09 01:00:04 10.1.0.10 GET /autodiscover/autodiscover.json @evil.com/owa/?&Email=autodiscover/autodiscover.json%3F@evil.com 443 - 198.51.100.8 - - 401 0 0 3",
+            // A scanner's probe (nuclei's test domain).
+            "2021-08-09 01:00:05 10.1.0.10 GET /autodiscover/autodiscover.json @test.com/owa/?&Email=autodiscover/autodiscover.json%3F@test.com 443 - 198.51.100.9 Mozilla/5.0 - 302 0 0 3",
+            // Near misses: ordinary autodiscover.json lookups of Outlook mobile.
+            "2021-08-09 09:00:00 10.1.0.10 GET /autodiscover/autodiscover.json Email=alice%40contoso.com&Protocol=ActiveSync&RedirectCount=1 443 - 203.0.113.5 Outlook-iOS/2.0 - 200 0 0 12",
+            "2021-08-09 09:00:01 10.1.0.10 GET /autodiscover/autodiscover.json/v1.0/bob@contoso.com Protocol=REST 443 - 203.0.113.5 Outlook-Android/2.0 - 200 0 0 12",
+        ]),
+    );
+    assert_eq!(
+        ids(&f),
+        vec![
+            ("EXH-PS-1", Stage::ExploitSuccess),
+            ("EXH-PS-1", Stage::ExploitSuccess),
+            ("EXH-PS-1", Stage::ExploitSuccess),
+            ("EXH-PS-1", Stage::ExploitAttempt),
+            ("EXH-PS-1", Stage::Scan),
+        ],
+        "{f:#?}"
+    );
+    assert!(
+        f.iter()
+            .all(|x| x.campaign == exhunt_model::Campaign::ProxyShell)
+    );
+    assert!(
+        f[2].title.contains("@evil.com/powershell"),
+        "{}",
+        f[2].title
+    );
+}
+
+#[test]
+fn proxynotshell_and_owassrf_with_bypass_variants_and_near_misses() {
+    let f = scan(
+        "u_ex221003.log",
+        &iis_file(&[
+            // Authenticated SSRF to the PowerShell back end (ProxyNotShell).
+            "2022-10-03 01:00:01 10.1.0.10 POST /autodiscover/autodiscover.json @evil.com/powershell/?Email=autodiscover/autodiscover.json%3F@evil.com 443 CONTOSO\\alice 198.51.100.7 python-requests/2.28.1 - 200 0 0 80",
+            // The EOMTv2 bypass: PowerShell encoded, mixed case.
+            "2022-10-03 01:00:02 10.1.0.10 POST /autodiscover/autodiscover.json a..foo.var/owa/?&Email=autodiscover/autodiscover.json%3Fa..foo.var&Protocol=XYZ&FooProtocol=%50oWeRsHeLl 443 alice@contoso.com 198.51.100.7 - - 200 0 0 80",
+            // OWASSRF: through OWA, '@' encoded.
+            "2022-12-20 03:00:00 10.1.0.10 POST /owa/mastermailbox%40outlook.com/powershell - 443 CONTOSO\\alice 198.51.100.7 Mozilla/5.0+(Windows+NT+10.0;+Win64;+x64)+Chrome/105.0.0.0 - 200 0 0 80",
+            // Refused OWASSRF.
+            "2022-12-20 03:00:01 10.1.0.10 POST /owa/mastermailbox@outlook.com/PowerShell - 443 CONTOSO\\alice 198.51.100.7 Mozilla/5.0 - 401 0 0 3",
+            // Near misses: Exchange's own remote PowerShell and OWA traffic.
+            "2022-12-20 09:00:00 10.1.0.10 POST /powershell clientApplication=ActiveMonitor 443 CONTOSO\\HealthMailbox1 10.1.0.10 Microsoft+WinRM+Client - 200 0 0 50",
+            "2022-12-20 09:00:01 10.1.0.10 POST /owa/service.svc action=GetItem 443 CONTOSO\\alice 203.0.113.5 Mozilla/5.0 - 200 0 0 50",
+            "2022-12-20 09:00:02 10.1.0.10 POST /owa/alice@contoso.com/powershell - 443 CONTOSO\\alice 10.1.0.10 ClientInfo - 200 0 0 50",
+        ]),
+    );
+    assert_eq!(
+        ids(&f),
+        vec![
+            ("EXH-PNS-1", Stage::ExploitSuccess),
+            ("EXH-PNS-1", Stage::ExploitSuccess),
+            ("EXH-PNS-2", Stage::ExploitSuccess),
+            ("EXH-PNS-2", Stage::ExploitAttempt),
+        ],
+        "{f:#?}"
+    );
+    assert!(
+        f.iter()
+            .all(|x| x.campaign == exhunt_model::Campaign::ProxyNotShell)
+    );
+}

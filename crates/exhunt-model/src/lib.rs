@@ -104,6 +104,12 @@ impl fmt::Display for ArtefactKind {
 pub enum Campaign {
     /// ProxyLogon / HAFNIUM, March 2021: CVE-2021-26855, -26857, -26858, -27065.
     ProxyLogon,
+    /// ProxyShell, August 2021: CVE-2021-34473, -34523, -31207 (pre-auth `autodiscover.json`
+    /// SSRF to the PowerShell back end, mailbox exports written as web shells).
+    ProxyShell,
+    /// ProxyNotShell and OWASSRF, 2022: CVE-2022-41040, -41082 (-41080): the same SSRF shape,
+    /// authenticated, through `autodiscover.json` or OWA.
+    ProxyNotShell,
     /// What every campaign leaves on disk: web shells, LSASS dumps, staged archives, mailbox
     /// exports. Judged from files, whichever vulnerability let the attacker in.
     PostExploitation,
@@ -111,12 +117,19 @@ pub enum Campaign {
 
 impl Campaign {
     /// All campaigns this build judges.
-    pub const ALL: [Campaign; 2] = [Campaign::ProxyLogon, Campaign::PostExploitation];
+    pub const ALL: [Campaign; 4] = [
+        Campaign::ProxyLogon,
+        Campaign::ProxyShell,
+        Campaign::ProxyNotShell,
+        Campaign::PostExploitation,
+    ];
 
     /// Display name.
     pub fn label(self) -> &'static str {
         match self {
             Campaign::ProxyLogon => "ProxyLogon (HAFNIUM)",
+            Campaign::ProxyShell => "ProxyShell",
+            Campaign::ProxyNotShell => "ProxyNotShell / OWASSRF",
             Campaign::PostExploitation => "Web shells, dumps and post-exploitation",
         }
     }
@@ -130,6 +143,10 @@ impl Campaign {
             Campaign::ProxyLogon | Campaign::PostExploitation => {
                 Utc.with_ymd_and_hms(2021, 1, 3, 0, 0, 0).unwrap()
             }
+            // Orange Tsai's Black Hat talk (5 August 2021); mass scanning from 8 August.
+            Campaign::ProxyShell => Utc.with_ymd_and_hms(2021, 8, 5, 0, 0, 0).unwrap(),
+            // GTSC saw the first exploitation in early August 2022 (published 28 September).
+            Campaign::ProxyNotShell => Utc.with_ymd_and_hms(2022, 8, 1, 0, 0, 0).unwrap(),
         }
     }
 
@@ -141,6 +158,9 @@ impl Campaign {
                 ArtefactKind::EcpServerLog,
                 ArtefactKind::OabGeneratorLog,
             ],
+            // The SSRF requests of both reach the front end's IIS log, whichever back end
+            // they target.
+            Campaign::ProxyShell | Campaign::ProxyNotShell => &[ArtefactKind::IisLog],
             Campaign::PostExploitation => &[ArtefactKind::WebFile],
         }
     }

@@ -91,6 +91,12 @@ pub struct FixedBuild {
     pub base_build: String,
     /// First build fixing ProxyLogon: a build, `base` (the CU includes the fix) or empty.
     pub proxylogon_fixed: String,
+    /// First build fixing all three ProxyShell CVEs (May21SU; Apr21SU fixed only two).
+    #[serde(default)]
+    pub proxyshell_fixed: String,
+    /// First build fixing ProxyNotShell (Nov22SU).
+    #[serde(default)]
+    pub proxynotshell_fixed: String,
     /// CU release date when known.
     #[serde(default)]
     pub released: String,
@@ -193,19 +199,35 @@ impl RulePack {
     /// Whether `build` (e.g. `15.01.2176.002` or `15.1.2176.9`) has the ProxyLogon fix.
     /// `None` when the build's CU is not in the table.
     pub fn proxylogon_fixed(&self, build: &str) -> Option<bool> {
+        self.fixed_for(exhunt_model::Campaign::ProxyLogon, build)
+    }
+
+    /// Whether `build` has the fix of `campaign`'s CVEs; `None` for a build that is not an
+    /// Exchange 2013/2016/2019 build, or a campaign without a fix (post-exploitation).
+    pub fn fixed_for(&self, campaign: exhunt_model::Campaign, build: &str) -> Option<bool> {
+        use exhunt_model::Campaign;
+        let column = |row: &FixedBuild| -> Option<String> {
+            match campaign {
+                Campaign::ProxyLogon => Some(row.proxylogon_fixed.clone()),
+                Campaign::ProxyShell => Some(row.proxyshell_fixed.clone()),
+                Campaign::ProxyNotShell => Some(row.proxynotshell_fixed.clone()),
+                Campaign::PostExploitation => None,
+            }
+        };
         let b = parse_build(build)?;
         for row in &self.fixed_builds {
             let base = parse_build(&row.base_build)?;
             if base[..3] == b[..3] {
-                return match row.proxylogon_fixed.as_str() {
+                return match column(row)?.as_str() {
                     "base" => Some(true),
                     "" => Some(false),
                     fixed => parse_build(fixed).map(|f| b >= f),
                 };
             }
         }
+        column(self.fixed_builds.first()?)?;
         // Not a CU of the table: newer than the newest CU of the product is fixed; older CUs never
-        // got the March 2021 SU, so they are vulnerable.
+        // got the security updates, so they are vulnerable.
         let bases: Vec<[u32; 4]> = self
             .fixed_builds
             .iter()

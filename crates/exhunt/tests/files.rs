@@ -182,7 +182,7 @@ fn every_web_shell_family_and_magic_mismatch_is_detected() {
             "{name}"
         );
     }
-    let post = &v["servers"][0]["verdicts"][1];
+    let post = &v["servers"][0]["verdicts"][3];
     assert_eq!(post["campaign"], "post-exploitation");
     assert_eq!(post["verdict"], "compromised");
 }
@@ -224,7 +224,11 @@ fn clean_pages_and_near_misses_give_no_finding() {
     );
     let (_, v) = scan(t.path(), &[]);
     assert!(findings(&v).is_empty(), "{:#?}", findings(&v));
-    assert_eq!(v["servers"][0]["verdicts"][1]["verdict"], "no-evidence");
+    assert_eq!(
+        v["servers"][0]["verdicts"][3]["campaign"],
+        "post-exploitation"
+    );
+    assert_eq!(v["servers"][0]["verdicts"][3]["verdict"], "no-evidence");
 }
 
 #[test]
@@ -498,7 +502,7 @@ fn an_unreadable_web_file_is_inconclusive() {
         return;
     };
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let post = &v["servers"][0]["verdicts"][1];
+    let post = &v["servers"][0]["verdicts"][3];
     assert_eq!(post["verdict"], "inconclusive", "{post}");
     let problems = v["servers"][0]["coverage"]["problems"].to_string();
     assert!(problems.contains("permission denied"), "{problems}");

@@ -148,11 +148,14 @@ struct Req {
     target: String,
 }
 
+/// An Exchange build number (major, minor, build, revision).
+type Build = (u32, u32, u32, u32);
+
 struct Server {
     name: &'static str,
     fqdn: &'static str,
     ip: &'static str,
-    build: (u32, u32, u32, u32),
+    build: Build,
 }
 
 fn csv_cell(v: &str) -> String {
@@ -775,6 +778,8 @@ fn oab_dump(planted: &str) -> String {
 struct Example<'a> {
     days: &'a [T],
     patch_day: Option<T>,
+    /// Later updates: from this day on, the server runs this build.
+    updates: &'a [(T, Build)],
     attack: bool,
     scanner: bool,
     admin_oab_change: bool,
@@ -893,6 +898,11 @@ fn write_example(root: &Path, seed: u64, ex: &Example<'_>) -> io::Result<()> {
     for &day in ex.days {
         if ex.patch_day.is_some_and(|p| day >= p) {
             srv.build = (15, 1, 2176, 9); // Exchange 2016 CU19 Mar21SU
+        }
+        for (from, build) in ex.updates {
+            if day >= *from {
+                srv.build = *build;
+            }
         }
         let mut extra = Vec::new();
         if ex.attack && day.date() == t0.date() {
@@ -1025,18 +1035,41 @@ fn examples(out: &Path) -> io::Result<()> {
         &Example {
             days: &days,
             patch_day: patch,
+            updates: &[],
             attack: true,
             scanner: true,
             admin_oab_change: true,
             web_roots: true,
         },
     )?;
+    // The clean server keeps its logs and its updates: ProxyShell's May 2021 SU, CU22 in October
+    // 2021, ProxyNotShell's November 2022 SU; its logs cover each campaign's window.
+    let updates = [
+        (T::at(2021, 5, 12, 0, 0, 0), (15, 1, 2176, 14)),
+        (T::at(2021, 10, 5, 0, 0, 0), (15, 1, 2375, 7)),
+        (T::at(2022, 11, 9, 0, 0, 0), (15, 1, 2375, 37)),
+    ];
+    let mut clean_days = days.clone();
+    clean_days.extend(
+        [
+            (2021, 5, 12),
+            (2021, 8, 10),
+            (2021, 10, 5),
+            (2022, 8, 2),
+            (2022, 9, 30),
+            (2022, 11, 9),
+            (2022, 11, 10),
+        ]
+        .iter()
+        .map(|&(y, m, d)| T::at(y, m, d, 0, 0, 0)),
+    );
     write_example(
         &out.join("clean"),
         0xC1EA4,
         &Example {
-            days: &days,
+            days: &clean_days,
             patch_day: patch,
+            updates: &updates,
             attack: false,
             scanner: true,
             admin_oab_change: true,
@@ -1053,6 +1086,7 @@ fn examples(out: &Path) -> io::Result<()> {
         &Example {
             days: &late,
             patch_day: Some(T::at(2021, 4, 1, 0, 0, 0)),
+            updates: &[],
             attack: false,
             scanner: false,
             admin_oab_change: false,
