@@ -52,6 +52,9 @@ const MAX_MEMBER_SCAN: u64 = 64 << 20;
 /// 4 GiB, triage collections rarely ship logs over a few hundred megabytes.
 const MAX_EVTX_MEMBER: u64 = 2 << 30;
 
+/// Largest plain file whose bytes are kept from the hashing read for the YARA scan.
+const KEEP_FOR_YARA: u64 = 4 << 20;
+
 /// Largest file whose content is hashed and YARA-scanned. Web shells are kilobytes; a larger file
 /// in a web root still gets its name and magic checked, and the ledger says its content was not.
 pub const MAX_CONTENT: u64 = 256 << 20;
@@ -1053,8 +1056,16 @@ impl Engine {
         let mut sha256 = want256.then(sha2::Sha256::new);
         let mut sha1 = want1.then(sha1::Sha1::new);
         let mut md5 = want5.then(md5::Md5::new);
+        // Bytes kept for YARA: zip members (which cannot be mapped), and small plain files, which
+        // are read here for the hashes anyway (web shells are kilobytes): a second open and map
+        // per file cost more than the copy.
+        let keep_limit = if is_member {
+            MAX_MEMBER_SCAN
+        } else {
+            KEEP_FOR_YARA
+        };
         let mut keep: Option<Vec<u8>> =
-            (want_yara && is_member && size <= MAX_MEMBER_SCAN).then(Vec::new);
+            (want_yara && size <= keep_limit).then(|| Vec::with_capacity(size as usize));
         let mut bytes = 0u64;
         if size > MAX_CONTENT {
             problems.push(problem(
@@ -1107,7 +1118,10 @@ impl Engine {
                             }
                             bytes += n as u64;
                             if let Some(k) = &mut keep {
-                                if k.len() as u64 + n as u64 > MAX_MEMBER_SCAN {
+                                if !is_member && k.len() as u64 + n as u64 > KEEP_FOR_YARA {
+                                    // Grew since it was listed: map it instead.
+                                    keep = None;
+                                } else if k.len() as u64 + n as u64 > MAX_MEMBER_SCAN {
                                     keep = None;
                                     problems.push(problem(
                                         format!("archive member larger than {MAX_MEMBER_SCAN} bytes: hashed, not YARA-scanned"),
@@ -1203,7 +1217,8 @@ impl Engine {
         let _ = scanner.set_global("filepath", item.display.as_str());
         let _ = scanner.set_global("extension", ext.as_str());
         let result = match (&item.source, bytes) {
-            (ItemSource::File(p), _) => scanner.scan_file(p),
+            (ItemSource::File(_), Some(b)) => scanner.scan(b),
+            (ItemSource::File(p), None) => scanner.scan_file(p),
             (ItemSource::ZipMember { .. }, Some(b)) => scanner.scan(b),
             (ItemSource::ZipMember { .. }, None) => return Vec::new(),
         };
