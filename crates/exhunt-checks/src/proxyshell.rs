@@ -143,19 +143,10 @@ impl LineCheck for ProxyShellRequests {
                     Confidence::High,
                     "vulnerability scanner probe (test domain), not exploitation",
                 )
-            } else if served && backend {
-                (
-                    Stage::ExploitSuccess,
-                    Severity::Critical,
-                    Confidence::High,
-                    "answered: the request reached the back end",
-                )
             } else {
-                (
-                    Stage::ExploitAttempt,
-                    Severity::High,
-                    Confidence::Medium,
-                    "refused or failed",
+                grade(
+                    served && backend,
+                    "answered: the request reached the back end",
                 )
             };
             out.emit(
@@ -180,21 +171,8 @@ impl LineCheck for ProxyShellRequests {
             && method.eq_ignore_ascii_case("POST")
             && !OWN_CLIENTS.iter().any(|c| ua.starts_with(c))
         {
-            let (stage, severity, confidence, tail) = if served {
-                (
-                    Stage::ExploitSuccess,
-                    Severity::Critical,
-                    Confidence::High,
-                    "answered: remote PowerShell reached through OWA",
-                )
-            } else {
-                (
-                    Stage::ExploitAttempt,
-                    Severity::High,
-                    Confidence::Medium,
-                    "refused or failed",
-                )
-            };
+            let (stage, severity, confidence, tail) =
+                grade(served, "answered: remote PowerShell reached through OWA");
             out.emit(
                 kind,
                 rec,
@@ -211,6 +189,25 @@ impl LineCheck for ProxyShellRequests {
                 },
             );
         }
+    }
+}
+
+/// Stage, severity, confidence and wording of an SSRF request: success when it was answered.
+fn grade(success: bool, answered: &'static str) -> (Stage, Severity, Confidence, &'static str) {
+    if success {
+        (
+            Stage::ExploitSuccess,
+            Severity::Critical,
+            Confidence::High,
+            answered,
+        )
+    } else {
+        (
+            Stage::ExploitAttempt,
+            Severity::High,
+            Confidence::Medium,
+            "refused or failed",
+        )
     }
 }
 

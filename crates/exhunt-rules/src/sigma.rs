@@ -335,6 +335,18 @@ pub fn fix_keyword_all(rule: &mut SigmaRule) {
     }
 }
 
+/// Every text an `any_text`-style walker visits.
+fn collect_texts(
+    walk: impl FnOnce(&mut dyn FnMut(&str) -> bool) -> bool,
+) -> Vec<Cow<'static, str>> {
+    let mut v = Vec::new();
+    walk(&mut |s| {
+        v.push(Cow::Owned(s.to_string()));
+        false
+    });
+    v
+}
+
 /// rsigma's view of a [`WinEvent`].
 struct EventView<'a>(&'a WinEvent);
 
@@ -367,12 +379,7 @@ impl Event for EventView<'_> {
     }
 
     fn all_string_values(&self) -> Vec<Cow<'_, str>> {
-        let mut v = Vec::new();
-        self.0.any_text(&mut |s| {
-            v.push(Cow::Owned(s.to_string()));
-            false
-        });
-        v
+        collect_texts(|f| self.0.any_text(f))
     }
 
     fn to_json(&self) -> Value {
@@ -410,12 +417,7 @@ impl Event for DocView<'_> {
     }
 
     fn all_string_values(&self) -> Vec<Cow<'_, str>> {
-        let mut v = Vec::new();
-        self.0.any_text(&mut |s| {
-            v.push(Cow::Owned(s.to_string()));
-            false
-        });
-        v
+        collect_texts(|f| self.0.any_text(f))
     }
 
     fn to_json(&self) -> Value {

@@ -306,11 +306,9 @@ fn a_zip_bomb_hits_the_ratio_limit_and_is_reported() {
     ));
 }
 
-#[test]
-fn a_permission_denied_file_is_inconclusive() {
-    let (t, owa) = clean_copy();
-    let f = owa.join("HttpProxy_2021030610-1.LOG");
-    std::fs::write(&f, format!("{}{}\r\n", header(), benign_line(1))).unwrap();
+/// Scans the clean copy as a user who cannot read `locked`: the exit code and the result, or
+/// `None` (with the reason printed) where no such user is available.
+fn scan_without_access(t: &tempfile::TempDir, locked: &Path) -> Option<(Option<i32>, Value)> {
     let target = t.path().join("srv");
     let args = [
         "scan".as_ref(),
@@ -319,13 +317,24 @@ fn a_permission_denied_file_is_inconclusive() {
         "json".as_ref(),
         "-q".as_ref(),
     ];
-    let Some(out) = common::run_without_access(t.path(), &f, &args) else {
-        eprintln!("skipped: no way to make a file unreadable here (root without setpriv)");
-        return;
+    let Some(out) = common::run_without_access(t.path(), locked, &args) else {
+        eprintln!("skipped: no way to make a path unreadable here (root without setpriv)");
+        return None;
     };
     let stderr = String::from_utf8_lossy(&out.stderr);
     let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"));
-    assert_eq!(out.status.code(), Some(3), "{:?}", problems(&v));
+    Some((out.status.code(), v))
+}
+
+#[test]
+fn a_permission_denied_file_is_inconclusive() {
+    let (t, owa) = clean_copy();
+    let f = owa.join("HttpProxy_2021030610-1.LOG");
+    std::fs::write(&f, format!("{}{}\r\n", header(), benign_line(1))).unwrap();
+    let Some((code, v)) = scan_without_access(&t, &f) else {
+        return;
+    };
+    assert_eq!(code, Some(3), "{:?}", problems(&v));
     assert!(
         has_problem(&v, "HttpProxy_2021030610-1.LOG", "permission denied", true),
         "{:?}",
@@ -337,21 +346,10 @@ fn a_permission_denied_file_is_inconclusive() {
 fn a_permission_denied_log_folder_is_inconclusive() {
     let (t, owa) = clean_copy();
     // The HttpProxy OWA log folder itself cannot be listed.
-    let target = t.path().join("srv");
-    let args = [
-        "scan".as_ref(),
-        target.as_os_str(),
-        "--format".as_ref(),
-        "json".as_ref(),
-        "-q".as_ref(),
-    ];
-    let Some(out) = common::run_without_access(t.path(), &owa, &args) else {
-        eprintln!("skipped: no way to make a folder unreadable here (root without setpriv)");
+    let Some((code, v)) = scan_without_access(&t, &owa) else {
         return;
     };
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"));
-    assert_eq!(out.status.code(), Some(3), "{:?}", problems(&v));
+    assert_eq!(code, Some(3), "{:?}", problems(&v));
     let folder = owa.file_name().unwrap().to_str().unwrap();
     assert!(
         has_problem(&v, folder, "permission denied", true),

@@ -24,6 +24,17 @@ fn counts(v: &Value) -> BTreeMap<String, usize> {
     m
 }
 
+/// The event-export line of the first server's coverage.
+fn export_kind(v: &Value) -> Value {
+    v["servers"][0]["coverage"]["kinds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kind"] == "event-export")
+        .expect("event exports were read")
+        .clone()
+}
+
 fn problems(v: &Value) -> Vec<String> {
     v["servers"][0]["coverage"]["problems"]
         .as_array()
@@ -227,8 +238,7 @@ fn each_export_shape_gives_the_findings_of_the_evtx() {
     for d in [&d1, &d2, &d3, &d4] {
         let (_, v) = scan_json(d, &[]);
         assert_eq!(counts(&v), want, "{}: {:?}", d.display(), problems(&v));
-        let kinds = v["servers"][0]["coverage"]["kinds"].as_array().unwrap();
-        let k = kinds.iter().find(|k| k["kind"] == "event-export").unwrap();
+        let k = export_kind(&v);
         assert_eq!(k["records"], 2245, "{}", d.display());
         assert!(
             problems(&v).is_empty(),
@@ -423,13 +433,7 @@ fn bad_export_input_is_named_by_line_and_the_rest_read() {
     assert!(p.iter().any(|r| r.contains("truncated")), "{p:?}");
     assert_eq!(counts(&v).get("EXH-EV-8"), Some(&2));
     assert_eq!(code, 1);
-    let k = v["servers"][0]["coverage"]["kinds"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|k| k["kind"] == "event-export")
-        .unwrap()
-        .clone();
+    let k = export_kind(&v);
     assert_eq!(k["files_complete"], 0, "a cut export is not complete");
 }
 
@@ -462,12 +466,6 @@ fn a_200_mb_single_line_array_is_streamed() {
     assert!(std::fs::metadata(&p).unwrap().len() > 200_000_000);
     let (_, v) = scan_json(tmp.path(), &[]);
     assert_eq!(counts(&v).get("EXH-EV-20"), Some(&1), "{:?}", problems(&v));
-    let k = v["servers"][0]["coverage"]["kinds"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|k| k["kind"] == "event-export")
-        .unwrap()
-        .clone();
+    let k = export_kind(&v);
     assert_eq!(k["records"], 2000);
 }
