@@ -24,6 +24,8 @@ pub enum Format {
     Jsonl,
     /// Timesketch-compatible CSV timeline.
     Csv,
+    /// Timesketch-compatible JSON Lines timeline (the same events as the CSV).
+    Timeline,
 }
 
 /// Options of the text renderer.
@@ -50,6 +52,7 @@ pub fn render(
         }
         Format::Jsonl => render_jsonl(result, out),
         Format::Csv => render_csv(result, out),
+        Format::Timeline => render_timeline_jsonl(result, out),
     }
 }
 
@@ -80,72 +83,173 @@ fn iso(t: &Timestamp) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
+/// One event of the super-timeline: a finding, or a context event that says what the findings
+/// sit in (where each log kind and event channel begins and ends, when a build first shows, when
+/// the fix of each campaign first shows).
+struct Event<'a> {
+    time: Option<Timestamp>,
+    message: String,
+    desc: String,
+    finding: Option<&'a Finding>,
+}
+
+fn timeline(s: &ServerResult) -> Vec<Event<'_>> {
+    let mut ev: Vec<Event<'_>> = s
+        .findings
+        .iter()
+        .map(|f| Event {
+            time: f.timestamp,
+            // Timesketch cells stay on one line (chainsaw #89).
+            message: f.title.replace(['\r', '\n'], " "),
+            desc: format!("{} record time", f.kind.label()),
+            finding: Some(f),
+        })
+        .collect();
+    let mut context = |time: Option<Timestamp>, message: String, desc: String| {
+        if time.is_some() {
+            ev.push(Event {
+                time,
+                message,
+                desc,
+                finding: None,
+            });
+        }
+    };
+    for k in &s.coverage.kinds {
+        for (t, what) in [(k.first, "First"), (k.last, "Last")] {
+            context(
+                t,
+                format!("{what} record of {} ({} files)", k.kind.label(), k.files),
+                format!("{} coverage {}", k.kind.label(), what.to_lowercase()),
+            );
+        }
+    }
+    for c in &s.coverage.channels {
+        for (t, what) in [(c.first, "First"), (c.last, "Last")] {
+            context(
+                t,
+                format!(
+                    "{what} event of the {} channel ({} events)",
+                    c.channel, c.records
+                ),
+                format!("event channel coverage {}", what.to_lowercase()),
+            );
+        }
+    }
+    if let Some(v) = s.verdicts.first() {
+        for b in &v.builds_seen {
+            context(
+                b.first_seen,
+                format!("Exchange build {} first seen in the logs", b.build),
+                "build first seen".into(),
+            );
+        }
+    }
+    for v in &s.verdicts {
+        let patched = v
+            .builds_seen
+            .iter()
+            .filter(|b| b.fixed == Some(true))
+            .filter_map(|b| b.first_seen.map(|t| (t, b.build.as_str())))
+            .min();
+        if let Some((t, build)) = patched {
+            context(
+                Some(t),
+                format!(
+                    "First build with the fix for {} seen in the logs ({build})",
+                    v.campaign.label()
+                ),
+                "patch first seen".into(),
+            );
+        }
+    }
+    ev.sort_by_key(|e| e.time);
+    ev
+}
+
+const CSV_COLUMNS: [&str; 16] = [
+    "message",
+    "datetime",
+    "timestamp_desc",
+    "server",
+    "rule_id",
+    "campaign",
+    "stage",
+    "severity",
+    "confidence",
+    "cves",
+    "client_ip",
+    "url",
+    "status",
+    "file_path",
+    "source_path",
+    "source_line",
+];
+
 fn render_csv(result: &ScanResult, out: &mut dyn Write) -> io::Result<()> {
     let mut w = csv::Writer::from_writer(out);
-    w.write_record([
-        "message",
-        "datetime",
-        "timestamp_desc",
-        "server",
-        "rule_id",
-        "campaign",
-        "stage",
-        "severity",
-        "confidence",
-        "cves",
-        "client_ip",
-        "url",
-        "status",
-        "file_path",
-        "source_path",
-        "source_line",
-    ])?;
+    w.write_record(CSV_COLUMNS)?;
     for s in &result.servers {
-        let mut rows: Vec<(Option<Timestamp>, Vec<String>)> = Vec::new();
-        for f in &s.findings {
-            rows.push((
-                f.timestamp,
-                vec![
-                    // Timesketch cells stay on one line (chainsaw #89).
-                    f.title.replace(['\r', '\n'], " "),
-                    f.timestamp.as_ref().map(iso).unwrap_or_default(),
-                    format!("{} record time", f.kind.label()),
-                    s.name.clone(),
-                    f.rule_id.clone(),
-                    format!("{:?}", f.campaign),
-                    f.stage.label().to_string(),
-                    format!("{:?}", f.severity).to_lowercase(),
-                    format!("{:?}", f.confidence).to_lowercase(),
-                    f.cves.join(" "),
-                    f.entities.client_ip.clone().unwrap_or_default(),
-                    f.entities.url.clone().unwrap_or_default(),
-                    f.entities.status.map(|c| c.to_string()).unwrap_or_default(),
-                    f.entities.file_path.clone().unwrap_or_default(),
-                    f.evidence.path.clone(),
-                    f.evidence.line.to_string(),
-                ],
-            ));
-        }
-        // Context: where each artefact kind's coverage begins and ends.
-        for k in &s.coverage.kinds {
-            for (t, what) in [(k.first, "First"), (k.last, "Last")] {
-                if let Some(t) = t {
-                    let mut row = vec![String::new(); 16];
-                    row[0] = format!("{what} record of {} ({} files)", k.kind.label(), k.files);
-                    row[1] = iso(&t);
-                    row[2] = format!("{} coverage {}", k.kind.label(), what.to_lowercase());
-                    row[3] = s.name.clone();
-                    row[6] = "context".into();
-                    rows.push((Some(t), row));
+        for e in timeline(s) {
+            let mut row = vec![String::new(); CSV_COLUMNS.len()];
+            row[0] = e.message;
+            row[1] = e.time.as_ref().map(iso).unwrap_or_default();
+            row[2] = e.desc;
+            row[3] = s.name.clone();
+            match e.finding {
+                Some(f) => {
+                    row[4] = f.rule_id.clone();
+                    row[5] = format!("{:?}", f.campaign);
+                    row[6] = f.stage.label().to_string();
+                    row[7] = format!("{:?}", f.severity).to_lowercase();
+                    row[8] = format!("{:?}", f.confidence).to_lowercase();
+                    row[9] = f.cves.join(" ");
+                    row[10] = f.entities.client_ip.clone().unwrap_or_default();
+                    row[11] = f.entities.url.clone().unwrap_or_default();
+                    row[12] = f.entities.status.map(|c| c.to_string()).unwrap_or_default();
+                    row[13] = f.entities.file_path.clone().unwrap_or_default();
+                    row[14] = f.evidence.path.clone();
+                    row[15] = f.evidence.line.to_string();
                 }
+                None => row[6] = "context".into(),
             }
-        }
-        rows.sort_by_key(|a| a.0);
-        for (_, r) in rows {
-            w.write_record(&r)?;
+            w.write_record(&row)?;
         }
     }
     w.flush()
+}
+
+#[derive(Serialize)]
+struct TimelineLine<'a> {
+    message: &'a str,
+    datetime: String,
+    timestamp_desc: &'a str,
+    server: &'a str,
+    tag: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    finding: Option<&'a Finding>,
+}
+
+fn render_timeline_jsonl(result: &ScanResult, out: &mut dyn Write) -> io::Result<()> {
+    for s in &result.servers {
+        for e in timeline(s) {
+            let line = TimelineLine {
+                message: &e.message,
+                datetime: e.time.as_ref().map(iso).unwrap_or_default(),
+                timestamp_desc: &e.desc,
+                server: &s.name,
+                tag: if e.finding.is_some() {
+                    "finding"
+                } else {
+                    "context"
+                },
+                finding: e.finding,
+            };
+            serde_json::to_writer(&mut *out, &line).map_err(io::Error::other)?;
+            writeln!(out)?;
+        }
+    }
+    Ok(())
 }
 
 struct Paint {

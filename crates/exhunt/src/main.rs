@@ -66,8 +66,11 @@ enum OutFormat {
     Json,
     /// One finding per line.
     Jsonl,
-    /// Timesketch CSV timeline (message, datetime, timestamp_desc, …).
+    /// Timesketch CSV timeline (message, datetime, timestamp_desc, …): findings and context
+    /// events (coverage begins and ends, builds and patches first seen).
     Csv,
+    /// The same timeline as Timesketch JSON Lines.
+    Timeline,
 }
 
 #[derive(clap::Args)]
@@ -357,6 +360,7 @@ fn scan(args: ScanArgs) -> Result<u8> {
         OutFormat::Json => Format::Json,
         OutFormat::Jsonl => Format::Jsonl,
         OutFormat::Csv => Format::Csv,
+        OutFormat::Timeline => Format::Timeline,
     };
     let to_terminal = args.output.is_none() && io::stdout().is_terminal();
     let color = !args.no_color && std::env::var_os("NO_COLOR").is_none() && to_terminal;

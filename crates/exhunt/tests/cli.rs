@@ -343,6 +343,60 @@ fn jsonl_is_one_finding_per_line_and_csv_has_timesketch_columns() {
 }
 
 #[test]
+fn timeline_has_findings_and_context_in_time_order() {
+    let out = exhunt()
+        .args([
+            "scan",
+            examples().join("clean").to_str().unwrap(),
+            "--format",
+            "timeline",
+        ])
+        .output()
+        .unwrap();
+    let lines: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let times: Vec<&str> = lines
+        .iter()
+        .map(|l| l["datetime"].as_str().unwrap())
+        .collect();
+    let mut sorted = times.clone();
+    sorted.sort();
+    assert_eq!(times, sorted, "sorted by time");
+    for l in &lines {
+        assert!(
+            !l["message"].as_str().unwrap().is_empty()
+                && !l["timestamp_desc"].as_str().unwrap().is_empty()
+        );
+    }
+    let findings = lines.iter().filter(|l| l["tag"] == "finding").count();
+    assert_eq!(findings, 4, "the four scanner probes");
+    assert!(
+        lines
+            .iter()
+            .all(|l| (l["tag"] == "finding") == l.get("finding").is_some())
+    );
+    let patches: Vec<&str> = lines
+        .iter()
+        .filter(|l| l["timestamp_desc"] == "patch first seen")
+        .map(|l| l["message"].as_str().unwrap())
+        .collect();
+    assert_eq!(patches.len(), 3, "{patches:?}");
+    assert!(
+        patches[1].contains("ProxyShell") && patches[1].contains("15.1.2176.14"),
+        "{patches:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["timestamp_desc"] == "IIS W3C logs coverage last"
+                && l["datetime"].as_str().unwrap().starts_with("2022-11-10"))
+    );
+}
+
+#[test]
 fn triage_zip_is_read_in_place_with_the_same_answer() {
     let tmp = tempfile::tempdir().unwrap();
     let zip_path = tmp.path().join("EX01-triage.zip");
