@@ -30,6 +30,16 @@ fn scan_json(args: &[&str]) -> (i32, Value) {
     (code, v)
 }
 
+/// `exhunt ARGS`, its stdout parsed as JSON Lines.
+fn json_lines(args: &[&str]) -> Vec<Value> {
+    let out = exhunt().args(args).output().unwrap();
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
 fn rule_ids(v: &Value) -> Vec<String> {
     v["servers"][0]["findings"]
         .as_array()
@@ -305,16 +315,7 @@ fn jsonl_is_one_finding_per_line_and_csv_has_timesketch_columns() {
     let dir = examples().join("compromised");
     let (_, v) = scan_json(&[dir.to_str().unwrap()]);
     let n = v["servers"][0]["findings"].as_array().unwrap().len();
-    let out = exhunt()
-        .args(["scan", "--format", "jsonl", "-q"])
-        .arg(&dir)
-        .output()
-        .unwrap();
-    let lines: Vec<Value> = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines = json_lines(&["scan", "--format", "jsonl", "-q", dir.to_str().unwrap()]);
     assert_eq!(lines.len(), n);
     assert!(lines.iter().all(|l| l["server"] == "EX01"
         && l["rule_id"].is_string()
@@ -344,20 +345,8 @@ fn jsonl_is_one_finding_per_line_and_csv_has_timesketch_columns() {
 
 #[test]
 fn timeline_has_findings_and_context_in_time_order() {
-    let out = exhunt()
-        .args([
-            "scan",
-            examples().join("clean").to_str().unwrap(),
-            "--format",
-            "timeline",
-        ])
-        .output()
-        .unwrap();
-    let lines: Vec<Value> = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let clean = examples().join("clean");
+    let lines = json_lines(&["scan", clean.to_str().unwrap(), "--format", "timeline"]);
     let times: Vec<&str> = lines
         .iter()
         .map(|l| l["datetime"].as_str().unwrap())
