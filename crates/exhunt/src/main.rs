@@ -37,6 +37,10 @@ enum Command {
     /// a folder of copied logs, or a triage .zip (read in place, never extracted).
     #[command(after_help = EXIT_CODES)]
     Scan(ScanArgs),
+    /// Re-render saved results (`scan --format json`): one file, or several merged into one
+    /// report of an organisation (a DAG of several servers is normal).
+    #[command(after_help = EXIT_CODES)]
+    Report(ReportArgs),
     /// Show the built-in rules.
     Rules {
         #[command(subcommand)]
@@ -71,6 +75,18 @@ enum OutFormat {
     Csv,
     /// The same timeline as Timesketch JSON Lines.
     Timeline,
+}
+
+impl From<OutFormat> for Format {
+    fn from(f: OutFormat) -> Format {
+        match f {
+            OutFormat::Text => Format::Text,
+            OutFormat::Json => Format::Json,
+            OutFormat::Jsonl => Format::Jsonl,
+            OutFormat::Csv => Format::Csv,
+            OutFormat::Timeline => Format::Timeline,
+        }
+    }
 }
 
 #[derive(clap::Args)]
@@ -140,8 +156,155 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<u8> {
     match cli.command {
         Command::Scan(args) => scan(args),
+        Command::Report(args) => report(args),
         Command::Rules { action } => rules(action),
     }
+}
+
+#[derive(clap::Args)]
+struct ReportArgs {
+    /// Result files written by `exhunt scan --format json`.
+    #[arg(required = true, value_name = "RESULT.json")]
+    results: Vec<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    format: OutFormat,
+    /// Write the report to FILE instead of stdout.
+    #[arg(short, long, value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// Every finding and coverage problem.
+    #[arg(short, long)]
+    verbose: bool,
+    /// No colours.
+    #[arg(long)]
+    no_color: bool,
+}
+
+/// Reads one saved result, refusing what this version cannot read faithfully.
+fn load_result(path: &std::path::Path) -> Result<exhunt_model::ScanResult> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let value: serde_json::Value = serde_json::from_str(&text).with_context(|| {
+        format!(
+            "{} is not a complete JSON result (truncated or not written by `exhunt scan --format json`)",
+            path.display()
+        )
+    })?;
+    let version = value
+        .get("schema_version")
+        .and_then(|v| v.as_str())
+        .map(str::to_string)
+        .with_context(|| {
+            format!(
+                "{} has no schema_version: not an exhunt result",
+                path.display()
+            )
+        })?;
+    let version = version.as_str();
+    let ours = exhunt_model::SCHEMA_VERSION;
+    let major = |v: &str| v.split('.').next().unwrap_or("").to_string();
+    if major(version) != major(ours) {
+        bail!(
+            "{} uses result schema {version}; this exhunt reads schema {}.x (its own is {ours})",
+            path.display(),
+            major(ours)
+        );
+    }
+    let minor = |v: &str| {
+        v.split('.')
+            .nth(1)
+            .and_then(|m| m.parse::<u32>().ok())
+            .unwrap_or(0)
+    };
+    if minor(version) > minor(ours) {
+        eprintln!(
+            "exhunt: {} was written with result schema {version}, newer than this exhunt's {ours}: fields added since are not shown",
+            path.display()
+        );
+    }
+    serde_json::from_value(value).with_context(|| {
+        format!(
+            "{} does not follow result schema {version} (edited, or written by another tool)",
+            path.display()
+        )
+    })
+}
+
+fn report(args: ReportArgs) -> Result<u8> {
+    let mut merged: Option<exhunt_model::ScanResult> = None;
+    let mut seen: Vec<(String, String)> = Vec::new();
+    for path in &args.results {
+        let r = load_result(path)?;
+        for s in &r.servers {
+            if let Some((_, first)) = seen.iter().find(|(n, _)| n.eq_ignore_ascii_case(&s.name)) {
+                eprintln!(
+                    "exhunt: server {} is in {first} and in {}: both results are kept, side by side (nothing is merged or dropped)",
+                    s.name,
+                    path.display()
+                );
+            }
+            seen.push((s.name.clone(), path.display().to_string()));
+        }
+        merged = Some(match merged {
+            None => r,
+            Some(mut m) => {
+                m.started = m.started.min(r.started);
+                m.finished = m.finished.max(r.finished);
+                m.servers.extend(r.servers);
+                m
+            }
+        });
+    }
+    let Some(mut result) = merged else {
+        bail!("no result given");
+    };
+    result.verdict = exhunt_model::VerdictKind::worst(result.servers.iter().map(|s| s.verdict));
+    let format = args.format.into();
+    let to_terminal = args.output.is_none() && io::stdout().is_terminal();
+    let text = TextOptions {
+        color: !args.no_color && std::env::var_os("NO_COLOR").is_none() && to_terminal,
+        verbose: args.verbose,
+    };
+    write_result(&result, format, text, args.output.as_deref(), true)?;
+    Ok(result.verdict.exit_code() as u8)
+}
+
+/// Renders to a file or to stdout (a closed pipe is not an error).
+fn write_result(
+    result: &exhunt_model::ScanResult,
+    format: Format,
+    text: TextOptions,
+    output: Option<&std::path::Path>,
+    quiet: bool,
+) -> Result<()> {
+    match output {
+        Some(path) => {
+            let f = std::fs::File::create(path)
+                .with_context(|| format!("creating {}", path.display()))?;
+            let mut w = io::BufWriter::new(f);
+            render(result, format, text, &mut w)
+                .with_context(|| format!("writing {}", path.display()))?;
+            w.flush()?;
+            if !quiet {
+                eprintln!(
+                    "exhunt: {} — result written to {}",
+                    result.verdict.label(),
+                    path.display()
+                );
+            }
+        }
+        None => {
+            let stdout = io::stdout();
+            let mut w = io::BufWriter::new(stdout.lock());
+            match render(result, format, text, &mut w).and_then(|_| w.flush()) {
+                Ok(()) => {}
+                // A closed pipe (`| head`) is not an error of the scan.
+                Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {}
+                Err(e) => return Err(e).context("writing the result"),
+            }
+        }
+    }
+    Ok(())
 }
 
 fn rules(action: RulesAction) -> Result<u8> {
@@ -355,46 +518,14 @@ fn scan(args: ScanArgs) -> Result<u8> {
         let _ = h.join();
     }
 
-    let format = match args.format {
-        OutFormat::Text => Format::Text,
-        OutFormat::Json => Format::Json,
-        OutFormat::Jsonl => Format::Jsonl,
-        OutFormat::Csv => Format::Csv,
-        OutFormat::Timeline => Format::Timeline,
-    };
+    let format = args.format.into();
     let to_terminal = args.output.is_none() && io::stdout().is_terminal();
     let color = !args.no_color && std::env::var_os("NO_COLOR").is_none() && to_terminal;
     let text = TextOptions {
         color,
         verbose: args.verbose,
     };
-    match &args.output {
-        Some(path) => {
-            let f = std::fs::File::create(path)
-                .with_context(|| format!("creating {}", path.display()))?;
-            let mut w = io::BufWriter::new(f);
-            render(&result, format, text, &mut w)
-                .with_context(|| format!("writing {}", path.display()))?;
-            w.flush()?;
-            if !args.quiet {
-                eprintln!(
-                    "exhunt: {} — result written to {}",
-                    result.verdict.label(),
-                    path.display()
-                );
-            }
-        }
-        None => {
-            let stdout = io::stdout();
-            let mut w = io::BufWriter::new(stdout.lock());
-            match render(&result, format, text, &mut w).and_then(|_| w.flush()) {
-                Ok(()) => {}
-                // A closed pipe (`| head`) is not an error of the scan.
-                Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {}
-                Err(e) => return Err(e).context("writing the result"),
-            }
-        }
-    }
+    write_result(&result, format, text, args.output.as_deref(), args.quiet)?;
     Ok(result.verdict.exit_code() as u8)
 }
 

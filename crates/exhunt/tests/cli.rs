@@ -530,3 +530,148 @@ fn rules_list_shows_every_rule_with_its_spec_section() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn report_re_renders_and_merges_saved_results() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut files = Vec::new();
+    for e in ["compromised", "proxyshell"] {
+        let f = tmp.path().join(format!("{e}.json"));
+        let out = exhunt()
+            .args([
+                "scan",
+                examples().join(e).to_str().unwrap(),
+                "--format",
+                "json",
+                "-q",
+                "-o",
+            ])
+            .arg(&f)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        files.push(f);
+    }
+    // Re-rendering a saved result gives the same result.
+    let out = exhunt()
+        .args(["report", files[0].to_str().unwrap(), "--format", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let again: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let saved: Value = serde_json::from_str(&std::fs::read_to_string(&files[0]).unwrap()).unwrap();
+    assert_eq!(again, saved);
+    // Two servers merged into one report; no finding lost.
+    let out = exhunt()
+        .args([
+            "report",
+            files[0].to_str().unwrap(),
+            files[1].to_str().unwrap(),
+            "--format",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    let merged: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let names: Vec<&str> = merged["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["EX01", "EX02"]);
+    let count = |v: &Value| -> usize {
+        v["servers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["findings"].as_array().unwrap().len())
+            .sum()
+    };
+    let second: Value = serde_json::from_str(&std::fs::read_to_string(&files[1]).unwrap()).unwrap();
+    assert_eq!(count(&merged), count(&saved) + count(&second));
+    assert_eq!(merged["verdict"], "compromised");
+    // The same server twice: said, and both kept.
+    let out = exhunt()
+        .args([
+            "report",
+            files[0].to_str().unwrap(),
+            files[0].to_str().unwrap(),
+            "--format",
+            "jsonl",
+        ])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("both results are kept"));
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap().lines().count(),
+        2 * count(&saved)
+    );
+}
+
+#[test]
+fn report_refuses_truncated_and_foreign_results_clearly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = tmp.path().join("clean.json");
+    exhunt()
+        .args([
+            "scan",
+            examples().join("clean").to_str().unwrap(),
+            "--format",
+            "json",
+            "-q",
+            "-o",
+        ])
+        .arg(&f)
+        .output()
+        .unwrap();
+    let text = std::fs::read_to_string(&f).unwrap();
+    let cases = [
+        (
+            "cut.json",
+            text[..text.len() / 2].to_string(),
+            "not a complete JSON result",
+        ),
+        (
+            "v2.json",
+            text.replacen("\"schema_version\": \"1.", "\"schema_version\": \"2.", 1),
+            "uses result schema 2.",
+        ),
+        (
+            "other.json",
+            "{\"name\": \"something else\"}".to_string(),
+            "no schema_version",
+        ),
+    ];
+    for (name, body, message) in cases {
+        let p = tmp.path().join(name);
+        std::fs::write(&p, body).unwrap();
+        let out = exhunt()
+            .args(["report", p.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{name}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(message) && !err.contains("panicked"),
+            "{name}: {err}"
+        );
+    }
+    // A newer minor version is read, with a warning.
+    let p = tmp.path().join("v1-99.json");
+    std::fs::write(
+        &p,
+        text.replacen(
+            "\"schema_version\": \"1.2\"",
+            "\"schema_version\": \"1.99\"",
+            1,
+        ),
+    )
+    .unwrap();
+    let out = exhunt()
+        .args(["report", p.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("newer than this exhunt"));
+}
