@@ -10,6 +10,8 @@
 use std::collections::BTreeMap;
 use std::io::{self, Write};
 
+pub mod html;
+
 use exhunt_model::{Finding, ScanResult, ServerResult, Severity, Timestamp, VerdictKind};
 use serde::Serialize;
 
@@ -26,6 +28,8 @@ pub enum Format {
     Csv,
     /// Timesketch-compatible JSON Lines timeline (the same events as the CSV).
     Timeline,
+    /// One self-contained HTML page.
+    Html,
 }
 
 /// Options of the text renderer.
@@ -53,6 +57,7 @@ pub fn render(
         Format::Jsonl => render_jsonl(result, out),
         Format::Csv => render_csv(result, out),
         Format::Timeline => render_timeline_jsonl(result, out),
+        Format::Html => html::render_html(result, out),
     }
 }
 

@@ -75,6 +75,8 @@ enum OutFormat {
     Csv,
     /// The same timeline as Timesketch JSON Lines.
     Timeline,
+    /// One self-contained HTML page (verdicts, story and coverage charts, findings table).
+    Html,
 }
 
 impl From<OutFormat> for Format {
@@ -85,6 +87,7 @@ impl From<OutFormat> for Format {
             OutFormat::Jsonl => Format::Jsonl,
             OutFormat::Csv => Format::Csv,
             OutFormat::Timeline => Format::Timeline,
+            OutFormat::Html => Format::Html,
         }
     }
 }

@@ -675,3 +675,40 @@ fn report_refuses_truncated_and_foreign_results_clearly() {
     assert_eq!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stderr).contains("newer than this exhunt"));
 }
+
+#[test]
+fn html_report_is_one_self_contained_page() {
+    let out = exhunt()
+        .args([
+            "scan",
+            examples().join("compromised").to_str().unwrap(),
+            "--format",
+            "html",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let html = String::from_utf8(out.stdout).unwrap();
+    assert!(html.starts_with("<!doctype html>") && html.trim_end().ends_with("</html>"));
+    // Offline: no external script, style sheet, image or font.
+    for bad in ["<script src", "<link", "<img", "@import", "url("] {
+        assert!(!html.contains(bad), "external asset: {bad}");
+    }
+    // The verdict banner of each campaign, both charts, and every finding in the table.
+    for label in [
+        "ProxyLogon (HAFNIUM)",
+        "ProxyShell",
+        "ProxyNotShell / OWASSRF",
+        "COMPROMISED",
+    ] {
+        assert!(html.contains(label), "{label}");
+    }
+    assert!(html.contains("aria-label=\"attack story on a time axis\""));
+    assert!(html.contains("exposure window"));
+    let (_, v) = scan_json(&[examples().join("compromised").to_str().unwrap()]);
+    let n = v["servers"][0]["findings"].as_array().unwrap().len();
+    assert_eq!(html.matches("<tr><td>").count(), n);
+    // Evidence text is escaped: the planted markup cannot run in the report.
+    assert!(!html.contains("<script language"));
+    assert!(html.contains("&lt;script language") || !html.contains("script language"));
+}

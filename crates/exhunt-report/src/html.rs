@@ -1,0 +1,336 @@
+//! The HTML report: one self-contained file (inline CSS, inline SVG, a few lines of inline
+//! script, no external asset) that a manager or an auditor can open offline.
+//!
+//! Per server: the verdict banner of each campaign with its reasons, the attack story drawn on a
+//! time axis, the coverage of each artefact kind drawn against each campaign's exposure window,
+//! and the findings in a table that can be filtered and sorted.
+
+use std::fmt::Write as _;
+use std::io::{self, Write};
+
+use exhunt_model::{ScanResult, ServerResult, Timestamp, VerdictKind};
+
+/// Escapes text for HTML element content and attribute values.
+pub fn esc(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => o.push_str("&amp;"),
+            '<' => o.push_str("&lt;"),
+            '>' => o.push_str("&gt;"),
+            '"' => o.push_str("&quot;"),
+            '\'' => o.push_str("&#39;"),
+            c => o.push(c),
+        }
+    }
+    o
+}
+
+fn verdict_class(v: VerdictKind) -> &'static str {
+    match v {
+        VerdictKind::Compromised => "compromised",
+        VerdictKind::Attempted => "attempted",
+        VerdictKind::Inconclusive => "inconclusive",
+        VerdictKind::NoEvidence => "no-evidence",
+    }
+}
+
+fn day(t: &Timestamp) -> String {
+    t.format("%Y-%m-%d").to_string()
+}
+
+const STYLE: &str = "body{font:14px/1.45 system-ui,sans-serif;margin:2em;color:#1d1d1f;background:#fafafa}\
+h1{font-size:1.6em;margin:0 0 .2em}h2{margin-top:2em;border-bottom:2px solid #ddd}h3{margin:1.4em 0 .4em}\
+.banner{border-radius:6px;padding:.6em 1em;margin:.5em 0;color:#fff}.banner p{margin:.2em 0}\
+.banner ul{margin:.3em 0 .2em 1.2em;padding:0}.compromised{background:#b3261e}.attempted{background:#b26a00}\
+.inconclusive{background:#6a3d9a}.no-evidence{background:#2e7d32}.meta{color:#555}\
+table{border-collapse:collapse;width:100%;background:#fff;font-size:13px}th,td{border:1px solid #ddd;padding:4px 6px;text-align:left;vertical-align:top}\
+th{background:#eee;cursor:pointer;user-select:none}td.ex{font-family:monospace;font-size:12px;word-break:break-all}\
+input.filter{margin:.4em 0;padding:4px 6px;width:24em}svg{background:#fff;border:1px solid #ddd;max-width:100%}\
+.sev-critical{color:#b3261e;font-weight:bold}.sev-high{color:#c2410c}.sev-medium{color:#b26a00}";
+
+const SCRIPT: &str = "function exf(i){var q=document.getElementById('f'+i).value.toLowerCase();\
+var rows=document.querySelectorAll('#t'+i+' tbody tr');for(var r of rows){r.style.display=r.textContent.toLowerCase().indexOf(q)<0?'none':'';}}\
+function exs(i,c){var t=document.getElementById('t'+i),b=t.tBodies[0],rows=Array.from(b.rows);\
+var d=t.getAttribute('data-d')==c?-1:1;t.setAttribute('data-d',d==1?c:'');\
+rows.sort(function(a,x){var p=a.cells[c].textContent,q=x.cells[c].textContent;return p<q?-d:p>q?d:0;});\
+for(var r of rows){b.appendChild(r);}}";
+
+/// Renders the whole result as one HTML page.
+pub fn render_html(result: &ScanResult, out: &mut dyn Write) -> io::Result<()> {
+    let mut h = String::new();
+    let _ = write!(
+        h,
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><title>exhunt report</title><style>{STYLE}</style></head><body>"
+    );
+    let _ = write!(
+        h,
+        "<h1>exhunt report</h1><p class=\"meta\">{} {} · scanned {} → {} · result schema {}</p>",
+        esc(&result.tool.name),
+        esc(&result.tool.version),
+        esc(&result.started.to_rfc3339()),
+        esc(&result.finished.to_rfc3339()),
+        esc(&result.schema_version)
+    );
+    let _ = write!(
+        h,
+        "<div class=\"banner {}\"><p><b>Overall: {}</b> ({} server(s))</p></div>",
+        verdict_class(result.verdict),
+        esc(&result.verdict.label().to_uppercase()),
+        result.servers.len()
+    );
+    for (i, s) in result.servers.iter().enumerate() {
+        server(&mut h, i, s);
+    }
+    let _ = write!(h, "<script>{SCRIPT}</script></body></html>\n");
+    out.write_all(h.as_bytes())
+}
+
+fn server(h: &mut String, i: usize, s: &ServerResult) {
+    let _ = write!(
+        h,
+        "<h2 id=\"server-{i}\">Server {}</h2><p class=\"meta\">{}</p>",
+        esc(&s.name),
+        esc(&s.targets.join(", "))
+    );
+    for v in &s.verdicts {
+        let _ = write!(
+            h,
+            "<div class=\"banner {}\"><p><b>{}: {}</b></p><p>{}</p><ul>",
+            verdict_class(v.verdict),
+            esc(v.campaign.label()),
+            esc(&v.verdict.label().to_uppercase()),
+            esc(&v.summary)
+        );
+        for r in &v.reasons {
+            let _ = write!(h, "<li>{}</li>", esc(r));
+        }
+        h.push_str("</ul></div>");
+    }
+    story_chart(h, s);
+    coverage_chart(h, s);
+    findings_table(h, i, s);
+}
+
+/// The time axis shared by a server's charts: from the earliest to the latest time shown.
+struct Axis {
+    t0: i64,
+    t1: i64,
+    x0: f64,
+    width: f64,
+}
+
+impl Axis {
+    fn x(&self, t: &Timestamp) -> f64 {
+        let span = (self.t1 - self.t0).max(1) as f64;
+        self.x0 + (t.timestamp() - self.t0) as f64 / span * self.width
+    }
+}
+
+fn story_chart(h: &mut String, s: &ServerResult) {
+    h.push_str("<h3>What happened</h3>");
+    let times: Vec<Timestamp> = s
+        .story
+        .iter()
+        .flat_map(|st| [st.start, st.end])
+        .flatten()
+        .collect();
+    let (Some(t0), Some(t1)) = (times.iter().min(), times.iter().max()) else {
+        h.push_str("<p>No finding.</p>");
+        return;
+    };
+    let axis = Axis {
+        t0: t0.timestamp(),
+        t1: t1.timestamp(),
+        x0: 20.0,
+        width: 860.0,
+    };
+    let rows = s.story.len();
+    let height = 40 + rows * 22;
+    let _ = write!(
+        h,
+        "<svg role=\"img\" aria-label=\"attack story on a time axis\" width=\"900\" height=\"{height}\" viewBox=\"0 0 900 {height}\" xmlns=\"http://www.w3.org/2000/svg\">"
+    );
+    for (n, st) in s.story.iter().enumerate() {
+        let y = 20 + n * 22;
+        let (Some(a), Some(b)) = (st.start.or(st.end), st.end.or(st.start)) else {
+            continue;
+        };
+        let (xa, xb) = (axis.x(&a), axis.x(&b));
+        let color = if st.stage.is_compromise() {
+            "#b3261e"
+        } else if st.stage == exhunt_model::Stage::Scan {
+            "#888"
+        } else {
+            "#b26a00"
+        };
+        // Labels sit right of their bar, or left of it in the right half of the chart.
+        let (tx, anchor, ink) = if xb > 650.0 && xa < 250.0 {
+            (xa + 6.0, "start", "#fff") // a long bar: the label goes inside it
+        } else if xa > 450.0 {
+            (xa - 6.0, "end", "#1d1d1f")
+        } else {
+            (xb.max(xa + 4.0) + 6.0, "start", "#1d1d1f")
+        };
+        let _ = write!(
+            h,
+            "<g><title>{} — {} ({} finding(s))</title><rect x=\"{xa:.1}\" y=\"{}\" width=\"{:.1}\" height=\"14\" rx=\"3\" fill=\"{color}\"/><text x=\"{tx:.1}\" y=\"{}\" font-size=\"11\" text-anchor=\"{anchor}\" fill=\"{ink}\">{}</text></g>",
+            esc(&a.format("%Y-%m-%d %H:%M").to_string()),
+            esc(&st.summary),
+            st.count,
+            y,
+            (xb - xa).max(4.0),
+            y + 11,
+            esc(&truncate(
+                &format!("{}: {}", st.stage.label(), st.summary),
+                100
+            ))
+        );
+    }
+    let _ = write!(
+        h,
+        "<text x=\"20\" y=\"{}\" font-size=\"11\" fill=\"#555\">{}</text><text x=\"880\" y=\"{}\" font-size=\"11\" fill=\"#555\" text-anchor=\"end\">{}</text></svg>",
+        height - 6,
+        esc(&t0.format("%Y-%m-%d %H:%M UTC").to_string()),
+        height - 6,
+        esc(&t1.format("%Y-%m-%d %H:%M UTC").to_string())
+    );
+}
+
+fn coverage_chart(h: &mut String, s: &ServerResult) {
+    h.push_str("<h3>Coverage against the exposure windows</h3>");
+    let mut times: Vec<Timestamp> = Vec::new();
+    for k in &s.coverage.kinds {
+        times.extend(k.first);
+        times.extend(k.last);
+    }
+    for v in &s.verdicts {
+        times.push(v.window_start);
+        times.extend(v.window_end);
+    }
+    let (Some(t0), Some(t1)) = (times.iter().min().copied(), times.iter().max().copied()) else {
+        h.push_str("<p>Nothing dated was read.</p>");
+        return;
+    };
+    let axis = Axis {
+        t0: t0.timestamp(),
+        t1: t1.timestamp(),
+        x0: 220.0,
+        width: 660.0,
+    };
+    let rows: Vec<(String, Option<Timestamp>, Option<Timestamp>, &str)> = s
+        .verdicts
+        .iter()
+        .filter(|v| v.campaign != exhunt_model::Campaign::PostExploitation)
+        .map(|v| {
+            (
+                format!("window: {}", v.campaign.label()),
+                Some(v.window_start),
+                Some(v.window_end.unwrap_or(t1)),
+                "#c9b3e6",
+            )
+        })
+        .chain(
+            s.coverage
+                .kinds
+                .iter()
+                .map(|k| (k.kind.label().to_string(), k.first, k.last, "#4a7bd0")),
+        )
+        .collect();
+    let height = 30 + rows.len() * 20;
+    let _ = write!(
+        h,
+        "<svg role=\"img\" aria-label=\"coverage of each artefact kind against each campaign's exposure window\" width=\"900\" height=\"{height}\" viewBox=\"0 0 900 {height}\" xmlns=\"http://www.w3.org/2000/svg\">"
+    );
+    for (n, (label, a, b, color)) in rows.iter().enumerate() {
+        let y = 10 + n * 20;
+        let _ = write!(
+            h,
+            "<text x=\"4\" y=\"{}\" font-size=\"11\">{}</text>",
+            y + 11,
+            esc(label)
+        );
+        if let (Some(a), Some(b)) = (a, b) {
+            let (xa, xb) = (axis.x(a), axis.x(b));
+            let _ = write!(
+                h,
+                "<rect x=\"{xa:.1}\" y=\"{y}\" width=\"{:.1}\" height=\"13\" fill=\"{color}\"><title>{} → {}</title></rect>",
+                (xb - xa).max(2.0),
+                day(a),
+                day(b)
+            );
+        }
+    }
+    let _ = write!(
+        h,
+        "<text x=\"220\" y=\"{}\" font-size=\"11\" fill=\"#555\">{}</text><text x=\"880\" y=\"{}\" font-size=\"11\" fill=\"#555\" text-anchor=\"end\">{}</text></svg>",
+        height - 4,
+        day(&t0),
+        height - 4,
+        day(&t1)
+    );
+    let _ = write!(
+        h,
+        "<p class=\"meta\">{} files seen; {} problem(s) while reading (see the JSON result for each).</p>",
+        s.coverage.files_seen,
+        s.coverage.problems.len()
+    );
+}
+
+fn findings_table(h: &mut String, i: usize, s: &ServerResult) {
+    let _ = write!(
+        h,
+        "<h3>Findings ({})</h3><input class=\"filter\" id=\"f{i}\" placeholder=\"filter findings…\" oninput=\"exf({i})\"><table id=\"t{i}\"><thead><tr>",
+        s.findings.len()
+    );
+    for (c, name) in [
+        "time", "rule", "campaign", "stage", "severity", "finding", "evidence",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let _ = write!(h, "<th onclick=\"exs({i},{c})\">{name}</th>");
+    }
+    h.push_str("</tr></thead><tbody>");
+    for f in &s.findings {
+        let sev = format!("{:?}", f.severity).to_lowercase();
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"sev-{sev}\">{sev}</td><td>{}</td><td class=\"ex\">{}:{}<br>{}</td></tr>",
+            f.timestamp
+                .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+                .unwrap_or_default(),
+            esc(&f.rule_id),
+            esc(f.campaign.label()),
+            esc(f.stage.label()),
+            esc(&f.title),
+            esc(&f.evidence.path),
+            f.evidence.line,
+            esc(&truncate(&f.evidence.excerpt, 300))
+        );
+    }
+    h.push_str("</tbody></table>");
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_string()
+    } else {
+        let mut t: String = s.chars().take(max).collect();
+        t.push('…');
+        t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escaping_covers_markup_and_quotes() {
+        assert_eq!(
+            esc("<script>alert('x')</script> & \"q\""),
+            "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;q&quot;"
+        );
+    }
+}
