@@ -82,7 +82,7 @@ pub fn render_html(result: &ScanResult, out: &mut dyn Write) -> io::Result<()> {
     for (i, s) in result.servers.iter().enumerate() {
         server(&mut h, i, s);
     }
-    let _ = write!(h, "<script>{SCRIPT}</script></body></html>\n");
+    let _ = writeln!(h, "<script>{SCRIPT}</script></body></html>");
     out.write_all(h.as_bytes())
 }
 
