@@ -112,18 +112,51 @@ fn server(h: &mut String, i: usize, s: &ServerResult) {
     findings_table(h, i, s);
 }
 
-/// The time axis shared by a server's charts: from the earliest to the latest time shown.
+/// The time axis of a chart: from the earliest to the latest time shown, drawn from `x0` over
+/// `width` pixels of a 900-pixel-wide SVG.
 struct Axis {
-    t0: i64,
-    t1: i64,
+    t0: Timestamp,
+    t1: Timestamp,
     x0: f64,
     width: f64,
 }
 
 impl Axis {
+    /// An axis over `times`, or `None` when there is no time to draw.
+    fn spanning(times: &[Timestamp], x0: f64, width: f64) -> Option<Axis> {
+        Some(Axis {
+            t0: *times.iter().min()?,
+            t1: *times.iter().max()?,
+            x0,
+            width,
+        })
+    }
+
     fn x(&self, t: &Timestamp) -> f64 {
-        let span = (self.t1 - self.t0).max(1) as f64;
-        self.x0 + (t.timestamp() - self.t0) as f64 / span * self.width
+        let span = (self.t1.timestamp() - self.t0.timestamp()).max(1) as f64;
+        self.x0 + (t.timestamp() - self.t0.timestamp()) as f64 / span * self.width
+    }
+
+    /// Opens the chart's SVG element.
+    fn open(&self, h: &mut String, label: &str, height: usize) {
+        let _ = write!(
+            h,
+            "<svg role=\"img\" aria-label=\"{}\" width=\"900\" height=\"{height}\" viewBox=\"0 0 900 {height}\" xmlns=\"http://www.w3.org/2000/svg\">",
+            esc(label)
+        );
+    }
+
+    /// Writes the times at both ends of the axis and closes the SVG element.
+    fn close(&self, h: &mut String, height: usize, fmt: &str) {
+        let _ = write!(
+            h,
+            "<text x=\"{:.0}\" y=\"{}\" font-size=\"11\" fill=\"#555\">{}</text><text x=\"880\" y=\"{}\" font-size=\"11\" fill=\"#555\" text-anchor=\"end\">{}</text></svg>",
+            self.x0,
+            height - 5,
+            esc(&self.t0.format(fmt).to_string()),
+            height - 5,
+            esc(&self.t1.format(fmt).to_string())
+        );
     }
 }
 
@@ -135,22 +168,12 @@ fn story_chart(h: &mut String, s: &ServerResult) {
         .flat_map(|st| [st.start, st.end])
         .flatten()
         .collect();
-    let (Some(t0), Some(t1)) = (times.iter().min(), times.iter().max()) else {
+    let Some(axis) = Axis::spanning(&times, 20.0, 860.0) else {
         h.push_str("<p>No finding.</p>");
         return;
     };
-    let axis = Axis {
-        t0: t0.timestamp(),
-        t1: t1.timestamp(),
-        x0: 20.0,
-        width: 860.0,
-    };
-    let rows = s.story.len();
-    let height = 40 + rows * 22;
-    let _ = write!(
-        h,
-        "<svg role=\"img\" aria-label=\"attack story on a time axis\" width=\"900\" height=\"{height}\" viewBox=\"0 0 900 {height}\" xmlns=\"http://www.w3.org/2000/svg\">"
-    );
+    let height = 40 + s.story.len() * 22;
+    axis.open(h, "attack story on a time axis", height);
     for (n, st) in s.story.iter().enumerate() {
         let y = 20 + n * 22;
         let (Some(a), Some(b)) = (st.start.or(st.end), st.end.or(st.start)) else {
@@ -187,14 +210,7 @@ fn story_chart(h: &mut String, s: &ServerResult) {
             ))
         );
     }
-    let _ = write!(
-        h,
-        "<text x=\"20\" y=\"{}\" font-size=\"11\" fill=\"#555\">{}</text><text x=\"880\" y=\"{}\" font-size=\"11\" fill=\"#555\" text-anchor=\"end\">{}</text></svg>",
-        height - 6,
-        esc(&t0.format("%Y-%m-%d %H:%M UTC").to_string()),
-        height - 6,
-        esc(&t1.format("%Y-%m-%d %H:%M UTC").to_string())
-    );
+    axis.close(h, height, "%Y-%m-%d %H:%M UTC");
 }
 
 fn coverage_chart(h: &mut String, s: &ServerResult) {
@@ -208,16 +224,11 @@ fn coverage_chart(h: &mut String, s: &ServerResult) {
         times.push(v.window_start);
         times.extend(v.window_end);
     }
-    let (Some(t0), Some(t1)) = (times.iter().min().copied(), times.iter().max().copied()) else {
+    let Some(axis) = Axis::spanning(&times, 220.0, 660.0) else {
         h.push_str("<p>Nothing dated was read.</p>");
         return;
     };
-    let axis = Axis {
-        t0: t0.timestamp(),
-        t1: t1.timestamp(),
-        x0: 220.0,
-        width: 660.0,
-    };
+    let t1 = axis.t1;
     let rows: Vec<(String, Option<Timestamp>, Option<Timestamp>, &str)> = s
         .verdicts
         .iter()
@@ -238,9 +249,10 @@ fn coverage_chart(h: &mut String, s: &ServerResult) {
         )
         .collect();
     let height = 30 + rows.len() * 20;
-    let _ = write!(
+    axis.open(
         h,
-        "<svg role=\"img\" aria-label=\"coverage of each artefact kind against each campaign's exposure window\" width=\"900\" height=\"{height}\" viewBox=\"0 0 900 {height}\" xmlns=\"http://www.w3.org/2000/svg\">"
+        "coverage of each artefact kind against each campaign's exposure window",
+        height,
     );
     for (n, (label, a, b, color)) in rows.iter().enumerate() {
         let y = 10 + n * 20;
@@ -261,14 +273,7 @@ fn coverage_chart(h: &mut String, s: &ServerResult) {
             );
         }
     }
-    let _ = write!(
-        h,
-        "<text x=\"220\" y=\"{}\" font-size=\"11\" fill=\"#555\">{}</text><text x=\"880\" y=\"{}\" font-size=\"11\" fill=\"#555\" text-anchor=\"end\">{}</text></svg>",
-        height - 4,
-        day(&t0),
-        height - 4,
-        day(&t1)
-    );
+    axis.close(h, height, "%Y-%m-%d");
     let _ = write!(
         h,
         "<p class=\"meta\">{} files seen; {} problem(s) while reading (see the JSON result for each).</p>",

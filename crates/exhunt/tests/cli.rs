@@ -531,6 +531,16 @@ fn rules_list_shows_every_rule_with_its_spec_section() {
     assert_eq!(out.status.code(), Some(2));
 }
 
+/// `exhunt report FILES… --format FORMAT`.
+fn report(files: &[&PathBuf], format: &str) -> std::process::Output {
+    exhunt()
+        .arg("report")
+        .args(files)
+        .args(["--format", format])
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn report_re_renders_and_merges_saved_results() {
     let tmp = tempfile::tempdir().unwrap();
@@ -553,25 +563,13 @@ fn report_re_renders_and_merges_saved_results() {
         files.push(f);
     }
     // Re-rendering a saved result gives the same result.
-    let out = exhunt()
-        .args(["report", files[0].to_str().unwrap(), "--format", "json"])
-        .output()
-        .unwrap();
+    let out = report(&[&files[0]], "json");
     assert_eq!(out.status.code(), Some(1));
     let again: Value = serde_json::from_slice(&out.stdout).unwrap();
     let saved: Value = serde_json::from_str(&std::fs::read_to_string(&files[0]).unwrap()).unwrap();
     assert_eq!(again, saved);
     // Two servers merged into one report; no finding lost.
-    let out = exhunt()
-        .args([
-            "report",
-            files[0].to_str().unwrap(),
-            files[1].to_str().unwrap(),
-            "--format",
-            "json",
-        ])
-        .output()
-        .unwrap();
+    let out = report(&[&files[0], &files[1]], "json");
     let merged: Value = serde_json::from_slice(&out.stdout).unwrap();
     let names: Vec<&str> = merged["servers"]
         .as_array()
@@ -592,16 +590,7 @@ fn report_re_renders_and_merges_saved_results() {
     assert_eq!(count(&merged), count(&saved) + count(&second));
     assert_eq!(merged["verdict"], "compromised");
     // The same server twice: said, and both kept.
-    let out = exhunt()
-        .args([
-            "report",
-            files[0].to_str().unwrap(),
-            files[0].to_str().unwrap(),
-            "--format",
-            "jsonl",
-        ])
-        .output()
-        .unwrap();
+    let out = report(&[&files[0], &files[0]], "jsonl");
     assert!(String::from_utf8_lossy(&out.stderr).contains("both results are kept"));
     assert_eq!(
         String::from_utf8(out.stdout).unwrap().lines().count(),
