@@ -15,7 +15,6 @@ use serde::Deserialize;
 const CHECKS_TOML: &str = include_str!("../../../rules/checks.toml");
 const HAFNIUM_IPS: &str = include_str!("../../../rules/ioc/hafnium-ips.csv");
 const HAFNIUM_UAS: &str = include_str!("../../../rules/ioc/hafnium-user-agents.csv");
-const FIXED_BUILDS: &str = include_str!("../../../rules/builds/exchange-fixed-builds.csv");
 const WEBSHELL_HASHES: &str = include_str!("../../../rules/ioc/webshell-hashes.csv");
 const WEBSHELL_PATHS: &str = include_str!("../../../rules/ioc/webshell-paths.csv");
 const CLEAN_LISTS: [(&str, &str); 4] = [
@@ -37,6 +36,7 @@ const CLEAN_LISTS: [(&str, &str); 4] = [
     ),
 ];
 
+pub mod builds;
 pub mod feeds;
 pub mod sigma;
 #[cfg(feature = "yara")]
@@ -55,6 +55,14 @@ pub enum RulesError {
         file: &'static str,
         /// Cause.
         source: csv::Error,
+    },
+    /// A row of a table does not parse.
+    #[error("{file}: bad row {row:?}")]
+    BadRow {
+        /// File name.
+        file: &'static str,
+        /// The offending value.
+        row: String,
     },
     /// A rule id appears twice.
     #[error("rules/checks.toml: duplicate rule id {0}")]
@@ -80,30 +88,6 @@ pub struct Ioc {
     pub source: String,
 }
 
-/// A row of the fixed-build table.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct FixedBuild {
-    /// Product, e.g. `Exchange 2016`.
-    pub product: String,
-    /// Cumulative update, e.g. `CU19`.
-    pub cu: String,
-    /// The CU's base build.
-    pub base_build: String,
-    /// First build fixing ProxyLogon: a build, `base` (the CU includes the fix) or empty.
-    pub proxylogon_fixed: String,
-    /// First build fixing all three ProxyShell CVEs (May21SU; Apr21SU fixed only two).
-    #[serde(default)]
-    pub proxyshell_fixed: String,
-    /// First build fixing ProxyNotShell (Nov22SU).
-    #[serde(default)]
-    pub proxynotshell_fixed: String,
-    /// CU release date when known.
-    #[serde(default)]
-    pub released: String,
-    /// Source.
-    pub source: String,
-}
-
 /// All built-in rule data.
 #[derive(Debug, Clone)]
 pub struct RulePack {
@@ -113,15 +97,15 @@ pub struct RulePack {
     pub hafnium_ips: Vec<Ioc>,
     /// HAFNIUM user agents.
     pub hafnium_user_agents: Vec<Ioc>,
-    /// Fixed builds per CU.
-    pub fixed_builds: Vec<FixedBuild>,
+    /// The Exchange build table (CU base builds and security updates).
+    pub builds: builds::BuildTable,
     /// Published web-shell paths (MSTIC).
     pub webshell_paths: Vec<Ioc>,
     /// File hashes (built-in and user feeds), by lower-case hex.
     hashes: HashMap<String, Ioc>,
 }
 
-fn csv_rows<T: for<'de> Deserialize<'de>>(
+pub(crate) fn csv_rows<T: for<'de> Deserialize<'de>>(
     file: &'static str,
     text: &str,
 ) -> Result<Vec<T>, RulesError> {
@@ -146,7 +130,7 @@ impl RulePack {
             by_id,
             hafnium_ips: csv_rows("rules/ioc/hafnium-ips.csv", HAFNIUM_IPS)?,
             hafnium_user_agents: csv_rows("rules/ioc/hafnium-user-agents.csv", HAFNIUM_UAS)?,
-            fixed_builds: csv_rows("rules/builds/exchange-fixed-builds.csv", FIXED_BUILDS)?,
+            builds: builds::BuildTable::builtin()?,
             webshell_paths: csv_rows("rules/ioc/webshell-paths.csv", WEBSHELL_PATHS)?,
             hashes: csv_rows::<Ioc>("rules/ioc/webshell-hashes.csv", WEBSHELL_HASHES)?
                 .into_iter()
@@ -202,40 +186,26 @@ impl RulePack {
         self.fixed_for(exhunt_model::Campaign::ProxyLogon, build)
     }
 
-    /// Whether `build` has the fix of `campaign`'s CVEs; `None` for a build that is not an
-    /// Exchange 2013/2016/2019 build, or a campaign without a fix (post-exploitation).
+    /// Whether `build` has the fix of `campaign`'s CVEs (ProxyShell: all three, May21SU);
+    /// `None` when the build table cannot tell (a product it does not cover, a three-part build
+    /// on a CU that received the update) or for a campaign without a fix (post-exploitation).
     pub fn fixed_for(&self, campaign: exhunt_model::Campaign, build: &str) -> Option<bool> {
         use exhunt_model::Campaign;
-        let column = |row: &FixedBuild| -> Option<String> {
-            match campaign {
-                Campaign::ProxyLogon => Some(row.proxylogon_fixed.clone()),
-                Campaign::ProxyShell => Some(row.proxyshell_fixed.clone()),
-                Campaign::ProxyNotShell => Some(row.proxynotshell_fixed.clone()),
-                Campaign::PostExploitation => None,
-            }
+        let update = match campaign {
+            Campaign::ProxyLogon => builds::Update::Mar21SU,
+            Campaign::ProxyShell => builds::Update::May21SU,
+            Campaign::ProxyNotShell => builds::Update::Nov22SU,
+            Campaign::PostExploitation => return None,
         };
-        let b = parse_build(build)?;
-        for row in &self.fixed_builds {
-            let base = parse_build(&row.base_build)?;
-            if base[..3] == b[..3] {
-                return match column(row)?.as_str() {
-                    "base" => Some(true),
-                    "" => Some(false),
-                    fixed => parse_build(fixed).map(|f| b >= f),
-                };
-            }
+        match self
+            .builds
+            .check(&builds::Version::parse(build)?, update)
+            .state
+        {
+            builds::Patch::Patched => Some(true),
+            builds::Patch::Vulnerable => Some(false),
+            builds::Patch::Indeterminate => None,
         }
-        column(self.fixed_builds.first()?)?;
-        // Not a CU of the table: newer than the newest CU of the product is fixed; older CUs never
-        // got the security updates, so they are vulnerable.
-        let bases: Vec<[u32; 4]> = self
-            .fixed_builds
-            .iter()
-            .filter_map(|r| parse_build(&r.base_build))
-            .filter(|base| base[..2] == b[..2])
-            .collect();
-        let newest = bases.iter().max()?;
-        Some(b > *newest)
     }
 }
 
