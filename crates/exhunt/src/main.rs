@@ -17,6 +17,8 @@ use exhunt_checks::{Engine, ScanOptions};
 use exhunt_report::{Format, TextOptions, render};
 use exhunt_sources::Limits;
 
+mod probe;
+
 const EXIT_CODES: &str = "\
 Exit codes:
   0  no evidence: every log the checks need was read and covers the exposure window
@@ -41,6 +43,10 @@ enum Command {
     /// report of an organisation (a DAG of several servers is normal).
     #[command(after_help = EXIT_CODES)]
     Report(ReportArgs),
+    /// Which Exchange servers are exposed right now: read each server's build (and, with
+    /// --active, run the public detection checks) over the network, without exploiting.
+    #[command(after_help = probe::PROBE_EXIT_CODES)]
+    Probe(probe::ProbeArgs),
     /// Show the built-in rules.
     Rules {
         #[command(subcommand)]
@@ -160,6 +166,7 @@ fn run(cli: Cli) -> Result<u8> {
     match cli.command {
         Command::Scan(args) => scan(args),
         Command::Report(args) => report(args),
+        Command::Probe(args) => probe::probe(args),
         Command::Rules { action } => rules(action),
     }
 }
