@@ -9,7 +9,7 @@ cd "$(dirname "$0")"
 SECS=${1:-60}
 shift || true
 TARGETS=("$@")
-[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(exchange_csv w3c zip_inventory ioc_feed evtx event_json sigma_rule event_export)
+[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(exchange_csv w3c zip_inventory ioc_feed evtx event_json sigma_rule event_export http_response probe_target)
 export RUSTC_BOOTSTRAP=1
 # Seeds: real EVTX samples for the EVTX target, the SigmaHQ rules for the rule loader (when
 # ../shared/data is there), the built-in rules otherwise.

@@ -618,3 +618,83 @@ async fn read_chunked(
         conn.buf.drain(..2);
     }
 }
+
+/// Reads one response from bytes, as from a server that sent exactly them and closed: the
+/// parser on its own, for tests and fuzzing.
+pub fn parse_response_bytes(bytes: &[u8], limits: Limits) -> Result<Response, HttpError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .map_err(|e| HttpError::Io(e.to_string()))?;
+    rt.block_on(async {
+        let mut conn = Conn {
+            io: Box::new(std::io::Cursor::new(bytes.to_vec())),
+            cert: None,
+            tls: None,
+            used: 1,
+            buf: Vec::new(),
+        };
+        let limit = Duration::from_secs(5);
+        read_response(&mut conn, limits, Instant::now() + limit, limit).await
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(b: &[u8]) -> Result<Response, HttpError> {
+        parse_response_bytes(b, Limits { head: 1024, body: 64 })
+    }
+
+    #[test]
+    fn responses_with_length_chunks_and_eof() {
+        let r = parse(b"HTTP/1.1 200 OK\r\nX-OWA-Version: 15.2.1118.20\r\nContent-Length: 5\r\n\r\nhello").unwrap();
+        assert_eq!((r.status, r.body.as_slice(), r.reusable), (200, &b"hello"[..], true));
+        assert_eq!(r.header("x-owa-version"), Some("15.2.1118.20"));
+        let r = parse(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3;ext=1\r\nabc\r\n2\r\nde\r\n0\r\nX-Trailer: 1\r\n\r\n").unwrap();
+        assert_eq!(r.body, b"abcde");
+        assert!(r.reusable);
+        let r = parse(b"HTTP/1.0 200 OK\r\n\r\nuntil the end").unwrap();
+        assert_eq!(r.body, b"until the end");
+        assert!(!r.reusable);
+        let r = parse(b"HTTP/1.1 302 Found\r\nLocation: /owa/\r\nConnection: close\r\nContent-Length: 0\r\n\r\n").unwrap();
+        assert_eq!((r.status, r.header("location"), r.reusable), (302, Some("/owa/"), false));
+    }
+
+    #[test]
+    fn limits_and_broken_responses() {
+        // Body larger than the limit: kept up to it, connection not reused.
+        let mut big = b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n".to_vec();
+        big.extend(std::iter::repeat_n(b'x', 1000));
+        let r = parse(&big).unwrap();
+        assert_eq!(r.body.len(), 64);
+        assert!(r.body_truncated && !r.reusable);
+        let mut chunks = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        for _ in 0..10 {
+            chunks.extend_from_slice(b"10\r\n0123456789abcdef\r\n");
+        }
+        chunks.extend_from_slice(b"0\r\n\r\n");
+        let r = parse(&chunks).unwrap();
+        assert_eq!(r.body.len(), 64);
+        assert!(r.body_truncated);
+        // A declared length the server never delivers: the head is still read.
+        let r = parse(b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\nshort").unwrap();
+        assert!(r.body_truncated && !r.reusable);
+        let mut head = b"HTTP/1.1 200 OK\r\n".to_vec();
+        head.extend(std::iter::repeat_n(b'h', 2000));
+        assert_eq!(parse(&head).unwrap_err(), HttpError::HeadTooLarge(1024));
+        assert!(matches!(parse(b"SSH-2.0-OpenSSH_9.6\r\n"), Err(HttpError::NotHttp(_))));
+        assert!(matches!(parse(b""), Err(HttpError::Aborted(_))));
+        assert!(matches!(parse(b"HTTP/1.1 200 OK\r\nX: y"), Err(HttpError::NotHttp(_))));
+        assert!(matches!(parse(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"), Ok(r) if r.body_truncated));
+        assert!(matches!(parse(b"HTTP/1.1 99999 Weird\r\n\r\n"), Err(HttpError::NotHttp(_))));
+    }
+
+    #[test]
+    fn certificates_are_read_or_named_unreadable() {
+        let c = CertInfo::from_der(b"not a certificate");
+        assert!(c.subject.contains("does not parse"));
+        assert_eq!(c.sha256.len(), 64);
+    }
+}

@@ -167,7 +167,10 @@ fn size_of(a: &Addrs) -> u128 {
 }
 
 fn strip_prefix_ci<'a>(s: &'a str, p: &str) -> Option<&'a str> {
-    (s.len() >= p.len() && s[..p.len()].eq_ignore_ascii_case(p)).then(|| &s[p.len()..])
+    // `get`, not indexing: the prefix length may fall inside a multi-byte character.
+    s.get(..p.len())
+        .filter(|head| head.eq_ignore_ascii_case(p))
+        .and_then(|_| s.get(p.len()..))
 }
 
 fn split_port(s: &str) -> Result<(&str, Option<u16>), String> {
@@ -575,6 +578,9 @@ mod tests {
             assert!(e.is_err(), "{bad:?} parsed as {e:?}");
         }
         assert!(Spec::parse(&"a".repeat(400)).unwrap_err().contains("300"));
+        // Found by fuzzing: a scheme check slicing inside a multi-byte character.
+        assert!(Spec::parse("..\u{FFFD}\u{FFFD}").is_err());
+        assert!(Spec::parse("htt\u{e9}://x").is_err());
     }
 
     #[test]
