@@ -110,6 +110,12 @@ fn every_state_with_its_evidence() {
     behaviour.exporttool_current = false;
     behaviour.exporttool_by_build = false;
     behaviour.proxylogon = Behaviour::Vulnerable;
+    behaviour.proxyshell = Behaviour::Vulnerable;
+    // The same CU, answering the behaviour checks as a patched server.
+    let mut answers_patched = ExchangeSite::new("15.2.792.15");
+    answers_patched.owa_version_header = false;
+    answers_patched.exporttool_current = false;
+    answers_patched.exporttool_by_build = false;
     // 2019 CU11 base: only ProxyNotShell open, and the rewrite rule installed.
     let mut pns_only = ExchangeSite::new("15.2.986.5");
     pns_only.pns_mitigated = true;
@@ -123,6 +129,7 @@ fn every_state_with_its_evidence() {
         (ip(1, 0, 7), Transport::Plain, exchange("15.1.2176.14")),
         (ip(1, 0, 8), Transport::Tls, Profile::Exchange(behaviour)),
         (ip(1, 0, 9), Transport::Tls, Profile::Exchange(pns_only)),
+        (ip(1, 0, 10), Transport::Tls, Profile::Exchange(answers_patched)),
     ]);
     let a = mock.addrs().to_vec();
     // A closed port: bind and drop, so nothing listens there.
@@ -146,7 +153,7 @@ fn every_state_with_its_evidence() {
     // A name pinned to an address outside the scope.
     o.pinned = vec![("mail.outside.test".into(), ip(1, 0, 200))];
     let rows = probe(o);
-    assert_eq!(rows.len(), 12);
+    assert_eq!(rows.len(), 13);
 
     let r = &rows[&key(a[0])];
     assert_eq!(r.state, State::Vulnerable, "{r:?}");

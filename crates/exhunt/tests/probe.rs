@@ -95,6 +95,23 @@ fn formats_and_exit_codes() {
             .contains("no exploitation")
     );
     assert_eq!(doc["rows"].as_array().unwrap().len(), 3);
+    // Targets on standard input, with comments and a bad line that gets its own row.
+    let mut child = exhunt()
+        .args(["-", "-f", "jsonl"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        writeln!(stdin, "# our servers\n127.7.0.1:{port}  127.7.0.2:{port}\n10.0.0.256").unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    let rows = lines(&String::from_utf8(out.stdout).unwrap());
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows.iter().filter(|r| r["state"] == "invalid").count(), 1);
+    assert_eq!(out.status.code(), Some(1));
 }
 
 #[test]
