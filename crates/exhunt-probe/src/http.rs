@@ -644,13 +644,25 @@ mod tests {
     use super::*;
 
     fn parse(b: &[u8]) -> Result<Response, HttpError> {
-        parse_response_bytes(b, Limits { head: 1024, body: 64 })
+        parse_response_bytes(
+            b,
+            Limits {
+                head: 1024,
+                body: 64,
+            },
+        )
     }
 
     #[test]
     fn responses_with_length_chunks_and_eof() {
-        let r = parse(b"HTTP/1.1 200 OK\r\nX-OWA-Version: 15.2.1118.20\r\nContent-Length: 5\r\n\r\nhello").unwrap();
-        assert_eq!((r.status, r.body.as_slice(), r.reusable), (200, &b"hello"[..], true));
+        let r = parse(
+            b"HTTP/1.1 200 OK\r\nX-OWA-Version: 15.2.1118.20\r\nContent-Length: 5\r\n\r\nhello",
+        )
+        .unwrap();
+        assert_eq!(
+            (r.status, r.body.as_slice(), r.reusable),
+            (200, &b"hello"[..], true)
+        );
         assert_eq!(r.header("x-owa-version"), Some("15.2.1118.20"));
         let r = parse(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3;ext=1\r\nabc\r\n2\r\nde\r\n0\r\nX-Trailer: 1\r\n\r\n").unwrap();
         assert_eq!(r.body, b"abcde");
@@ -659,7 +671,10 @@ mod tests {
         assert_eq!(r.body, b"until the end");
         assert!(!r.reusable);
         let r = parse(b"HTTP/1.1 302 Found\r\nLocation: /owa/\r\nConnection: close\r\nContent-Length: 0\r\n\r\n").unwrap();
-        assert_eq!((r.status, r.header("location"), r.reusable), (302, Some("/owa/"), false));
+        assert_eq!(
+            (r.status, r.header("location"), r.reusable),
+            (302, Some("/owa/"), false)
+        );
     }
 
     #[test]
@@ -684,11 +699,22 @@ mod tests {
         let mut head = b"HTTP/1.1 200 OK\r\n".to_vec();
         head.extend(std::iter::repeat_n(b'h', 2000));
         assert_eq!(parse(&head).unwrap_err(), HttpError::HeadTooLarge(1024));
-        assert!(matches!(parse(b"SSH-2.0-OpenSSH_9.6\r\n"), Err(HttpError::NotHttp(_))));
+        assert!(matches!(
+            parse(b"SSH-2.0-OpenSSH_9.6\r\n"),
+            Err(HttpError::NotHttp(_))
+        ));
         assert!(matches!(parse(b""), Err(HttpError::Aborted(_))));
-        assert!(matches!(parse(b"HTTP/1.1 200 OK\r\nX: y"), Err(HttpError::NotHttp(_))));
-        assert!(matches!(parse(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"), Ok(r) if r.body_truncated));
-        assert!(matches!(parse(b"HTTP/1.1 99999 Weird\r\n\r\n"), Err(HttpError::NotHttp(_))));
+        assert!(matches!(
+            parse(b"HTTP/1.1 200 OK\r\nX: y"),
+            Err(HttpError::NotHttp(_))
+        ));
+        assert!(
+            matches!(parse(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"), Ok(r) if r.body_truncated)
+        );
+        assert!(matches!(
+            parse(b"HTTP/1.1 99999 Weird\r\n\r\n"),
+            Err(HttpError::NotHttp(_))
+        ));
     }
 
     #[test]

@@ -129,7 +129,11 @@ fn every_state_with_its_evidence() {
         (ip(1, 0, 7), Transport::Plain, exchange("15.1.2176.14")),
         (ip(1, 0, 8), Transport::Tls, Profile::Exchange(behaviour)),
         (ip(1, 0, 9), Transport::Tls, Profile::Exchange(pns_only)),
-        (ip(1, 0, 10), Transport::Tls, Profile::Exchange(answers_patched)),
+        (
+            ip(1, 0, 10),
+            Transport::Tls,
+            Profile::Exchange(answers_patched),
+        ),
     ]);
     let a = mock.addrs().to_vec();
     // A closed port: bind and drop, so nothing listens there.

@@ -105,7 +105,11 @@ fn formats_and_exit_codes() {
     {
         use std::io::Write;
         let mut stdin = child.stdin.take().unwrap();
-        writeln!(stdin, "# our servers\n127.7.0.1:{port}  127.7.0.2:{port}\n10.0.0.256").unwrap();
+        writeln!(
+            stdin,
+            "# our servers\n127.7.0.1:{port}  127.7.0.2:{port}\n10.0.0.256"
+        )
+        .unwrap();
     }
     let out = child.wait_with_output().unwrap();
     let rows = lines(&String::from_utf8(out.stdout).unwrap());
