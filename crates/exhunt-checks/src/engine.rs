@@ -96,7 +96,9 @@ pub struct ScanOptions {
 /// The format each kind is read with; `None` for kinds this version recognises but does not read.
 pub fn format_of(kind: ArtefactKind) -> Option<LogFormat> {
     match kind {
-        ArtefactKind::HttpProxyLog | ArtefactKind::EcpServerLog => Some(LogFormat::ExchangeCsv),
+        ArtefactKind::HttpProxyLog | ArtefactKind::EcpServerLog | ArtefactKind::RpsHttpLog => {
+            Some(LogFormat::ExchangeCsv)
+        }
         ArtefactKind::IisLog => Some(LogFormat::W3c),
         ArtefactKind::OabGeneratorLog => Some(LogFormat::Text),
         ArtefactKind::Evtx
@@ -339,6 +341,7 @@ impl Engine {
             Box::new(HafniumUserAgents::new(pack.hafnium_user_agents.clone())),
             Box::new(KnownShellRequests::new(&pack.webshell_paths)),
             Box::new(crate::proxyshell::ProxyShellRequests),
+            Box::new(crate::proxyshell::RpsForeignClient),
         ];
         let files = FileJudge::new(&pack);
         let mut sigma = exhunt_rules::sigma::SigmaSet::builtin();

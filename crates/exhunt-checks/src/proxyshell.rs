@@ -1,4 +1,5 @@
-//! ProxyShell (2021) and ProxyNotShell / OWASSRF (2022): the front-end SSRF shapes in IIS logs.
+//! ProxyShell (2021) and ProxyNotShell / OWASSRF (2022): the front-end SSRF shapes in IIS and
+//! HttpProxy logs, and remote PowerShell sessions of foreign clients in the Rps_Http logs.
 //!
 //! Every check here judges the URL after percent-decoding (twice, for double encoding) and case
 //! folding, because the first public mitigation patterns matched the raw URL and were bypassed
@@ -72,7 +73,42 @@ const OWN_CLIENTS: [&str; 3] = [
     "exchange backend probes",
 ];
 
-/// The `autodiscover.json` SSRF (ProxyShell, ProxyNotShell) and OWASSRF in IIS logs.
+/// The request fields of a web log: IIS names, or the HttpProxy (Autodiscover, PowerShell…)
+/// names of the same things.
+struct WebFields<'a> {
+    stem: &'a str,
+    query: &'a str,
+    method: &'a str,
+    status: &'a str,
+    user: &'a str,
+    agent: &'a str,
+}
+
+fn web_fields<'a>(kind: ArtefactKind, rec: &'a Record<'_>) -> WebFields<'a> {
+    let g = |n: &str| rec.get(n).unwrap_or("");
+    if kind == ArtefactKind::IisLog {
+        WebFields {
+            stem: g("cs-uri-stem"),
+            query: g("cs-uri-query"),
+            method: g("cs-method"),
+            status: g("sc-status"),
+            user: g("cs-username"),
+            agent: g("cs(User-Agent)"),
+        }
+    } else {
+        WebFields {
+            stem: g("UrlStem"),
+            query: g("UrlQuery").trim_start_matches('?'),
+            method: g("Method"),
+            status: g("HttpStatus"),
+            user: g("AuthenticatedUser"),
+            agent: g("UserAgent"),
+        }
+    }
+}
+
+/// The `autodiscover.json` SSRF (ProxyShell, ProxyNotShell) and OWASSRF in IIS and HttpProxy
+/// logs. The same request in both logs is one story step (same rule, same stage).
 pub struct ProxyShellRequests;
 
 impl LineCheck for ProxyShellRequests {
@@ -80,31 +116,28 @@ impl LineCheck for ProxyShellRequests {
         &["EXH-PS-1", "EXH-PNS-1", "EXH-PNS-2"]
     }
     fn kinds(&self) -> &[ArtefactKind] {
-        &[ArtefactKind::IisLog]
+        &[ArtefactKind::IisLog, ArtefactKind::HttpProxyLog]
     }
     fn prefilter(&self, _: ArtefactKind) -> Vec<String> {
         vec![
             "autodiscover".into(),
-            r"/owa/[^ ]*(?:powershell|%[57]0owershell|%25[57]0owershell)".into(),
+            r"/owa/[^ ,]*(?:powershell|%[57]0owershell|%25[57]0owershell)".into(),
         ]
     }
-    fn needs(&self, _: ArtefactKind) -> &[&'static str] {
-        &["cs-uri-stem", "sc-status"]
+    fn needs(&self, kind: ArtefactKind) -> &[&'static str] {
+        if kind == ArtefactKind::IisLog {
+            &["cs-uri-stem", "sc-status"]
+        } else {
+            &["UrlStem", "HttpStatus"]
+        }
     }
     fn check(&self, kind: ArtefactKind, rec: &Record<'_>, out: &mut Emitter<'_>) {
-        let stem = rec.get("cs-uri-stem").unwrap_or("");
-        let query = rec.get("cs-uri-query").unwrap_or("");
-        let url = normalised_url(stem, query);
-        let method = rec.get("cs-method").unwrap_or("");
-        let code = status(rec.get("sc-status"));
-        let user = rec
-            .get("cs-username")
-            .filter(|u| !u.is_empty() && *u != "-");
-        let ua = rec
-            .get("cs(User-Agent)")
-            .unwrap_or("")
-            .replace('+', " ")
-            .to_lowercase();
+        let w = web_fields(kind, rec);
+        let (stem, method) = (w.stem, w.method);
+        let url = normalised_url(stem, w.query);
+        let code = status(Some(w.status));
+        let user = Some(w.user).filter(|u| !u.is_empty() && *u != "-");
+        let ua = w.agent.replace('+', " ").to_lowercase();
         let served = code.is_some_and(|c| (200..400).contains(&c));
         let code_s = code.map_or("no status".to_string(), |c| format!("status {c}"));
         let mut ent = request_entities(rec, kind);
@@ -189,6 +222,87 @@ impl LineCheck for ProxyShellRequests {
                 },
             );
         }
+    }
+}
+
+/// EXH-PNS-3 (C-PNS-C): a remote PowerShell session in the Rps_Http log whose client is not one
+/// of Exchange's own. Exchange's management shell says `Microsoft WinRM Client`, its monitoring
+/// `Exchange BackEnd Probes`; OWASSRF and ProxyNotShell sessions carry the attacker's client (a
+/// browser or script user agent). The header row repeated inside a file (`ClientInfo`) is not a
+/// session. Status 200: the session was served.
+pub struct RpsForeignClient;
+
+impl LineCheck for RpsForeignClient {
+    fn rule_ids(&self) -> &[&'static str] {
+        &["EXH-PNS-3"]
+    }
+    fn kinds(&self) -> &[ArtefactKind] {
+        &[ArtefactKind::RpsHttpLog]
+    }
+    fn prefilter(&self, _: ArtefactKind) -> Vec<String> {
+        vec!["(?i)powershell".into()]
+    }
+    fn needs(&self, _: ArtefactKind) -> &[&'static str] {
+        &["ClientInfo", "HttpStatus"]
+    }
+    fn check(&self, kind: ArtefactKind, rec: &Record<'_>, out: &mut Emitter<'_>) {
+        let client = rec.get("ClientInfo").unwrap_or("").trim();
+        let lower = client.to_ascii_lowercase();
+        if client.is_empty() || client == "-" || OWN_CLIENTS.iter().any(|c| lower.starts_with(c)) {
+            return;
+        }
+        let stem = rec.get("UrlStem").unwrap_or("");
+        if !contains_ci(stem, "powershell") {
+            return;
+        }
+        let code = status(rec.get("HttpStatus"));
+        let g = |n: &str| rec.get(n).filter(|v| !v.is_empty() && *v != "-");
+        let user = g("AuthenticatedUser").unwrap_or("an unauthenticated user");
+        let route = format!(
+            "{} → front end {} → back end {}",
+            g("ClientIpAddress").unwrap_or("?"),
+            g("FrontEndServer").unwrap_or("?"),
+            g("ServerHostName").unwrap_or("?")
+        );
+        let (stage, severity, confidence, tail) = if code == Some(200) {
+            (
+                Stage::ExploitSuccess,
+                Severity::Critical,
+                Confidence::Medium,
+                "served: a remote PowerShell session ran",
+            )
+        } else {
+            (
+                Stage::ExploitAttempt,
+                Severity::High,
+                Confidence::Medium,
+                "not served",
+            )
+        };
+        let code_s = code.map_or("no status".to_string(), |c| format!("status {c}"));
+        let mut ent = crate::proxylogon::request_entities(rec, kind);
+        ent.user_agent = Some(client.chars().take(200).collect());
+        let query = rec.get("UrlQuery").unwrap_or("");
+        ent.url = Some(normalised_url(stem, query.trim_start_matches('?')));
+        let mut cmd = String::new();
+        if let Some(c) = g("CommandName") {
+            cmd = format!(", command {c}");
+        }
+        out.emit(
+            kind,
+            rec,
+            Hit {
+                rule_id: "EXH-PNS-3",
+                stage,
+                severity,
+                confidence,
+                title: format!(
+                    "Remote PowerShell by {user} with a foreign client \"{}\" ({route}{cmd}; {code_s}; {tail})",
+                    ent.user_agent.as_deref().unwrap_or_default()
+                ),
+                entities: ent,
+            },
+        );
     }
 }
 

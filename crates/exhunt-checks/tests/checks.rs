@@ -554,3 +554,169 @@ fn proxynotshell_and_owassrf_with_bypass_variants_and_near_misses() {
             .all(|x| x.campaign == exhunt_model::Campaign::ProxyNotShell)
     );
 }
+
+#[test]
+fn proxyshell_in_httpproxy_autodiscover_logs_with_bypasses() {
+    let ssrf = proxy(&[
+        ("DateTime", "2021-08-09T01:00:01.000Z"),
+        ("Protocol", "Autodiscover"),
+        ("UrlStem", "/autodiscover/autodiscover.json"),
+        (
+            "UrlQuery",
+            "?@evil.com/mapi/nspi/?&Email=autodiscover/autodiscover.json%3F@evil.com",
+        ),
+        ("ClientIpAddress", "198.51.100.7"),
+        ("UserAgent", "python-requests/2.26.0"),
+        ("HttpStatus", "200"),
+        ("Method", "POST"),
+    ]);
+    let bypass = proxy(&[
+        ("DateTime", "2021-08-09T01:00:02.000Z"),
+        ("Protocol", "Autodiscover"),
+        ("UrlStem", "/AutoDiscover/AutoDiscover.JSON"),
+        (
+            "UrlQuery",
+            "?@evil.com/%50owershell/?X-Rps-CAT=VgEA&Email=AutoDiscover/AutoDiscover.json%253F@evil.com",
+        ),
+        ("ClientIpAddress", "198.51.100.7"),
+        ("HttpStatus", "200"),
+        ("Method", "POST"),
+    ]);
+    let refused = proxy(&[
+        ("DateTime", "2021-08-09T01:00:03.000Z"),
+        ("Protocol", "Autodiscover"),
+        ("UrlStem", "/autodiscover/autodiscover.json"),
+        (
+            "UrlQuery",
+            "?@evil.com/owa/?&Email=autodiscover/autodiscover.json%3F@evil.com",
+        ),
+        ("HttpStatus", "400"),
+        ("Method", "GET"),
+    ]);
+    // Outlook's ordinary autodiscover.json lookup.
+    let normal = proxy(&[
+        ("Protocol", "Autodiscover"),
+        (
+            "UrlStem",
+            "/autodiscover/autodiscover.json/v1.0/alice@contoso.com",
+        ),
+        ("UrlQuery", "?Protocol=ActiveSync&RedirectCount=1"),
+        ("HttpStatus", "200"),
+        ("Method", "GET"),
+    ]);
+    let f = scan(
+        "HttpProxy_2021080901-1.LOG",
+        &proxy_file(&[ssrf, bypass, refused, normal]),
+    );
+    assert_eq!(
+        ids(&f),
+        vec![
+            ("EXH-PS-1", Stage::ExploitSuccess),
+            ("EXH-PS-1", Stage::ExploitSuccess),
+            ("EXH-PS-1", Stage::ExploitAttempt),
+        ],
+        "{f:#?}"
+    );
+    assert!(
+        f[1].title.contains("@evil.com/powershell"),
+        "{}",
+        f[1].title
+    );
+    assert_eq!(f[0].kind, exhunt_model::ArtefactKind::HttpProxyLog);
+}
+
+const RPS_FIELDS: &str = "DateTime,StartTime,RequestId,MajorVersion,MinorVersion,BuildVersion,RevisionVersion,ClientRequestId,UrlHost,UrlStem,AuthenticationType,IsAuthenticated,AuthenticatedUser,Organization,ManagedOrganization,ClientIpAddress,ServerHostName,FrontEndServer,HttpStatus,SubStatus,ErrorCode,Action,CommandId,CommandName,SessionId,ShellId,FailFast,ContributeToFailFast,RequestBytes,ClientInfo,CPU,Memory,ActivityContextLifeTime,TotalTime,UrlQuery,GenericLatency,GenericInfo,GenericErrors";
+
+fn rps(user: &str, status: &str, client: &str, command: &str) -> String {
+    RPS_FIELDS
+        .split(',')
+        .map(|f| match f {
+            "DateTime" | "StartTime" => "2022-12-20T03:00:05.123Z".to_string(),
+            "UrlStem" => "/PowerShell".into(),
+            "UrlHost" => "ex01.contoso.com".into(),
+            "AuthenticatedUser" => user.into(),
+            "ClientIpAddress" => "198.51.100.7".into(),
+            "ServerHostName" => "EX01".into(),
+            "FrontEndServer" => "EX02.contoso.com".into(),
+            "HttpStatus" => status.into(),
+            "CommandName" => command.into(),
+            "ClientInfo" => client.into(),
+            _ => String::new(),
+        })
+        .map(|v| {
+            if v.contains(',') {
+                format!("\"{v}\"")
+            } else {
+                v
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+#[test]
+fn rps_http_sessions_of_foreign_clients_but_not_exchange_own() {
+    let mut text = format!(
+        "{RPS_FIELDS}\r\n#Software: Microsoft Exchange Server\r\n#Version: 15.02.0986.005\r\n#Log-type: Rps Http Logs\r\n#Date: 2022-12-20T03:00:00.000Z\r\n#Fields: {RPS_FIELDS}\r\n"
+    );
+    for l in [
+        // OWASSRF: a browser user agent opens remote PowerShell, served.
+        rps(
+            "alice@contoso.com",
+            "200",
+            "Mozilla/5.0 (Windows NT 10.0; Win64; x64) Chrome/105.0.0.0",
+            "New-MailboxExportRequest",
+        ),
+        // A script client refused.
+        rps("alice@contoso.com", "500", "python-requests/2.28.1", ""),
+        // Exchange's own: management shell (any case), monitoring probes, empty.
+        rps(
+            "admin@contoso.com",
+            "200",
+            "Microsoft WinRM Client",
+            "Get-Mailbox",
+        ),
+        rps(
+            "HealthMailbox1@contoso.com",
+            "200",
+            "exchange backend probes",
+            "",
+        ),
+        rps("admin@contoso.com", "200", "", ""),
+        // The header row repeated inside the file.
+        RPS_FIELDS.to_string(),
+    ] {
+        text.push_str(&l);
+        text.push_str("\r\n");
+    }
+    let f = scan("Rps_Http_2022122003-1.LOG", &text);
+    assert_eq!(
+        ids(&f),
+        vec![
+            ("EXH-PNS-3", Stage::ExploitSuccess),
+            ("EXH-PNS-3", Stage::ExploitAttempt),
+        ],
+        "{f:#?}"
+    );
+    assert!(
+        f[0].title.contains("alice@contoso.com") && f[0].title.contains("Chrome/105"),
+        "{}",
+        f[0].title
+    );
+    assert!(
+        f[0].title
+            .contains("198.51.100.7 → front end EX02.contoso.com → back end EX01"),
+        "{}",
+        f[0].title
+    );
+    assert!(
+        f[0].title.contains("New-MailboxExportRequest"),
+        "{}",
+        f[0].title
+    );
+    assert_eq!(f[0].kind, exhunt_model::ArtefactKind::RpsHttpLog);
+    assert!(
+        f.iter()
+            .all(|x| x.campaign == exhunt_model::Campaign::ProxyNotShell)
+    );
+}

@@ -11,7 +11,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 
 /// The version of the JSON result schema written by this build.
-pub const SCHEMA_VERSION: &str = "1.2";
+pub const SCHEMA_VERSION: &str = "1.3";
 
 /// A point in time, always UTC.
 pub type Timestamp = DateTime<Utc>;
@@ -31,6 +31,9 @@ pub enum ArtefactKind {
     OabGeneratorLog,
     /// IIS W3C extended log, `inetpub\logs\LogFiles\W3SVC*\*.log`.
     IisLog,
+    /// Exchange remote PowerShell proxy log, `Logging\CmdletInfra\Powershell-Proxy\Http\
+    /// Rps_Http_*.log`: who ran remote PowerShell, through which front end, with which client.
+    RpsHttpLog,
     /// Windows event log (`.evtx`).
     Evtx,
     /// Windows events exported as JSON (evtx_dump, Winlogbeat/ECS, flattened NXLog-style).
@@ -49,11 +52,12 @@ pub enum ArtefactKind {
 
 impl ArtefactKind {
     /// All kinds, in display order.
-    pub const ALL: [ArtefactKind; 10] = [
+    pub const ALL: [ArtefactKind; 11] = [
         ArtefactKind::HttpProxyLog,
         ArtefactKind::EcpServerLog,
         ArtefactKind::OabGeneratorLog,
         ArtefactKind::IisLog,
+        ArtefactKind::RpsHttpLog,
         ArtefactKind::Evtx,
         ArtefactKind::EventExport,
         ArtefactKind::WebFile,
@@ -70,6 +74,7 @@ impl ArtefactKind {
                 | ArtefactKind::EcpServerLog
                 | ArtefactKind::OabGeneratorLog
                 | ArtefactKind::IisLog
+                | ArtefactKind::RpsHttpLog
                 | ArtefactKind::Evtx
                 | ArtefactKind::EventExport
         )
@@ -82,6 +87,7 @@ impl ArtefactKind {
             ArtefactKind::EcpServerLog => "ECP server logs",
             ArtefactKind::OabGeneratorLog => "OAB generator logs",
             ArtefactKind::IisLog => "IIS W3C logs",
+            ArtefactKind::RpsHttpLog => "remote PowerShell (Rps_Http) logs",
             ArtefactKind::Evtx => "Windows event logs",
             ArtefactKind::EventExport => "event log exports",
             ArtefactKind::WebFile => "web-root files",

@@ -129,6 +129,8 @@ fn by_content(head: &str) -> Option<Classification> {
                 ArtefactKind::EcpServerLog
             } else if t.starts_with("oab") {
                 ArtefactKind::OabGeneratorLog
+            } else if t.starts_with("rps http") || t.starts_with("rps_http") {
+                ArtefactKind::RpsHttpLog
             } else {
                 return Some(Classification::Skipped(format!(
                     "Exchange log of type `{}`, not read by this version's checks",
@@ -157,6 +159,14 @@ fn by_content(head: &str) -> Option<Classification> {
         if line.starts_with("DateTime,RequestId,") && line.contains("AnchorMailbox") {
             return Some(Classification::Claimed(ArtefactKind::HttpProxyLog));
         }
+        // So do the remote PowerShell proxy logs (Rps_Http), with their own columns.
+        if (line.starts_with("DateTime,StartTime,RequestId,")
+            || strip_prefix_ci(line, "#Fields:").is_some())
+            && line.contains("ClientInfo")
+            && line.contains("CommandName")
+        {
+            return Some(Classification::Claimed(ArtefactKind::RpsHttpLog));
+        }
     }
     None
 }
@@ -179,6 +189,9 @@ fn by_path(c: &[String]) -> Option<ArtefactKind> {
     let dirs = &c[..c.len() - 1];
     let has = |s: &str| dirs.iter().any(|d| d == s);
     let after = |a: &str, b: &str| dirs.windows(2).any(|w| w[0] == a && w[1] == b);
+    if has("powershell-proxy") || name.starts_with("rps_http_") {
+        return Some(ArtefactKind::RpsHttpLog);
+    }
     if has("httpproxy") || name.starts_with("httpproxy_") {
         return Some(ArtefactKind::HttpProxyLog);
     }
