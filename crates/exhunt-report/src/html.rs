@@ -40,7 +40,7 @@ fn day(t: &Timestamp) -> String {
 }
 
 const STYLE: &str = "body{font:14px/1.45 system-ui,sans-serif;margin:2em;color:#1d1d1f;background:#fafafa}\
-h1{font-size:1.6em;margin:0 0 .2em}h2{margin-top:2em;border-bottom:2px solid #ddd}h3{margin:1.4em 0 .4em}\
+.rule{border-top:1px solid #ddd;padding:.2em 0}.rule h3{font-size:1.05em}h1{font-size:1.6em;margin:0 0 .2em}h2{margin-top:2em;border-bottom:2px solid #ddd}h3{margin:1.4em 0 .4em}\
 .banner{border-radius:6px;padding:.6em 1em;margin:.5em 0;color:#fff}.banner p{margin:.2em 0}\
 .banner ul{margin:.3em 0 .2em 1.2em;padding:0}.compromised{background:#b3261e}.attempted{background:#b26a00}\
 .inconclusive{background:#6a3d9a}.no-evidence{background:#2e7d32}.meta{color:#555}\
@@ -82,6 +82,7 @@ pub fn render_html(result: &ScanResult, out: &mut dyn Write) -> io::Result<()> {
     for (i, s) in result.servers.iter().enumerate() {
         server(&mut h, i, s);
     }
+    rule_references(&mut h, result);
     let _ = writeln!(h, "<script>{SCRIPT}</script></body></html>");
     out.write_all(h.as_bytes())
 }
@@ -305,7 +306,7 @@ fn findings_table(h: &mut String, i: usize, s: &ServerResult) {
             f.timestamp
                 .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
                 .unwrap_or_default(),
-            esc(&f.rule_id),
+            rule_link(&f.rule_id),
             esc(f.campaign.label()),
             esc(f.stage.label()),
             esc(&f.title),
@@ -315,6 +316,69 @@ fn findings_table(h: &mut String, i: usize, s: &ServerResult) {
         );
     }
     h.push_str("</tbody></table>");
+}
+
+/// The rule id as a link to its entry in the rule references.
+fn rule_link(id: &str) -> String {
+    format!("<a href=\"#rule-{0}\">{0}</a>", esc(id))
+}
+
+/// What each rule that fired is, from the built-in catalogue: title, CVEs, ATT&CK, the section
+/// of the detection spec it implements, false positives and references. Rules from `--sigma` or
+/// `--yara` are named as external: their text is in the rule files the scan loaded.
+fn rule_references(h: &mut String, result: &ScanResult) {
+    let mut ids: Vec<&str> = result
+        .servers
+        .iter()
+        .flat_map(|s| s.findings.iter().map(|f| f.rule_id.as_str()))
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    if ids.is_empty() {
+        return;
+    }
+    let pack = exhunt_rules::RulePack::builtin().ok();
+    h.push_str("<h2 id=\"rules\">Rules</h2><div class=\"rules\">");
+    for id in ids {
+        let _ = write!(h, "<div class=\"rule\" id=\"rule-{}\">", esc(id));
+        match pack.as_ref().and_then(|p| p.rule(id)) {
+            Some(r) => {
+                let _ = write!(
+                    h,
+                    "<h3>{} — {}</h3><p class=\"meta\">{} · {} · ATT&amp;CK {} · {} severity · spec {}</p><p>{}</p>",
+                    esc(&r.id),
+                    esc(&r.title),
+                    esc(r.campaign.label()),
+                    esc(&r.cves.join(", ")),
+                    esc(&r.attack),
+                    esc(&format!("{:?}", r.severity).to_lowercase()),
+                    esc(&r.spec),
+                    esc(&r.description)
+                );
+                if !r.false_positives.is_empty() {
+                    let _ = write!(
+                        h,
+                        "<p><i>False positives:</i> {}</p>",
+                        esc(&r.false_positives)
+                    );
+                }
+                h.push_str("<ul>");
+                for reference in &r.references {
+                    let _ = write!(h, "<li>{}</li>", esc(reference));
+                }
+                h.push_str("</ul>");
+            }
+            None => {
+                let _ = write!(
+                    h,
+                    "<h3>{}</h3><p>An external rule (loaded with <code>--sigma</code> or <code>--yara</code>): its text, author and references are in the rule file the scan read.</p>",
+                    esc(id)
+                );
+            }
+        }
+        h.push_str("</div>");
+    }
+    h.push_str("</div>");
 }
 
 fn truncate(s: &str, max: usize) -> String {

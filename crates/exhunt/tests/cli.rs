@@ -698,6 +698,16 @@ fn html_report_is_one_self_contained_page() {
     let (_, v) = scan_json(&[examples().join("compromised").to_str().unwrap()]);
     let n = v["servers"][0]["findings"].as_array().unwrap().len();
     assert_eq!(html.matches("<tr><td>").count(), n);
+    // Every rule that fired is explained, and its findings link to it.
+    for f in v["servers"][0]["findings"].as_array().unwrap() {
+        let id = f["rule_id"].as_str().unwrap();
+        assert!(html.contains(&format!("<a href=\"#rule-{id}\">")), "{id}");
+        assert!(html.contains(&format!("id=\"rule-{id}\"")), "{id}");
+    }
+    assert!(
+        html.contains("spec C-26855-A"),
+        "the spec section of the SSRF rule"
+    );
     // Evidence text is escaped: the planted markup cannot run in the report.
     assert!(!html.contains("<script language"));
     assert!(html.contains("&lt;script language") || !html.contains("script language"));
