@@ -552,7 +552,7 @@ fn report(files: &[&PathBuf], format: &str) -> std::process::Output {
 fn report_re_renders_and_merges_saved_results() {
     let tmp = tempfile::tempdir().unwrap();
     let mut files = Vec::new();
-    for e in ["compromised", "proxyshell"] {
+    for (e, code) in [("compromised", 1), ("proxyshell", 1), ("clean", 0)] {
         let f = tmp.path().join(format!("{e}.json"));
         let out = exhunt()
             .args([
@@ -566,7 +566,7 @@ fn report_re_renders_and_merges_saved_results() {
             .arg(&f)
             .output()
             .unwrap();
-        assert_eq!(out.status.code(), Some(1));
+        assert_eq!(out.status.code(), Some(code), "{e}");
         files.push(f);
     }
     // Re-rendering a saved result gives the same result.
@@ -575,8 +575,8 @@ fn report_re_renders_and_merges_saved_results() {
     let again: Value = serde_json::from_slice(&out.stdout).unwrap();
     let saved: Value = serde_json::from_str(&std::fs::read_to_string(&files[0]).unwrap()).unwrap();
     assert_eq!(again, saved);
-    // Two servers merged into one report; no finding lost.
-    let out = report(&[&files[0], &files[1]], "json");
+    // Three servers merged into one report; no finding lost.
+    let out = report(&[&files[0], &files[1], &files[2]], "json");
     let merged: Value = serde_json::from_slice(&out.stdout).unwrap();
     let names: Vec<&str> = merged["servers"]
         .as_array()
@@ -584,7 +584,8 @@ fn report_re_renders_and_merges_saved_results() {
         .iter()
         .map(|s| s["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["EX01", "EX02"]);
+    assert_eq!(names.len(), 3, "{names:?}");
+    assert_eq!(&names[..2], ["EX01", "EX02"]);
     let count = |v: &Value| -> usize {
         v["servers"]
             .as_array()
@@ -593,8 +594,18 @@ fn report_re_renders_and_merges_saved_results() {
             .map(|s| s["findings"].as_array().unwrap().len())
             .sum()
     };
-    let second: Value = serde_json::from_str(&std::fs::read_to_string(&files[1]).unwrap()).unwrap();
-    assert_eq!(count(&merged), count(&saved) + count(&second));
+    let load = |f: &PathBuf| -> Value {
+        serde_json::from_str(&std::fs::read_to_string(f).unwrap()).unwrap()
+    };
+    let (second, third) = (load(&files[1]), load(&files[2]));
+    assert!(
+        count(&third) > 0,
+        "the clean example has context findings (a scan)"
+    );
+    assert_eq!(
+        count(&merged),
+        count(&saved) + count(&second) + count(&third)
+    );
     assert_eq!(merged["verdict"], "compromised");
     // The same server twice: said, and both kept.
     let out = report(&[&files[0], &files[0]], "jsonl");
