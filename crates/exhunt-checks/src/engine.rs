@@ -278,6 +278,7 @@ impl Visit for FileVisitor<'_> {
 impl Engine {
     /// Builds the engine with the built-in rule packs.
     pub fn new(opts: ScanOptions) -> Result<Engine, RulesError> {
+        let t0 = std::time::Instant::now();
         let mut pack = RulePack::builtin()?;
         let mut rules_info = exhunt_model::RulesInfo {
             builtin_rules: pack.rules().len(),
@@ -363,6 +364,10 @@ impl Engine {
             checks.push(Box::new(crate::sigmaweb::SigmaWeb::new(events.clone())));
         }
         let main = CheckSet::new(checks, opts.limits);
+        tracing::debug!(
+            "rules loaded in {:?} (YARA compiling in the background)",
+            t0.elapsed()
+        );
         Ok(Engine {
             pack,
             main,
@@ -494,7 +499,14 @@ impl Engine {
                 && matches!(classify(c, b"", "", false), Classification::Skipped(_))
                 && !exhunt_sources::classify::worth_sniffing(c)
         };
+        let t0 = std::time::Instant::now();
         let inv = inventory_with(target, &self.opts.limits, &unopened);
+        tracing::debug!(
+            "inventory: {} files seen, {} to open, {:?}",
+            inv.files_seen,
+            inv.items.len(),
+            t0.elapsed()
+        );
         self.progress
             .files_total
             .fetch_add(inv.items.len() as u64, Ordering::Relaxed);
@@ -528,6 +540,7 @@ impl Engine {
                 o
             })
             .collect();
+        tracing::debug!("files processed: {:?} since the walk began", t0.elapsed());
         // EVTX files found by the parallel pass, read here, off the pool (see `process`).
         let mut outcomes = outcomes;
         let mut worker = Worker::default();

@@ -67,7 +67,9 @@ pub fn classify(
 /// it is worth opening: extensions a renamed log or a dump keeps (`.log`, `.txt`, `.csv`, `.dmp`,
 /// none…), log folders, and the places attackers stage files. Everything else is listed as
 /// skipped without being opened, so a whole C: image costs little more than its walk; `--deep`
-/// opens every file.
+/// opens every file. `.dat` is not on the list: Windows and its programs keep thousands of
+/// `.dat` files (registry hives, caches), and opening them tripled the cost of scanning a C:
+/// image; a `.dat` in a log folder or a staging place is still opened.
 pub fn worth_sniffing(components: &[String]) -> bool {
     let name = components.last().map(String::as_str).unwrap_or("");
     let ext = match name.rfind('.') {
@@ -75,8 +77,8 @@ pub fn worth_sniffing(components: &[String]) -> bool {
         _ => "",
     };
     const EXTS: &[&str] = &[
-        "", "log", "txt", "csv", "tsv", "out", "old", "bak", "dmp", "mdmp", "hdmp", "tmp", "dat",
-        "bin", "json", "jsonl", "ndjson", "gz",
+        "", "log", "txt", "csv", "tsv", "out", "old", "bak", "dmp", "mdmp", "hdmp", "tmp", "bin",
+        "json", "jsonl", "ndjson", "gz",
     ];
     EXTS.contains(&ext)
         || components

@@ -142,10 +142,12 @@ fn walk_dir(root: &Path, limits: &Limits, inv: &mut Inventory, unopened: Unopene
     // (walkdir parses the path of both entries for every comparison). The items are put in
     // order once at the end instead, so output stays deterministic.
     let walker = walkdir::WalkDir::new(root).follow_links(false);
-    // Lower-cased names of the folders above the current entry, with the index of each folder
-    // in `folders` (display path, files left out): kept as the walk goes, so a file costs one
-    // lower-casing of its own name.
-    let mut stack: Vec<(String, usize)> = Vec::new();
+    // Lower-cased names of the folders above the current entry (`comps`, with the file's own
+    // name pushed while it is judged) and the index of each folder in `folders` (display path,
+    // files left out): kept as the walk goes, so a file left unopened costs one lower-casing of
+    // its own name and no other allocation; only a kept file copies the names.
+    let mut comps: Vec<String> = Vec::new();
+    let mut folder_of: Vec<usize> = Vec::new();
     let mut folders: Vec<(String, u64)> = Vec::new();
     for entry in walker {
         let entry = match entry {
@@ -170,19 +172,18 @@ fn walk_dir(root: &Path, limits: &Limits, inv: &mut Inventory, unopened: Unopene
         };
         let ft = entry.file_type();
         let depth = entry.depth();
+        let above = depth.saturating_sub(1);
+        comps.truncate(above);
+        folder_of.truncate(above);
         if ft.is_dir() {
-            stack.truncate(depth.saturating_sub(1));
             if depth > 0 {
-                stack.push((
-                    entry.file_name().to_string_lossy().to_lowercase(),
-                    folders.len(),
-                ));
+                comps.push(entry.file_name().to_string_lossy().to_lowercase());
+                folder_of.push(folders.len());
             }
             folders.push((entry.path().display().to_string(), 0));
             continue;
         }
         inv.files_seen += 1;
-        stack.truncate(depth.saturating_sub(1));
         let path = entry.path();
         if ft.is_symlink() {
             inv.problems.push(problem(
@@ -200,16 +201,15 @@ fn walk_dir(root: &Path, limits: &Limits, inv: &mut Inventory, unopened: Unopene
             ));
             continue;
         }
-        let mut components: Vec<String> = Vec::with_capacity(stack.len() + 1);
-        components.extend(stack.iter().map(|(n, _)| n.clone()));
-        components.push(entry.file_name().to_string_lossy().to_lowercase());
-        if !is_zip_path(path) && unopened(&components) {
-            let folder = stack.last().map_or(0, |(_, i)| *i);
+        comps.push(entry.file_name().to_string_lossy().to_lowercase());
+        if !is_zip_path(path) && unopened(&comps) {
+            let folder = folder_of.last().copied().unwrap_or(0);
             if let Some(f) = folders.get_mut(folder) {
                 f.1 += 1;
             }
             continue;
         }
+        let components = comps.clone();
         // No stat here: a walk of a whole C: image must cost what `find` costs. Size and times
         // are read (Item::metadata) only for the files a scan opens.
         let (size, modified) = (0, None);

@@ -4,8 +4,10 @@
 //!   gen-corpus bench OUT_DIR SIZE_MIB    writes about SIZE_MIB MiB of HttpProxy and IIS logs
 //!                                        with a few injected ProxyLogon attacks
 //!   gen-corpus webtree OUT_DIR FILES     writes FILES web-root files and ten candidates
-//!   gen-corpus image OUT_DIR SIZE_MIB    writes a C:-like tree of SIZE_MIB MiB, mostly not
-//!                                        evidence, with web roots and ten candidates
+//!   gen-corpus image OUT_DIR SIZE_MIB [FILES]
+//!                                        writes a C:-like tree of SIZE_MIB MiB, mostly not
+//!                                        evidence, with web roots and ten candidates; FILES
+//!                                        files in all (default: files of 0.25–2 MiB)
 //!
 //! The logs follow the formats in shared/research/exchange-detection.md §2 (HttpProxy CSV with a
 //! bare header line and `#` directives; ECP server log with `S:KEY=value` event data; IIS W3C with
@@ -1330,7 +1332,7 @@ fn webtree(out: &Path, files: u64) -> io::Result<()> {
 
 /// A C:-like tree of about `mib` MiB that is mostly not evidence (system files, documents), with
 /// a small Exchange web root and ten candidates.
-fn image(out: &Path, mib: u64) -> io::Result<()> {
+fn image(out: &Path, mib: u64, files: Option<u64>) -> io::Result<()> {
     let tree = Tree {
         root: out.to_path_buf(),
     };
@@ -1351,17 +1353,33 @@ fn image(out: &Path, mib: u64) -> io::Result<()> {
     while written < target {
         let (dir, exts) = places[(i % 4) as usize];
         let ext = exts[(i as usize / 4) % exts.len()];
-        let size = (256 << 10) + rng.below(1792 << 10) as usize; // 0.25–2 MiB
+        let (size, folder) = match files {
+            // 0.25–2 MiB, 97 folders per place.
+            None => (
+                (256 << 10) + rng.below(1792 << 10) as usize,
+                format!("d{}", i % 97),
+            ),
+            // The given count (a Windows install holds hundreds of thousands of files): sizes
+            // around the mean, about 25 files per folder, two levels deep.
+            Some(n) => {
+                let mean = (target / n.max(1)).clamp(4096, 4 << 20);
+                (
+                    (mean / 2 + rng.below(mean)).clamp(4096, (4 << 20) - 4096) as usize,
+                    format!("d{}/e{}", (i / 4) % 131, (i / 524) % 23),
+                )
+            }
+        };
         let folder = dir
             .split('/')
             .fold(tree.root.clone(), |p, c| p.join(c))
-            .join(format!("d{}", i % 97));
+            .join(folder);
         fs::create_dir_all(&folder)?;
         let start = rng.below((chunk.len() - size) as u64) as usize;
-        fs::write(
-            folder.join(format!("f{i}.{ext}")),
-            &chunk[start..start + size],
-        )?;
+        // Real bytes for the first 4 KiB (what a walk or a sniff of the head sees), sparse
+        // after: the tree has its full size but takes a few hundred MiB of disk, not 20 GiB.
+        let mut f = fs::File::create(folder.join(format!("f{i}.{ext}")))?;
+        f.write_all(&chunk[start..start + 4096])?;
+        f.set_len(size as u64)?;
         written += size as u64;
         i += 1;
     }
@@ -1404,12 +1422,16 @@ fn main() {
             Ok(n) => webtree(Path::new(&args[2]), n),
             Err(_) => Err(io::Error::other("FILES must be a number")),
         },
-        Some("image") if args.len() == 4 => match args[3].parse() {
-            Ok(mib) => image(Path::new(&args[2]), mib),
-            Err(_) => Err(io::Error::other("SIZE_MIB must be a number")),
-        },
+        Some("image") if args.len() == 4 || args.len() == 5 => {
+            let files = args.get(4).map(|f| f.parse::<u64>());
+            match (args[3].parse(), files) {
+                (Ok(mib), None) => image(Path::new(&args[2]), mib, None),
+                (Ok(mib), Some(Ok(n))) => image(Path::new(&args[2]), mib, Some(n)),
+                _ => Err(io::Error::other("SIZE_MIB and FILES must be numbers")),
+            }
+        }
         _ => Err(io::Error::other(
-            "usage: gen-corpus examples OUT_DIR | bench OUT_DIR SIZE_MIB | webtree OUT_DIR FILES | image OUT_DIR SIZE_MIB",
+            "usage: gen-corpus examples OUT_DIR | bench OUT_DIR SIZE_MIB | webtree OUT_DIR FILES | image OUT_DIR SIZE_MIB [FILES]",
         )),
     };
     if let Err(e) = res {
