@@ -434,20 +434,14 @@ fn large_scopes_need_the_flag_and_malformed_targets_get_rows() {
 #[test]
 fn shards_are_disjoint_and_cover_the_scope() {
     // 40 sites on one port; targets given as a range.
-    let first = Ipv4Addr::new(127, 4, 0, 1);
-    let probe_port = std::net::TcpListener::bind((first, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let sites: Vec<Site> = loopback_range(first, 40)
-        .map(|ip| Site {
-            addr: SocketAddr::new(ip, probe_port),
-            transport: Transport::Tls,
-            profile: exchange("15.2.986.36"),
-        })
-        .collect();
-    let _mock = mock_exchange::start(sites, 2).unwrap();
+    let (_mock, probe_port) = mock_exchange::start_range(
+        Ipv4Addr::new(127, 4, 0, 1),
+        40,
+        0,
+        |_| exchange("15.2.986.36"),
+        2,
+    )
+    .unwrap();
     let spec = format!("127.4.0.1-40:{probe_port}");
     let mut union: Vec<String> = vec![];
     for i in 1..=3 {
@@ -464,20 +458,14 @@ fn shards_are_disjoint_and_cover_the_scope() {
 
 #[test]
 fn exclude_list_is_honoured_and_rates_are_kept() {
-    let first = Ipv4Addr::new(127, 5, 0, 1);
-    let port = std::net::TcpListener::bind((first, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let sites: Vec<Site> = loopback_range(first, 10)
-        .map(|ip| Site {
-            addr: SocketAddr::new(ip, port),
-            transport: Transport::Tls,
-            profile: exchange("15.2.1118.20"),
-        })
-        .collect();
-    let _mock = mock_exchange::start(sites, 2).unwrap();
+    let (_mock, port) = mock_exchange::start_range(
+        Ipv4Addr::new(127, 5, 0, 1),
+        10,
+        0,
+        |_| exchange("15.2.1118.20"),
+        2,
+    )
+    .unwrap();
     let mut o = opts(vec![format!("127.5.0.1-10:{port}")]);
     o.exclude.add(&Spec::parse("127.5.0.8-10").unwrap());
     o.exclude.seal();

@@ -3,12 +3,12 @@
 //! run (`--no-dns`), so nothing leaves the host.
 
 use std::collections::HashSet;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::Ipv4Addr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use assert_cmd::cargo::CommandCargoExt;
-use mock_exchange::{ExchangeSite, Mock, Profile, Site, Transport, loopback_range};
+use mock_exchange::{ExchangeSite, Mock, Profile};
 
 fn exhunt() -> Command {
     let mut c = Command::cargo_bin("exhunt").unwrap();
@@ -18,20 +18,7 @@ fn exhunt() -> Command {
 
 /// `count` TLS sites from `first`, all on one port, builds from `build(i)`.
 fn sites(first: Ipv4Addr, count: u32, build: impl Fn(u32) -> ExchangeSite) -> (Mock, u16) {
-    let port = std::net::TcpListener::bind((first, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let list = loopback_range(first, count)
-        .enumerate()
-        .map(|(i, ip)| Site {
-            addr: SocketAddr::new(ip, port),
-            transport: Transport::Tls,
-            profile: Profile::Exchange(build(i as u32)),
-        })
-        .collect();
-    (mock_exchange::start(list, 2).unwrap(), port)
+    mock_exchange::start_range(first, count, 0, |i| Profile::Exchange(build(i)), 2).unwrap()
 }
 
 fn lines(text: &str) -> Vec<serde_json::Value> {

@@ -163,6 +163,33 @@ pub fn loopback_range(first: Ipv4Addr, count: u32) -> impl Iterator<Item = IpAdd
     (0..count).map(move |i| IpAddr::V4(Ipv4Addr::from(base + i)))
 }
 
+/// `count` TLS sites on consecutive loopback addresses from `first`, all on one port (`port`, or
+/// a free one when 0), `profile(i)` for the i-th; returns the mock and the port.
+pub fn start_range(
+    first: Ipv4Addr,
+    count: u32,
+    port: u16,
+    profile: impl Fn(u32) -> Profile,
+    threads: usize,
+) -> anyhow::Result<(Mock, u16)> {
+    let port = if port == 0 {
+        std::net::TcpListener::bind((first, 0))?
+            .local_addr()?
+            .port()
+    } else {
+        port
+    };
+    let sites = loopback_range(first, count)
+        .zip(0..)
+        .map(|(ip, i)| Site {
+            addr: SocketAddr::new(ip, port),
+            transport: Transport::Tls,
+            profile: profile(i),
+        })
+        .collect();
+    Ok((start(sites, threads)?, port))
+}
+
 struct Tls {
     valid: tokio_rustls::TlsAcceptor,
     expired: tokio_rustls::TlsAcceptor,

@@ -6,9 +6,9 @@
 //! cycling over a fixed list, prints `ready` and serves until stdin closes.
 
 use std::io::Read;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::Ipv4Addr;
 
-use mock_exchange::{ExchangeSite, Profile, Site, Transport, loopback_range, start};
+use mock_exchange::{ExchangeSite, Profile, start_range};
 
 const BUILDS: [&str; 6] = [
     "15.2.1118.20",
@@ -28,15 +28,13 @@ fn main() -> anyhow::Result<()> {
     let count: u32 = args[2].parse()?;
     let port: u16 = args[3].parse()?;
     let threads: usize = args.get(4).map_or(Ok(2), |t| t.parse())?;
-    let sites = loopback_range(first, count)
-        .enumerate()
-        .map(|(i, ip)| Site {
-            addr: SocketAddr::new(ip, port),
-            transport: Transport::Tls,
-            profile: Profile::Exchange(ExchangeSite::new(BUILDS[i % BUILDS.len()])),
-        })
-        .collect();
-    let mock = start(sites, threads)?;
+    let (mock, _) = start_range(
+        first,
+        count,
+        port,
+        |i| Profile::Exchange(ExchangeSite::new(BUILDS[i as usize % BUILDS.len()])),
+        threads,
+    )?;
     println!("ready {}", mock.addrs().len());
     let mut sink = Vec::new();
     let _ = std::io::stdin().read_to_end(&mut sink);
