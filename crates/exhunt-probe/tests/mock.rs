@@ -482,3 +482,24 @@ fn exclude_list_is_honoured_and_rates_are_kept() {
         started.elapsed()
     );
 }
+
+#[test]
+fn ipv6_loopback_and_host_names_pinned_to_it() {
+    let v6: IpAddr = "::1".parse().unwrap();
+    let Ok(mock) = mock_exchange::start(vec![Site::tls(v6, exchange("15.2.1118.20"))], 1) else {
+        eprintln!("skipped: no IPv6 loopback on this machine");
+        return;
+    };
+    let a = mock.addrs()[0];
+    let mut o = opts(vec![
+        format!("[::1]:{}", a.port()),
+        format!("https://mail.v6.test:{}/owa/", a.port()),
+    ]);
+    o.pinned = vec![("mail.v6.test".into(), v6)];
+    let rows = probe(o);
+    let r = &rows[&format!("[::1]:{}", a.port())];
+    assert_eq!(r.state, State::Patched, "{r:?}");
+    let r = &rows[&format!("mail.v6.test:{}", a.port())];
+    assert_eq!(r.state, State::Patched, "{r:?}");
+    assert_eq!(r.ip.as_deref(), Some("::1"));
+}
