@@ -104,6 +104,7 @@ pub fn format_of(kind: ArtefactKind) -> Option<LogFormat> {
         ArtefactKind::Evtx
         | ArtefactKind::EventExport
         | ArtefactKind::WebFile
+        | ArtefactKind::IisConfig
         | ArtefactKind::MemoryDump
         | ArtefactKind::Archive
         | ArtefactKind::File => None,
@@ -397,6 +398,7 @@ impl Engine {
             .collect();
         v.extend(WebShellRequests::RULE_IDS);
         v.extend(crate::files::RULE_IDS);
+        v.extend(crate::iisconfig::RULE_IDS);
         v.extend(exhunt_rules::sigma::BUILTIN.iter().map(|(id, _)| *id));
         v.sort();
         v.dedup();
@@ -1080,8 +1082,10 @@ impl Engine {
         } else {
             KEEP_FOR_YARA
         };
-        let mut keep: Option<Vec<u8>> =
-            (want_yara && size <= keep_limit).then(|| Vec::with_capacity(size as usize));
+        // IIS configuration is judged as text: kept like a file for YARA.
+        let want_text = kind == ArtefactKind::IisConfig;
+        let mut keep: Option<Vec<u8>> = ((want_yara || want_text) && size <= keep_limit)
+            .then(|| Vec::with_capacity(size as usize));
         let mut bytes = 0u64;
         if size > MAX_CONTENT {
             problems.push(problem(
@@ -1192,7 +1196,21 @@ impl Engine {
             hidden,
             system,
         };
-        let findings = self.files.judge(&self.pack, kind, &facts);
+        let mut findings = self.files.judge(&self.pack, kind, &facts);
+        if want_text {
+            match keep.as_deref() {
+                Some(text) if complete => findings.extend(crate::iisconfig::judge(
+                    &self.pack,
+                    &item.display,
+                    &String::from_utf8_lossy(text),
+                    facts.modified,
+                )),
+                _ => problems.push(problem(
+                    format!("configuration larger than {KEEP_FOR_YARA} bytes or not read completely: its virtual directories were not checked"),
+                    true,
+                )),
+            }
+        }
         let stats = ReadStats {
             bytes,
             records: 1,

@@ -11,6 +11,7 @@ pub mod check;
 pub mod engine;
 pub mod events;
 pub mod files;
+pub mod iisconfig;
 pub mod ioc;
 pub mod proxylogon;
 pub mod proxyshell;

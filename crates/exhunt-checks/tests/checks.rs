@@ -720,3 +720,87 @@ fn rps_http_sessions_of_foreign_clients_but_not_exchange_own() {
             .all(|x| x.campaign == exhunt_model::Campaign::ProxyNotShell)
     );
 }
+
+// ---- C-PS-E: IIS virtual directories to odd folders ----
+
+#[test]
+fn iis_virtual_directories_to_programdata_or_profiles_but_not_exchange_own() {
+    let config = r#"<?xml version="1.0" encoding="UTF-8"?>
+<configuration>
+  <configSections>
+    <sectionGroup name="system.applicationHost"></sectionGroup>
+  </configSections>
+  <system.applicationHost>
+    <sites>
+      <site name="Default Web Site" id="1">
+        <application path="/" applicationPool="DefaultAppPool">
+          <virtualDirectory path="/" physicalPath="%SystemDrive%\inetpub\wwwroot" />
+          <virtualDirectory path="/cdn" physicalPath="C:\ProgramData\COM\" />
+        </application>
+        <application path="/owa" applicationPool="MSExchangeOWAAppPool">
+          <virtualDirectory path="/" physicalPath="C:\Program Files\Microsoft\Exchange Server\V15\FrontEnd\HttpProxy\owa" />
+        </application>
+        <application path="/owa/auth/assets" applicationPool="MSExchangeOWAAppPool">
+          <VirtualDirectory path="/" physicalPath="C:\Users\All Users\Microsoft\x" />
+        </application>
+      </site>
+      <site name="Exchange Back End" id="2">
+        <application path="/" applicationPool="MSExchangeServicesAppPool">
+          <virtualDirectory path="/" physicalPath="C:\Program Files\Microsoft\Exchange Server\V15\ClientAccess" />
+        </application>
+      </site>
+    </sites>
+  </system.applicationHost>
+</configuration>
+"#;
+    let f = scan("applicationHost.config", config);
+    assert_eq!(
+        ids(&f),
+        vec![
+            ("EXH-PS-2", Stage::Persistence),
+            ("EXH-PS-2", Stage::Persistence)
+        ],
+        "{f:#?}"
+    );
+    assert!(
+        f[0].title.contains("/cdn") && f[0].title.contains("Default Web Site"),
+        "{}",
+        f[0].title
+    );
+    assert_eq!(f[0].confidence, exhunt_model::Confidence::High);
+    assert_eq!(f[0].evidence.line, 11);
+    assert!(f[1].title.contains("/owa/auth/assets"), "{}", f[1].title);
+    assert_eq!(f[1].confidence, exhunt_model::Confidence::Medium);
+    assert!(
+        f.iter()
+            .all(|x| x.kind == exhunt_model::ArtefactKind::IisConfig)
+    );
+}
+
+#[test]
+fn clean_exchange_iis_configurations_give_no_finding() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/data/microsoft_CSS-Exchange/Diagnostics/HealthChecker/Tests/DataCollection");
+    if !dir.is_dir() {
+        eprintln!("skipped: {} is absent", dir.display());
+        return;
+    }
+    for v in ["E16", "E19"] {
+        let p = dir.join(v).join("Exchange/IIS/applicationHost.config");
+        let text = std::fs::read_to_string(&p).unwrap();
+        let engine = Engine::new(ScanOptions::default()).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join("applicationHost.config"), &text).unwrap();
+        let r = engine.scan(&[tmp.path().to_path_buf()]);
+        let s = &r.servers[0];
+        assert!(s.findings.is_empty(), "{v}: {:#?}", s.findings);
+        assert!(
+            s.coverage
+                .kinds
+                .iter()
+                .any(|k| k.kind == exhunt_model::ArtefactKind::IisConfig && k.files_complete == 1),
+            "{v}: {:?}",
+            s.coverage.kinds
+        );
+    }
+}

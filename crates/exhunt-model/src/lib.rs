@@ -41,6 +41,9 @@ pub enum ArtefactKind {
     /// A file in a folder IIS serves (web roots: `aspnet_client`, `FrontEnd\HttpProxy\owa\auth`,
     /// `inetpub\wwwroot`, Temporary ASP.NET Files…): where web shells are dropped.
     WebFile,
+    /// IIS configuration (`applicationHost.config`): sites, applications, virtual directories
+    /// and URL Rewrite rules.
+    IisConfig,
     /// A Windows minidump (`MDMP` magic), wherever it is.
     MemoryDump,
     /// An archive in a place where attackers stage data (ProgramData, `C:\root`, temp folders,
@@ -52,7 +55,7 @@ pub enum ArtefactKind {
 
 impl ArtefactKind {
     /// All kinds, in display order.
-    pub const ALL: [ArtefactKind; 11] = [
+    pub const ALL: [ArtefactKind; 12] = [
         ArtefactKind::HttpProxyLog,
         ArtefactKind::EcpServerLog,
         ArtefactKind::OabGeneratorLog,
@@ -61,6 +64,7 @@ impl ArtefactKind {
         ArtefactKind::Evtx,
         ArtefactKind::EventExport,
         ArtefactKind::WebFile,
+        ArtefactKind::IisConfig,
         ArtefactKind::MemoryDump,
         ArtefactKind::Archive,
         ArtefactKind::File,
@@ -91,6 +95,7 @@ impl ArtefactKind {
             ArtefactKind::Evtx => "Windows event logs",
             ArtefactKind::EventExport => "event log exports",
             ArtefactKind::WebFile => "web-root files",
+            ArtefactKind::IisConfig => "IIS configuration",
             ArtefactKind::MemoryDump => "memory dumps",
             ArtefactKind::Archive => "staged archives",
             ArtefactKind::File => "other files",

@@ -41,10 +41,15 @@ pub fn classify(
     if let Some(kind) = by_path(components) {
         return Classification::Claimed(kind);
     }
+    let name = components.last().map(String::as_str).unwrap_or("");
+    if name == "applicationhost.config"
+        || head_text.contains("<sectionGroup name=\"system.applicationHost\"")
+    {
+        return Classification::Claimed(ArtefactKind::IisConfig);
+    }
     if in_web_root(components) {
         return Classification::Claimed(ArtefactKind::WebFile);
     }
-    let name = components.last().map(String::as_str).unwrap_or("");
     if is_archive_name(name) {
         if in_staging_place(components) {
             return Classification::Claimed(ArtefactKind::Archive);

@@ -1,0 +1,190 @@
+//! IIS configuration (`applicationHost.config`, C-PS-E): virtual directories that serve odd
+//! folders.
+//!
+//! After ProxyShell, attackers added IIS virtual directories whose physical path is a folder
+//! they control under `C:\ProgramData` (Huntress, August 2021: `COM`, `WHO`, `ZING`, `ZOO`,
+//! `XYZ`, `AUX`, `CON`) or under `C:\Users`, so that files they drop there are served as pages:
+//! a web shell outside every web root a file check looks at. An Exchange server's own sites map
+//! to `inetpub\wwwroot` and the Exchange install; nothing of Exchange or IIS lives in
+//! ProgramData or a user profile.
+//!
+//! The file is read as text, not as XML: a tag scanner follows the nesting of `site`,
+//! `application` and `virtualDirectory` to name the URL a directory serves, and a file that is
+//! not well-formed XML (an attacker's edit, a truncated copy) is still read.
+
+use std::sync::LazyLock;
+
+use exhunt_model::{
+    ArtefactKind, Confidence, Entities, Evidence, Finding, Severity, Stage, Timestamp,
+};
+use exhunt_rules::RulePack;
+use regex::Regex;
+
+static TAG: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?is)<(/?)(site|application|virtualDirectory)\b([^>]*)>").expect("valid regex")
+});
+static ATTR: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r#"(?i)\b(name|path|physicalPath)\s*=\s*"([^"]*)""#).expect("valid regex")
+});
+
+/// The rules this module emits.
+pub const RULE_IDS: [&str; 1] = ["EXH-PS-2"];
+
+/// Folder names the 2021 ProxyShell intrusions used under ProgramData.
+const KNOWN: [&str; 7] = ["com", "who", "zing", "zoo", "xyz", "aux", "con"];
+
+fn attr<'a>(attrs: &'a str, name: &str) -> Option<&'a str> {
+    ATTR.captures_iter(attrs)
+        .find(|c| c[1].eq_ignore_ascii_case(name))
+        .and_then(|c| c.get(2))
+        .map(|m| m.as_str())
+}
+
+/// Why a physical path is odd for a served folder, and how sure that is; `None` when it is not.
+fn odd_folder(physical: &str) -> Option<(Confidence, String)> {
+    let p = physical
+        .to_ascii_lowercase()
+        .replace('/', "\\")
+        .replace("%systemdrive%", "c:")
+        .replace("%programdata%", "c:\\programdata")
+        .replace("%allusersprofile%", "c:\\programdata");
+    let parts: Vec<&str> = p.split('\\').filter(|s| !s.is_empty()).collect();
+    let pos = parts
+        .iter()
+        .position(|s| *s == "programdata" || *s == "users")?;
+    let under = parts.get(pos + 1).copied().unwrap_or("");
+    let first = under.split('.').next().unwrap_or(under);
+    if parts[pos] == "programdata" && KNOWN.contains(&first) {
+        return Some((
+            Confidence::High,
+            format!("ProgramData\\{under}, a folder name of the 2021 ProxyShell intrusions"),
+        ));
+    }
+    Some((
+        Confidence::Medium,
+        format!(
+            "a folder under {} (nothing of IIS or Exchange is served from there)",
+            if parts[pos] == "users" {
+                "C:\\Users"
+            } else {
+                "C:\\ProgramData"
+            }
+        ),
+    ))
+}
+
+/// Judges one configuration file's text.
+pub fn judge(
+    pack: &RulePack,
+    display: &str,
+    text: &str,
+    modified: Option<Timestamp>,
+) -> Vec<Finding> {
+    let Some(meta) = pack.rule("EXH-PS-2") else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let mut site = String::new();
+    let mut app = String::new();
+    for c in TAG.captures_iter(text) {
+        let closing = !c[1].is_empty();
+        let tag = c[2].to_ascii_lowercase();
+        let attrs = c.get(3).map_or("", |m| m.as_str());
+        let self_closing = attrs.trim_end().ends_with('/');
+        match (tag.as_str(), closing) {
+            ("site", false) => {
+                site = attr(attrs, "name").unwrap_or("").to_string();
+                app.clear();
+            }
+            ("site", true) => site.clear(),
+            ("application", false) => {
+                app = attr(attrs, "path").unwrap_or("").to_string();
+                if self_closing {
+                    app.clear();
+                }
+            }
+            ("application", true) => app.clear(),
+            ("virtualdirectory", false) => {
+                let Some(physical) = attr(attrs, "physicalPath") else {
+                    continue;
+                };
+                let Some((confidence, why)) = odd_folder(physical) else {
+                    continue;
+                };
+                let vpath = attr(attrs, "path").unwrap_or("/");
+                let url = format!(
+                    "{}/{}",
+                    app.trim_end_matches('/'),
+                    vpath.trim_start_matches('/')
+                );
+                let url = if url.len() > 1 {
+                    url.trim_end_matches('/').to_string()
+                } else {
+                    url
+                };
+                let start = c.get(0).map_or(0, |m| m.start());
+                let line = text[..start].bytes().filter(|&b| b == b'\n').count() as u64 + 1;
+                let site_name = if site.is_empty() { "?" } else { site.as_str() };
+                out.push(Finding {
+                    rule_id: meta.id.clone(),
+                    title: format!(
+                        "IIS serves {url} of site \"{site_name}\" from {physical}: {why}"
+                    ),
+                    campaign: meta.campaign,
+                    cves: meta.cves.clone(),
+                    attack: meta.attack.clone(),
+                    severity: Severity::High,
+                    confidence,
+                    stage: Stage::Persistence,
+                    timestamp: modified,
+                    evidence: Evidence {
+                        path: display.to_string(),
+                        line,
+                        offset: start as u64,
+                        excerpt: c[0].chars().take(300).collect(),
+                    },
+                    entities: Entities {
+                        file_path: Some(physical.to_string()),
+                        url: Some(url),
+                        ..Entities::default()
+                    },
+                    kind: ArtefactKind::IisConfig,
+                    joins: meta.joins.clone(),
+                });
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn odd_folders_and_ordinary_ones() {
+        assert_eq!(
+            odd_folder(r"C:\ProgramData\COM\").unwrap().0,
+            Confidence::High
+        );
+        assert_eq!(
+            odd_folder(r"%SystemDrive%\ProgramData\zing").unwrap().0,
+            Confidence::High
+        );
+        assert_eq!(
+            odd_folder(r"C:\Users\All Users\x").unwrap().0,
+            Confidence::Medium
+        );
+        assert_eq!(
+            odd_folder(r"C:\ProgramData\Vendor\web").unwrap().0,
+            Confidence::Medium
+        );
+        assert!(odd_folder(r"%SystemDrive%\inetpub\wwwroot").is_none());
+        assert!(
+            odd_folder(r"C:\Program Files\Microsoft\Exchange Server\V15\FrontEnd\HttpProxy\owa")
+                .is_none()
+        );
+        assert!(odd_folder(r"D:\Exchange\ClientAccess\owa").is_none());
+    }
+}
