@@ -185,6 +185,8 @@ pub struct FileOutcome {
     pub problems: Vec<CoverageEntry>,
     /// An EVTX file left for the calling thread (see [`Engine::read_evtx_item`]).
     pub deferred: bool,
+    /// Emergency mitigations found in a configuration file.
+    pub mitigations: Vec<exhunt_model::Mitigation>,
 }
 
 /// The scan engine; build once, scan many targets.
@@ -529,6 +531,7 @@ impl Engine {
                         findings: Vec::new(),
                         problems: Vec::new(),
                         deferred: false,
+                        mitigations: Vec::new(),
                     }
                 } else {
                     self.process(&self.main, i, item, w, None)
@@ -761,7 +764,12 @@ impl Engine {
         let others = split_export_hosts(&name, &mut findings, &mut coverage);
         let story = story::build(&findings);
         let fixed = |c, b: &str| self.pack.fixed_for(c, b);
-        let verdicts = verdict::judge(&findings, &coverage, &builds_seen, &fixed, &self.opts);
+        let mut verdicts = verdict::judge(&findings, &coverage, &builds_seen, &fixed, &self.opts);
+        let mitigations: Vec<exhunt_model::Mitigation> = outcomes
+            .iter()
+            .flat_map(|o| o.mitigations.iter().cloned())
+            .collect();
+        verdict::note_mitigations(&mut verdicts, &mitigations);
         let worst = VerdictKind::worst(verdicts.iter().map(|v| v.verdict));
         let mut out = vec![ServerResult {
             name,
@@ -775,6 +783,7 @@ impl Engine {
                 .map(|(rule_id, count)| SuppressedCount { rule_id, count })
                 .collect(),
             coverage,
+            mitigations,
         }];
         for (host, findings, coverage) in others {
             let story = story::build(&findings);
@@ -791,6 +800,7 @@ impl Engine {
                 findings,
                 suppressed: Vec::new(),
                 coverage,
+                mitigations: Vec::new(),
             });
         }
         out
@@ -814,6 +824,7 @@ impl Engine {
             findings: Vec::new(),
             problems: Vec::new(),
             deferred: false,
+            mitigations: Vec::new(),
         };
         let path_kind = match classify(&item.components, b"", "", false) {
             Classification::Claimed(k) => Some(k),
@@ -915,6 +926,7 @@ impl Engine {
             out.findings = facts_out.0;
             out.stats = Some(facts_out.1);
             out.problems.extend(facts_out.2);
+            out.mitigations = facts_out.3;
             return out;
         }
         if kind == ArtefactKind::Evtx {
@@ -1055,7 +1067,12 @@ impl Engine {
         kind: ArtefactKind,
         head: Vec<u8>,
         worker: &mut Worker<'e>,
-    ) -> (Vec<Finding>, ReadStats, Vec<CoverageEntry>) {
+    ) -> (
+        Vec<Finding>,
+        ReadStats,
+        Vec<CoverageEntry>,
+        Vec<exhunt_model::Mitigation>,
+    ) {
         use sha1::Digest as _;
         let mut problems = Vec::new();
         let (size, modified) = item.metadata();
@@ -1113,7 +1130,7 @@ impl Engine {
                     evidence_lost: p.evidence_lost,
                 });
             }
-            return (findings, stats, Vec::new());
+            return (findings, stats, Vec::new(), Vec::new());
         }
         // Re-open: the head was read from a stream the caller dropped.
         match worker.opener.open(item, &self.opts.limits) {
@@ -1197,14 +1214,19 @@ impl Engine {
             system,
         };
         let mut findings = self.files.judge(&self.pack, kind, &facts);
+        let mut mitigations = Vec::new();
         if want_text {
             match keep.as_deref() {
-                Some(text) if complete => findings.extend(crate::iisconfig::judge(
-                    &self.pack,
-                    &item.display,
-                    &String::from_utf8_lossy(text),
-                    facts.modified,
-                )),
+                Some(text) if complete => {
+                    let text = String::from_utf8_lossy(text);
+                    findings.extend(crate::iisconfig::judge(
+                        &self.pack,
+                        &item.display,
+                        &text,
+                        facts.modified,
+                    ));
+                    mitigations = crate::iisconfig::mitigations(&item.display, &text);
+                }
                 _ => problems.push(problem(
                     format!("configuration larger than {KEEP_FOR_YARA} bytes or not read completely: its virtual directories were not checked"),
                     true,
@@ -1224,7 +1246,7 @@ impl Engine {
                 evidence_lost: p.evidence_lost,
             });
         }
-        (findings, stats, Vec::new())
+        (findings, stats, Vec::new(), mitigations)
     }
 
     #[cfg(feature = "yara")]

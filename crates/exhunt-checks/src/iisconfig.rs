@@ -8,6 +8,14 @@
 //! to `inetpub\wwwroot` and the Exchange install; nothing of Exchange or IIS lives in
 //! ProgramData or a user profile.
 //!
+//! The same file tells whether Microsoft's emergency mitigations are configured (C-PNS-E): the
+//! URL Rewrite rules of EOMT (ProxyLogon: abort requests whose cookie carries
+//! `X-AnonResource-Backend` or an `X-BEResource` path) and of EOMTv2 / EEMS (ProxyNotShell:
+//! abort URLs with both `autodiscover` and `powershell`). They are reported beside the verdict,
+//! with the weakness of the early patterns that were bypassed (a raw `{REQUEST_URI}` input
+//! misses `%`-escaped requests, CSS-Exchange #1262/#1269; patterns that demand
+//! `autodiscover.json` and `@` miss the variants).
+//!
 //! The file is read as text, not as XML: a tag scanner follows the nesting of `site`,
 //! `application` and `virtualDirectory` to name the URL a directory serves, and a file that is
 //! not well-formed XML (an attacker's edit, a truncated copy) is still read.
@@ -15,7 +23,8 @@
 use std::sync::LazyLock;
 
 use exhunt_model::{
-    ArtefactKind, Confidence, Entities, Evidence, Finding, Severity, Stage, Timestamp,
+    ArtefactKind, Campaign, Confidence, Entities, Evidence, Finding, Mitigation, Severity, Stage,
+    Timestamp,
 };
 use exhunt_rules::RulePack;
 use regex::Regex;
@@ -26,6 +35,74 @@ static TAG: LazyLock<Regex> = LazyLock::new(|| {
 static ATTR: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r#"(?i)\b(name|path|physicalPath)\s*=\s*"([^"]*)""#).expect("valid regex")
 });
+
+static RULE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?is)<rule\b([^>]*)>(.*?)</rule>").expect("valid regex"));
+static INPUT_PATTERN: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r#"(?i)\b(input|pattern|url)\s*=\s*"([^"]*)""#).expect("valid regex")
+});
+static ABORT: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r#"(?i)<action\b[^>]*\btype\s*=\s*"AbortRequest""#).expect("valid regex")
+});
+
+/// The URL Rewrite rules that abort what an emergency mitigation aborts.
+pub fn mitigations(display: &str, text: &str) -> Vec<Mitigation> {
+    let mut out = Vec::new();
+    for c in RULE.captures_iter(text) {
+        let head = c.get(1).map_or("", |m| m.as_str());
+        let body = c.get(2).map_or("", |m| m.as_str());
+        if !ABORT.is_match(body) {
+            continue;
+        }
+        let mut inputs = Vec::new();
+        let mut patterns = Vec::new();
+        for a in INPUT_PATTERN.captures_iter(body) {
+            if a[1].eq_ignore_ascii_case("input") {
+                inputs.push(a[2].to_string());
+            } else {
+                patterns.push(a[2].to_string());
+            }
+        }
+        let all = patterns.join(" ").to_ascii_lowercase();
+        let campaign = if all.contains("autodiscover") && all.contains("powershell") {
+            Campaign::ProxyNotShell
+        } else if all.contains("x-anonresource-backend") || all.contains("x-beresource") {
+            Campaign::ProxyLogon
+        } else {
+            continue;
+        };
+        let mut weakness = Vec::new();
+        if campaign == Campaign::ProxyNotShell {
+            if !inputs
+                .iter()
+                .any(|i| i.to_ascii_lowercase().contains("urldecode"))
+            {
+                weakness.push("it matches the raw URL, so %-escaped requests pass (CSS-Exchange #1262, #1269)");
+            }
+            if all.contains("autodiscover\\.json") && all.contains('@') {
+                weakness.push(
+                    "its pattern demands autodiscover.json and '@', which later variants avoid",
+                );
+            }
+        }
+        let start = c.get(0).map_or(0, |m| m.start());
+        out.push(Mitigation {
+            campaign,
+            rule: attr(head, "name").unwrap_or("(unnamed)").to_string(),
+            path: display.to_string(),
+            line: text[..start].bytes().filter(|&b| b == b'\n').count() as u64 + 1,
+            matches: inputs
+                .iter()
+                .map(|i| format!("{i} "))
+                .chain(patterns.iter().map(|p| format!("~ {p} ")))
+                .collect::<String>()
+                .trim()
+                .to_string(),
+            weakness: (!weakness.is_empty()).then(|| weakness.join("; ")),
+        });
+    }
+    out
+}
 
 /// The rules this module emits.
 pub const RULE_IDS: [&str; 1] = ["EXH-PS-2"];

@@ -42,6 +42,27 @@ pub fn judge(
         .collect()
 }
 
+/// Adds the emergency mitigations found configured to the reasons of the campaign they
+/// mitigate. They do not change the verdict: a mitigation may have been applied after the
+/// exploitation, and the early ones could be bypassed.
+pub fn note_mitigations(verdicts: &mut [Verdict], mitigations: &[exhunt_model::Mitigation]) {
+    for m in mitigations {
+        if let Some(v) = verdicts.iter_mut().find(|v| v.campaign == m.campaign) {
+            v.reasons.push(format!(
+                "an emergency mitigation is configured: URL Rewrite rule \"{}\" ({}:{}; {}){}; it blocks new attempts, it says nothing about what happened before it was set",
+                m.rule,
+                m.path,
+                m.line,
+                m.matches,
+                m.weakness
+                    .as_deref()
+                    .map(|w| format!(" — bypassable: {w}"))
+                    .unwrap_or_default()
+            ));
+        }
+    }
+}
+
 fn judge_one(
     campaign: Campaign,
     findings: &[Finding],

@@ -804,3 +804,77 @@ fn clean_exchange_iis_configurations_give_no_finding() {
         );
     }
 }
+
+#[test]
+fn emergency_mitigations_are_reported_with_their_weaknesses() {
+    let config = r#"<?xml version="1.0" encoding="UTF-8"?>
+<configuration>
+  <configSections><sectionGroup name="system.applicationHost"></sectionGroup></configSections>
+  <location path="Default Web Site">
+    <system.webServer>
+      <rewrite>
+        <rules>
+          <rule name="X-AnonResource-Backend Abort - inbound" stopProcessing="true">
+            <match url=".*" />
+            <conditions>
+              <add input="{HTTP_COOKIE}" pattern="(.*)X-AnonResource-Backend(.*)" />
+            </conditions>
+            <action type="AbortRequest" />
+          </rule>
+          <rule name="PowerShell - inbound" stopProcessing="true">
+            <match url=".*" />
+            <conditions>
+              <add input="{UrlDecode:{REQUEST_URI}}" pattern="(?=.*autodiscover)(?=.*powershell)" />
+            </conditions>
+            <action type="AbortRequest" />
+          </rule>
+          <rule name="Old PowerShell block" stopProcessing="true">
+            <match url=".*autodiscover\.json.*\@.*Powershell.*" />
+            <action type="AbortRequest" />
+          </rule>
+          <rule name="Redirect to HTTPS" stopProcessing="true">
+            <match url="(.*)" />
+            <action type="Redirect" url="https://{HTTP_HOST}/{R:1}" />
+          </rule>
+        </rules>
+      </rewrite>
+    </system.webServer>
+  </location>
+</configuration>
+"#;
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("applicationHost.config"), config).unwrap();
+    let r = Engine::new(ScanOptions::default())
+        .unwrap()
+        .scan(&[tmp.path().to_path_buf()]);
+    let s = &r.servers[0];
+    let m = &s.mitigations;
+    assert_eq!(m.len(), 3, "{m:#?}");
+    assert_eq!(m[0].campaign, exhunt_model::Campaign::ProxyLogon);
+    assert_eq!(m[1].campaign, exhunt_model::Campaign::ProxyNotShell);
+    assert_eq!(m[1].rule, "PowerShell - inbound");
+    assert!(m[1].weakness.is_none(), "{:?}", m[1].weakness);
+    assert_eq!(m[1].line, 15);
+    let w = m[2].weakness.as_deref().unwrap_or_default();
+    assert!(
+        w.contains("raw URL") && w.contains("autodiscover.json"),
+        "{w}"
+    );
+    // Reasons of the campaigns they mitigate; no finding, no change of verdict.
+    assert!(s.findings.is_empty());
+    let pns = s
+        .verdicts
+        .iter()
+        .find(|v| v.campaign == exhunt_model::Campaign::ProxyNotShell)
+        .unwrap();
+    assert_eq!(
+        pns.reasons
+            .iter()
+            .filter(|r| r.contains("emergency mitigation"))
+            .count(),
+        2,
+        "{:?}",
+        pns.reasons
+    );
+    assert!(pns.reasons.iter().any(|r| r.contains("bypassable")));
+}

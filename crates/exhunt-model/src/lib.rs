@@ -580,6 +580,28 @@ pub struct ServerResult {
     pub suppressed: Vec<SuppressedCount>,
     /// What was read and what was not.
     pub coverage: Coverage,
+    /// Emergency mitigations found configured (URL Rewrite rules of EOMT, EOMTv2, EEMS).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mitigations: Vec<Mitigation>,
+}
+
+/// An emergency mitigation configured on the server: neither evidence of an attack nor its
+/// absence (it may have been applied after the exploitation), but part of the answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mitigation {
+    /// The campaign it mitigates.
+    pub campaign: Campaign,
+    /// The rule's name (`PowerShell - inbound`, `EEMS M1.1 PowerShell - inbound`…).
+    pub rule: String,
+    /// The configuration file.
+    pub path: String,
+    /// Line of the rule in it.
+    pub line: u64,
+    /// What the rule matches: its input and pattern(s).
+    pub matches: String,
+    /// Why the rule can be bypassed, when it can (an older pattern or the raw URL as input).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weakness: Option<String>,
 }
 
 /// Exact count of findings a capped rule did not store.
