@@ -539,6 +539,24 @@ fn rules_list_shows_every_rule_with_its_spec_section() {
 }
 
 /// `exhunt report FILES… --format FORMAT`.
+/// Scans an example into a JSON result file; the exit code.
+fn save_scan(example: &str, to: &Path) -> Option<i32> {
+    exhunt()
+        .args([
+            "scan",
+            examples().join(example).to_str().unwrap(),
+            "--format",
+            "json",
+            "-q",
+            "-o",
+        ])
+        .arg(to)
+        .output()
+        .unwrap()
+        .status
+        .code()
+}
+
 fn report(files: &[&PathBuf], format: &str) -> std::process::Output {
     exhunt()
         .arg("report")
@@ -554,19 +572,7 @@ fn report_re_renders_and_merges_saved_results() {
     let mut files = Vec::new();
     for (e, code) in [("compromised", 1), ("proxyshell", 1), ("clean", 0)] {
         let f = tmp.path().join(format!("{e}.json"));
-        let out = exhunt()
-            .args([
-                "scan",
-                examples().join(e).to_str().unwrap(),
-                "--format",
-                "json",
-                "-q",
-                "-o",
-            ])
-            .arg(&f)
-            .output()
-            .unwrap();
-        assert_eq!(out.status.code(), Some(code), "{e}");
+        assert_eq!(save_scan(e, &f), Some(code), "{e}");
         files.push(f);
     }
     // Re-rendering a saved result gives the same result.
@@ -620,18 +626,7 @@ fn report_re_renders_and_merges_saved_results() {
 fn report_refuses_truncated_and_foreign_results_clearly() {
     let tmp = tempfile::tempdir().unwrap();
     let f = tmp.path().join("clean.json");
-    exhunt()
-        .args([
-            "scan",
-            examples().join("clean").to_str().unwrap(),
-            "--format",
-            "json",
-            "-q",
-            "-o",
-        ])
-        .arg(&f)
-        .output()
-        .unwrap();
+    assert_eq!(save_scan("clean", &f), Some(0));
     let text = std::fs::read_to_string(&f).unwrap();
     let cases = [
         (
