@@ -146,7 +146,7 @@ impl Session<'_> {
             let r = self
                 .checker
                 .client
-                .get(conn, &self.target.host, path, extra)
+                .get(conn, &self.target.host_header(), path, extra)
                 .await;
             match r {
                 Ok(resp) => {

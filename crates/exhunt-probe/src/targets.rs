@@ -49,6 +49,25 @@ pub struct Target {
 }
 
 impl Target {
+    /// The `Host` header: the name or address (IPv6 in brackets), with the port when it is not
+    /// the scheme's default (RFC 9110 §7.2).
+    pub fn host_header(&self) -> String {
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        let default = match self.scheme {
+            Scheme::Https => 443,
+            Scheme::Http => 80,
+        };
+        if self.port == default {
+            host
+        } else {
+            format!("{host}:{}", self.port)
+        }
+    }
+
     /// The identity of a target in outputs, `--resume` and `--shard`: `host:port`, IPv6 in
     /// brackets, names lower-cased.
     pub fn key(&self) -> String {
@@ -557,6 +576,24 @@ mod tests {
         assert_eq!(t[0].scheme, Scheme::Http);
         assert_eq!(Spec::parse("10.0.0.0/8").unwrap().size(), 1 << 24);
         assert_eq!(Spec::parse("::/0").unwrap().size(), u128::MAX);
+    }
+
+    #[test]
+    fn host_headers() {
+        let t = |s: &str| {
+            Spec::parse(s)
+                .unwrap()
+                .targets(&[443])
+                .next()
+                .unwrap()
+                .host_header()
+        };
+        assert_eq!(t("mail.example.org"), "mail.example.org");
+        assert_eq!(t("mail.example.org:8443"), "mail.example.org:8443");
+        assert_eq!(t("http://10.0.0.1"), "10.0.0.1:443");
+        assert_eq!(t("10.0.0.1:80"), "10.0.0.1");
+        assert_eq!(t("[2001:db8::1]"), "[2001:db8::1]");
+        assert_eq!(t("[2001:db8::1]:8443"), "[2001:db8::1]:8443");
     }
 
     #[test]
