@@ -164,7 +164,9 @@ pub fn loopback_range(first: Ipv4Addr, count: u32) -> impl Iterator<Item = IpAdd
 }
 
 /// `count` TLS sites on consecutive loopback addresses from `first`, all on one port (`port`, or
-/// a free one when 0), `profile(i)` for the i-th; returns the mock and the port.
+/// a free one when 0), `profile(i)` for the i-th; returns the mock and the port. A free port of
+/// the first address can be taken on another address before all are bound (the ephemeral range
+/// is shared by every test running at the time): then another port is tried.
 pub fn start_range(
     first: Ipv4Addr,
     count: u32,
@@ -172,22 +174,38 @@ pub fn start_range(
     profile: impl Fn(u32) -> Profile,
     threads: usize,
 ) -> anyhow::Result<(Mock, u16)> {
-    let port = if port == 0 {
-        std::net::TcpListener::bind((first, 0))?
-            .local_addr()?
-            .port()
-    } else {
-        port
-    };
-    let sites = loopback_range(first, count)
-        .zip(0..)
-        .map(|(ip, i)| Site {
-            addr: SocketAddr::new(ip, port),
-            transport: Transport::Tls,
-            profile: profile(i),
-        })
-        .collect();
-    Ok((start(sites, threads)?, port))
+    let mut attempt = 0;
+    loop {
+        let p = if port == 0 {
+            std::net::TcpListener::bind((first, 0))?
+                .local_addr()?
+                .port()
+        } else {
+            port
+        };
+        let sites = loopback_range(first, count)
+            .zip(0..)
+            .map(|(ip, i)| Site {
+                addr: SocketAddr::new(ip, p),
+                transport: Transport::Tls,
+                profile: profile(i),
+            })
+            .collect();
+        match start(sites, threads) {
+            Ok(m) => return Ok((m, p)),
+            Err(e)
+                if port == 0
+                    && attempt < 20
+                    && e.chain().any(|c| {
+                        c.downcast_ref::<std::io::Error>()
+                            .is_some_and(|io| io.kind() == std::io::ErrorKind::AddrInUse)
+                    }) =>
+            {
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 struct Tls {
