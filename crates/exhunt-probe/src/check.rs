@@ -22,7 +22,7 @@ use regex::Regex;
 
 use crate::http::{Client, Conn, HttpError, Response};
 use crate::limit::Limiter;
-use crate::model::{CveState, Exchange, PROBE_SCHEMA, Row, State};
+use crate::model::{CveState, Exchange, Row, State};
 use crate::targets::{AddrSet, Target};
 
 /// The CVEs reported, with their campaign and fixing update.
@@ -110,11 +110,10 @@ impl Session<'_> {
                     self.conn = Some(c);
                     return Ok(());
                 }
-                Err(e @ (HttpError::Connect(_) | HttpError::ConnectTimeout(_)))
+                Err(HttpError::Connect(_) | HttpError::ConnectTimeout(_))
                     if attempt < self.checker.opts.retries =>
                 {
                     attempt += 1;
-                    let _ = e;
                     tokio::time::sleep(std::time::Duration::from_millis(200 << attempt.min(4)))
                         .await;
                 }
@@ -607,14 +606,12 @@ fn by_campaign(row: &Row, state: State) -> String {
 
 /// A row for a target text that is not a target.
 pub fn invalid_row(text: &str, reason: &str) -> Row {
-    let mut r = Row::bare(
+    Row::bare(
         text.to_string(),
         text.to_string(),
         0,
         "",
         State::Invalid,
         format!("not a target: {reason}"),
-    );
-    r.schema = PROBE_SCHEMA.to_string();
-    r
+    )
 }
