@@ -6,6 +6,12 @@
   activity; CISA AA21-062A). Not derived from other rule sets. Strings are regular expressions
   on purpose: they describe the shape of the code, and a text scanner reading this file does not
   meet the literal one-liners it looks for.
+
+  Most web-shell capabilities are judged by exhunt's page analyser (EXH-FS-9,
+  crates/exhunt-checks/src/pagecode), which reads the server code only and follows request data
+  to what it reaches. The file-manager and SQL-console rules that used to be here matched any page
+  naming the same APIs (an application's parameterised query, its upload handler) and were
+  removed: co-occurrence of API names is not evidence.
 */
 
 rule EXH_ChinaChopper_OneLiner
@@ -86,39 +92,6 @@ rule EXH_ASPX_Assembly_Load_Of_Request_Bytes
     $inst = /\.\s*CreateInstance\s*\(/
   condition:
     filesize < 2MB and ($page1 or $page2) and $load and (any of ($req*)) and ($crypt or $inst)
-}
-
-rule EXH_ASPX_File_Manager
-{
-  meta:
-    description = "ASP.NET page that lists, uploads and deletes server files on request (file manager web shell)"
-    spec = "5"
-    severity = "high"
-  strings:
-    $page1 = /<%@\s*Page/ nocase
-    $page2 = /runat\s*=\s*["']?server/ nocase
-    $list = /Directory\s*\.\s*(GetFiles|GetDirectories|GetLogicalDrives)\s*\(/
-    $write1 = /\.\s*SaveAs\s*\(/
-    $write2 = /File\s*\.\s*(Delete|Move|Copy|WriteAllBytes)\s*\(/
-    $req = /Request\s*(\.\s*(Form|QueryString|Item|Files|Params)|\[)/
-  condition:
-    filesize < 2MB and ($page1 or $page2) and $list and ($write1 or $write2) and $req
-}
-
-rule EXH_ASPX_SQL_Console
-{
-  meta:
-    description = "ASP.NET page that runs SQL given in the request (database console web shell)"
-    spec = "5"
-    severity = "high"
-  strings:
-    $page1 = /<%@\s*Page/ nocase
-    $page2 = /runat\s*=\s*["']?server/ nocase
-    $conn = /(SqlConnection|OleDbConnection|OdbcConnection)\s*\(/
-    $exec = /\.\s*(ExecuteReader|ExecuteNonQuery|ExecuteScalar)\s*\(/
-    $req = /Request\s*(\.\s*(Form|QueryString|Item|Params)|\[)/
-  condition:
-    filesize < 2MB and ($page1 or $page2) and $conn and $exec and $req
 }
 
 rule EXH_Export_Written_As_Page

@@ -502,6 +502,9 @@ impl Engine {
             !deep
                 && matches!(classify(c, b"", "", false), Classification::Skipped(_))
                 && !exhunt_sources::classify::worth_sniffing(c)
+                // Scripts are listed wherever they are: the web roots are known only once the
+                // walk has found the IIS configuration and the web.config files.
+                && !exhunt_sources::webroots::is_server_script(c)
         };
         let t0 = std::time::Instant::now();
         let inv = inventory_with(target, &self.opts.limits, &unopened);
@@ -511,6 +514,7 @@ impl Engine {
             inv.items.len(),
             t0.elapsed()
         );
+        let (web_roots, web_kind) = self.web_roots(&inv.items);
         self.progress
             .files_total
             .fetch_add(inv.items.len() as u64, Ordering::Relaxed);
@@ -534,7 +538,7 @@ impl Engine {
                         mitigations: Vec::new(),
                     }
                 } else {
-                    self.process(&self.main, i, item, w, None)
+                    self.process(&self.main, i, item, w, web_kind[i])
                 };
                 self.progress.files_done.fetch_add(1, Ordering::Relaxed);
                 let read = o.stats.as_ref().map_or(0, |s| s.bytes);
@@ -578,6 +582,9 @@ impl Engine {
                     urls.push((u, UrlSource::Chain));
                 }
             } else if f.stage >= exhunt_model::Stage::Persistence
+                // A file listed only for review (its place, not its content) is not searched
+                // for: requests to an intranet page say nothing about a web shell.
+                && f.confidence >= exhunt_model::Confidence::Medium
                 && let Some(u) = &f.entities.url
             {
                 urls.push((u.clone(), UrlSource::Disk));
@@ -723,6 +730,7 @@ impl Engine {
         });
 
         let coverage = Coverage {
+            web_roots,
             kinds: kinds.into_values().collect(),
             channels: channels.into_values().collect(),
             files_seen: inv.files_seen,
@@ -804,6 +812,88 @@ impl Engine {
             });
         }
         out
+    }
+
+    /// The folders IIS serves in this target (spec §5): the virtual directories of every
+    /// `applicationHost.config` found, the folders holding a `web.config`, and `inetpub`. Returns
+    /// their coverage and, per item, `Some(WebFile)` for a script below one of them that its path
+    /// alone would not claim, so that it is read without `--deep`.
+    fn web_roots(
+        &self,
+        items: &[Item],
+    ) -> (
+        Vec<exhunt_model::WebRootCoverage>,
+        Vec<Option<ArtefactKind>>,
+    ) {
+        use exhunt_sources::webroots::{RootSource, WebRoots, is_server_script};
+        let mut roots = WebRoots::default();
+        let mut opener = Opener::default();
+        for item in items {
+            let name = item.components.last().map(String::as_str).unwrap_or("");
+            if name == "applicationhost.config" {
+                let mut text = Vec::new();
+                let read = opener
+                    .open(item, &self.opts.limits)
+                    .and_then(|s| s.take(KEEP_FOR_YARA).read_to_end(&mut text));
+                if read.is_ok() {
+                    roots.add_config(&item.display, &crate::pagecode::decode_text(&text));
+                }
+            } else if name == "web.config" && !not_an_application(&item.components) {
+                let folder = item
+                    .display
+                    .rfind(['/', '\\', '!'])
+                    .map_or(item.display.as_str(), |i| &item.display[..i])
+                    .to_string();
+                roots.add_web_config(&folder, &item.components);
+            }
+        }
+        let mut counts = vec![0u64; roots.roots.len()];
+        let mut inetpub = 0u64;
+        let kinds = items
+            .iter()
+            .map(|item| {
+                let c = &item.components;
+                if !is_server_script(c) {
+                    return None;
+                }
+                let root = roots.root_of(c);
+                let under_inetpub = WebRoots::under_inetpub(c);
+                match root {
+                    Some(r) => counts[r] += 1,
+                    None if under_inetpub => inetpub += 1,
+                    None => return None,
+                }
+                // Paths the classifier already claims keep their kind (logs, old web roots).
+                matches!(classify(c, b"", "", false), Classification::Skipped(_))
+                    .then_some(ArtefactKind::WebFile)
+            })
+            .collect();
+        let mut cov: Vec<exhunt_model::WebRootCoverage> = roots
+            .roots
+            .iter()
+            .zip(&counts)
+            .map(|(r, &scripts)| exhunt_model::WebRootCoverage {
+                folder: r.physical.clone(),
+                site: r.site.clone(),
+                url: r.url.clone(),
+                source: match &r.source {
+                    RootSource::IisConfig(p) => p.clone(),
+                    RootSource::WebConfig => "web.config".into(),
+                    RootSource::Inetpub => "inetpub".into(),
+                },
+                scripts,
+            })
+            .collect();
+        if inetpub > 0 {
+            cov.push(exhunt_model::WebRootCoverage {
+                folder: "inetpub".into(),
+                site: None,
+                url: None,
+                source: "inetpub (scripts outside every configured site)".into(),
+                scripts: inetpub,
+            });
+        }
+        (cov, kinds)
     }
 
     /// Reads one item with a check set. `known` skips classification (second pass).
@@ -1198,6 +1288,14 @@ impl Engine {
             ItemSource::File(p) => exhunt_sources::platform::hidden_system(p),
             ItemSource::ZipMember { .. } => (None, None),
         };
+        // Server code of pages, handlers and web services: what it can do.
+        let name = item.components.last().map(String::as_str).unwrap_or("");
+        let page = match keep.as_deref() {
+            Some(bytes) if want_yara && complete && crate::pagecode::is_code_file(name) => {
+                Some(crate::pagecode::analyse(name, bytes))
+            }
+            _ => None,
+        };
         let facts = FileFacts {
             display: &item.display,
             components: &item.components,
@@ -1212,6 +1310,7 @@ impl Engine {
             modified: modified.and_then(|t| chrono::DateTime::from_timestamp(t, 0)),
             hidden,
             system,
+            page: page.as_ref(),
         };
         let mut findings = self.files.judge(&self.pack, kind, &facts);
         let mut mitigations = Vec::new();
@@ -1335,6 +1434,14 @@ impl Engine {
     }
 }
 
+/// Folders with a `web.config` that are not applications anyone serves by default: the .NET
+/// Framework's own configuration and admin tool, the component store, compiled copies.
+fn not_an_application(c: &[String]) -> bool {
+    c.windows(2)
+        .any(|w| w[0] == "windows" && (w[1] == "microsoft.net" || w[1] == "winsxs"))
+        || c.iter().any(|d| d == "temporary asp.net files")
+}
+
 fn decode_head(head: &[u8], enc: TextEncoding) -> String {
     match enc {
         TextEncoding::Utf16Le { .. } => encoding_rs::UTF_16LE.decode(head).0.into_owned(),
@@ -1405,6 +1512,7 @@ fn split_export_hosts(
                 files_seen: 0,
                 skipped: Vec::new(),
                 skipped_folders: Vec::new(),
+                web_roots: Vec::new(),
                 problems,
             },
         ));

@@ -11,6 +11,7 @@ use exhunt_model::{
 };
 use exhunt_rules::RulePack;
 
+use crate::pagecode::{PageCode, Strength};
 use crate::webshell::url_of_components;
 
 /// A YARA rule that matched a file.
@@ -55,6 +56,8 @@ pub struct FileFacts<'a> {
     pub hidden: Option<bool>,
     /// System attribute (Windows), when known.
     pub system: Option<bool>,
+    /// What the server code of a page can do, for script files whose content was read.
+    pub page: Option<&'a PageCode>,
 }
 
 /// A `severity` metadata word as a severity.
@@ -181,13 +184,15 @@ pub fn magic(head: &[u8]) -> Option<&'static str> {
 }
 
 /// Rule ids the file checks emit.
-pub const RULE_IDS: [&str; 8] = [
+pub const RULE_IDS: [&str; 10] = [
     "EXH-FS-1",
     "EXH-FS-2",
     "EXH-FS-3",
     "EXH-FS-4",
     "EXH-FS-5",
     "EXH-FS-6",
+    "EXH-FS-9",
+    "EXH-FS-10",
     "EXH-YARA-1",
     "EXH-YARA-2",
 ];
@@ -336,30 +341,98 @@ impl FileJudge {
                         ),
                     ));
                 }
-                // Unexpected name in a folder whose clean content is known.
-                if kind == ArtefactKind::WebFile {
+                // What the page's server code can do: content decides, wherever the file is.
+                let malicious = facts.page.is_some_and(PageCode::malicious);
+                if let Some(page) = facts.page
+                    && let Some(top) = page
+                        .strongest()
+                        .filter(|c| c.strength >= Strength::Malicious)
+                {
+                    let (severity, confidence) = if top.strength == Strength::Critical {
+                        (Severity::Critical, Confidence::High)
+                    } else {
+                        (Severity::High, Confidence::Medium)
+                    };
+                    let others: Vec<&str> = page
+                        .capabilities
+                        .iter()
+                        .skip(1)
+                        .filter(|c| c.strength >= Strength::Malicious)
+                        .map(|c| c.name)
+                        .collect();
+                    let mut f = finding(
+                        pack,
+                        "EXH-FS-9",
+                        facts,
+                        kind,
+                        (Stage::Persistence, severity, confidence),
+                        format!(
+                            "Web shell: {} {} ({}){}{note}",
+                            facts.display,
+                            top.what,
+                            top.name,
+                            if others.is_empty() {
+                                String::new()
+                            } else {
+                                format!("; also {}", others.join(", "))
+                            }
+                        ),
+                    );
+                    if let Some(f) = &mut f {
+                        f.evidence.line = top.line;
+                        if !top.excerpt.is_empty() {
+                            f.evidence.excerpt = top.excerpt.clone();
+                        }
+                    }
+                    push(f);
+                }
+                // Unexpected name in a folder whose clean content is known, or any script in a
+                // web root outside those lists: a file to review. Its place alone never makes
+                // a compromise (an intranet page, a redirect page); its content, a hash, the
+                // logs or the event logs do.
+                if kind == ArtefactKind::WebFile && !malicious {
                     let list = self.clean.iter().find(|l| l.covers(facts.components));
+                    let exchange_folder = list.is_some() || in_exchange_auth(facts.components);
                     let unexpected = match list {
                         Some(l) => !l.allows(name),
-                        // Below owa\auth (Current\, version folders) and in aspnet_client's
-                        // subfolders, any server-side script is unexpected.
                         None => script && !in_temp_aspnet(facts.components),
                     };
                     if unexpected {
+                        let why = review_reason(facts.page, script);
                         push(finding(
                             pack,
                             "EXH-FS-1",
                             facts,
                             kind,
-                            if script {
-                                (Stage::Persistence, Severity::High, Confidence::Medium)
-                            } else {
-                                (Stage::Persistence, Severity::Medium, Confidence::Low)
-                            },
+                            (
+                                Stage::Persistence,
+                                if exchange_folder && script {
+                                    Severity::Medium
+                                } else {
+                                    Severity::Low
+                                },
+                                Confidence::Low,
+                            ),
                             format!(
-                                "Unexpected {} in a web root: {}{note}",
+                                "REVIEW: unknown {} in a web root: {} — {why}{note}",
                                 if script { "server-side script" } else { "file" },
                                 facts.display
+                            ),
+                        ));
+                    } else if let Some(l) = list
+                        && script
+                        && let Some(page) = facts.page
+                        && let Some(odd) = unshipped_shape(page)
+                    {
+                        push(finding(
+                            pack,
+                            "EXH-FS-10",
+                            facts,
+                            kind,
+                            (Stage::Persistence, Severity::Medium, Confidence::Low),
+                            format!(
+                                "REVIEW: {} has a name Exchange ships ({}) but not the shape of the shipped page: {odd}; compare it with a clean copy{note}",
+                                facts.display, l.source
                             ),
                         ));
                     }
@@ -505,6 +578,57 @@ impl FileJudge {
         }
         out
     }
+}
+
+/// Why a script in a web root is listed for review, in the words of its content.
+fn review_reason(page: Option<&PageCode>, script: bool) -> String {
+    let Some(page) = page else {
+        return if script {
+            "its content was not analysed; check it".into()
+        } else {
+            "not on the clean-install list of its folder".into()
+        };
+    };
+    let signs: Vec<&str> = page.capabilities.iter().map(|c| c.what).collect();
+    if !signs.is_empty() {
+        format!(
+            "flagged for its place; its server code {}, nothing shows it is a web shell",
+            signs.join(", ")
+        )
+    } else if page.has_server_code {
+        format!(
+            "flagged for its place; {} characters of inline server code with no web-shell capability",
+            page.code_len
+        )
+    } else {
+        "flagged for its place; no inline server code".into()
+    }
+}
+
+/// How a page under a shipped name differs from what Exchange ships: Exchange's pages are
+/// compiled against its own classes (`Inherits="Microsoft.Exchange…"`) and carry at most
+/// short inline expressions.
+fn unshipped_shape(page: &PageCode) -> Option<String> {
+    if let Some(c) = page.capabilities.first() {
+        return Some(format!("its server code {}", c.what));
+    }
+    if let Some(n) = page.notes.first() {
+        return Some((*n).to_string());
+    }
+    if !page.code_behind && page.code_len > 400 {
+        return Some(format!(
+            "{} characters of inline server code and no compiled code-behind",
+            page.code_len
+        ));
+    }
+    None
+}
+
+/// Exchange's own served folders: owa\auth and ecp\auth below `FrontEnd\HttpProxy`, and
+/// their subfolders.
+fn in_exchange_auth(c: &[String]) -> bool {
+    c.windows(3)
+        .any(|w| w[0] == "httpproxy" && (w[1] == "owa" || w[1] == "ecp") && w[2] == "auth")
 }
 
 fn has_bom(head: &[u8]) -> bool {

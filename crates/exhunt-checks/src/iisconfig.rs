@@ -27,14 +27,8 @@ use exhunt_model::{
     Timestamp,
 };
 use exhunt_rules::RulePack;
+use exhunt_sources::webroots::{attr, served_folders};
 use regex::Regex;
-
-static TAG: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?is)<(/?)(site|application|virtualDirectory)\b([^>]*)>").expect("valid regex")
-});
-static ATTR: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r#"(?i)\b(name|path|physicalPath)\s*=\s*"([^"]*)""#).expect("valid regex")
-});
 
 static RULE: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"(?is)<rule\b([^>]*)>(.*?)</rule>").expect("valid regex"));
@@ -110,13 +104,6 @@ pub const RULE_IDS: [&str; 1] = ["EXH-PS-2"];
 /// Folder names the 2021 ProxyShell intrusions used under ProgramData.
 const KNOWN: [&str; 7] = ["com", "who", "zing", "zoo", "xyz", "aux", "con"];
 
-fn attr<'a>(attrs: &'a str, name: &str) -> Option<&'a str> {
-    ATTR.captures_iter(attrs)
-        .find(|c| c[1].eq_ignore_ascii_case(name))
-        .and_then(|c| c.get(2))
-        .map(|m| m.as_str())
-}
-
 /// Why a physical path is odd for a served folder, and how sure that is; `None` when it is not.
 fn odd_folder(physical: &str) -> Option<(Confidence, String)> {
     let p = physical
@@ -161,76 +148,42 @@ pub fn judge(
         return Vec::new();
     };
     let mut out = Vec::new();
-    let mut site = String::new();
-    let mut app = String::new();
-    for c in TAG.captures_iter(text) {
-        let closing = !c[1].is_empty();
-        let tag = c[2].to_ascii_lowercase();
-        let attrs = c.get(3).map_or("", |m| m.as_str());
-        let self_closing = attrs.trim_end().ends_with('/');
-        match (tag.as_str(), closing) {
-            ("site", false) => {
-                site = attr(attrs, "name").unwrap_or("").to_string();
-                app.clear();
-            }
-            ("site", true) => site.clear(),
-            ("application", false) => {
-                app = attr(attrs, "path").unwrap_or("").to_string();
-                if self_closing {
-                    app.clear();
-                }
-            }
-            ("application", true) => app.clear(),
-            ("virtualdirectory", false) => {
-                let Some(physical) = attr(attrs, "physicalPath") else {
-                    continue;
-                };
-                let Some((confidence, why)) = odd_folder(physical) else {
-                    continue;
-                };
-                let vpath = attr(attrs, "path").unwrap_or("/");
-                let url = format!(
-                    "{}/{}",
-                    app.trim_end_matches('/'),
-                    vpath.trim_start_matches('/')
-                );
-                let url = if url.len() > 1 {
-                    url.trim_end_matches('/').to_string()
-                } else {
-                    url
-                };
-                let start = c.get(0).map_or(0, |m| m.start());
-                let line = text[..start].bytes().filter(|&b| b == b'\n').count() as u64 + 1;
-                let site_name = if site.is_empty() { "?" } else { site.as_str() };
-                out.push(Finding {
-                    rule_id: meta.id.clone(),
-                    title: format!(
-                        "IIS serves {url} of site \"{site_name}\" from {physical}: {why}"
-                    ),
-                    campaign: meta.campaign,
-                    cves: meta.cves.clone(),
-                    attack: meta.attack.clone(),
-                    severity: Severity::High,
-                    confidence,
-                    stage: Stage::Persistence,
-                    timestamp: modified,
-                    evidence: Evidence {
-                        path: display.to_string(),
-                        line,
-                        offset: start as u64,
-                        excerpt: c[0].chars().take(300).collect(),
-                    },
-                    entities: Entities {
-                        file_path: Some(physical.to_string()),
-                        url: Some(url),
-                        ..Entities::default()
-                    },
-                    kind: ArtefactKind::IisConfig,
-                    joins: meta.joins.clone(),
-                });
-            }
-            _ => {}
-        }
+    for f in served_folders(text) {
+        let Some((confidence, why)) = odd_folder(&f.physical) else {
+            continue;
+        };
+        let site_name = if f.site.is_empty() {
+            "?"
+        } else {
+            f.site.as_str()
+        };
+        out.push(Finding {
+            rule_id: meta.id.clone(),
+            title: format!(
+                "IIS serves {} of site \"{site_name}\" from {}: {why}",
+                f.url, f.physical
+            ),
+            campaign: meta.campaign,
+            cves: meta.cves.clone(),
+            attack: meta.attack.clone(),
+            severity: Severity::High,
+            confidence,
+            stage: Stage::Persistence,
+            timestamp: modified,
+            evidence: Evidence {
+                path: display.to_string(),
+                line: f.line,
+                offset: f.offset,
+                excerpt: f.element,
+            },
+            entities: Entities {
+                file_path: Some(f.physical),
+                url: Some(f.url),
+                ..Entities::default()
+            },
+            kind: ArtefactKind::IisConfig,
+            joins: meta.joins.clone(),
+        });
     }
     out
 }

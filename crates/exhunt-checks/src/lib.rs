@@ -13,6 +13,7 @@ pub mod events;
 pub mod files;
 pub mod iisconfig;
 pub mod ioc;
+pub mod pagecode;
 pub mod proxylogon;
 pub mod proxyshell;
 pub mod sigmaweb;

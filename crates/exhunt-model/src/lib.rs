@@ -11,7 +11,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 
 /// The version of the JSON result schema written by this build.
-pub const SCHEMA_VERSION: &str = "1.3";
+pub const SCHEMA_VERSION: &str = "1.4";
 
 /// A point in time, always UTC.
 pub type Timestamp = DateTime<Utc>;
@@ -517,6 +517,23 @@ pub struct SkippedFolder {
     pub reason: String,
 }
 
+/// A folder IIS serves, and how many of its scripts were read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebRootCoverage {
+    /// The physical path as the configuration writes it, or the folder as found.
+    pub folder: String,
+    /// Site name, for a folder of `applicationHost.config`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site: Option<String>,
+    /// URL path it serves, for a folder of `applicationHost.config`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Where it comes from: the configuration file, `web.config`, or `inetpub`.
+    pub source: String,
+    /// Scripts found and read below it (0: the folder holds none in the target, or is not in it).
+    pub scripts: u64,
+}
+
 /// Coverage of one Windows event log channel, over every file that held it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChannelCoverage {
@@ -538,6 +555,10 @@ pub struct ChannelCoverage {
 /// The coverage ledger of one server.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Coverage {
+    /// The folders IIS serves, as the configuration and the target show them, with the
+    /// scripts read below each (schema 1.4).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub web_roots: Vec<WebRootCoverage>,
     /// Per artefact kind.
     pub kinds: Vec<KindCoverage>,
     /// Windows event log channels read, with their time span.

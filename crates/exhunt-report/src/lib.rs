@@ -471,6 +471,35 @@ fn server_text(
     if s.coverage.kinds.is_empty() {
         writeln!(out, "  no Exchange or IIS log found")?;
     }
+    // The served folders: configured sites first, then application folders found by their
+    // web.config. Exchange's own applications are many; without -v only those with scripts.
+    let roots: Vec<_> = s
+        .coverage
+        .web_roots
+        .iter()
+        .filter(|r| opts.verbose || r.scripts > 0 || r.site.is_some())
+        .collect();
+    if !roots.is_empty() {
+        writeln!(out, "  web roots (scripts read without --deep)")?;
+        for r in roots
+            .iter()
+            .take(if opts.verbose { usize::MAX } else { 12 })
+        {
+            let name = match (&r.site, &r.url) {
+                (Some(site), Some(url)) => format!("site \"{site}\" {url}"),
+                _ => r.source.clone(),
+            };
+            let read = if r.scripts == 0 {
+                "no script in the target".to_string()
+            } else {
+                format!("{} script(s) read", r.scripts)
+            };
+            writeln!(out, "    {name:<36} {}  {read}", r.folder)?;
+        }
+        if !opts.verbose && roots.len() > 12 {
+            writeln!(out, "    … {} more (-v lists them)", roots.len() - 12)?;
+        }
+    }
     let mut reasons: BTreeMap<&str, usize> = BTreeMap::new();
     for e in &s.coverage.skipped {
         *reasons.entry(e.reason.as_str()).or_default() += 1;

@@ -24,6 +24,7 @@ pub mod platform;
 pub mod reader;
 pub mod record;
 pub mod time;
+pub mod webroots;
 
 pub use classify::{Classification, classify};
 pub use event::{Val, WinEvent};

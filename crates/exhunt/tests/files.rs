@@ -159,8 +159,6 @@ fn every_web_shell_family_and_magic_mismatch_is_detected() {
     yara("evalshell.aspx", "EXH_ASPX_Eval_Of_Request_Data");
     yara("cmdshell.aspx", "EXH_ASPX_Process_From_Request_Data");
     yara("loader.aspx", "EXH_ASPX_Assembly_Load_Of_Request_Bytes");
-    yara("files.aspx", "EXH_ASPX_File_Manager");
-    yara("sql.aspx", "EXH_ASPX_SQL_Console");
     yara("oabdump.aspx", "EXH_OAB_VirtualDirectory_Dump_With_Script");
     yara("export.aspx", "EXH_Export_Written_As_Page");
     for (file, what) in [
@@ -175,11 +173,30 @@ fn every_web_shell_family_and_magic_mismatch_is_detected() {
             on(&v, file)
         );
     }
-    // Every file is also unexpected in aspnet_client.
-    for (name, _) in &cases {
+    // Content decides: a page whose server code does what web shells do is one (EXH-FS-9,
+    // naming what it does), wherever it is; the files without such code are listed for review
+    // by their place (EXH-FS-1), beside what their magic says.
+    for (name, capability) in [
+        ("chopper.aspx", "dynamic-evaluation"),
+        ("evalshell.aspx", "dynamic-evaluation"),
+        ("cmdshell.aspx", "command-execution"),
+        ("loader.aspx", "assembly-load"),
+        ("files.aspx", "file-manager"),
+        ("sql.aspx", "sql-console"),
+        ("oabdump.aspx", "dynamic-evaluation"),
+    ] {
         assert!(
-            has(&v, name, "EXH-FS-1", "Unexpected server-side script"),
-            "{name}"
+            has(&v, name, "EXH-FS-9", capability),
+            "{name}: {capability} missing from {:?}",
+            on(&v, name)
+        );
+        assert!(!has(&v, name, "EXH-FS-1", ""), "{name}");
+    }
+    for name in ["export.aspx", "cert.aspx", "tool.aspx", "packed.aspx"] {
+        assert!(
+            has(&v, name, "EXH-FS-1", "REVIEW: unknown server-side script"),
+            "{name}: {:?}",
+            on(&v, name)
         );
     }
     let post = &v["servers"][0]["verdicts"][3];
@@ -275,7 +292,12 @@ fn unexpected_files_below_owa_auth_and_in_ecp_auth() {
         "EXH-FS-1",
         "server-side script"
     ));
-    assert!(has(&v, "ecp/auth/notes.txt", "EXH-FS-1", "Unexpected file"));
+    assert!(has(
+        &v,
+        "ecp/auth/notes.txt",
+        "EXH-FS-1",
+        "REVIEW: unknown file"
+    ));
     assert!(on(&v, "TimeoutLogoff.aspx").is_empty());
 }
 
@@ -506,4 +528,202 @@ fn an_unreadable_web_file_is_inconclusive() {
     assert_eq!(post["verdict"], "inconclusive", "{post}");
     let problems = v["servers"][0]["coverage"]["problems"].to_string();
     assert!(problems.contains("permission denied"), "{problems}");
+}
+
+/// Pages of an ordinary intranet application, in the shapes real applications use: a WebForms
+/// page with code-behind, a page with inline code and a data-binding expression, an upload
+/// handler that saves into its own folder, an .asmx service, a Global.asax, a redirect page.
+fn intranet_app() -> Vec<(&'static str, String)> {
+    vec![
+        (
+            "Default.aspx",
+            "<%@ Page Language=\"C#\" AutoEventWireup=\"true\" CodeBehind=\"Default.aspx.cs\" Inherits=\"Intranet._Default\" %>\r\n<html><body><form runat=\"server\"><asp:Repeater ID=\"News\" runat=\"server\"><ItemTemplate><%# Eval(\"Title\") %></ItemTemplate></asp:Repeater></form></body></html>".into(),
+        ),
+        (
+            "hello.aspx",
+            "<%@ Page Language=\"C#\" %>\r\n<html><body>Hello <%= DateTime.Now %></body></html>".into(),
+        ),
+        (
+            "phones.aspx",
+            "<%@ Page Language=\"C#\" %>\r\n<script runat=\"server\">\r\nvoid Page_Load(object s, EventArgs e) {\r\n  var q = Request.QueryString[\"name\"] ?? \"\";\r\n  using (var c = new System.Data.SqlClient.SqlConnection(System.Configuration.ConfigurationManager.ConnectionStrings[\"hr\"].ConnectionString)) {\r\n    var cmd = new System.Data.SqlClient.SqlCommand(\"select name, phone from people where name like @q\", c);\r\n    cmd.Parameters.AddWithValue(\"@q\", q + \"%\"); c.Open(); Grid.DataSource = cmd.ExecuteReader(); Grid.DataBind(); }\r\n}\r\n</script>\r\n<html><body><asp:GridView ID=\"Grid\" runat=\"server\"/></body></html>".into(),
+        ),
+        (
+            "upload.ashx",
+            "<%@ WebHandler Language=\"C#\" Class=\"Upload\" %>\r\nusing System; using System.Web; using System.IO;\r\npublic class Upload : IHttpHandler {\r\n  public void ProcessRequest(HttpContext ctx) {\r\n    var f = ctx.Request.Files[0];\r\n    var name = Guid.NewGuid().ToString(\"N\") + Path.GetExtension(f.FileName);\r\n    f.SaveAs(ctx.Server.MapPath(\"~/App_Data/uploads/\" + name));\r\n    ctx.Response.Write(name);\r\n  }\r\n  public bool IsReusable { get { return false; } }\r\n}".into(),
+        ),
+        (
+            "Directory.asmx",
+            "<%@ WebService Language=\"C#\" CodeBehind=\"Directory.asmx.cs\" Class=\"Intranet.DirectoryService\" %>".into(),
+        ),
+        (
+            "Global.asax",
+            "<%@ Application Language=\"C#\" %>\r\n<script runat=\"server\">\r\nvoid Application_Start(object sender, EventArgs e) { System.Web.Routing.RouteTable.Routes.Ignore(\"{resource}.axd/{*pathInfo}\"); }\r\n</script>".into(),
+        ),
+        (
+            "owa.aspx",
+            "<%@ Page Language=\"C#\" %>\r\n<% Response.Redirect(\"https://mail.contoso.com/owa\"); %>".into(),
+        ),
+    ]
+}
+
+#[test]
+fn an_intranet_app_is_for_review_and_a_shell_among_its_pages_is_a_compromise() {
+    let t = tempfile::tempdir().unwrap();
+    for (name, text) in intranet_app() {
+        write(
+            t.path(),
+            &format!("inetpub/wwwroot/intranet/{name}"),
+            text.as_bytes(),
+        );
+    }
+    write(
+        t.path(),
+        "inetpub/wwwroot/intranet/web.config",
+        b"<?xml version=\"1.0\"?><configuration><system.web><compilation targetFramework=\"4.8\"/></system.web></configuration>",
+    );
+    let (_, v) = scan(t.path(), &[]);
+    let post = &v["servers"][0]["verdicts"][3];
+    assert_eq!(post["campaign"], "post-exploitation");
+    assert_ne!(post["verdict"], "compromised", "{post} {:#?}", findings(&v));
+    assert!(
+        post["summary"].as_str().unwrap().starts_with("REVIEW:"),
+        "{post}"
+    );
+    let all = findings(&v);
+    assert!(
+        all.iter()
+            .all(|f| f["confidence"] == "low" && f["rule_id"] == "EXH-FS-1"),
+        "{all:#?}"
+    );
+    assert!(has(
+        &v,
+        "intranet/hello.aspx",
+        "EXH-FS-1",
+        "inline server code with no web-shell capability"
+    ));
+    // The same application with a command shell among its pages.
+    write(
+        t.path(),
+        "inetpub/wwwroot/intranet/report.aspx",
+        process_shell().as_bytes(),
+    );
+    let (code, v) = scan(t.path(), &[]);
+    assert_eq!(code, 1);
+    assert_eq!(v["servers"][0]["verdicts"][3]["verdict"], "compromised");
+    assert!(has(
+        &v,
+        "intranet/report.aspx",
+        "EXH-FS-9",
+        "command-execution"
+    ));
+}
+
+const HOST_CONFIG: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<configuration>
+  <system.applicationHost>
+    <sites>
+      <site name="Default Web Site" id="1">
+        <application path="/" applicationPool="DefaultAppPool">
+          <virtualDirectory path="/" physicalPath="%SystemDrive%\inetpub\wwwroot" />
+        </application>
+      </site>
+      <site name="crm" id="2">
+        <application path="/" applicationPool="crm">
+          <virtualDirectory path="/" physicalPath="D:\Web\crm" />
+        </application>
+      </site>
+    </sites>
+  </system.applicationHost>
+</configuration>
+"#;
+
+#[test]
+fn scripts_of_a_second_site_in_the_iis_configuration_are_read_without_deep() {
+    let t = tempfile::tempdir().unwrap();
+    write(
+        t.path(),
+        "C/Windows/System32/inetsrv/config/applicationHost.config",
+        HOST_CONFIG.as_bytes(),
+    );
+    write(
+        t.path(),
+        "D/Web/crm/files/x.aspx",
+        file_manager().as_bytes(),
+    );
+    // The same page in a folder no site serves is not opened without --deep.
+    write(t.path(), "D/Backup/old/x.aspx", file_manager().as_bytes());
+    let (code, v) = scan(t.path(), &[]);
+    assert_eq!(code, 1);
+    assert!(
+        has(&v, "crm/files/x.aspx", "EXH-FS-9", "file-manager"),
+        "{:?}",
+        findings(&v)
+    );
+    assert!(on(&v, "Backup/old/x.aspx").is_empty());
+    let roots = v["servers"][0]["coverage"]["web_roots"].as_array().unwrap();
+    let crm = roots
+        .iter()
+        .find(|r| r["site"] == "crm")
+        .expect("the crm site in the coverage");
+    assert_eq!(crm["folder"], "D:\\Web\\crm");
+    assert_eq!(crm["url"], "/");
+    assert_eq!(crm["scripts"], 1);
+    assert!(
+        crm["source"]
+            .as_str()
+            .unwrap()
+            .ends_with("applicationHost.config")
+    );
+    // With --deep the unserved copy is read too.
+    let (_, v) = scan(t.path(), &["--deep"]);
+    assert!(has(&v, "Backup/old/x.aspx", "EXH-FS-9", "file-manager"));
+}
+
+#[test]
+fn a_shell_under_a_shipped_exchange_page_name_is_found() {
+    let t = tempfile::tempdir().unwrap();
+    let auth = "Program Files/Microsoft/Exchange Server/V15/FrontEnd/HttpProxy/owa/auth";
+    // Decode-then-eval, the shape of the 2022 rewrite of RedirSuiteServiceProxy.aspx.
+    let body = format!(
+        "<%@ Page Language=\"Jscript\" Debug=true%>\r\n<%var a=System.Text.Encoding.UTF8.GetString(System.Convert.FromBase64String(Request.Form[\"k\"]));{EV}{AL}(a,\"{}{}\");%>",
+        "uns", "afe"
+    );
+    write(
+        t.path(),
+        &format!("{auth}/RedirSuiteServiceProxy.aspx"),
+        body.as_bytes(),
+    );
+    // A shipped page in its shipped shape says nothing.
+    write(
+        t.path(),
+        &format!("{auth}/logon.aspx"),
+        b"<%@ Page language=\"c#\" AutoEventWireup=\"false\" Inherits=\"Microsoft.Exchange.HttpProxy.Logon\" %>\r\n<html><body><%=LocalizedStrings.GetHtmlEncoded(Strings.LogonTitle)%></body></html>",
+    );
+    // A shipped name with a long inline script and no code-behind is odd: listed for review.
+    let odd = format!(
+        "<%@ Page Language=\"C#\" %>\r\n<script runat=\"server\">\r\n{}</script>",
+        "void Page_Load(object s, EventArgs e) { Response.Write(System.DateTime.UtcNow.ToString()); }\r\n"
+            .repeat(6)
+    );
+    write(t.path(), &format!("{auth}/signout.aspx"), odd.as_bytes());
+    let (code, v) = scan(t.path(), &[]);
+    assert_eq!(code, 1);
+    assert!(
+        has(
+            &v,
+            "auth/RedirSuiteServiceProxy.aspx",
+            "EXH-FS-9",
+            "dynamic-evaluation"
+        ),
+        "{:?}",
+        findings(&v)
+    );
+    assert!(on(&v, "auth/logon.aspx").is_empty());
+    assert!(has(
+        &v,
+        "auth/signout.aspx",
+        "EXH-FS-10",
+        "not the shape of the shipped page"
+    ));
+    assert_eq!(v["servers"][0]["verdicts"][3]["verdict"], "compromised");
 }
