@@ -401,6 +401,7 @@ impl Engine {
         v.extend(WebShellRequests::RULE_IDS);
         v.extend(crate::files::RULE_IDS);
         v.extend(crate::iisconfig::RULE_IDS);
+        v.extend(crate::behaviour::RULE_IDS);
         v.extend(exhunt_rules::sigma::BUILTIN.iter().map(|(id, _)| *id));
         v.sort();
         v.dedup();
@@ -567,6 +568,9 @@ impl Engine {
             .iter()
             .flat_map(|o| o.findings.iter().cloned())
             .collect();
+        // Process ancestry across every event of this server (crate::behaviour).
+        let correlated = self.events.take_correlated();
+        findings.extend(correlated.findings);
 
         // Second pass: requests for the files the chain wrote, and for suspicious web-root files
         // found on disk.
@@ -635,6 +639,13 @@ impl Engine {
         let mut kinds: BTreeMap<ArtefactKind, KindCoverage> = BTreeMap::new();
         let mut skipped = Vec::new();
         let mut problems = inv.problems.clone();
+        problems.extend(correlated.notes.into_iter().map(|reason| CoverageEntry {
+            path: target.display().to_string(),
+            kind: Some(ArtefactKind::Evtx),
+            line: None,
+            reason,
+            evidence_lost: false,
+        }));
         let mut builds: BTreeMap<String, Option<Timestamp>> = BTreeMap::new();
         let mut hosts: HashMap<String, usize> = HashMap::new();
         let mut channels: BTreeMap<(String, String), exhunt_model::ChannelCoverage> =
@@ -1042,12 +1053,8 @@ impl Engine {
                 &mut text,
                 &|channel, id| events.wants(channel, id),
                 &mut |ev, line, offset| {
-                    let mut found = events.check(ev, &display);
-                    for f in &mut found {
-                        f.evidence.line = line;
-                        f.evidence.offset = offset;
-                        f.kind = ArtefactKind::EventExport;
-                    }
+                    let found =
+                        events.check_at(ev, &display, line, offset, ArtefactKind::EventExport);
                     (!found.is_empty()).then_some(found)
                 },
             );

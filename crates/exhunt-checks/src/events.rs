@@ -6,6 +6,10 @@
 //! confidence, tags → ATT&CK technique, stage and campaign (a `cve.2021-26855/26857/26858/27065`
 //! tag puts a rule in the ProxyLogon campaign). Their findings name the rule's author and file, as
 //! the Detection Rule License asks of every match.
+//!
+//! Process creations and connections also go into a per-server process table
+//! ([`crate::behaviour`]) for what one event cannot show: descent from the web server worker.
+//! [`EventChecker::take_correlated`] walks it once every event of a server has been read.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,6 +21,8 @@ use exhunt_model::{
 use exhunt_rules::sigma::{Document, SigmaRuleInfo, SigmaSet};
 use exhunt_sources::WinEvent;
 
+use crate::behaviour::{self, At, Correlated, ProcessTable};
+
 /// Longest excerpt kept of an event.
 const EXCERPT: usize = 1500;
 
@@ -26,7 +32,15 @@ pub struct EventChecker {
     metas: HashMap<String, RuleMeta>,
     since: Option<Timestamp>,
     until: Option<Timestamp>,
+    tree: ProcessTable,
 }
+
+/// Generic rules and the more specific rules that replace them on the same event: a shell
+/// started by w3wp is EXH-EV-8 (or EXH-EV-9), not also "a program outside the toolchain".
+const SUPERSEDED: [(&str, &[&str]); 2] = [
+    ("EXH-EV-21", &["EXH-EV-8", "EXH-EV-9"]),
+    ("EXH-EV-22", &["EXH-EV-8", "EXH-EV-9"]),
+];
 
 const PROXYLOGON_TAGS: [&str; 4] = [
     "cve.2021-26855",
@@ -53,6 +67,7 @@ impl EventChecker {
             metas,
             since,
             until,
+            tree: ProcessTable::new(),
         }
     }
 
@@ -61,38 +76,82 @@ impl EventChecker {
         &self.sigma
     }
 
-    /// Whether any rule wants events of this channel and id.
+    /// Whether any rule, or the process table, wants events of this channel and id.
     pub fn wants(&self, channel: &str, event_id: Option<u32>) -> bool {
-        self.sigma.wants(channel, event_id)
+        self.sigma.wants(channel, event_id) || behaviour::wants(channel, event_id)
     }
 
-    /// Findings of one event read from `path`.
+    /// Findings of one event of an EVTX file read from `path`.
     pub fn check(&self, ev: &WinEvent, path: &str) -> Vec<Finding> {
+        self.check_at(ev, path, ev.record_id, 0, ArtefactKind::Evtx)
+    }
+
+    /// Findings of one event read from `path` at `line` and `offset` (the record id and 0 for
+    /// EVTX files, the line and byte offset for exports). Matches that need the process tree
+    /// are held until [`EventChecker::take_correlated`].
+    pub fn check_at(
+        &self,
+        ev: &WinEvent,
+        path: &str,
+        line: u64,
+        offset: u64,
+        kind: ArtefactKind,
+    ) -> Vec<Finding> {
+        // Ancestry may come from before the time filter: record first.
+        self.tree.observe(
+            ev,
+            &At {
+                path,
+                line,
+                offset,
+                kind,
+            },
+        );
         if let Some(t) = ev.time
             && (self.since.is_some_and(|s| t < s) || self.until.is_some_and(|u| t >= u))
         {
             return Vec::new();
         }
-        self.sigma
+        let matched: Vec<&SigmaRuleInfo> = self
+            .sigma
             .match_event(ev)
             .into_iter()
-            .filter_map(|i| self.finding(self.sigma.info(i), ev, path))
+            .map(|i| self.sigma.info(i))
+            .collect();
+        let superseded = |id: &str| {
+            SUPERSEDED.iter().any(|(generic, specific)| {
+                *generic == id
+                    && matched
+                        .iter()
+                        .any(|m| specific.contains(&m.rule_id.as_str()))
+            })
+        };
+        matched
+            .iter()
+            .filter(|info| !(info.builtin && superseded(&info.rule_id)))
+            .filter_map(|info| {
+                let evidence = Evidence {
+                    path: path.to_string(),
+                    line,
+                    offset,
+                    excerpt: ev.excerpt(EXCERPT),
+                };
+                let f = self.make(info, ev.time, evidence, entities_of(ev), kind)?;
+                if info.builtin && info.rule_id == behaviour::HELD_RULE {
+                    self.tree.hold(f, ev)
+                } else {
+                    Some(f)
+                }
+            })
             .collect()
     }
 
-    fn finding(&self, info: &SigmaRuleInfo, ev: &WinEvent, path: &str) -> Option<Finding> {
-        self.make(
-            info,
-            ev.time,
-            Evidence {
-                path: path.to_string(),
-                line: ev.record_id,
-                offset: 0,
-                excerpt: ev.excerpt(EXCERPT),
-            },
-            entities_of(ev),
-            ArtefactKind::Evtx,
-        )
+    /// Findings that need every event of the server (process ancestry), and the limits the
+    /// table reached; empties the table. Called once per server after all its events are read
+    /// (servers are scanned one after the other).
+    pub fn take_correlated(&self) -> Correlated {
+        let meta = |id: &str| self.metas.get(id).cloned();
+        self.tree.take(&meta, self.since, self.until)
     }
 
     /// Findings of the web server rules on one record (an IIS line).
@@ -267,15 +326,21 @@ fn entities_of(ev: &WinEvent) -> Entities {
                 .filter(|t| !t.is_empty() && t != "-")
         })
     };
-    let mut account = text(&["User", "SubjectUserName", "MemberName", "Detection User"]);
+    let mut account = text(&[
+        "User",
+        "SubjectUserName",
+        "MemberName",
+        "Detection User",
+        "SourceUser",
+    ]);
     // MSExchange Management: the third unnamed element is the caller.
     if account.is_none() && ev.channel.eq_ignore_ascii_case("MSExchange Management") {
         account = ev.unnamed.get(2).filter(|s| !s.is_empty()).cloned();
     }
     Entities {
         account,
-        file_path: text(&["TargetFilename", "Path", "Image"]),
-        target: text(&["TargetUserName", "TargetImage", "ObjectDN"]),
+        file_path: text(&["TargetFilename", "Path", "Image", "SourceImage"]),
+        target: text(&["TargetUserName", "TargetImage", "ObjectDN", "DestinationIp"]),
         server: Some(ev.computer.clone()).filter(|c| !c.is_empty()),
         ..Entities::default()
     }

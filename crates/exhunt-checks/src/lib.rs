@@ -2,11 +2,13 @@
 //! verdict.
 //!
 //! One module per campaign (`proxylogon`), IOC packs (`ioc`), the chain's last link
-//! (`webshell`), Sigma matches on Windows events (`events`), and the engine that drives readers and checks (`engine`). A check never knows
+//! (`webshell`), Sigma matches on Windows events (`events`), process ancestry across events
+//! (`behaviour`), and the engine that drives readers and checks (`engine`). A check never knows
 //! how its findings are rendered; renderers never know which check made a finding.
 
 #![deny(missing_docs)]
 
+pub mod behaviour;
 pub mod check;
 pub mod engine;
 pub mod events;

@@ -14,6 +14,11 @@ use exhunt_rules::sigma::{BUILTIN, SigmaSet};
 use exhunt_sources::WinEvent;
 use serde_json::{Value, json};
 
+// Web-server behaviour (process tree, connections) as its own module: one test binary per
+// area, since every binary links yara-x.
+#[path = "event_rules/behaviour.rs"]
+mod behaviour;
+
 fn event(channel: &str, provider: &str, id: u32, level: u8, data: Value) -> Value {
     json!({"Event": {"#attributes": {"xmlns": "http://schemas.microsoft.com/win/2004/08/events/event"},
         "System": {"Provider": {"#attributes": {"Name": provider}}, "EventID": id, "Level": level,
@@ -68,6 +73,40 @@ fn file_created(image: &str, target: &str) -> Value {
 }
 
 const W3WP: &str = "C:\\Windows\\System32\\inetsrv\\w3wp.exe";
+const OWA_POOL: &str = "c:\\windows\\system32\\inetsrv\\w3wp.exe -ap \"MSExchangeOWAAppPool\" -v \"v4.0\" -c \"C:\\Program Files\\Microsoft\\Exchange Server\\V15\\bin\\GenericAppPoolConfigWithGCServerEnabledFalse.config\" -a \\\\.\\pipe\\iisipm1 -h \"C:\\inetpub\\temp\\apppools\\MSExchangeOWAAppPool\\MSExchangeOWAAppPool.config\" -w \"\" -m 0";
+const DEFAULT_POOL: &str = "c:\\windows\\system32\\inetsrv\\w3wp.exe -ap \"DefaultAppPool\" -v \"v4.0\" -l \"webengine4.dll\"";
+const CSC: &str = "C:\\Windows\\Microsoft.NET\\Framework64\\v4.0.30319\\csc.exe";
+
+/// Sysmon 1 of a child of a worker whose command line names its pool.
+fn pool_child(pool_cmd: &str, image: &str, user: &str) -> Value {
+    sysmon(
+        1,
+        json!({"Image": image, "ParentImage": W3WP, "ParentCommandLine": pool_cmd,
+            "CommandLine": image, "User": user}),
+    )
+}
+
+/// Sysmon 8 or 10 from `source` into `target`.
+fn cross_process(id: u32, source: &str, target: &str, access: &str) -> Value {
+    let mut d = json!({"SourceImage": source, "TargetImage": target,
+        "SourceProcessGuid": "{5770385f-0000-0000-0000-000000000001}",
+        "TargetProcessGuid": "{5770385f-0000-0000-0000-000000000002}"});
+    if id == 10 {
+        d["GrantedAccess"] = json!(access);
+    } else {
+        d["StartAddress"] = json!("0x000001F3A5B20000");
+    }
+    sysmon(id, d)
+}
+
+fn connection(image: &str, user: &str, initiated: &str) -> Value {
+    sysmon(
+        3,
+        json!({"Image": image, "User": user, "Initiated": initiated, "Protocol": "tcp",
+            "ProcessGuid": "{5770385f-0000-0000-0000-000000000002}",
+            "DestinationIp": "203.0.113.7", "DestinationPort": 4444}),
+    )
+}
 const UMW: &str = "C:\\Program Files\\Microsoft\\Exchange Server\\V15\\Bin\\UMWorkerProcess.exe";
 const OWA_AUTH: &str =
     "C:\\Program Files\\Microsoft\\Exchange Server\\V15\\FrontEnd\\HttpProxy\\owa\\auth\\";
@@ -410,6 +449,143 @@ fn cases() -> Vec<(&'static str, Vec<Value>, Vec<Value>)> {
                 json!({"ScriptBlockText": "Get-MailboxExportRequest | Format-List"}),
             )],
         ),
+        (
+            "EXH-EV-21",
+            vec![
+                pool_child(
+                    OWA_POOL,
+                    "C:\\Windows\\System32\\notepad.exe",
+                    "NT AUTHORITY\\SYSTEM",
+                ),
+                pool_child(
+                    OWA_POOL,
+                    "C:\\Users\\Public\\csc.exe",
+                    "NT AUTHORITY\\SYSTEM",
+                ),
+                pool_child(
+                    OWA_POOL,
+                    "C:\\ProgramData\\conhost.exe",
+                    "NT AUTHORITY\\SYSTEM",
+                ),
+            ],
+            vec![
+                // Exchange's own: page compilation, its console host, error reporting.
+                pool_child(OWA_POOL, CSC, "NT AUTHORITY\\SYSTEM"),
+                pool_child(
+                    OWA_POOL,
+                    "C:\\Windows\\Microsoft.NET\\Framework64\\v4.0.30319\\cvtres.exe",
+                    "NT AUTHORITY\\SYSTEM",
+                ),
+                pool_child(
+                    OWA_POOL,
+                    "C:\\Windows\\System32\\conhost.exe",
+                    "NT AUTHORITY\\SYSTEM",
+                ),
+                pool_child(
+                    OWA_POOL,
+                    "C:\\Windows\\System32\\WerFault.exe",
+                    "NT AUTHORITY\\SYSTEM",
+                ),
+                // Another pool is EXH-EV-22's.
+                pool_child(
+                    DEFAULT_POOL,
+                    "C:\\Windows\\System32\\notepad.exe",
+                    "IIS APPPOOL\\DefaultAppPool",
+                ),
+            ],
+        ),
+        (
+            "EXH-EV-22",
+            vec![
+                pool_child(
+                    DEFAULT_POOL,
+                    "C:\\Windows\\System32\\notepad.exe",
+                    "IIS APPPOOL\\DefaultAppPool",
+                ),
+                security_4688(W3WP, "C:\\Windows\\Temp\\svch0st.exe", "svch0st.exe"),
+            ],
+            vec![
+                pool_child(
+                    DEFAULT_POOL,
+                    "C:\\inetpub\\crm\\bin\\roslyn\\csc.exe",
+                    "IIS APPPOOL\\DefaultAppPool",
+                ),
+                pool_child(
+                    DEFAULT_POOL,
+                    "C:\\Windows\\Microsoft.NET\\Framework\\v4.0.30319\\vbc.exe",
+                    "IIS APPPOOL\\DefaultAppPool",
+                ),
+                security_4688(
+                    W3WP,
+                    "C:\\Windows\\SysWOW64\\WerFault.exe",
+                    "WerFault.exe -u",
+                ),
+                pool_child(
+                    OWA_POOL,
+                    "C:\\Windows\\System32\\notepad.exe",
+                    "NT AUTHORITY\\SYSTEM",
+                ),
+                process(
+                    "C:\\Windows\\System32\\services.exe",
+                    "C:\\Windows\\System32\\notepad.exe",
+                    "notepad",
+                ),
+            ],
+        ),
+        (
+            "EXH-EV-23",
+            vec![cross_process(
+                8,
+                W3WP,
+                "C:\\Windows\\System32\\notepad.exe",
+                "",
+            )],
+            vec![cross_process(
+                8,
+                "C:\\Windows\\System32\\csrss.exe",
+                "C:\\Windows\\System32\\notepad.exe",
+                "",
+            )],
+        ),
+        (
+            "EXH-EV-24",
+            vec![
+                cross_process(10, W3WP, "C:\\Windows\\System32\\notepad.exe", "0x1fffff"),
+                cross_process(10, W3WP, "C:\\Windows\\System32\\lsass.exe", "0x1010"),
+            ],
+            vec![
+                cross_process(10, W3WP, "C:\\Windows\\System32\\notepad.exe", "0x1000"),
+                cross_process(10, W3WP, "C:\\Windows\\System32\\svchost.exe", "0x101400"),
+                cross_process(10, W3WP, CSC, "0x1fffff"),
+                cross_process(
+                    10,
+                    "C:\\Windows\\System32\\taskmgr.exe",
+                    "C:\\Windows\\System32\\notepad.exe",
+                    "0x1fffff",
+                ),
+            ],
+        ),
+        (
+            "EXH-EV-25",
+            vec![connection(
+                "C:\\Windows\\System32\\notepad.exe",
+                "IIS APPPOOL\\DefaultAppPool",
+                "true",
+            )],
+            vec![
+                connection(W3WP, "IIS APPPOOL\\DefaultAppPool", "true"),
+                connection(
+                    "C:\\Windows\\System32\\notepad.exe",
+                    "IIS APPPOOL\\DefaultAppPool",
+                    "false",
+                ),
+                connection(
+                    "C:\\Windows\\System32\\svchost.exe",
+                    "NT AUTHORITY\\NETWORK SERVICE",
+                    "true",
+                ),
+            ],
+        ),
     ]
 }
 
@@ -418,9 +594,12 @@ fn checker() -> EventChecker {
     EventChecker::new(Arc::new(SigmaSet::builtin()), pack.rules(), None, None)
 }
 
+/// Findings of one event, with the matches held for the process tree (EXH-EV-24) released.
 fn findings(c: &EventChecker, v: &Value) -> Vec<Finding> {
     let ev = WinEvent::from_evtx_json(v).expect("fixture is an event");
-    c.check(&ev, "fixture.evtx")
+    let mut f = c.check(&ev, "fixture.evtx");
+    f.extend(c.take_correlated().findings);
+    f
 }
 
 #[test]

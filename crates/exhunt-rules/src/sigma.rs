@@ -35,7 +35,7 @@ const MAX_RULE_FILE: u64 = 1 << 20;
 
 /// The built-in event rules, by exhunt rule id. Metadata (campaign, stage, severity, spec) lives
 /// in `rules/checks.toml` under the same id.
-pub const BUILTIN: [(&str, &str); 20] = [
+pub const BUILTIN: [(&str, &str); 25] = [
     (
         "EXH-EV-1",
         include_str!("../../../rules/sigma/EXH-EV-1.yml"),
@@ -115,6 +115,26 @@ pub const BUILTIN: [(&str, &str); 20] = [
     (
         "EXH-EV-20",
         include_str!("../../../rules/sigma/EXH-EV-20.yml"),
+    ),
+    (
+        "EXH-EV-21",
+        include_str!("../../../rules/sigma/EXH-EV-21.yml"),
+    ),
+    (
+        "EXH-EV-22",
+        include_str!("../../../rules/sigma/EXH-EV-22.yml"),
+    ),
+    (
+        "EXH-EV-23",
+        include_str!("../../../rules/sigma/EXH-EV-23.yml"),
+    ),
+    (
+        "EXH-EV-24",
+        include_str!("../../../rules/sigma/EXH-EV-24.yml"),
+    ),
+    (
+        "EXH-EV-25",
+        include_str!("../../../rules/sigma/EXH-EV-25.yml"),
     ),
 ];
 
