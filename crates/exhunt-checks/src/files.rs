@@ -323,7 +323,16 @@ impl FileJudge {
 
         match kind {
             ArtefactKind::WebFile | ArtefactKind::File => {
-                // Known web-shell path (MSTIC).
+                let malicious = facts.page.is_some_and(PageCode::malicious);
+                // Content that speaks for itself (the analyser, a YARA rule, a known hash):
+                // a place alone (an unknown name, a published path) is then no longer the point.
+                let content_says = malicious
+                    || !facts.yara.is_empty()
+                    || [&facts.sha256, &facts.sha1, &facts.md5]
+                        .iter()
+                        .any(|h| h.as_deref().is_some_and(|h| pack.hash_ioc(h).is_some()));
+                // Known web-shell path (MSTIC): names such as `errorEE.aspx` are specific, others
+                // generic; without content that confirms it, a file to review.
                 if let Some((_, source)) = self
                     .ioc_paths
                     .iter()
@@ -334,15 +343,19 @@ impl FileJudge {
                         "EXH-FS-4",
                         facts,
                         kind,
-                        (Stage::Persistence, Severity::High, Confidence::Medium),
+                        if content_says {
+                            (Stage::Persistence, Severity::High, Confidence::Medium)
+                        } else {
+                            (Stage::Persistence, Severity::Medium, Confidence::Low)
+                        },
                         format!(
-                            "File at a published web-shell path: {}{note} ({source})",
+                            "{}File at a published web-shell path: {}{note} ({source})",
+                            if content_says { "" } else { "REVIEW: " },
                             facts.display
                         ),
                     ));
                 }
                 // What the page's server code can do: content decides, wherever the file is.
-                let malicious = facts.page.is_some_and(PageCode::malicious);
                 if let Some(page) = facts.page
                     && let Some(top) = page
                         .strongest()
@@ -390,7 +403,7 @@ impl FileJudge {
                 // web root outside those lists: a file to review. Its place alone never makes
                 // a compromise (an intranet page, a redirect page); its content, a hash, the
                 // logs or the event logs do.
-                if kind == ArtefactKind::WebFile && !malicious {
+                if kind == ArtefactKind::WebFile && !content_says {
                     let list = self.clean.iter().find(|l| l.covers(facts.components));
                     let exchange_folder = list.is_some() || in_exchange_auth(facts.components);
                     let unexpected = match list {
