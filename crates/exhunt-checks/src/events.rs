@@ -187,6 +187,7 @@ impl EventChecker {
             entities,
             kind,
             joins,
+            outcome: None,
         })
     }
 }

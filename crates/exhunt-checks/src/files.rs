@@ -232,6 +232,7 @@ fn finding(
         },
         kind,
         joins: meta.joins.clone(),
+        outcome: None,
     })
 }
 

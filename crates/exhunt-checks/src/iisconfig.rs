@@ -227,6 +227,7 @@ pub fn judge(
                     },
                     kind: ArtefactKind::IisConfig,
                     joins: meta.joins.clone(),
+                    outcome: None,
                 });
             }
             _ => {}

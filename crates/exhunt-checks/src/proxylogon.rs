@@ -89,6 +89,7 @@ pub fn request_entities(rec: &Record<'_>, kind: ArtefactKind) -> Entities {
                     format!("{stem}?{query}")
                 }),
                 status: status(rec.get("sc-status")),
+                method: nonempty(rec.get("cs-method")),
                 server: nonempty(rec.get("s-computername")),
                 ..Entities::default()
             }
@@ -99,6 +100,7 @@ pub fn request_entities(rec: &Record<'_>, kind: ArtefactKind) -> Entities {
             account: nonempty(rec.get("AuthenticatedUser")),
             url: nonempty(rec.get("UrlStem")),
             status: status(rec.get("HttpStatus")),
+            method: nonempty(rec.get("Method")),
             request_id: nonempty(rec.get("RequestId")),
             server: nonempty(rec.get("ServerHostName")),
             ..Entities::default()

@@ -7,9 +7,14 @@
 //! otherwise it is `inconclusive`, with each missing piece named. A time filter that cuts the
 //! window makes the answer inconclusive too. Scanner probes alone do not make a server "attempted":
 //! administrators run the same checkers; they are reported and counted.
+//!
+//! The findings arrive graded and attributed by `correlate`. The reasons say how the attempts
+//! ended (refused, or of unknown outcome: CSS-Exchange #312 asked for a visible "failed exploit").
+//! A request seen in IIS and HttpProxy logs is counted once.
 
 use exhunt_model::{
-    ArtefactKind, BuildSeen, Campaign, Confidence, Coverage, Finding, Stage, Verdict, VerdictKind,
+    ArtefactKind, BuildSeen, Campaign, Confidence, Coverage, Finding, Outcome, Stage, Verdict,
+    VerdictKind,
 };
 
 use crate::engine::ScanOptions;
@@ -224,7 +229,7 @@ fn judge_one(
             .unwrap_or(Stage::ExploitSuccess);
         reasons.push(format!(
             "{} finding(s) show the attack succeeded; the furthest stage reached is {}",
-            compromise.len(),
+            distinct(&compromise.iter().map(|f| **f).collect::<Vec<_>>()),
             top.label()
         ));
         (
@@ -263,7 +268,7 @@ fn judge_one(
         } else {
             reasons.push(format!(
                 "{} exploitation attempt(s), no evidence that one succeeded",
-                attempts.len()
+                distinct(&attempts.iter().map(|f| **f).collect::<Vec<_>>())
             ));
             (
                 VerdictKind::Attempted,
@@ -319,6 +324,9 @@ fn judge_one(
             },
         )
     };
+    if let Some(r) = outcome_reason(&mine) {
+        reasons.push(r);
+    }
     if scans > 0 {
         reasons.push(if log_campaign {
             format!("{scans} vulnerability scanner probe(s) seen (not exploitation)")
@@ -360,4 +368,44 @@ fn judge_one(
         builds_seen: builds.to_vec(),
         patched_before_first_evidence,
     }
+}
+
+/// How the attempts ended: refused by the server, or of unknown outcome (issue 13, CSS-Exchange
+/// #312: a failed exploit must look different from one the logs cannot judge).
+fn outcome_reason(mine: &[&Finding]) -> Option<String> {
+    let with = |o: Outcome| -> Vec<&Finding> {
+        mine.iter()
+            .copied()
+            .filter(|f| f.stage == Stage::ExploitAttempt && f.outcome == Some(o))
+            .collect()
+    };
+    let refused = distinct(&with(Outcome::Refused));
+    let unknown = distinct(&with(Outcome::Unknown));
+    let mut parts = Vec::new();
+    if refused > 0 {
+        parts.push(format!(
+            "{refused} attempt(s) failed: the server refused them, the back end shows the failure, or the build was not vulnerable"
+        ));
+    }
+    if unknown > 0 {
+        parts.push(format!(
+            "{unknown} attempt(s) of unknown outcome: the logs cannot tell whether they worked"
+        ));
+    }
+    (!parts.is_empty()).then(|| parts.join("; "))
+}
+
+/// Findings counted once per event: a finding that joins another finding of the list at the
+/// same stage (the IIS line of a request whose HttpProxy line is there, the event of an ECP
+/// change whose log line is there) is the same request or change.
+fn distinct(list: &[&Finding]) -> usize {
+    list.iter()
+        .filter(|f| {
+            f.joins.as_deref().is_none_or(|j| {
+                !list
+                    .iter()
+                    .any(|g| g.rule_id == j && g.stage == f.stage && g.joins.is_none())
+            })
+        })
+        .count()
 }

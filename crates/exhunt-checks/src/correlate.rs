@@ -1,0 +1,288 @@
+//! Correlation across logs, before the story and the verdict: each finding is graded on the most
+//! specific evidence of its request and attributed to the campaign whose chain it joins.
+//!
+//! Why a pass of its own: a check sees one line. The same request shows in the front end's IIS
+//! log and in the HttpProxy log; only the HttpProxy line says which back end the front end
+//! proxied to and what it answered, so an IIS `POST /ecp/y.js 200` whose HttpProxy twin reached
+//! only `/autodiscover/autodiscover.xml` is a failed attempt, not a success (issue 13: mass
+//! scanning came out "ProxyLogon compromised"). Likewise a check cannot know the server's build,
+//! nor whether a user agent from the HAFNIUM list or a request for a written file belongs to the
+//! ProxyLogon chain or to another intrusion on a server that was never vulnerable to ProxyLogon.
+//! The steps, in order:
+//!
+//! 1. outcome of each request finding: succeeded, refused (status or back end shows failure),
+//!    or unknown;
+//! 2. one request, one step: an IIS finding whose HttpProxy twin (time within a second, client,
+//!    method, URL, request id where both have one) was found takes the twin's grade and joins its
+//!    step; an IIS-only ProxyLogon success counts only when no HttpProxy log covers its time.
+
+use std::collections::HashSet;
+
+use chrono::Duration;
+use exhunt_model::{
+    ArtefactKind, BuildSeen, Campaign, Confidence, Finding, Outcome, Severity, Stage, Timestamp,
+};
+
+use crate::proxyshell::percent_decode;
+
+/// The time span of one HttpProxy log file, and its protocol folder when the path names one
+/// (`Logging\HttpProxy\Ecp\…`): only a file of the request's protocol can hold its twin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxySpan {
+    /// Protocol folder, lower case (`ecp`, `owa`, `autodiscover`…), if known.
+    pub protocol: Option<String>,
+    /// First record time.
+    pub first: Option<Timestamp>,
+    /// Last record time.
+    pub last: Option<Timestamp>,
+}
+
+impl ProxySpan {
+    /// The span of a file from its lower-cased path components and its first/last record.
+    pub fn of(components: &[String], first: Option<Timestamp>, last: Option<Timestamp>) -> Self {
+        let protocol = components
+            .iter()
+            .position(|c| c == "httpproxy")
+            .filter(|&i| i + 2 < components.len())
+            .map(|i| components[i + 1].clone());
+        ProxySpan {
+            protocol,
+            first,
+            last,
+        }
+    }
+}
+
+/// What the correlation needs to know about the server besides its findings.
+pub struct Context<'a> {
+    /// HttpProxy log files read.
+    pub proxy_spans: &'a [ProxySpan],
+    /// Builds seen in the logs, with the first time each shows.
+    pub builds: &'a [BuildSeen],
+    /// Whether a build has a campaign's fix.
+    pub fixed: &'a dyn Fn(Campaign, &str) -> Option<bool>,
+}
+
+/// IIS findings graded again on their HttpProxy twin.
+const IIS_TWINNED: [&str; 4] = ["EXH-PL-4", "EXH-PS-1", "EXH-PNS-1", "EXH-PNS-2"];
+
+/// HttpProxy findings that can be an IIS finding's twin.
+const PROXY_TWINS: [&str; 6] = [
+    "EXH-PL-1",
+    "EXH-PL-2",
+    "EXH-PL-3",
+    "EXH-PS-1",
+    "EXH-PNS-1",
+    "EXH-PNS-2",
+];
+
+fn is_web(kind: ArtefactKind) -> bool {
+    matches!(
+        kind,
+        ArtefactKind::IisLog | ArtefactKind::HttpProxyLog | ArtefactKind::RpsHttpLog
+    )
+}
+
+/// Grades and attributes the findings of one server in place.
+pub fn refine(findings: &mut [Finding], ctx: &Context<'_>) {
+    for f in findings.iter_mut() {
+        f.outcome = default_outcome(f);
+    }
+    twins(findings, ctx.proxy_spans);
+}
+
+/// The outcome a request finding shows by itself.
+fn default_outcome(f: &Finding) -> Option<Outcome> {
+    if !is_web(f.kind) || f.stage == Stage::Scan || f.stage > Stage::WebShellUse {
+        return f.outcome;
+    }
+    if f.stage >= Stage::ExploitSuccess {
+        return Some(Outcome::Succeeded);
+    }
+    let autodiscover_only = matches!(f.rule_id.as_str(), "EXH-PL-1" | "EXH-PL-2")
+        && f.entities.target.as_deref().is_some_and(|t| {
+            t.split_once('/')
+                .is_some_and(|(_, p)| p.to_ascii_lowercase().starts_with("autodiscover"))
+        });
+    let refused = autodiscover_only || f.entities.status.is_some_and(|s| s >= 400 || s == 0);
+    Some(if refused {
+        Outcome::Refused
+    } else {
+        Outcome::Unknown
+    })
+}
+
+/// `a.b.c.d:port` → `a.b.c.d`; `[::1]:443` → `::1`; lists keep their first address.
+fn norm_ip(ip: &str) -> String {
+    let ip = ip.split([';', ' ', ',']).next().unwrap_or(ip).trim();
+    let ip = match ip.split_once(':') {
+        Some((a, port)) if !port.contains(':') => a,
+        _ => ip,
+    };
+    let ip = match (ip.strip_prefix('['), ip.rfind(']')) {
+        (Some(_), Some(end)) => &ip[1..end],
+        _ => ip,
+    };
+    ip.to_ascii_lowercase()
+}
+
+/// Path and query of a URL, decoded and lower-cased, query without its `?`.
+fn split_url(u: &str) -> (String, Option<String>) {
+    let d = percent_decode(&percent_decode(u)).to_lowercase();
+    match d.split_once('?') {
+        Some((p, q)) => (p.to_string(), Some(q.trim_start_matches('?').to_string())),
+        None => (d, None),
+    }
+}
+
+fn second(t: Timestamp) -> i64 {
+    t.timestamp()
+}
+
+/// Whether an IIS finding and an HttpProxy finding are the same request.
+fn same_request(iis: &Finding, proxy: &Finding) -> bool {
+    let (Some(a), Some(b)) = (iis.timestamp, proxy.timestamp) else {
+        return false;
+    };
+    // IIS logs whole seconds; HttpProxy milliseconds.
+    if (second(a) - second(b)).abs() > 1 {
+        return false;
+    }
+    let (x, y) = (&iis.entities, &proxy.entities);
+    if let (Some(p), Some(q)) = (&x.client_ip, &y.client_ip)
+        && norm_ip(p) != norm_ip(q)
+    {
+        return false;
+    }
+    if let (Some(p), Some(q)) = (&x.method, &y.method)
+        && !p.eq_ignore_ascii_case(q)
+    {
+        return false;
+    }
+    if let (Some(p), Some(q)) = (&x.request_id, &y.request_id)
+        && !p.eq_ignore_ascii_case(q)
+    {
+        return false;
+    }
+    let (Some(u), Some(v)) = (&x.url, &y.url) else {
+        return false;
+    };
+    let ((pu, qu), (pv, qv)) = (split_url(u), split_url(v));
+    pu == pv && (qu.is_none() || qv.is_none() || qu == qv)
+}
+
+/// The HttpProxy protocol folder a URL path is logged under.
+fn protocol_of(url: &str) -> String {
+    let first = url
+        .trim_start_matches('/')
+        .split(['/', '?'])
+        .next()
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    match first.as_str() {
+        "rpc" => "rpchttp".into(),
+        "microsoft-server-activesync" => "eas".into(),
+        _ => first,
+    }
+}
+
+fn covered(spans: &[ProxySpan], t: Timestamp, url: &str) -> bool {
+    let proto = protocol_of(url);
+    let slack = Duration::seconds(1);
+    spans.iter().any(|s| {
+        s.protocol.as_deref().is_none_or(|p| p == proto)
+            && s.first.is_some_and(|f| f - slack <= t)
+            && s.last.is_some_and(|l| t <= l + slack)
+    })
+}
+
+fn file_name(path: &str) -> &str {
+    path.rsplit(['/', '\\']).next().unwrap_or(path)
+}
+
+/// One request, one step (see the module docs, step 2).
+fn twins(findings: &mut [Finding], spans: &[ProxySpan]) {
+    let proxy: Vec<usize> = (0..findings.len())
+        .filter(|&j| {
+            let g = &findings[j];
+            g.kind == ArtefactKind::HttpProxyLog && PROXY_TWINS.contains(&g.rule_id.as_str())
+        })
+        .collect();
+    let mut used: HashSet<usize> = HashSet::new();
+    for i in 0..findings.len() {
+        let f = &findings[i];
+        if f.kind != ArtefactKind::IisLog
+            || !IIS_TWINNED.contains(&f.rule_id.as_str())
+            || !matches!(f.stage, Stage::ExploitAttempt | Stage::ExploitSuccess)
+        {
+            continue;
+        }
+        let Some(t) = f.timestamp else { continue };
+        let twin = proxy
+            .iter()
+            .copied()
+            .filter(|j| !used.contains(j))
+            .find(|&j| same_request(f, &findings[j]));
+        if let Some(j) = twin {
+            used.insert(j);
+            let g = findings[j].clone();
+            let f = &mut findings[i];
+            f.stage = g.stage;
+            f.severity = g.severity;
+            f.confidence = g.confidence;
+            f.campaign = g.campaign;
+            f.outcome = g.outcome;
+            f.joins = Some(g.joins.clone().unwrap_or_else(|| g.rule_id.clone()));
+            f.title = format!(
+                "{} — the same request as HttpProxy {}:{}, graded on it: {}",
+                f.title,
+                file_name(&g.evidence.path),
+                g.evidence.line,
+                g.title
+            );
+        } else if f.rule_id == "EXH-PL-4" && f.stage == Stage::ExploitSuccess {
+            let url = f.entities.url.clone().unwrap_or_default();
+            let f = &mut findings[i];
+            if covered(spans, t, &url) {
+                f.stage = Stage::ExploitAttempt;
+                f.severity = Severity::High;
+                f.confidence = Confidence::Medium;
+                f.outcome = Some(Outcome::Unknown);
+                f.title.push_str(
+                    " — an HttpProxy log covers this time and shows no SSRF for this request: not counted as a success",
+                );
+            } else {
+                f.title.push_str(
+                    " — no HttpProxy log covers this time: graded on the IIS line alone, which cannot show what the front end proxied (medium confidence)",
+                );
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_and_protocols() {
+        assert_eq!(norm_ip("192.0.2.1:5521"), "192.0.2.1");
+        assert_eq!(norm_ip("[2001:db8::1]:443"), "2001:db8::1");
+        assert_eq!(norm_ip("2001:db8::1"), "2001:db8::1");
+        assert_eq!(protocol_of("/ecp/y.js"), "ecp");
+        assert_eq!(protocol_of("/rpc/rpcproxy.dll"), "rpchttp");
+        let span = ProxySpan::of(
+            &[
+                "logging".into(),
+                "httpproxy".into(),
+                "ecp".into(),
+                "httpproxy_2021030302-1.log".into(),
+            ],
+            None,
+            None,
+        );
+        assert_eq!(span.protocol.as_deref(), Some("ecp"));
+        let flat = ProxySpan::of(&["httpproxy".into(), "a.log".into()], None, None);
+        assert_eq!(flat.protocol, None);
+    }
+}
