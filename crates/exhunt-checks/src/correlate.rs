@@ -246,8 +246,27 @@ fn twins(findings: &mut [Finding], spans: &[ProxySpan]) {
         })
         .collect();
     let mut used: HashSet<usize> = HashSet::new();
+    // Indicator hits of one request in both logs: the same step and counted once.
+    let proxy_ioc: Vec<usize> = (0..findings.len())
+        .filter(|&j| {
+            let g = &findings[j];
+            g.kind == ArtefactKind::HttpProxyLog && INDICATOR_RULES.contains(&g.rule_id.as_str())
+        })
+        .collect();
     for i in 0..findings.len() {
         let f = &findings[i];
+        if f.kind == ArtefactKind::IisLog && INDICATOR_RULES.contains(&f.rule_id.as_str()) {
+            let twin = proxy_ioc
+                .iter()
+                .copied()
+                .filter(|j| !used.contains(j))
+                .find(|&j| findings[j].rule_id == f.rule_id && same_request(f, &findings[j]));
+            if let Some(j) = twin {
+                used.insert(j);
+                findings[i].joins = Some(findings[j].rule_id.clone());
+            }
+            continue;
+        }
         if f.kind != ArtefactKind::IisLog
             || !IIS_TWINNED.contains(&f.rule_id.as_str())
             || !matches!(f.stage, Stage::ExploitAttempt | Stage::ExploitSuccess)
