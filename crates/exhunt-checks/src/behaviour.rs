@@ -646,6 +646,7 @@ fn finding(
         entities,
         kind: place.kind,
         joins: m.joins.clone(),
+        outcome: None,
     }
 }
 

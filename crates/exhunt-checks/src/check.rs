@@ -134,6 +134,7 @@ impl<'a> Emitter<'a> {
             entities: hit.entities,
             kind,
             joins: meta.joins.clone(),
+            outcome: None,
         });
     }
 }

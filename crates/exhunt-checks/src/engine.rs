@@ -781,8 +781,29 @@ impl Engine {
             });
         let mut coverage = coverage;
         let others = split_export_hosts(&name, &mut findings, &mut coverage);
-        let story = story::build(&findings);
         let fixed = |c, b: &str| self.pack.fixed_for(c, b);
+        // One request in two logs is one step; builds and links decide campaigns.
+        let proxy_spans: Vec<crate::correlate::ProxySpan> = outcomes
+            .iter()
+            .filter(|o| o.kind == Some(ArtefactKind::HttpProxyLog))
+            .filter_map(|o| {
+                let st = o.stats.as_ref()?;
+                Some(crate::correlate::ProxySpan::of(
+                    &inv.items[o.item].components,
+                    st.first,
+                    st.last,
+                ))
+            })
+            .collect();
+        crate::correlate::refine(
+            &mut findings,
+            &crate::correlate::Context {
+                proxy_spans: &proxy_spans,
+                builds: &builds_seen,
+                fixed: &fixed,
+            },
+        );
+        let story = story::build(&findings);
         let mut verdicts = verdict::judge(&findings, &coverage, &builds_seen, &fixed, &self.opts);
         let mitigations: Vec<exhunt_model::Mitigation> = outcomes
             .iter()
@@ -804,7 +825,15 @@ impl Engine {
             coverage,
             mitigations,
         }];
-        for (host, findings, coverage) in others {
+        for (host, mut findings, coverage) in others {
+            crate::correlate::refine(
+                &mut findings,
+                &crate::correlate::Context {
+                    proxy_spans: &[],
+                    builds: &[],
+                    fixed: &fixed,
+                },
+            );
             let story = story::build(&findings);
             let verdicts = verdict::judge(&findings, &coverage, &[], &fixed, &self.opts);
             out.push(ServerResult {

@@ -246,6 +246,7 @@ impl EventChecker {
             entities,
             kind,
             joins,
+            outcome: None,
         })
     }
 }

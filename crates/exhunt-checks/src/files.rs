@@ -237,6 +237,7 @@ fn finding(
         },
         kind,
         joins: meta.joins.clone(),
+        outcome: None,
     })
 }
 

@@ -183,6 +183,7 @@ pub fn judge(
             },
             kind: ArtefactKind::IisConfig,
             joins: meta.joins.clone(),
+            outcome: None,
         });
     }
     out

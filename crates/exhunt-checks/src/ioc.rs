@@ -33,6 +33,16 @@ fn client_ip<'r>(kind: ArtefactKind, rec: &'r Record<'_>) -> Option<&'r str> {
     }
 }
 
+/// What the indicator list says about itself: the campaign and date it was published for.
+fn published(ioc: &Ioc) -> String {
+    match (ioc.campaign, ioc.published.as_str()) {
+        (Some(c), "") => format!(" (list published for {})", c.label()),
+        (Some(c), d) => format!(" (list published {d} for {})", c.label()),
+        (None, "") => String::new(),
+        (None, d) => format!(" (list published {d})"),
+    }
+}
+
 const WEB_KINDS: &[ArtefactKind] = &[ArtefactKind::HttpProxyLog, ArtefactKind::IisLog];
 
 impl LineCheck for HafniumIps {
@@ -71,8 +81,9 @@ impl LineCheck for HafniumIps {
                 severity: Severity::Medium,
                 confidence: Confidence::Medium,
                 title: format!(
-                    "Request from published HAFNIUM exploitation address {}",
-                    ioc.indicator
+                    "Request from published HAFNIUM exploitation address {}{}",
+                    ioc.indicator,
+                    published(ioc)
                 ),
                 entities: request_entities(rec, kind),
             },
@@ -213,9 +224,10 @@ impl LineCheck for HafniumUserAgents {
                     Confidence::Medium
                 },
                 title: format!(
-                    "{} {stem} with HAFNIUM user agent `{}`",
+                    "{} {stem} with HAFNIUM user agent `{}`{}",
                     method.unwrap_or("request"),
-                    ioc.indicator.replace('+', " ")
+                    ioc.indicator.replace('+', " "),
+                    published(ioc)
                 ),
                 entities: request_entities(rec, kind),
             },

@@ -11,21 +11,6 @@ use crate::check::{
     Emitter, Hit, LineCheck, contains_ci, find_ci, lit, nonempty, served, starts_with_ci, status,
 };
 
-/// Domains of out-of-band interaction services used by public scanners (nuclei, Burp).
-const OOB_DOMAINS: &[&str] = &[
-    "oast.fun",
-    "oast.pro",
-    "oast.live",
-    "oast.site",
-    "oast.online",
-    "oast.me",
-    "interact.sh",
-    "interactsh.com",
-    "burpcollaborator.net",
-    "oastify.com",
-    "dnslog.cn",
-];
-
 /// How an SSRF target is classified (C-26855-A/B/C).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SsrfClass {
@@ -51,18 +36,31 @@ fn target_host(host: &str) -> String {
         .to_ascii_lowercase()
 }
 
+/// The known checker (`rules/checkers.toml`) whose request an SSRF target is: Microsoft's nmap
+/// script (localhost), nuclei (an interactsh callback host), the x.js/default.flt shape.
+pub fn ssrf_checker(
+    host: &str,
+    path: &str,
+    url_stem: &str,
+) -> Option<&'static exhunt_rules::checkers::Checker> {
+    let h = target_host(host);
+    // Any loopback address is the nmap check's, as Test-ProxyLogon treats it (PR #306).
+    let h = if h.starts_with("127.") {
+        "127.0.0.1".to_string()
+    } else {
+        h
+    };
+    exhunt_rules::checkers::find(&exhunt_rules::checkers::Request {
+        stem: Some(url_stem),
+        url: None,
+        ssrf_host: Some(&h),
+        ssrf_path: Some(path),
+    })
+}
+
 /// Classifies an SSRF target.
 pub fn classify_ssrf(host: &str, path: &str, url_stem: &str, status: Option<u16>) -> SsrfClass {
-    let h = target_host(host);
-    let is_local = h == "localhost" || h.starts_with("127.") || h == "::1";
-    let oob = OOB_DOMAINS
-        .iter()
-        .any(|d| h == *d || h.ends_with(&format!(".{d}")));
-    if is_local
-        || oob
-        || (starts_with_ci(path, "ecp/default.flt")
-            && url_stem.eq_ignore_ascii_case("/owa/auth/x.js"))
-    {
+    if ssrf_checker(host, path, url_stem).is_some() {
         return SsrfClass::Scan;
     }
     if starts_with_ci(path, "autodiscover") {
@@ -91,6 +89,7 @@ pub fn request_entities(rec: &Record<'_>, kind: ArtefactKind) -> Entities {
                     format!("{stem}?{query}")
                 }),
                 status: status(rec.get("sc-status")),
+                method: nonempty(rec.get("cs-method")),
                 server: nonempty(rec.get("s-computername")),
                 ..Entities::default()
             }
@@ -101,6 +100,7 @@ pub fn request_entities(rec: &Record<'_>, kind: ArtefactKind) -> Entities {
             account: nonempty(rec.get("AuthenticatedUser")),
             url: nonempty(rec.get("UrlStem")),
             status: status(rec.get("HttpStatus")),
+            method: nonempty(rec.get("Method")),
             request_id: nonempty(rec.get("RequestId")),
             server: nonempty(rec.get("ServerHostName")),
             ..Entities::default()
@@ -157,8 +157,9 @@ impl LineCheck for ServerInfoAnchor {
                 severity: Severity::Info,
                 confidence: Confidence::High,
                 title: format!(
-                    "ProxyLogon vulnerability check (SSRF target {}, {code_s})",
-                    target_host(host)
+                    "ProxyLogon vulnerability check (SSRF target {}, {code_s}): {}",
+                    target_host(host),
+                    ssrf_checker(host, path, stem).map_or("known checker", |c| c.name.as_str())
                 ),
                 entities: ent.clone(),
             },

@@ -13,9 +13,11 @@
 //!
 //! ProxyShell's SSRF (CVE-2021-34473) is pre-authentication, ProxyNotShell's (CVE-2022-41040)
 //! needs a mailbox login: an `autodiscover.json` SSRF to the PowerShell back end with a user name
-//! in `cs-username` is ProxyNotShell, without one ProxyShell. Probes of vulnerability scanners
-//! (nuclei, Nessus: `@test.com/owa/?&Email=autodiscover/autodiscover.json%3F@test.com`) are
-//! scans, not attacks.
+//! in `cs-username` is ProxyNotShell, without one ProxyShell. Requests of the known checkers
+//! (`rules/checkers.toml`: nuclei, Nessus, Beaumont's nmap script, CERT.at, exhunt probe, with
+//! their test domains such as `@test.com` and `a@foo.var`) are scans, not attacks, and count for
+//! the campaign the checker tests: the nuclei ProxyNotShell check is anonymous and answered 302,
+//! which alone would read as a ProxyShell success.
 
 use exhunt_model::{ArtefactKind, Confidence, Severity, Stage};
 use exhunt_sources::Record;
@@ -53,18 +55,6 @@ pub fn normalised_url(stem: &str, query: &str) -> String {
     };
     percent_decode(&percent_decode(&raw)).to_lowercase()
 }
-
-/// Target domains of vulnerability scanners' probes.
-const PROBE_DOMAINS: [&str; 8] = [
-    "@test.com",
-    "@mss.com",
-    "@foo.var",
-    "@example.com",
-    "@localhost",
-    "oast.",
-    "interact.sh",
-    "@test.local",
-];
 
 /// User agents of Exchange's own remote PowerShell clients.
 const OWN_CLIENTS: [&str; 3] = [
@@ -157,7 +147,36 @@ impl LineCheck for ProxyShellRequests {
             if !(ssrf_shape || to_powershell) {
                 return; // an ordinary autodiscover.json lookup (Email=user@domain&Protocol=…)
             }
-            let probe = PROBE_DOMAINS.iter().any(|d| url.contains(d)) && !url.contains("x-rps-cat");
+            // A checker never sends the X-Rps-CAT token of a real PowerShell session.
+            let checker = exhunt_rules::checkers::find(&exhunt_rules::checkers::Request {
+                stem: Some(stem),
+                url: Some(&url),
+                ..Default::default()
+            })
+            .filter(|_| !url.contains("x-rps-cat"));
+            if let Some(c) = checker {
+                let (rule, cve) = match c.campaign {
+                    exhunt_model::Campaign::ProxyNotShell => ("EXH-PNS-1", "CVE-2022-41040"),
+                    _ => ("EXH-PS-1", "CVE-2021-34473"),
+                };
+                out.emit(
+                    kind,
+                    rec,
+                    Hit {
+                        rule_id: rule,
+                        stage: Stage::Scan,
+                        severity: Severity::Info,
+                        confidence: Confidence::High,
+                        title: format!(
+                            "{cve} vulnerability check by a known checker ({}): {method} to {} ({code_s}); a scan, not exploitation",
+                            c.name,
+                            target_of(&url)
+                        ),
+                        entities: ent,
+                    },
+                );
+                return;
+            }
             let (rule, what) = if user.is_some() && to_powershell {
                 (
                     "EXH-PNS-1",
@@ -169,19 +188,10 @@ impl LineCheck for ProxyShellRequests {
                     "CVE-2021-34473 autodiscover.json SSRF (ProxyShell)",
                 )
             };
-            let (stage, severity, confidence, tail) = if probe {
-                (
-                    Stage::Scan,
-                    Severity::Info,
-                    Confidence::High,
-                    "vulnerability scanner probe (test domain), not exploitation",
-                )
-            } else {
-                grade(
-                    served && backend,
-                    "answered: the request reached the back end",
-                )
-            };
+            let (stage, severity, confidence, tail) = grade(
+                served && backend,
+                "answered: the request reached the back end",
+            );
             out.emit(
                 kind,
                 rec,

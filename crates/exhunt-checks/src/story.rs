@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use exhunt_model::{Finding, Stage, StoryStep};
+use exhunt_model::{Finding, Outcome, Stage, StoryStep};
 
 fn distinct<'a>(it: impl Iterator<Item = &'a str>, max: usize) -> (Vec<String>, usize) {
     let mut v: Vec<String> = Vec::new();
@@ -47,69 +47,83 @@ pub fn build(findings: &[Finding]) -> Vec<StoryStep> {
             written.push((u.to_ascii_lowercase(), f.timestamp));
         }
     }
-    let mut groups: BTreeMap<(Stage, String), Vec<usize>> = BTreeMap::new();
+    let mut groups: BTreeMap<(Stage, String, Option<Outcome>), Vec<usize>> = BTreeMap::new();
     for (i, f) in findings.iter().enumerate() {
-        // A finding that joins another rule's step (the same change seen in another artefact)
-        // is grouped with it.
+        // A finding that joins another rule's step (the same change seen in another artefact,
+        // the same request seen in IIS and HttpProxy logs) is grouped with it. Refused attempts
+        // and attempts of unknown outcome are separate steps: they mean different things.
         groups
             .entry((
                 f.stage,
                 f.joins.clone().unwrap_or_else(|| f.rule_id.clone()),
+                f.outcome,
             ))
             .or_default()
             .push(i);
     }
-    let mut steps: Vec<StoryStep> = groups
-        .into_iter()
-        .map(|((stage, _), idx)| {
-            let fs: Vec<&Finding> = idx.iter().map(|&i| &findings[i]).collect();
-            let start = fs.iter().filter_map(|f| f.timestamp).min();
-            let end = fs.iter().filter_map(|f| f.timestamp).max();
-            let ips = distinct(fs.iter().filter_map(|f| f.entities.client_ip.as_deref()), 3);
-            let mut summary = if fs.len() == 1 {
-                fs[0].title.clone()
-            } else {
-                let titles = distinct(fs.iter().map(|f| f.title.as_str()), 2);
-                format!(
-                    "{} ({} times{})",
-                    titles.0[0],
-                    fs.len(),
-                    if titles.1 > 1 { ", with variants" } else { "" }
-                )
-            };
-            if ips.1 > 0 {
-                summary.push_str(&format!(" from {}", list(&ips)));
-            }
-            let kinds = distinct(fs.iter().map(|f| f.kind.label()), 4);
-            if kinds.1 > 1 {
-                summary.push_str(&format!("; seen in {}", kinds.0.join(" and ")));
-            }
-            if let Some((_, t)) = fs
-                .iter()
-                .filter(|f| !f.kind.is_log())
-                .filter_map(|f| f.entities.url.as_deref())
-                .find_map(|u| written.iter().find(|(w, _)| *w == u.to_ascii_lowercase()))
-            {
-                summary.push_str(&format!(
-                    " — the file the logs show the attack writing{}",
-                    t.map(|t| format!(" at {}", t.format("%Y-%m-%d %H:%M UTC")))
-                        .unwrap_or_default()
-                ));
-            }
-            let paths = distinct(fs.iter().filter_map(|f| f.entities.file_path.as_deref()), 3);
-            if paths.1 > 1 {
-                summary.push_str(&format!("; paths: {}", list(&paths)));
-            }
-            StoryStep {
-                start,
-                end,
-                stage,
-                summary,
-                count: fs.len(),
-                findings: idx.into_iter().take(50).collect(),
-            }
-        })
-        .collect();
+    let mut steps: Vec<StoryStep> =
+        groups
+            .into_iter()
+            .map(|((stage, _, outcome), idx)| {
+                let fs: Vec<&Finding> = idx.iter().map(|&i| &findings[i]).collect();
+                let start = fs.iter().filter_map(|f| f.timestamp).min();
+                let end = fs.iter().filter_map(|f| f.timestamp).max();
+                let ips = distinct(fs.iter().filter_map(|f| f.entities.client_ip.as_deref()), 3);
+                // Told from the finding the others join (the HttpProxy line of a request, the ECP
+                // log line of a change), when there is one.
+                let lead = fs.iter().position(|f| f.joins.is_none()).unwrap_or(0);
+                let mut summary = if fs.len() == 1 {
+                    fs[0].title.clone()
+                } else {
+                    let titles = distinct(fs.iter().map(|f| f.title.as_str()), 2);
+                    format!(
+                        "{} ({} times{})",
+                        fs[lead].title,
+                        fs.len(),
+                        if titles.1 > 1 { ", with variants" } else { "" }
+                    )
+                };
+                if ips.1 > 0 {
+                    summary.push_str(&format!(" from {}", list(&ips)));
+                }
+                let kinds = distinct(fs.iter().map(|f| f.kind.label()), 4);
+                if kinds.1 > 1 {
+                    summary.push_str(&format!("; seen in {}", kinds.0.join(" and ")));
+                }
+                if let Some((_, t)) = fs
+                    .iter()
+                    .filter(|f| !f.kind.is_log())
+                    .filter_map(|f| f.entities.url.as_deref())
+                    .find_map(|u| written.iter().find(|(w, _)| *w == u.to_ascii_lowercase()))
+                {
+                    summary.push_str(&format!(
+                        " — the file the logs show the attack writing{}",
+                        t.map(|t| format!(" at {}", t.format("%Y-%m-%d %H:%M UTC")))
+                            .unwrap_or_default()
+                    ));
+                }
+                let paths = distinct(fs.iter().filter_map(|f| f.entities.file_path.as_deref()), 3);
+                if paths.1 > 1 {
+                    summary.push_str(&format!("; paths: {}", list(&paths)));
+                }
+                match outcome {
+                    Some(Outcome::Refused) if stage <= Stage::ExploitAttempt => summary
+                        .push_str(" — refused: the server's answer or back end shows it failed"),
+                    Some(Outcome::Unknown) => summary
+                        .push_str(" — outcome unknown: the logs cannot tell whether it worked"),
+                    _ => {}
+                }
+                StoryStep {
+                    start,
+                    end,
+                    stage,
+                    summary,
+                    count: fs.len(),
+                    findings: idx.into_iter().take(50).collect(),
+                    outcome,
+                }
+            })
+            .collect();
     steps.sort_by_key(|a| (a.start, a.stage));
     steps
 }

@@ -7,9 +7,15 @@
 //! otherwise it is `inconclusive`, with each missing piece named. A time filter that cuts the
 //! window makes the answer inconclusive too. Scanner probes alone do not make a server "attempted":
 //! administrators run the same checkers; they are reported and counted.
+//!
+//! The findings arrive graded and attributed by `correlate`. The reasons say how the attempts
+//! ended (refused, or of unknown outcome: CSS-Exchange #312 asked for a visible "failed exploit"),
+//! and when every build the logs show over the evidence's time already had the campaign's fix. A
+//! request seen in IIS and HttpProxy logs is counted once.
 
 use exhunt_model::{
-    ArtefactKind, BuildSeen, Campaign, Confidence, Coverage, Finding, Stage, Verdict, VerdictKind,
+    ArtefactKind, BuildSeen, Campaign, Confidence, Coverage, Finding, Outcome, Stage, Verdict,
+    VerdictKind,
 };
 
 use crate::engine::ScanOptions;
@@ -224,7 +230,7 @@ fn judge_one(
             .unwrap_or(Stage::ExploitSuccess);
         reasons.push(format!(
             "{} finding(s) show the attack succeeded; the furthest stage reached is {}",
-            compromise.len(),
+            distinct(&compromise.iter().map(|f| **f).collect::<Vec<_>>()),
             top.label()
         ));
         (
@@ -263,7 +269,7 @@ fn judge_one(
         } else {
             reasons.push(format!(
                 "{} exploitation attempt(s), no evidence that one succeeded",
-                attempts.len()
+                distinct(&attempts.iter().map(|f| **f).collect::<Vec<_>>())
             ));
             (
                 VerdictKind::Attempted,
@@ -319,6 +325,15 @@ fn judge_one(
             },
         )
     };
+    if let Some(r) = outcome_reason(&mine) {
+        reasons.push(r);
+    }
+    if log_campaign
+        && !attempts.is_empty()
+        && let Some(r) = build_reason(campaign, builds, first_evidence, last_evidence)
+    {
+        reasons.push(r);
+    }
     if scans > 0 {
         reasons.push(if log_campaign {
             format!("{scans} vulnerability scanner probe(s) seen (not exploitation)")
@@ -360,4 +375,75 @@ fn judge_one(
         builds_seen: builds.to_vec(),
         patched_before_first_evidence,
     }
+}
+
+/// How the attempts ended: refused by the server, or of unknown outcome (issue 13, CSS-Exchange
+/// #312: a failed exploit must look different from one the logs cannot judge).
+fn outcome_reason(mine: &[&Finding]) -> Option<String> {
+    let with = |o: Outcome| -> Vec<&Finding> {
+        mine.iter()
+            .copied()
+            .filter(|f| f.stage == Stage::ExploitAttempt && f.outcome == Some(o))
+            .collect()
+    };
+    let refused = distinct(&with(Outcome::Refused));
+    let unknown = distinct(&with(Outcome::Unknown));
+    let mut parts = Vec::new();
+    if refused > 0 {
+        parts.push(format!(
+            "{refused} attempt(s) failed: the server refused them, the back end shows the failure, or the build was not vulnerable"
+        ));
+    }
+    if unknown > 0 {
+        parts.push(format!(
+            "{unknown} attempt(s) of unknown outcome: the logs cannot tell whether they worked"
+        ));
+    }
+    (!parts.is_empty()).then(|| parts.join("; "))
+}
+
+/// When every build the logs show over the evidence's time already had the campaign's fix:
+/// the requests could not have worked, whatever they look like.
+fn build_reason(
+    campaign: Campaign,
+    builds: &[BuildSeen],
+    first: Option<exhunt_model::Timestamp>,
+    last: Option<exhunt_model::Timestamp>,
+) -> Option<String> {
+    let (first, last) = (first?, last?);
+    // The build in effect at the first evidence, and every build first seen until the last.
+    let at_start = builds
+        .iter()
+        .filter(|b| b.first_seen.is_some_and(|s| s <= first))
+        .max_by_key(|b| b.first_seen)?;
+    let mut during: Vec<&BuildSeen> = vec![at_start];
+    during.extend(
+        builds
+            .iter()
+            .filter(|b| b.first_seen.is_some_and(|s| s > first && s <= last)),
+    );
+    if !during.iter().all(|b| b.fixed == Some(true)) {
+        return None;
+    }
+    let names: Vec<&str> = during.iter().map(|b| b.build.as_str()).collect();
+    Some(format!(
+        "build {} was not vulnerable to {}: its request shapes count as attempts at most",
+        names.join(", "),
+        campaign.label()
+    ))
+}
+
+/// Findings counted once per event: a finding that joins another finding of the list at the
+/// same stage (the IIS line of a request whose HttpProxy line is there, the event of an ECP
+/// change whose log line is there) is the same request or change.
+fn distinct(list: &[&Finding]) -> usize {
+    list.iter()
+        .filter(|f| {
+            f.joins.as_deref().is_none_or(|j| {
+                !list
+                    .iter()
+                    .any(|g| g.rule_id == j && g.stage == f.stage && g.joins.is_none())
+            })
+        })
+        .count()
 }

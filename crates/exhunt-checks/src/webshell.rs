@@ -109,7 +109,8 @@ impl LineCheck for KnownShellRequests {
 /// Where a URL of the second pass comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UrlSource {
-    /// A file the ProxyLogon chain wrote (logs).
+    /// A file the logs show being written (an exploitation chain's write, or a file event);
+    /// whose chain it was is decided by `correlate`.
     Chain,
     /// A suspicious file found on disk in a web root.
     Disk,
@@ -164,6 +165,7 @@ impl LineCheck for WebShellRequests {
         let used = served(code);
         ent.file_path = Some(url.clone());
         let (rule_id, what) = match source {
+            // `correlate` names the chain that wrote it.
             UrlSource::Chain => ("EXH-PL-9", "file written by the chain"),
             UrlSource::Disk => ("EXH-FS-8", "suspicious file on disk"),
         };

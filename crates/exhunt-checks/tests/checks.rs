@@ -4,6 +4,11 @@
 use exhunt_checks::{Engine, ScanOptions};
 use exhunt_model::{Finding, Stage};
 
+// Correlation of one request across logs, attribution and outcomes: a module of this binary
+// (every integration-test binary links yara-x).
+#[path = "checks/correlation.rs"]
+mod correlation;
+
 const PROXY_FIELDS: &str = "DateTime,RequestId,Protocol,UrlStem,AuthenticationType,IsAuthenticated,AuthenticatedUser,AnchorMailbox,UserAgent,ClientIpAddress,ServerHostName,HttpStatus,Method,RoutingHint,BackEndCookie,UrlQuery";
 
 /// One HttpProxy line from named values (others empty).
@@ -528,7 +533,10 @@ fn proxynotshell_and_owassrf_with_bypass_variants_and_near_misses() {
             // Authenticated SSRF to the PowerShell back end (ProxyNotShell).
             "2022-10-03 01:00:01 10.1.0.10 POST /autodiscover/autodiscover.json @evil.com/powershell/?Email=autodiscover/autodiscover.json%3F@evil.com 443 CONTOSO\\alice 198.51.100.7 python-requests/2.28.1 - 200 0 0 80",
             // The EOMTv2 bypass: PowerShell encoded, mixed case.
-            "2022-10-03 01:00:02 10.1.0.10 POST /autodiscover/autodiscover.json a..foo.var/owa/?&Email=autodiscover/autodiscover.json%3Fa..foo.var&Protocol=XYZ&FooProtocol=%50oWeRsHeLl 443 alice@contoso.com 198.51.100.7 - - 200 0 0 80",
+            "2022-10-03 01:00:02 10.1.0.10 POST /autodiscover/autodiscover.json @evil.com/%50oWeRsHeLl/?&Email=autodiscover/autodiscover.json%3F@evil.com 443 alice@contoso.com 198.51.100.7 - - 200 0 0 80",
+            // The public ProxyNotShell checker's request (nuclei's test mailbox a@foo.var, here in
+            // its a..foo.var form, PowerShell encoded), even logged in and answered: a scan.
+            "2022-10-03 01:00:03 10.1.0.10 POST /autodiscover/autodiscover.json a..foo.var/owa/?&Email=autodiscover/autodiscover.json%3Fa..foo.var&Protocol=XYZ&FooProtocol=%50oWeRsHeLl 443 alice@contoso.com 198.51.100.7 - - 200 0 0 80",
             // OWASSRF: through OWA, '@' encoded.
             "2022-12-20 03:00:00 10.1.0.10 POST /owa/mastermailbox%40outlook.com/powershell - 443 CONTOSO\\alice 198.51.100.7 Mozilla/5.0+(Windows+NT+10.0;+Win64;+x64)+Chrome/105.0.0.0 - 200 0 0 80",
             // Refused OWASSRF.
@@ -544,6 +552,7 @@ fn proxynotshell_and_owassrf_with_bypass_variants_and_near_misses() {
         vec![
             ("EXH-PNS-1", Stage::ExploitSuccess),
             ("EXH-PNS-1", Stage::ExploitSuccess),
+            ("EXH-PNS-1", Stage::Scan),
             ("EXH-PNS-2", Stage::ExploitSuccess),
             ("EXH-PNS-2", Stage::ExploitAttempt),
         ],

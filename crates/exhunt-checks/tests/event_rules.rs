@@ -707,6 +707,7 @@ fn ecp_log_and_management_event_of_one_change_are_one_story_step() {
         entities: Entities::default(),
         kind: ArtefactKind::EcpServerLog,
         joins: None,
+        outcome: None,
     };
     let mut all = vec![ecp];
     all.extend(ev);

@@ -220,6 +220,42 @@ impl Stage {
     }
 }
 
+/// What became of a request the attacker sent: told apart so that a server that refused every
+/// attempt does not read like one whose logs cannot say (CSS-Exchange #312 asked for a visible
+/// "failed exploit" class).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    /// The server served it: the back end answered, the shell ran.
+    Succeeded,
+    /// The server refused it or it could not work: an error status, a back end that shows the
+    /// failure (an SSRF that reached only autodiscover), a build that was not vulnerable.
+    Refused,
+    /// The logs cannot tell whether it worked.
+    Unknown,
+}
+
+/// The stage as a reader should see it: a refused attempt is a failed attempt, one of unknown
+/// outcome says so.
+pub fn stage_label(stage: Stage, outcome: Option<Outcome>) -> &'static str {
+    match (stage, outcome) {
+        (Stage::ExploitAttempt, Some(Outcome::Refused)) => "failed attempt",
+        (Stage::ExploitAttempt, Some(Outcome::Unknown)) => "attempt (unknown)",
+        (s, _) => s.label(),
+    }
+}
+
+impl Outcome {
+    /// Display name.
+    pub fn label(self) -> &'static str {
+        match self {
+            Outcome::Succeeded => "succeeded",
+            Outcome::Refused => "refused",
+            Outcome::Unknown => "outcome unknown",
+        }
+    }
+}
+
 /// Severity of a finding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -313,6 +349,9 @@ pub struct Entities {
     /// Requested URL (path and query).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub url: Option<String>,
+    /// HTTP method of the request.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub method: Option<String>,
     /// HTTP status.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub status: Option<u16>,
@@ -357,9 +396,13 @@ pub struct Finding {
     pub entities: Entities,
     /// Artefact kind of the evidence.
     pub kind: ArtefactKind,
-    /// The rule whose story step this finding joins (see [`RuleMeta::joins`]).
+    /// The rule whose story step this finding joins (see [`RuleMeta::joins`]), or the finding
+    /// of the same request in a more specific log.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub joins: Option<String>,
+    /// For requests: whether the server served, refused, or may have served it (schema 1.4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<Outcome>,
 }
 
 /// The four answers a scan can give for a campaign.
@@ -466,6 +509,9 @@ pub struct StoryStep {
     pub findings: Vec<usize>,
     /// Number of findings behind the step.
     pub count: usize,
+    /// For steps of requests: what the server did with them (schema 1.4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<Outcome>,
 }
 
 /// Per-kind coverage: what was read and the time it spans.

@@ -183,7 +183,9 @@ fn story_chart(h: &mut String, s: &ServerResult) {
         let (xa, xb) = (axis.x(&a), axis.x(&b));
         let color = if st.stage.is_compromise() {
             "#b3261e"
-        } else if st.stage == exhunt_model::Stage::Scan {
+        } else if st.stage == exhunt_model::Stage::Scan
+            || st.outcome == Some(exhunt_model::Outcome::Refused)
+        {
             "#888"
         } else {
             "#b26a00"
@@ -206,7 +208,11 @@ fn story_chart(h: &mut String, s: &ServerResult) {
             (xb - xa).max(4.0),
             y + 11,
             esc(&truncate(
-                &format!("{}: {}", st.stage.label(), st.summary),
+                &format!(
+                    "{}: {}",
+                    exhunt_model::stage_label(st.stage, st.outcome),
+                    st.summary
+                ),
                 100
             ))
         );
@@ -308,7 +314,7 @@ fn findings_table(h: &mut String, i: usize, s: &ServerResult) {
                 .unwrap_or_default(),
             rule_link(&f.rule_id),
             esc(f.campaign.label()),
-            esc(f.stage.label()),
+            esc(exhunt_model::stage_label(f.stage, f.outcome)),
             esc(&f.title),
             esc(&f.evidence.path),
             f.evidence.line,

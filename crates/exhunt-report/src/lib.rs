@@ -376,7 +376,7 @@ fn server_text(
                 }
                 (a, _) => format!("{:<28}", short_time(a)),
             };
-            let stage = step.stage.label();
+            let stage = exhunt_model::stage_label(step.stage, step.outcome);
             let stage = if step.stage.is_compromise() {
                 p.c("31;1", &format!("{stage:<17}"))
             } else {

@@ -42,6 +42,8 @@ fn ioc(value: &str, context: &str, source: &str) -> Ioc {
         class: String::new(),
         context: context.to_string(),
         source: source.to_string(),
+        campaign: None,
+        published: String::new(),
     }
 }
 

@@ -37,6 +37,7 @@ const CLEAN_LISTS: [(&str, &str); 4] = [
 ];
 
 pub mod builds;
+pub mod checkers;
 pub mod feeds;
 pub mod sigma;
 #[cfg(feature = "yara")]
@@ -86,6 +87,12 @@ pub struct Ioc {
     pub context: String,
     /// Where it was published.
     pub source: String,
+    /// The campaign the list was published for (IP and user-agent lists).
+    #[serde(default)]
+    pub campaign: Option<exhunt_model::Campaign>,
+    /// When the list was published (`YYYY-MM-DD`), where known.
+    #[serde(default)]
+    pub published: String,
 }
 
 /// All built-in rule data.
@@ -101,6 +108,8 @@ pub struct RulePack {
     pub builds: builds::BuildTable,
     /// Published web-shell paths (MSTIC).
     pub webshell_paths: Vec<Ioc>,
+    /// Known vulnerability checkers (`rules/checkers.toml`).
+    pub checkers: Vec<checkers::Checker>,
     /// File hashes (built-in and user feeds), by lower-case hex.
     hashes: HashMap<String, Ioc>,
 }
@@ -132,6 +141,7 @@ impl RulePack {
             hafnium_user_agents: csv_rows("rules/ioc/hafnium-user-agents.csv", HAFNIUM_UAS)?,
             builds: builds::BuildTable::builtin()?,
             webshell_paths: csv_rows("rules/ioc/webshell-paths.csv", WEBSHELL_PATHS)?,
+            checkers: checkers::parse()?,
             hashes: csv_rows::<Ioc>("rules/ioc/webshell-hashes.csv", WEBSHELL_HASHES)?
                 .into_iter()
                 .map(|i| (i.indicator.to_ascii_lowercase(), i))

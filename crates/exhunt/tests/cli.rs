@@ -7,6 +7,13 @@ use std::path::{Path, PathBuf};
 use assert_cmd::Command;
 use serde_json::Value;
 
+mod common;
+
+// Outcomes of attempts (refused, unknown, succeeded) in every output: a module of this binary
+// (every integration-test binary links yara-x).
+#[path = "cli/outcomes.rs"]
+mod outcomes;
+
 fn examples() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
 }
