@@ -13,6 +13,7 @@ set -euo pipefail
 COPIES=${1:-100}
 RUNS=${2:-3}
 cd "$(dirname "$0")/.."
+REL=${CARGO_TARGET_DIR:-target}/release
 DATA=../shared/data
 [ -d "$DATA" ] || { echo "bench/evtx.sh needs ../shared/data (EVTX samples)"; exit 2; }
 OUT=bench/out
@@ -39,9 +40,9 @@ t() { /usr/bin/time -f "%e %M" -o "$OUT/t" "$@" > /dev/null 2>&1 || true; tail -
 
 ex=(); sg=(); du=(); exm=0
 for i in $(seq "$RUNS"); do
-  read -r a m < <(t target/release/exhunt scan "$CORPUS" --format json -o "$OUT/evtx.json" -q)
+  read -r a m < <(t "$REL"/exhunt scan "$CORPUS" --format json -o "$OUT/evtx.json" -q)
   ex+=("$a"); [ "$m" -gt "$exm" ] && exm=$m
-  read -r s _ < <(t target/release/exhunt scan "$CORPUS" --sigma "$DATA/SigmaHQ_sigma" --format json -o "$OUT/evtx-sigma.json" -q)
+  read -r s _ < <(t "$REL"/exhunt scan "$CORPUS" --sigma "$DATA/SigmaHQ_sigma" --format json -o "$OUT/evtx-sigma.json" -q)
   sg+=("$s")
   read -r d _ < <(t sh -c "for f in '$CORPUS'/*.evtx; do '$DUMP' -o jsonl -t $N \"\$f\"; done")
   du+=("$d")

@@ -20,6 +20,7 @@ MIB=${2:-20480}
 RUNS=${3:-3}
 IMGFILES=${4:-300000}
 cd "$(dirname "$0")/.."
+REL=${CARGO_TARGET_DIR:-target}/release
 OUT=bench/out
 mkdir -p "$OUT"
 cargo build -q --release -p exhunt -p gen-corpus
@@ -30,9 +31,9 @@ if [ -z "$YR" ]; then
 fi
 WEB=$OUT/webtree-$FILES
 IMG=$OUT/image-$MIB-$IMGFILES
-[ -f "$WEB/.done" ] || { rm -rf "$WEB"; target/release/gen-corpus webtree "$WEB" "$FILES"; touch "$WEB/.done"; }
+[ -f "$WEB/.done" ] || { rm -rf "$WEB"; "$REL"/gen-corpus webtree "$WEB" "$FILES"; touch "$WEB/.done"; }
 if [ "$IMGFILES" = 0 ]; then gen_img=(image "$IMG" "$MIB"); else gen_img=(image "$IMG" "$MIB" "$IMGFILES"); fi
-[ -f "$IMG/.done" ] || { rm -rf "$IMG"; target/release/gen-corpus "${gen_img[@]}"; touch "$IMG/.done"; }
+[ -f "$IMG/.done" ] || { rm -rf "$IMG"; "$REL"/gen-corpus "${gen_img[@]}"; touch "$IMG/.done"; }
 find "$WEB" -type f -exec cat {} + > /dev/null
 find "$IMG" -type f > /dev/null
 
@@ -41,7 +42,7 @@ t() { /usr/bin/time -f "%e %M" -o "$OUT/t" "$@" > /dev/null 2>&1 || true; tail -
 
 ex=(); yr=(); exm=0
 for i in $(seq "$RUNS"); do
-  read -r a m < <(t target/release/exhunt scan "$WEB" --format json -o "$OUT/web.json" -q)
+  read -r a m < <(t "$REL"/exhunt scan "$WEB" --format json -o "$OUT/web.json" -q)
   ex+=("$a"); [ "$m" -gt "$exm" ] && exm=$m
   read -r b _ < <(t "$YR" scan --recursive -p "$(nproc)" rules/yara/exhunt-webshells.yar "$WEB")
   yr+=("$b")
@@ -61,7 +62,7 @@ PY
 ms() { python3 -c 'import subprocess,sys,time; t=time.perf_counter(); subprocess.run(sys.argv[1:],stdout=subprocess.DEVNULL,stderr=subprocess.DEVNULL); print(f"{time.perf_counter()-t:.4f}")' "$@"; }
 ex=(); wk=()
 for i in $(seq "$RUNS"); do
-  a=$(ms target/release/exhunt scan "$IMG" --format json -o "$OUT/img.json" -q)
+  a=$(ms "$REL"/exhunt scan "$IMG" --format json -o "$OUT/img.json" -q)
   ex+=("$a")
   b=$(ms sh -c "find '$IMG' -type f | wc -l")
   wk+=("$b")

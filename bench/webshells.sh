@@ -28,7 +28,7 @@ DATA=../shared/data
 OUT=bench/out/webshells
 rm -rf "$OUT"; mkdir -p "$OUT"
 cargo build -q --release -p exhunt
-EX=target/release/exhunt
+EX=${CARGO_TARGET_DIR:-target}/release/exhunt
 
 PLAIN=$OUT/plain
 mkdir -p "$PLAIN/shells" "$PLAIN/benign"

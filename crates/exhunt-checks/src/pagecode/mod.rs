@@ -18,10 +18,6 @@
 //! (upload handlers, file managers and admin consoles of real applications) are measured by
 //! `bench/webshells.sh` against the public benign set.
 
-use std::sync::LazyLock;
-
-use regex::Regex;
-
 /// How much a capability says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Strength {
@@ -103,477 +99,13 @@ pub fn is_code_file(name: &str) -> bool {
     )
 }
 
-/// Text of a file: UTF-16 (with or without a BOM) or UTF-8, invalid bytes replaced. Typographic
-/// quotes, and the replacement character that stands for quotes saved in a legacy code page, are
-/// read as ASCII quotes: shells copied through word processors and Chinese forums carry them,
-/// and the compiler's view of the code is what matters.
-pub fn decode_text(bytes: &[u8]) -> String {
-    let utf16le = bytes.starts_with(&[0xFF, 0xFE])
-        || (bytes.len() >= 8
-            && bytes[1] == 0
-            && bytes[3] == 0
-            && bytes[5] == 0
-            && bytes[0] != 0
-            && bytes[2] != 0);
-    let text = if utf16le {
-        encoding_rs::UTF_16LE.decode(bytes).0.into_owned()
-    } else if bytes.starts_with(&[0xFE, 0xFF]) {
-        encoding_rs::UTF_16BE.decode(bytes).0.into_owned()
-    } else {
-        String::from_utf8_lossy(bytes).into_owned()
-    };
-    let mut prev_replacement = false;
-    text.chars()
-        .filter(|&c| c != '\u{feff}')
-        // A quote saved in a two-byte legacy code page decodes to a run of replacement
-        // characters: one quote.
-        .filter(|&c| {
-            let skip = c == '\u{fffd}' && prev_replacement;
-            prev_replacement = c == '\u{fffd}';
-            !skip
-        })
-        .map(|c| match c {
-            '\u{201c}' | '\u{201d}' | '\u{201e}' | '\u{ff02}' | '\u{fffd}' => '"',
-            '\u{2018}' | '\u{2019}' | '\u{ff07}' => '\'',
-            c => c,
-        })
-        .collect()
-}
+pub use text::decode_text;
 
-fn re(pattern: &str) -> Regex {
-    // The patterns are constants of this module; a typo is a bug caught by the unit tests.
-    Regex::new(pattern).unwrap_or_else(|e| panic!("pagecode pattern {pattern}: {e}"))
-}
+mod patterns;
+mod text;
 
-macro_rules! pattern {
-    ($name:ident, $p:expr) => {
-        static $name: LazyLock<Regex> = LazyLock::new(|| re($p));
-    };
-}
-
-// Structure.
-pattern!(
-    DIRECTIVE,
-    r"(?is)<%\s*@\s*(page|control|webhandler|webservice|application|master)\b([^%]*)%>"
-);
-pattern!(
-    CODE_BEHIND,
-    r#"(?i)\b(inherits|codebehind|codefile|src)\s*=\s*["']?[^"'\s>]"#
-);
-pattern!(BLOCK, r"(?s)<%(.*?)(%>|\z)");
-pattern!(SCRIPT, r"(?is)<script\b([^>]*)>(.*?)(</script\s*>|\z)");
-pattern!(
-    SERVER_ATTR,
-    r#"(?i)\brunat\s*=\s*["']*server|\blanguage\s*=\s*["']*(c#|cs|csharp|vb|visualbasic)["'\s>]"#
-);
-pattern!(
-    XSL_SCRIPT,
-    r"(?is)<msxsl:script\b[^>]*>(.*?)(</msxsl:script\s*>|\z)"
-);
-pattern!(
-    HANDLER_REST,
-    r"(?is)<%\s*@\s*web(handler|service)\b[^%]*%>(.*)\z"
-);
-pattern!(
-    SERVER_INPUT_CONTROL,
-    r#"(?i)<(asp:(textbox|fileupload|dropdownlist|listbox|hiddenfield)|(input|textarea|select)\b[^>]*\brunat\s*=\s*["']?server)"#
-);
-
-// De-obfuscation.
-pattern!(BLOCK_COMMENT, r"(?s)/\*.*?\*/");
-pattern!(JOINED_LITERAL, r#""\s*[+&]\s*(_\s*\r?\n\s*)?""#);
-pattern!(JOINED_LITERAL_SQ, r"'\s*\+\s*'");
-pattern!(HEX_ESCAPE, r"\\x([0-9a-fA-F]{2})");
-pattern!(UNICODE_ESCAPE, r"\\u([0-9a-fA-F]{4})");
-pattern!(B64_LITERAL, r#"["']([A-Za-z0-9+/]{16,}={0,2})["']"#);
-pattern!(
-    LONG_BLOB,
-    r#"["'][A-Za-z0-9+/=\\]{400,}["']|["'][0-9A-Fa-f]{400,}["']"#
-);
-pattern!(
-    CHAR_CODES,
-    r"(?i)(String\.fromCharCode|\bChrW?\s*\(|\(char\)\s*\d|\bchar\s*\(\s*int)"
-);
-
-// Where the data comes from.
-pattern!(
-    REQUEST,
-    r"(?i)\bRequest\s*(\.\s*(Item|Form|QueryString|Params|Headers|Cookies|InputStream|BinaryRead|Files|Body|TotalBytes|GetBufferlessInputStream)\b|[\[(]\s*[^)\]\s])|ParseQueryString|\.RawUrl\b"
-);
-pattern!(
-    CONTROL_VALUE,
-    r"(?i)\.(Text|Value|PostedFile|FileBytes|FileContent|SelectedValue|InnerText)\b"
-);
-pattern!(WEB_METHOD, r"(?i)\bWebMethod(Attribute)?\b");
-
-// What the code does.
-pattern!(EVAL, r"(?:^|[^\w.$#])eval\s*\(");
-pattern!(
-    VB_EXECUTE,
-    r#"(?i)(?:^|[^\w.])(Execute|ExecuteGlobal|ExecuteStatement)\s*[\(" ]\s*\(?\s*("|Request|[\w.]+\s*\()"#
-);
-pattern!(
-    SCRIPT_ENGINE,
-    r"(?i)MSScriptControl|\bScriptControl\b|Microsoft\.JScript\.Eval|JScriptEvaluate|\bVsaEngine\b"
-);
-pattern!(
-    ASSEMBLY_LOAD,
-    r"(?i)\bAssembly\s*\.\s*(Load|LoadFrom|LoadFile|UnsafeLoadFrom)\s*\(|\bAppDomain\s*\.\s*CurrentDomain\s*\.\s*Load\s*\("
-);
-pattern!(
-    REFLECT,
-    r"(?i)\.\s*(CreateInstance|InvokeMember)\s*\(|\bGetMethod\s*\([^;]{0,80}\)\s*\.\s*Invoke\s*\(|\bActivator\s*\.\s*CreateInstance"
-);
-pattern!(
-    CRYPTO,
-    r"(?i)\b(RijndaelManaged|AesManaged|Aes\s*\.\s*Create|TransformFinalBlock|CreateDecryptor|DESCryptoServiceProvider|TripleDESCryptoServiceProvider|RC4)\b"
-);
-pattern!(
-    DECODE,
-    r"(?i)FromBase64String|Base64Decode|\batob\s*\(|\bHexToBytes|\bFromHex"
-);
-pattern!(
-    COMPILE,
-    r"(?i)CSharpCodeProvider|VBCodeProvider|JScriptCodeProvider|CompileAssemblyFromSource|CodeDomProvider\s*\.\s*CreateProvider|\bCSharpCompilation\b"
-);
-pattern!(
-    PROCESS,
-    r#"(?i)\bProcess\s*\.\s*Start\s*\(|\bProcessStartInfo\b|\bnew\s+(System\s*\.\s*Diagnostics\s*\.\s*)?Process\s*\(|WScript\.Shell|Shell\.Application|\.ShellExecute\s*\(|Win32_Process|\bWinExec\b|\bCreateProcess[AW]?\s*\("#
-);
-pattern!(
-    SQL_XP,
-    r"(?i)\bxp_cmdshell\b|\bsp_oacreate\b|\baddextendedproc\b|\bxp_regwrite\b|\bsp_makewebtask\b"
-);
-pattern!(
-    DIR_LIST,
-    r"(?i)\.\s*(GetFiles|GetDirectories|GetFileSystemInfos|GetFileSystemEntries|EnumerateFiles|EnumerateDirectories)\s*\(|\bGetLogicalDrives\b|\bDriveInfo\s*\.\s*GetDrives|Scripting\.FileSystemObject|\.SubFolders\b"
-);
-pattern!(
-    FS_WRITE,
-    r"(?i)\.\s*SaveAs\s*\(|\bFile\s*\.\s*(WriteAll\w*|Delete|Move|Copy|Create|CreateText|AppendAll\w*|AppendText|Replace|SetAttributes|SetCreationTime\w*|SetLastWriteTime\w*)\s*\(|\bStreamWriter\s*\(|\bFileStream\s*\(|\bDirectory\s*\.\s*(Delete|Move|CreateDirectory)\s*\(|\.(CreateTextFile|DeleteFile|DeleteFolder|CopyFile|MoveFile|SaveToFile)\b|\.\s*(MoveTo|CopyTo)\s*\("
-);
-pattern!(
-    WRITE_FROM_INPUT,
-    r#"(?i)(\bStreamWriter|\bFileStream|\.\s*SaveAs|\bFile\s*\.\s*(WriteAll\w*|Create\w*|AppendAll\w*|Copy|Move|Delete)|\bFileInfo)\s*\(([^;\r\n]{0,100}?)(\bRequest\b|\.\s*(Text|Value)\b)"#
-);
-pattern!(
-    SCRIPT_LITERAL,
-    r#"(?i)"[^"\r\n]{0,200}(<%|<script[^>"]{0,40}runat|<!--\s*#include)"#
-);
-pattern!(
-    SCRIPT_PATH_LITERAL,
-    r#"(?i)"[^"\r\n]{0,200}\.(aspx|asp|ashx|asmx|asa|cer|cdx|config)"\s*\)"#
-);
-pattern!(WRITES_REQUEST, r"(?i)\.\s*Write\w*\s*\(\s*Request\b");
-pattern!(
-    SQL_CONN,
-    r"(?i)\b(SqlConnection|OleDbConnection|OdbcConnection|MySqlConnection|OracleConnection)\b|ADODB\.Connection"
-);
-pattern!(
-    SQL_EXEC,
-    r"(?i)\.\s*(ExecuteReader|ExecuteNonQuery|ExecuteScalar|Fill)\s*\(|\bSqlDataAdapter\s*\(|\bOleDbDataAdapter\s*\("
-);
-pattern!(
-    SQL_CONNECT_SINK,
-    r"(?i)\bnew\s+(System\s*\.\s*Data\s*\.\s*\w+\s*\.\s*)?(SqlConnection|OleDbConnection|OdbcConnection|MySqlConnection|OracleConnection)\s*\(|\.\s*ConnectionString\s*=[^=]|\.\s*Open\s*\(\s*Request"
-);
-pattern!(
-    SQL_COMMAND_SINK,
-    r"(?i)\bnew\s+(System\s*\.\s*Data\s*\.\s*\w+\s*\.\s*)?(SqlCommand|OleDbCommand|OdbcCommand|MySqlCommand|SqlDataAdapter|OleDbDataAdapter|OdbcDataAdapter)\s*\(|\.\s*CommandText\s*=[^=]|\.\s*Execute\s*\(\s*Request"
-);
-pattern!(
-    ASSIGNMENT,
-    r"\b([A-Za-z_]\w*)\s*(?:As\s+\w+\s*)?=[^=>]\s*([^;\r\n]*)"
-);
-pattern!(STRING_LITERAL, r#""([^"\\\r\n]|\\.)*"|@"[^"]*""#);
-pattern!(IDENT, r"[A-Za-z_]\w*");
-pattern!(
-    SOCKET,
-    r"(?i)\bTcpClient\b|\bnew\s+Socket\s*\(|\bTcpListener\b|\bUdpClient\b|\.\s*Connect\s*\(\s*new\s+IPEndPoint|\bSocket\s*\.\s*Connect"
-);
-pattern!(
-    HTTP_FETCH,
-    r"(?i)\bHttpWebRequest\b|\bWebRequest\s*\.\s*Create|\bWebClient\b|XMLHTTP|\bHttpClient\b"
-);
-pattern!(
-    REGISTRY_HIVE,
-    r"(?i)\bRegistry\s*\.\s*(LocalMachine|ClassesRoot|CurrentUser|Users|CurrentConfig|PerformanceData)\b"
-);
-pattern!(
-    REGISTRY,
-    r"(?i)\bRegistryKey\b|\bOpenSubKey\s*\(|\bRegRead\b|\bRegWrite\b|\bStdRegProv\b"
-);
-pattern!(
-    ACCOUNTS,
-    r#"(?i)WinNT://|\bnet\s+(user|localgroup)\b|Win32_UserAccount|\bServiceController\b|\bManagementObjectSearcher\b|\bManagementClass\b|winmgmts"#
-);
-pattern!(
-    STUB,
-    r#"(?i)\bnew\s+([A-Za-z_]\w*\s*\.\s*)+[A-Za-z_]\w*\s*\(\s*"[0-9a-f]{12,}"\s*\)"#
-);
-pattern!(IMAGE_HEADER, r"(?i)\A\s*(gif8[79]a|\x{89}PNG|JFIF)");
-
-/// Which language a block of server code is written in, as far as the checks need it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Lang {
-    /// C#, VB.NET or unknown: `eval` is not a keyword.
-    Compiled,
-    /// JScript (.NET or classic): `eval(code, "unsafe")`.
-    JScript,
-}
-
-fn lang_of(attrs: &str) -> Option<Lang> {
-    static LANG: LazyLock<Regex> =
-        LazyLock::new(|| re(r#"(?i)\blanguage\s*=\s*["']?\s*([\w#.]+)"#));
-    let l = LANG.captures(attrs)?.get(1)?.as_str().to_ascii_lowercase();
-    Some(
-        if l.starts_with("js") || l.starts_with("jscript") || l.starts_with("javascript") {
-            Lang::JScript
-        } else {
-            Lang::Compiled
-        },
-    )
-}
-
-/// The server code of a page, in pieces, with the language of each.
-fn server_code(text: &str, ext: &str) -> (Vec<(String, Lang)>, bool) {
-    let mut page_lang = None;
-    let mut code_behind = false;
-    for d in DIRECTIVE.captures_iter(text) {
-        let attrs = d.get(2).map_or("", |m| m.as_str());
-        page_lang = page_lang.or(lang_of(attrs));
-        if CODE_BEHIND.is_match(attrs) {
-            code_behind = true;
-        }
-    }
-    let default = page_lang.unwrap_or(Lang::Compiled);
-    let mut parts = Vec::new();
-    match ext {
-        "cs" | "vb" | "cshtml" | "vbhtml" => {
-            parts.push((text.to_string(), default));
-            return (parts, false);
-        }
-        "ashx" | "asmx" => {
-            if let Some(rest) = HANDLER_REST.captures(text).and_then(|c| c.get(2)) {
-                parts.push((rest.as_str().to_string(), default));
-                if rest.as_str().trim().is_empty() {
-                    // `<%@ WebHandler Class="X" %>` alone: the class is compiled elsewhere.
-                    code_behind = true;
-                }
-            }
-        }
-        _ => {}
-    }
-    for b in BLOCK.captures_iter(text) {
-        let body = b.get(1).map_or("", |m| m.as_str());
-        let t = body.trim_start();
-        // Directives, comments and data-binding expressions (`<%# Eval("Title") %>`,
-        // `<%$ Resources:… %>`) are not code the page runs on its own.
-        if t.starts_with("--") || t.starts_with('#') || t.starts_with('$') {
-            continue;
-        }
-        if t.starts_with('@') {
-            // A directive left unclosed (`<% @Page Language="Jscript"><%eval(…)%>`) swallows
-            // the block after it: that block is still code.
-            if let Some(i) = body.find("<%") {
-                parts.push((body[i + 2..].to_string(), default));
-            }
-            continue;
-        }
-        parts.push((body.to_string(), default));
-    }
-    for s in SCRIPT.captures_iter(text) {
-        let attrs = s.get(1).map_or("", |m| m.as_str());
-        if SERVER_ATTR.is_match(attrs) {
-            let lang = lang_of(attrs).unwrap_or(default);
-            parts.push((s.get(2).map_or("", |m| m.as_str()).to_string(), lang));
-        }
-    }
-    for s in XSL_SCRIPT.captures_iter(text) {
-        let lang = lang_of(s.get(0).map_or("", |m| m.as_str())).unwrap_or(Lang::JScript);
-        parts.push((s.get(1).map_or("", |m| m.as_str()).to_string(), lang));
-    }
-    (parts, code_behind)
-}
-
-/// Undoes the cheap obfuscations: comments between tokens, string literals split and joined
-/// (`"e"+"v"+"a"+"l"`, VB `"ev"&"al"`), `\x41` and `\u0041` escapes.
-fn collapse(code: &str) -> String {
-    let c = BLOCK_COMMENT.replace_all(code, "");
-    let c = HEX_ESCAPE.replace_all(&c, |m: &regex::Captures<'_>| {
-        u8::from_str_radix(&m[1], 16)
-            .ok()
-            .filter(u8::is_ascii)
-            .map_or_else(|| m[0].to_string(), |b| (b as char).to_string())
-    });
-    let c = UNICODE_ESCAPE.replace_all(&c, |m: &regex::Captures<'_>| {
-        u32::from_str_radix(&m[1], 16)
-            .ok()
-            .and_then(char::from_u32)
-            .map_or_else(|| m[0].to_string(), |ch| ch.to_string())
-    });
-    let c = JOINED_LITERAL.replace_all(&c, "");
-    JOINED_LITERAL_SQ.replace_all(&c, "").into_owned()
-}
-
-/// Standard Base64 (with or without padding) to bytes; `None` if it is not Base64.
-fn base64(s: &str) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(s.len() * 3 / 4);
-    let mut acc = 0u32;
-    let mut bits = 0;
-    for c in s.bytes() {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            b'=' => break,
-            _ => return None,
-        };
-        acc = (acc << 6) | u32::from(v);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-        }
-    }
-    Some(out)
-}
-
-/// The Base64 literals of the code that decode to readable text, decoded.
-fn decoded_literals(code: &str) -> String {
-    let mut out = String::new();
-    for m in B64_LITERAL.captures_iter(code).take(256) {
-        let lit = &m[1];
-        // Identifiers and words are valid Base64 too: a literal must look encoded.
-        if !lit
-            .bytes()
-            .any(|b| b.is_ascii_digit() || b == b'+' || b == b'/' || b == b'=')
-        {
-            continue;
-        }
-        if let Some(bytes) = base64(lit) {
-            let printable = bytes
-                .iter()
-                .filter(|b| b.is_ascii_graphic() || b.is_ascii_whitespace())
-                .count();
-            if !bytes.is_empty() && printable * 10 >= bytes.len() * 9 {
-                out.push_str(&String::from_utf8_lossy(&bytes));
-                out.push('\n');
-            }
-        }
-    }
-    out
-}
-
-/// The variables that hold request data, followed through up to three assignments
-/// (`ip = txtIp.Text; cs = "server=" + ip; new SqlConnection(cs)`). String literals are left out
-/// of the right-hand sides, so that `@q` in a parameterised query is not the variable `q`.
-///
-/// With `whole`, only assignments without any string literal carry the taint: the variable then
-/// holds request data as it came (a whole query), not a value placed into the application's own
-/// SQL text (`"SELECT … WHERE id = " + id`).
-fn tainted(
-    code: &str,
-    input: &dyn Fn(&str) -> bool,
-    whole: bool,
-) -> std::collections::HashSet<String> {
-    let assignments: Vec<(String, String)> = ASSIGNMENT
-        .captures_iter(code)
-        .take(4096)
-        .filter(|c| !whole || !c[2].contains('"'))
-        .map(|c| {
-            (
-                c[1].to_string(),
-                STRING_LITERAL.replace_all(&c[2], "").into_owned(),
-            )
-        })
-        .collect();
-    let mut set = std::collections::HashSet::new();
-    for _ in 0..3 {
-        let before = set.len();
-        for (var, rhs) in &assignments {
-            if !set.contains(var)
-                && (input(rhs) || IDENT.find_iter(rhs).any(|i| set.contains(i.as_str())))
-            {
-                set.insert(var.clone());
-            }
-        }
-        if set.len() == before {
-            break;
-        }
-    }
-    set
-}
-
-/// The first call of `sink` whose arguments (to the end of the statement) carry request data
-/// or a variable that holds it.
-fn flows(
-    code: &str,
-    sink: &Regex,
-    taint: &std::collections::HashSet<String>,
-    input: &dyn Fn(&str) -> bool,
-) -> Option<String> {
-    sink.find_iter(code).find_map(|m| {
-        let rest = &code[m.end()..];
-        let end = rest
-            .char_indices()
-            .find(|&(i, c)| c == ';' || c == '\n' || i >= 200)
-            .map_or(rest.len(), |(i, _)| i);
-        let args = STRING_LITERAL.replace_all(&rest[..end], "");
-        (input(&args) || IDENT.find_iter(&args).any(|i| taint.contains(i.as_str())))
-            .then(|| code[m.start()..m.end() + end].to_string())
-    })
-}
-
-/// The views of the code the checks look at: as written, de-obfuscated, and what its Base64
-/// literals decode to.
-struct Views {
-    code: String,
-    collapsed: String,
-    decoded: String,
-}
-
-impl Views {
-    fn find(&self, p: &Regex) -> Option<String> {
-        [&self.code, &self.collapsed, &self.decoded]
-            .iter()
-            .find_map(|v| p.find(v).map(|m| m.as_str().to_string()))
-    }
-
-    fn has(&self, p: &Regex) -> bool {
-        [&self.code, &self.collapsed, &self.decoded]
-            .iter()
-            .any(|v| p.is_match(v))
-    }
-
-    fn count(&self, p: &Regex) -> usize {
-        [&self.code, &self.collapsed, &self.decoded]
-            .iter()
-            .map(|v| p.find_iter(v).count())
-            .max()
-            .unwrap_or(0)
-    }
-}
-
-fn excerpt(s: &str) -> String {
-    let flat: String = s
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-        .chars()
-        .take(120)
-        .collect();
-    flat
-}
-
-fn line_of(text: &str, snippet: &str) -> u64 {
-    match text.find(snippet) {
-        Some(i) => text[..i].bytes().filter(|&b| b == b'\n').count() as u64 + 1,
-        None => 0,
-    }
-}
+use patterns::*;
+use text::*;
 
 /// Analyses a page. `name` gives the extension; `bytes` is the whole file.
 pub fn analyse(name: &str, bytes: &[u8]) -> PageCode {
@@ -730,7 +262,15 @@ pub fn analyse(name: &str, bytes: &[u8]) -> PageCode {
             &m,
         );
     }
-    if let Some(m) = views.find(&WRITE_FROM_INPUT) {
+    // The request names the path or the content of a write; a path built below a folder the
+    // application names (an upload folder) is not the request's choice.
+    let write = [&views.code, &views.collapsed].iter().find_map(|v| {
+        WRITE_FROM_INPUT
+            .find_iter(v)
+            .find(|m| !CONFINED.is_match(m.as_str()))
+            .map(|m| m.as_str().to_string())
+    });
+    if let Some(m) = write {
         add(
             &mut caps,
             "arbitrary-file-write",
@@ -748,28 +288,69 @@ pub fn analyse(name: &str, bytes: &[u8]) -> PageCode {
             &m,
         );
     }
+    let is_input = |t: &str| REQUEST.is_match(t) || (controls && CONTROL_VALUE.is_match(t));
+    let taint = tainted(&views.collapsed, &is_input, false, false);
     // Web-method parameters are input too, but an updater or installer service of an
     // application lists and replaces its own files: only request data and form fields count.
-    if let Some(m) = views.find(&DIR_LIST)
-        && views.has(&FS_WRITE)
-        && (request || controls)
-    {
+    // An application's file manager (an editor's media browser) is confined to its own folder
+    // through Server.MapPath; a web shell's lists the drives or any path it is given.
+    if views.has(&DIR_LIST) && views.has(&FS_WRITE) && (request || controls) {
+        let confined_taint = tainted(&views.collapsed, &is_input, false, true);
+        let anywhere = views.find(&DRIVES).or_else(|| {
+            flows(
+                &views.collapsed,
+                &LIST_SINK,
+                &confined_taint,
+                &is_input,
+                true,
+            )
+        });
+        match anywhere {
+            Some(m) => add(
+                &mut caps,
+                "file-manager",
+                "lists any folder or the drives and writes or deletes files on request (file manager)",
+                Strength::Malicious,
+                &m,
+            ),
+            None => add(
+                &mut caps,
+                "site-file-manager",
+                "lists and changes files below the site's own folder on request",
+                Strength::Suspicious,
+                &views.find(&DIR_LIST).unwrap_or_default(),
+            ),
+        }
+    }
+    if let Some(m) = views.find(&NATIVE_CODE).filter(|_| views.has(&DLL_IMPORT)) {
         add(
             &mut caps,
-            "file-manager",
-            "lists folders and writes or deletes files on request (file manager)",
-            Strength::Malicious,
+            "native-code",
+            "allocates executable memory or starts threads through Windows APIs (shellcode runner)",
+            Strength::Critical,
             &m,
         );
     }
-    let is_input = |t: &str| REQUEST.is_match(t) || (controls && CONTROL_VALUE.is_match(t));
     // A SQL console connects where it is told (the connection string from the request) or runs
     // the query it is given whole; an application connects to its own database and places
     // values into its own SQL text.
-    let taint = tainted(&views.collapsed, &is_input, false);
-    let whole = tainted(&views.collapsed, &is_input, true);
-    let console = flows(&views.collapsed, &SQL_CONNECT_SINK, &taint, &is_input)
-        .or_else(|| flows(&views.collapsed, &SQL_COMMAND_SINK, &whole, &is_input));
+    let whole = tainted(&views.collapsed, &is_input, true, false);
+    let console = flows(
+        &views.collapsed,
+        &SQL_CONNECT_SINK,
+        &taint,
+        &is_input,
+        false,
+    )
+    .or_else(|| {
+        flows(
+            &views.collapsed,
+            &SQL_COMMAND_SINK,
+            &whole,
+            &is_input,
+            false,
+        )
+    });
     if let Some(m) = console
         && views.has(&SQL_EXEC)
         && !code_behind

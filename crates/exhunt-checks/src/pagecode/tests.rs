@@ -322,3 +322,83 @@ fn public_application_pages_are_not_web_shells() {
         "application pages called web shells: {flagged:#?}"
     );
 }
+
+#[test]
+fn reflection_to_load_and_shellcode_runners() {
+    // Godzilla-style: Assembly.Load reached through reflection, on decrypted request bytes.
+    let g = analyse(
+        "g.aspx",
+        &page(&[
+            "<%@ Page Language=\"C#\"%><%byte[] d = System.Convert.FromBase64String(Context.Request[\"p\"]);",
+            "d = new System.Security.Cryptography.RijndaelManaged().CreateDecryptor(k, k).TransformFinalBlock(d, 0, d.Length);",
+            "var a = typeof(System.Reflection.Assembly).GetMethod(\"Lo",
+            "ad\", new System.Type[] { typeof(byte[]) }).Invoke(null, new object[] { d });%>",
+        ]),
+    );
+    assert_eq!(names(&g).first(), Some(&"assembly-load"), "{g:?}");
+    // A shellcode runner: executable memory and a thread through P/Invoke.
+    let n = analyse(
+        "n.aspx",
+        &page(&[
+            "<%@ Page Language=\"C#\" %><script runat=\"server\">\n[System.Runtime.InteropServices.Dll",
+            "Import(\"kernel32\")] static extern IntPtr Virtual",
+            "Alloc(IntPtr a, UIntPtr s, uint t, uint p);\n",
+            "void Page_Load(object s, EventArgs e) { byte[] b = new byte[] { 0xfc }; IntPtr m = Virtual",
+            "Alloc(IntPtr.Zero, (UIntPtr)b.Length, 0x3000, 0x40); }\n</script>",
+        ]),
+    );
+    assert_eq!(names(&n), ["native-code"], "{n:?}");
+    // An application calling a Windows API for something else is not it.
+    let w = analyse(
+        "w.aspx",
+        &page(&[
+            "<%@ Page Language=\"C#\" %><script runat=\"server\">\n[DllImport(\"user32\")] static extern int GetSystemMetrics(int i);\n",
+            "void Page_Load(object s, EventArgs e) { Response.Write(GetSystemMetrics(0)); }\n</script>",
+        ]),
+    );
+    assert!(!w.malicious(), "{w:?}");
+}
+
+#[test]
+fn a_file_manager_confined_to_the_site_is_only_suspicious() {
+    // A media browser of a CMS: paths go through Server.MapPath below its own folder.
+    let site = analyse(
+        "media.ashx",
+        &page(&[
+            "<%@ WebHandler Language=\"C#\" Class=\"M\" %>\npublic class M : IHttpHandler { public void ProcessRequest(HttpContext c) {\n",
+            "string dir = c.Server.MapPath(\"~/media/\" + c.Request[\"d\"]);\n",
+            "foreach (var f in System.IO.Directory.GetFiles(dir)) c.Response.Write(f);\n",
+            "if (c.Request[\"del\"] != null) System.IO.File.Delete(c.Server.MapPath(\"~/media/\" + c.Request[\"del\"])); }}",
+        ]),
+    );
+    assert!(!site.malicious(), "{site:?}");
+    assert!(
+        site.capabilities
+            .iter()
+            .any(|c| c.name == "site-file-manager")
+    );
+    // The same handler listing whatever path it is given, or the drives, is a web shell's.
+    let any = analyse(
+        "any.ashx",
+        &page(&[
+            "<%@ WebHandler Language=\"C#\" Class=\"M\" %>\npublic class M : IHttpHandler { public void ProcessRequest(HttpContext c) {\n",
+            "string dir = c.Request[\"d\"];\n",
+            "foreach (var f in System.IO.Directory.GetFiles(dir)) c.Response.Write(f);\n",
+            "if (c.Request[\"del\"] != null) System.IO.File.Delete(c.Request[\"del\"]); }}",
+        ]),
+    );
+    assert!(names(&any).contains(&"file-manager"), "{any:?}");
+}
+
+#[test]
+fn a_handler_whose_directive_has_no_name_is_still_code() {
+    let h = analyse(
+        "h.ashx",
+        &page(&[
+            "<%@  Language=\"C#\" Class=\"H\" %>\npublic class H : System.Web.IHttpHandler { public void ProcessRequest(System.Web.HttpContext c) {\n",
+            "new System.Diagnostics.Process",
+            "StartInfo(\"cmd.exe\", c.Request[\"q\"]); } public bool IsReusable { get { return false; } } }",
+        ]),
+    );
+    assert_eq!(names(&h), ["command-execution"], "{h:?}");
+}
