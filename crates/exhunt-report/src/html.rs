@@ -20,6 +20,12 @@ pub fn esc(s: &str) -> String {
             '>' => o.push_str("&gt;"),
             '"' => o.push_str("&quot;"),
             '\'' => o.push_str("&#39;"),
+            // Line breaks and tabs are layout in HTML; other controls are shown, not obeyed.
+            c if (c.is_control() && c != '\n' && c != '\t')
+                || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}') =>
+            {
+                o.push_str(&crate::safe::terminal(c.encode_utf8(&mut [0; 4])))
+            }
             c => o.push(c),
         }
     }

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::io::{self, Write};
 
 pub mod html;
+pub mod safe;
 
 use exhunt_model::{Finding, ScanResult, ServerResult, Severity, Timestamp, VerdictKind};
 use serde::Serialize;
@@ -51,8 +52,8 @@ pub fn render(
     match format {
         Format::Text => render_text(result, text, out),
         Format::Json => {
-            serde_json::to_writer_pretty(&mut *out, result).map_err(io::Error::other)?;
-            writeln!(out)
+            let text = serde_json::to_string_pretty(result).map_err(io::Error::other)?;
+            writeln!(out, "{}", safe::json_text(&text))
         }
         Format::Jsonl => render_jsonl(result, out),
         Format::Csv => render_csv(result, out),
@@ -77,8 +78,8 @@ fn render_jsonl(result: &ScanResult, out: &mut dyn Write) -> io::Result<()> {
                 server_verdict: s.verdict,
                 finding: f,
             };
-            serde_json::to_writer(&mut *out, &line).map_err(io::Error::other)?;
-            writeln!(out)?;
+            let text = serde_json::to_string(&line).map_err(io::Error::other)?;
+            writeln!(out, "{}", safe::json_text(&text))?;
         }
     }
     Ok(())
@@ -218,7 +219,7 @@ fn render_csv(result: &ScanResult, out: &mut dyn Write) -> io::Result<()> {
                 }
                 None => row[6] = "context".into(),
             }
-            w.write_record(&row)?;
+            w.write_record(row.iter().map(|c| safe::csv_cell(c).into_owned()))?;
         }
     }
     w.flush()
@@ -250,8 +251,8 @@ fn render_timeline_jsonl(result: &ScanResult, out: &mut dyn Write) -> io::Result
                 },
                 finding: e.finding,
             };
-            serde_json::to_writer(&mut *out, &line).map_err(io::Error::other)?;
-            writeln!(out)?;
+            let text = serde_json::to_string(&line).map_err(io::Error::other)?;
+            writeln!(out, "{}", safe::json_text(&text))?;
         }
     }
     Ok(())
@@ -308,6 +309,7 @@ fn human_bytes(b: u64) -> String {
 }
 
 fn render_text(result: &ScanResult, opts: TextOptions, out: &mut dyn Write) -> io::Result<()> {
+    let result = &safe::for_terminal(result);
     let p = Paint { on: opts.color };
     for s in &result.servers {
         server_text(s, &p, opts, out)?;

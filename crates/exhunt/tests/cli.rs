@@ -13,6 +13,9 @@ mod common;
 // (every integration-test binary links yara-x).
 #[path = "cli/outcomes.rs"]
 mod outcomes;
+// Hostile file names and log fields in every output format.
+#[path = "cli/hostile.rs"]
+mod hostile;
 
 fn examples() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
