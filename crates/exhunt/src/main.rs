@@ -27,7 +27,7 @@ Exit codes:
   3  inconclusive: nothing found, but the logs do not cover what a clean answer needs";
 
 #[derive(Parser)]
-#[command(name = "exhunt", version, about = "Find evidence of ProxyLogon and its successors on Microsoft Exchange servers", after_help = EXIT_CODES)]
+#[command(name = "exhunt", version, long_version = env!("EXHUNT_LONG_VERSION"), about = "Find evidence of ProxyLogon and its successors on Microsoft Exchange servers", after_help = EXIT_CODES)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -728,3 +728,25 @@ fn html_report_is_one_self_contained_page() {
     assert!(!html.contains("<script language"));
     assert!(html.contains("&lt;script language") || !html.contains("script language"));
 }
+
+#[test]
+fn version_names_the_rule_pack_and_the_build_table() {
+    let out = Command::cargo_bin("exhunt")
+        .unwrap()
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let rules = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../rules/checks.toml"),
+    )
+    .unwrap();
+    let checks = rules.matches("[[rule]]").count();
+    assert!(
+        text.contains(&format!("{checks} checks")) && text.contains("rule pack "),
+        "{text}"
+    );
+    assert!(text.contains("Exchange build table: "), "{text}");
+    assert!(text.contains("newest update "), "{text}");
+}
