@@ -12,6 +12,7 @@ use std::io::{self, Write};
 
 pub mod html;
 pub mod safe;
+pub mod saved;
 
 use exhunt_model::{Finding, ScanResult, ServerResult, Severity, Timestamp, VerdictKind};
 use serde::Serialize;

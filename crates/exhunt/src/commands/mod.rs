@@ -1,0 +1,6 @@
+//! One module per subcommand.
+
+pub(crate) mod probe;
+pub(crate) mod report;
+pub(crate) mod rules;
+pub(crate) mod scan;
