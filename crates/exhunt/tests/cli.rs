@@ -16,6 +16,9 @@ mod outcomes;
 // Hostile file names and log fields in every output format.
 #[path = "cli/hostile.rs"]
 mod hostile;
+// Every output format of every example against tests/snapshots/.
+#[path = "cli/snapshots.rs"]
+mod snapshots;
 
 fn examples() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
