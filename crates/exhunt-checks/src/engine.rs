@@ -450,9 +450,26 @@ impl Engine {
                 exchange_path: self.opts.exchange_path.clone(),
             },
             verdict,
+            rules: exhunt_model::RulesInfo {
+                fired: self.fired_rules(&servers),
+                ..self.rules_info()
+            },
             servers,
-            rules: self.rules_info(),
         }
+    }
+
+    /// The catalogue entries of the built-in rules that fired, saved with the result so that a
+    /// report rendered later shows the rule text the scan used, and renderers need no rule pack.
+    fn fired_rules(&self, servers: &[ServerResult]) -> Vec<exhunt_model::RuleMeta> {
+        let mut ids: Vec<&str> = servers
+            .iter()
+            .flat_map(|s| s.findings.iter().map(|f| f.rule_id.as_str()))
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids.into_iter()
+            .filter_map(|id| self.pack.rule(id).cloned())
+            .collect()
     }
 
     /// What the rule packs and feeds loaded (for the binary's warnings).

@@ -736,6 +736,10 @@ pub struct RulesInfo {
     /// Sigma rules or files that could not be loaded, with the reason.
     #[serde(default)]
     pub sigma_rejected: Vec<RejectedRule>,
+    /// The catalogue entries of the built-in rules that fired, as this scan used them (schema
+    /// 1.4; older results have none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fired: Vec<RuleMeta>,
 }
 
 /// A rule (or rule file) that could not be loaded.

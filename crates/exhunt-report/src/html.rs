@@ -335,9 +335,10 @@ fn rule_link(id: &str) -> String {
     format!("<a href=\"#rule-{0}\">{0}</a>", esc(id))
 }
 
-/// What each rule that fired is, from the built-in catalogue: title, CVEs, ATT&CK, the section
-/// of the detection spec it implements, false positives and references. Rules from `--sigma` or
-/// `--yara` are named as external: their text is in the rule files the scan loaded.
+/// What each rule that fired is, as the scan saved it (`rules.fired`): title, CVEs, ATT&CK, the
+/// section of the detection spec it implements, false positives and references. Rules from
+/// `--sigma` or `--yara` are named as external: their text is in the rule files the scan loaded.
+/// A result of an older exhunt saved no rule text: the report says so rather than show today's.
 fn rule_references(h: &mut String, result: &ScanResult) {
     let mut ids: Vec<&str> = result
         .servers
@@ -349,11 +350,10 @@ fn rule_references(h: &mut String, result: &ScanResult) {
     if ids.is_empty() {
         return;
     }
-    let pack = exhunt_rules::RulePack::builtin().ok();
     h.push_str("<h2 id=\"rules\">Rules</h2><div class=\"rules\">");
     for id in ids {
         let _ = write!(h, "<div class=\"rule\" id=\"rule-{}\">", esc(id));
-        match pack.as_ref().and_then(|p| p.rule(id)) {
+        match result.rules.fired.iter().find(|r| r.id == id) {
             Some(r) => {
                 let _ = write!(
                     h,
@@ -379,6 +379,14 @@ fn rule_references(h: &mut String, result: &ScanResult) {
                     let _ = write!(h, "<li>{}</li>", esc(reference));
                 }
                 h.push_str("</ul>");
+            }
+            None if id.starts_with("EXH-") => {
+                let _ = write!(
+                    h,
+                    "<h3>{}</h3><p>A built-in rule; this result was saved by an exhunt that did not keep the rule text with it (see <code>exhunt rules show {}</code> for today's text).</p>",
+                    esc(id),
+                    esc(id)
+                );
             }
             None => {
                 let _ = write!(

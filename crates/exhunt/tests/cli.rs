@@ -753,3 +753,26 @@ fn version_names_the_rule_pack_and_the_build_table() {
     assert!(text.contains("Exchange build table: "), "{text}");
     assert!(text.contains("newest update "), "{text}");
 }
+
+#[test]
+fn a_report_shows_the_rule_text_the_scan_saved_not_todays() {
+    let t = tempfile::tempdir().unwrap();
+    let saved = t.path().join("ex01.json");
+    assert_eq!(save_scan("compromised", &saved), Some(1));
+    let mut v: Value = serde_json::from_str(&std::fs::read_to_string(&saved).unwrap()).unwrap();
+    let fired = v["rules"]["fired"].as_array_mut().unwrap();
+    assert!(fired.iter().any(|r| r["id"] == "EXH-PL-1"));
+    for r in fired.iter_mut() {
+        if r["id"] == "EXH-PL-1" {
+            r["title"] = Value::String("Title as this scan knew it".into());
+        }
+    }
+    std::fs::write(&saved, serde_json::to_string(&v).unwrap()).unwrap();
+    let out = exhunt()
+        .args(["report", "--format", "html"])
+        .arg(&saved)
+        .output()
+        .unwrap();
+    let html = String::from_utf8(out.stdout).unwrap();
+    assert!(html.contains("EXH-PL-1 — Title as this scan knew it"), "{html}");
+}
