@@ -10,6 +10,11 @@ use std::fmt;
 use chrono::{DateTime, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 
+pub mod event;
+pub mod time;
+
+pub use event::{Val, WinEvent};
+
 /// The version of the JSON result schema written by this build.
 pub const SCHEMA_VERSION: &str = "1.4";
 

@@ -24,7 +24,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use exhunt_model::RejectedRule;
-use exhunt_sources::{Val, WinEvent};
+use exhunt_model::{Val, WinEvent};
 use rsigma_eval::event::{Event, EventValue};
 use rsigma_eval::{CompiledRule, compile_rule, evaluate_rule};
 use rsigma_parser::{Detection, Level, Modifier, SigmaRule, parse_sigma_yaml};

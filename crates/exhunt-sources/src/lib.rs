@@ -15,7 +15,6 @@
 
 pub mod classify;
 pub mod decode;
-pub mod event;
 pub mod evtx;
 pub mod export;
 pub mod inventory;
@@ -27,7 +26,9 @@ pub mod time;
 pub mod webroots;
 
 pub use classify::{Classification, classify};
-pub use event::{Val, WinEvent};
+/// The event model lives in `exhunt_model` (rules and checks use it without the readers).
+pub use exhunt_model::event;
+pub use exhunt_model::{Val, WinEvent};
 pub use inventory::{Inventory, Item, ItemSource, Opener, inventory, inventory_with};
 pub use limits::Limits;
 pub use reader::{LogReader, Problem, ReadStats, SchemaCheck, Visit};

@@ -2,32 +2,10 @@
 //! IIS logs write UTC `date` and `time` fields (`2021-03-03` `04:22:11`). Parsing never depends on
 //! the host's locale (a bug users of the PowerShell tools hit, CSS-Exchange #179).
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
+use chrono::{DateTime, NaiveDate, NaiveTime, TimeZone, Utc};
 
-/// Parses an ISO-8601 timestamp, with or without `Z`, offset, fraction, or `T`.
-pub fn parse_iso(s: &str) -> Option<DateTime<Utc>> {
-    let s = s.trim().trim_matches('"');
-    if s.len() < 10 || !s.as_bytes()[0].is_ascii_digit() {
-        return None;
-    }
-    if let Ok(dt) = DateTime::parse_from_rfc3339(s) {
-        return Some(dt.with_timezone(&Utc));
-    }
-    let s2 = s.trim_end_matches('Z');
-    for fmt in [
-        "%Y-%m-%dT%H:%M:%S%.f",
-        "%Y-%m-%d %H:%M:%S%.f",
-        "%Y-%m-%dT%H:%M:%S",
-        "%Y-%m-%d %H:%M:%S",
-    ] {
-        if let Ok(n) = NaiveDateTime::parse_from_str(s2, fmt) {
-            return Some(Utc.from_utc_datetime(&n));
-        }
-    }
-    NaiveDate::parse_from_str(s2, "%Y-%m-%d")
-        .ok()
-        .map(|d| Utc.from_utc_datetime(&d.and_time(NaiveTime::MIN)))
-}
+/// Parses an ISO-8601 timestamp (in the model, where the event normalisation needs it too).
+pub use exhunt_model::time::parse_iso;
 
 /// Parses IIS `date` and `time` fields (always UTC in W3C logs).
 pub fn parse_date_time(date: &str, time: &str) -> Option<DateTime<Utc>> {

@@ -774,5 +774,8 @@ fn a_report_shows_the_rule_text_the_scan_saved_not_todays() {
         .output()
         .unwrap();
     let html = String::from_utf8(out.stdout).unwrap();
-    assert!(html.contains("EXH-PL-1 — Title as this scan knew it"), "{html}");
+    assert!(
+        html.contains("EXH-PL-1 — Title as this scan knew it"),
+        "{html}"
+    );
 }

@@ -9,7 +9,7 @@
 
 use std::borrow::Cow;
 
-use exhunt_model::Timestamp;
+use crate::Timestamp;
 use serde_json::Value;
 
 /// A data value of an event.
