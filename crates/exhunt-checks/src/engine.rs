@@ -444,17 +444,22 @@ impl Engine {
             },
             started,
             finished: Utc::now(),
-            settings: ScanSettings {
-                since: self.opts.since,
-                until: self.opts.until,
-                exchange_path: self.opts.exchange_path.clone(),
-            },
+            settings: self.settings(),
             verdict,
             rules: exhunt_model::RulesInfo {
                 fired: self.fired_rules(&servers),
                 ..self.rules_info()
             },
             servers,
+        }
+    }
+
+    /// The settings a verdict depends on, as the result records them.
+    fn settings(&self) -> ScanSettings {
+        ScanSettings {
+            since: self.opts.since,
+            until: self.opts.until,
+            exchange_path: self.opts.exchange_path.clone(),
         }
     }
 
@@ -821,7 +826,8 @@ impl Engine {
             },
         );
         let story = story::build(&findings);
-        let mut verdicts = verdict::judge(&findings, &coverage, &builds_seen, &fixed, &self.opts);
+        let mut verdicts =
+            verdict::judge(&findings, &coverage, &builds_seen, &fixed, &self.settings());
         let mitigations: Vec<exhunt_model::Mitigation> = outcomes
             .iter()
             .flat_map(|o| o.mitigations.iter().cloned())
@@ -852,7 +858,7 @@ impl Engine {
                 },
             );
             let story = story::build(&findings);
-            let verdicts = verdict::judge(&findings, &coverage, &[], &fixed, &self.opts);
+            let verdicts = verdict::judge(&findings, &coverage, &[], &fixed, &self.settings());
             out.push(ServerResult {
                 name: host.clone(),
                 targets: vec![format!(

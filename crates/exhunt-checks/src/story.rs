@@ -127,3 +127,130 @@ pub fn build(findings: &[Finding]) -> Vec<StoryStep> {
     steps.sort_by_key(|a| (a.start, a.stage));
     steps
 }
+
+#[cfg(test)]
+mod tests {
+    use exhunt_model::{ArtefactKind, Campaign, Confidence, Entities, Evidence, Severity};
+
+    use super::*;
+
+    fn f(rule: &str, stage: Stage, when: &str, ip: &str, kind: ArtefactKind) -> Finding {
+        Finding {
+            rule_id: rule.into(),
+            title: format!("{rule} title"),
+            campaign: Campaign::ProxyLogon,
+            cves: vec![],
+            attack: String::new(),
+            severity: Severity::High,
+            confidence: Confidence::High,
+            stage,
+            timestamp: exhunt_model::time::parse_iso(when),
+            evidence: Evidence {
+                path: "x".into(),
+                line: 1,
+                offset: 0,
+                excerpt: String::new(),
+            },
+            entities: Entities {
+                client_ip: Some(ip.into()),
+                ..Entities::default()
+            },
+            kind,
+            joins: None,
+            outcome: None,
+        }
+    }
+
+    #[test]
+    fn one_rule_at_one_stage_is_one_step_in_time_order() {
+        let findings = vec![
+            f(
+                "EXH-PL-1",
+                Stage::ExploitSuccess,
+                "2021-03-03T02:14:05Z",
+                "198.51.100.1",
+                ArtefactKind::HttpProxyLog,
+            ),
+            f(
+                "EXH-PL-1",
+                Stage::ExploitSuccess,
+                "2021-03-03T02:16:00Z",
+                "198.51.100.2",
+                ArtefactKind::HttpProxyLog,
+            ),
+            f(
+                "EXH-PL-3",
+                Stage::Scan,
+                "2021-03-02T22:10:41Z",
+                "10.1.0.15",
+                ArtefactKind::IisLog,
+            ),
+        ];
+        let steps = build(&findings);
+        assert_eq!(steps.len(), 2);
+        assert_eq!(
+            steps[0].stage,
+            Stage::Scan,
+            "time order: the scan came first"
+        );
+        let ssrf = &steps[1];
+        assert_eq!(ssrf.count, 2);
+        assert_eq!(ssrf.findings, vec![0, 1]);
+        assert_eq!(
+            ssrf.start,
+            exhunt_model::time::parse_iso("2021-03-03T02:14:05Z")
+        );
+        assert_eq!(
+            ssrf.end,
+            exhunt_model::time::parse_iso("2021-03-03T02:16:00Z")
+        );
+        assert!(ssrf.summary.contains("(2 times)"), "{}", ssrf.summary);
+        assert!(ssrf.summary.contains("from 198.51.100.1, 198.51.100.2"));
+    }
+
+    #[test]
+    fn a_finding_that_joins_another_rule_is_told_in_its_step() {
+        let ecp = f(
+            "EXH-PL-6",
+            Stage::Persistence,
+            "2021-03-03T02:15:41Z",
+            "198.51.100.1",
+            ArtefactKind::EcpServerLog,
+        );
+        let mut event = f(
+            "EXH-EV-4",
+            Stage::Persistence,
+            "2021-03-03T02:15:42Z",
+            "198.51.100.1",
+            ArtefactKind::Evtx,
+        );
+        event.joins = Some("EXH-PL-6".into());
+        let steps = build(&[event, ecp]);
+        assert_eq!(steps.len(), 1);
+        assert_eq!(steps[0].count, 2);
+        assert!(
+            steps[0].summary.starts_with("EXH-PL-6 title"),
+            "{}",
+            steps[0].summary
+        );
+        assert!(steps[0].summary.contains("seen in"), "{}", steps[0].summary);
+    }
+
+    #[test]
+    fn refused_and_unknown_attempts_are_separate_steps() {
+        let mut refused = f(
+            "EXH-PL-1",
+            Stage::ExploitAttempt,
+            "2021-03-03T02:14:05Z",
+            "198.51.100.1",
+            ArtefactKind::HttpProxyLog,
+        );
+        refused.outcome = Some(Outcome::Refused);
+        let mut unknown = refused.clone();
+        unknown.outcome = Some(Outcome::Unknown);
+        let steps = build(&[refused, unknown]);
+        assert_eq!(steps.len(), 2);
+        assert!(steps.iter().any(|s| s.summary.contains("refused")));
+        assert!(steps.iter().any(|s| s.summary.contains("outcome unknown")));
+    }
+}
