@@ -551,7 +551,7 @@ mod tests {
             Confidence::High,
             "2021-03-03T02:14:05Z",
         );
-        let v = one(Campaign::ProxyLogon, &[success.clone()], &full);
+        let v = one(Campaign::ProxyLogon, std::slice::from_ref(&success), &full);
         assert_eq!(v.verdict, VerdictKind::Compromised);
         assert!(v.summary.starts_with("COMPROMISED:"));
         assert_eq!(v.first_evidence, Some(at("2021-03-03T02:14:05Z")));
