@@ -30,5 +30,5 @@ pub use classify::{Classification, classify};
 pub use event::{Val, WinEvent};
 pub use inventory::{Inventory, Item, ItemSource, Opener, inventory, inventory_with};
 pub use limits::Limits;
-pub use reader::{LogReader, Problem, ReadStats, SchemaCheck, Visit};
+pub use reader::{ChunkStats, LogReader, Problem, ReadStats, SchemaCheck, Seed, Survey, Visit};
 pub use record::{LogFormat, Record, Schema};
