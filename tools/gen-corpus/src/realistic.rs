@@ -622,15 +622,21 @@ fn attacks(day: T, n: u64) -> Vec<Req> {
 /// Files of one day, keyed by path relative to the corpus root.
 #[derive(Default)]
 struct Day {
-    files: BTreeMap<String, String>,
+    files: BTreeMap<String, (String, u64)>,
     expect: Vec<(String, u64, &'static str)>,
 }
 
 impl Day {
+    /// Appends a row (or header) and returns the number of its last line.
     fn push(&mut self, path: String, header: impl FnOnce() -> String, row: &str) -> u64 {
-        let buf = self.files.entry(path).or_insert_with(header);
+        let (buf, lines) = self.files.entry(path).or_insert_with(|| {
+            let h = header();
+            let n = h.bytes().filter(|&b| b == b'\n').count() as u64;
+            (h, n)
+        });
         buf.push_str(row);
-        buf.bytes().filter(|&b| b == b'\n').count() as u64
+        *lines += row.bytes().filter(|&b| b == b'\n').count() as u64;
+        *lines
     }
 }
 
@@ -794,7 +800,7 @@ pub fn corpus(out: &Path, mib: u64, requests_per_day: u64) -> io::Result<()> {
     while written < target {
         let attack = (n % 10 == 3).then_some(n / 10);
         let d = day(dayt, &mut rng, requests_per_day, attack);
-        for (rel, text) in &d.files {
+        for (rel, (text, _)) in &d.files {
             let p = out.join(rel);
             fs::create_dir_all(p.parent().expect("file has a folder"))?;
             fs::write(&p, text)?;
@@ -853,7 +859,7 @@ pub fn big_iis(out: &Path, mib: u64, requests_per_day: u64) -> io::Result<()> {
         let body = d
             .files
             .get(&iis_path("W3SVC1", dayt))
-            .map(|s| {
+            .map(|(s, _)| {
                 s.split_once("time-taken\r\n")
                     .map_or("", |x| x.1)
                     .to_string()
