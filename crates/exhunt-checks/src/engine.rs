@@ -41,6 +41,12 @@ pub const MAX_FINDINGS_PER_RULE: usize = 1000;
 /// Why a file was not opened.
 const NOT_OPENED: &str = "not opened: neither its name nor its place suggests a log, dump or web file (--deep reads every file)";
 
+/// Plain logs at least this large are read in chunks on every thread (see `Engine::read_big`).
+const BIG_FILE: u64 = 64 << 20;
+
+/// Size of a chunk of a large log.
+const CHUNK: u64 = 16 << 20;
+
 /// Bytes of a file read to recognise it.
 const HEAD: usize = 8192;
 
@@ -1133,6 +1139,17 @@ impl Engine {
         let Some(kr) = set.reader(kind) else {
             return out;
         };
+        if let ItemSource::File(path) = &item.source
+            && gz_kind.is_none()
+            && matches!(enc, TextEncoding::Utf8 | TextEncoding::Utf8Bom)
+            && rayon::current_num_threads() > 1
+            && item.metadata().0 >= BIG_FILE
+            && let Some((findings, stats)) = self.read_big(path, item, enc, kind, set, kr)
+        {
+            out.findings = findings;
+            out.stats = Some(stats);
+            return out;
+        }
         let chained: Box<dyn Read + '_> = Box::new(Cursor::new(head).chain(stream));
         let mut text = utf8_reader(chained, enc);
         let mut visitor = FileVisitor {
@@ -1147,6 +1164,75 @@ impl Engine {
         out.findings = visitor.emitter.findings;
         out.stats = Some(stats);
         out
+    }
+
+    /// Reads one large plain log on every thread of the pool: chunks split at line starts are
+    /// surveyed for the directives they pass on (`#Fields:`, `#Date:`), then read in parallel,
+    /// each starting in the state a sequential read would have there; findings and statistics
+    /// are joined in file order, so the result is the sequential read's. `None` when the file
+    /// cannot be reopened (the sequential path then reports why).
+    fn read_big(
+        &self,
+        path: &std::path::Path,
+        item: &Item,
+        enc: TextEncoding,
+        kind: ArtefactKind,
+        set: &CheckSet,
+        kr: &KindReader,
+    ) -> Option<(Vec<Finding>, ReadStats)> {
+        let skip = if enc == TextEncoding::Utf8Bom { 3 } else { 0 };
+        let mut f = std::fs::File::open(path).ok()?;
+        let len = f.metadata().ok()?.len();
+        let chunks = exhunt_sources::reader::split_lines(&mut f, skip, len, CHUNK).ok()?;
+        let open = |start: u64, end: u64| -> Option<std::io::Take<std::fs::File>> {
+            use std::io::Seek;
+            let mut f = std::fs::File::open(path).ok()?;
+            f.seek(std::io::SeekFrom::Start(start)).ok()?;
+            Some(f.take(end - start))
+        };
+        let surveys: Option<Vec<exhunt_sources::Survey>> = chunks
+            .par_iter()
+            .map_init(Vec::new, |scratch, &(s, e)| {
+                open(s, e).map(|mut r| kr.reader.survey(&mut r, scratch))
+            })
+            .collect();
+        let seeds = kr.reader.seeds(&surveys?);
+        let parts: Option<Vec<(Vec<Finding>, exhunt_sources::ChunkStats)>> = chunks
+            .par_iter()
+            .zip(seeds.par_iter())
+            .enumerate()
+            .map_init(Vec::new, |scratch, (i, (&(s, e), seed))| {
+                let mut r = open(s, e)?;
+                let mut visitor = FileVisitor {
+                    kind,
+                    set,
+                    checks: &kr.checks,
+                    emitter: Emitter::new(
+                        &self.pack,
+                        &item.display,
+                        self.opts.since,
+                        self.opts.until,
+                    ),
+                };
+                let cs =
+                    kr.reader
+                        .read_chunk(&mut r, seed, s - skip, i == 0, &mut visitor, scratch);
+                Some((visitor.emitter.findings, cs))
+            })
+            .collect();
+        let (findings, parts): (Vec<_>, Vec<_>) = parts?.into_iter().unzip();
+        let (stats, bases) = kr.reader.merge(parts);
+        let findings = findings
+            .into_iter()
+            .zip(bases)
+            .flat_map(|(fs, base)| {
+                fs.into_iter().map(move |mut f| {
+                    f.evidence.line += base;
+                    f
+                })
+            })
+            .collect();
+        Some((findings, stats))
     }
 
     /// Reads one EVTX file (or zip member) with the event rules. The parser renders chunks on the

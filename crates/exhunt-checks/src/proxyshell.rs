@@ -56,6 +56,54 @@ pub fn normalised_url(stem: &str, query: &str) -> String {
     percent_decode(&percent_decode(&raw)).to_lowercase()
 }
 
+/// A regular expression (ASCII case-insensitive use) for every raw form of the byte `c` that
+/// [`normalised_url`] turns into `c`: the byte itself (or its other ASCII case), or a `%XX`
+/// escape of either case whose `%` and hex digits may themselves be escaped (`%2540`, `%%34%30`),
+/// since the URL is decoded twice.
+pub fn raw_forms(c: u8) -> String {
+    let digit = |d: u8| {
+        let mut alts = vec![regex::escape(&(d as char).to_string())];
+        for v in [d.to_ascii_lowercase(), d.to_ascii_uppercase()] {
+            let e = format!("%{v:02x}");
+            if !alts.contains(&e) {
+                alts.push(e);
+            }
+        }
+        format!("(?:{})", alts.join("|"))
+    };
+    let mut codes = vec![c];
+    if c.is_ascii_alphabetic() {
+        codes = vec![c.to_ascii_lowercase(), c.to_ascii_uppercase()];
+    }
+    let mut alts = vec![regex::escape(&(c as char).to_string())];
+    for code in codes {
+        let hex = format!("{code:02x}");
+        let h = hex.as_bytes();
+        alts.push(format!("(?:%|%25){}{}", digit(h[0]), digit(h[1])));
+    }
+    format!("(?:{})", alts.join("|"))
+}
+
+/// The raw forms of a string, byte after byte (see [`raw_forms`]).
+pub fn raw_seq(s: &str) -> String {
+    s.bytes().map(raw_forms).collect()
+}
+
+/// The raw forms of the markers one of which the normalised URL of an emitted autodiscover
+/// request carries (see [`ProxyShellRequests`]'s prefilter).
+fn raw_markers() -> String {
+    let a_at = format!("(?:{})?{}", raw_forms(b'a'), raw_forms(b'@'));
+    [
+        raw_seq("?@"),
+        raw_seq("?a@"),
+        format!("(?m:^){a_at}"),
+        format!("[ ,\"]{a_at}"),
+        raw_seq("powershell"),
+        raw_seq("x-rps-cat"),
+    ]
+    .join("|")
+}
+
 /// User agents of Exchange's own remote PowerShell clients.
 const OWN_CLIENTS: [&str; 3] = [
     "clientinfo",
@@ -109,8 +157,34 @@ impl LineCheck for ProxyShellRequests {
         &[ArtefactKind::IisLog, ArtefactKind::HttpProxyLog]
     }
     fn prefilter(&self, _: ArtefactKind) -> Vec<String> {
+        // Why these patterns are implied by `check` (issue 15: on a real front end every line of
+        // the Autodiscover log says `autodiscover`, so that word alone filtered nothing).
+        //
+        // The autodiscover branch emits only if the normalised URL `D` (stem `?` query,
+        // percent-decoded twice, lower-cased) contains `autodiscover.json` or
+        // `autodiscover/autodiscover`, and `ssrf_shape || to_powershell`. Every ssrf_shape string
+        // contains `?@` or `?a@` or is `email=autodiscover/autodiscover.json`; to_powershell is
+        // `powershell` or `x-rps-cat`. So `D` contains one of the markers `?@`, `?a@`,
+        // `email=autodiscover`, `powershell`, `x-rps-cat`. A character of `D` comes from the raw
+        // line as itself (any ASCII case: the patterns are case-insensitive, and no non-ASCII
+        // character lower-cases to an ASCII letter of these markers), or percent-encoded once or
+        // twice: [`raw_forms`] lists every such form, so [`raw_markers`] matches the raw bytes of
+        // any marker. A marker cannot straddle the `?` joining stem and query, except `?@` and
+        // `?a@` whose `?` may be that join: then the query field starts with `@` or `a@` (raw
+        // forms), after a field separator (space, comma, quote) or at the line start. The
+        // previous prefilter, the word `autodiscover` anywhere on the line, was part of the
+        // condition; it is kept in conjunction (either order on the line) for markers that
+        // benign lines carry elsewhere (`powershell` in the PowerShell log, `@` in user names).
+        //
+        // The OWASSRF branch emits only for a decoded URL with `/owa/` and `/powershell`; its
+        // pattern is unchanged.
+        let m = raw_markers();
         vec![
-            "autodiscover".into(),
+            format!(
+                "autodiscover.*(?:{m})|(?:{m}).*autodiscover|{}|{}",
+                raw_seq("email=autodiscover"),
+                raw_seq("x-rps-cat")
+            ),
             r"/owa/[^ ,]*(?:powershell|%[57]0owershell|%25[57]0owershell)".into(),
         ]
     }
@@ -364,5 +438,78 @@ mod tests {
         assert_eq!(percent_decode("%zz%4"), "%zz%4");
         assert_eq!(percent_decode("a%2"), "a%2");
         assert_eq!(percent_decode("%41"), "A");
+    }
+
+    /// Every way of writing a byte that decodes (twice) and lower-cases to it.
+    fn encodings(c: u8) -> Vec<String> {
+        let mut codes = vec![c];
+        if c.is_ascii_alphabetic() {
+            codes = vec![c.to_ascii_lowercase(), c.to_ascii_uppercase()];
+        }
+        let mut out = vec![(c as char).to_string()];
+        for code in codes {
+            out.push((code as char).to_string());
+            for hex in [format!("{code:02x}"), format!("{code:02X}")] {
+                let h: Vec<char> = hex.chars().collect();
+                for pct in ["%", "%25"] {
+                    for d0 in [h[0].to_string(), format!("%{:02x}", h[0] as u8)] {
+                        for d1 in [h[1].to_string(), format!("%{:02X}", h[1] as u8)] {
+                            out.push(format!("{pct}{d0}{d1}"));
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn raw_forms_match_every_double_encoding() {
+        for &c in b"?@a=/-powershellxrcatemiudiscv" {
+            let re = regex::bytes::RegexBuilder::new(&format!("^(?:{})$", raw_forms(c)))
+                .case_insensitive(true)
+                .unicode(false)
+                .build()
+                .unwrap();
+            for e in encodings(c) {
+                let d = percent_decode(&percent_decode(&e)).to_lowercase();
+                assert_eq!(d, (c as char).to_ascii_lowercase().to_string(), "{e}");
+                assert!(re.is_match(e.as_bytes()), "{e} is a form of {}", c as char);
+            }
+        }
+    }
+
+    fn prefilter_matches(line: &str) -> bool {
+        let pats = ProxyShellRequests.prefilter(ArtefactKind::IisLog);
+        let re = regex::bytes::RegexBuilder::new(&pats.join("|"))
+            .case_insensitive(true)
+            .unicode(false)
+            .build()
+            .unwrap();
+        re.is_match(line.as_bytes())
+    }
+
+    #[test]
+    fn the_narrow_prefilter_keeps_attacks_and_drops_ordinary_autodiscover() {
+        // IIS rows: the stem and query are adjacent fields.
+        for attack in [
+            "2022-09-29 01:02:03 10.0.0.1 POST /autodiscover/autodiscover.json @evil.com/owa/&Email=autodiscover/autodiscover.json%3F@evil.com 443 - 1.2.3.4 python - 302 0 0 1",
+            "2022-09-29 01:02:03 10.0.0.1 POST /autodiscover/autodiscover.json %40evil.com/owa/ 443 - 1.2.3.4 python - 302 0 0 1",
+            "2022-09-29 01:02:03 10.0.0.1 POST /autodiscover/autodiscover.json a%2540evil.com/%2550owershell 443 - 1.2.3.4 python - 302 0 0 1",
+            "2022-09-29 01:02:03 10.0.0.1 POST /Autodiscover/Autodiscover.JSON x=1&%2558-Rps-CAT=abc 443 - 1.2.3.4 python - 302 0 0 1",
+            // HttpProxy: the query is a field of its own, with its leading `?`.
+            "2022-09-29T01:02:03.000Z,abc,Autodiscover,/autodiscover/autodiscover.json,x,y,?@evil.com/mapi/nspi,z",
+            "2022-09-29T01:02:03.000Z,abc,Autodiscover,/autodiscover/autodiscover.json,x,y,@evil.com/mapi/nspi,z",
+        ] {
+            assert!(prefilter_matches(attack), "{attack}");
+        }
+        for benign in [
+            "2021-03-03 01:02:03 10.0.0.1 POST /Autodiscover/Autodiscover.xml - 443 CONTOSO\\alice 10.1.1.1 Microsoft+Office/16.0 - 200 0 0 1",
+            "2021-03-03 01:02:03 10.0.0.1 GET /autodiscover/autodiscover.json/v1.0/alice@contoso.com Protocol=ActiveSync 443 - 10.1.1.1 Outlook-iOS - 200 0 0 1",
+            "2021-03-03 01:02:03 10.0.0.1 GET /autodiscover/autodiscover.json Email=alice%40contoso.com&Protocol=ActiveSync 443 alice@contoso.com 10.1.1.1 Outlook-iOS - 200 0 0 1",
+            "2021-03-03T01:02:03.000Z,abc,Autodiscover,/Autodiscover/Autodiscover.xml,Smtp~alice@contoso.com,?,z",
+        ] {
+            assert!(!prefilter_matches(benign), "{benign}");
+        }
     }
 }

@@ -31,5 +31,5 @@ pub use exhunt_model::event;
 pub use exhunt_model::{Val, WinEvent};
 pub use inventory::{Inventory, Item, ItemSource, Opener, inventory, inventory_with};
 pub use limits::Limits;
-pub use reader::{LogReader, Problem, ReadStats, SchemaCheck, Visit};
+pub use reader::{ChunkStats, LogReader, Problem, ReadStats, SchemaCheck, Seed, Survey, Visit};
 pub use record::{LogFormat, Record, Schema};

@@ -134,6 +134,194 @@ impl LogReader {
         self.read_with(input, visit, &mut Vec::new())
     }
 
+    /// Looks through one chunk of a large file for what the next chunks inherit: the last
+    /// `#Fields:` and `#Date:` directives and, for CSV logs, the first bare header line.
+    pub fn survey(&self, input: &mut dyn Read, scratch: &mut Vec<u8>) -> Survey {
+        let mut sv = Survey::default();
+        let mut carry = Vec::new();
+        if scratch.len() != BLOCK {
+            scratch.resize(BLOCK, 0);
+        }
+        // `carry` holds the unfinished last line of the previous block; lines are looked at
+        // only at their start, so a block is searched for "\n" + the directive's first byte.
+        let mut at_start = true;
+        loop {
+            let n = match input.read(scratch) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => break,
+            };
+            carry.extend_from_slice(&scratch[..n]);
+            let Some(last_nl) = memchr::memrchr(b'\n', &carry) else {
+                continue;
+            };
+            self.survey_lines(&carry[..=last_nl], at_start, &mut sv);
+            carry.drain(..=last_nl);
+            at_start = true;
+            if carry.len() > self.limits.max_line_bytes {
+                carry.clear();
+                at_start = false;
+            }
+        }
+        if !carry.is_empty() {
+            self.survey_lines(&carry, at_start, &mut sv);
+        }
+        sv
+    }
+
+    fn survey_lines(&self, data: &[u8], at_start: bool, sv: &mut Survey) {
+        let mut look = |ls: usize| {
+            let end = memchr::memchr(b'\n', &data[ls..]).map_or(data.len(), |i| ls + i);
+            let line = &data[ls..end];
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            if line.len() > self.limits.max_line_bytes {
+                return; // skipped by the read too
+            }
+            let text = String::from_utf8_lossy(line);
+            if let Some(d) = text.strip_prefix('#') {
+                if let Some((name, value)) = d.split_once(':') {
+                    let name = name.trim();
+                    if name.eq_ignore_ascii_case("Fields") {
+                        sv.fields = Some(value.trim().to_string());
+                    } else if name.eq_ignore_ascii_case("Date") {
+                        sv.date = Some(value.trim().to_string());
+                    }
+                }
+            } else if self.format == LogFormat::ExchangeCsv
+                && sv.fields.is_none()
+                && sv.header.is_none()
+                && looks_like_header(&text)
+            {
+                sv.header = Some(text.into_owned());
+            }
+        };
+        if at_start && !data.is_empty() {
+            look(0);
+        }
+        let mut from = 0;
+        while let Some(i) = memchr::memchr(b'\n', &data[from..]) {
+            let ls = from + i + 1;
+            if ls >= data.len() {
+                break;
+            }
+            // Only lines that can be a directive or a bare header are looked at.
+            if matches!(data[ls], b'#' | b'D' | b'T' | b'd') {
+                look(ls);
+            }
+            from = ls;
+        }
+    }
+
+    /// What each chunk of a file starts with, from the surveys of the chunks before it (in file
+    /// order), exactly as a sequential read would have it at that line.
+    pub fn seeds(&self, surveys: &[Survey]) -> Vec<Seed> {
+        let mut seeds = Vec::with_capacity(surveys.len());
+        let mut cur = Seed::default();
+        for sv in surveys {
+            seeds.push(cur.clone());
+            if let Some(f) = &sv.fields {
+                cur.schema = Some(Schema::parse(self.format, f));
+            } else if cur.schema.is_none()
+                && let Some(h) = &sv.header
+            {
+                cur.schema = Some(Schema::parse(self.format, h));
+            }
+            if let Some(d) = &sv.date {
+                cur.date_ts = Some(parse_iso(d));
+            }
+        }
+        seeds
+    }
+
+    /// Reads one chunk of a large file (it starts at a line start, `first` when it is the
+    /// start of the file). Line numbers in the records and problems are counted from the
+    /// chunk's start; [`LogReader::merge`] gives each chunk's first line number.
+    pub fn read_chunk(
+        &self,
+        input: &mut dyn Read,
+        seed: &Seed,
+        offset: u64,
+        first: bool,
+        visit: &mut dyn Visit,
+        scratch: &mut Vec<u8>,
+    ) -> ChunkStats {
+        let mut st = State::new(self);
+        st.offset = offset;
+        if !first {
+            st.first_line_seen = true;
+            st.first_data = true;
+            if let Some(schema) = &seed.schema {
+                // The problem, if any, was recorded by the chunk that holds the directive.
+                st.schema_ok = !matches!(visit.schema(schema), SchemaCheck::Unusable(_));
+                st.schema = Some(schema.clone());
+            }
+            if let Some(d) = seed.date_ts {
+                st.date_ts = d;
+                st.date = d.map(|t| t.date_naive());
+            }
+        }
+        self.read_state(input, visit, scratch, &mut st);
+        st.chunk_stats()
+    }
+
+    /// Joins the chunks' statistics, in file order, into those of the whole file. The second
+    /// value holds, per chunk, the number of lines before it: add it to the line numbers of the
+    /// records the chunk handed over.
+    pub fn merge(&self, parts: Vec<ChunkStats>) -> (ReadStats, Vec<u64>) {
+        let mut bases = Vec::with_capacity(parts.len());
+        let mut lines = 0u64;
+        let mut directives = 0u64;
+        let mut invalid = 0u64;
+        let mut first_invalid = None;
+        let mut io_failed = false;
+        let mut stats = ReadStats::default();
+        let mut last: Option<(String, Option<Schema>, Option<NaiveDate>)> = None;
+        for (i, mut p) in parts.into_iter().enumerate() {
+            bases.push(lines);
+            for pr in &mut p.stats.problems {
+                pr.line = pr.line.map(|l| l + lines);
+            }
+            if i == 0 {
+                stats.first = p.stats.first;
+                stats.host = p.stats.host.take();
+            }
+            stats.bytes += p.stats.bytes;
+            for pr in p.stats.problems {
+                if stats.problems.len() < 100 {
+                    stats.problems.push(pr);
+                }
+            }
+            for v in p.stats.versions {
+                if !stats.versions.iter().any(|(x, _)| *x == v.0) {
+                    stats.versions.push(v);
+                }
+            }
+            if p.stats.log_type.is_some() {
+                stats.log_type = p.stats.log_type;
+            }
+            if p.last_data.is_some() {
+                last = p.last_data;
+            }
+            if p.invalid_utf8 > 0 && first_invalid.is_none() {
+                first_invalid = p.first_invalid.map(|l| l + lines);
+            }
+            invalid += p.invalid_utf8;
+            directives += p.directives;
+            lines += p.lines;
+            io_failed |= p.io_failed;
+        }
+        let mut st = State::new(self);
+        st.stats = stats;
+        st.last_data = last;
+        st.line_no = lines;
+        st.directives = directives;
+        st.invalid_utf8 = invalid;
+        st.first_invalid = first_invalid;
+        st.io_failed = io_failed;
+        (st.finish(), bases)
+    }
+
     /// Like [`LogReader::read`], with a scratch buffer the caller keeps between files (a worker
     /// reads many small hourly logs; zeroing a fresh block for each cost 5% of a scan).
     pub fn read_with(
@@ -143,6 +331,17 @@ impl LogReader {
         scratch: &mut Vec<u8>,
     ) -> ReadStats {
         let mut st = State::new(self);
+        self.read_state(input, visit, scratch, &mut st);
+        st.finish()
+    }
+
+    fn read_state(
+        &self,
+        input: &mut dyn Read,
+        visit: &mut dyn Visit,
+        scratch: &mut Vec<u8>,
+        st: &mut State<'_>,
+    ) {
         let want = BLOCK + self.limits.max_line_bytes.min(BLOCK);
         if scratch.len() != want {
             scratch.resize(want, 0);
@@ -222,8 +421,73 @@ impl LogReader {
             buf.copy_within(consumed..filled, 0);
             filled -= consumed;
         }
-        st.finish()
     }
+}
+
+/// What a chunk of a large file passes on to the chunks after it (see [`LogReader::survey`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Survey {
+    /// The value of the chunk's last `#Fields:` directive.
+    pub fields: Option<String>,
+    /// The value of the chunk's last `#Date:` directive.
+    pub date: Option<String>,
+    /// The chunk's first bare CSV header line before any `#Fields:`.
+    pub header: Option<String>,
+}
+
+/// The reader's state at the start of a chunk (see [`LogReader::seeds`]).
+#[derive(Debug, Clone, Default)]
+pub struct Seed {
+    schema: Option<Schema>,
+    /// `Some(None)`: a `#Date:` line that did not parse.
+    date_ts: Option<Option<DateTime<Utc>>>,
+}
+
+/// What reading one chunk gave (see [`LogReader::merge`]).
+#[derive(Debug)]
+pub struct ChunkStats {
+    stats: ReadStats,
+    lines: u64,
+    directives: u64,
+    invalid_utf8: u64,
+    first_invalid: Option<u64>,
+    io_failed: bool,
+    last_data: Option<(String, Option<Schema>, Option<NaiveDate>)>,
+}
+
+/// Splits `len` bytes of a seekable stream, from `skip` on, into ranges of about `target`
+/// bytes that each start at a line start (a range may be longer when a line is).
+pub fn split_lines<R: Read + io::Seek>(
+    input: &mut R,
+    skip: u64,
+    len: u64,
+    target: u64,
+) -> io::Result<Vec<(u64, u64)>> {
+    let mut out = Vec::new();
+    let mut start = skip;
+    let mut buf = vec![0u8; 64 * 1024];
+    while start < len {
+        let mut cut = start.saturating_add(target.max(1));
+        if cut >= len {
+            out.push((start, len));
+            break;
+        }
+        // The chunk ends after the first line end at or after `cut - 1`.
+        input.seek(io::SeekFrom::Start(cut - 1))?;
+        let end = loop {
+            let n = input.read(&mut buf)?;
+            if n == 0 {
+                break len;
+            }
+            if let Some(i) = memchr::memchr(b'\n', &buf[..n]) {
+                break cut - 1 + i as u64 + 1;
+            }
+            cut += n as u64;
+        };
+        out.push((start, end.min(len)));
+        start = end;
+    }
+    Ok(out)
 }
 
 struct State<'r> {
@@ -499,6 +763,18 @@ impl<'r> State<'r> {
         }
     }
 
+    fn chunk_stats(self) -> ChunkStats {
+        ChunkStats {
+            lines: self.line_no,
+            directives: self.directives,
+            invalid_utf8: self.invalid_utf8,
+            first_invalid: self.first_invalid,
+            io_failed: self.io_failed,
+            last_data: self.last_data,
+            stats: self.stats,
+        }
+    }
+
     fn finish(mut self) -> ReadStats {
         if let Some((text, schema, date)) = self.last_data.take() {
             let rec = Record::new(0, 0, &text, self.reader.format, schema.as_ref(), date);
@@ -619,6 +895,149 @@ mod tests {
         assert_eq!(c.0.iter().map(|x| x.0).collect::<Vec<_>>(), expect);
         assert_eq!(c.1.len(), schemas);
         assert_eq!(st.records, n - schemas as u64);
+    }
+
+    /// Reads `log` in chunks of about `target` bytes, as the engine does with a large file.
+    fn run_chunked(reader: &LogReader, log: &[u8], target: u64) -> (Vec<(u64, String)>, ReadStats) {
+        let mut cur = std::io::Cursor::new(log);
+        let chunks = split_lines(&mut cur, 0, log.len() as u64, target).unwrap();
+        assert!(chunks.len() > 2, "the test needs several chunks");
+        assert_eq!(chunks[0].0, 0);
+        assert_eq!(chunks.last().unwrap().1, log.len() as u64);
+        for w in chunks.windows(2) {
+            assert_eq!(w[0].1, w[1].0);
+            assert_eq!(
+                log[w[1].0 as usize - 1],
+                b'\n',
+                "chunks start at a line start"
+            );
+        }
+        let mut scratch = Vec::new();
+        let surveys: Vec<Survey> = chunks
+            .iter()
+            .map(|&(s, e)| reader.survey(&mut &log[s as usize..e as usize], &mut scratch))
+            .collect();
+        let seeds = reader.seeds(&surveys);
+        let mut records = Vec::new();
+        let mut parts = Vec::new();
+        let mut per_chunk = Vec::new();
+        for (i, (&(s, e), seed)) in chunks.iter().zip(&seeds).enumerate() {
+            let mut c = Collect(vec![], vec![]);
+            let cs = reader.read_chunk(
+                &mut &log[s as usize..e as usize],
+                seed,
+                s,
+                i == 0,
+                &mut c,
+                &mut scratch,
+            );
+            parts.push(cs);
+            per_chunk.push(c.0);
+        }
+        let (stats, bases) = reader.merge(parts);
+        for (recs, base) in per_chunk.into_iter().zip(bases) {
+            records.extend(recs.into_iter().map(|(l, r)| (l + base, r)));
+        }
+        (records, stats)
+    }
+
+    #[test]
+    fn chunked_reads_equal_the_sequential_read() {
+        // IIS: the field set changes mid-file (the time moves from the 2nd to the 1st column,
+        // so a record read with the wrong layout has another time), #Date directives change the
+        // day of time-only records, chunk boundaries fall inside lines and on directives.
+        let mut log = String::new();
+        for day in 0..30 {
+            if day % 4 == 0 {
+                log.push_str(&format!("#Software: IIS\r\n#Date: 2021-03-{:02} 00:00:00\r\n#Fields: date time cs-method cs-uri-stem sc-status\r\n", day + 1));
+            } else if day % 4 == 2 {
+                log.push_str(&format!("#Date: 2021-04-{:02} 00:00:00\r\n#Fields: time cs-method cs-uri-stem sc-status\r\n", day + 1));
+            }
+            for i in 0..40 {
+                let stem = if i % 13 == 5 {
+                    "/ecp/y.js"
+                } else {
+                    "/owa/service.svc"
+                };
+                let pad = "x".repeat((i * 37 + day) % 90);
+                if day % 4 >= 2 {
+                    log.push_str(&format!("01:02:{:02} POST {stem}?{pad} 200\r\n", i % 60));
+                } else {
+                    log.push_str(&format!(
+                        "2021-03-{:02} 01:02:{:02} POST {stem}?{pad} 200\r\n",
+                        day + 1,
+                        i % 60
+                    ));
+                }
+            }
+        }
+        // The last line has no line end.
+        log.push_str("2021-03-30 23:59:59 POST /ecp/z.js 200");
+        let r = LogReader::new(LogFormat::W3c, &["/ecp/"], Limits::default());
+        let (seq, seq_stats) = run(&r, log.as_bytes());
+        assert!(seq.0.len() > 50);
+        for target in [700, 1000, 4096, 33_333] {
+            let (recs, stats) = run_chunked(&r, log.as_bytes(), target);
+            assert_eq!(recs, seq.0, "records with chunks of {target} bytes");
+            assert_eq!(stats, seq_stats, "statistics with chunks of {target} bytes");
+        }
+        // What a record carries depends on the layout: the chunked visitor sees the same times.
+        struct Times(Vec<Option<DateTime<Utc>>>);
+        impl Visit for Times {
+            fn record(&mut self, r: &Record<'_>) {
+                self.0.push(r.timestamp());
+            }
+        }
+        let mut seq_t = Times(vec![]);
+        r.read(&mut log.as_bytes(), &mut seq_t);
+        let mut cur = std::io::Cursor::new(log.as_bytes());
+        let chunks = split_lines(&mut cur, 0, log.len() as u64, 1000).unwrap();
+        let mut scratch = Vec::new();
+        let surveys: Vec<Survey> = chunks
+            .iter()
+            .map(|&(s, e)| r.survey(&mut &log.as_bytes()[s as usize..e as usize], &mut scratch))
+            .collect();
+        let mut par_t = Times(vec![]);
+        for (i, (&(s, e), seed)) in chunks.iter().zip(&r.seeds(&surveys)).enumerate() {
+            r.read_chunk(
+                &mut &log.as_bytes()[s as usize..e as usize],
+                seed,
+                s,
+                i == 0,
+                &mut par_t,
+                &mut scratch,
+            );
+        }
+        assert_eq!(par_t.0, seq_t.0);
+        assert!(
+            seq_t
+                .0
+                .iter()
+                .any(|t| t.is_some_and(|t| t.to_rfc3339().starts_with("2021-04")))
+        );
+
+        // Exchange CSV with a bare header line and no #Fields: the header names the columns of
+        // every chunk.
+        let mut csv = String::from(
+            "DateTime,RequestId,AnchorMailbox\r\n#Software: Microsoft Exchange Server\r\n",
+        );
+        for i in 0..400 {
+            let anchor = if i % 17 == 3 {
+                "ServerInfo~a]@ex:444/ecp/x#"
+            } else {
+                "Smtp~a@b"
+            };
+            csv.push_str(&format!(
+                "2021-03-03T00:00:{:02}.000Z,{i},{anchor}\r\n",
+                i % 60
+            ));
+        }
+        let r = LogReader::new(LogFormat::ExchangeCsv, &["serverinfo~"], Limits::default());
+        let (seq, seq_stats) = run(&r, csv.as_bytes());
+        assert_eq!(seq.0.len(), 24);
+        let (recs, stats) = run_chunked(&r, csv.as_bytes(), 1500);
+        assert_eq!(recs, seq.0);
+        assert_eq!(stats, seq_stats);
     }
 
     #[test]

@@ -3,6 +3,13 @@
 //!   gen-corpus examples OUT_DIR          writes OUT_DIR/{compromised,clean,late-logs}
 //!   gen-corpus bench OUT_DIR SIZE_MIB    writes about SIZE_MIB MiB of HttpProxy and IIS logs
 //!                                        with a few injected ProxyLogon attacks
+//!   gen-corpus realistic OUT_DIR SIZE_MIB [REQUESTS_PER_DAY]
+//!                                        writes about SIZE_MIB MiB of logs shaped like a real
+//!                                        front end (per-protocol hourly HttpProxy logs, IIS
+//!                                        logs of both sites, ECP and OAB logs), rare attacks
+//!                                        listed in OUT_DIR/.attacks.tsv (see realistic.rs)
+//!   gen-corpus bigfile OUT_DIR SIZE_MIB  writes one IIS log of about SIZE_MIB MiB, with attacks
+//!                                        and `#Fields:` changes, listed in .attacks.tsv
 //!   gen-corpus webtree OUT_DIR FILES     writes FILES web-root files and ten candidates
 //!   gen-corpus image OUT_DIR SIZE_MIB [FILES]
 //!                                        writes a C:-like tree of SIZE_MIB MiB, mostly not
@@ -18,6 +25,8 @@ use std::fmt::Write as _;
 use std::fs;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
+
+mod realistic;
 
 /// splitmix64: small, deterministic, good enough for synthetic traffic.
 struct Rng(u64);
@@ -51,7 +60,7 @@ impl Rng {
 }
 
 /// A civil time in UTC, kept as seconds since 2020-01-01 for easy arithmetic.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
 struct T(i64);
 
 const DAYS_BEFORE_MONTH: [i64; 12] = [0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334];
@@ -1418,6 +1427,22 @@ fn main() {
             Ok(mib) => bench(Path::new(&args[2]), mib),
             Err(_) => Err(io::Error::other("SIZE_MIB must be a number")),
         },
+        Some("realistic") if args.len() == 4 || args.len() == 5 => {
+            let per_day = args.get(4).map(|f| f.parse::<u64>());
+            match (args[3].parse(), per_day) {
+                (Ok(mib), None) => {
+                    realistic::corpus(Path::new(&args[2]), mib, realistic::REQUESTS_PER_DAY)
+                }
+                (Ok(mib), Some(Ok(n))) => realistic::corpus(Path::new(&args[2]), mib, n),
+                _ => Err(io::Error::other(
+                    "SIZE_MIB and REQUESTS_PER_DAY must be numbers",
+                )),
+            }
+        }
+        Some("bigfile") if args.len() == 4 => match args[3].parse() {
+            Ok(mib) => realistic::big_iis(Path::new(&args[2]), mib, 40_000),
+            Err(_) => Err(io::Error::other("SIZE_MIB must be a number")),
+        },
         Some("webtree") if args.len() == 4 => match args[3].parse() {
             Ok(n) => webtree(Path::new(&args[2]), n),
             Err(_) => Err(io::Error::other("FILES must be a number")),
@@ -1431,7 +1456,7 @@ fn main() {
             }
         }
         _ => Err(io::Error::other(
-            "usage: gen-corpus examples OUT_DIR | bench OUT_DIR SIZE_MIB | webtree OUT_DIR FILES | image OUT_DIR SIZE_MIB [FILES]",
+            "usage: gen-corpus examples OUT_DIR | bench OUT_DIR SIZE_MIB | realistic OUT_DIR SIZE_MIB [REQUESTS_PER_DAY] | bigfile OUT_DIR SIZE_MIB | webtree OUT_DIR FILES | image OUT_DIR SIZE_MIB [FILES]",
         )),
     };
     if let Err(e) = res {
