@@ -407,9 +407,16 @@ impl FileJudge {
                 if kind == ArtefactKind::WebFile && !content_says {
                     let list = self.clean.iter().find(|l| l.covers(facts.components));
                     let exchange_folder = list.is_some() || in_exchange_auth(facts.components);
+                    // Exchange's own applications (ClientAccess, FrontEnd\HttpProxy) ship
+                    // hundreds of pages no list names: there only the drop sites (the auth
+                    // folders and their subfolders, OAB, aspnet_client) make an unknown script
+                    // worth a review; their content is analysed everywhere.
+                    let product = in_exchange_product(facts.components)
+                        && !exchange_folder
+                        && !in_drop_site(facts.components);
                     let unexpected = match list {
                         Some(l) => !l.allows(name),
-                        None => script && !in_temp_aspnet(facts.components),
+                        None => script && !in_temp_aspnet(facts.components) && !product,
                     };
                     if unexpected {
                         let why = review_reason(facts.page, script);
@@ -643,6 +650,27 @@ fn unshipped_shape(page: &PageCode) -> Option<String> {
 fn in_exchange_auth(c: &[String]) -> bool {
     c.windows(3)
         .any(|w| w[0] == "httpproxy" && (w[1] == "owa" || w[1] == "ecp") && w[2] == "auth")
+}
+
+/// Folders of the Exchange install that IIS serves: `ClientAccess\…` (the back-end sites) and
+/// `FrontEnd\HttpProxy\…` (the front end).
+fn in_exchange_product(c: &[String]) -> bool {
+    let dirs = &c[..c.len().saturating_sub(1)];
+    dirs.iter().any(|d| d == "clientaccess")
+        || dirs
+            .windows(2)
+            .any(|w| w[0] == "frontend" && w[1] == "httpproxy")
+}
+
+/// Where web shells were dropped in Exchange's folders (spec §5): below owa\auth and ecp\auth,
+/// the OAB folder of the front end, aspnet_client.
+fn in_drop_site(c: &[String]) -> bool {
+    let dirs = &c[..c.len().saturating_sub(1)];
+    in_exchange_auth(c)
+        || dirs.iter().any(|d| d == "aspnet_client")
+        || dirs
+            .windows(2)
+            .any(|w| w[0] == "httpproxy" && w[1] == "oab")
 }
 
 fn has_bom(head: &[u8]) -> bool {

@@ -23,6 +23,10 @@ static ATTR: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r#"(?i)\b(name|path|physicalPath)\s*=\s*"([^"]*)""#).expect("valid regex")
 });
 
+/// Most served folders read from one configuration, and most web roots kept for one target: a
+/// real server has tens; a hostile configuration cannot make the walk quadratic beyond this.
+pub const MAX_ROOTS: usize = 2000;
+
 /// A folder a site serves, as written in `applicationHost.config`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServedFolder {
@@ -53,7 +57,12 @@ pub fn served_folders(text: &str) -> Vec<ServedFolder> {
     let mut out = Vec::new();
     let mut site = String::new();
     let mut app = String::new();
+    // Line numbers counted as the scan goes, not from the start for each element.
+    let (mut line, mut counted) = (1u64, 0usize);
     for c in TAG.captures_iter(text) {
+        if out.len() >= MAX_ROOTS {
+            break;
+        }
         let closing = !c[1].is_empty();
         let tag = c[2].to_ascii_lowercase();
         let attrs = c.get(3).map_or("", |m| m.as_str());
@@ -87,11 +96,13 @@ pub fn served_folders(text: &str) -> Vec<ServedFolder> {
                     url
                 };
                 let start = c.get(0).map_or(0, |m| m.start());
+                line += text[counted..start].bytes().filter(|&b| b == b'\n').count() as u64;
+                counted = start;
                 out.push(ServedFolder {
                     site: site.clone(),
                     url,
                     physical: physical.to_string(),
-                    line: text[..start].bytes().filter(|&b| b == b'\n').count() as u64 + 1,
+                    line,
                     offset: start as u64,
                     element: c[0].chars().take(300).collect(),
                 });
@@ -107,7 +118,9 @@ pub fn served_folders(text: &str) -> Vec<ServedFolder> {
 /// (`%SystemDrive%\inetpub\wwwroot` → `inetpub`, `wwwroot`). `None` for a UNC path or one with
 /// an unknown variable: it cannot be placed in the target.
 pub fn physical_components(physical: &str) -> Option<Vec<String>> {
-    let mut p = physical.trim().replace('/', "\\");
+    // Components are compared lower-cased, so the path is lower-cased once and each variable
+    // replaced in one pass (a hostile configuration may repeat one a million times).
+    let mut p = physical.trim().to_ascii_lowercase().replace('/', "\\");
     for (var, value) in [
         ("%systemdrive%", "c:"),
         ("%systemroot%", "c:\\windows"),
@@ -120,8 +133,8 @@ pub fn physical_components(physical: &str) -> Option<Vec<String>> {
             "c:\\program files\\microsoft\\exchange server\\v15\\",
         ),
     ] {
-        while let Some(i) = p.to_ascii_lowercase().find(var) {
-            p.replace_range(i..i + var.len(), value);
+        if p.contains(var) {
+            p = p.replace(var, value);
         }
     }
     if p.contains('%') || p.starts_with("\\\\") {
@@ -222,7 +235,7 @@ impl WebRoots {
                 physical: f.physical,
                 source: RootSource::IisConfig(display.to_string()),
             };
-            if !self.roots.contains(&root) {
+            if self.roots.len() < MAX_ROOTS && !self.roots.contains(&root) {
                 self.roots.push(root);
             }
         }
@@ -231,10 +244,11 @@ impl WebRoots {
     /// Adds the folder of a `web.config` (its components relative to the target).
     pub fn add_web_config(&mut self, display_folder: &str, file_components: &[String]) {
         let dirs = &file_components[..file_components.len().saturating_sub(1)];
-        if self
-            .roots
-            .iter()
-            .any(|r| r.source == RootSource::WebConfig && r.components == dirs)
+        if self.roots.len() >= MAX_ROOTS
+            || self
+                .roots
+                .iter()
+                .any(|r| r.source == RootSource::WebConfig && r.components == dirs)
         {
             return;
         }
@@ -356,6 +370,22 @@ mod tests {
         roots.add_web_config("app", &comps("tools/app/web.config"));
         assert!(roots.root_of(&comps("tools/app/sub/x.aspx")).is_some());
         assert!(roots.root_of(&comps("tools/x.aspx")).is_none());
+    }
+
+    #[test]
+    fn a_hostile_configuration_stays_bounded() {
+        let vars = "%SystemDrive%".repeat(100_000);
+        let t = std::time::Instant::now();
+        assert!(physical_components(&format!("{vars}\\x")).is_some());
+        assert!(t.elapsed() < std::time::Duration::from_secs(2));
+        let many: String = (0..5000)
+            .map(|i| format!("<virtualDirectory path=\"/{i}\" physicalPath=\"D:\\w{i}\" />\n"))
+            .collect();
+        let t = std::time::Instant::now();
+        let mut roots = WebRoots::default();
+        roots.add_config("a", &many);
+        assert_eq!(roots.roots.len(), MAX_ROOTS);
+        assert!(t.elapsed() < std::time::Duration::from_secs(5));
     }
 
     #[test]

@@ -730,3 +730,52 @@ fn a_shell_under_a_shipped_exchange_page_name_is_found() {
     ));
     assert_eq!(v["servers"][0]["verdicts"][3]["verdict"], "compromised");
 }
+
+#[test]
+fn exchange_shipped_application_pages_are_read_but_not_listed_for_review() {
+    let t = tempfile::tempdir().unwrap();
+    let v15 = "Program Files/Microsoft/Exchange Server/V15";
+    write(
+        t.path(),
+        "Windows/System32/inetsrv/config/applicationHost.config",
+        format!(
+            "<configuration><system.applicationHost><sites><site name=\"Exchange Back End\" id=\"2\"><application path=\"/ecp\"><virtualDirectory path=\"/\" physicalPath=\"C:\\{}\\ClientAccess\\ecp\" /></application></site></sites></system.applicationHost></configuration>",
+            v15.replace('/', "\\")
+        )
+        .as_bytes(),
+    );
+    // Shipped pages of ECP: compiled code-behind, inline expressions, a web.config.
+    for name in [
+        "default.aspx",
+        "Reporting/ReportPage.aspx",
+        "Controls/Header.ascx",
+    ] {
+        write(
+            t.path(),
+            &format!("{v15}/ClientAccess/ecp/{name}"),
+            b"<%@ Page Language=\"C#\" Inherits=\"Microsoft.Exchange.Management.ControlPanel.BasePage\" %>\r\n<%@ Register TagPrefix=\"ecp\" Namespace=\"Microsoft.Exchange.Management.ControlPanel\" %>\r\n<html><body><%= Strings.Title %></body></html>",
+        );
+    }
+    write(
+        t.path(),
+        &format!("{v15}/ClientAccess/ecp/web.config"),
+        b"<configuration/>",
+    );
+    // A shell among them is found by its content.
+    write(
+        t.path(),
+        &format!("{v15}/ClientAccess/ecp/Reporting/x.aspx"),
+        eval_shell().as_bytes(),
+    );
+    let (code, v) = scan(t.path(), &[]);
+    assert_eq!(code, 1);
+    assert!(has(
+        &v,
+        "ecp/Reporting/x.aspx",
+        "EXH-FS-9",
+        "dynamic-evaluation"
+    ));
+    for name in ["ecp/default.aspx", "ReportPage.aspx", "Header.ascx"] {
+        assert!(on(&v, name).is_empty(), "{name}: {:?}", on(&v, name));
+    }
+}

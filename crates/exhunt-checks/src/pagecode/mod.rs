@@ -109,7 +109,11 @@ use text::*;
 
 /// Analyses a page. `name` gives the extension; `bytes` is the whole file.
 pub fn analyse(name: &str, bytes: &[u8]) -> PageCode {
-    let text = decode_text(bytes);
+    // Web pages are kilobytes; a page of megabytes is read up to this size and says so, so that
+    // a hostile file cannot hold a worker for minutes.
+    const MAX_ANALYSED: usize = 2 << 20;
+    let truncated = bytes.len() > MAX_ANALYSED;
+    let text = decode_text(&bytes[..bytes.len().min(MAX_ANALYSED)]);
     let ext = name
         .rsplit_once('.')
         .map_or(String::new(), |(_, e)| e.to_ascii_lowercase());
@@ -133,6 +137,10 @@ pub fn analyse(name: &str, bytes: &[u8]) -> PageCode {
         code_len: views.code.trim().len(),
         ..PageCode::default()
     };
+    if truncated {
+        out.notes
+            .push("larger than 2 MiB: only its first 2 MiB were analysed");
+    }
     if IMAGE_HEADER.is_match(&text) {
         out.notes
             .push("starts with an image header before the page");
@@ -155,27 +163,16 @@ pub fn analyse(name: &str, bytes: &[u8]) -> PageCode {
         });
     };
 
-    // Whole text: SQL Server command execution, and droppers quoted in a page (a client page
-    // for a one-liner keeps its payload in a text area).
-    if let Some(m) = SQL_XP.find(&text) {
-        add(
-            &mut caps,
-            "sql-command-execution",
-            "SQL Server statements that run operating-system commands (xp_cmdshell, sp_oacreate, addextendedproc)",
-            Strength::Malicious,
-            m.as_str(),
-        );
-    }
-    if let Some(w) = WRITES_REQUEST.find(&text)
-        && SCRIPT_PATH_LITERAL.is_match(&text)
-        && FS_WRITE.is_match(&text)
-    {
+    // A page that writes request data into a new page (a dropper), in one place: the write,
+    // the script path it writes to and the request data it writes within a few lines. Read in
+    // the whole text, for a client page of a one-liner keeps its payload in a text area.
+    if let Some(w) = dropper(&text) {
         add(
             &mut caps,
             "page-dropper",
             "writes request data into a new server page",
             Strength::Critical,
-            w.as_str(),
+            &w,
         );
     }
     if !out.has_server_code {
@@ -184,17 +181,46 @@ pub fn analyse(name: &str, bytes: &[u8]) -> PageCode {
         return out;
     }
 
+    // SQL Server statements that run commands, in server code (not a sentence of a page, not
+    // the hardening statement that turns them off).
+    let xp = [&views.code, &views.collapsed].iter().find_map(|v| {
+        SQL_XP
+            .find_iter(v)
+            .find(|m| {
+                let from = floor_boundary(v, m.start().saturating_sub(60));
+                let to = floor_boundary(v, (m.end() + 20).min(v.len()));
+                !SQL_XP_OFF.is_match(&v[from..to])
+            })
+            .map(|m| m.as_str().to_string())
+    });
+    if let Some(m) = xp {
+        add(
+            &mut caps,
+            "sql-command-execution",
+            "runs SQL Server statements that start operating-system commands (xp_cmdshell, sp_oacreate, addextendedproc)",
+            Strength::Malicious,
+            &m,
+        );
+    }
     let request = views.has(&REQUEST);
+    let csharp_only = parts.iter().all(|(_, l)| *l == Lang::CSharp);
     let controls = SERVER_INPUT_CONTROL.is_match(&text) && views.has(&CONTROL_VALUE);
     let web_method = views.has(&WEB_METHOD);
     let input = request || controls || web_method;
     let encoded = views.has(&DECODE) || views.has(&LONG_BLOB) || !views.decoded.is_empty();
     let crypto = views.has(&CRYPTO);
+    let is_input = |t: &str| REQUEST.is_match(t) || (controls && CONTROL_VALUE.is_match(t));
+    let taint = tainted(&views.collapsed, &is_input, false, false);
 
     // Dynamic evaluation: JScript eval, VBScript Execute, the script control.
     // C# and VB.NET have no `eval`: a call to it in server code is JScript or classic script
     // evaluating text, whatever the page says its language is.
-    if let Some(m) = views.find(&EVAL) {
+    let bare = Views {
+        code: without_literals(&views.code),
+        collapsed: without_literals(&views.collapsed),
+        decoded: views.decoded.clone(),
+    };
+    if let Some(m) = bare.find(&EVAL) {
         add(
             &mut caps,
             "dynamic-evaluation",
@@ -207,7 +233,10 @@ pub fn analyse(name: &str, bytes: &[u8]) -> PageCode {
             &m,
         );
     }
-    if let Some(m) = views.find(&VB_EXECUTE).filter(|_| input || encoded) {
+    if let Some(m) = bare
+        .find(&VB_EXECUTE)
+        .filter(|_| !csharp_only && (input || encoded))
+    {
         add(
             &mut caps,
             "dynamic-evaluation",
@@ -253,21 +282,45 @@ pub fn analyse(name: &str, bytes: &[u8]) -> PageCode {
             &m,
         );
     }
+    // Starting a shell, or a program the request chooses, is a web shell's deed; an
+    // application may start a fixed tool (a PDF converter) and is only worth a look.
     if let Some(m) = views.find(&PROCESS) {
-        add(
-            &mut caps,
-            "command-execution",
-            "starts processes (command shell)",
-            Strength::Critical,
-            &m,
-        );
+        // Request data reaches it (through an assignment, or on a page that takes input and
+        // runs it inline: parameters of the page's own functions are not followed), it names a
+        // shell, or the code hides itself in Base64.
+        let source_file = matches!(ext.as_str(), "cs" | "vb");
+        let shell = views.has(&CMD_LITERAL)
+            || flows(&views.collapsed, &PROCESS, &taint, &is_input, false).is_some()
+            || (input && !source_file)
+            || !views.decoded.is_empty();
+        if shell {
+            add(
+                &mut caps,
+                "command-execution",
+                "starts a command shell or a program the request chooses",
+                Strength::Critical,
+                &m,
+            );
+        } else {
+            add(
+                &mut caps,
+                "process-start",
+                "starts a fixed program",
+                Strength::Suspicious,
+                &m,
+            );
+        }
     }
     // The request names the path or the content of a write; a path built below a folder the
     // application names (an upload folder) is not the request's choice.
     let write = [&views.code, &views.collapsed].iter().find_map(|v| {
         WRITE_FROM_INPUT
             .find_iter(v)
-            .find(|m| !CONFINED.is_match(m.as_str()))
+            .find(|m| {
+                !is_confined(m.as_str())
+                    // A control's .Text or .Value is input only on a page with input controls.
+                    && (controls || m.as_str().to_ascii_lowercase().contains("request"))
+            })
             .map(|m| m.as_str().to_string())
     });
     if let Some(m) = write {
@@ -288,8 +341,6 @@ pub fn analyse(name: &str, bytes: &[u8]) -> PageCode {
             &m,
         );
     }
-    let is_input = |t: &str| REQUEST.is_match(t) || (controls && CONTROL_VALUE.is_match(t));
-    let taint = tainted(&views.collapsed, &is_input, false, false);
     // Web-method parameters are input too, but an updater or installer service of an
     // application lists and replaces its own files: only request data and form fields count.
     // An application's file manager (an editor's media browser) is confined to its own folder
@@ -388,7 +439,16 @@ pub fn analyse(name: &str, bytes: &[u8]) -> PageCode {
             &first,
         );
     }
-    if let Some(m) = views.find(&STUB).filter(|_| out.code_len < 400) {
+    // A type of the framework (`new System.Guid("…")`) hands control to nothing.
+    if let Some(m) = views
+        .find(&STUB)
+        .filter(|m| {
+            // The match starts with `new`; the type follows.
+            let ty = m.get(3..).unwrap_or("").trim_start();
+            !ty.starts_with("System") && !ty.starts_with("Microsoft")
+        })
+        .filter(|_| out.code_len < 400)
+    {
         add(
             &mut caps,
             "loader-stub",
@@ -489,3 +549,26 @@ pub fn analyse(name: &str, bytes: &[u8]) -> PageCode {
 
 #[cfg(test)]
 mod tests;
+
+/// The largest char boundary at or below `i`.
+fn floor_boundary(s: &str, mut i: usize) -> usize {
+    i = i.min(s.len());
+    while i > 0 && !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+/// A write of request data into a server page, in one place of the text: a file write, within a
+/// few lines a path ending in a script extension, and within a few lines after it request data
+/// written out.
+fn dropper(text: &str) -> Option<String> {
+    SCRIPT_PATH_LITERAL.find_iter(text).take(256).find_map(|p| {
+        let before = &text[floor_boundary(text, p.start().saturating_sub(200))..p.start()];
+        let after = &text[p.end()..floor_boundary(text, p.end() + 300)];
+        (FS_WRITE.is_match(before) || FS_WRITE.is_match(p.as_str()))
+            .then(|| WRITES_REQUEST.find(after))
+            .flatten()
+            .map(|w| format!("{} … {}", p.as_str(), w.as_str()))
+    })
+}

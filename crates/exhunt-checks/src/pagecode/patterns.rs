@@ -167,8 +167,19 @@ pattern!(
 );
 pattern!(STRING_LITERAL, r#""([^"\\\r\n]|\\.)*"|@"[^"]*""#);
 pattern!(IDENT, r"[A-Za-z_]\w*");
-// A path built below a folder the application names: `Server.MapPath("~/media/" + name)`.
-pattern!(CONFINED, r#"(?i)MapPath\s*\(\s*@?""#);
+pattern!(MAP_PATH, r"(?i)MapPath\s*\(");
+pattern!(
+    REQUEST_START,
+    r"(?i)\A((this|context|ctx|c|Context|HttpContext\s*\.\s*Current|Page)\s*\.\s*)?Request\b"
+);
+pattern!(
+    CMD_LITERAL,
+    r#"(?i)"[^"\r\n]{0,40}(cmd(\.exe)?|powershell(\.exe)?|/bin/sh|bash)\b[^"\r\n]{0,40}"|"\s*/c\s"#
+);
+pattern!(
+    SQL_XP_OFF,
+    r"(?i)sp_configure\s*'?\s*(xp_cmdshell|ole automation procedures)'?\s*,\s*0"
+);
 pattern!(
     SOCKET,
     r"(?i)\bTcpClient\b|\bnew\s+Socket\s*\(|\bTcpListener\b|\bUdpClient\b|\.\s*Connect\s*\(\s*new\s+IPEndPoint|\bSocket\s*\.\s*Connect"

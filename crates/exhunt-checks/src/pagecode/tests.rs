@@ -402,3 +402,65 @@ fn a_handler_whose_directive_has_no_name_is_still_code() {
     );
     assert_eq!(names(&h), ["command-execution"], "{h:?}");
 }
+
+#[test]
+fn review_near_misses_of_application_code() {
+    // A data-access class that only turns xp_cmdshell off, and a page that mentions it.
+    let harden = analyse(
+        "Harden.cs",
+        b"public static class Harden { public static void Run(SqlConnection c) { new SqlCommand(\"EXEC sp_configure 'xp_cmdshell', 0; RECONFIGURE\", c).ExecuteNonQuery(); } }",
+    );
+    assert!(!harden.malicious(), "{harden:?}");
+    let audit = analyse(
+        "audit.aspx",
+        b"<%@ Page Language=\"C#\" Inherits=\"Audit\" %><p>Check that xp_cmdshell is disabled.</p>",
+    );
+    assert!(!audit.malicious(), "{audit:?}");
+    // A C# helper named Execute, on a page that reads the query string.
+    let exec = analyse(
+        "stats.aspx",
+        b"<%@ Page Language=\"C#\" %><script runat=\"server\">void Execute(string s) { } void Page_Load() { Execute(\"UPDATE Stats SET Hits=Hits+1\"); var id = Request.QueryString[\"id\"]; }</script>",
+    );
+    assert!(!exec.malicious(), "{exec:?}");
+    // A GUID built from a hex string is not a loader stub.
+    let guid = analyse(
+        "g.aspx",
+        b"<% var id = new System.Guid(\"3f2504e04f8911d39a0c0305e82c3301\"); %>",
+    );
+    assert!(!guid.malicious(), "{guid:?}");
+    // A Razor view with a client-side eval, and a class registering one.
+    let razor = analyse(
+        "Index.cshtml",
+        b"@model Shop.Home\n<h1>@Model.Title</h1>\n<script>var o = eval('(' + json + ')');</script>",
+    );
+    assert!(!razor.malicious(), "{razor:?}");
+    let register = analyse(
+        "Page.cs",
+        b"class P : Page { void Load() { ClientScript.RegisterStartupScript(GetType(), \"k\", \"eval(\" + x + \")\", true); } }",
+    );
+    assert!(!register.malicious(), "{register:?}");
+    // An App_Code class starting a fixed converter.
+    let pdf = analyse(
+        "Pdf.cs",
+        b"public class Pdf { public static void Make(string html) { System.Diagnostics.Process.Start(\"wkhtmltopdf.exe\", \"in.html out.pdf\"); } }",
+    );
+    assert!(!pdf.malicious(), "{pdf:?}");
+    // An upload page that writes a message and redirects to a page: no dropper.
+    let upload = analyse(
+        "Upload.aspx",
+        b"<%@ Page Language=\"C#\" %><% Response.Write(Request.QueryString[\"msg\"]); %><script runat=\"server\">void Up(object s, EventArgs e) { f.SaveAs(Server.MapPath(\"~/up/\") + System.IO.Path.GetFileName(f.FileName)); Response.Redirect(\"list.aspx\"); }</script>",
+    );
+    assert!(!upload.malicious(), "{upload:?}");
+    // A media browser whose path goes through MapPath in a variable.
+    let media = analyse(
+        "media.ashx",
+        b"<%@ WebHandler Language=\"C#\" Class=\"M\" %>\npublic class M : IHttpHandler { public void ProcessRequest(HttpContext c) {\nstring p = \"~/media/\" + c.Request[\"p\"];\nforeach (var f in System.IO.Directory.GetFiles(c.Server.MapPath(p))) c.Response.Write(f);\nSystem.IO.File.Delete(c.Server.MapPath(p + \"/\" + c.Request[\"n\"])); }}",
+    );
+    assert!(!media.malicious(), "{media:?}");
+    // A logger appending a value that is not request data.
+    let log = analyse(
+        "log.aspx",
+        b"<%@ Page Language=\"C#\" %><% System.IO.File.AppendAllText(logPath, entry.Value); %>",
+    );
+    assert!(!log.malicious(), "{log:?}");
+}

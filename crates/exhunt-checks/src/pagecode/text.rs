@@ -48,7 +48,9 @@ pub fn decode_text(bytes: &[u8]) -> String {
 /// Which language a block of server code is written in, as far as the checks need it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Lang {
-    /// C#, VB.NET or unknown: `eval` is not a keyword.
+    /// C#: no `eval`, no VBScript `Execute`.
+    CSharp,
+    /// VB.NET, classic VBScript or unknown: `eval` is not a keyword of VB.NET.
     Compiled,
     /// JScript (.NET or classic): `eval(code, "unsafe")`.
     JScript,
@@ -61,6 +63,8 @@ pub(super) fn lang_of(attrs: &str) -> Option<Lang> {
     Some(
         if l.starts_with("js") || l.starts_with("jscript") || l.starts_with("javascript") {
             Lang::JScript
+        } else if l == "c#" || l == "cs" || l == "csharp" {
+            Lang::CSharp
         } else {
             Lang::Compiled
         },
@@ -81,8 +85,29 @@ pub(super) fn server_code(text: &str, ext: &str) -> (Vec<(String, Lang)>, bool) 
     let default = page_lang.unwrap_or(Lang::Compiled);
     let mut parts = Vec::new();
     match ext {
-        "cs" | "vb" | "cshtml" | "vbhtml" => {
-            parts.push((text.to_string(), default));
+        "cs" => {
+            parts.push((text.to_string(), Lang::CSharp));
+            return (parts, false);
+        }
+        "vb" => {
+            parts.push((text.to_string(), Lang::Compiled));
+            return (parts, false);
+        }
+        "cshtml" | "vbhtml" => {
+            // Razor: the file is code and markup; the browser's scripts are not server code.
+            let server = SCRIPT.replace_all(text, |c: &regex::Captures<'_>| {
+                if SERVER_ATTR.is_match(c.get(1).map_or("", |m| m.as_str())) {
+                    c[0].to_string()
+                } else {
+                    String::new()
+                }
+            });
+            let lang = if ext == "cshtml" {
+                Lang::CSharp
+            } else {
+                Lang::Compiled
+            };
+            parts.push((server.into_owned(), lang));
             return (parts, false);
         }
         "ashx" | "asmx" => {
@@ -219,7 +244,7 @@ pub(super) fn tainted(
         .captures_iter(code)
         .take(4096)
         .filter(|c| !whole || !c[2].contains('"'))
-        .filter(|c| !confined || !CONFINED.is_match(&c[2]))
+        .filter(|c| !confined || !is_confined(&c[2]))
         .map(|c| {
             (
                 c[1].to_string(),
@@ -261,7 +286,7 @@ pub(super) fn flows(
             .find(|&(i, c)| c == ';' || c == '\n' || i >= 200)
             .map_or(rest.len(), |(i, _)| i);
         let raw = &rest[..end];
-        if confined && CONFINED.is_match(raw) {
+        if confined && is_confined(raw) {
             return None;
         }
         let args = STRING_LITERAL.replace_all(raw, "");
@@ -316,4 +341,21 @@ pub(super) fn line_of(text: &str, snippet: &str) -> u64 {
         Some(i) => text[..i].bytes().filter(|&b| b == b'\n').count() as u64 + 1,
         None => 0,
     }
+}
+
+/// Whether a path expression is built through `Server.MapPath` from something other than the
+/// raw request: `MapPath("~/media/" + name)` or `MapPath(p)` stays below the application
+/// (ASP.NET refuses paths above it); `MapPath(Request["f"])` lets the request name any page of
+/// the site, which is how one-line uploaders drop their shells.
+pub(super) fn is_confined(expr: &str) -> bool {
+    MAP_PATH.find_iter(expr).any(|m| {
+        let rest = expr[m.end()..].trim_start();
+        !REQUEST_START.is_match(rest)
+    })
+}
+
+/// Code without its string literals: a literal is data (a client script registered from C#, an
+/// SQL statement, a message), not a call the server makes.
+pub(super) fn without_literals(code: &str) -> String {
+    STRING_LITERAL.replace_all(code, "\"\"").into_owned()
 }
