@@ -17,6 +17,7 @@ use exhunt_checks::{Engine, ScanOptions};
 use exhunt_report::{Format, TextOptions, render};
 use exhunt_sources::Limits;
 
+mod collect;
 mod probe;
 
 const EXIT_CODES: &str = "\
@@ -47,6 +48,11 @@ enum Command {
     /// --active, run the public detection checks) over the network, without exploiting.
     #[command(after_help = probe::PROBE_EXIT_CODES)]
     Probe(probe::ProbeArgs),
+    /// Make a triage package of a server's evidence (live system, mounted image or C:-like
+    /// folder): a zip with a manifest of original paths, times and SHA-256, that `scan` reads
+    /// as it would read the server; `--verify` checks one.
+    #[command(after_help = collect::COLLECT_EXIT_CODES)]
+    Collect(collect::CollectArgs),
     /// Show the built-in rules.
     Rules {
         #[command(subcommand)]
@@ -167,6 +173,7 @@ fn run(cli: Cli) -> Result<u8> {
         Command::Scan(args) => scan(args),
         Command::Report(args) => report(args),
         Command::Probe(args) => probe::probe(args),
+        Command::Collect(args) => collect::collect(args),
         Command::Rules { action } => rules(action),
     }
 }

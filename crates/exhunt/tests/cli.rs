@@ -14,6 +14,10 @@ mod common;
 #[path = "cli/outcomes.rs"]
 mod outcomes;
 
+// `exhunt collect`: the triage package (issue 16).
+#[path = "cli/collect.rs"]
+mod collect;
+
 fn examples() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
 }
