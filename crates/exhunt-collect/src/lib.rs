@@ -585,6 +585,8 @@ fn copy_one(
     progress: &Progress,
     export_dir: &Path,
 ) -> Result<Copied, zip::result::ZipError> {
+    #[cfg(test)]
+    tests::hook(&c.path, tests::Stage::Open);
     let (file, read_how) = match open_chosen(c, export_dir) {
         Ok(f) => f,
         Err(e) => return Ok(Copied::Failed(not_read(c, &e))),
@@ -638,6 +640,8 @@ fn copy_one(
         zw.start_file(c.member.as_str(), o)?;
         entry.member = Some(c.member.clone());
     }
+    #[cfg(test)]
+    tests::hook(&c.path, tests::Stage::Read);
     let mut hash = Sha256::new();
     let mut read = 0u64;
     let mut failure = None;

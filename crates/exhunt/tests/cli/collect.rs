@@ -234,3 +234,53 @@ fn a_size_limit_keeps_the_most_important_and_lists_the_rest() {
     let problems = v["servers"][0]["coverage"]["problems"].to_string();
     assert!(problems.contains("not in the package"), "{problems}");
 }
+
+#[test]
+fn an_unreadable_log_is_listed_and_the_package_is_incomplete() {
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("C");
+    super::common::copy_dir(&examples().join("compromised"), &src);
+    let locked = src
+        .join("Program Files/Microsoft/Exchange Server/V15/Logging/HttpProxy/Ecp")
+        .join("HttpProxy_2021030302-1.LOG");
+    let out_dir = tempfile::tempdir().unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(out_dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    let package = out_dir.path().join("p.zip");
+    let args = [
+        "collect".as_ref(),
+        src.as_os_str(),
+        "-o".as_ref(),
+        package.as_os_str(),
+    ];
+    let Some(out) = super::common::run_without_access(t.path(), &locked, &args) else {
+        eprintln!("skipped: cannot make a file unreadable here (root without setpriv)");
+        super::common::make_writable(t.path());
+        return;
+    };
+    super::common::make_writable(t.path());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("permission denied"), "{stderr}");
+    let mut z = zip::ZipArchive::new(std::fs::File::open(&package).unwrap()).unwrap();
+    let manifest: Value =
+        serde_json::from_reader(z.by_name("exhunt-manifest.json").unwrap()).unwrap();
+    let left = manifest["not_collected"].as_array().unwrap();
+    let entry = left
+        .iter()
+        .find(|n| n["original"] == locked.to_str().unwrap())
+        .expect("the locked log is listed");
+    assert_eq!(entry["evidence_lost"], true);
+    assert_eq!(entry["reason"], "permission denied");
+    // The other files are there, and a scan of the package names what it lacks.
+    assert!(manifest["files"].as_array().unwrap().len() > 100);
+    let (_, v) = scan(&package);
+    let problems = v["servers"][0]["coverage"]["problems"].to_string();
+    assert!(
+        problems.contains("HttpProxy_2021030302-1.LOG"),
+        "{problems}"
+    );
+}
