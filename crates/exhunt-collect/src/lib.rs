@@ -334,7 +334,7 @@ pub fn collect(opts: &CollectOptions, progress: &Progress) -> Result<Summary, Co
                 original: p.path.clone(),
                 what: "file or folder".into(),
                 reason: p.reason.clone(),
-                evidence_lost: p.evidence_lost,
+                evidence_lost: p.evidence_lost && !system_only(&p.path),
             })
             .collect(),
     };
@@ -509,6 +509,14 @@ pub fn collect(opts: &CollectOptions, progress: &Progress) -> Result<Summary, Co
         files_seen: sel.files_seen,
         not_collected: manifest.not_collected,
     })
+}
+
+/// Folders Windows keeps from administrators (restore points, the recycle bin): a live walk
+/// always meets them, and no Exchange or IIS evidence lives there, so they do not make a
+/// collection incomplete (they are still listed).
+fn system_only(path: &str) -> bool {
+    let lower = path.to_ascii_lowercase();
+    lower.contains("system volume information") || lower.contains("$recycle.bin")
 }
 
 /// `PACKAGE.zip.sha256`.
