@@ -109,7 +109,7 @@ pub fn inventory_with(target: &Path, limits: &Limits, unopened: Unopened<'_>) ->
         walk_dir(target, Some(limits), &mut inv, unopened);
     } else if is_zip_path(target) || sniff_zip(target) {
         inv.files_seen += 1;
-        list_zip(target, target.display().to_string(), limits, &mut inv);
+        list_zip(target, target.display().to_string(), limits, &mut inv, true);
     } else {
         inv.files_seen += 1;
         let name = target
@@ -225,7 +225,7 @@ fn walk_dir(root: &Path, zip_limits: Option<&Limits>, inv: &mut Inventory, unope
             && let Some(limits) = zip_limits
         {
             // The zip is an item (a staged archive is a finding) and a container.
-            list_zip(path, path.display().to_string(), limits, inv);
+            list_zip(path, path.display().to_string(), limits, inv, false);
         }
         inv.items.push(Item {
             display: path.display().to_string(),
@@ -273,7 +273,9 @@ fn member_components(name: &str) -> (Vec<String>, bool) {
     (comps, unsafe_name)
 }
 
-fn list_zip(path: &Path, display: String, limits: &Limits, inv: &mut Inventory) {
+/// Lists a zip's members. `package`: the zip is the target itself, so a collector's manifest in
+/// it is honoured; a zip found inside evidence (an attacker's archive) never renames its members.
+fn list_zip(path: &Path, display: String, limits: &Limits, inv: &mut Inventory, package: bool) {
     let file = match File::open(path) {
         Ok(f) => f,
         Err(e) => {
@@ -312,7 +314,12 @@ fn list_zip(path: &Path, display: String, limits: &Limits, inv: &mut Inventory) 
     let mut archive = archive;
     // A package written by `exhunt collect`: members are shown at their original paths and
     // times, and what the collector could not take is part of this target's coverage.
-    let origins = match crate::package::Origins::of(&mut archive) {
+    let found = if package {
+        crate::package::Origins::of(&mut archive)
+    } else {
+        None
+    };
+    let origins = match found {
         None => None,
         Some(Ok(o)) => {
             package_coverage(&o.manifest, inv);
@@ -544,6 +551,43 @@ fn limit_error(msg: String) -> io::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_manifest_renames_members_only_in_a_package_given_as_target() {
+        use std::io::Write as _;
+        let t = tempfile::tempdir().unwrap();
+        let zip_path = t.path().join("p.zip");
+        let mut zw = zip::ZipWriter::new(File::create(&zip_path).unwrap());
+        let o = zip::write::SimpleFileOptions::default();
+        zw.start_file("files/inetpub/wwwroot/x.aspx", o).unwrap();
+        zw.write_all(b"<%@ Page %>").unwrap();
+        let manifest = crate::package::Manifest {
+            format: crate::package::FORMAT.into(),
+            files: vec![crate::package::FileEntry {
+                original: r"C:\inetpub\wwwroot\x.aspx".into(),
+                member: Some("files/inetpub/wwwroot/x.aspx".into()),
+                modified: chrono::DateTime::from_timestamp(1_614_736_800, 0),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        zw.start_file(crate::package::MANIFEST_NAME, o).unwrap();
+        zw.write_all(&serde_json::to_vec(&manifest).unwrap())
+            .unwrap();
+        zw.finish().unwrap();
+        let inv = inventory(&zip_path, &Limits::default());
+        assert_eq!(inv.items.len(), 1);
+        assert_eq!(inv.items[0].display, r"C:\inetpub\wwwroot\x.aspx");
+        assert_eq!(inv.items[0].components, ["inetpub", "wwwroot", "x.aspx"]);
+        assert_eq!(inv.items[0].modified, Some(1_614_736_800));
+        // The same zip found inside evidence keeps its members' own names.
+        let inv = inventory(t.path(), &Limits::default());
+        assert!(
+            inv.items
+                .iter()
+                .any(|i| i.display.ends_with("p.zip!files/inetpub/wwwroot/x.aspx"))
+        );
+    }
 
     #[test]
     fn traversal_names_are_flagged() {
