@@ -19,6 +19,7 @@ use exhunt_model::{
 use exhunt_rules::{RulePack, RulesError};
 use exhunt_sources::decode::{TextEncoding, sniff, utf8_reader};
 use exhunt_sources::inventory::io_reason;
+use exhunt_sources::webroots::not_an_application;
 use exhunt_sources::{
     Classification, Item, ItemSource, Limits, LogFormat, LogReader, Opener, ReadStats, Record,
     Schema, SchemaCheck, Visit, classify, inventory_with,
@@ -527,14 +528,8 @@ impl Engine {
 
     fn scan_server(&self, target: &std::path::Path) -> Vec<ServerResult> {
         let deep = self.opts.deep;
-        let unopened = move |c: &[String]| {
-            !deep
-                && matches!(classify(c, b"", "", false), Classification::Skipped(_))
-                && !exhunt_sources::classify::worth_sniffing(c)
-                // Scripts are listed wherever they are: the web roots are known only once the
-                // walk has found the IIS configuration and the web.config files.
-                && !exhunt_sources::webroots::is_server_script(c)
-        };
+        // The same rule `collect` lists files by (exhunt_sources::locations).
+        let unopened = move |c: &[String]| exhunt_sources::classify::left_unopened(c, deep);
         let t0 = std::time::Instant::now();
         let inv = inventory_with(target, &self.opts.limits, &unopened);
         tracing::debug!(
@@ -1577,14 +1572,6 @@ impl Engine {
     ) -> Vec<YaraHit> {
         Vec::new()
     }
-}
-
-/// Folders with a `web.config` that are not applications anyone serves by default: the .NET
-/// Framework's own configuration and admin tool, the component store, compiled copies.
-fn not_an_application(c: &[String]) -> bool {
-    c.windows(2)
-        .any(|w| w[0] == "windows" && (w[1] == "microsoft.net" || w[1] == "winsxs"))
-        || c.iter().any(|d| d == "temporary asp.net files")
 }
 
 fn decode_head(head: &[u8], enc: TextEncoding) -> String {

@@ -92,37 +92,17 @@ pub fn worth_sniffing(components: &[String]) -> bool {
         || in_staging_place(components)
 }
 
-/// Whether a path (lower-cased components) lies in a folder IIS serves on an Exchange server,
-/// where web shells are dropped (research spec §5).
-pub fn in_web_root(c: &[String]) -> bool {
-    let dirs = &c[..c.len().saturating_sub(1)];
-    let seq = |a: &str, b: &str| dirs.windows(2).any(|w| w[0] == a && w[1] == b);
-    let seq3 =
-        |a: &str, b: &str, d: &str| dirs.windows(3).any(|w| w[0] == a && w[1] == b && w[2] == d);
-    seq("inetpub", "wwwroot")
-        || dirs
-            .iter()
-            .any(|d| d == "aspnet_client" || d == "temporary asp.net files")
-        || seq3("httpproxy", "owa", "auth")
-        || seq3("httpproxy", "ecp", "auth")
-        || seq("httpproxy", "oab")
-}
+pub use crate::locations::{in_staging_place, in_web_root, is_archive_name};
 
-/// Archive file names.
-pub fn is_archive_name(name: &str) -> bool {
-    [".zip", ".7z", ".rar", ".cab", ".tar", ".gz", ".tgz"]
-        .iter()
-        .any(|e| name.ends_with(e))
-}
-
-/// Places attackers stage data for exfiltration (spec §6): ProgramData, `C:\root`, temp folders,
-/// web roots.
-pub fn in_staging_place(c: &[String]) -> bool {
-    let dirs = &c[..c.len().saturating_sub(1)];
-    dirs.iter()
-        .any(|d| d == "programdata" || d == "temp" || d == "tmp")
-        || dirs.first().is_some_and(|d| d == "root")
-        || in_web_root(c)
+/// Whether the scanner leaves a file unopened (only counted per folder) on its path alone:
+/// neither its path claims it, nor may it be a log or dump by content, nor is it a script that
+/// a web root may serve (the web roots are known only once the walk has found the IIS
+/// configuration and the `web.config` files). With `deep`, every file is opened.
+pub fn left_unopened(c: &[String], deep: bool) -> bool {
+    !deep
+        && matches!(classify(c, b"", "", false), Classification::Skipped(_))
+        && !worth_sniffing(c)
+        && !crate::webroots::is_server_script(c)
 }
 
 fn by_content(head: &str) -> Option<Classification> {
@@ -185,34 +165,7 @@ fn strip_prefix_ci<'a>(line: &'a str, prefix: &str) -> Option<&'a str> {
 }
 
 fn by_path(c: &[String]) -> Option<ArtefactKind> {
-    let name = c.last()?;
-    if name.ends_with(".evtx") {
-        return Some(ArtefactKind::Evtx);
-    }
-    let is_log = name.ends_with(".log");
-    if !is_log {
-        return None;
-    }
-    let dirs = &c[..c.len() - 1];
-    let has = |s: &str| dirs.iter().any(|d| d == s);
-    let after = |a: &str, b: &str| dirs.windows(2).any(|w| w[0] == a && w[1] == b);
-    if has("powershell-proxy") || name.starts_with("rps_http_") {
-        return Some(ArtefactKind::RpsHttpLog);
-    }
-    if has("httpproxy") || name.starts_with("httpproxy_") {
-        return Some(ArtefactKind::HttpProxyLog);
-    }
-    if after("ecp", "server") || name.starts_with("ecpserver") {
-        return Some(ArtefactKind::EcpServerLog);
-    }
-    if has("oabgeneratorlog") || name.starts_with("oabgenerator") {
-        return Some(ArtefactKind::OabGeneratorLog);
-    }
-    if dirs.iter().any(|d| d.starts_with("w3svc")) || (name.starts_with("u_ex") && name.len() <= 16)
-    {
-        return Some(ArtefactKind::IisLog);
-    }
-    None
+    crate::locations::log_kind_by_path(c)
 }
 
 #[cfg(test)]

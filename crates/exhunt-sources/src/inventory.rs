@@ -106,10 +106,10 @@ pub fn inventory_with(target: &Path, limits: &Limits, unopened: Unopened<'_>) ->
         }
     };
     if meta.is_dir() {
-        walk_dir(target, limits, &mut inv, unopened);
+        walk_dir(target, Some(limits), &mut inv, unopened);
     } else if is_zip_path(target) || sniff_zip(target) {
         inv.files_seen += 1;
-        list_zip(target, target.display().to_string(), limits, &mut inv);
+        list_zip(target, target.display().to_string(), limits, &mut inv, true);
     } else {
         inv.files_seen += 1;
         let name = target
@@ -137,7 +137,15 @@ fn problem(path: String, reason: String, evidence_lost: bool) -> CoverageEntry {
     }
 }
 
-fn walk_dir(root: &Path, limits: &Limits, inv: &mut Inventory, unopened: Unopened<'_>) {
+/// The files of a folder as [`inventory_with`] lists them, without listing the members of the
+/// zip archives found (a collection copies an archive whole).
+pub fn files_of(root: &Path, unopened: Unopened<'_>) -> Inventory {
+    let mut inv = Inventory::default();
+    walk_dir(root, None, &mut inv, unopened);
+    inv
+}
+
+fn walk_dir(root: &Path, zip_limits: Option<&Limits>, inv: &mut Inventory, unopened: Unopened<'_>) {
     // Unsorted: sorting each folder's entries by name cost more than the rest of the walk
     // (walkdir parses the path of both entries for every comparison). The items are put in
     // order once at the end instead, so output stays deterministic.
@@ -213,9 +221,11 @@ fn walk_dir(root: &Path, limits: &Limits, inv: &mut Inventory, unopened: Unopene
         // No stat here: a walk of a whole C: image must cost what `find` costs. Size and times
         // are read (Item::metadata) only for the files a scan opens.
         let (size, modified) = (0, None);
-        if is_zip_path(path) {
+        if is_zip_path(path)
+            && let Some(limits) = zip_limits
+        {
             // The zip is an item (a staged archive is a finding) and a container.
-            list_zip(path, path.display().to_string(), limits, inv);
+            list_zip(path, path.display().to_string(), limits, inv, false);
         }
         inv.items.push(Item {
             display: path.display().to_string(),
@@ -263,7 +273,9 @@ fn member_components(name: &str) -> (Vec<String>, bool) {
     (comps, unsafe_name)
 }
 
-fn list_zip(path: &Path, display: String, limits: &Limits, inv: &mut Inventory) {
+/// Lists a zip's members. `package`: the zip is the target itself, so a collector's manifest in
+/// it is honoured; a zip found inside evidence (an attacker's archive) never renames its members.
+fn list_zip(path: &Path, display: String, limits: &Limits, inv: &mut Inventory, package: bool) {
     let file = match File::open(path) {
         Ok(f) => f,
         Err(e) => {
@@ -300,6 +312,28 @@ fn list_zip(path: &Path, display: String, limits: &Limits, inv: &mut Inventory) 
         ));
     }
     let mut archive = archive;
+    // A package written by `exhunt collect`: members are shown at their original paths and
+    // times, and what the collector could not take is part of this target's coverage.
+    let found = if package {
+        crate::package::Origins::of(&mut archive)
+    } else {
+        None
+    };
+    let origins = match found {
+        None => None,
+        Some(Ok(o)) => {
+            package_coverage(&o.manifest, inv);
+            Some(o)
+        }
+        Some(Err(reason)) => {
+            inv.problems.push(problem(
+                display.clone(),
+                format!("{reason}; read as a plain zip"),
+                false,
+            ));
+            None
+        }
+    };
     for index in 0..total.min(limits.max_zip_entries) {
         let member = match archive.by_index_raw(index) {
             Ok(m) => m,
@@ -315,10 +349,24 @@ fn list_zip(path: &Path, display: String, limits: &Limits, inv: &mut Inventory) 
         if member.is_dir() {
             continue;
         }
-        inv.files_seen += 1;
         let name = String::from_utf8_lossy(member.name_raw()).into_owned();
-        let member_display = format!("{display}!{name}");
-        let (components, unsafe_name) = member_components(&name);
+        let mut origin = None;
+        let mut components_of = name.as_str();
+        if let Some(o) = &origins {
+            if name == crate::package::MANIFEST_NAME {
+                continue;
+            }
+            if let Some(rest) = name.strip_prefix(crate::package::FILES_PREFIX) {
+                components_of = rest;
+                origin = o.members.get(&name);
+            }
+        }
+        inv.files_seen += 1;
+        let member_display = match origin {
+            Some((original, _)) => original.clone(),
+            None => format!("{display}!{name}"),
+        };
+        let (components, unsafe_name) = member_components(components_of);
         if unsafe_name {
             inv.problems.push(problem(
                 member_display.clone(),
@@ -352,6 +400,10 @@ fn list_zip(path: &Path, display: String, limits: &Limits, inv: &mut Inventory) 
                 })
                 .map(|t| t.and_utc().timestamp())
         });
+        let modified = match origin {
+            Some((_, t)) => *t,
+            None => modified,
+        };
         inv.items.push(Item {
             display: member_display,
             components,
@@ -364,6 +416,27 @@ fn list_zip(path: &Path, display: String, limits: &Limits, inv: &mut Inventory) 
                 archive_budget: budget.clone(),
             },
         });
+    }
+}
+
+/// What a package's manifest says the collector did not take: one ledger line per file.
+fn package_coverage(m: &crate::package::Manifest, inv: &mut Inventory) {
+    for n in &m.not_collected {
+        inv.problems.push(problem(
+            n.original.clone(),
+            format!("not in the package ({}): {}", n.what, n.reason),
+            n.evidence_lost,
+        ));
+    }
+    for f in &m.metadata_only {
+        inv.problems.push(problem(
+            f.original.clone(),
+            format!(
+                "in the package as metadata only ({}: {} bytes, SHA-256 {}): content not read",
+                f.what, f.size, f.sha256
+            ),
+            false,
+        ));
     }
 }
 
@@ -478,6 +551,43 @@ fn limit_error(msg: String) -> io::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_manifest_renames_members_only_in_a_package_given_as_target() {
+        use std::io::Write as _;
+        let t = tempfile::tempdir().unwrap();
+        let zip_path = t.path().join("p.zip");
+        let mut zw = zip::ZipWriter::new(File::create(&zip_path).unwrap());
+        let o = zip::write::SimpleFileOptions::default();
+        zw.start_file("files/inetpub/wwwroot/x.aspx", o).unwrap();
+        zw.write_all(b"<%@ Page %>").unwrap();
+        let manifest = crate::package::Manifest {
+            format: crate::package::FORMAT.into(),
+            files: vec![crate::package::FileEntry {
+                original: r"C:\inetpub\wwwroot\x.aspx".into(),
+                member: Some("files/inetpub/wwwroot/x.aspx".into()),
+                modified: chrono::DateTime::from_timestamp(1_614_736_800, 0),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        zw.start_file(crate::package::MANIFEST_NAME, o).unwrap();
+        zw.write_all(&serde_json::to_vec(&manifest).unwrap())
+            .unwrap();
+        zw.finish().unwrap();
+        let inv = inventory(&zip_path, &Limits::default());
+        assert_eq!(inv.items.len(), 1);
+        assert_eq!(inv.items[0].display, r"C:\inetpub\wwwroot\x.aspx");
+        assert_eq!(inv.items[0].components, ["inetpub", "wwwroot", "x.aspx"]);
+        assert_eq!(inv.items[0].modified, Some(1_614_736_800));
+        // The same zip found inside evidence keeps its members' own names.
+        let inv = inventory(t.path(), &Limits::default());
+        assert!(
+            inv.items
+                .iter()
+                .any(|i| i.display.ends_with("p.zip!files/inetpub/wwwroot/x.aspx"))
+        );
+    }
 
     #[test]
     fn traversal_names_are_flagged() {

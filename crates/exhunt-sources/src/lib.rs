@@ -19,6 +19,8 @@ pub mod evtx;
 pub mod export;
 pub mod inventory;
 pub mod limits;
+pub mod locations;
+pub mod package;
 pub mod platform;
 pub mod reader;
 pub mod record;

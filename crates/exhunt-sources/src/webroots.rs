@@ -280,6 +280,14 @@ impl WebRoots {
     }
 }
 
+/// Folders with a `web.config` that are not applications anyone serves by default: the .NET
+/// Framework's own configuration and admin tool, the component store, compiled copies.
+pub fn not_an_application(c: &[String]) -> bool {
+    c.windows(2)
+        .any(|w| w[0] == "windows" && (w[1] == "microsoft.net" || w[1] == "winsxs"))
+        || c.iter().any(|d| d == "temporary asp.net files")
+}
+
 /// File names whose content is server code IIS runs, or carries it: the scripts of a web root.
 pub fn is_server_script(components: &[String]) -> bool {
     let name = components.last().map(String::as_str).unwrap_or("");

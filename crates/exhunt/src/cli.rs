@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use exhunt_report::Format;
 
-use crate::commands::probe;
+use crate::commands::{collect, probe};
 
 pub(crate) const EXIT_CODES: &str = "\
 Exit codes:
@@ -36,6 +36,11 @@ pub(crate) enum Command {
     /// --active, run the public detection checks) over the network, without exploiting.
     #[command(after_help = probe::PROBE_EXIT_CODES)]
     Probe(probe::ProbeArgs),
+    /// Make a triage package of a server's evidence (live system, mounted image or C:-like
+    /// folder): a zip with a manifest of original paths, times and SHA-256, that `scan` reads
+    /// as it would read the server; `--verify` checks one.
+    #[command(after_help = collect::COLLECT_EXIT_CODES)]
+    Collect(collect::CollectArgs),
     /// Show the built-in rules.
     Rules {
         #[command(subcommand)]

@@ -21,6 +21,7 @@ fn main() -> ExitCode {
         Command::Scan(args) => commands::scan::scan(args),
         Command::Report(args) => commands::report::report(args),
         Command::Probe(args) => commands::probe::probe(args),
+        Command::Collect(args) => commands::collect::collect(args),
         Command::Rules { action } => commands::rules::rules(action),
     };
     match run {

@@ -20,6 +20,10 @@ mod hostile;
 #[path = "cli/snapshots.rs"]
 mod snapshots;
 
+// `exhunt collect`: the triage package (issue 16).
+#[path = "cli/collect.rs"]
+mod collect;
+
 fn examples() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
 }

@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub(crate) mod collect;
 pub(crate) mod probe;
 pub(crate) mod report;
 pub(crate) mod rules;
