@@ -296,7 +296,7 @@ fn twins(findings: &mut [Finding], spans: &[ProxySpan]) {
                 g.evidence.line,
                 g.title
             );
-        } else if f.rule_id == "EXH-PL-4" && f.stage == Stage::ExploitSuccess {
+        } else if f.rule_id == "EXH-PL-4" && f.stage == Stage::ExploitSuccess && ssrf_shape(f) {
             let url = f.entities.url.clone().unwrap_or_default();
             let f = &mut findings[i];
             if covered(spans, t, &url) {
@@ -314,6 +314,18 @@ fn twins(findings: &mut [Finding], spans: &[ProxySpan]) {
             }
         }
     }
+}
+
+/// Whether a request finding is a shape of the exploit's SSRF, which a patched build or the
+/// HttpProxy view can overrule. EXH-PL-4 also names POSTs to the OWA theme resources, where the
+/// HAFNIUM operators reached web shells they had planted: a shell planted before the update
+/// still answers after it, so neither the build nor the HttpProxy log says anything about it.
+fn ssrf_shape(f: &Finding) -> bool {
+    !(f.rule_id == "EXH-PL-4"
+        && f.entities.url.as_deref().is_some_and(|u| {
+            u.to_ascii_lowercase()
+                .starts_with("/owa/auth/current/themes/resources/")
+        }))
 }
 
 /// The build the server ran at `t`: the last one first seen at or before `t`.
@@ -337,6 +349,7 @@ fn rule_out_by_build(findings: &mut [Finding], ctx: &Context<'_>) -> HashSet<usi
         if !REQUEST_RULES.contains(&f.rule_id.as_str())
             || f.stage != Stage::ExploitSuccess
             || !EXPLOITED.contains(&f.campaign)
+            || !ssrf_shape(f)
         {
             continue;
         }

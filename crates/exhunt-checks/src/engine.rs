@@ -753,6 +753,12 @@ impl Engine {
         let mut per_rule: HashMap<String, usize> = HashMap::new();
         let mut suppressed: BTreeMap<String, u64> = BTreeMap::new();
         findings.retain(|f| {
+            // The cap is for noise (mass scanning, attempts): a finding that shows success or
+            // persistence is never dropped, or a real exploit after a thousand failed attempts
+            // would vanish from the verdict.
+            if f.stage.is_compromise() {
+                return true;
+            }
             let n = per_rule.entry(f.rule_id.clone()).or_default();
             *n += 1;
             if *n > MAX_FINDINGS_PER_RULE {

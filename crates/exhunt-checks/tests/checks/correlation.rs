@@ -628,3 +628,103 @@ fn builds_rule_out_campaigns_and_checkers_are_scans() {
         VerdictKind::Compromised
     );
 }
+
+/// A shell planted before the update still answers after it: a POST to an OWA theme resource
+/// (the HAFNIUM access pattern of EXH-PL-4) is neither overruled by a fixed build nor by an OWA
+/// HttpProxy log that shows no SSRF: it is not an SSRF.
+#[test]
+fn web_shell_use_through_owa_theme_resources_after_the_patch_is_not_downgraded() {
+    let t = tempfile::tempdir().unwrap();
+    write(
+        t.path(),
+        &format!("{IIS}/u_ex210320.log"),
+        &iis_file(
+            "2021-03-20 00:00:00",
+            &["2021-03-20 11:02:05 10.1.0.10 POST /owa/auth/Current/themes/resources/a.aspx - 443 - 192.0.2.66 Mozilla/5.0 - 200 0 0 31"
+                .into()],
+        ),
+    );
+    write(
+        t.path(),
+        "Program Files/Microsoft/Exchange Server/V15/Logging/HttpProxy/Owa/HttpProxy_2021032000-1.LOG",
+        &proxy_file(
+            "15.01.2176.009",
+            "2021-03-20T00:00:00.000Z",
+            &[
+                proxy(&[
+                    ("DateTime", "2021-03-20T00:00:01.000Z"),
+                    ("UrlStem", "/owa/"),
+                    ("HttpStatus", "200"),
+                ]),
+                proxy(&[
+                    ("DateTime", "2021-03-20T23:59:01.000Z"),
+                    ("UrlStem", "/owa/"),
+                    ("HttpStatus", "200"),
+                ]),
+            ],
+        ),
+    );
+    let s = scan(t.path());
+    let f = s
+        .findings
+        .iter()
+        .find(|f| f.rule_id == "EXH-PL-4")
+        .unwrap_or_else(|| panic!("{}", show(&s)));
+    assert!(f.stage.is_compromise(), "{}", show(&s));
+    assert!(!f.title.contains("not vulnerable"), "{}", f.title);
+    assert!(!f.title.contains("shows no SSRF"), "{}", f.title);
+}
+
+/// The per-rule cap is for noise: a real SSRF success after more than a thousand failed
+/// autodiscover attempts of the same rule is kept, and the server is compromised.
+#[test]
+fn a_success_after_a_thousand_attempts_is_not_capped_away() {
+    let t = tempfile::tempdir().unwrap();
+    let mut lines: Vec<String> = (0..1100)
+        .map(|i| {
+            proxy(&[
+                (
+                    "DateTime",
+                    &format!("2021-03-03T01:{:02}:{:02}.000Z", i / 60 % 60, i % 60),
+                ),
+                ("UrlStem", "/ecp/y.js"),
+                (
+                    "AnchorMailbox",
+                    "ServerInfo~a]@ex01.contoso.local:444/autodiscover/autodiscover.xml?#",
+                ),
+                ("ClientIpAddress", "192.0.2.66"),
+                ("HttpStatus", "200"),
+                ("Method", "POST"),
+            ])
+        })
+        .collect();
+    lines.push(proxy(&[
+        ("DateTime", "2021-03-03T02:14:05.000Z"),
+        ("UrlStem", "/ecp/y.js"),
+        (
+            "AnchorMailbox",
+            "ServerInfo~a]@ex01.contoso.local:444/mapi/emsmdb/?#",
+        ),
+        ("ClientIpAddress", "192.0.2.66"),
+        ("HttpStatus", "200"),
+        ("Method", "POST"),
+    ]));
+    write(
+        t.path(),
+        &format!("{PROXY_ECP}/HttpProxy_2021030301-1.LOG"),
+        &proxy_file("15.01.2176.002", "2021-03-03T01:00:00.000Z", &lines),
+    );
+    let s = scan(t.path());
+    assert!(
+        s.findings
+            .iter()
+            .any(|f| f.rule_id == "EXH-PL-1" && f.stage == Stage::ExploitSuccess),
+        "{}",
+        show(&s)
+    );
+    assert_eq!(
+        verdict(&s, Campaign::ProxyLogon).verdict,
+        VerdictKind::Compromised
+    );
+    assert!(s.suppressed.iter().any(|c| c.rule_id == "EXH-PL-1"));
+}
