@@ -288,11 +288,16 @@ pub fn analyse(name: &str, bytes: &[u8]) -> PageCode {
         // Request data reaches it (through an assignment, or on a page that takes input and
         // runs it inline: parameters of the page's own functions are not followed), it names a
         // shell, or the code hides itself in Base64.
+        // For a process, a control's value counts as input even where the page does not
+        // declare the control (a copied shell whose form was cut). An executable decoded from
+        // Base64 and started is a dropper.
         let source_file = matches!(ext.as_str(), "cs" | "vb");
+        let loose = |t: &str| REQUEST.is_match(t) || CONTROL_VALUE.is_match(t);
+        let loose_taint = tainted(&views.collapsed, &loose, false, false);
         let shell = views.has(&CMD_LITERAL)
-            || flows(&views.collapsed, &PROCESS, &taint, &is_input, false).is_some()
+            || flows(&views.collapsed, &PROCESS, &loose_taint, &loose, false).is_some()
             || (input && !source_file)
-            || !views.decoded.is_empty();
+            || encoded;
         if shell {
             add(
                 &mut caps,
