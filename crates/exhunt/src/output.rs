@@ -61,21 +61,25 @@ pub(crate) fn write_result(
     Ok(())
 }
 
+/// A progress bar on stderr with exhunt's style and the given counter template.
+pub(crate) fn bar(counters: &str) -> indicatif::ProgressBar {
+    let bar =
+        indicatif::ProgressBar::with_draw_target(Some(0), indicatif::ProgressDrawTarget::stderr());
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(&format!(
+            "{{spinner}} {{elapsed_precise}} [{{wide_bar}}] {counters} {{msg}}"
+        ))
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar
+}
+
 pub(crate) fn spawn_progress(
     p: Arc<exhunt_checks::Progress>,
     done: Arc<AtomicBool>,
 ) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
-        let bar = indicatif::ProgressBar::with_draw_target(
-            Some(0),
-            indicatif::ProgressDrawTarget::stderr(),
-        );
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{spinner} {elapsed_precise} [{wide_bar}] {pos}/{len} files {msg}",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
+        let bar = bar("{pos}/{len} files");
         while !done.load(Ordering::Relaxed) {
             bar.set_length(p.files_total.load(Ordering::Relaxed));
             bar.set_position(p.files_done.load(Ordering::Relaxed));

@@ -203,16 +203,7 @@ fn verify(package: &std::path::Path, quiet: bool) -> Result<u8> {
 
 fn spawn_progress(p: Arc<Progress>, done: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
-        let bar = indicatif::ProgressBar::with_draw_target(
-            Some(0),
-            indicatif::ProgressDrawTarget::stderr(),
-        );
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{spinner} {elapsed_precise} [{wide_bar}] {bytes}/{total_bytes} {msg}",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
+        let bar = crate::output::bar("{bytes}/{total_bytes}");
         while !done.load(Ordering::Relaxed) {
             let total = p.files_total.load(Ordering::Relaxed);
             bar.set_length(p.bytes_total.load(Ordering::Relaxed));
