@@ -223,11 +223,14 @@ fn protocol_of(url: &str) -> String {
     }
 }
 
+/// Whether an HttpProxy log of the request's protocol covers `t`. A file whose protocol is not
+/// known (copied flat, out of its `HttpProxy\<protocol>` folder) covers nothing: an
+/// Autodiscover log would otherwise silence an ECP request it could never have held.
 fn covered(spans: &[ProxySpan], t: Timestamp, url: &str) -> bool {
     let proto = protocol_of(url);
     let slack = Duration::seconds(1);
     spans.iter().any(|s| {
-        s.protocol.as_deref().is_none_or(|p| p == proto)
+        s.protocol.as_deref() == Some(proto.as_str())
             && s.first.is_some_and(|f| f - slack <= t)
             && s.last.is_some_and(|l| t <= l + slack)
     })

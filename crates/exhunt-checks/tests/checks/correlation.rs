@@ -349,6 +349,12 @@ fn iis_only_success_needs_the_httpproxy_view_to_be_missing() {
     let s = scan(t.path());
     let f = s.findings.iter().find(|f| f.rule_id == "EXH-PL-4").unwrap();
     assert_eq!(f.stage, Stage::ExploitSuccess, "{}", show(&s));
+    // Nor does a copy taken out of its protocol folder (a flat triage folder): whose protocol
+    // it held is unknown.
+    write(t.path(), "copied/HttpProxy_2021030300-1.LOG", &ecp_cover);
+    let s = scan(t.path());
+    let f = s.findings.iter().find(|f| f.rule_id == "EXH-PL-4").unwrap();
+    assert_eq!(f.stage, Stage::ExploitSuccess, "{}", show(&s));
     // The ECP HttpProxy log covers it and has no SSRF row for it: an attempt, outcome unknown.
     write(
         t.path(),
