@@ -1,0 +1,588 @@
+//! The scan engine: inventory → classify → read with prefilters → check → correlate → judge.
+//!
+//! Files are processed in parallel on a rayon pool (the caller sets its size); a worker never
+//! prints: it returns a [`FileOutcome`] and bumps the shared [`Progress`] counters, which the
+//! binary draws. Memory per worker is one read block plus one line, whatever the file size; what
+//! grows with the input is only the findings list (capped per rule) and the coverage ledger.
+//!
+//! One file per stage: this module holds the options, the progress counters, the engine and its
+//! rule loading; `server` runs one server from walk to verdict; `webroots` finds the served
+//! folders; `read` opens and reads one item (logs, EVTX, exports, one large log on all cores);
+//! `facts` judges a file looked at whole (hashes, YARA, page analysis); `helpers` the rest.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{Cursor, Read};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use chrono::Utc;
+use exhunt_model::{
+    ArtefactKind, BuildSeen, Coverage, CoverageEntry, Finding, KindCoverage, SCHEMA_VERSION,
+    ScanResult, ScanSettings, ServerResult, SuppressedCount, Timestamp, ToolInfo, VerdictKind,
+};
+use exhunt_rules::{RulePack, RulesError};
+use exhunt_sources::decode::{TextEncoding, sniff, utf8_reader};
+use exhunt_sources::inventory::io_reason;
+use exhunt_sources::webroots::not_an_application;
+use exhunt_sources::{
+    Classification, Item, ItemSource, Limits, LogFormat, LogReader, Opener, ReadStats, Record,
+    Schema, SchemaCheck, Visit, classify, inventory_with,
+};
+use rayon::prelude::*;
+
+use crate::check::{Emitter, LineCheck};
+use crate::events::EventChecker;
+use crate::files::{FileFacts, FileJudge, YaraHit};
+use crate::ioc::{HafniumIps, HafniumUserAgents};
+use crate::proxylogon::{
+    BackEndCookie, EcpVirtualDirectory, IisRequestPatterns, OabDownloadPath, ServerInfoAnchor,
+};
+use crate::webshell::{KnownShellRequests, UrlSource, WebShellRequests, url_of_written_path};
+use crate::{story, verdict};
+
+/// Findings stored per rule and server; more are counted, not stored.
+pub const MAX_FINDINGS_PER_RULE: usize = 1000;
+
+/// Why a file was not opened.
+const NOT_OPENED: &str = "not opened: neither its name nor its place suggests a log, dump or web file (--deep reads every file)";
+
+/// Plain logs at least this large are read in chunks on every thread (see `Engine::read_big`).
+const BIG_FILE: u64 = 64 << 20;
+
+/// Size of a chunk of a large log.
+const CHUNK: u64 = 16 << 20;
+
+/// Bytes of a file read to recognise it.
+const HEAD: usize = 8192;
+
+/// Largest zip member read into memory for YARA (plain files are memory-mapped by yara-x
+/// instead); a larger member is hashed but not YARA-scanned, and the ledger says so.
+const MAX_MEMBER_SCAN: u64 = 64 << 20;
+
+/// Largest EVTX zip member read into memory (the parser needs to seek); Windows caps a log at
+/// 4 GiB, triage collections rarely ship logs over a few hundred megabytes.
+const MAX_EVTX_MEMBER: u64 = 2 << 30;
+
+/// Largest plain file whose bytes are kept from the hashing read for the YARA scan.
+const KEEP_FOR_YARA: u64 = 4 << 20;
+
+/// Largest file whose content is hashed and YARA-scanned. Web shells are kilobytes; a larger file
+/// in a web root still gets its name and magic checked, and the ledger says its content was not.
+pub const MAX_CONTENT: u64 = 256 << 20;
+
+/// Progress counters, updated by workers and read by the display.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Files to look at.
+    pub files_total: AtomicU64,
+    /// Files done.
+    pub files_done: AtomicU64,
+    /// Bytes read so far.
+    pub bytes_done: AtomicU64,
+    /// Findings so far.
+    pub findings: AtomicU64,
+}
+
+/// Options of a scan.
+#[derive(Debug, Clone, Default)]
+pub struct ScanOptions {
+    /// Only records at or after this time.
+    pub since: Option<Timestamp>,
+    /// Only records before this time.
+    pub until: Option<Timestamp>,
+    /// Exchange install path (as it is on the server, e.g. `D:\Exchange\V15`).
+    pub exchange_path: Option<String>,
+    /// Resource limits.
+    pub limits: Limits,
+    /// Look at every file, not only web roots, dumps and staged archives.
+    pub deep: bool,
+    /// External YARA rule folders or files (`--yara`).
+    pub yara: Vec<PathBuf>,
+    /// User IOC feeds (`--ioc`).
+    pub ioc: Vec<PathBuf>,
+    /// Sigma rule folders or files (`--sigma`).
+    pub sigma: Vec<PathBuf>,
+}
+
+/// The format each kind is read with; `None` for kinds this version recognises but does not read.
+pub fn format_of(kind: ArtefactKind) -> Option<LogFormat> {
+    match kind {
+        ArtefactKind::HttpProxyLog | ArtefactKind::EcpServerLog | ArtefactKind::RpsHttpLog => {
+            Some(LogFormat::ExchangeCsv)
+        }
+        ArtefactKind::IisLog => Some(LogFormat::W3c),
+        ArtefactKind::OabGeneratorLog => Some(LogFormat::Text),
+        ArtefactKind::Evtx
+        | ArtefactKind::EventExport
+        | ArtefactKind::WebFile
+        | ArtefactKind::IisConfig
+        | ArtefactKind::MemoryDump
+        | ArtefactKind::Archive
+        | ArtefactKind::File => None,
+    }
+}
+
+struct KindReader {
+    kind: ArtefactKind,
+    reader: LogReader,
+    checks: Vec<usize>,
+}
+
+/// A set of checks with one prefilter reader per kind.
+struct CheckSet {
+    checks: Vec<Box<dyn LineCheck>>,
+    readers: Vec<KindReader>,
+}
+
+impl CheckSet {
+    fn new(checks: Vec<Box<dyn LineCheck>>, limits: Limits) -> CheckSet {
+        let mut readers = Vec::new();
+        for kind in ArtefactKind::ALL {
+            let Some(format) = format_of(kind) else {
+                continue;
+            };
+            let idx: Vec<usize> = (0..checks.len())
+                .filter(|&i| checks[i].kinds().contains(&kind))
+                .collect();
+            if idx.is_empty() {
+                continue;
+            }
+            let mut lits: Vec<String> = idx
+                .iter()
+                .flat_map(|&i| checks[i].prefilter(kind))
+                .collect();
+            lits.sort();
+            lits.dedup();
+            let refs: Vec<&str> = lits.iter().map(String::as_str).collect();
+            readers.push(KindReader {
+                kind,
+                reader: LogReader::new(format, &refs, limits),
+                checks: idx,
+            });
+        }
+        CheckSet { checks, readers }
+    }
+
+    fn reader(&self, kind: ArtefactKind) -> Option<&KindReader> {
+        self.readers.iter().find(|r| r.kind == kind)
+    }
+}
+
+/// What a rayon worker keeps between files.
+#[derive(Default)]
+struct Worker<'e> {
+    opener: Opener,
+    scratch: Vec<u8>,
+    #[cfg(feature = "yara")]
+    yara: Option<yara_x::Scanner<'e>>,
+    #[cfg(not(feature = "yara"))]
+    _rules: std::marker::PhantomData<&'e ()>,
+}
+
+/// What happened to one file.
+#[derive(Debug)]
+pub struct FileOutcome {
+    /// Index of the item in the inventory.
+    pub item: usize,
+    /// Kind, when claimed.
+    pub kind: Option<ArtefactKind>,
+    /// Why it was skipped, when it was.
+    pub skipped: Option<String>,
+    /// Reading statistics, when read.
+    pub stats: Option<ReadStats>,
+    /// Findings.
+    pub findings: Vec<Finding>,
+    /// Problems (unreadable, binary, …) outside the reader's own.
+    pub problems: Vec<CoverageEntry>,
+    /// An EVTX file left for the calling thread (see [`Engine::read_evtx_item`]).
+    pub deferred: bool,
+    /// Emergency mitigations found in a configuration file.
+    pub mitigations: Vec<exhunt_model::Mitigation>,
+}
+
+/// The scan engine; build once, scan many targets.
+pub struct Engine {
+    pack: RulePack,
+    main: CheckSet,
+    files: FileJudge,
+    opts: ScanOptions,
+    progress: Arc<Progress>,
+    rules_info: exhunt_model::RulesInfo,
+    rule_dirs: Vec<PathBuf>,
+    events: Arc<EventChecker>,
+    #[cfg(feature = "yara")]
+    yara: YaraSlot,
+}
+
+/// YARA rules being compiled on a thread of their own, then kept.
+#[cfg(feature = "yara")]
+struct YaraSlot {
+    cell: std::sync::OnceLock<exhunt_rules::yara::YaraRules>,
+    pending: std::sync::Mutex<Option<std::thread::JoinHandle<exhunt_rules::yara::YaraRules>>>,
+    external: Vec<PathBuf>,
+}
+
+#[cfg(feature = "yara")]
+impl YaraSlot {
+    fn get(&self) -> &exhunt_rules::yara::YaraRules {
+        self.cell.get_or_init(|| {
+            let handle = self.pending.lock().ok().and_then(|mut p| p.take());
+            match handle.map(|h| h.join()) {
+                Some(Ok(rules)) => rules,
+                // The compiling thread failed (a bug of exhunt): compile here instead, so that
+                // the failure shows where it happens.
+                _ => exhunt_rules::yara::compile(&self.external),
+            }
+        })
+    }
+}
+
+struct FileVisitor<'a> {
+    kind: ArtefactKind,
+    set: &'a CheckSet,
+    checks: &'a [usize],
+    emitter: Emitter<'a>,
+}
+
+impl Visit for FileVisitor<'_> {
+    fn schema(&mut self, schema: &Schema) -> SchemaCheck {
+        let mut blind = Vec::new();
+        let mut missing_all = Vec::new();
+        for &i in self.checks {
+            let c = &self.set.checks[i];
+            let missing: Vec<&str> = c
+                .needs(self.kind)
+                .iter()
+                .copied()
+                .filter(|f| !schema.has(f))
+                .collect();
+            if !missing.is_empty() {
+                blind.push(c.rule_ids()[0]);
+                missing_all.extend(missing);
+            }
+        }
+        missing_all.sort();
+        missing_all.dedup();
+        if blind.is_empty() {
+            SchemaCheck::Usable
+        } else {
+            let reason = format!(
+                "column layout lacks {}: {} cannot run on these lines",
+                missing_all.join(", "),
+                blind.join(", ")
+            );
+            if blind.len() == self.checks.len() {
+                SchemaCheck::Unusable(reason)
+            } else {
+                SchemaCheck::Partial(reason)
+            }
+        }
+    }
+
+    fn record(&mut self, rec: &Record<'_>) {
+        if !self.emitter.in_range(rec) {
+            return;
+        }
+        for &i in self.checks {
+            self.set.checks[i].check(self.kind, rec, &mut self.emitter);
+        }
+    }
+}
+
+impl Engine {
+    /// Builds the engine with the built-in rule packs.
+    pub fn new(opts: ScanOptions) -> Result<Engine, RulesError> {
+        let t0 = std::time::Instant::now();
+        let mut pack = RulePack::builtin()?;
+        let mut rules_info = exhunt_model::RulesInfo {
+            builtin_rules: pack.rules().len(),
+            ..Default::default()
+        };
+        let mut rule_dirs = Vec::new();
+        for feed in &opts.ioc {
+            let r = exhunt_rules::feeds::load(feed);
+            rules_info.ioc_feeds.push(exhunt_model::FeedInfo {
+                path: feed.display().to_string(),
+                format: r.format.clone(),
+                hashes: r.hashes.len(),
+                unused: r.unused.iter().map(|(k, v)| format!("{v} × {k}")).collect(),
+                errors: r.errors.clone(),
+            });
+            pack.add_hashes(r.hashes);
+            rule_dirs.push(feed.canonicalize().unwrap_or_else(|_| feed.clone()));
+        }
+        rules_info.hash_iocs = pack.hash_count();
+        #[cfg(feature = "yara")]
+        let yara = {
+            // Compiling the rules (tens of milliseconds for the built-in pack, seconds for a big
+            // public set) runs beside the walk; the first file that needs YARA waits for it.
+            for y in &opts.yara {
+                rule_dirs.push(y.canonicalize().unwrap_or_else(|_| y.clone()));
+            }
+            let external = opts.yara.clone();
+            YaraSlot {
+                cell: std::sync::OnceLock::new(),
+                pending: std::sync::Mutex::new(Some(std::thread::spawn(move || {
+                    exhunt_rules::yara::compile(&external)
+                }))),
+                external: opts.yara.clone(),
+            }
+        };
+        #[cfg(not(feature = "yara"))]
+        if !opts.yara.is_empty() {
+            rules_info.yara_rejected.push(exhunt_model::RejectedRule {
+                file: opts
+                    .yara
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                reason: "this exhunt was built without the `yara` feature".into(),
+            });
+        }
+        let exch = opts
+            .exchange_path
+            .as_ref()
+            .map(|p| p.to_ascii_lowercase().replace('/', "\\"));
+        let checks: Vec<Box<dyn LineCheck>> = vec![
+            Box::new(ServerInfoAnchor),
+            Box::new(BackEndCookie),
+            Box::new(IisRequestPatterns),
+            Box::new(OabDownloadPath {
+                exchange_path: exch,
+            }),
+            Box::new(EcpVirtualDirectory),
+            Box::new(HafniumIps::new(pack.hafnium_ips.clone())),
+            Box::new(HafniumUserAgents::new(pack.hafnium_user_agents.clone())),
+            Box::new(KnownShellRequests::new(&pack.webshell_paths)),
+            Box::new(crate::proxyshell::ProxyShellRequests),
+            Box::new(crate::proxyshell::RpsForeignClient),
+        ];
+        let files = FileJudge::new(&pack);
+        let mut sigma = exhunt_rules::sigma::SigmaSet::builtin();
+        for dir in &opts.sigma {
+            sigma.load(dir);
+        }
+        rules_info.sigma_rules = sigma.len();
+        rules_info.sigma_files = sigma.files.clone();
+        rules_info.sigma_rejected = sigma.rejected.clone();
+        rule_dirs.extend(sigma.rule_dirs.iter().cloned());
+        let events = Arc::new(EventChecker::new(
+            Arc::new(sigma),
+            pack.rules(),
+            opts.since,
+            opts.until,
+        ));
+        let mut checks = checks;
+        if events.sigma().has_web() {
+            checks.push(Box::new(crate::sigmaweb::SigmaWeb::new(events.clone())));
+        }
+        let main = CheckSet::new(checks, opts.limits);
+        tracing::debug!(
+            "rules loaded in {:?} (YARA compiling in the background)",
+            t0.elapsed()
+        );
+        Ok(Engine {
+            pack,
+            main,
+            files,
+            opts,
+            progress: Arc::new(Progress::default()),
+            rules_info,
+            rule_dirs,
+            events,
+            #[cfg(feature = "yara")]
+            yara,
+        })
+    }
+
+    /// The rule pack in use.
+    pub fn pack(&self) -> &RulePack {
+        &self.pack
+    }
+
+    /// Rule ids the engine's checks can emit (for the catalogue test).
+    pub fn rule_ids(&self) -> Vec<&'static str> {
+        let mut v: Vec<&'static str> = self
+            .main
+            .checks
+            .iter()
+            .flat_map(|c| c.rule_ids().iter().copied())
+            .collect();
+        v.extend(WebShellRequests::RULE_IDS);
+        v.extend(crate::files::RULE_IDS);
+        v.extend(crate::iisconfig::RULE_IDS);
+        v.extend(crate::behaviour::RULE_IDS);
+        v.extend(exhunt_rules::sigma::BUILTIN.iter().map(|(id, _)| *id));
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    /// The prefilter patterns of each log kind (for benchmarks against `rg`).
+    pub fn prefilter_literals(&self) -> Vec<(ArtefactKind, Vec<String>)> {
+        self.main
+            .readers
+            .iter()
+            .map(|kr| {
+                let mut lits: Vec<String> = kr
+                    .checks
+                    .iter()
+                    .flat_map(|&i| self.main.checks[i].prefilter(kr.kind))
+                    .collect();
+                lits.sort();
+                lits.dedup();
+                (kr.kind, lits)
+            })
+            .collect()
+    }
+
+    /// Shared progress counters.
+    pub fn progress(&self) -> Arc<Progress> {
+        self.progress.clone()
+    }
+
+    /// Scans each target as one server.
+    pub fn scan(&self, targets: &[PathBuf]) -> ScanResult {
+        let started = Utc::now();
+        let servers: Vec<ServerResult> = targets.iter().flat_map(|t| self.scan_server(t)).collect();
+        let verdict = VerdictKind::worst(servers.iter().map(|s| s.verdict));
+        ScanResult {
+            schema_version: SCHEMA_VERSION.to_string(),
+            tool: ToolInfo {
+                name: "exhunt".into(),
+                version: env!("CARGO_PKG_VERSION").into(),
+            },
+            started,
+            finished: Utc::now(),
+            settings: self.settings(),
+            verdict,
+            rules: exhunt_model::RulesInfo {
+                fired: self.fired_rules(&servers),
+                ..self.rules_info()
+            },
+            servers,
+        }
+    }
+
+    /// The settings a verdict depends on, as the result records them.
+    fn settings(&self) -> ScanSettings {
+        ScanSettings {
+            since: self.opts.since,
+            until: self.opts.until,
+            exchange_path: self.opts.exchange_path.clone(),
+        }
+    }
+
+    /// The catalogue entries of the built-in rules that fired, saved with the result so that a
+    /// report rendered later shows the rule text the scan used, and renderers need no rule pack.
+    fn fired_rules(&self, servers: &[ServerResult]) -> Vec<exhunt_model::RuleMeta> {
+        let mut ids: Vec<&str> = servers
+            .iter()
+            .flat_map(|s| s.findings.iter().map(|f| f.rule_id.as_str()))
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids.into_iter()
+            .filter_map(|id| self.pack.rule(id).cloned())
+            .collect()
+    }
+
+    /// What the rule packs and feeds loaded (for the binary's warnings).
+    /// What the IOC feeds and Sigma rules loaded, without waiting for YARA (whose fields are
+    /// empty here).
+    pub fn rules_info_loaded(&self) -> &exhunt_model::RulesInfo {
+        &self.rules_info
+    }
+
+    /// What every rule pack and feed loaded; waits for the YARA rules to be compiled when they
+    /// are not yet.
+    pub fn rules_info(&self) -> exhunt_model::RulesInfo {
+        #[allow(unused_mut)]
+        let mut info = self.rules_info.clone();
+        #[cfg(feature = "yara")]
+        {
+            let y = self.yara.get();
+            info.yara_rules = y.rule_count;
+            info.yara_files = y.files.clone();
+            info.yara_rejected = y
+                .rejected
+                .iter()
+                .map(|r| exhunt_model::RejectedRule {
+                    file: r.file.clone(),
+                    reason: r.reason.clone(),
+                })
+                .collect();
+        }
+        info
+    }
+
+    /// Whether an item lies in a folder rules or feeds were loaded from (never evidence).
+    fn in_rule_dir(&self, item: &Item) -> bool {
+        if self.rule_dirs.is_empty() {
+            return false;
+        }
+        let path = match &item.source {
+            ItemSource::File(p) => p.as_path(),
+            ItemSource::ZipMember { archive, .. } => archive.as_path(),
+        };
+        let canon = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+        self.rule_dirs.iter().any(|d| canon.starts_with(d))
+    }
+}
+
+mod facts;
+mod helpers;
+mod read;
+mod server;
+mod webroots;
+
+use helpers::*;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A file listed by the walk and gone before it is read (an attacker or a log rotation
+    /// deleting it during the scan) is a coverage problem, not a crash.
+    #[test]
+    fn files_that_vanish_or_change_during_the_scan() {
+        let t = tempfile::tempdir().unwrap();
+        let web = t
+            .path()
+            .join("inetpub")
+            .join("wwwroot")
+            .join("aspnet_client");
+        std::fs::create_dir_all(&web).unwrap();
+        std::fs::write(web.join("gone.aspx"), "<%@ Page Language=\"C#\" %>").unwrap();
+        let log = t.path().join("u_ex210303.log");
+        std::fs::write(&log, "#Fields: date time cs-method cs-uri-stem sc-status\n2021-03-03 00:00:01 GET /owa/ 200\n").unwrap();
+        let engine = Engine::new(ScanOptions::default()).unwrap();
+        let inv = exhunt_sources::inventory(t.path(), &engine.opts.limits);
+        assert_eq!(inv.items.len(), 2);
+        std::fs::remove_file(web.join("gone.aspx")).unwrap();
+        // The log grows between the walk and the read: read as it is now, no problem.
+        std::fs::write(&log, "#Fields: date time cs-method cs-uri-stem sc-status\n2021-03-03 00:00:01 GET /owa/ 200\n2021-03-03 00:00:02 POST /ecp/y.js 200\n").unwrap();
+        let mut w = Worker::default();
+        for (i, item) in inv.items.iter().enumerate() {
+            let o = engine.process(&engine.main, i, item, &mut w, None);
+            if item.display.ends_with("gone.aspx") {
+                assert!(
+                    o.problems
+                        .iter()
+                        .any(|p| p.reason.contains("vanished during the scan") && p.evidence_lost),
+                    "{:?}",
+                    o.problems
+                );
+            } else {
+                assert_eq!(
+                    o.findings.len(),
+                    1,
+                    "the line written after the walk is read"
+                );
+                assert_eq!(o.stats.unwrap().records, 2);
+            }
+        }
+    }
+}

@@ -1,0 +1,340 @@
+//! Reading one item: opening, gzip, classification by content, and the log, EVTX and export
+//! readers; one large log on all cores.
+
+use super::*;
+
+impl Engine {
+    /// Reads one item with a check set. `known` skips classification (second pass).
+    pub(super) fn process<'e>(
+        &'e self,
+        set: &CheckSet,
+        index: usize,
+        item: &Item,
+        worker: &mut Worker<'e>,
+        known: Option<ArtefactKind>,
+    ) -> FileOutcome {
+        let opener = &mut worker.opener;
+        let mut out = FileOutcome {
+            item: index,
+            kind: None,
+            skipped: None,
+            stats: None,
+            findings: Vec::new(),
+            problems: Vec::new(),
+            deferred: false,
+            mitigations: Vec::new(),
+        };
+        let path_kind = match classify(&item.components, b"", "", false) {
+            Classification::Claimed(k) => Some(k),
+            Classification::Skipped(_) => None,
+        };
+        if known.is_none()
+            && path_kind.is_none()
+            && !self.opts.deep
+            && !exhunt_sources::classify::worth_sniffing(&item.components)
+        {
+            out.skipped = Some(NOT_OPENED.into());
+            return out;
+        }
+        // A file that cannot be opened or read loses evidence if it looks like a log.
+        let lost =
+            path_kind.is_some() || item.components.last().is_some_and(|n| n.ends_with(".log"));
+        let fail = |mut out: FileOutcome, reason: String| {
+            out.kind = path_kind;
+            out.problems.push(CoverageEntry {
+                path: item.display.clone(),
+                kind: path_kind,
+                line: None,
+                reason,
+                evidence_lost: lost,
+            });
+            out
+        };
+        let mut stream = match opener.open(item, &self.opts.limits) {
+            Ok(s) => s,
+            Err(e) => return fail(out, format!("cannot open: {}", io_reason(&e))),
+        };
+        let mut head = Vec::with_capacity(HEAD);
+        if let Err(e) = (&mut stream).take(HEAD as u64).read_to_end(&mut head) {
+            return fail(out, format!("cannot read: {}", io_reason(&e)));
+        }
+        let mut enc = sniff(&head);
+        let mut gz_kind = None;
+        if known.is_none() && head.starts_with(&[0x1f, 0x8b]) {
+            // A gzip-compressed file: logs and event exports are often shipped that way. What is
+            // inside decides; a compressed log is read through the decoder, never unpacked to disk.
+            let mut comps = item.components.clone();
+            if let Some(last) = comps.last_mut()
+                && let Some(stem) = last.strip_suffix(".gz")
+            {
+                *last = stem.to_string();
+            }
+            let raw_head = head.clone();
+            let mut gz: Box<dyn Read + '_> = Box::new(flate2::read::MultiGzDecoder::new(
+                Cursor::new(std::mem::take(&mut head)).chain(stream),
+            ));
+            let mut inner = Vec::with_capacity(HEAD);
+            if let Err(e) = (&mut gz).take(HEAD as u64).read_to_end(&mut inner) {
+                return fail(
+                    out,
+                    format!("gzip file cannot be decompressed: {}", io_reason(&e)),
+                );
+            }
+            let inner_enc = sniff(&inner);
+            let text = if inner_enc == TextEncoding::Binary {
+                String::new()
+            } else {
+                decode_head(&inner, inner_enc)
+            };
+            match classify(&comps, &inner, &text, false) {
+                Classification::Claimed(k) if k.is_log() && k != ArtefactKind::Evtx => {
+                    gz_kind = Some(k);
+                    head = inner;
+                    enc = inner_enc;
+                }
+                _ => {
+                    // Not a log inside: judged as the compressed file it is.
+                    head = raw_head;
+                }
+            }
+            stream = gz;
+        }
+        let kind = match (known, gz_kind) {
+            (Some(k), _) | (None, Some(k)) => k,
+            (None, None) => {
+                // Binary content carries no log directives: skip decoding it.
+                let head_text = if enc == TextEncoding::Binary {
+                    String::new()
+                } else {
+                    decode_head(&head, enc)
+                };
+                match classify(&item.components, &head, &head_text, self.opts.deep) {
+                    Classification::Claimed(k) => k,
+                    Classification::Skipped(reason) => {
+                        out.skipped = Some(reason);
+                        return out;
+                    }
+                }
+            }
+        };
+        out.kind = Some(kind);
+        if !kind.is_log() {
+            drop(stream);
+            let facts_out = self.file_facts(item, kind, head, worker);
+            out.findings = facts_out.0;
+            out.stats = Some(facts_out.1);
+            out.problems.extend(facts_out.2);
+            out.mitigations = facts_out.3;
+            return out;
+        }
+        if kind == ArtefactKind::Evtx {
+            drop(stream);
+            if rayon::current_thread_index().is_some() {
+                // The EVTX parser runs its chunks on the rayon pool and waits for them: it must
+                // not wait on a pool thread (every thread could end up waiting). The calling
+                // thread reads these files after the parallel pass.
+                out.deferred = true;
+                return out;
+            }
+            let (findings, stats) = self.read_evtx_item(item, worker);
+            out.findings = findings;
+            out.stats = Some(stats);
+            return out;
+        }
+        if kind == ArtefactKind::EventExport {
+            let chained: Box<dyn Read + '_> = Box::new(Cursor::new(head).chain(stream));
+            let mut text = utf8_reader(chained, enc);
+            let display = item.display.clone();
+            let events = &self.events;
+            let read = exhunt_sources::export::read_export(
+                &mut text,
+                &|channel, id| events.wants(channel, id),
+                &mut |ev, line, offset| {
+                    let found =
+                        events.check_at(ev, &display, line, offset, ArtefactKind::EventExport);
+                    (!found.is_empty()).then_some(found)
+                },
+            );
+            out.findings = read.results.into_iter().flatten().collect();
+            out.stats = Some(read.stats);
+            return out;
+        }
+        if format_of(kind).is_none() {
+            out.skipped = Some(format!("{kind}: recognised, not read by this version"));
+            return out;
+        }
+        if enc == TextEncoding::Binary {
+            out.problems.push(CoverageEntry {
+                path: item.display.clone(),
+                kind: Some(kind),
+                line: None,
+                reason: format!(
+                    "binary content in a file that looks like {kind}: not a text log, not read"
+                ),
+                evidence_lost: true,
+            });
+            return out;
+        }
+        let Some(kr) = set.reader(kind) else {
+            return out;
+        };
+        if let ItemSource::File(path) = &item.source
+            && gz_kind.is_none()
+            && matches!(enc, TextEncoding::Utf8 | TextEncoding::Utf8Bom)
+            && rayon::current_num_threads() > 1
+            && item.metadata().0 >= BIG_FILE
+            && let Some((findings, stats)) = self.read_big(path, item, enc, kind, set, kr)
+        {
+            out.findings = findings;
+            out.stats = Some(stats);
+            return out;
+        }
+        let chained: Box<dyn Read + '_> = Box::new(Cursor::new(head).chain(stream));
+        let mut text = utf8_reader(chained, enc);
+        let mut visitor = FileVisitor {
+            kind,
+            set,
+            checks: &kr.checks,
+            emitter: Emitter::new(&self.pack, &item.display, self.opts.since, self.opts.until),
+        };
+        let stats = kr
+            .reader
+            .read_with(&mut text, &mut visitor, &mut worker.scratch);
+        out.findings = visitor.emitter.findings;
+        out.stats = Some(stats);
+        out
+    }
+
+    /// Reads one large plain log on every thread of the pool: chunks split at line starts are
+    /// surveyed for the directives they pass on (`#Fields:`, `#Date:`), then read in parallel,
+    /// each starting in the state a sequential read would have there; findings and statistics
+    /// are joined in file order, so the result is the sequential read's. `None` when the file
+    /// cannot be reopened (the sequential path then reports why).
+    pub(super) fn read_big(
+        &self,
+        path: &std::path::Path,
+        item: &Item,
+        enc: TextEncoding,
+        kind: ArtefactKind,
+        set: &CheckSet,
+        kr: &KindReader,
+    ) -> Option<(Vec<Finding>, ReadStats)> {
+        let skip = if enc == TextEncoding::Utf8Bom { 3 } else { 0 };
+        let mut f = std::fs::File::open(path).ok()?;
+        let len = f.metadata().ok()?.len();
+        let chunks = exhunt_sources::reader::split_lines(&mut f, skip, len, CHUNK).ok()?;
+        let open = |start: u64, end: u64| -> Option<std::io::Take<std::fs::File>> {
+            use std::io::Seek;
+            let mut f = std::fs::File::open(path).ok()?;
+            f.seek(std::io::SeekFrom::Start(start)).ok()?;
+            Some(f.take(end - start))
+        };
+        let surveys: Option<Vec<exhunt_sources::Survey>> = chunks
+            .par_iter()
+            .map_init(Vec::new, |scratch, &(s, e)| {
+                open(s, e).map(|mut r| kr.reader.survey(&mut r, scratch))
+            })
+            .collect();
+        let seeds = kr.reader.seeds(&surveys?);
+        let parts: Option<Vec<(Vec<Finding>, exhunt_sources::ChunkStats)>> = chunks
+            .par_iter()
+            .zip(seeds.par_iter())
+            .enumerate()
+            .map_init(Vec::new, |scratch, (i, (&(s, e), seed))| {
+                let mut r = open(s, e)?;
+                let mut visitor = FileVisitor {
+                    kind,
+                    set,
+                    checks: &kr.checks,
+                    emitter: Emitter::new(
+                        &self.pack,
+                        &item.display,
+                        self.opts.since,
+                        self.opts.until,
+                    ),
+                };
+                let cs =
+                    kr.reader
+                        .read_chunk(&mut r, seed, s - skip, i == 0, &mut visitor, scratch);
+                Some((visitor.emitter.findings, cs))
+            })
+            .collect();
+        let (findings, parts): (Vec<_>, Vec<_>) = parts?.into_iter().unzip();
+        let (stats, bases) = kr.reader.merge(parts);
+        let findings = findings
+            .into_iter()
+            .zip(bases)
+            .flat_map(|(fs, base)| {
+                fs.into_iter().map(move |mut f| {
+                    f.evidence.line += base;
+                    f
+                })
+            })
+            .collect();
+        Some((findings, stats))
+    }
+
+    /// Reads one EVTX file (or zip member) with the event rules. The parser renders chunks on the
+    /// rayon pool when called off the pool, inline when called from a pool thread.
+    pub(super) fn read_evtx_item(
+        &self,
+        item: &Item,
+        worker: &mut Worker<'_>,
+    ) -> (Vec<Finding>, ReadStats) {
+        let (size, _) = item.metadata();
+        let lost = |reason: String| {
+            let mut st = ReadStats {
+                bytes: 0,
+                ..ReadStats::default()
+            };
+            st.problems.push(exhunt_sources::Problem {
+                line: None,
+                reason,
+                evidence_lost: true,
+            });
+            (Vec::new(), st)
+        };
+        let threads = if rayon::current_thread_index().is_some() {
+            1
+        } else {
+            rayon::current_num_threads()
+        };
+        let checker = self.events.clone();
+        let wanted = self.events.clone();
+        let wants: exhunt_sources::evtx::Wants =
+            Arc::new(move |channel, _provider, id| wanted.wants(channel, id));
+        let display = item.display.clone();
+        let on_event = move |ev: &exhunt_sources::WinEvent| {
+            let f = checker.check(ev, &display);
+            (!f.is_empty()).then_some(f)
+        };
+        let read = match &item.source {
+            ItemSource::File(p) => match std::fs::File::open(p) {
+                Ok(f) => exhunt_sources::evtx::read_evtx(f, size, threads, wants, on_event),
+                Err(e) => return lost(format!("cannot open: {}", io_reason(&e))),
+            },
+            ItemSource::ZipMember { .. } => {
+                if size > MAX_EVTX_MEMBER {
+                    return lost(format!(
+                        "EVTX archive member of {size} bytes, more than the {MAX_EVTX_MEMBER}-byte limit for reading one from a zip: extract it and scan the file"
+                    ));
+                }
+                let mut buf = Vec::with_capacity(size as usize);
+                match worker.opener.open(item, &self.opts.limits) {
+                    Ok(mut r) => {
+                        if let Err(e) = (&mut r).take(MAX_EVTX_MEMBER).read_to_end(&mut buf) {
+                            return lost(format!("cannot read: {}", io_reason(&e)));
+                        }
+                    }
+                    Err(e) => return lost(format!("cannot open: {}", io_reason(&e))),
+                }
+                let n = buf.len() as u64;
+                exhunt_sources::evtx::read_evtx(Cursor::new(buf), n, threads, wants, on_event)
+            }
+        };
+        self.progress
+            .bytes_done
+            .fetch_add(read.stats.bytes, Ordering::Relaxed);
+        (read.results.into_iter().flatten().collect(), read.stats)
+    }
+}
