@@ -2,32 +2,10 @@
 //! no right to write anything (it runs here on a read-only copy, as an unprivileged user when
 //! the tests run as root).
 
-use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::{Path, PathBuf};
 
 mod common;
-use common::{copy_dir, examples};
-
-/// path → (size, modification time, SHA-256) of every file under `root`.
-fn snapshot(root: &Path) -> BTreeMap<PathBuf, (u64, std::time::SystemTime, String)> {
-    use sha2::Digest as _;
-    let mut out = BTreeMap::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                let m = std::fs::metadata(&p).unwrap();
-                let h = hex::encode(sha2::Sha256::digest(std::fs::read(&p).unwrap()));
-                out.insert(p, (m.len(), m.modified().unwrap(), h));
-            }
-        }
-    }
-    out
-}
+use common::{copy_dir, examples, tree_snapshot as snapshot};
 
 #[test]
 fn a_scan_changes_nothing_and_needs_no_write_access() {

@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use exhunt_collect::{CollectOptions, Progress};
+use exhunt_report::safe::terminal;
 
 pub(crate) const COLLECT_EXIT_CODES: &str = "\
 Exit codes:
@@ -134,7 +135,13 @@ pub(crate) fn collect(args: CollectArgs) -> Result<u8> {
                 lost.len()
             );
             for n in lost.iter().take(20) {
-                eprintln!("  {} ({}): {}", n.original, n.what, n.reason);
+                // Paths and reasons come from the evidence: shown, never obeyed.
+                eprintln!(
+                    "  {} ({}): {}",
+                    terminal(&n.original),
+                    n.what,
+                    terminal(&n.reason)
+                );
             }
             if lost.len() > 20 {
                 eprintln!("  … and {} more", lost.len() - 20);
@@ -172,7 +179,7 @@ pub(crate) fn collect(args: CollectArgs) -> Result<u8> {
 fn verify(package: &std::path::Path, quiet: bool) -> Result<u8> {
     let r = exhunt_collect::verify(package)?;
     for m in &r.mismatches {
-        eprintln!("exhunt: MISMATCH {m}");
+        eprintln!("exhunt: MISMATCH {}", terminal(&m.to_string()));
     }
     if !quiet {
         eprintln!(

@@ -1,8 +1,7 @@
 //! `exhunt collect`: a package of the compromised example scans like the example itself, at the
 //! original paths; `--verify` catches a changed byte; the source is left as it was.
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_json::Value;
 
@@ -51,33 +50,12 @@ fn judged(v: &Value) -> (Value, Vec<Value>, Value) {
     (s["verdicts"].clone(), findings, s["story"].clone())
 }
 
-/// path → (size, modification time, content) of every file under `root`.
-fn snapshot(root: &Path) -> BTreeMap<PathBuf, (u64, std::time::SystemTime, Vec<u8>)> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                let m = std::fs::metadata(&p).unwrap();
-                out.insert(
-                    p.clone(),
-                    (m.len(), m.modified().unwrap(), std::fs::read(&p).unwrap()),
-                );
-            }
-        }
-    }
-    out
-}
-
 #[test]
 fn a_package_scans_like_the_server_at_its_original_paths() {
     let t = tempfile::tempdir().unwrap();
     let src = t.path().join("C");
     super::common::copy_dir(&examples().join("compromised"), &src);
-    let before = snapshot(&src);
+    let before = super::common::tree_snapshot(&src);
     let out_dir = tempfile::tempdir().unwrap();
     let package = out_dir.path().join("ex01.zip");
     let out = collect(&src, &package, &[]);
@@ -179,7 +157,7 @@ fn a_package_scans_like_the_server_at_its_original_paths() {
     assert!(err.contains("output.dmp"), "{err}");
 
     // The source: byte- and mtime-identical, nothing added.
-    assert_eq!(snapshot(&src), before);
+    assert_eq!(super::common::tree_snapshot(&src), before);
 }
 
 #[test]

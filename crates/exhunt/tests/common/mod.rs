@@ -201,3 +201,26 @@ pub fn make_writable(root: &Path) {
         }
     }
 }
+
+/// path → (size, modification time, content) of every file under `root`: compared before and
+/// after a command to show it changed nothing.
+#[allow(dead_code)]
+pub fn tree_snapshot(
+    root: &Path,
+) -> std::collections::BTreeMap<PathBuf, (u64, std::time::SystemTime, Vec<u8>)> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let m = std::fs::metadata(&p).unwrap();
+                let content = std::fs::read(&p).unwrap();
+                out.insert(p, (m.len(), m.modified().unwrap(), content));
+            }
+        }
+    }
+    out
+}
