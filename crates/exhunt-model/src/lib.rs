@@ -16,7 +16,7 @@ pub mod time;
 pub use event::{Val, WinEvent};
 
 /// The version of the JSON result schema written by this build.
-pub const SCHEMA_VERSION: &str = "1.4";
+pub const SCHEMA_VERSION: &str = "1.5";
 
 /// A point in time, always UTC.
 pub type Timestamp = DateTime<Utc>;
@@ -540,9 +540,10 @@ pub struct KindCoverage {
     pub checked: bool,
 }
 
-/// A file that was not read, or not read completely, and why.
+/// A file that was not read, or not read completely, and why: one type for every reader and
+/// every renderer. Readers of one file leave `path` and `kind` empty; the engine places them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CoverageEntry {
+pub struct Problem {
     /// Path (archive members as `archive.zip!member`).
     pub path: String,
     /// Artefact kind, when the file was claimed.
@@ -550,10 +551,148 @@ pub struct CoverageEntry {
     /// Line number the problem is at, if any.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub line: Option<u64>,
-    /// The reason, in words.
+    /// What kind of problem (results before schema 1.5 have none: [`Cause::Other`]).
+    #[serde(default)]
+    pub cause: Cause,
+    /// The message: what exactly, in words.
     pub reason: String,
     /// Whether evidence the checks need may be missing because of it.
     pub evidence_lost: bool,
+}
+
+impl Problem {
+    /// A problem of a cause, with its message; not yet placed, no evidence lost.
+    pub fn new(cause: Cause, reason: impl Into<String>) -> Problem {
+        Problem {
+            path: String::new(),
+            kind: None,
+            line: None,
+            cause,
+            reason: reason.into(),
+            evidence_lost: false,
+        }
+    }
+
+    /// The same problem at a path (and artefact kind).
+    pub fn at(mut self, path: impl Into<String>, kind: Option<ArtefactKind>) -> Problem {
+        self.path = path.into();
+        self.kind = kind;
+        self
+    }
+
+    /// The same problem at a line.
+    pub fn line(mut self, line: Option<u64>) -> Problem {
+        self.line = line;
+        self
+    }
+
+    /// The same problem, saying whether evidence may be lost.
+    pub fn lost(mut self, evidence_lost: bool) -> Problem {
+        self.evidence_lost = evidence_lost;
+        self
+    }
+}
+
+/// What kind of problem a [`Problem`] is: the tag renderers group by (serialised in snake case,
+/// e.g. `"truncated"`); the message says the rest.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Cause {
+    /// The file, an archive member or a part of it could not be opened or read.
+    Unreadable,
+    /// The file was cut, or is still being written.
+    Truncated,
+    /// A size or count limit of exhunt stopped part of the reading.
+    Limit,
+    /// The content is not in a form the reader understands (no `#Fields:`, missing fields,
+    /// binary content in a text log).
+    Format,
+    /// Text with invalid encoding, read with replacement characters.
+    Encoding,
+    /// No records.
+    Empty,
+    /// Not followed: a symbolic link, a device, an archive member whose name leaves the root.
+    NotFollowed,
+    /// An encrypted archive member.
+    Encrypted,
+    /// Not in the triage package, or only as metadata.
+    NotCollected,
+    /// Not an artefact this version reads, by name, place or content.
+    NotRead,
+    /// Excluded by the user's options (the rule and IOC folders).
+    Excluded,
+    /// A check failed on the file (a YARA scan error).
+    CheckFailed,
+    /// A note on what the correlation could not keep.
+    Note,
+    /// Saved by an older version, or unknown to this one.
+    #[default]
+    #[serde(other)]
+    Other,
+}
+
+impl Cause {
+    /// Every cause, in the order renderers list them.
+    pub const ALL: [Cause; 14] = [
+        Cause::Unreadable,
+        Cause::Truncated,
+        Cause::Limit,
+        Cause::Format,
+        Cause::Encoding,
+        Cause::Empty,
+        Cause::NotFollowed,
+        Cause::Encrypted,
+        Cause::NotCollected,
+        Cause::NotRead,
+        Cause::Excluded,
+        Cause::CheckFailed,
+        Cause::Note,
+        Cause::Other,
+    ];
+
+    /// The tag as serialised.
+    pub fn tag(self) -> &'static str {
+        match self {
+            Cause::Unreadable => "unreadable",
+            Cause::Truncated => "truncated",
+            Cause::Limit => "limit",
+            Cause::Format => "format",
+            Cause::Encoding => "encoding",
+            Cause::Empty => "empty",
+            Cause::NotFollowed => "not_followed",
+            Cause::Encrypted => "encrypted",
+            Cause::NotCollected => "not_collected",
+            Cause::NotRead => "not_read",
+            Cause::Excluded => "excluded",
+            Cause::CheckFailed => "check_failed",
+            Cause::Note => "note",
+            Cause::Other => "other",
+        }
+    }
+}
+
+impl std::fmt::Display for Cause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Cause::Unreadable => "unreadable",
+            Cause::Truncated => "truncated",
+            Cause::Limit => "limit reached",
+            Cause::Format => "format not understood",
+            Cause::Encoding => "invalid text encoding",
+            Cause::Empty => "no records",
+            Cause::NotFollowed => "not followed",
+            Cause::Encrypted => "encrypted",
+            Cause::NotCollected => "not in the package",
+            Cause::NotRead => "not read by this version",
+            Cause::Excluded => "excluded by the options",
+            Cause::CheckFailed => "a check failed",
+            Cause::Note => "note",
+            Cause::Other => "other",
+        })
+    }
 }
 
 /// Files of one folder that were listed but not opened, for one reason: a whole C: image has
@@ -618,12 +757,12 @@ pub struct Coverage {
     /// Files seen in total.
     pub files_seen: u64,
     /// Files skipped (not claimed by any kind this scan reads), with the reason.
-    pub skipped: Vec<CoverageEntry>,
+    pub skipped: Vec<Problem>,
     /// Files not opened at all (name and place suggest nothing), counted per folder.
     #[serde(default)]
     pub skipped_folders: Vec<SkippedFolder>,
     /// Problems in claimed files: unreadable, truncated, malformed, limits hit.
-    pub problems: Vec<CoverageEntry>,
+    pub problems: Vec<Problem>,
 }
 
 impl Coverage {
@@ -805,5 +944,41 @@ mod tests {
     fn kinds_serialise_in_kebab_case() {
         let s = serde_json::to_string(&ArtefactKind::HttpProxyLog);
         assert_eq!(s.unwrap(), "\"http-proxy-log\"");
+    }
+
+    #[test]
+    fn problems_carry_a_tag_and_a_message() {
+        let p = Problem::new(Cause::Truncated, "file ends without a line end")
+            .at("logs/a.log", Some(ArtefactKind::IisLog))
+            .line(Some(7))
+            .lost(true);
+        let v = serde_json::to_value(&p).unwrap();
+        assert_eq!(v["cause"], "truncated");
+        assert_eq!(v["reason"], "file ends without a line end");
+        assert_eq!(v["line"], 7);
+        assert_eq!(serde_json::from_value::<Problem>(v).unwrap(), p);
+        // Every tag as serialised is the one `tag()` names, and reads back.
+        for c in Cause::ALL {
+            let s = serde_json::to_string(&c).unwrap();
+            assert_eq!(s, format!("\"{}\"", c.tag()));
+            assert_eq!(serde_json::from_str::<Cause>(&s).unwrap(), c);
+            assert!(!c.to_string().is_empty());
+        }
+    }
+
+    #[test]
+    fn problems_of_older_results_or_unknown_causes_read_as_other() {
+        // Schema 1.4: no cause.
+        let old = r#"{"path":"x","kind":null,"reason":"cannot open","evidence_lost":true}"#;
+        let p: Problem = serde_json::from_str(old).unwrap();
+        assert_eq!(p.cause, Cause::Other);
+        assert_eq!(p.reason, "cannot open");
+        // A newer version's cause this one does not know.
+        let new =
+            r#"{"path":"x","kind":null,"cause":"quantum","reason":"r","evidence_lost":false}"#;
+        assert_eq!(
+            serde_json::from_str::<Problem>(new).unwrap().cause,
+            Cause::Other
+        );
     }
 }

@@ -287,11 +287,25 @@ fn coverage_chart(h: &mut String, s: &ServerResult) {
         }
     }
     axis.close(h, height, "%Y-%m-%d");
+    // Problems while reading, counted by cause (the JSON result lists each).
+    let mut causes: std::collections::BTreeMap<exhunt_model::Cause, (usize, usize)> =
+        std::collections::BTreeMap::new();
+    for p in &s.coverage.problems {
+        let e = causes.entry(p.cause).or_default();
+        e.0 += 1;
+        e.1 += usize::from(p.evidence_lost);
+    }
+    let by_cause: Vec<String> = causes
+        .iter()
+        .map(|(c, (n, lost))| format!("{c} {n} ({lost} may lose evidence)"))
+        .collect();
     let _ = write!(
         h,
-        "<p class=\"meta\">{} files seen; {} problem(s) while reading (see the JSON result for each).</p>",
+        "<p class=\"meta\">{} files seen; {} problem(s) while reading{}{} (see the JSON result for each).</p>",
         s.coverage.files_seen,
-        s.coverage.problems.len()
+        s.coverage.problems.len(),
+        if by_cause.is_empty() { "" } else { ": " },
+        esc(&by_cause.join("; "))
     );
 }
 

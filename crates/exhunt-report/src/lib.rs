@@ -14,7 +14,9 @@ pub mod html;
 pub mod safe;
 pub mod saved;
 
-use exhunt_model::{Finding, ScanResult, ServerResult, Severity, Timestamp, VerdictKind};
+use exhunt_model::{
+    Cause, Finding, Problem, ScanResult, ServerResult, Severity, Timestamp, VerdictKind,
+};
 use serde::Serialize;
 
 /// Output formats.
@@ -503,24 +505,44 @@ fn server_text(
             writeln!(out, "    … {} more (-v lists them)", roots.len() - 12)?;
         }
     }
-    let mut reasons: BTreeMap<&str, usize> = BTreeMap::new();
+    // Skipped files by cause, and under each cause its messages, most frequent first.
+    let mut causes: BTreeMap<Cause, BTreeMap<&str, usize>> = BTreeMap::new();
     for e in &s.coverage.skipped {
-        *reasons.entry(e.reason.as_str()).or_default() += 1;
+        *causes
+            .entry(e.cause)
+            .or_default()
+            .entry(e.reason.as_str())
+            .or_default() += 1;
     }
     for f in &s.coverage.skipped_folders {
-        *reasons.entry(f.reason.as_str()).or_default() += f.files as usize;
+        *causes
+            .entry(Cause::NotRead)
+            .or_default()
+            .entry(f.reason.as_str())
+            .or_default() += f.files as usize;
     }
-    let skipped: usize = reasons.values().sum();
+    let skipped: usize = causes.values().flat_map(|m| m.values()).sum();
     writeln!(
         out,
         "  {} files seen; {skipped} skipped",
         s.coverage.files_seen,
     )?;
-    for (r, n) in reasons
-        .iter()
-        .take(if opts.verbose { usize::MAX } else { 5 })
-    {
-        writeln!(out, "    {n:>6} × {r}")?;
+    let per_cause = if opts.verbose { usize::MAX } else { 3 };
+    for (cause, reasons) in &causes {
+        let n: usize = reasons.values().sum();
+        writeln!(out, "    {n:>6} × {cause}")?;
+        let mut reasons: Vec<(&str, usize)> = reasons.iter().map(|(r, n)| (*r, *n)).collect();
+        reasons.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+        for (r, n) in reasons.iter().take(per_cause) {
+            writeln!(out, "             {n:>6} × {r}")?;
+        }
+        if reasons.len() > per_cause {
+            writeln!(
+                out,
+                "             … {} more reasons (--verbose)",
+                reasons.len() - per_cause
+            )?;
+        }
     }
     if !s.coverage.problems.is_empty() {
         let lost = s
@@ -535,23 +557,122 @@ fn server_text(
             s.coverage.problems.len(),
             lost
         )?;
-        let limit = if opts.verbose { usize::MAX } else { 10 };
-        for e in s.coverage.problems.iter().take(limit) {
-            let at = e.line.map_or(String::new(), |l| format!(":{l}"));
-            let mark = if e.evidence_lost {
-                p.c("33", "!")
-            } else {
-                " ".into()
-            };
-            writeln!(out, "   {mark} {}{at}: {}", e.path, e.reason)?;
+        // Grouped by cause, in the order of the causes; at most ten lines each unless verbose.
+        let mut by_cause: BTreeMap<Cause, Vec<&Problem>> = BTreeMap::new();
+        for e in &s.coverage.problems {
+            by_cause.entry(e.cause).or_default().push(e);
         }
-        if s.coverage.problems.len() > limit {
+        let limit = if opts.verbose { usize::MAX } else { 10 };
+        for (cause, list) in &by_cause {
+            let lost = list.iter().filter(|e| e.evidence_lost).count();
             writeln!(
                 out,
-                "    … {} more (--verbose)",
-                s.coverage.problems.len() - limit
+                "    {cause} ({}, {lost} may lose evidence):",
+                list.len()
             )?;
+            for e in list.iter().take(limit) {
+                let at = e.line.map_or(String::new(), |l| format!(":{l}"));
+                let mark = if e.evidence_lost {
+                    p.c("33", "!")
+                } else {
+                    " ".into()
+                };
+                writeln!(out, "     {mark} {}{at}: {}", e.path, e.reason)?;
+            }
+            if list.len() > limit {
+                writeln!(out, "      … {} more (--verbose)", list.len() - limit)?;
+            }
         }
     }
     writeln!(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use exhunt_model::ArtefactKind;
+
+    /// The bundled compromised example's saved result (the CLI's snapshot), with problems of
+    /// three causes put in.
+    fn result_with_problems() -> ScanResult {
+        // The snapshot stands in placeholders for the scan's own times.
+        let text = include_str!("../../exhunt/tests/snapshots/compromised.json")
+            .replace("\"STARTED\"", "\"2026-11-30T10:00:00Z\"")
+            .replace("\"FINISHED\"", "\"2026-11-30T10:00:01Z\"");
+        let mut r: ScanResult = serde_json::from_str(&text).unwrap();
+        let problems = &mut r.servers[0].coverage.problems;
+        problems.clear();
+        for (cause, path, reason, lost) in [
+            (
+                Cause::Truncated,
+                "a.log",
+                "file ends without a line end",
+                false,
+            ),
+            (
+                Cause::Unreadable,
+                "b.log",
+                "cannot open: access denied",
+                true,
+            ),
+            (
+                Cause::Truncated,
+                "c.log",
+                "file ends without a line end",
+                true,
+            ),
+            (Cause::Other, "d.log", "saved by an older version", false),
+        ] {
+            problems.push(
+                Problem::new(cause, reason)
+                    .at(path, Some(ArtefactKind::IisLog))
+                    .lost(lost),
+            );
+        }
+        r
+    }
+
+    #[test]
+    fn text_groups_problems_by_cause() {
+        let mut out = Vec::new();
+        render(
+            &result_with_problems(),
+            Format::Text,
+            TextOptions::default(),
+            &mut out,
+        )
+        .unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let at = |s: &str| {
+            text.find(s)
+                .unwrap_or_else(|| panic!("{s:?} not in\n{text}"))
+        };
+        assert!(text.contains("4 problem(s), 2 of which may lose evidence:"));
+        // One heading per cause, in the order of the causes, each listing its own files.
+        let (unreadable, truncated, other) = (
+            at("unreadable (1, 1 may lose evidence):"),
+            at("truncated (2, 1 may lose evidence):"),
+            at("other (1, 0 may lose evidence):"),
+        );
+        assert!(unreadable < truncated && truncated < other);
+        assert!(truncated < at("a.log:") && at("c.log:") < other);
+        assert!(unreadable < at("b.log:") && at("b.log:") < truncated);
+    }
+
+    #[test]
+    fn html_counts_problems_by_cause() {
+        let mut out = Vec::new();
+        render(
+            &result_with_problems(),
+            Format::Html,
+            TextOptions::default(),
+            &mut out,
+        )
+        .unwrap();
+        let html = String::from_utf8(out).unwrap();
+        assert!(
+            html.contains("4 problem(s) while reading: unreadable 1 (1 may lose evidence); truncated 2 (1 may lose evidence); other 1 (0 may lose evidence)"),
+            "{html}"
+        );
+    }
 }

@@ -20,7 +20,8 @@ use exhunt_model::{ChannelCoverage, Timestamp};
 use serde::Deserialize;
 
 use crate::event::WinEvent;
-use crate::reader::{Problem, ReadStats};
+use crate::reader::ReadStats;
+use exhunt_model::{Cause, Problem};
 
 /// Decides from the System fields whether an event is worth building (channel, provider, event id).
 pub type Wants = Arc<dyn Fn(&str, &str, Option<u32>) -> bool + Send + Sync>;
@@ -141,6 +142,9 @@ where
         Ok(p) => p.with_configuration(settings),
         Err(e) => {
             stats.problems.push(Problem {
+                path: String::new(),
+                kind: None,
+                cause: Cause::Unreadable,
                 line: None,
                 reason: format!("not a readable EVTX file: {}", error_chain(&e)),
                 evidence_lost: true,
@@ -157,6 +161,9 @@ where
     if bytes > 0 && bytes < expected {
         let have = bytes.saturating_sub(block) / 65536;
         stats.problems.push(Problem {
+            path: String::new(),
+            kind: None,
+            cause: Cause::Truncated,
             line: None,
             reason: format!(
                 "truncated: the header lists {} chunks ({expected} bytes), the file has {bytes} bytes ({have} whole chunks); the rest of the log is missing",
@@ -263,6 +270,9 @@ where
     }
     for m in &errors {
         stats.problems.push(Problem {
+            path: String::new(),
+            kind: None,
+            cause: Cause::Unreadable,
             line: None,
             reason: format!("unreadable part skipped, the rest was read: {m}"),
             evidence_lost: true,
@@ -270,6 +280,9 @@ where
     }
     if error_count > errors.len() as u64 {
         stats.problems.push(Problem {
+            path: String::new(),
+            kind: None,
+            cause: Cause::Unreadable,
             line: None,
             reason: format!(
                 "{error_count} unreadable chunks or records in all ({} listed)",
@@ -280,6 +293,9 @@ where
     }
     if stats.records == 0 && error_count == 0 {
         stats.problems.push(Problem {
+            path: String::new(),
+            kind: None,
+            cause: Cause::Empty,
             line: None,
             reason: "EVTX file with no records (empty or never written)".into(),
             evidence_lost: false,

@@ -24,7 +24,8 @@ use exhunt_model::ChannelCoverage;
 use serde_json::{Map, Value};
 
 use crate::event::{WinEvent, number, text};
-use crate::reader::{Problem, ReadStats};
+use crate::reader::ReadStats;
+use exhunt_model::{Cause, Problem};
 
 /// Largest single event kept; a larger object is skipped and reported.
 pub const MAX_EVENT_BYTES: usize = 16 << 20;
@@ -418,6 +419,9 @@ pub fn read_export<T>(
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => {
                 out.stats.problems.push(Problem {
+                    path: String::new(),
+                    kind: None,
+                    cause: Cause::Unreadable,
                     line: Some(s.line),
                     reason: format!("read stopped: {e}"),
                     evidence_lost: true,
@@ -497,6 +501,9 @@ pub fn read_export<T>(
     }
     if s.depth > 0 {
         out.stats.problems.push(Problem {
+            path: String::new(),
+            kind: None,
+            cause: Cause::Truncated,
             line: Some(s.start_line),
             reason: format!(
                 "truncated: the event starting at line {} is cut off at the end of the file",
@@ -506,6 +513,9 @@ pub fn read_export<T>(
         });
     } else if s.in_array {
         out.stats.problems.push(Problem {
+            path: String::new(),
+            kind: None,
+            cause: Cause::Truncated,
             line: Some(s.line),
             reason: "truncated: the JSON array is not closed (the file was cut); the events before the cut were read".into(),
             evidence_lost: true,
@@ -527,6 +537,9 @@ pub fn read_export<T>(
         }
         for l in &t.listed {
             out.stats.problems.push(Problem {
+                path: String::new(),
+                kind: None,
+                cause: Cause::Format,
                 line: l
                     .strip_prefix("line ")
                     .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
@@ -537,6 +550,9 @@ pub fn read_export<T>(
         }
         if t.count > t.listed.len() as u64 {
             out.stats.problems.push(Problem {
+                path: String::new(),
+                kind: None,
+                cause: Cause::Format,
                 line: None,
                 reason: format!("{} {what} in all ({} listed)", t.count, t.listed.len()),
                 evidence_lost: t.lost,
@@ -545,6 +561,9 @@ pub fn read_export<T>(
     }
     if out.stats.records == 0 && out.stats.problems.is_empty() {
         out.stats.problems.push(Problem {
+            path: String::new(),
+            kind: None,
+            cause: Cause::Empty,
             line: None,
             reason: "no events in this export".into(),
             evidence_lost: false,

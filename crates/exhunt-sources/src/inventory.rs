@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use exhunt_model::CoverageEntry;
+use exhunt_model::{Cause, Problem};
 
 use crate::limits::Limits;
 
@@ -72,7 +72,7 @@ pub struct Inventory {
     /// Files found.
     pub items: Vec<Item>,
     /// Files or folders that could not be listed or will not be read, with the reason.
-    pub problems: Vec<CoverageEntry>,
+    pub problems: Vec<Problem>,
     /// Files seen (items plus files that were found but not listed as items).
     pub files_seen: u64,
     /// Files the `unopened` test of [`inventory_with`] left out, counted per folder: (folder,
@@ -98,6 +98,7 @@ pub fn inventory_with(target: &Path, limits: &Limits, unopened: Unopened<'_>) ->
         Ok(m) => m,
         Err(e) => {
             inv.problems.push(problem(
+                Cause::Unreadable,
                 target.display().to_string(),
                 format!("cannot read target: {e}"),
                 true,
@@ -127,14 +128,10 @@ pub fn inventory_with(target: &Path, limits: &Limits, unopened: Unopened<'_>) ->
     inv
 }
 
-fn problem(path: String, reason: String, evidence_lost: bool) -> CoverageEntry {
-    CoverageEntry {
-        path,
-        kind: None,
-        line: None,
-        reason,
-        evidence_lost,
-    }
+fn problem(cause: Cause, path: String, reason: String, evidence_lost: bool) -> Problem {
+    Problem::new(cause, reason)
+        .at(path, None)
+        .lost(evidence_lost)
 }
 
 /// The files of a folder as [`inventory_with`] lists them, without listing the members of the
@@ -174,7 +171,8 @@ fn walk_dir(root: &Path, zip_limits: Option<&Limits>, inv: &mut Inventory, unope
                     }
                     _ => format!("cannot list: {e}"),
                 };
-                inv.problems.push(problem(path, reason, true));
+                inv.problems
+                    .push(problem(Cause::Unreadable, path, reason, true));
                 continue;
             }
         };
@@ -195,6 +193,7 @@ fn walk_dir(root: &Path, zip_limits: Option<&Limits>, inv: &mut Inventory, unope
         let path = entry.path();
         if ft.is_symlink() {
             inv.problems.push(problem(
+                Cause::NotFollowed,
                 path.display().to_string(),
                 "symbolic link, not followed (a scan stays inside its target)".into(),
                 false,
@@ -203,6 +202,7 @@ fn walk_dir(root: &Path, zip_limits: Option<&Limits>, inv: &mut Inventory, unope
         }
         if !ft.is_file() {
             inv.problems.push(problem(
+                Cause::NotFollowed,
                 path.display().to_string(),
                 "not a regular file".into(),
                 false,
@@ -280,6 +280,7 @@ fn list_zip(path: &Path, display: String, limits: &Limits, inv: &mut Inventory, 
         Ok(f) => f,
         Err(e) => {
             inv.problems.push(problem(
+                Cause::Unreadable,
                 display,
                 format!("cannot open archive: {}", io_reason(&e)),
                 true,
@@ -291,6 +292,7 @@ fn list_zip(path: &Path, display: String, limits: &Limits, inv: &mut Inventory, 
         Ok(a) => a,
         Err(e) => {
             inv.problems.push(problem(
+                Cause::Unreadable,
                 display,
                 format!("not a readable zip archive: {e}"),
                 true,
@@ -303,6 +305,7 @@ fn list_zip(path: &Path, display: String, limits: &Limits, inv: &mut Inventory, 
     let total = archive.len();
     if total > limits.max_zip_entries {
         inv.problems.push(problem(
+            Cause::Limit,
             display.clone(),
             format!(
                 "archive has {total} members, more than the limit of {}; only the first {} are read",
@@ -327,6 +330,7 @@ fn list_zip(path: &Path, display: String, limits: &Limits, inv: &mut Inventory, 
         }
         Some(Err(reason)) => {
             inv.problems.push(problem(
+                Cause::Format,
                 display.clone(),
                 format!("{reason}; read as a plain zip"),
                 false,
@@ -339,6 +343,7 @@ fn list_zip(path: &Path, display: String, limits: &Limits, inv: &mut Inventory, 
             Ok(m) => m,
             Err(e) => {
                 inv.problems.push(problem(
+                    Cause::Unreadable,
                     format!("{display}!#{index}"),
                     format!("unreadable archive member: {e}"),
                     true,
@@ -369,6 +374,7 @@ fn list_zip(path: &Path, display: String, limits: &Limits, inv: &mut Inventory, 
         let (components, unsafe_name) = member_components(components_of);
         if unsafe_name {
             inv.problems.push(problem(
+                Cause::NotFollowed,
                 member_display.clone(),
                 "member name leaves the archive root (absolute path or `..`); read in place, never extracted".into(),
                 false,
@@ -376,6 +382,7 @@ fn list_zip(path: &Path, display: String, limits: &Limits, inv: &mut Inventory, 
         }
         if member.encrypted() {
             inv.problems.push(problem(
+                Cause::Encrypted,
                 member_display,
                 "encrypted archive member, not read".into(),
                 true,
@@ -387,6 +394,7 @@ fn list_zip(path: &Path, display: String, limits: &Limits, inv: &mut Inventory, 
             // Only a zip in a log folder may hide log evidence the checks need.
             let in_logs = components.iter().any(|c| c == "logging" || c == "logfiles");
             inv.problems.push(problem(
+                Cause::Limit,
                 member_display.clone(),
                 "archive inside an archive: its members are not read (nesting depth limit 1)"
                     .into(),
@@ -423,6 +431,7 @@ fn list_zip(path: &Path, display: String, limits: &Limits, inv: &mut Inventory, 
 fn package_coverage(m: &crate::package::Manifest, inv: &mut Inventory) {
     for n in &m.not_collected {
         inv.problems.push(problem(
+            Cause::NotCollected,
             n.original.clone(),
             format!("not in the package ({}): {}", n.what, n.reason),
             n.evidence_lost,
@@ -430,6 +439,7 @@ fn package_coverage(m: &crate::package::Manifest, inv: &mut Inventory) {
     }
     for f in &m.metadata_only {
         inv.problems.push(problem(
+            Cause::NotCollected,
             f.original.clone(),
             format!(
                 "in the package as metadata only ({}: {} bytes, SHA-256 {}): content not read",

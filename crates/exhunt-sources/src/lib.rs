@@ -9,7 +9,7 @@
 //!   "no evidence".
 //! - Logs are huge. Readers search blocks of bytes for the literal prefilters of the checks first
 //!   and split only candidate lines into fields, so the cost is close to that of `rg -c`.
-//! - Bad input is normal: every problem becomes a [`Problem`] with a reason, and reading goes on.
+//! - Bad input is normal: every problem becomes an `exhunt_model::Problem` with a cause and a message, and reading goes on.
 
 #![deny(missing_docs)]
 
@@ -33,5 +33,5 @@ pub use exhunt_model::event;
 pub use exhunt_model::{Val, WinEvent};
 pub use inventory::{Inventory, Item, ItemSource, Opener, inventory, inventory_with};
 pub use limits::Limits;
-pub use reader::{ChunkStats, LogReader, Problem, ReadStats, SchemaCheck, Seed, Survey, Visit};
+pub use reader::{ChunkStats, LogReader, ReadStats, SchemaCheck, Seed, Survey, Visit};
 pub use record::{LogFormat, Record, Schema};

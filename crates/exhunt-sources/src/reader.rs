@@ -23,20 +23,10 @@ use crate::inventory::io_reason;
 use crate::limits::Limits;
 use crate::record::{LogFormat, Record, Schema};
 use crate::time::parse_iso;
+use exhunt_model::{Cause, Problem};
 
 /// Size of a read block.
 pub const BLOCK: usize = 1 << 20;
-
-/// A problem met while reading a file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    /// Line the problem is at, if it is at one.
-    pub line: Option<u64>,
-    /// What is wrong, in words.
-    pub reason: String,
-    /// Whether lines the checks need may have been lost.
-    pub evidence_lost: bool,
-}
 
 /// What reading one file gave, besides the records handed to the visitor.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -364,7 +354,12 @@ impl LogReader {
                     }
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(e) => {
-                        st.problem(None, format!("read stopped: {}", io_reason(&e)), true);
+                        st.problem(
+                            Cause::Unreadable,
+                            None,
+                            format!("read stopped: {}", io_reason(&e)),
+                            true,
+                        );
                         eof = true;
                         st.io_failed = true;
                         break;
@@ -386,6 +381,7 @@ impl LogReader {
                     if !skipping_long {
                         let line = st.line_no + 1;
                         st.problem(
+                            Cause::Limit,
                             Some(line),
                             format!(
                                 "line longer than {} bytes (limit): skipped, not checked",
@@ -533,13 +529,11 @@ impl<'r> State<'r> {
         }
     }
 
-    fn problem(&mut self, line: Option<u64>, reason: String, evidence_lost: bool) {
+    fn problem(&mut self, cause: Cause, line: Option<u64>, reason: String, evidence_lost: bool) {
         if self.stats.problems.len() < 100 {
-            self.stats.problems.push(Problem {
-                line,
-                reason,
-                evidence_lost,
-            });
+            self.stats
+                .problems
+                .push(Problem::new(cause, reason).line(line).lost(evidence_lost));
         }
     }
 
@@ -619,6 +613,7 @@ impl<'r> State<'r> {
         if eof && !region.is_empty() && !ends_with_nl {
             lines_before += 1;
             self.problem(
+                Cause::Truncated,
                 Some(base_line + lines_before),
                 "file ends without a line end (truncated, or still being written)".into(),
                 false,
@@ -656,6 +651,7 @@ impl<'r> State<'r> {
             // A long line that happened to fit in the buffer: the same limit as one that did not.
             let max = self.reader.limits.max_line_bytes;
             self.problem(
+                Cause::Limit,
                 Some(line_no),
                 format!("line longer than {max} bytes (limit): skipped, not checked"),
                 true,
@@ -716,6 +712,7 @@ impl<'r> State<'r> {
                 if !self.missing_fields_reported {
                     self.missing_fields_reported = true;
                     self.problem(
+                        Cause::Format,
                         Some(line_no),
                         "no #Fields: line before the records: columns cannot be named, lines not checked".into(),
                         true,
@@ -729,11 +726,11 @@ impl<'r> State<'r> {
         self.schema_ok = match visit.schema(&schema) {
             SchemaCheck::Usable => true,
             SchemaCheck::Partial(reason) => {
-                self.problem(Some(line_no), reason, true);
+                self.problem(Cause::Format, Some(line_no), reason, true);
                 true
             }
             SchemaCheck::Unusable(reason) => {
-                self.problem(Some(line_no), reason, true);
+                self.problem(Cause::Format, Some(line_no), reason, true);
                 false
             }
         };
@@ -790,6 +787,7 @@ impl<'r> State<'r> {
             let n = self.invalid_utf8;
             let l = self.first_invalid;
             self.problem(
+                Cause::Encoding,
                 l,
                 format!(
                     "{n} candidate line(s) with invalid UTF-8, read with replacement characters"
@@ -798,9 +796,14 @@ impl<'r> State<'r> {
             );
         }
         if self.stats.bytes == 0 && !self.io_failed {
-            self.problem(None, "empty file".into(), false);
+            self.problem(Cause::Empty, None, "empty file".into(), false);
         } else if self.stats.records == 0 && !self.io_failed && self.stats.problems.is_empty() {
-            self.problem(None, "no records (directives only)".into(), false);
+            self.problem(
+                Cause::Empty,
+                None,
+                "no records (directives only)".into(),
+                false,
+            );
         }
         self.stats
     }

@@ -25,7 +25,7 @@ fn scan(target: &Path) -> (i32, Value) {
     common::scan_json(target, &[])
 }
 
-fn problems(v: &Value) -> Vec<(String, String, bool)> {
+fn problems(v: &Value) -> Vec<(String, String, String, bool)> {
     v["servers"][0]["coverage"]["problems"]
         .as_array()
         .unwrap()
@@ -33,6 +33,7 @@ fn problems(v: &Value) -> Vec<(String, String, bool)> {
         .map(|p| {
             (
                 p["path"].as_str().unwrap().to_string(),
+                p["cause"].as_str().unwrap().to_string(),
                 p["reason"].as_str().unwrap().to_string(),
                 p["evidence_lost"].as_bool().unwrap(),
             )
@@ -40,10 +41,12 @@ fn problems(v: &Value) -> Vec<(String, String, bool)> {
         .collect()
 }
 
-fn has_problem(v: &Value, file: &str, reason: &str, lost: bool) -> bool {
+/// Whether the scan names a problem of this cause (the tag) at this file, with this in its
+/// message and whether evidence was lost.
+fn has_problem(v: &Value, file: &str, cause: &str, reason: &str, lost: bool) -> bool {
     problems(v)
         .iter()
-        .any(|(p, r, l)| p.ends_with(file) && r.contains(reason) && *l == lost)
+        .any(|(p, c, r, l)| p.ends_with(file) && c == cause && r.contains(reason) && *l == lost)
 }
 
 const FIELDS: &str = "DateTime,RequestId,Protocol,UrlStem,AuthenticatedUser,AnchorMailbox,UserAgent,ClientIpAddress,ServerHostName,HttpStatus,Method,BackEndCookie";
@@ -75,6 +78,7 @@ fn truncated_last_line_is_noted_and_nothing_is_lost() {
         has_problem(
             &v,
             "HttpProxy_2021030610-1.LOG",
+            "truncated",
             "without a line end",
             false
         ),
@@ -105,6 +109,7 @@ fn a_line_longer_than_1_mib_is_skipped_reported_and_the_rest_is_read() {
         has_problem(
             &v,
             "HttpProxy_2021030610-1.LOG",
+            "limit",
             "longer than 1048576 bytes",
             true
         ),
@@ -133,7 +138,13 @@ fn a_log_without_fields_line_is_inconclusive() {
     let (code, v) = scan(&t.path().join("srv"));
     assert_eq!(code, 3);
     assert!(
-        has_problem(&v, "HttpProxy_2021030610-1.LOG", "no #Fields: line", true),
+        has_problem(
+            &v,
+            "HttpProxy_2021030610-1.LOG",
+            "format",
+            "no #Fields: line",
+            true
+        ),
         "{:?}",
         problems(&v)
     );
@@ -150,6 +161,7 @@ fn an_unknown_column_layout_is_inconclusive() {
         has_problem(
             &v,
             "HttpProxy_2021030610-1.LOG",
+            "format",
             "column layout lacks AnchorMailbox",
             true
         ),
@@ -168,7 +180,13 @@ fn binary_garbage_named_log_is_inconclusive() {
     let (code, v) = scan(&t.path().join("srv"));
     assert_eq!(code, 3);
     assert!(
-        has_problem(&v, "HttpProxy_2021030610-1.LOG", "binary content", true),
+        has_problem(
+            &v,
+            "HttpProxy_2021030610-1.LOG",
+            "format",
+            "binary content",
+            true
+        ),
         "{:?}",
         problems(&v)
     );
@@ -191,7 +209,13 @@ fn invalid_utf8_is_read_lossily_and_still_checked() {
     let (code, v) = scan(&t.path().join("srv"));
     assert_eq!(code, 1, "the SSRF is still found");
     assert!(
-        has_problem(&v, "HttpProxy_2021030610-1.LOG", "invalid UTF-8", false),
+        has_problem(
+            &v,
+            "HttpProxy_2021030610-1.LOG",
+            "encoding",
+            "invalid UTF-8",
+            false
+        ),
         "{:?}",
         problems(&v)
     );
@@ -204,7 +228,13 @@ fn an_empty_file_is_listed_and_loses_nothing() {
     let (code, v) = scan(&t.path().join("srv"));
     assert_eq!(code, 0);
     assert!(
-        has_problem(&v, "HttpProxy_2021030610-1.LOG", "empty file", false),
+        has_problem(
+            &v,
+            "HttpProxy_2021030610-1.LOG",
+            "empty",
+            "empty file",
+            false
+        ),
         "{:?}",
         problems(&v)
     );
@@ -271,6 +301,7 @@ fn zip_members_with_traversal_names_are_flagged_and_read_in_place() {
         has_problem(
             &v,
             "HttpProxy_2021030610-1.LOG",
+            "not_followed",
             "leaves the archive root",
             false
         ),
@@ -280,6 +311,7 @@ fn zip_members_with_traversal_names_are_flagged_and_read_in_place() {
     assert!(has_problem(
         &v,
         "HttpProxy_2021030611-1.LOG",
+        "not_followed",
         "leaves the archive root",
         false
     ));
@@ -301,13 +333,20 @@ fn a_zip_bomb_hits_the_ratio_limit_and_is_reported() {
     let (code, v) = scan(&t.path().join("srv"));
     assert_eq!(code, 3);
     assert!(
-        has_problem(&v, "HttpProxy_2021030610-1.LOG", "possible zip bomb", true),
+        has_problem(
+            &v,
+            "HttpProxy_2021030610-1.LOG",
+            "unreadable",
+            "possible zip bomb",
+            true
+        ),
         "{:?}",
         problems(&v)
     );
     assert!(has_problem(
         &v,
         "nested.zip",
+        "limit",
         "archive inside an archive",
         true
     ));
@@ -343,7 +382,13 @@ fn a_permission_denied_file_is_inconclusive() {
     };
     assert_eq!(code, Some(3), "{:?}", problems(&v));
     assert!(
-        has_problem(&v, "HttpProxy_2021030610-1.LOG", "permission denied", true),
+        has_problem(
+            &v,
+            "HttpProxy_2021030610-1.LOG",
+            "unreadable",
+            "permission denied",
+            true
+        ),
         "{:?}",
         problems(&v)
     );
@@ -359,7 +404,7 @@ fn a_permission_denied_log_folder_is_inconclusive() {
     assert_eq!(code, Some(3), "{:?}", problems(&v));
     let folder = owa.file_name().unwrap().to_str().unwrap();
     assert!(
-        has_problem(&v, folder, "permission denied", true),
+        has_problem(&v, folder, "unreadable", "permission denied", true),
         "{:?}",
         problems(&v)
     );

@@ -3,6 +3,14 @@
 
 use super::*;
 
+/// What looking at a file whole gave: findings, what was read (with its problems) and the
+/// emergency mitigations an IIS configuration holds.
+pub(super) struct Facts {
+    pub(super) findings: Vec<Finding>,
+    pub(super) stats: ReadStats,
+    pub(super) mitigations: Vec<exhunt_model::Mitigation>,
+}
+
 impl Engine {
     /// Gathers the facts of a file (hashes, YARA, times, attributes) in one read and judges them.
     pub(super) fn file_facts<'e>(
@@ -11,22 +19,12 @@ impl Engine {
         kind: ArtefactKind,
         head: Vec<u8>,
         worker: &mut Worker<'e>,
-    ) -> (
-        Vec<Finding>,
-        ReadStats,
-        Vec<CoverageEntry>,
-        Vec<exhunt_model::Mitigation>,
-    ) {
+    ) -> Facts {
         use sha1::Digest as _;
         let mut problems = Vec::new();
         let (size, modified) = item.metadata();
-        let problem = |reason: String, lost: bool| CoverageEntry {
-            path: item.display.clone(),
-            kind: Some(kind),
-            line: None,
-            reason,
-            evidence_lost: lost,
-        };
+        let problem =
+            |cause: Cause, reason: String, lost: bool| Problem::new(cause, reason).lost(lost);
         let want_yara = matches!(kind, ArtefactKind::WebFile | ArtefactKind::File);
         let is_member = matches!(item.source, ItemSource::ZipMember { .. });
         // Only the hash kinds some IOC uses: three digests of every web file cost more than
@@ -50,6 +48,7 @@ impl Engine {
         let mut bytes = 0u64;
         if size > MAX_CONTENT {
             problems.push(problem(
+                Cause::Limit,
                 format!("{} bytes, more than the {MAX_CONTENT}-byte limit for content checks: name and magic checked, content not hashed or YARA-scanned", size),
                 false,
             ));
@@ -62,19 +61,17 @@ impl Engine {
                 ..FileFacts::default()
             };
             let findings = self.files.judge(&self.pack, kind, &facts);
-            let mut stats = ReadStats {
+            let stats = ReadStats {
                 bytes: head.len() as u64,
                 records: 1,
+                problems,
                 ..ReadStats::default()
             };
-            for p in &problems {
-                stats.problems.push(exhunt_sources::Problem {
-                    line: None,
-                    reason: p.reason.clone(),
-                    evidence_lost: p.evidence_lost,
-                });
-            }
-            return (findings, stats, Vec::new(), Vec::new());
+            return Facts {
+                findings,
+                stats,
+                mitigations: Vec::new(),
+            };
         }
         // Re-open: the head was read from a stream the caller dropped.
         match worker.opener.open(item, &self.opts.limits) {
@@ -105,6 +102,7 @@ impl Engine {
                                 } else if k.len() as u64 + n as u64 > MAX_MEMBER_SCAN {
                                     keep = None;
                                     problems.push(problem(
+                                        Cause::Limit,
                                         format!("archive member larger than {MAX_MEMBER_SCAN} bytes: hashed, not YARA-scanned"),
                                         false,
                                     ));
@@ -115,18 +113,26 @@ impl Engine {
                         }
                         Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                         Err(e) => {
-                            problems
-                                .push(problem(format!("read stopped: {}", io_reason(&e)), true));
+                            problems.push(problem(
+                                Cause::Unreadable,
+                                format!("read stopped: {}", io_reason(&e)),
+                                true,
+                            ));
                             break;
                         }
                     }
                 }
             }
-            Err(e) => problems.push(problem(format!("cannot open: {}", io_reason(&e)), true)),
+            Err(e) => problems.push(problem(
+                Cause::Unreadable,
+                format!("cannot open: {}", io_reason(&e)),
+                true,
+            )),
         }
         let complete = problems.iter().all(|p| !p.evidence_lost);
         if is_member && want_yara && size > MAX_MEMBER_SCAN {
             problems.push(problem(
+                Cause::Limit,
                 format!(
                     "archive member larger than {MAX_MEMBER_SCAN} bytes: hashed, not YARA-scanned"
                 ),
@@ -181,6 +187,7 @@ impl Engine {
                     mitigations = crate::iisconfig::mitigations(&item.display, &text);
                 }
                 _ => problems.push(problem(
+                    Cause::Limit,
                     format!("configuration larger than {KEEP_FOR_YARA} bytes or not read completely: its virtual directories were not checked"),
                     true,
                 )),
@@ -189,17 +196,14 @@ impl Engine {
         let stats = ReadStats {
             bytes,
             records: 1,
+            problems,
             ..ReadStats::default()
         };
-        let mut stats = stats;
-        for p in &problems {
-            stats.problems.push(exhunt_sources::Problem {
-                line: None,
-                reason: p.reason.clone(),
-                evidence_lost: p.evidence_lost,
-            });
+        Facts {
+            findings,
+            stats,
+            mitigations,
         }
-        (findings, stats, Vec::new(), mitigations)
     }
 
     #[cfg(feature = "yara")]
@@ -208,7 +212,7 @@ impl Engine {
         item: &Item,
         bytes: Option<&[u8]>,
         worker: &mut Worker<'e>,
-        problems: &mut Vec<CoverageEntry>,
+        problems: &mut Vec<Problem>,
     ) -> Vec<YaraHit> {
         let rules = self.yara.get();
         // One scanner per worker, borrowing the rules compiled once for the engine.
@@ -234,13 +238,9 @@ impl Engine {
         let results = match result {
             Ok(r) => r,
             Err(e) => {
-                problems.push(CoverageEntry {
-                    path: item.display.clone(),
-                    kind: None,
-                    line: None,
-                    reason: format!("YARA scan failed: {e}"),
-                    evidence_lost: true,
-                });
+                problems.push(
+                    Problem::new(Cause::CheckFailed, format!("YARA scan failed: {e}")).lost(true),
+                );
                 return Vec::new();
             }
         };
@@ -282,7 +282,7 @@ impl Engine {
         _item: &Item,
         _bytes: Option<&[u8]>,
         _worker: &mut Worker<'_>,
-        _problems: &mut Vec<CoverageEntry>,
+        _problems: &mut Vec<Problem>,
     ) -> Vec<YaraHit> {
         Vec::new()
     }

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::Utc;
 use exhunt_model::{
-    ArtefactKind, BuildSeen, Coverage, CoverageEntry, Finding, KindCoverage, SCHEMA_VERSION,
+    ArtefactKind, BuildSeen, Cause, Coverage, Finding, KindCoverage, Problem, SCHEMA_VERSION,
     ScanResult, ScanSettings, ServerResult, SuppressedCount, Timestamp, ToolInfo, VerdictKind,
 };
 use exhunt_rules::{RulePack, RulesError};
@@ -188,13 +188,13 @@ pub struct FileOutcome {
     /// Kind, when claimed.
     pub kind: Option<ArtefactKind>,
     /// Why it was skipped, when it was.
-    pub skipped: Option<String>,
+    pub skipped: Option<Problem>,
     /// Reading statistics, when read.
     pub stats: Option<ReadStats>,
     /// Findings.
     pub findings: Vec<Finding>,
     /// Problems (unreadable, binary, …) outside the reader's own.
-    pub problems: Vec<CoverageEntry>,
+    pub problems: Vec<Problem>,
     /// An EVTX file left for the calling thread (see [`Engine::read_evtx_item`]).
     pub deferred: bool,
     /// Emergency mitigations found in a configuration file.

@@ -33,7 +33,7 @@ impl Engine {
             && !self.opts.deep
             && !exhunt_sources::classify::worth_sniffing(&item.components)
         {
-            out.skipped = Some(NOT_OPENED.into());
+            out.skipped = Some(Problem::new(Cause::NotRead, NOT_OPENED));
             return out;
         }
         // A file that cannot be opened or read loses evidence if it looks like a log.
@@ -41,13 +41,11 @@ impl Engine {
             path_kind.is_some() || item.components.last().is_some_and(|n| n.ends_with(".log"));
         let fail = |mut out: FileOutcome, reason: String| {
             out.kind = path_kind;
-            out.problems.push(CoverageEntry {
-                path: item.display.clone(),
-                kind: path_kind,
-                line: None,
-                reason,
-                evidence_lost: lost,
-            });
+            out.problems.push(
+                Problem::new(Cause::Unreadable, reason)
+                    .at(item.display.clone(), path_kind)
+                    .lost(lost),
+            );
             out
         };
         let mut stream = match opener.open(item, &self.opts.limits) {
@@ -111,7 +109,7 @@ impl Engine {
                 match classify(&item.components, &head, &head_text, self.opts.deep) {
                     Classification::Claimed(k) => k,
                     Classification::Skipped(reason) => {
-                        out.skipped = Some(reason);
+                        out.skipped = Some(Problem::new(Cause::NotRead, reason));
                         return out;
                     }
                 }
@@ -120,11 +118,10 @@ impl Engine {
         out.kind = Some(kind);
         if !kind.is_log() {
             drop(stream);
-            let facts_out = self.file_facts(item, kind, head, worker);
-            out.findings = facts_out.0;
-            out.stats = Some(facts_out.1);
-            out.problems.extend(facts_out.2);
-            out.mitigations = facts_out.3;
+            let facts = self.file_facts(item, kind, head, worker);
+            out.findings = facts.findings;
+            out.stats = Some(facts.stats);
+            out.mitigations = facts.mitigations;
             return out;
         }
         if kind == ArtefactKind::Evtx {
@@ -160,19 +157,23 @@ impl Engine {
             return out;
         }
         if format_of(kind).is_none() {
-            out.skipped = Some(format!("{kind}: recognised, not read by this version"));
+            out.skipped = Some(Problem::new(
+                Cause::NotRead,
+                format!("{kind}: recognised, not read by this version"),
+            ));
             return out;
         }
         if enc == TextEncoding::Binary {
-            out.problems.push(CoverageEntry {
-                path: item.display.clone(),
-                kind: Some(kind),
-                line: None,
-                reason: format!(
-                    "binary content in a file that looks like {kind}: not a text log, not read"
-                ),
-                evidence_lost: true,
-            });
+            out.problems.push(
+                Problem::new(
+                    Cause::Format,
+                    format!(
+                        "binary content in a file that looks like {kind}: not a text log, not read"
+                    ),
+                )
+                .at(item.display.clone(), Some(kind))
+                .lost(true),
+            );
             return out;
         }
         let Some(kr) = set.reader(kind) else {
@@ -287,11 +288,8 @@ impl Engine {
                 bytes: 0,
                 ..ReadStats::default()
             };
-            st.problems.push(exhunt_sources::Problem {
-                line: None,
-                reason,
-                evidence_lost: true,
-            });
+            st.problems
+                .push(Problem::new(Cause::Unreadable, reason).lost(true));
             (Vec::new(), st)
         };
         let threads = if rayon::current_thread_index().is_some() {

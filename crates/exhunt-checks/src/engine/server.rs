@@ -30,10 +30,10 @@ impl Engine {
                     FileOutcome {
                         item: i,
                         kind: None,
-                        skipped: Some(
-                            "rule or IOC folder given with --yara/--ioc: never scanned as evidence"
-                                .into(),
-                        ),
+                        skipped: Some(Problem::new(
+                            Cause::Excluded,
+                            "rule or IOC folder given with --yara/--ioc: never scanned as evidence",
+                        )),
                         stats: None,
                         findings: Vec::new(),
                         problems: Vec::new(),
@@ -141,12 +141,9 @@ impl Engine {
         let mut kinds: BTreeMap<ArtefactKind, KindCoverage> = BTreeMap::new();
         let mut skipped = Vec::new();
         let mut problems = inv.problems.clone();
-        problems.extend(correlated.notes.into_iter().map(|reason| CoverageEntry {
-            path: target.display().to_string(),
-            kind: Some(ArtefactKind::Evtx),
-            line: None,
-            reason,
-            evidence_lost: false,
+        problems.extend(correlated.notes.into_iter().map(|reason| {
+            Problem::new(Cause::Note, reason)
+                .at(target.display().to_string(), Some(ArtefactKind::Evtx))
         }));
         let mut builds: BTreeMap<String, Option<Timestamp>> = BTreeMap::new();
         let mut hosts: HashMap<String, usize> = HashMap::new();
@@ -155,14 +152,8 @@ impl Engine {
         for o in &outcomes {
             let item = &inv.items[o.item];
             problems.extend(o.problems.iter().cloned());
-            if let Some(reason) = &o.skipped {
-                skipped.push(CoverageEntry {
-                    path: item.display.clone(),
-                    kind: o.kind,
-                    line: None,
-                    reason: reason.clone(),
-                    evidence_lost: false,
-                });
+            if let Some(p) = &o.skipped {
+                skipped.push(p.clone().at(item.display.clone(), o.kind));
             }
             let Some(kind) = o.kind else { continue };
             let kc = kinds.entry(kind).or_insert(KindCoverage {
@@ -185,13 +176,7 @@ impl Engine {
                 kc.first = min_opt(kc.first, st.first);
                 kc.last = max_opt(kc.last, st.last);
                 for p in &st.problems {
-                    problems.push(CoverageEntry {
-                        path: item.display.clone(),
-                        kind: Some(kind),
-                        line: p.line,
-                        reason: p.reason.clone(),
-                        evidence_lost: p.evidence_lost,
-                    });
+                    problems.push(p.clone().at(item.display.clone(), Some(kind)));
                 }
                 for (b, t) in &st.versions {
                     let e = builds.entry(normalise_build(b)).or_insert(*t);
