@@ -30,7 +30,7 @@ use exhunt_model::{
 };
 
 use crate::proxyshell::percent_decode;
-use crate::webshell::url_of_written_path;
+use crate::webshell::written_url;
 
 /// The time span of one HttpProxy log file, and its protocol folder when the path names one
 /// (`Logging\HttpProxy\Ecp\…`): only a file of the request's protocol can hold its twin.
@@ -422,13 +422,7 @@ fn chains(findings: &[Finding], ruled_out: &HashSet<usize>) -> Vec<(Campaign, Ch
                     ch.start = Some(ch.start.map_or(t, |s| s.min(t)));
                     ch.end = Some(ch.end.map_or(t, |e| e.max(t)));
                 }
-                if f.kind.is_log()
-                    && let Some(u) = f
-                        .entities
-                        .file_path
-                        .as_deref()
-                        .and_then(url_of_written_path)
-                {
+                if let Some(u) = written_url(f) {
                     ch.files.insert(u.to_ascii_lowercase());
                 }
             }
@@ -474,13 +468,8 @@ fn attribute(findings: &mut [Finding], ctx: &Context<'_>, ruled_out: &HashSet<us
     // write (OAB download, ECP reset), or a generic write (a Sysmon file event) inside the
     // time span of one campaign's exploitation.
     let mut written: Vec<(String, Option<Timestamp>, Campaign)> = Vec::new();
-    for f in findings.iter().filter(|f| f.kind.is_log()) {
-        let Some(u) = f
-            .entities
-            .file_path
-            .as_deref()
-            .and_then(url_of_written_path)
-        else {
+    for f in findings.iter() {
+        let Some(u) = written_url(f) else {
             continue;
         };
         let by = if EXPLOITED.contains(&f.campaign) {

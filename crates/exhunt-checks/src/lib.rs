@@ -26,4 +26,4 @@ pub mod story;
 pub mod verdict;
 pub mod webshell;
 
-pub use engine::{Engine, Progress, ScanOptions};
+pub use engine::{Engine, EngineError, Progress, ScanOptions};

@@ -37,13 +37,8 @@ pub fn build(findings: &[Finding]) -> Vec<StoryStep> {
     // URLs of the files the logs say the chain wrote, with the time of the write: a file found on
     // disk at that URL is the same story.
     let mut written: Vec<(String, Option<exhunt_model::Timestamp>)> = Vec::new();
-    for f in findings.iter().filter(|f| f.kind.is_log()) {
-        if let Some(u) = f
-            .entities
-            .file_path
-            .as_deref()
-            .and_then(crate::webshell::url_of_written_path)
-        {
+    for f in findings {
+        if let Some(u) = crate::webshell::written_url(f) {
             written.push((u.to_ascii_lowercase(), f.timestamp));
         }
     }

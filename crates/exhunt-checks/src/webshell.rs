@@ -1,7 +1,7 @@
 //! The last link of the chain: requests for a file the attack wrote. Once pass one knows a
 //! written path (OAB download, ECP reset, …), pass two searches the web logs for its URL.
 
-use exhunt_model::{ArtefactKind, Confidence, Severity, Stage};
+use exhunt_model::{ArtefactKind, Confidence, Finding, Severity, Stage, Timestamp};
 use exhunt_sources::Record;
 
 use crate::check::{Emitter, Hit, LineCheck, lit, served};
@@ -23,6 +23,56 @@ pub fn url_of_written_path(path: &str) -> Option<String> {
         }
     }
     None
+}
+
+/// The URL of the file a log finding says was written (the OAB download path, the ECP reset
+/// path, a file event), when it lies in a web root. The story, the correlation and the second
+/// pass all start from it.
+pub fn written_url(f: &Finding) -> Option<String> {
+    if !f.kind.is_log() {
+        return None;
+    }
+    f.entities
+        .file_path
+        .as_deref()
+        .and_then(url_of_written_path)
+}
+
+/// The URLs pass two searches the IIS logs for: files the chain wrote, and suspicious web-root
+/// files found on disk — with the time of the earliest write when every URL is a written one
+/// (a file found on disk has no trustworthy write time: attackers set file times).
+pub fn urls_to_follow(findings: &[Finding]) -> (Vec<(String, UrlSource)>, Option<Timestamp>) {
+    let mut urls: Vec<(String, UrlSource)> = Vec::new();
+    for f in findings {
+        if let Some(u) = written_url(f) {
+            urls.push((u, UrlSource::Chain));
+        } else if !f.kind.is_log()
+            && f.stage >= Stage::Persistence
+            // A file listed only for review (its place, not its content) is not searched for:
+            // requests to an intranet page say nothing about a web shell.
+            && f.confidence >= Confidence::Medium
+            && let Some(u) = &f.entities.url
+        {
+            urls.push((u.clone(), UrlSource::Disk));
+        }
+    }
+    urls.sort_by(|a, b| {
+        (a.0.to_ascii_lowercase(), a.1 as u8).cmp(&(b.0.to_ascii_lowercase(), b.1 as u8))
+    });
+    urls.dedup();
+    // IIS logs every request of the site, including files IIS serves itself (the web roots are
+    // not proxied), so they are enough. With only chain-written paths, only logs that reach
+    // past the earliest write can hold a request for them.
+    let written_at = if urls.iter().any(|(_, s)| *s == UrlSource::Disk) {
+        None
+    } else {
+        findings
+            .iter()
+            .filter(|f| f.kind.is_log() && f.entities.file_path.is_some())
+            .filter_map(|f| f.timestamp)
+            .min()
+    };
+    (urls, written_at)
 }
 
 /// The URL of a file given by its lower-cased path components relative to a target, if it lies

@@ -124,6 +124,25 @@ fn exchange_samples_give_their_findings_and_benign_logs_none() {
     );
 }
 
+/// The engine's own pool: one thread reads EVTX chunks inline, two hand them to the pool while
+/// the calling thread waits; the result is the same, event for event.
+#[test]
+fn one_or_two_threads_read_the_event_logs_alike() {
+    let Some(data) = shared() else { return };
+    let target = data.join("Yamato-Security_hayabusa-sample-evtx");
+    let strip = |mut v: Value| {
+        for k in ["started", "finished"] {
+            v[k] = Value::Null;
+        }
+        v
+    };
+    let (c1, one) = scan_json(&target, &["--threads", "1"]);
+    let (c2, two) = scan_json(&target, &["--threads", "2"]);
+    assert_eq!((c1, c2), (1, 1));
+    assert!(evtx_kind(&one)["records"].as_u64().unwrap() > APP_EVENTS);
+    assert_eq!(strip(one), strip(two));
+}
+
 #[test]
 fn sigmahq_rules_load_with_each_refusal_explained() {
     let Some(data) = shared() else { return };

@@ -10,7 +10,6 @@ pub(super) fn decode_head(head: &[u8], enc: TextEncoding) -> String {
     }
 }
 
-/// `15.01.2176.002` → `15.1.2176.2`.
 /// Event exports often hold the events of several servers: each host other than the target's
 /// own becomes a server of its own, with its events' findings, its channels and the export files'
 /// problems, so that each gets its own story and verdict.
@@ -80,6 +79,7 @@ pub(super) fn split_export_hosts(
     out
 }
 
+/// `15.01.2176.002` → `15.1.2176.2`.
 pub(super) fn normalise_build(b: &str) -> String {
     match exhunt_rules::parse_build(b) {
         Some([a, b2, c, d]) => format!("{a}.{b2}.{c}.{d}"),
@@ -98,5 +98,12 @@ pub(super) fn max_opt(a: Option<Timestamp>, b: Option<Timestamp>) -> Option<Time
     match (a, b) {
         (Some(x), Some(y)) => Some(x.max(y)),
         (x, y) => x.or(y),
+    }
+}
+
+impl Engine {
+    /// Runs `f` on the engine's pool, unless the caller is already one of its workers.
+    pub(super) fn in_pool<R: Send>(&self, on_pool: bool, f: impl FnOnce() -> R + Send) -> R {
+        if on_pool { f() } else { self.pool.install(f) }
     }
 }

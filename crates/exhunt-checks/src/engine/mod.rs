@@ -38,7 +38,7 @@ use crate::ioc::{HafniumIps, HafniumUserAgents};
 use crate::proxylogon::{
     BackEndCookie, EcpVirtualDirectory, IisRequestPatterns, OabDownloadPath, ServerInfoAnchor,
 };
-use crate::webshell::{KnownShellRequests, UrlSource, WebShellRequests, url_of_written_path};
+use crate::webshell::{KnownShellRequests, WebShellRequests};
 use crate::{story, verdict};
 
 /// Findings stored per rule and server; more are counted, not stored.
@@ -103,6 +103,24 @@ pub struct ScanOptions {
     pub ioc: Vec<PathBuf>,
     /// Sigma rule folders or files (`--sigma`).
     pub sigma: Vec<PathBuf>,
+    /// Worker threads of the engine's own pool; `None` for one per core.
+    pub threads: Option<usize>,
+}
+
+/// Why an engine could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The built-in rule pack did not load (a build of exhunt with broken rules).
+    #[error("loading the built-in rules: {0}")]
+    Rules(#[from] RulesError),
+    /// The worker threads could not be started.
+    #[error("starting {threads} worker threads: {source}")]
+    Threads {
+        /// Threads asked for (0: one per core).
+        threads: usize,
+        /// What the thread pool said.
+        source: rayon::ThreadPoolBuildError,
+    },
 }
 
 /// The format each kind is read with; `None` for kinds this version recognises but does not read.
@@ -211,6 +229,9 @@ pub struct Engine {
     rules_info: exhunt_model::RulesInfo,
     rule_dirs: Vec<PathBuf>,
     events: Arc<EventChecker>,
+    /// The engine's own worker threads: every parallel pass runs here, never on a global pool
+    /// the embedding program may use for something else.
+    pool: rayon::ThreadPool,
     #[cfg(feature = "yara")]
     yara: YaraSlot,
 }
@@ -292,8 +313,14 @@ impl Visit for FileVisitor<'_> {
 
 impl Engine {
     /// Builds the engine with the built-in rule packs.
-    pub fn new(opts: ScanOptions) -> Result<Engine, RulesError> {
+    pub fn new(opts: ScanOptions) -> Result<Engine, EngineError> {
         let t0 = std::time::Instant::now();
+        let threads = opts.threads.unwrap_or(0);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("exhunt-{i}"))
+            .build()
+            .map_err(|source| EngineError::Threads { threads, source })?;
         let mut pack = RulePack::builtin()?;
         let mut rules_info = exhunt_model::RulesInfo {
             builtin_rules: pack.rules().len(),
@@ -392,6 +419,7 @@ impl Engine {
             rules_info,
             rule_dirs,
             events,
+            pool,
             #[cfg(feature = "yara")]
             yara,
         })
@@ -534,6 +562,7 @@ impl Engine {
 
 mod facts;
 mod helpers;
+mod ledger;
 mod read;
 mod server;
 mod webroots;

@@ -126,7 +126,7 @@ impl Engine {
         }
         if kind == ArtefactKind::Evtx {
             drop(stream);
-            if rayon::current_thread_index().is_some() {
+            if self.pool.current_thread_index().is_some() {
                 // The EVTX parser runs its chunks on the rayon pool and waits for them: it must
                 // not wait on a pool thread (every thread could end up waiting). The calling
                 // thread reads these files after the parallel pass.
@@ -182,7 +182,7 @@ impl Engine {
         if let ItemSource::File(path) = &item.source
             && gz_kind.is_none()
             && matches!(enc, TextEncoding::Utf8 | TextEncoding::Utf8Bom)
-            && rayon::current_num_threads() > 1
+            && self.pool.current_num_threads() > 1
             && item.metadata().0 >= BIG_FILE
             && let Some((findings, stats)) = self.read_big(path, item, enc, kind, set, kr)
         {
@@ -292,10 +292,14 @@ impl Engine {
                 .push(Problem::new(Cause::Unreadable, reason).lost(true));
             (Vec::new(), st)
         };
-        let threads = if rayon::current_thread_index().is_some() {
+        // On a worker of the pool (a file of an archive read in the parallel pass), one thread;
+        // from the calling thread, the parser's chunks go to the engine's pool (`install`
+        // below): its consumer then waits on one worker while the others parse.
+        let on_pool = self.pool.current_thread_index().is_some();
+        let threads = if on_pool {
             1
         } else {
-            rayon::current_num_threads()
+            self.pool.current_num_threads()
         };
         let checker = self.events.clone();
         let wanted = self.events.clone();
@@ -308,7 +312,9 @@ impl Engine {
         };
         let read = match &item.source {
             ItemSource::File(p) => match std::fs::File::open(p) {
-                Ok(f) => exhunt_sources::evtx::read_evtx(f, size, threads, wants, on_event),
+                Ok(f) => self.in_pool(on_pool, || {
+                    exhunt_sources::evtx::read_evtx(f, size, threads, wants, on_event)
+                }),
                 Err(e) => return lost(format!("cannot open: {}", io_reason(&e))),
             },
             ItemSource::ZipMember { .. } => {
@@ -327,7 +333,9 @@ impl Engine {
                     Err(e) => return lost(format!("cannot open: {}", io_reason(&e))),
                 }
                 let n = buf.len() as u64;
-                exhunt_sources::evtx::read_evtx(Cursor::new(buf), n, threads, wants, on_event)
+                self.in_pool(on_pool, || {
+                    exhunt_sources::evtx::read_evtx(Cursor::new(buf), n, threads, wants, on_event)
+                })
             }
         };
         self.progress

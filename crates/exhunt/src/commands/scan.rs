@@ -68,14 +68,8 @@ pub(crate) fn scan(args: ScanArgs) -> Result<u8> {
     if let Some(o) = &args.output {
         check_output(o, &args.targets)?;
     }
-    if let Some(n) = args.threads {
-        if n == 0 {
-            bail!("--threads must be at least 1");
-        }
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(n)
-            .build_global()
-            .context("starting worker threads")?;
+    if args.threads == Some(0) {
+        bail!("--threads must be at least 1");
     }
     for p in args.yara.iter().chain(&args.ioc).chain(&args.sigma) {
         if std::fs::metadata(p).is_err() {
@@ -94,8 +88,9 @@ pub(crate) fn scan(args: ScanArgs) -> Result<u8> {
         yara: args.yara.clone(),
         ioc: args.ioc.clone(),
         sigma: args.sigma.clone(),
+        threads: args.threads,
     })
-    .context("loading the built-in rules")?;
+    .context("starting the scan engine")?;
 
     if !args.quiet {
         // Only external YARA rules can be rejected (a test keeps the built-in pack clean), so
