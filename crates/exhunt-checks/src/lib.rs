@@ -1,16 +1,20 @@
 //! The detection catalogue of exhunt, the correlation of findings into an attack story, and the
 //! verdict.
 //!
-//! One module per campaign (`proxylogon`, `proxyshell`), IOC packs (`ioc`), the chain's last link
-//! (`webshell`), what the server code of web pages can do (`pagecode`), Sigma matches on Windows
-//! events (`events`), process ancestry across events (`behaviour`), the engine that drives readers
-//! and checks (`engine`), and the correlation that grades each request on its most specific log
-//! line and attributes findings to the campaign whose chain they join (`correlate`). A check never knows
-//! how its findings are rendered; renderers never know which check made a finding.
+//! One module per campaign (`proxylogon`, `proxyshell` — which also holds the ProxyNotShell
+//! checks), IOC packs (`ioc`), the chain's last link (`webshell`), files on disk (`files`, with
+//! `pagecode`, what the server code of web pages can do, and `iisconfig`), Sigma matches on
+//! Windows events (`events`, `sigmaweb` for web logs), process ancestry across events
+//! (`behaviour`), the list of checks and their rule ids (`catalogue`), the engine that drives
+//! readers and checks (`engine`), the correlation that grades each request on its most specific
+//! log line and attributes findings to the campaign whose chain they join (`correlate`), the
+//! story (`story`) and the verdict (`verdict`). A check never knows how its findings are
+//! rendered; renderers never know which check made a finding.
 
 #![deny(missing_docs)]
 
 pub mod behaviour;
+pub mod catalogue;
 pub mod check;
 pub mod correlate;
 pub mod engine;

@@ -1,14 +1,18 @@
 //! The scan engine: inventory → classify → read with prefilters → check → correlate → judge.
 //!
-//! Files are processed in parallel on a rayon pool (the caller sets its size); a worker never
-//! prints: it returns a [`FileOutcome`] and bumps the shared [`Progress`] counters, which the
-//! binary draws. Memory per worker is one read block plus one line, whatever the file size; what
-//! grows with the input is only the findings list (capped per rule) and the coverage ledger.
+//! Files are processed in parallel on the engine's own rayon pool (`ScanOptions::threads`); a
+//! worker never prints: it returns a [`FileOutcome`] and bumps the shared [`Progress`] counters,
+//! which the binary draws. Memory per worker is one read block plus one line, whatever the file
+//! size; what grows with the input is only the findings list (capped per rule) and the coverage
+//! ledger.
 //!
-//! One file per stage: this module holds the options, the progress counters, the engine and its
-//! rule loading; `server` runs one server from walk to verdict; `webroots` finds the served
-//! folders; `read` opens and reads one item (logs, EVTX, exports, one large log on all cores);
-//! `facts` judges a file looked at whole (hashes, YARA, page analysis); `helpers` the rest.
+//! One file per stage: this module holds the options, the progress counters and the engine's
+//! API; `load` builds the engine (rule packs, feeds, Sigma, YARA beside the walk, the checks of
+//! `crate::catalogue`, the worker pool); `server` runs one server in stages (walk, first pass,
+//! second pass, judgement); `ledger` folds what the files gave into the coverage and caps
+//! findings per rule; `webroots` finds the served folders; `read` opens and reads one item
+//! (logs, EVTX, exports, one large log on all cores); `facts` judges a file looked at whole
+//! (hashes, YARA, page analysis); `helpers` the rest.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{Cursor, Read};
@@ -34,11 +38,7 @@ use rayon::prelude::*;
 use crate::check::{Emitter, LineCheck};
 use crate::events::EventChecker;
 use crate::files::{FileFacts, FileJudge, YaraHit};
-use crate::ioc::{HafniumIps, HafniumUserAgents};
-use crate::proxylogon::{
-    BackEndCookie, EcpVirtualDirectory, IisRequestPatterns, OabDownloadPath, ServerInfoAnchor,
-};
-use crate::webshell::{KnownShellRequests, WebShellRequests};
+use crate::webshell::WebShellRequests;
 use crate::{story, verdict};
 
 /// Findings stored per rule and server; more are counted, not stored.
@@ -236,195 +236,7 @@ pub struct Engine {
     yara: YaraSlot,
 }
 
-/// YARA rules being compiled on a thread of their own, then kept.
-#[cfg(feature = "yara")]
-struct YaraSlot {
-    cell: std::sync::OnceLock<exhunt_rules::yara::YaraRules>,
-    pending: std::sync::Mutex<Option<std::thread::JoinHandle<exhunt_rules::yara::YaraRules>>>,
-    external: Vec<PathBuf>,
-}
-
-#[cfg(feature = "yara")]
-impl YaraSlot {
-    fn get(&self) -> &exhunt_rules::yara::YaraRules {
-        self.cell.get_or_init(|| {
-            let handle = self.pending.lock().ok().and_then(|mut p| p.take());
-            match handle.map(|h| h.join()) {
-                Some(Ok(rules)) => rules,
-                // The compiling thread failed (a bug of exhunt): compile here instead, so that
-                // the failure shows where it happens.
-                _ => exhunt_rules::yara::compile(&self.external),
-            }
-        })
-    }
-}
-
-struct FileVisitor<'a> {
-    kind: ArtefactKind,
-    set: &'a CheckSet,
-    checks: &'a [usize],
-    emitter: Emitter<'a>,
-}
-
-impl Visit for FileVisitor<'_> {
-    fn schema(&mut self, schema: &Schema) -> SchemaCheck {
-        let mut blind = Vec::new();
-        let mut missing_all = Vec::new();
-        for &i in self.checks {
-            let c = &self.set.checks[i];
-            let missing: Vec<&str> = c
-                .needs(self.kind)
-                .iter()
-                .copied()
-                .filter(|f| !schema.has(f))
-                .collect();
-            if !missing.is_empty() {
-                blind.push(c.rule_ids()[0]);
-                missing_all.extend(missing);
-            }
-        }
-        missing_all.sort();
-        missing_all.dedup();
-        if blind.is_empty() {
-            SchemaCheck::Usable
-        } else {
-            let reason = format!(
-                "column layout lacks {}: {} cannot run on these lines",
-                missing_all.join(", "),
-                blind.join(", ")
-            );
-            if blind.len() == self.checks.len() {
-                SchemaCheck::Unusable(reason)
-            } else {
-                SchemaCheck::Partial(reason)
-            }
-        }
-    }
-
-    fn record(&mut self, rec: &Record<'_>) {
-        if !self.emitter.in_range(rec) {
-            return;
-        }
-        for &i in self.checks {
-            self.set.checks[i].check(self.kind, rec, &mut self.emitter);
-        }
-    }
-}
-
 impl Engine {
-    /// Builds the engine with the built-in rule packs.
-    pub fn new(opts: ScanOptions) -> Result<Engine, EngineError> {
-        let t0 = std::time::Instant::now();
-        let threads = opts.threads.unwrap_or(0);
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .thread_name(|i| format!("exhunt-{i}"))
-            .build()
-            .map_err(|source| EngineError::Threads { threads, source })?;
-        let mut pack = RulePack::builtin()?;
-        let mut rules_info = exhunt_model::RulesInfo {
-            builtin_rules: pack.rules().len(),
-            ..Default::default()
-        };
-        let mut rule_dirs = Vec::new();
-        for feed in &opts.ioc {
-            let r = exhunt_rules::feeds::load(feed);
-            rules_info.ioc_feeds.push(exhunt_model::FeedInfo {
-                path: feed.display().to_string(),
-                format: r.format.clone(),
-                hashes: r.hashes.len(),
-                unused: r.unused.iter().map(|(k, v)| format!("{v} × {k}")).collect(),
-                errors: r.errors.clone(),
-            });
-            pack.add_hashes(r.hashes);
-            rule_dirs.push(feed.canonicalize().unwrap_or_else(|_| feed.clone()));
-        }
-        rules_info.hash_iocs = pack.hash_count();
-        #[cfg(feature = "yara")]
-        let yara = {
-            // Compiling the rules (tens of milliseconds for the built-in pack, seconds for a big
-            // public set) runs beside the walk; the first file that needs YARA waits for it.
-            for y in &opts.yara {
-                rule_dirs.push(y.canonicalize().unwrap_or_else(|_| y.clone()));
-            }
-            let external = opts.yara.clone();
-            YaraSlot {
-                cell: std::sync::OnceLock::new(),
-                pending: std::sync::Mutex::new(Some(std::thread::spawn(move || {
-                    exhunt_rules::yara::compile(&external)
-                }))),
-                external: opts.yara.clone(),
-            }
-        };
-        #[cfg(not(feature = "yara"))]
-        if !opts.yara.is_empty() {
-            rules_info.yara_rejected.push(exhunt_model::RejectedRule {
-                file: opts
-                    .yara
-                    .iter()
-                    .map(|p| p.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                reason: "this exhunt was built without the `yara` feature".into(),
-            });
-        }
-        let exch = opts
-            .exchange_path
-            .as_ref()
-            .map(|p| p.to_ascii_lowercase().replace('/', "\\"));
-        let checks: Vec<Box<dyn LineCheck>> = vec![
-            Box::new(ServerInfoAnchor),
-            Box::new(BackEndCookie),
-            Box::new(IisRequestPatterns),
-            Box::new(OabDownloadPath {
-                exchange_path: exch,
-            }),
-            Box::new(EcpVirtualDirectory),
-            Box::new(HafniumIps::new(pack.hafnium_ips.clone())),
-            Box::new(HafniumUserAgents::new(pack.hafnium_user_agents.clone())),
-            Box::new(KnownShellRequests::new(&pack.webshell_paths)),
-            Box::new(crate::proxyshell::ProxyShellRequests),
-            Box::new(crate::proxyshell::RpsForeignClient),
-        ];
-        let files = FileJudge::new(&pack);
-        let mut sigma = exhunt_rules::sigma::SigmaSet::builtin();
-        for dir in &opts.sigma {
-            sigma.load(dir);
-        }
-        rules_info.sigma_rules = sigma.len();
-        rules_info.sigma_files = sigma.files.clone();
-        rules_info.sigma_rejected = sigma.rejected.clone();
-        rule_dirs.extend(sigma.rule_dirs.iter().cloned());
-        let events = Arc::new(EventChecker::new(
-            Arc::new(sigma),
-            pack.rules(),
-            opts.since,
-            opts.until,
-        ));
-        let mut checks = checks;
-        if events.sigma().has_web() {
-            checks.push(Box::new(crate::sigmaweb::SigmaWeb::new(events.clone())));
-        }
-        let main = CheckSet::new(checks, opts.limits);
-        tracing::debug!(
-            "rules loaded in {:?} (YARA compiling in the background)",
-            t0.elapsed()
-        );
-        Ok(Engine {
-            pack,
-            main,
-            files,
-            opts,
-            progress: Arc::new(Progress::default()),
-            rules_info,
-            rule_dirs,
-            events,
-            pool,
-            #[cfg(feature = "yara")]
-            yara,
-        })
-    }
-
     /// The rule pack in use.
     pub fn pack(&self) -> &RulePack {
         &self.pack
@@ -432,20 +244,7 @@ impl Engine {
 
     /// Rule ids the engine's checks can emit (for the catalogue test).
     pub fn rule_ids(&self) -> Vec<&'static str> {
-        let mut v: Vec<&'static str> = self
-            .main
-            .checks
-            .iter()
-            .flat_map(|c| c.rule_ids().iter().copied())
-            .collect();
-        v.extend(WebShellRequests::RULE_IDS);
-        v.extend(crate::files::RULE_IDS);
-        v.extend(crate::iisconfig::RULE_IDS);
-        v.extend(crate::behaviour::RULE_IDS);
-        v.extend(exhunt_rules::sigma::BUILTIN.iter().map(|(id, _)| *id));
-        v.sort();
-        v.dedup();
-        v
+        crate::catalogue::rule_ids(&self.main.checks)
     }
 
     /// The prefilter patterns of each log kind (for benchmarks against `rg`).
@@ -563,6 +362,9 @@ impl Engine {
 mod facts;
 mod helpers;
 mod ledger;
+mod load;
+#[cfg(feature = "yara")]
+use load::YaraSlot;
 mod read;
 mod server;
 mod webroots;

@@ -344,3 +344,55 @@ impl Engine {
         (read.results.into_iter().flatten().collect(), read.stats)
     }
 }
+
+pub(super) struct FileVisitor<'a> {
+    kind: ArtefactKind,
+    set: &'a CheckSet,
+    checks: &'a [usize],
+    emitter: Emitter<'a>,
+}
+
+impl Visit for FileVisitor<'_> {
+    fn schema(&mut self, schema: &Schema) -> SchemaCheck {
+        let mut blind = Vec::new();
+        let mut missing_all = Vec::new();
+        for &i in self.checks {
+            let c = &self.set.checks[i];
+            let missing: Vec<&str> = c
+                .needs(self.kind)
+                .iter()
+                .copied()
+                .filter(|f| !schema.has(f))
+                .collect();
+            if !missing.is_empty() {
+                blind.push(c.rule_ids()[0]);
+                missing_all.extend(missing);
+            }
+        }
+        missing_all.sort();
+        missing_all.dedup();
+        if blind.is_empty() {
+            SchemaCheck::Usable
+        } else {
+            let reason = format!(
+                "column layout lacks {}: {} cannot run on these lines",
+                missing_all.join(", "),
+                blind.join(", ")
+            );
+            if blind.len() == self.checks.len() {
+                SchemaCheck::Unusable(reason)
+            } else {
+                SchemaCheck::Partial(reason)
+            }
+        }
+    }
+
+    fn record(&mut self, rec: &Record<'_>) {
+        if !self.emitter.in_range(rec) {
+            return;
+        }
+        for &i in self.checks {
+            self.set.checks[i].check(self.kind, rec, &mut self.emitter);
+        }
+    }
+}
