@@ -8,6 +8,10 @@ use exhunt_model::{Finding, Stage};
 // (every integration-test binary links yara-x).
 #[path = "checks/correlation.rs"]
 mod correlation;
+// The event rules (Sigma on Windows events, the process tree): a module of this binary, which
+// was a binary of its own linking yara-x and wasmtime again.
+#[path = "checks/event_rules.rs"]
+mod event_rules;
 
 const PROXY_FIELDS: &str = "DateTime,RequestId,Protocol,UrlStem,AuthenticationType,IsAuthenticated,AuthenticatedUser,AnchorMailbox,UserAgent,ClientIpAddress,ServerHostName,HttpStatus,Method,RoutingHint,BackEndCookie,UrlQuery";
 

@@ -24,6 +24,30 @@ mod snapshots;
 #[path = "cli/collect.rs"]
 mod collect;
 
+// One test binary for the crate: the areas below were binaries of their own, each linking the
+// test dependencies again.
+// Bad input: broken, truncated, hostile and unreadable files.
+#[path = "cli/bad_input.rs"]
+mod bad_input;
+// A corpus in the shape of a real server, and the ledger of what was read.
+#[path = "cli/corpus.rs"]
+mod corpus;
+// Windows event logs: EVTX samples, Sigma rule sets, corrupted files, the process tree.
+#[path = "cli/events.rs"]
+mod events;
+// Event exports (JSON, JSON Lines) from SIEMs and collection tools.
+#[path = "cli/exports.rs"]
+mod exports;
+// Web shells, dumps and staged files on disk.
+#[path = "cli/files.rs"]
+mod files;
+// Scanning never changes the evidence.
+#[path = "cli/integrity.rs"]
+mod integrity;
+// `exhunt probe` against the mock Exchange server.
+#[path = "cli/probe.rs"]
+mod probe;
+
 fn examples() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
 }

@@ -11,7 +11,7 @@ use std::io::Write;
 use assert_cmd::Command;
 use serde_json::Value;
 
-mod common;
+use crate::common;
 use common::{copy_dir, examples};
 
 const PROXY: &str = "Program Files/Microsoft/Exchange Server/V15/Logging/HttpProxy/Ecp";

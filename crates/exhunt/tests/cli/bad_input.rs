@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-mod common;
+use crate::common;
 use common::{copy_dir, examples};
 
 /// A copy of the clean example, and the folder of its OWA HttpProxy logs.

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use serde_json::{Map, Value, json};
 
-mod common;
+use crate::common;
 use common::{scan_json, shared};
 
 fn counts(v: &Value) -> BTreeMap<String, usize> {

@@ -4,7 +4,7 @@
 
 use std::io::Write;
 
-mod common;
+use crate::common;
 use common::{copy_dir, examples, tree_snapshot as snapshot};
 
 #[test]

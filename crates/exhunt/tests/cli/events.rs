@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-mod common;
+use crate::common;
 
 // Web-server behaviour (process tree, connections) as its own module: one test binary per
 // area, since every binary links yara-x.
