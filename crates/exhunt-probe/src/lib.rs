@@ -12,12 +12,15 @@
 //! its User-Agent.
 
 pub mod check;
+pub mod error;
 pub mod http;
 pub mod limit;
 pub mod model;
 pub mod output;
 pub mod run;
 pub mod targets;
+
+pub use error::ProbeError;
 
 /// The User-Agent: the tool, its version and what it does, so that a server's operator reading
 /// the log knows what called.

@@ -15,6 +15,7 @@ use exhunt_rules::builds::BuildTable;
 use tokio::sync::{Semaphore, mpsc};
 
 use crate::check::{CheckOptions, Checker, invalid_row};
+use crate::error::ProbeError;
 use crate::http::{Client, Limits, Timeouts};
 use crate::limit::Limiter;
 use crate::model::{Row, State, Summary};
@@ -79,7 +80,7 @@ pub struct ScopeSize {
 }
 
 /// Counts the scope without expanding it.
-pub fn scope_size(inputs: &[Input], ports: &[u16]) -> Result<ScopeSize, String> {
+pub fn scope_size(inputs: &[Input], ports: &[u16]) -> Result<ScopeSize, ProbeError> {
     let mut size = ScopeSize::default();
     let nports = ports.len().max(1) as u128;
     for_each_spec(inputs, |item| {
@@ -96,12 +97,18 @@ pub fn scope_size(inputs: &[Input], ports: &[u16]) -> Result<ScopeSize, String> 
 
 /// Reads the keys of a previous JSONL output for `--resume`, and cuts a last line that a
 /// killed run left half-written so that appending starts on a line of its own.
-pub fn resume_keys(path: &Path) -> Result<HashSet<String>, String> {
+pub fn resume_keys(path: &Path) -> Result<HashSet<String>, ProbeError> {
     let mut keys = HashSet::new();
     let file = match std::fs::File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(keys),
-        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+        Err(source) => {
+            return Err(ProbeError::ReadList {
+                what: "output to resume",
+                path: path.to_path_buf(),
+                source,
+            });
+        }
     };
     let mut reader = std::io::BufReader::new(file);
     let mut good_end = 0u64;
@@ -111,7 +118,11 @@ pub fn resume_keys(path: &Path) -> Result<HashSet<String>, String> {
         line.clear();
         let n = reader
             .read_until(b'\n', &mut line)
-            .map_err(|e| format!("reading {}: {e}", path.display()))?;
+            .map_err(|source| ProbeError::ReadList {
+                what: "output to resume",
+                path: path.to_path_buf(),
+                source,
+            })?;
         if n == 0 {
             break;
         }
@@ -125,16 +136,15 @@ pub fn resume_keys(path: &Path) -> Result<HashSet<String>, String> {
         }
     }
     if good_end < pos {
+        let resume_error = |source| ProbeError::Resume {
+            path: path.to_path_buf(),
+            source,
+        };
         let f = std::fs::OpenOptions::new()
             .write(true)
             .open(path)
-            .map_err(|e| format!("cannot open {} to resume: {e}", path.display()))?;
-        f.set_len(good_end).map_err(|e| {
-            format!(
-                "cannot cut the partial last line of {}: {e}",
-                path.display()
-            )
-        })?;
+            .map_err(resume_error)?;
+        f.set_len(good_end).map_err(resume_error)?;
     }
     Ok(keys)
 }
@@ -153,19 +163,21 @@ struct Skips {
 }
 
 /// Runs the probe; rows go to `sink` as they finish.
-pub fn run(opts: ProbeOptions, sink: &mut dyn RowSink) -> Result<Summary, String> {
+pub fn run(opts: ProbeOptions, sink: &mut dyn RowSink) -> Result<Summary, ProbeError> {
     let size = scope_size(&opts.inputs, &opts.ports)?;
     if size.targets > HARD_LIMIT {
-        return Err(format!(
-            "the scope has {} targets, more than {HARD_LIMIT}; probe it in parts",
-            size.targets
-        ));
+        return Err(ProbeError::ScopeTooLarge {
+            targets: size.targets,
+            limit: HARD_LIMIT,
+            hard: true,
+        });
     }
     if size.targets > opts.max_targets && !opts.allow_large {
-        return Err(format!(
-            "the scope has {} targets (limit {}); check it, and pass --allow-large if it is what you own",
-            size.targets, opts.max_targets
-        ));
+        return Err(ProbeError::ScopeTooLarge {
+            targets: size.targets,
+            limit: opts.max_targets,
+            hard: false,
+        });
     }
     let started = std::time::Instant::now();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -176,11 +188,22 @@ pub fn run(opts: ProbeOptions, sink: &mut dyn RowSink) -> Result<Summary, String
         })
         .enable_all()
         .build()
-        .map_err(|e| format!("cannot start the runtime: {e}"))?;
-    let client = Client::new(opts.user_agent.clone(), Limits::default(), opts.timeouts)?;
+        .map_err(|e| ProbeError::Start {
+            what: "the runtime",
+            reason: e.to_string(),
+        })?;
+    let client = Client::new(opts.user_agent.clone(), Limits::default(), opts.timeouts).map_err(
+        |reason| ProbeError::Start {
+            what: "the TLS client",
+            reason,
+        },
+    )?;
     let checker = Arc::new(Checker {
         client,
-        builds: BuildTable::builtin().map_err(|e| e.to_string())?,
+        builds: BuildTable::builtin().map_err(|e| ProbeError::Start {
+            what: "the build table",
+            reason: e.to_string(),
+        })?,
         opts: opts.check.clone(),
         limiter: Arc::new(Limiter::new(opts.rate, opts.per_host_rate)),
         scope: Arc::new(opts.scope.clone()),
@@ -237,23 +260,20 @@ pub fn run(opts: ProbeOptions, sink: &mut dyn RowSink) -> Result<Summary, String
         let _ = dispatcher.await;
     });
     rt.shutdown_timeout(Duration::from_millis(100));
-    let skips = producer
-        .join()
-        .map_err(|_| "the target reader stopped unexpectedly".to_string())??;
+    let skips = producer.join().map_err(|_| ProbeError::Reader)??;
     summary.excluded = skips.excluded;
     summary.out_of_scope = skips.out_of_scope;
     summary.other_shards = skips.other_shards;
     summary.resumed = skips.resumed;
     summary.seconds = started.elapsed().as_secs_f64();
     if let Some(e) = sink_error {
-        return Err(format!("writing the output: {e}"));
+        return Err(ProbeError::Output(e));
     }
-    sink.finish(&summary)
-        .map_err(|e| format!("writing the output: {e}"))?;
+    sink.finish(&summary).map_err(ProbeError::Output)?;
     Ok(summary)
 }
 
-fn produce(opts: &ProbeOptions, tx: &mpsc::Sender<Work>) -> Result<Skips, String> {
+fn produce(opts: &ProbeOptions, tx: &mpsc::Sender<Work>) -> Result<Skips, ProbeError> {
     let mut skips = Skips::default();
     let owned = |key: &str| opts.shard.is_none_or(|s| s.owns(key));
     for_each_spec(&opts.inputs, |item| {

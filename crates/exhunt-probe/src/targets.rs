@@ -16,6 +16,8 @@ use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 
+use crate::error::ProbeError;
+
 /// HTTP or HTTPS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -419,7 +421,7 @@ pub enum Item {
 
 /// Calls `f` for every specification of every input, in order. Files are read line by line,
 /// so this can be called twice (once to count, once to probe) without holding a file.
-pub fn for_each_spec(inputs: &[Input], mut f: impl FnMut(Item) -> bool) -> Result<(), String> {
+pub fn for_each_spec(inputs: &[Input], mut f: impl FnMut(Item) -> bool) -> Result<(), ProbeError> {
     let mut line = |text: &str| -> bool {
         let t = text.trim();
         if t.is_empty() || t.starts_with('#') {
@@ -456,8 +458,12 @@ pub fn for_each_spec(inputs: &[Input], mut f: impl FnMut(Item) -> bool) -> Resul
                 }
             }
             Input::File(p) => {
-                let file = std::fs::File::open(p)
-                    .map_err(|e| format!("cannot read target list {}: {e}", p.display()))?;
+                let read_error = |source| ProbeError::ReadList {
+                    what: "target list",
+                    path: p.clone(),
+                    source,
+                };
+                let file = std::fs::File::open(p).map_err(read_error)?;
                 let mut r = BufReader::new(file);
                 let mut buf = Vec::new();
                 loop {
@@ -469,7 +475,7 @@ pub fn for_each_spec(inputs: &[Input], mut f: impl FnMut(Item) -> bool) -> Resul
                                 return Ok(());
                             }
                         }
-                        Err(e) => return Err(format!("reading {}: {e}", p.display())),
+                        Err(e) => return Err(read_error(e)),
                     }
                 }
             }
@@ -480,7 +486,7 @@ pub fn for_each_spec(inputs: &[Input], mut f: impl FnMut(Item) -> bool) -> Resul
 
 /// Reads an exclude or scope list (files and literals) into a set. Bad lines are errors here:
 /// a scope that does not parse must stop the run, not widen it.
-pub fn addr_set(inputs: &[Input]) -> Result<AddrSet, String> {
+pub fn addr_set(inputs: &[Input]) -> Result<AddrSet, ProbeError> {
     let mut set = AddrSet::default();
     let mut bad = None;
     for_each_spec(inputs, |item| match item {
@@ -489,7 +495,7 @@ pub fn addr_set(inputs: &[Input]) -> Result<AddrSet, String> {
             true
         }
         Item::Bad { text, reason } => {
-            bad = Some(format!("{text:?}: {reason}"));
+            bad = Some(ProbeError::BadEntry { text, reason });
             false
         }
     })?;
@@ -686,6 +692,10 @@ mod tests {
         assert_eq!(good, 5);
         assert_eq!(bad, ["a..host"]);
         let e = for_each_spec(&[Input::File("/nonexistent/t.txt".into())], |_| true).unwrap_err();
-        assert!(e.contains("cannot read target list"), "{e}");
+        assert!(
+            matches!(&e, ProbeError::ReadList { path, .. } if path.ends_with("t.txt")),
+            "{e:?}"
+        );
+        assert!(e.to_string().starts_with("cannot read target list "), "{e}");
     }
 }

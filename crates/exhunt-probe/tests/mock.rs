@@ -6,11 +6,12 @@ use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use exhunt_probe::ProbeError;
 use exhunt_probe::check::CheckOptions;
 use exhunt_probe::http::Timeouts;
 use exhunt_probe::model::{Row, State};
 use exhunt_probe::run::{ProbeOptions, VecSink, run};
-use exhunt_probe::targets::{AddrSet, Input, Shard, Spec};
+use exhunt_probe::targets::{AddrSet, Input, Shard, Spec, addr_set};
 use exhunt_rules::builds::{BuildTable, Update, Version};
 use mock_exchange::{Behaviour, ExchangeSite, Mock, Profile, Site, Transport, loopback_range};
 
@@ -415,13 +416,37 @@ fn large_scopes_need_the_flag_and_malformed_targets_get_rows() {
     let mut o = opts(vec!["10.0.0.0/8".into()]);
     let e = run(o.clone(), &mut VecSink::default()).unwrap_err();
     assert!(
-        e.contains("16777216 targets") && e.contains("--allow-large"),
-        "{e}"
+        matches!(
+            e,
+            ProbeError::ScopeTooLarge {
+                targets: 16_777_216,
+                limit: 65_536,
+                hard: false
+            }
+        ),
+        "{e:?}"
     );
+    assert!(e.to_string().contains("--allow-large"), "{e}");
     o.inputs = vec![Input::Literal("::/64".into())];
     o.allow_large = true;
     let e = run(o, &mut VecSink::default()).unwrap_err();
-    assert!(e.contains("probe it in parts"), "{e}");
+    assert!(
+        matches!(e, ProbeError::ScopeTooLarge { hard: true, .. }),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("probe it in parts"), "{e}");
+    // A scope list that does not parse stops the run, naming the entry; an unreadable list too.
+    let e = addr_set(&[Input::Literal("192.0.2.0/24, 10.0.0.300".into())]).unwrap_err();
+    assert!(
+        matches!(&e, ProbeError::BadEntry { text, .. } if text == "10.0.0.300"),
+        "{e:?}"
+    );
+    let missing = std::env::temp_dir().join("exhunt-no-such-scope-list.txt");
+    let e = addr_set(&[Input::File(missing.clone())]).unwrap_err();
+    assert!(
+        matches!(&e, ProbeError::ReadList { path, .. } if *path == missing),
+        "{e:?}"
+    );
     let rows = probe(opts(vec![
         "10.0.0.300".into(),
         "host:99999".into(),

@@ -137,11 +137,10 @@ pub(crate) fn probe(args: ProbeArgs) -> Result<u8> {
     if let Some(f) = &args.exclude_file {
         exclude_inputs.push(Input::File(f.clone()));
     }
-    let exclude = addr_set(&exclude_inputs).map_err(|e| anyhow::anyhow!("exclude list: {e}"))?;
+    let exclude = addr_set(&exclude_inputs).context("exclude list")?;
     let scope = match &args.scope {
         Some(f) => {
-            let s = addr_set(&[Input::File(f.clone())])
-                .map_err(|e| anyhow::anyhow!("scope file: {e}"))?;
+            let s = addr_set(&[Input::File(f.clone())]).context("scope file")?;
             if s.is_empty() {
                 bail!(
                     "scope file {} lists nothing: nothing would be probed",
@@ -165,7 +164,7 @@ pub(crate) fn probe(args: ProbeArgs) -> Result<u8> {
         bail!("--rate and --per-host-rate must be 0 (no limit) or more");
     }
     let done = match &args.resume {
-        Some(p) => resume_keys(p).map_err(|e| anyhow::anyhow!(e))?,
+        Some(p) => resume_keys(p)?,
         None => Default::default(),
     };
     let mut pinned = Vec::new();
@@ -237,7 +236,7 @@ pub(crate) fn probe(args: ProbeArgs) -> Result<u8> {
         ),
     };
     let mut writer = Writer::new(out, format, args.verbose, meta);
-    let summary = run(opts, &mut writer).map_err(|e| anyhow::anyhow!(e))?;
+    let summary = run(opts, &mut writer)?;
     let to_file = args.output.is_some() || args.resume.is_some();
     if format != Format::Text && (to_file || io::stderr().is_terminal()) {
         eprint!("{}", exhunt_probe::output::summary_text(&summary));
