@@ -19,6 +19,7 @@ impl Engine {
         kind: ArtefactKind,
         head: Vec<u8>,
         worker: &mut Worker<'e>,
+        url: Option<&str>,
     ) -> Facts {
         use sha1::Digest as _;
         let mut problems = Vec::new();
@@ -55,6 +56,7 @@ impl Engine {
             let facts = FileFacts {
                 display: &item.display,
                 components: &item.components,
+                url,
                 size: item.size,
                 head: &head,
                 modified: modified.and_then(|t| chrono::DateTime::from_timestamp(t, 0)),
@@ -159,6 +161,7 @@ impl Engine {
         let facts = FileFacts {
             display: &item.display,
             components: &item.components,
+            url,
             size: bytes.max(size),
             head: &head,
             sha256: sha256

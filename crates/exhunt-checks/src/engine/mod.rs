@@ -397,7 +397,7 @@ mod tests {
         std::fs::write(&log, "#Fields: date time cs-method cs-uri-stem sc-status\n2021-03-03 00:00:01 GET /owa/ 200\n2021-03-03 00:00:02 POST /ecp/y.js 200\n").unwrap();
         let mut w = Worker::default();
         for (i, item) in inv.items.iter().enumerate() {
-            let o = engine.process(&engine.main, i, item, &mut w, None);
+            let o = engine.process(&engine.main, i, item, &mut w, None, None);
             if item.display.ends_with("gone.aspx") {
                 assert!(
                     o.problems

@@ -4,7 +4,8 @@
 use super::*;
 
 impl Engine {
-    /// Reads one item with a check set. `known` skips classification (second pass).
+    /// Reads one item with a check set. `known` skips classification (second pass); `url` is
+    /// where a configured site serves the file (`webroots`).
     pub(super) fn process<'e>(
         &'e self,
         set: &CheckSet,
@@ -12,6 +13,7 @@ impl Engine {
         item: &Item,
         worker: &mut Worker<'e>,
         known: Option<ArtefactKind>,
+        url: Option<&str>,
     ) -> FileOutcome {
         let opener = &mut worker.opener;
         let mut out = FileOutcome {
@@ -118,7 +120,7 @@ impl Engine {
         out.kind = Some(kind);
         if !kind.is_log() {
             drop(stream);
-            let facts = self.file_facts(item, kind, head, worker);
+            let facts = self.file_facts(item, kind, head, worker, url);
             out.findings = facts.findings;
             out.stats = Some(facts.stats);
             out.mitigations = facts.mitigations;

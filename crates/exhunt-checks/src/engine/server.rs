@@ -15,8 +15,8 @@ impl Engine {
             inv.items.len(),
             t0.elapsed()
         );
-        let (web_roots, web_kind) = self.web_roots(&inv.items);
-        let outcomes = self.first_pass(&inv, &web_kind);
+        let served = self.web_roots(&inv.items);
+        let outcomes = self.first_pass(&inv, &served);
         tracing::debug!("files processed: {:?} since the walk began", t0.elapsed());
 
         let mut findings: Vec<Finding> = outcomes
@@ -29,7 +29,8 @@ impl Engine {
         let second = self.second_pass(&inv, &outcomes, &findings);
         findings.extend(second);
 
-        let ledger = ledger::Ledger::fold(target, &inv, &outcomes, web_roots, correlated.notes);
+        let ledger =
+            ledger::Ledger::fold(target, &inv, &outcomes, served.coverage, correlated.notes);
         let suppressed = ledger::cap_per_rule(&mut findings);
         let name = ledger.server_name(target);
         let builds_seen: Vec<BuildSeen> = ledger
@@ -90,7 +91,7 @@ impl Engine {
     fn first_pass(
         &self,
         inv: &exhunt_sources::Inventory,
-        web_kind: &[Option<ArtefactKind>],
+        served: &webroots::Served,
     ) -> Vec<FileOutcome> {
         self.progress
             .files_total
@@ -115,7 +116,8 @@ impl Engine {
                             mitigations: Vec::new(),
                         }
                     } else {
-                        self.process(&self.main, i, item, w, web_kind[i])
+                        let url = served.urls[i].as_deref();
+                        self.process(&self.main, i, item, w, served.kinds[i], url)
                     };
                     self.progress.files_done.fetch_add(1, Ordering::Relaxed);
                     let read = o.stats.as_ref().map_or(0, |s| s.bytes);
@@ -169,7 +171,7 @@ impl Engine {
                     }
                 })
                 .map_init(Worker::default, |w, o| {
-                    self.process(&set, o.item, &inv.items[o.item], w, o.kind)
+                    self.process(&set, o.item, &inv.items[o.item], w, o.kind, None)
                         .findings
                 })
                 .flatten()

@@ -4,16 +4,8 @@ use super::*;
 
 impl Engine {
     /// The folders IIS serves in this target (spec §5): the virtual directories of every
-    /// `applicationHost.config` found, the folders holding a `web.config`, and `inetpub`. Returns
-    /// their coverage and, per item, `Some(WebFile)` for a script below one of them that its path
-    /// alone would not claim, so that it is read without `--deep`.
-    pub(super) fn web_roots(
-        &self,
-        items: &[Item],
-    ) -> (
-        Vec<exhunt_model::WebRootCoverage>,
-        Vec<Option<ArtefactKind>>,
-    ) {
+    /// `applicationHost.config` found, the folders holding a `web.config`, and `inetpub`.
+    pub(super) fn web_roots(&self, items: &[Item]) -> Served {
         use exhunt_sources::webroots::{RootSource, WebRoots, is_server_script};
         let mut roots = WebRoots::default();
         let mut opener = Opener::default();
@@ -38,25 +30,32 @@ impl Engine {
         }
         let mut counts = vec![0u64; roots.roots.len()];
         let mut inetpub = 0u64;
-        let kinds = items
-            .iter()
-            .map(|item| {
-                let c = &item.components;
-                if !is_server_script(c) {
-                    return None;
+        let mut kinds = Vec::with_capacity(items.len());
+        let mut urls = Vec::with_capacity(items.len());
+        for item in items {
+            let c = &item.components;
+            if !is_server_script(c) {
+                kinds.push(None);
+                urls.push(None);
+                continue;
+            }
+            let root = roots.root_of(c);
+            match root {
+                Some(r) => counts[r] += 1,
+                None if WebRoots::under_inetpub(c) => inetpub += 1,
+                None => {
+                    kinds.push(None);
+                    urls.push(None);
+                    continue;
                 }
-                let root = roots.root_of(c);
-                let under_inetpub = WebRoots::under_inetpub(c);
-                match root {
-                    Some(r) => counts[r] += 1,
-                    None if under_inetpub => inetpub += 1,
-                    None => return None,
-                }
-                // Paths the classifier already claims keep their kind (logs, old web roots).
+            }
+            // Paths the classifier already claims keep their kind (logs, old web roots).
+            kinds.push(
                 matches!(classify(c, b"", "", false), Classification::Skipped(_))
-                    .then_some(ArtefactKind::WebFile)
-            })
-            .collect();
+                    .then_some(ArtefactKind::WebFile),
+            );
+            urls.push(root.and_then(|r| served_url(&roots.roots[r], c)));
+        }
         let mut cov: Vec<exhunt_model::WebRootCoverage> = roots
             .roots
             .iter()
@@ -82,6 +81,33 @@ impl Engine {
                 scripts: inetpub,
             });
         }
-        (cov, kinds)
+        Served {
+            coverage: cov,
+            kinds,
+            urls,
+        }
     }
+}
+
+/// What the web roots say of the items of a target.
+pub(super) struct Served {
+    /// The served folders and the scripts read below each.
+    pub(super) coverage: Vec<exhunt_model::WebRootCoverage>,
+    /// Per item, `Some(WebFile)` for a script below a served folder that its path alone would not
+    /// claim, so that it is read without `--deep`.
+    pub(super) kinds: Vec<Option<ArtefactKind>>,
+    /// Per item, the URL a configured site serves it under (its virtual path and the file's path
+    /// below the folder), so that requests for it are found where the site really serves it.
+    pub(super) urls: Vec<Option<String>>,
+}
+
+/// The URL a configured root serves a file under, from its virtual path (`/`, `/portal`).
+fn served_url(root: &exhunt_sources::webroots::WebRoot, components: &[String]) -> Option<String> {
+    let base = root.url.as_deref()?;
+    let at = root.position(components)?;
+    let rest = components.get(at + root.components.len()..)?;
+    if rest.is_empty() {
+        return None;
+    }
+    Some(format!("{}/{}", base.trim_end_matches('/'), rest.join("/")))
 }

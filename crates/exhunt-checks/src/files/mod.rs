@@ -40,6 +40,8 @@ pub struct YaraHit {
 pub struct FileFacts<'a> {
     /// Path as shown in evidence.
     pub display: &'a str,
+    /// The URL a site of the IIS configuration serves the file under, when one does.
+    pub url: Option<&'a str>,
     /// Lower-cased path components relative to the target.
     pub components: &'a [String],
     /// Size in bytes.
@@ -113,7 +115,10 @@ fn finding(
         },
         entities: Entities {
             file_path: Some(facts.display.to_string()),
-            url: url_of_components(facts.components),
+            url: facts
+                .url
+                .map(str::to_string)
+                .or_else(|| url_of_components(facts.components)),
             ..Entities::default()
         },
         kind,

@@ -682,6 +682,70 @@ fn scripts_of_a_second_site_in_the_iis_configuration_are_read_without_deep() {
     assert!(has(&v, "Backup/old/x.aspx", "EXH-FS-9", "file-manager"));
 }
 
+/// A web shell in a site the IIS configuration names, outside `inetpub` and Exchange's folders:
+/// its requests are found at the URL the site serves it under (the site's root, or an
+/// application's virtual path), not at a guess from the folder names.
+#[test]
+fn a_shell_in_a_configured_site_joins_its_requests_at_the_sites_url() {
+    let t = tempfile::tempdir().unwrap();
+    let config = HOST_CONFIG.replace(
+        "      </site>\n    </sites>",
+        "      </site>\n      <site name=\"intranet\" id=\"3\">\n        <application path=\"/portal\" applicationPool=\"portal\">\n          <virtualDirectory path=\"/\" physicalPath=\"D:\\Web\\portal\" />\n        </application>\n      </site>\n    </sites>",
+    );
+    assert!(config.contains("portal"));
+    write(
+        t.path(),
+        "C/Windows/System32/inetsrv/config/applicationHost.config",
+        config.as_bytes(),
+    );
+    write(t.path(), "D/Web/crm/files/up.aspx", eval_shell().as_bytes());
+    write(t.path(), "D/Web/portal/x.aspx", eval_shell().as_bytes());
+    // A page of the application, requested too: not a shell, so its requests are nothing.
+    write(t.path(), "D/Web/crm/files/list.aspx", page().as_bytes());
+    let line = |stem: &str, ip: &str| {
+        format!("2021-03-07 01:02:03 10.0.0.1 POST {stem} - 443 - {ip} curl/7.1 - 200 0 0 5\r\n")
+    };
+    let log = format!(
+        "#Software: Microsoft Internet Information Services 10.0\r\n#Fields: date time s-ip cs-method cs-uri-stem cs-uri-query s-port cs-username c-ip cs(User-Agent) cs(Referer) sc-status sc-substatus sc-win32-status time-taken\r\n{}{}{}{}{}",
+        line("/files/up.aspx", "198.51.100.9"),
+        line("/portal/x.aspx", "198.51.100.10"),
+        // Near misses: the shell's name at another path, and the folder path the site does
+        // not serve it under.
+        line("/up.aspx", "198.51.100.11"),
+        line("/Web/crm/files/up.aspx", "198.51.100.12"),
+        line("/files/list.aspx", "198.51.100.13"),
+    );
+    write(
+        t.path(),
+        "C/inetpub/logs/LogFiles/W3SVC2/u_ex210307.log",
+        log.as_bytes(),
+    );
+    let (code, v) = scan(t.path(), &[]);
+    assert_eq!(code, 1);
+    let f = findings(&v);
+    let shell_url = |file: &str| {
+        f.iter()
+            .find(|x| {
+                x["rule_id"] == "EXH-FS-9"
+                    && x["evidence"]["path"].as_str().unwrap().ends_with(file)
+            })
+            .map(|x| x["entities"]["url"].clone())
+    };
+    assert_eq!(
+        shell_url("up.aspx"),
+        Some(Value::from("/files/up.aspx")),
+        "{f:#?}"
+    );
+    assert_eq!(shell_url("x.aspx"), Some(Value::from("/portal/x.aspx")));
+    let mut used: Vec<&str> = f
+        .iter()
+        .filter(|x| x["rule_id"] == "EXH-FS-8")
+        .map(|x| x["entities"]["client_ip"].as_str().unwrap())
+        .collect();
+    used.sort_unstable();
+    assert_eq!(used, ["198.51.100.10", "198.51.100.9"], "{f:#?}");
+}
+
 #[test]
 fn a_shell_under_a_shipped_exchange_page_name_is_found() {
     let t = tempfile::tempdir().unwrap();
