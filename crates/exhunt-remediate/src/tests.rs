@@ -1,0 +1,1 @@
+//! Unit tests: quoting, plan, apply/rollback with failures injected at every journal write.
