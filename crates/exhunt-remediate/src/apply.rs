@@ -268,7 +268,7 @@ fn now() -> DateTime<Utc> {
 fn check_preservation(p: &Preservation) -> Result<String, RemediateError> {
     match p {
         Preservation::None => Err(RemediateError::Refused(
-            "the evidence was not preserved: make a package first (`exhunt collect -o PACKAGE.zip`) and pass `--evidence PACKAGE.zip`, or say why not with `--no-preserve REASON` (recorded in the journal). Nothing was changed".to_string(),
+            "the evidence was not preserved: make a package first (`exhunt collect -o PACKAGE.zip`) and pass `--evidence PACKAGE.zip`, or say why not with `--no-preserve REASON` (recorded in the journal); nothing was changed".to_string(),
         )),
         Preservation::NoPreserve(reason) if reason.trim().is_empty() => Err(RemediateError::Refused(
             "--no-preserve needs a reason; nothing was changed".to_string(),
