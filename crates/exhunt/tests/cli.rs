@@ -47,6 +47,9 @@ mod integrity;
 // `exhunt probe` against the mock Exchange server.
 #[path = "cli/probe.rs"]
 mod probe;
+// `exhunt remediate`: plan snapshots, apply → verify → rollback, failures injected (issue 17).
+#[path = "cli/remediate.rs"]
+mod remediate;
 
 fn examples() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
