@@ -510,6 +510,12 @@ fn configuration(b: &mut Builder<'_>) {
             }
             _ => ("ExternalUrl".to_string(), target.clone()),
         };
+        // The ECP server log is CSV: a quote in a value is written twice.
+        let value = if f.kind == ArtefactKind::EcpServerLog {
+            value.replace("\"\"", "\"")
+        } else {
+            value
+        };
         let e = by_kind.entry((vdir, prop)).or_default();
         e.0.push(i);
         if !value.is_empty() {
@@ -571,18 +577,22 @@ fn configuration(b: &mut Builder<'_>) {
             .unwrap_or_else(|| "Default Web Site".to_string());
         let url = f.entities.url.clone().unwrap_or_default();
         let physical = f.entities.file_path.clone().unwrap_or_default();
-        let name = url.trim_start_matches('/').to_string();
+        let path = format!("/{}", url.trim_start_matches('/'));
+        // appcmd names an application or a virtual directory `SITE/PATH` whatever application
+        // it belongs to. A native program's arguments are re-quoted by PowerShell 5.1, so a
+        // quote in the name is refused rather than passed.
         let record = format!(
-            "Import-Module WebAdministration; $exhuntSite = {site}; $exhuntName = {name}; $exhuntPhysical = {physical}; \
-             Get-WebApplication -Site $exhuntSite -Name $exhuntName | Select-Object path,physicalPath,applicationPool; \
-             Get-WebVirtualDirectory -Site $exhuntSite -Application '/' -Name $exhuntName | Select-Object path,physicalPath",
+            "$exhuntAppcmd = Join-Path $env:windir 'system32\\inetsrv\\appcmd.exe'; $exhuntSite = {site}; $exhuntPath = {path}; $exhuntPhysical = {physical}; \
+             $exhuntId = $exhuntSite + $exhuntPath; if ($exhuntId.Contains([string][char]0x22)) {{ throw 'exhunt: a quote in the site or path: remove it by hand in IIS Manager' }}; \
+             & $exhuntAppcmd list app ('/app.name:' + $exhuntId) /config:*; & $exhuntAppcmd list vdir ('/vdir.name:' + $exhuntId) /config:*",
             site = quote(&site),
-            name = quote(&name),
+            path = quote(&path),
             physical = quote(&physical),
         );
-        let change = "foreach ($o in $before) { if ([Environment]::ExpandEnvironmentVariables([string]$o.physicalPath) -ne [Environment]::ExpandEnvironmentVariables($exhuntPhysical)) { throw 'exhunt: the folder served differs from the evidence; review by hand' } }\n\
-             if (Get-WebApplication -Site $exhuntSite -Name $exhuntName) { Remove-WebApplication -Site $exhuntSite -Name $exhuntName }\n\
-             else { Remove-WebVirtualDirectory -Site $exhuntSite -Application '/' -Name $exhuntName }"
+        let change = "if (-not (($before -join [string][char]0x0a).Contains($exhuntPhysical))) { throw 'exhunt: the folder served is not the one in the evidence (or nothing is configured): review by hand' }\n\
+             if (& $exhuntAppcmd list app ('/app.name:' + $exhuntId)) { & $exhuntAppcmd delete app ('/app.name:' + $exhuntId) }\n\
+             else { & $exhuntAppcmd delete vdir ('/vdir.name:' + $exhuntId) }\n\
+             if ($LASTEXITCODE -ne 0) { throw 'exhunt: appcmd did not remove it' }"
             .to_string();
         let mut a = action(
             ActionKind::Configuration,
@@ -752,34 +762,40 @@ fn configuration(b: &mut Builder<'_>) {
         b.push(a);
     }
 
-    // Accounts added to Exchange or administrators' groups.
-    let mut members: BTreeMap<(String, String), Vec<usize>> = BTreeMap::new();
+    // Accounts added to Exchange or administrators' groups (4728/4756: domain groups; 4732: a
+    // local group of the server, or a domain-local group on a domain controller).
+    let mut members: BTreeMap<(String, String, bool), Vec<usize>> = BTreeMap::new();
     for i in b.findings(|f| f.rule_id == "EXH-EV-18") {
         let f = &b.server.findings[i];
         let t = text_of(f);
-        let member = f
-            .entities
-            .account
-            .clone()
-            .or_else(|| field(&t, "MemberName"))
+        let member = field(&t, "MemberName")
+            .or_else(|| field(&t, "MemberSid"))
+            .or_else(|| f.entities.account.clone())
             .unwrap_or_default();
-        let group = field(&t, "TargetUserName")
-            .or_else(|| field(&t, "GroupName"))
-            .unwrap_or_default();
-        members.entry((group, member)).or_default().push(i);
+        let group = field(&t, "TargetUserName").unwrap_or_default();
+        let domain = field(&t, "TargetDomainName").unwrap_or_default();
+        let host = b.server.name.split('.').next().unwrap_or_default();
+        let local = f.evidence.excerpt.contains(" 4732 (")
+            && (domain.is_empty()
+                || domain.eq_ignore_ascii_case("Builtin")
+                || domain.eq_ignore_ascii_case(host));
+        members.entry((group, member, local)).or_default().push(i);
     }
-    for ((group, member), idx) in members {
+    for ((group, member, local), idx) in members {
         let known = !group.is_empty() && !member.is_empty();
-        let (record, change) = if known {
-            (
-                format!("Import-Module ActiveDirectory; $exhuntGroup = {}; $exhuntMember = {}; Get-ADGroupMember -Identity $exhuntGroup | Select-Object SamAccountName,DistinguishedName,objectClass", quote(&group), quote(&member)),
-                "Remove-ADGroupMember -Identity $exhuntGroup -Members $exhuntMember -Confirm:$false\nWrite-Output 'exhunt: member removed; its membership before is in the before-state file'".to_string(),
-            )
-        } else {
-            (
-                "Import-Module ActiveDirectory; Get-ADGroupMember -Identity 'Organization Management' | Select-Object SamAccountName,DistinguishedName,objectClass".to_string(),
+        let (record, change) = match (known, local) {
+            (true, false) => (
+                format!("Import-Module ActiveDirectory; $exhuntGroup = {}; $exhuntMember = {}; Get-ADGroupMember -Identity $exhuntGroup | Select-Object SamAccountName,DistinguishedName,SID,objectClass", quote(&group), quote(&member)),
+                "Remove-ADGroupMember -Identity $exhuntGroup -Members $exhuntMember -Confirm:$false\nWrite-Output 'exhunt: member removed; the membership before is in the before-state file'".to_string(),
+            ),
+            (true, true) => (
+                format!("$exhuntGroup = {}; $exhuntMember = {}; Get-LocalGroupMember -Group $exhuntGroup | Select-Object Name,SID,ObjectClass,PrincipalSource", quote(&group), quote(&member)),
+                "Remove-LocalGroupMember -Group $exhuntGroup -Member $exhuntMember\nWrite-Output 'exhunt: member removed; the membership before is in the before-state file'".to_string(),
+            ),
+            (false, _) => (
+                "Import-Module ActiveDirectory; Get-ADGroupMember -Identity 'Organization Management' | Select-Object SamAccountName,DistinguishedName,SID,objectClass".to_string(),
                 "Write-Output 'exhunt: the evidence does not name both the group and the member: review the groups by hand'".to_string(),
-            )
+            ),
         };
         let mut a = action(
             ActionKind::Configuration,
@@ -799,22 +815,14 @@ fn configuration(b: &mut Builder<'_>) {
     }
 }
 
-/// `Name=value`, `Name: value` or `"Name":"value"` in an event excerpt.
+/// `Name=value` in an event excerpt (`Channel Id (Provider); Name=value; Name=value`): the
+/// value runs to the next `; ` (a distinguished name keeps its commas, a group its spaces).
 fn field(text: &str, name: &str) -> Option<String> {
-    for sep in ["=", ": ", "\":\""] {
-        let key = format!("{name}{sep}");
-        if let Some(at) = text.find(&key) {
-            let rest = &text[at + key.len()..];
-            let v: String = rest
-                .chars()
-                .take_while(|c| !matches!(c, ',' | ';' | '"' | '\n' | '\r') && !c.is_whitespace())
-                .collect();
-            if !v.is_empty() && v != "-" {
-                return Some(v);
-            }
-        }
-    }
-    None
+    let key = format!("; {name}=");
+    let at = text.find(&key)? + key.len();
+    let rest = &text[at..];
+    let v = rest.split("; ").next()?.trim();
+    (!v.is_empty() && v != "-").then(|| v.to_string())
 }
 
 fn credentials(b: &mut Builder<'_>) -> bool {

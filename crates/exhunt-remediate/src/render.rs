@@ -41,12 +41,13 @@ pub fn text(plan: &Plan) -> String {
 }
 
 fn server_text(o: &mut String, sp: &ServerPlan) {
+    let n = sp.actions.len();
     let _ = writeln!(
         o,
-        "\nServer {} — {} ({} actions)",
+        "\nServer {} — {} ({n} action{})",
         t(&sp.server),
         sp.verdict.label(),
-        sp.actions.len()
+        if n == 1 { "" } else { "s" }
     );
     for a in &sp.actions {
         let _ = writeln!(

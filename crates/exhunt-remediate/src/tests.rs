@@ -565,3 +565,102 @@ fn a_torn_last_journal_line_is_ignored() {
     rollback(&j, true).unwrap();
     assert_eq!(snapshot(&fx.target).len(), 4);
 }
+
+#[test]
+fn persistence_in_configuration_gets_its_script() {
+    let mut vdir = finding(
+        "EXH-PS-2",
+        ArtefactKind::IisConfig,
+        Stage::Persistence,
+        "C:\\ProgramData\\COM",
+        "IIS serves /owa/x of site \"Default Web Site\" from C:\\ProgramData\\COM: a folder under ProgramData",
+    );
+    vdir.entities.url = Some("/owa/x".to_string());
+    let mut agent = finding(
+        "EXH-EV-17",
+        ArtefactKind::EventExport,
+        Stage::PostExploitation,
+        "T/ev.jsonl",
+        "Exchange transport agent installed or enabled",
+    );
+    agent.entities = Entities::default();
+    agent.evidence.excerpt = "MSExchange Management 1 (MSExchange CmdletLogs); Cmdlet Install-TransportAgent, parameters -Name \"Mail'Filter\" -TransportAgentFactory \"X.Factory\" -AssemblyPath \"C:\\ProgramData\\x.dll\".".to_string();
+    let mut domain = finding(
+        "EXH-EV-18",
+        ArtefactKind::Evtx,
+        Stage::PostExploitation,
+        "T/Security.evtx",
+        "Account added to an Exchange security group",
+    );
+    domain.entities = Entities::default();
+    domain.evidence.excerpt = "Security 4728 (Microsoft-Windows-Security-Auditing); MemberName=CN=evil,CN=Users,DC=contoso,DC=local; MemberSid=S-1-5-21-1-2-3-1337; TargetUserName=Organization Management; TargetDomainName=CONTOSO".to_string();
+    let mut local = domain.clone();
+    local.evidence.excerpt = "Security 4732 (Microsoft-Windows-Security-Auditing); MemberSid=S-1-5-21-1-2-3-1337; TargetUserName=Administrators; TargetDomainName=Builtin".to_string();
+    let p = plan(
+        &result("T", vec![vdir, agent, domain, local]),
+        &builds(),
+        &BTreeMap::new(),
+    );
+    let scripts: Vec<(String, String)> = p.servers[0]
+        .actions
+        .iter()
+        .filter(|a| a.kind == ActionKind::Configuration)
+        .map(|a| {
+            (
+                a.findings.join(","),
+                a.powershell.clone().unwrap_or_default(),
+            )
+        })
+        .collect();
+    let find = |f: &str| {
+        scripts
+            .iter()
+            .find(|(k, _)| k == f)
+            .map(|(_, s)| s.as_str())
+            .unwrap_or_else(|| panic!("no script for {f}: {scripts:?}"))
+    };
+    let s = find("F0");
+    assert!(s.contains("$exhuntSite = 'Default Web Site'; $exhuntPath = '/owa/x'; $exhuntPhysical = 'C:\\ProgramData\\COM'"), "{s}");
+    assert!(s.contains("delete vdir") && s.contains("delete app"), "{s}");
+    let s = find("F1");
+    assert!(
+        s.contains("Get-TransportAgent -Identity 'Mail''Filter'")
+            && s.contains("Disable-TransportAgent"),
+        "{s}"
+    );
+    let s = find("F2");
+    assert!(s.contains("$exhuntGroup = 'Organization Management'; $exhuntMember = 'CN=evil,CN=Users,DC=contoso,DC=local'") && s.contains("Remove-ADGroupMember"), "{s}");
+    let s = find("F3");
+    assert!(
+        s.contains("$exhuntMember = 'S-1-5-21-1-2-3-1337'")
+            && s.contains("Remove-LocalGroupMember"),
+        "{s}"
+    );
+    // Every script refuses to run twice and records the state before changing it.
+    for (_, s) in &scripts {
+        let refuse = s
+            .find("if (Test-Path -LiteralPath $exhuntMarker) { throw")
+            .unwrap();
+        let record = s.find("$before = @(").unwrap();
+        let kept = s.find("$before | Export-Clixml").unwrap();
+        let done = s.find("Set-Content -LiteralPath $exhuntMarker").unwrap();
+        assert!(refuse < record && record < kept && kept < done, "{s}");
+    }
+}
+
+#[test]
+fn apply_finds_files_under_a_moved_target_and_keeps_the_vault_out_of_it() {
+    let fx = fixture();
+    let moved = fx.target.with_file_name("mounted");
+    std::fs::rename(&fx.target, &moved).unwrap();
+    let mut o = opts(&fx, None);
+    o.target = Some(moved.clone());
+    o.vault = moved.join("vault");
+    let err = apply(&fx.plan, &o).unwrap_err();
+    assert!(err.to_string().contains("inside the target"), "{err}");
+    assert!(!moved.join("vault").exists());
+    o.vault = fx.vault.clone();
+    let r = apply(&fx.plan, &o).unwrap();
+    assert_eq!(r.quarantined, 3, "{:?}", r.skipped);
+    assert!(!moved.join("root/lsass.dmp").exists());
+}

@@ -40,8 +40,22 @@ fn set_times(dir: &Path, t: SystemTime) {
 fn scanned_copy(dir: &Path, example: &str, name: &str) -> PathBuf {
     let copy = dir.join(name);
     common::copy_dir(&common::examples().join(example), &copy);
-    set_times(&copy, SystemTime::UNIX_EPOCH + Duration::from_secs(1_615_161_600));
-    let out = run(dir, &["scan", name, "-q", "--format", "json", "-o", &format!("{name}.json")]);
+    set_times(
+        &copy,
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_615_161_600),
+    );
+    let out = run(
+        dir,
+        &[
+            "scan",
+            name,
+            "-q",
+            "--format",
+            "json",
+            "-o",
+            &format!("{name}.json"),
+        ],
+    );
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     copy
 }
@@ -56,7 +70,16 @@ fn remediate_plan_snapshots_of_the_compromised_examples() {
     for example in ["compromised", "proxyshell"] {
         scanned_copy(t.path(), example, example);
         for (format, ext) in [("text", "txt"), ("json", "json")] {
-            let out = run(t.path(), &["remediate", "plan", &format!("{example}.json"), "--format", format]);
+            let out = run(
+                t.path(),
+                &[
+                    "remediate",
+                    "plan",
+                    &format!("{example}.json"),
+                    "--format",
+                    format,
+                ],
+            );
             assert_eq!(out.status.code(), Some(0), "{out:?}");
             let now = String::from_utf8(out.stdout).unwrap();
             let name = format!("remediate-{example}.{ext}");
@@ -106,9 +129,21 @@ fn remediate_plan_ties_every_action_to_its_findings() {
         ),
     ] {
         scanned_copy(t.path(), example, example);
-        let out = run(t.path(), &["remediate", "plan", &format!("{example}.json"), "--format", "json"]);
+        let out = run(
+            t.path(),
+            &[
+                "remediate",
+                "plan",
+                &format!("{example}.json"),
+                "--format",
+                "json",
+            ],
+        );
         let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        let result: serde_json::Value = serde_json::from_slice(&std::fs::read(t.path().join(format!("{example}.json"))).unwrap()).unwrap();
+        let result: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(t.path().join(format!("{example}.json"))).unwrap(),
+        )
+        .unwrap();
         let n_findings = result["servers"][0]["findings"].as_array().unwrap().len();
         let actions = plan["servers"][0]["actions"].as_array().unwrap();
         for a in actions {
@@ -121,18 +156,33 @@ fn remediate_plan_ties_every_action_to_its_findings() {
         }
         for (kind, text) in want {
             assert!(
-                actions.iter().any(|a| a["kind"].as_str().unwrap().starts_with(kind) && a.to_string().contains(text)),
+                actions
+                    .iter()
+                    .any(|a| a["kind"].as_str().unwrap().starts_with(kind)
+                        && a.to_string().contains(text)),
                 "{example}: no {kind} action mentioning {text}"
             );
         }
         if example == "compromised" {
             // The dump and the shell are pinned by SHA-256.
-            let q: Vec<_> = actions.iter().filter(|a| a["kind"] == "quarantine").collect();
-            assert!(q.iter().all(|a| a["file"]["sha256"].as_str().is_some_and(|h| h.len() == 64)));
+            let q: Vec<_> = actions
+                .iter()
+                .filter(|a| a["kind"] == "quarantine")
+                .collect();
+            assert!(
+                q.iter()
+                    .all(|a| a["file"]["sha256"].as_str().is_some_and(|h| h.len() == 64))
+            );
             // HTML escapes the planted script.
-            let html = run(t.path(), &["remediate", "plan", "compromised.json", "--format", "html"]);
+            let html = run(
+                t.path(),
+                &["remediate", "plan", "compromised.json", "--format", "html"],
+            );
             let html = String::from_utf8(html.stdout).unwrap();
-            assert!(html.contains("&lt;script language="), "planted script not escaped");
+            assert!(
+                html.contains("&lt;script language="),
+                "planted script not escaped"
+            );
             assert!(!html.contains("<script language="));
         }
     }
@@ -143,63 +193,153 @@ fn remediate_apply_verify_rollback_on_a_copy_with_a_verified_package() {
     let t = tempfile::tempdir().unwrap();
     let srv = scanned_copy(t.path(), "compromised", "srv");
     let original = common::tree_snapshot(&srv);
-    let out = run(t.path(), &["remediate", "plan", "srv.json", "--format", "json", "-o", "plan.json"]);
+    let out = run(
+        t.path(),
+        &[
+            "remediate",
+            "plan",
+            "srv.json",
+            "--format",
+            "json",
+            "-o",
+            "plan.json",
+        ],
+    );
     assert_eq!(out.status.code(), Some(0), "{out:?}");
 
     // No preserved evidence: refused, nothing changed, no vault.
-    let out = run(t.path(), &["remediate", "apply", "plan.json", "--vault", "vault", "--yes"]);
+    let out = run(
+        t.path(),
+        &[
+            "remediate",
+            "apply",
+            "plan.json",
+            "--vault",
+            "vault",
+            "--yes",
+        ],
+    );
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("the evidence was not preserved"), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("the evidence was not preserved"),
+        "{out:?}"
+    );
     assert_eq!(common::tree_snapshot(&srv), original);
     assert!(!t.path().join("vault").exists());
 
     // A package that does not verify is refused too.
     std::fs::write(t.path().join("bad.zip"), b"PK\x03\x04 not a package").unwrap();
-    let out = run(t.path(), &["remediate", "apply", "plan.json", "--vault", "vault", "--evidence", "bad.zip", "--yes"]);
+    let out = run(
+        t.path(),
+        &[
+            "remediate",
+            "apply",
+            "plan.json",
+            "--vault",
+            "vault",
+            "--evidence",
+            "bad.zip",
+            "--yes",
+        ],
+    );
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     assert_eq!(common::tree_snapshot(&srv), original);
 
     // Preserve first, with collect; then a dry run changes nothing.
     let out = run(t.path(), &["collect", "srv", "-o", "srv.zip", "-q"]);
     assert!(matches!(out.status.code(), Some(0 | 3)), "{out:?}");
-    let out = run(t.path(), &["remediate", "apply", "plan.json", "--vault", "vault", "--evidence", "srv.zip"]);
+    let out = run(
+        t.path(),
+        &[
+            "remediate",
+            "apply",
+            "plan.json",
+            "--vault",
+            "vault",
+            "--evidence",
+            "srv.zip",
+        ],
+    );
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("would quarantine"));
     assert_eq!(common::tree_snapshot(&srv), original);
 
-    let out = run(t.path(), &["remediate", "apply", "plan.json", "--vault", "vault", "--evidence", "srv.zip", "--yes"]);
+    let out = run(
+        t.path(),
+        &[
+            "remediate",
+            "apply",
+            "plan.json",
+            "--vault",
+            "vault",
+            "--evidence",
+            "srv.zip",
+            "--yes",
+        ],
+    );
     assert_eq!(out.status.code(), Some(0), "{out:?}");
-    let gone = ["inetpub/wwwroot/aspnet_client/discover.aspx", "root/output.dmp", "ProgramData/it.zip"];
+    let gone = [
+        "inetpub/wwwroot/aspnet_client/discover.aspx",
+        "root/output.dmp",
+        "ProgramData/it.zip",
+    ];
     for g in gone {
         assert!(!srv.join(g).exists(), "{g} still there");
     }
     // In the vault, with the hashes of the originals.
-    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(t.path().join("vault/manifest.json")).unwrap()).unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(t.path().join("vault/manifest.json")).unwrap())
+            .unwrap();
     let files = manifest["files"].as_array().unwrap();
     assert_eq!(files.len(), 3);
     for f in files {
         use sha2::Digest;
-        let bytes = std::fs::read(t.path().join("vault").join(f["vault_file"].as_str().unwrap())).unwrap();
-        assert_eq!(hex::encode(sha2::Sha256::digest(&bytes)), f["sha256"].as_str().unwrap());
-        let orig = original.iter().find(|(p, _)| p.ends_with(f["original"].as_str().unwrap().trim_start_matches("srv/"))).unwrap();
+        let bytes = std::fs::read(
+            t.path()
+                .join("vault")
+                .join(f["vault_file"].as_str().unwrap()),
+        )
+        .unwrap();
+        assert_eq!(
+            hex::encode(sha2::Sha256::digest(&bytes)),
+            f["sha256"].as_str().unwrap()
+        );
+        let orig = original
+            .iter()
+            .find(|(p, _)| p.ends_with(f["original"].as_str().unwrap().trim_start_matches("srv/")))
+            .unwrap();
         assert_eq!(orig.1.2, bytes);
     }
     let journal = std::fs::read_to_string(t.path().join("vault/journal.jsonl")).unwrap();
-    assert!(journal.lines().next().unwrap().contains("package srv.zip"), "{journal}");
+    assert!(
+        journal.lines().next().unwrap().contains("package srv.zip"),
+        "{journal}"
+    );
 
     // The rescan no longer finds them.
-    let out = run(t.path(), &["remediate", "verify", "srv.json", "srv", "--format", "json"]);
+    let out = run(
+        t.path(),
+        &["remediate", "verify", "srv.json", "srv", "--format", "json"],
+    );
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(v["remains"].as_array().unwrap().is_empty(), "{v}");
     assert!(v["new"].as_array().unwrap().is_empty(), "{v}");
-    let cleaned: Vec<&str> = v["cleaned"].as_array().unwrap().iter().map(|e| e["path"].as_str().unwrap()).collect();
+    let cleaned: Vec<&str> = v["cleaned"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["path"].as_str().unwrap())
+        .collect();
     for g in gone {
         assert!(cleaned.contains(&g), "{g} not cleaned: {cleaned:?}");
     }
 
     // Rollback: byte- and mtime-identical.
-    let out = run(t.path(), &["remediate", "rollback", "vault/journal.jsonl", "--yes"]);
+    let out = run(
+        t.path(),
+        &["remediate", "rollback", "vault/journal.jsonl", "--yes"],
+    );
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     assert_eq!(common::tree_snapshot(&srv), original);
     // And verify now says what remains.
@@ -213,21 +353,56 @@ fn remediate_apply_killed_after_each_journal_write_is_rolled_back_completely() {
     let t = tempfile::tempdir().unwrap();
     let srv = scanned_copy(t.path(), "compromised", "srv");
     let original = common::tree_snapshot(&srv);
-    let out = run(t.path(), &["remediate", "plan", "srv.json", "--format", "json", "-o", "plan.json"]);
+    let out = run(
+        t.path(),
+        &[
+            "remediate",
+            "plan",
+            "srv.json",
+            "--format",
+            "json",
+            "-o",
+            "plan.json",
+        ],
+    );
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     // 1 start record + 4 per file (begin copy, done, begin remove, done), 3 files.
     for n in 1..=13 {
         let vault = format!("vault{n}");
         let out = std::process::Command::new(assert_cmd::cargo::cargo_bin("exhunt"))
             .current_dir(t.path())
-            .args(["remediate", "apply", "plan.json", "--vault", &vault, "--no-preserve", "test copy", "--yes"])
+            .args([
+                "remediate",
+                "apply",
+                "plan.json",
+                "--vault",
+                &vault,
+                "--no-preserve",
+                "test copy",
+                "--yes",
+            ])
             .env("EXHUNT_REMEDIATE_FAIL_AFTER", n.to_string())
             .output()
             .unwrap();
         assert_eq!(out.status.code(), Some(2), "write {n}: {out:?}");
-        assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("after journal write {n}")), "{out:?}");
-        let out = run(t.path(), &["remediate", "rollback", &format!("{vault}/journal.jsonl"), "--yes"]);
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(&format!("after journal write {n}")),
+            "{out:?}"
+        );
+        let out = run(
+            t.path(),
+            &[
+                "remediate",
+                "rollback",
+                &format!("{vault}/journal.jsonl"),
+                "--yes",
+            ],
+        );
         assert_eq!(out.status.code(), Some(0), "write {n}: {out:?}");
-        assert_eq!(common::tree_snapshot(&srv), original, "not restored after a stop at journal write {n}");
+        assert_eq!(
+            common::tree_snapshot(&srv),
+            original,
+            "not restored after a stop at journal write {n}"
+        );
     }
 }
