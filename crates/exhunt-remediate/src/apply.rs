@@ -15,7 +15,7 @@
 //! its recorded hash; it first checks every vault copy it needs, and refuses (changing nothing)
 //! when one does not hash to what the journal recorded.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::path::{Component, Path, PathBuf};
@@ -303,6 +303,17 @@ fn check_preservation(p: &Preservation) -> Result<String, RemediateError> {
     }
 }
 
+/// SHA-256 of the files a package holds with content, and of those it lists by metadata only.
+fn package_hashes(pkg: &Path) -> Option<(HashSet<String>, HashSet<String>)> {
+    let mut archive = zip::ZipArchive::new(File::open(pkg).ok()?).ok()?;
+    let origins = exhunt_sources::package::Origins::of(&mut archive)?.ok()?;
+    let m = origins.manifest;
+    let lower = |v: &[exhunt_sources::package::FileEntry]| {
+        v.iter().map(|f| f.sha256.to_ascii_lowercase()).collect()
+    };
+    Some((lower(&m.files), lower(&m.metadata_only)))
+}
+
 /// Carries out the plan's quarantine actions (the only actions exhunt performs itself; the
 /// configuration scripts are for an administrator to run).
 pub fn apply(plan: &Plan, opts: &ApplyOptions) -> Result<ApplyReport, RemediateError> {
@@ -338,9 +349,10 @@ pub fn apply(plan: &Plan, opts: &ApplyOptions) -> Result<ApplyReport, RemediateE
         {
             let Some(f) = &a.file else { continue };
             match locate(&f.path, f.relative.as_deref(), opts.target.as_deref()) {
+                // Absolute in the journal, so that rollback works from any folder.
                 Ok(p) => work.push((
                     format!("{} {}", sp.server, a.id),
-                    p,
+                    std::path::absolute(&p).unwrap_or(p),
                     f.sha256.clone(),
                     f.size,
                 )),
@@ -393,6 +405,10 @@ pub fn apply(plan: &Plan, opts: &ApplyOptions) -> Result<ApplyReport, RemediateE
         plan_id: plan.id.clone(),
         files: Vec::new(),
     };
+    let in_package = match &opts.preservation {
+        Preservation::Package(p) => package_hashes(p),
+        _ => None,
+    };
     let mut seq = 0u64;
     for (n, (action, path, want_sha, want_size)) in work.into_iter().enumerate() {
         let meta = match fs::symlink_metadata(&path) {
@@ -426,6 +442,19 @@ pub fn apply(plan: &Plan, opts: &ApplyOptions) -> Result<ApplyReport, RemediateE
                 want_sha.as_deref().unwrap_or("?")
             ));
             continue;
+        }
+        if let Some((content, metadata)) = &in_package
+            && !content.contains(&sha)
+        {
+            report.lines.push(format!(
+                "note: {} is {} the evidence package: the vault copy is its only copy",
+                path.display(),
+                if metadata.contains(&sha) {
+                    "listed by metadata only in"
+                } else {
+                    "not in"
+                }
+            ));
         }
         let vault_file = format!("{FILES_DIR}/{:04}-{sha}", n + 1);
         let begin = |seq: u64, step: &str| Record::Begin {
