@@ -322,15 +322,26 @@ pub fn apply(plan: &Plan, opts: &ApplyOptions) -> Result<ApplyReport, RemediateE
         preservation: preservation.clone(),
         ..ApplyReport::default()
     };
-    if let Some(t) = &opts.target
-        && let (Ok(t), Some(v)) = (t.canonicalize(), canonical_future(&opts.vault))
-        && v.starts_with(&t)
-    {
-        return Err(RemediateError::Refused(format!(
-            "the vault {} is inside the target {}: the files would still be on the server and found again; nothing was changed",
-            opts.vault.display(),
-            t.display()
-        )));
+    // The vault outside the target (given, or the scan targets the plan names).
+    let targets: Vec<PathBuf> = match &opts.target {
+        Some(t) => vec![t.clone()],
+        None => plan
+            .servers
+            .iter()
+            .flat_map(|s| s.targets.iter().map(PathBuf::from))
+            .collect(),
+    };
+    for t in &targets {
+        if let (Ok(t), Some(v)) = (t.canonicalize(), canonical_future(&opts.vault))
+            && t.is_dir()
+            && v.starts_with(&t)
+        {
+            return Err(RemediateError::Refused(format!(
+                "the vault {} is inside the target {}: the files would still be on the server and found again; nothing was changed",
+                opts.vault.display(),
+                t.display()
+            )));
+        }
     }
     let journal_path = opts.vault.join(JOURNAL_NAME);
     if journal_path.exists() {
@@ -679,9 +690,15 @@ pub fn rollback(journal: &Path, yes: bool) -> Result<RollbackReport, RemediateEr
             continue;
         };
         let path = PathBuf::from(original);
-        let intact = sha256_file(&path).is_ok_and(|(h, _)| h == *sha256);
-        if intact {
+        let now = sha256_file(&path).ok().map(|(h, _)| h);
+        if now.as_deref() == Some(sha256.as_str()) {
             report.in_place.push(original.clone());
+            continue;
+        }
+        // Only a removed file or apply's own stub is replaced: a file written there since
+        // (a rebuilt page, another copy) is not overwritten.
+        if now.is_some() && fs::read(&path).ok().as_deref() != Some(STUB) {
+            bad.push(format!("{original}: changed since apply (neither the quarantined file nor apply's stub); not overwritten"));
             continue;
         }
         if !st.remove_begun {
@@ -711,6 +728,17 @@ pub fn rollback(journal: &Path, yes: bool) -> Result<RollbackReport, RemediateEr
             .map(|(p, _, _)| p.display().to_string())
             .collect();
         return Ok(report);
+    }
+    // A stub written but not yet renamed into place when apply stopped: apply's own, removed.
+    for original in files.keys() {
+        let tmp = sibling(Path::new(original), "exhunt-stub");
+        if fs::read(&tmp).ok().as_deref() == Some(STUB) {
+            fs::remove_file(&tmp).map_err(|e| io_err(&tmp, e))?;
+            report.notes.push(format!(
+                "{}: removed apply's unfinished stub",
+                tmp.display()
+            ));
+        }
     }
     let mut jf = OpenOptions::new()
         .append(true)

@@ -664,3 +664,42 @@ fn apply_finds_files_under_a_moved_target_and_keeps_the_vault_out_of_it() {
     assert_eq!(r.quarantined, 3, "{:?}", r.skipped);
     assert!(!moved.join("root/lsass.dmp").exists());
 }
+
+#[test]
+fn rollback_does_not_overwrite_a_file_written_since_apply() {
+    let fx = fixture();
+    apply(&fx.plan, &opts(&fx, None)).unwrap();
+    let shell = fx.target.join("inetpub/wwwroot/aspnet_client/s.aspx");
+    std::fs::write(&shell, b"rebuilt page").unwrap();
+    let err = rollback(&fx.vault.join(JOURNAL_NAME), true).unwrap_err();
+    assert!(err.to_string().contains("changed since apply"), "{err}");
+    assert_eq!(std::fs::read(&shell).unwrap(), b"rebuilt page");
+    assert!(
+        !fx.target.join("root/lsass.dmp").exists(),
+        "nothing restored when one file refuses"
+    );
+}
+
+#[test]
+fn a_stub_left_half_way_is_cleaned_by_rollback() {
+    let fx = fixture();
+    let before = snapshot(&fx.target);
+    let mut o = opts(&fx, Some(4)); // stopped right after `begin stub` of the first file
+    o.stub = true;
+    assert!(apply(&fx.plan, &o).is_err());
+    // As if the stub had been written beside the file but not yet renamed over it.
+    let first = fx.plan.servers[0]
+        .actions
+        .iter()
+        .find_map(|a| a.file.as_ref().filter(|_| a.kind == ActionKind::Quarantine))
+        .unwrap();
+    let p = PathBuf::from(&first.path);
+    let tmp = p.with_file_name(format!(
+        ".{}.exhunt-stub",
+        p.file_name().unwrap().to_string_lossy()
+    ));
+    std::fs::write(&tmp, STUB).unwrap();
+    let r = rollback(&fx.vault.join(JOURNAL_NAME), true).unwrap();
+    assert_eq!(r.notes.len(), 1, "{:?}", r.notes);
+    assert_eq!(snapshot(&fx.target), before);
+}

@@ -197,7 +197,16 @@ fn plan(
         PlanFormat::Html => exhunt_remediate::render::html(&p),
     };
     match output {
-        Some(o) => std::fs::write(o, text).with_context(|| format!("writing {}", o.display()))?,
+        Some(o) => {
+            // Never into the evidence: the result's targets, as the scan named them.
+            let targets: Vec<PathBuf> = r
+                .servers
+                .iter()
+                .flat_map(|s| s.targets.iter().map(PathBuf::from))
+                .collect();
+            crate::commands::scan::check_output(o, &targets)?;
+            std::fs::write(o, text).with_context(|| format!("writing {}", o.display()))?
+        }
         None => std::io::stdout().write_all(text.as_bytes())?,
     }
     Ok(0)
@@ -312,7 +321,7 @@ fn verify(result: &Path, target: &Path, format: PlanFormat, deep: bool) -> Resul
                     println!(
                         "  {label:8} {} {} {}",
                         terminal(&e.server),
-                        e.rule_id,
+                        terminal(&e.rule_id),
                         terminal(&e.path)
                     );
                 }
