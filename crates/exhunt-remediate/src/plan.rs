@@ -898,7 +898,10 @@ fn credentials(b: &mut Builder<'_>) -> bool {
     idx.sort_unstable();
     idx.dedup();
     items.push(Item {
-        name: format!("{}$ (machine account)", b.server.name),
+        name: format!(
+            "{}$ (machine account)",
+            b.server.name.split('.').next().unwrap_or_default().to_uppercase()
+        ),
         answer: "reset (Reset-ComputerMachinePassword on the server, or rebuild and rejoin): the dump or SYSTEM code holds it".to_string(),
     });
     items.push(Item {
