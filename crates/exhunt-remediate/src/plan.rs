@@ -386,8 +386,22 @@ fn files(b: &mut Builder<'_>, facts: &BTreeMap<String, FileFacts>) {
         } else {
             ArtefactKind::File
         };
+        let titles = fs
+            .iter()
+            .map(|f| f.title.to_ascii_lowercase())
+            .collect::<Vec<_>>()
+            .join(" ");
         let what = match kind {
             ArtefactKind::MemoryDump => "memory dump",
+            ArtefactKind::WebFile
+                if titles.contains("oab_virtualdirectory")
+                    || titles.contains("oab virtual-directory") =>
+            {
+                "OAB dump page carrying script"
+            }
+            ArtefactKind::WebFile if fs.iter().any(|f| f.rule_id == "EXH-FS-3") => {
+                "export or binary written as a page"
+            }
             ArtefactKind::WebFile => "web shell",
             ArtefactKind::Archive => "staged archive",
             _ => "malicious file",
@@ -430,7 +444,14 @@ fn files(b: &mut Builder<'_>, facts: &BTreeMap<String, FileFacts>) {
                     "a memory dump ({rules}) holds whatever the dumped process held — an LSASS dump holds credentials; it is the attacker's, not a forensic image"
                 ),
                 ArtefactKind::WebFile => format!(
-                    "the file's content is malicious ({rules}); while it is served the attacker keeps code execution"
+                    "the file's content is malicious ({rules}); while it is served the attacker keeps code execution{}",
+                    if norm(&path).contains("/frontend/httpproxy/")
+                        || norm(&path).contains("/clientaccess/")
+                    {
+                        "; if Exchange ships a file of this name, put the original back from the installation media after quarantine"
+                    } else {
+                        ""
+                    }
                 ),
                 ArtefactKind::Archive => format!("an archive staged for exfiltration ({rules})"),
                 _ => format!("malicious content ({rules})"),
