@@ -537,8 +537,13 @@ pub fn apply(plan: &Plan, opts: &ApplyOptions) -> Result<ApplyReport, RemediateE
         j.write(&Record::Done { seq })?;
         report.quarantined += 1;
         report.lines.push(format!(
-            "quarantined {} ({action}): SHA-256 {sha}, {size} bytes, copy verified in {}; {}",
+            "quarantined {} ({action}): SHA-256 {sha}{}, {size} bytes, copy verified in {}; {}",
             path.display(),
+            if want_sha.is_some() {
+                " as planned"
+            } else {
+                " (the plan had no SHA-256: taken as found)"
+            },
             dst.display(),
             if opts.stub {
                 "replaced by an inert stub"

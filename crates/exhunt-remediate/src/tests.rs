@@ -716,3 +716,35 @@ fn the_impersonated_account_is_read_from_the_rps_cat_token() {
     assert_eq!(crate::plan::rps_cat_account("X-Rps-CAT=TP8"), None);
     assert_eq!(crate::plan::rps_cat_account("no token"), None);
 }
+
+#[test]
+fn hostile_names_are_escaped_in_every_plan_format() {
+    let evil = "T/inetpub/wwwroot/\u{1b}]0;owned\u{7}<img src=x onerror=alert(1)>\u{202e}xpsa.aspx";
+    let p = plan(
+        &result(
+            "T",
+            vec![finding(
+                "EXH-FS-9",
+                ArtefactKind::WebFile,
+                Stage::Persistence,
+                evil,
+                "shell",
+            )],
+        ),
+        &builds(),
+        &BTreeMap::new(),
+    );
+    let text = crate::render::text(&p);
+    assert!(!text.contains('\u{1b}') && !text.contains('\u{7}') && !text.contains('\u{202e}'));
+    assert!(
+        text.contains("\\x1b]0;owned\\x07") && text.contains("\\u{202e}"),
+        "{text}"
+    );
+    let html = crate::render::html(&p);
+    assert!(!html.contains("<img") && html.contains("&lt;img"));
+    assert!(!html.contains('\u{1b}') && !html.contains('\u{202e}'));
+    let json = crate::render::json(&p);
+    assert!(!json.contains('\u{202e}') && json.contains("\\u202e"));
+    let back: Plan = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, p, "the JSON is the same plan");
+}

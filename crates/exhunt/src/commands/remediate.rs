@@ -16,9 +16,11 @@ use exhunt_sources::Limits;
 
 pub(crate) const REMEDIATE_EXIT_CODES: &str = "\
 Exit codes:
-  0  done: plan written; apply or rollback carried out (or, without --yes, shown); verify: nothing remains, nothing new
+  0  done: plan written; apply or rollback carried out (without --yes: shown);
+     verify: nothing remains and nothing is new
   1  verify: something the earlier result found remains, or something new was found
-  2  error or refusal: bad arguments, evidence not preserved, a vault that does not match its journal
+  2  error or refusal: bad arguments, evidence not preserved, a vault that does not
+     match its journal
   3  apply: some planned files were left alone (listed: not found, changed since the plan)";
 
 #[derive(Args)]
