@@ -277,8 +277,8 @@ struct Builder<'a> {
 }
 
 impl Builder<'_> {
-    fn push(&mut self, mut a: Action) {
-        a.id = format!("A{}", self.actions.len() + 1);
+    /// Adds an action; ids are given once all are known and sorted.
+    fn push(&mut self, a: Action) {
         self.actions.push(a);
     }
     fn findings(&self, pred: impl Fn(&Finding) -> bool) -> Vec<usize> {
@@ -329,8 +329,8 @@ fn server_plan(
     let cred = credentials(&mut b);
     let patch = patch(&mut b, builds);
     directive(&mut b, cred, patch);
-    // Most urgent first (the checklist before all); ids are renumbered in that order so that A1 is the first thing to do.
-    // The directive's checklist comes first: disconnecting is the first step when compromised.
+    // The directive's checklist first (disconnecting is the first step when compromised), then
+    // the most urgent; ids follow that order, so A1 is the first thing to do.
     b.actions
         .sort_by_key(|a| (a.kind != ActionKind::Directive, a.urgency, a.kind));
     for (i, a) in b.actions.iter_mut().enumerate() {
@@ -346,7 +346,12 @@ fn server_plan(
             m.entry(a.kind).or_insert_with(Vec::new).push(a.id.clone());
             m
         });
-    for a in &mut b.actions {
+    // Only the checklist's own wording holds these references (never text from evidence).
+    for a in b
+        .actions
+        .iter_mut()
+        .filter(|a| a.kind == ActionKind::Directive)
+    {
         for it in &mut a.items {
             for (k, v) in &ids {
                 let key = format!("{{{}}}", k.label());

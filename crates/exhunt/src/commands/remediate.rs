@@ -39,6 +39,14 @@ enum PlanFormat {
     Html,
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+enum VerifyFormat {
+    /// Counts, then one line per file: cleaned, REMAINS, NEW.
+    Text,
+    /// The comparison as one JSON document.
+    Json,
+}
+
 #[derive(Subcommand)]
 enum RemediateAction {
     /// Make a plan from a saved result (`scan --format json`): files to quarantine, configuration
@@ -103,9 +111,9 @@ enum RemediateAction {
         /// The server (or its copy) to rescan.
         #[arg(value_name = "TARGET")]
         target: PathBuf,
-        /// Output format (text or json).
+        /// Output format.
         #[arg(long, value_enum, default_value = "text")]
-        format: PlanFormat,
+        format: VerifyFormat,
         /// Look at every file of the target.
         #[arg(long)]
         deep: bool,
@@ -279,7 +287,7 @@ fn rollback(journal: &Path, yes: bool) -> Result<u8> {
     Ok(0)
 }
 
-fn verify(result: &Path, target: &Path, format: PlanFormat, deep: bool) -> Result<u8> {
+fn verify(result: &Path, target: &Path, format: VerifyFormat, deep: bool) -> Result<u8> {
     let before = load_result(result)?;
     if std::fs::symlink_metadata(target).is_err() {
         bail!(
@@ -301,11 +309,11 @@ fn verify(result: &Path, target: &Path, format: PlanFormat, deep: bool) -> Resul
     let after = engine.scan(&[target.to_path_buf()]);
     let c = exhunt_remediate::compare(&before, &after);
     match format {
-        PlanFormat::Json => {
+        VerifyFormat::Json => {
             let s = serde_json::to_string_pretty(&c)?;
             println!("{}", exhunt_report::safe::json_text(&s));
         }
-        _ => {
+        VerifyFormat::Text => {
             println!(
                 "exhunt remediate verify: {} cleaned, {} remain, {} new (rescan verdict {}; {} findings from logs are history and not compared)",
                 c.cleaned.len(),
