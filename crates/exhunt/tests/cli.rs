@@ -24,6 +24,10 @@ mod snapshots;
 #[path = "cli/collect.rs"]
 mod collect;
 
+// `exhunt remediate`: plan snapshots, apply → verify → rollback, failures injected (issue 17).
+#[path = "cli/remediate.rs"]
+mod remediate;
+
 // One test binary for the crate: the areas below were binaries of their own, each linking the
 // test dependencies again.
 // Bad input: broken, truncated, hostile and unreadable files.
@@ -47,9 +51,6 @@ mod integrity;
 // `exhunt probe` against the mock Exchange server.
 #[path = "cli/probe.rs"]
 mod probe;
-// `exhunt remediate`: plan snapshots, apply → verify → rollback, failures injected (issue 17).
-#[path = "cli/remediate.rs"]
-mod remediate;
 
 fn examples() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")

@@ -304,8 +304,9 @@ fn verify(result: &Path, target: &Path, format: VerifyFormat, deep: bool) -> Res
         yara: Vec::new(),
         ioc: Vec::new(),
         sigma: Vec::new(),
+        threads: None,
     })
-    .context("loading the built-in rules")?;
+    .context("starting the scan engine")?;
     let after = engine.scan(&[target.to_path_buf()]);
     let c = exhunt_remediate::compare(&before, &after);
     match format {
