@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use exhunt_report::Format;
 
-use crate::commands::{collect, probe};
+use crate::commands::{collect, probe, remediate};
 
 pub(crate) const EXIT_CODES: &str = "\
 Exit codes:
@@ -41,6 +41,10 @@ pub(crate) enum Command {
     /// as it would read the server; `--verify` checks one.
     #[command(after_help = collect::COLLECT_EXIT_CODES)]
     Collect(collect::CollectArgs),
+    /// From a verdict to a plan and a reversible cleanup: `plan` (from a saved result),
+    /// `apply` (quarantine into a vault, journaled; dry run unless --yes), `rollback`, `verify`.
+    #[command(after_help = remediate::REMEDIATE_EXIT_CODES)]
+    Remediate(remediate::RemediateArgs),
     /// Show the built-in rules.
     Rules {
         #[command(subcommand)]

@@ -22,6 +22,7 @@ fn main() -> ExitCode {
         Command::Report(args) => commands::report::report(args),
         Command::Probe(args) => commands::probe::probe(args),
         Command::Collect(args) => commands::collect::collect(args),
+        Command::Remediate(args) => commands::remediate::remediate(args),
         Command::Rules { action } => commands::rules::rules(action),
     };
     match run {

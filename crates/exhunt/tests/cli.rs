@@ -24,6 +24,10 @@ mod snapshots;
 #[path = "cli/collect.rs"]
 mod collect;
 
+// `exhunt remediate`: plan snapshots, apply → verify → rollback, failures injected (issue 17).
+#[path = "cli/remediate.rs"]
+mod remediate;
+
 // One test binary for the crate: the areas below were binaries of their own, each linking the
 // test dependencies again.
 // Bad input: broken, truncated, hostile and unreadable files.

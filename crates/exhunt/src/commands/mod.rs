@@ -2,6 +2,7 @@
 
 pub(crate) mod collect;
 pub(crate) mod probe;
+pub(crate) mod remediate;
 pub(crate) mod report;
 pub(crate) mod rules;
 pub(crate) mod scan;

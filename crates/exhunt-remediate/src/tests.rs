@@ -1,0 +1,750 @@
+//! Unit tests: PowerShell quoting of hostile values, the plan from synthetic results, and apply
+//! and rollback on a temporary tree — including a failure injected after every journal write.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use exhunt_model::{
+    ArtefactKind, Campaign, Confidence, Coverage, Entities, Evidence, Finding, RulesInfo,
+    ScanResult, ScanSettings, ServerResult, Severity, Stage, ToolInfo, VerdictKind,
+};
+use exhunt_rules::builds::BuildTable;
+
+use crate::apply::{ApplyOptions, JOURNAL_NAME, Preservation, STUB, apply, measure, rollback};
+use crate::plan::{ActionKind, FileFacts, Plan, files_named, plan};
+use crate::ps::quote;
+
+// ---- PowerShell quoting ----
+
+/// Evaluates what [`quote`] produces with a strict reading of PowerShell's grammar for exactly
+/// these forms: a single-quoted literal (`''` is a quote; any other quote character, or a line
+/// break, inside it ends the test), or `([string]'' + part + part…)` with parts that are
+/// literals or `[char]0xNNNN`. Anything else — code outside a literal — is `None`.
+fn eval_ps(expr: &str) -> Option<String> {
+    fn literal(s: &str) -> Option<(String, &str)> {
+        let mut chars = s.strip_prefix('\'')?.char_indices().peekable();
+        let body = &s[1..];
+        let mut out = String::new();
+        while let Some((i, c)) = chars.next() {
+            match c {
+                '\'' => {
+                    if let Some((_, '\'')) = chars.peek() {
+                        chars.next();
+                        out.push('\'');
+                    } else {
+                        return Some((out, &body[i + 1..]));
+                    }
+                }
+                // PowerShell also ends a single-quoted string at these; a line break would
+                // split the statement in a script.
+                '\u{2018}'..='\u{201b}' | '\n' | '\r' => return None,
+                c if c.is_control() => return None,
+                c => out.push(c),
+            }
+        }
+        None
+    }
+    if let Some((v, rest)) = literal(expr) {
+        return rest.is_empty().then_some(v);
+    }
+    let inner = expr.strip_prefix("([string]'' + ")?.strip_suffix(')')?;
+    let mut out = String::new();
+    let mut rest = inner;
+    loop {
+        if let Some(r) = rest.strip_prefix("[char]0x") {
+            let hex: String = r.chars().take(4).collect();
+            out.push(char::from_u32(u32::from_str_radix(&hex, 16).ok()?)?);
+            rest = &r[4..];
+        } else {
+            let (v, r) = literal(rest)?;
+            out.push_str(&v);
+            rest = r;
+        }
+        if rest.is_empty() {
+            return Some(out);
+        }
+        rest = rest.strip_prefix(" + ")?;
+    }
+}
+
+const HOSTILE: [&str; 9] = [
+    "it's",
+    "'; Remove-Item C:\\ -Recurse -Force; '",
+    "$(Invoke-Expression 'calc')",
+    "`$env:USERNAME`n",
+    "line1\nline2'; calc; '",
+    "a\r\nb",
+    "\u{2019}; calc; \u{2018}",
+    "x\u{202e}gpj.aspx",
+    "\"double\" and ''two''",
+];
+
+#[test]
+fn quoting_keeps_hostile_values_inside_their_string() {
+    for h in HOSTILE {
+        let q = quote(h);
+        assert_eq!(eval_ps(&q).as_deref(), Some(h), "{h:?} quoted as {q}");
+        assert!(!q.contains('\n') && !q.contains('\r'), "{q}");
+    }
+    assert_eq!(quote("it's"), "'it''s'");
+    assert_eq!(quote("$(calc)"), "'$(calc)'");
+    assert_eq!(quote("a\nb"), "([string]'' + 'a' + [char]0x000a + 'b')");
+}
+
+// ---- Synthetic results ----
+
+fn finding(rule: &str, kind: ArtefactKind, stage: Stage, path: &str, title: &str) -> Finding {
+    Finding {
+        rule_id: rule.to_string(),
+        title: title.to_string(),
+        campaign: Campaign::PostExploitation,
+        cves: Vec::new(),
+        attack: String::new(),
+        severity: Severity::High,
+        confidence: Confidence::High,
+        stage,
+        timestamp: None,
+        evidence: Evidence {
+            path: path.to_string(),
+            line: 0,
+            offset: 0,
+            excerpt: String::new(),
+        },
+        entities: Entities {
+            file_path: Some(path.to_string()),
+            ..Entities::default()
+        },
+        kind,
+        joins: None,
+        outcome: None,
+    }
+}
+
+fn result(target: &str, findings: Vec<Finding>) -> ScanResult {
+    let t = chrono::DateTime::from_timestamp(1_614_700_000, 0).unwrap_or_default();
+    ScanResult {
+        schema_version: "1.4".to_string(),
+        tool: ToolInfo {
+            name: "exhunt".to_string(),
+            version: "0.1.0".to_string(),
+        },
+        started: t,
+        finished: t,
+        settings: ScanSettings::default(),
+        verdict: VerdictKind::Compromised,
+        servers: vec![ServerResult {
+            name: "EX9".to_string(),
+            targets: vec![target.to_string()],
+            verdict: VerdictKind::Compromised,
+            verdicts: Vec::new(),
+            story: Vec::new(),
+            findings,
+            suppressed: Vec::new(),
+            coverage: Coverage::default(),
+            mitigations: Vec::new(),
+        }],
+        rules: RulesInfo::default(),
+    }
+}
+
+fn builds() -> BuildTable {
+    BuildTable::builtin().unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn plan_quarantines_confirmed_files_and_asks_review_for_the_rest() {
+    let mut review = finding(
+        "EXH-FS-1",
+        ArtefactKind::WebFile,
+        Stage::Persistence,
+        "T/inetpub/wwwroot/x.aspx",
+        "REVIEW: unknown page",
+    );
+    review.confidence = Confidence::Low;
+    let r = result(
+        "T",
+        vec![
+            finding(
+                "EXH-FS-9",
+                ArtefactKind::WebFile,
+                Stage::Persistence,
+                "T/inetpub/wwwroot/aspnet_client/s.aspx",
+                "shell",
+            ),
+            finding(
+                "EXH-FS-5",
+                ArtefactKind::MemoryDump,
+                Stage::PostExploitation,
+                "T/root/lsass.dmp",
+                "dump",
+            ),
+            review,
+        ],
+    );
+    let p = plan(&r, &builds(), &BTreeMap::new());
+    let a = &p.servers[0].actions;
+    let q: Vec<_> = a
+        .iter()
+        .filter(|a| a.kind == ActionKind::Quarantine)
+        .collect();
+    assert_eq!(q.len(), 2);
+    assert!(q.iter().all(|a| !a.findings.is_empty()));
+    let shell = q
+        .iter()
+        .find(|a| {
+            a.file.as_ref().is_some_and(|f| {
+                f.relative.as_deref() == Some("inetpub/wwwroot/aspnet_client/s.aspx")
+            })
+        })
+        .unwrap();
+    assert_eq!(shell.findings, vec!["F0"]);
+    let rv: Vec<_> = a
+        .iter()
+        .filter(|a| a.kind == ActionKind::ReviewFile)
+        .collect();
+    assert_eq!(rv.len(), 1);
+    assert_eq!(rv[0].findings, vec!["F2"]);
+    // A dump and a web shell: credentials, saying what the evidence cannot know.
+    let cred = a
+        .iter()
+        .find(|a| a.kind == ActionKind::Credentials)
+        .unwrap();
+    assert!(
+        cred.items
+            .iter()
+            .any(|i| i.name == "krbtgt" && i.answer.contains("twice"))
+    );
+    assert!(
+        cred.items
+            .iter()
+            .any(|i| i.name == "EX9$ (machine account)")
+    );
+    assert!(
+        p.servers[0]
+            .cannot_know
+            .iter()
+            .any(|c| c.contains("which accounts logged on"))
+    );
+    // The checklist comes first and refers to the other actions by id.
+    assert_eq!(a[0].kind, ActionKind::Directive);
+    assert!(
+        !a[0].items.iter().any(|i| i.answer.contains('{')),
+        "{:?}",
+        a[0].items
+    );
+    // Pure: the same result gives the same plan.
+    assert_eq!(p, plan(&r, &builds(), &BTreeMap::new()));
+}
+
+#[test]
+fn generated_powershell_keeps_hostile_values_as_data() {
+    let script_for = |value: &str, user: &str| {
+        let mut url = finding(
+            "EXH-PL-6",
+            ArtefactKind::EcpServerLog,
+            Stage::Persistence,
+            "T/ecp.log",
+            "CVE-2021-27065 script planted in Set-OabVirtualDirectory ExternalUrl",
+        );
+        url.entities = Entities {
+            target: Some(format!("ExternalUrl={value}")),
+            ..Entities::default()
+        };
+        let mut role = finding(
+            "EXH-EV-7",
+            ArtefactKind::EventExport,
+            Stage::PostExploitation,
+            "T/ev.jsonl",
+            "Mailbox Import Export role assigned",
+        );
+        role.entities = Entities::default();
+        role.evidence.excerpt = format!(
+            "Cmdlet New-ManagementRoleAssignment, parameters -Role \"Mailbox Import Export\" -User \"{user}\"."
+        );
+        let p = plan(&result("T", vec![url, role]), &builds(), &BTreeMap::new());
+        p.servers[0]
+            .actions
+            .iter()
+            .filter_map(|a| a.powershell.clone())
+            .collect::<Vec<_>>()
+    };
+    let benign = script_for("http://f/x", "alice");
+    assert_eq!(benign.len(), 2);
+    for h in HOSTILE {
+        // A value with `"` would end the -User "…" of the excerpt itself: not a cmdlet line.
+        let user = h.replace('"', "");
+        let hostile = script_for(h, &user);
+        assert_eq!(hostile.len(), 2, "{h:?}");
+        for (b, s) in benign.iter().zip(&hostile) {
+            // Same shape: a hostile value adds no line and no statement.
+            assert_eq!(b.lines().count(), s.lines().count(), "{h:?}:\n{s}");
+        }
+        assert!(
+            hostile[0].contains(&quote(h)) || hostile[1].contains(&quote(h)),
+            "{h:?}"
+        );
+        assert!(
+            hostile.iter().any(|s| s.contains(&quote(&user))),
+            "{user:?}"
+        );
+    }
+}
+
+// ---- Apply and rollback ----
+
+/// Every file under `root`: relative path → (bytes, modification time, mode).
+fn snapshot(root: &Path) -> BTreeMap<PathBuf, (Vec<u8>, SystemTime, u32)> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            let m = std::fs::symlink_metadata(&p).unwrap();
+            if m.is_dir() {
+                stack.push(p);
+            } else {
+                #[cfg(unix)]
+                let mode = std::os::unix::fs::PermissionsExt::mode(&m.permissions());
+                #[cfg(not(unix))]
+                let mode = u32::from(m.permissions().readonly());
+                out.insert(
+                    p.strip_prefix(root).unwrap().to_path_buf(),
+                    (std::fs::read(&p).unwrap(), m.modified().unwrap(), mode),
+                );
+            }
+        }
+    }
+    out
+}
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    target: PathBuf,
+    vault: PathBuf,
+    plan: Plan,
+}
+
+/// A small server tree with a shell, a dump and an archive (built from pieces at run time),
+/// old modification times, and the plan for it.
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("srv");
+    let files = [
+        (
+            "inetpub/wwwroot/aspnet_client/s.aspx",
+            ["<%@ Page Language=\"C#\" %>", "<% /* inert test page */ %>"]
+                .concat()
+                .into_bytes(),
+        ),
+        (
+            "root/lsass.dmp",
+            [b"MD".as_slice(), b"MP", &[0u8; 64]].concat(),
+        ),
+        (
+            "ProgramData/out.zip",
+            [b"PK".as_slice(), &[3, 4], &[7u8; 40]].concat(),
+        ),
+        ("inetpub/wwwroot/iisstart.htm", b"<html>ok</html>".to_vec()),
+    ];
+    let old = SystemTime::UNIX_EPOCH
+        + Duration::from_secs(1_614_740_000)
+        + Duration::from_nanos(123_456_789);
+    for (i, (p, bytes)) in files.iter().enumerate() {
+        let path = target.join(p);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, bytes).unwrap();
+        let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        f.set_modified(old + Duration::from_secs(i as u64 * 3600))
+            .unwrap();
+        #[cfg(unix)]
+        if i == 1 {
+            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                .unwrap();
+        }
+    }
+    let t = target.display().to_string();
+    let r = result(
+        &t,
+        vec![
+            finding(
+                "EXH-YARA-1",
+                ArtefactKind::WebFile,
+                Stage::Persistence,
+                &format!("{t}/inetpub/wwwroot/aspnet_client/s.aspx"),
+                "shell",
+            ),
+            finding(
+                "EXH-FS-5",
+                ArtefactKind::MemoryDump,
+                Stage::PostExploitation,
+                &format!("{t}/root/lsass.dmp"),
+                "dump",
+            ),
+            finding(
+                "EXH-FS-6",
+                ArtefactKind::Archive,
+                Stage::PostExploitation,
+                &format!("{t}/ProgramData/out.zip"),
+                "archive",
+            ),
+        ],
+    );
+    let mut facts = BTreeMap::new();
+    for p in files_named(&r) {
+        let m: FileFacts = measure(Path::new(&p)).unwrap();
+        facts.insert(p, m);
+    }
+    let plan = plan(&r, &builds(), &facts);
+    Fixture {
+        vault: dir.path().join("vault"),
+        target,
+        _dir: dir,
+        plan,
+    }
+}
+
+fn opts(fx: &Fixture, fail_after: Option<usize>) -> ApplyOptions {
+    ApplyOptions {
+        vault: fx.vault.clone(),
+        target: None,
+        preservation: Preservation::NoPreserve("unit test".to_string()),
+        stub: false,
+        yes: true,
+        fail_after,
+    }
+}
+
+#[test]
+fn apply_moves_files_into_the_vault_and_rollback_restores_them_exactly() {
+    let fx = fixture();
+    let before = snapshot(&fx.target);
+    let r = apply(&fx.plan, &opts(&fx, None)).unwrap();
+    assert_eq!(r.quarantined, 3, "{:?}", r.skipped);
+    let after = snapshot(&fx.target);
+    assert_eq!(
+        after.len(),
+        1,
+        "only the ordinary page is left: {:?}",
+        after.keys()
+    );
+    // Each copy in the vault hashes to what the plan pinned.
+    let manifest: crate::apply::VaultManifest =
+        serde_json::from_slice(&std::fs::read(fx.vault.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest.files.len(), 3);
+    for e in &manifest.files {
+        assert_eq!(
+            measure(&fx.vault.join(&e.vault_file)).unwrap().sha256,
+            e.sha256
+        );
+        assert!(e.owner.mode.is_some() || cfg!(not(unix)));
+    }
+    let rb = rollback(&fx.vault.join(JOURNAL_NAME), true).unwrap();
+    assert_eq!(rb.restored.len(), 3);
+    assert_eq!(snapshot(&fx.target), before);
+    // Again: nothing to do, nothing changes.
+    let rb = rollback(&fx.vault.join(JOURNAL_NAME), true).unwrap();
+    assert!(rb.restored.is_empty());
+    assert_eq!(snapshot(&fx.target), before);
+}
+
+#[test]
+fn a_crash_after_any_journal_write_leaves_a_state_rollback_restores() {
+    // 1 start + (begin copy, done, begin remove, done) per file.
+    let writes = 1 + 4 * 3;
+    for n in 1..=writes {
+        for stub in [false, true] {
+            let fx = fixture();
+            let before = snapshot(&fx.target);
+            let mut o = opts(&fx, Some(n));
+            o.stub = stub;
+            match apply(&fx.plan, &o) {
+                Err(crate::RemediateError::Injected(k)) => assert_eq!(k, n),
+                other => panic!("write {n}: expected the injected failure, got {other:?}"),
+            }
+            rollback(&fx.vault.join(JOURNAL_NAME), true)
+                .unwrap_or_else(|e| panic!("write {n}: {e}"));
+            assert_eq!(
+                snapshot(&fx.target),
+                before,
+                "after a crash at journal write {n} (stub {stub})"
+            );
+        }
+    }
+}
+
+#[test]
+fn stubs_are_inert_and_rolled_back() {
+    let fx = fixture();
+    let before = snapshot(&fx.target);
+    let mut o = opts(&fx, None);
+    o.stub = true;
+    apply(&fx.plan, &o).unwrap();
+    let shell = fx.target.join("inetpub/wwwroot/aspnet_client/s.aspx");
+    let stub = std::fs::read(&shell).unwrap();
+    assert_eq!(stub, STUB);
+    assert!(!stub.windows(2).any(|w| w == b"<%"));
+    rollback(&fx.vault.join(JOURNAL_NAME), true).unwrap();
+    assert_eq!(snapshot(&fx.target), before);
+}
+
+#[test]
+fn rollback_refuses_a_vault_that_does_not_match_and_changes_nothing() {
+    let fx = fixture();
+    apply(&fx.plan, &opts(&fx, None)).unwrap();
+    let files = fx.vault.join("files");
+    let first = std::fs::read_dir(&files)
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap()
+        .path();
+    std::fs::write(&first, b"tampered").unwrap();
+    let target_before = snapshot(&fx.target);
+    let err = rollback(&fx.vault.join(JOURNAL_NAME), true).unwrap_err();
+    assert!(
+        err.to_string().contains("does not match the journal"),
+        "{err}"
+    );
+    assert_eq!(snapshot(&fx.target), target_before);
+}
+
+#[test]
+fn apply_refuses_without_preserved_evidence_and_changes_nothing() {
+    let fx = fixture();
+    let before = snapshot(&fx.target);
+    for p in [
+        Preservation::None,
+        Preservation::NoPreserve("  ".to_string()),
+        Preservation::Package(fx.target.join("missing.zip")),
+    ] {
+        let mut o = opts(&fx, None);
+        o.preservation = p;
+        let err = apply(&fx.plan, &o).unwrap_err();
+        assert!(matches!(err, crate::RemediateError::Refused(_)), "{err}");
+        assert!(err.to_string().contains("nothing was changed"), "{err}");
+        assert_eq!(snapshot(&fx.target), before);
+        assert!(!fx.vault.exists());
+    }
+    // A dry run changes nothing either.
+    let mut o = opts(&fx, None);
+    o.yes = false;
+    let r = apply(&fx.plan, &o).unwrap();
+    assert_eq!(r.quarantined, 3);
+    assert_eq!(snapshot(&fx.target), before);
+    assert!(!fx.vault.exists());
+}
+
+#[test]
+fn a_file_changed_since_the_plan_is_left_alone() {
+    let fx = fixture();
+    let shell = fx.target.join("inetpub/wwwroot/aspnet_client/s.aspx");
+    std::fs::write(&shell, b"changed").unwrap();
+    let r = apply(&fx.plan, &opts(&fx, None)).unwrap();
+    assert_eq!(r.quarantined, 2);
+    assert!(
+        r.skipped
+            .iter()
+            .any(|s| s.contains("changed since the plan")),
+        "{:?}",
+        r.skipped
+    );
+    assert_eq!(std::fs::read(&shell).unwrap(), b"changed");
+}
+
+#[test]
+fn a_torn_last_journal_line_is_ignored() {
+    let fx = fixture();
+    let _ = apply(&fx.plan, &opts(&fx, Some(5)));
+    let j = fx.vault.join(JOURNAL_NAME);
+    let mut text = std::fs::read(&j).unwrap();
+    text.extend_from_slice(b"{\"type\":\"begin\",\"seq\":3,\"st");
+    std::fs::write(&j, text).unwrap();
+    let before_restore = rollback(&j, false).unwrap();
+    assert_eq!(before_restore.restored.len(), 1);
+    rollback(&j, true).unwrap();
+    assert_eq!(snapshot(&fx.target).len(), 4);
+}
+
+#[test]
+fn persistence_in_configuration_gets_its_script() {
+    let mut vdir = finding(
+        "EXH-PS-2",
+        ArtefactKind::IisConfig,
+        Stage::Persistence,
+        "C:\\ProgramData\\COM",
+        "IIS serves /owa/x of site \"Default Web Site\" from C:\\ProgramData\\COM: a folder under ProgramData",
+    );
+    vdir.entities.url = Some("/owa/x".to_string());
+    let mut agent = finding(
+        "EXH-EV-17",
+        ArtefactKind::EventExport,
+        Stage::PostExploitation,
+        "T/ev.jsonl",
+        "Exchange transport agent installed or enabled",
+    );
+    agent.entities = Entities::default();
+    agent.evidence.excerpt = "MSExchange Management 1 (MSExchange CmdletLogs); Cmdlet Install-TransportAgent, parameters -Name \"Mail'Filter\" -TransportAgentFactory \"X.Factory\" -AssemblyPath \"C:\\ProgramData\\x.dll\".".to_string();
+    let mut domain = finding(
+        "EXH-EV-18",
+        ArtefactKind::Evtx,
+        Stage::PostExploitation,
+        "T/Security.evtx",
+        "Account added to an Exchange security group",
+    );
+    domain.entities = Entities::default();
+    domain.evidence.excerpt = "Security 4728 (Microsoft-Windows-Security-Auditing); MemberName=CN=evil,CN=Users,DC=contoso,DC=local; MemberSid=S-1-5-21-1-2-3-1337; TargetUserName=Organization Management; TargetDomainName=CONTOSO".to_string();
+    let mut local = domain.clone();
+    local.evidence.excerpt = "Security 4732 (Microsoft-Windows-Security-Auditing); MemberSid=S-1-5-21-1-2-3-1337; TargetUserName=Administrators; TargetDomainName=Builtin".to_string();
+    let p = plan(
+        &result("T", vec![vdir, agent, domain, local]),
+        &builds(),
+        &BTreeMap::new(),
+    );
+    let scripts: Vec<(String, String)> = p.servers[0]
+        .actions
+        .iter()
+        .filter(|a| a.kind == ActionKind::Configuration)
+        .map(|a| {
+            (
+                a.findings.join(","),
+                a.powershell.clone().unwrap_or_default(),
+            )
+        })
+        .collect();
+    let find = |f: &str| {
+        scripts
+            .iter()
+            .find(|(k, _)| k == f)
+            .map(|(_, s)| s.as_str())
+            .unwrap_or_else(|| panic!("no script for {f}: {scripts:?}"))
+    };
+    let s = find("F0");
+    assert!(s.contains("$exhuntSite = 'Default Web Site'; $exhuntPath = '/owa/x'; $exhuntPhysical = 'C:\\ProgramData\\COM'"), "{s}");
+    assert!(s.contains("delete vdir") && s.contains("delete app"), "{s}");
+    let s = find("F1");
+    assert!(
+        s.contains("Get-TransportAgent -Identity 'Mail''Filter'")
+            && s.contains("Disable-TransportAgent"),
+        "{s}"
+    );
+    let s = find("F2");
+    assert!(s.contains("$exhuntGroup = 'Organization Management'; $exhuntMember = 'CN=evil,CN=Users,DC=contoso,DC=local'") && s.contains("Remove-ADGroupMember"), "{s}");
+    let s = find("F3");
+    assert!(
+        s.contains("$exhuntMember = 'S-1-5-21-1-2-3-1337'")
+            && s.contains("Remove-LocalGroupMember"),
+        "{s}"
+    );
+    // Every script refuses to run twice and records the state before changing it.
+    for (_, s) in &scripts {
+        let refuse = s
+            .find("if (Test-Path -LiteralPath $exhuntMarker) { throw")
+            .unwrap();
+        let record = s.find("$before = @(").unwrap();
+        let kept = s.find("$before | Export-Clixml").unwrap();
+        let done = s.find("Set-Content -LiteralPath $exhuntMarker").unwrap();
+        assert!(refuse < record && record < kept && kept < done, "{s}");
+    }
+}
+
+#[test]
+fn apply_finds_files_under_a_moved_target_and_keeps_the_vault_out_of_it() {
+    let fx = fixture();
+    let moved = fx.target.with_file_name("mounted");
+    std::fs::rename(&fx.target, &moved).unwrap();
+    let mut o = opts(&fx, None);
+    o.target = Some(moved.clone());
+    o.vault = moved.join("vault");
+    let err = apply(&fx.plan, &o).unwrap_err();
+    assert!(err.to_string().contains("inside the target"), "{err}");
+    assert!(!moved.join("vault").exists());
+    o.vault = fx.vault.clone();
+    let r = apply(&fx.plan, &o).unwrap();
+    assert_eq!(r.quarantined, 3, "{:?}", r.skipped);
+    assert!(!moved.join("root/lsass.dmp").exists());
+}
+
+#[test]
+fn rollback_does_not_overwrite_a_file_written_since_apply() {
+    let fx = fixture();
+    apply(&fx.plan, &opts(&fx, None)).unwrap();
+    let shell = fx.target.join("inetpub/wwwroot/aspnet_client/s.aspx");
+    std::fs::write(&shell, b"rebuilt page").unwrap();
+    let err = rollback(&fx.vault.join(JOURNAL_NAME), true).unwrap_err();
+    assert!(err.to_string().contains("changed since apply"), "{err}");
+    assert_eq!(std::fs::read(&shell).unwrap(), b"rebuilt page");
+    assert!(
+        !fx.target.join("root/lsass.dmp").exists(),
+        "nothing restored when one file refuses"
+    );
+}
+
+#[test]
+fn a_stub_left_half_way_is_cleaned_by_rollback() {
+    let fx = fixture();
+    let before = snapshot(&fx.target);
+    let mut o = opts(&fx, Some(4)); // stopped right after `begin stub` of the first file
+    o.stub = true;
+    assert!(apply(&fx.plan, &o).is_err());
+    // As if the stub had been written beside the file but not yet renamed over it.
+    let first = fx.plan.servers[0]
+        .actions
+        .iter()
+        .find_map(|a| a.file.as_ref().filter(|_| a.kind == ActionKind::Quarantine))
+        .unwrap();
+    let p = PathBuf::from(&first.path);
+    let tmp = p.with_file_name(format!(
+        ".{}.exhunt-stub",
+        p.file_name().unwrap().to_string_lossy()
+    ));
+    std::fs::write(&tmp, STUB).unwrap();
+    let r = rollback(&fx.vault.join(JOURNAL_NAME), true).unwrap();
+    assert_eq!(r.notes.len(), 1, "{:?}", r.notes);
+    assert_eq!(snapshot(&fx.target), before);
+}
+
+#[test]
+fn the_impersonated_account_is_read_from_the_rps_cat_token() {
+    // The token of the ProxyShell example: Kerberos logon of exadmin@contoso.local.
+    let line = "POST /autodiscover/autodiscover.json @evil.example/powershell/?X-Rps-CAT=VgEAVAdXaW5kb3dzQwBBCEtlcmJlcm9zTBdleGFkbWluQGNvbnRvc28ubG9jYWw&Email=autodiscover/autodiscover.json%3F@evil.example 443";
+    assert_eq!(
+        crate::plan::rps_cat_account(line).as_deref(),
+        Some("exadmin@contoso.local")
+    );
+    assert_eq!(crate::plan::rps_cat_account("X-Rps-CAT=!!!"), None);
+    assert_eq!(crate::plan::rps_cat_account("X-Rps-CAT=TP8"), None);
+    assert_eq!(crate::plan::rps_cat_account("no token"), None);
+}
+
+#[test]
+fn hostile_names_are_escaped_in_every_plan_format() {
+    let evil = "T/inetpub/wwwroot/\u{1b}]0;owned\u{7}<img src=x onerror=alert(1)>\u{202e}xpsa.aspx";
+    let p = plan(
+        &result(
+            "T",
+            vec![finding(
+                "EXH-FS-9",
+                ArtefactKind::WebFile,
+                Stage::Persistence,
+                evil,
+                "shell",
+            )],
+        ),
+        &builds(),
+        &BTreeMap::new(),
+    );
+    let text = crate::render::text(&p);
+    assert!(!text.contains('\u{1b}') && !text.contains('\u{7}') && !text.contains('\u{202e}'));
+    assert!(
+        text.contains("\\x1b]0;owned\\x07") && text.contains("\\u{202e}"),
+        "{text}"
+    );
+    let html = crate::render::html(&p);
+    assert!(!html.contains("<img") && html.contains("&lt;img"));
+    assert!(!html.contains('\u{1b}') && !html.contains('\u{202e}'));
+    let json = crate::render::json(&p);
+    assert!(!json.contains('\u{202e}') && json.contains("\\u202e"));
+    let back: Plan = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, p, "the JSON is the same plan");
+}
