@@ -1,0 +1,22 @@
+//! exhunt serve: the fleet view for MSSPs and CERTs.
+//!
+//! Many organisations, one database, no leaks between them. This crate is the library behind
+//! `exhunt serve`: storage on SQLite or PostgreSQL ([`db`]), organisation scopes and the
+//! assignment of network observations to organisations ([`scope`]), ingest of exhunt scan
+//! results, exhunt probe rows and Shadowserver `scan_exchange` reports ([`ingest`]), tenancy
+//! ([`tenancy`]), the store's operations ([`store`]) and the JSON API ([`api`]).
+//!
+//! It depends on the model and the renderers only, never on the detection engine: a server
+//! that stores results has no business linking YARA.
+
+pub mod api;
+pub mod db;
+pub mod error;
+pub mod ingest;
+pub mod scope;
+pub mod store;
+pub mod tenancy;
+
+pub use error::{Error, Result};
+pub use store::Store;
+pub use tenancy::{Caller, Role};
