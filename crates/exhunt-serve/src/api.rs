@@ -62,7 +62,8 @@ impl From<Error> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.0.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let status =
+            StatusCode::from_u16(self.0.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let message = match &self.0 {
             // Database details stay in the server's log.
             Error::Db(_) | Error::Migrate(_) => {
@@ -71,9 +72,14 @@ impl IntoResponse for ApiError {
             }
             e => e.to_string(),
         };
-        let mut r = (status, axum::Json(json!({"error": message, "code": self.0.code()}))).into_response();
+        let mut r = (
+            status,
+            axum::Json(json!({"error": message, "code": self.0.code()})),
+        )
+            .into_response();
         if status == StatusCode::UNAUTHORIZED {
-            r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            r.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         r
     }
@@ -87,17 +93,32 @@ pub fn router(store: Store, cfg: Config) -> Router {
     Router::new()
         .route("/api/v1/whoami", get(whoami))
         .route("/api/v1/orgs", get(list_orgs).post(create_org))
-        .route("/api/v1/orgs/{id}", get(get_org).patch(update_org).delete(delete_org))
+        .route(
+            "/api/v1/orgs/{id}",
+            get(get_org).patch(update_org).delete(delete_org),
+        )
         .route("/api/v1/servers", get(list_servers))
-        .route("/api/v1/servers/{id}", get(get_server).delete(delete_server))
+        .route(
+            "/api/v1/servers/{id}",
+            get(get_server).delete(delete_server),
+        )
         .route("/api/v1/results", get(list_results).post(upload_scan))
-        .route("/api/v1/results/{id}", get(get_result).delete(delete_result))
+        .route(
+            "/api/v1/results/{id}",
+            get(get_result).delete(delete_result),
+        )
         .route("/api/v1/results/{id}/document", get(result_document))
         .route("/api/v1/results/{id}/report.html", get(result_html))
         .route("/api/v1/observations", get(list_observations))
         .route("/api/v1/observations/probe", post(upload_probe))
-        .route("/api/v1/observations/shadowserver", post(upload_shadowserver))
-        .route("/api/v1/observations/{id}", get(get_observation).delete(delete_observation))
+        .route(
+            "/api/v1/observations/shadowserver",
+            post(upload_shadowserver),
+        )
+        .route(
+            "/api/v1/observations/{id}",
+            get(get_observation).delete(delete_observation),
+        )
         .route("/api/v1/unassigned", get(list_unassigned))
         .route("/api/v1/unassigned/{id}/assign", post(assign))
         .route("/api/v1/tokens", get(list_tokens).post(create_token))
@@ -174,7 +195,10 @@ fn list<T: Serialize>(f: &Filter, rows: &[T]) -> ApiResult {
     match f.format.as_deref() {
         None | Some("json") => ok(StatusCode::OK, &rows),
         Some("csv") => {
-            let values: Vec<Value> = rows.iter().filter_map(|r| serde_json::to_value(r).ok()).collect();
+            let values: Vec<Value> = rows
+                .iter()
+                .filter_map(|r| serde_json::to_value(r).ok())
+                .collect();
             let mut cols: Vec<String> = Vec::new();
             for v in &values {
                 if let Value::Object(m) = v {
@@ -202,16 +226,27 @@ fn list<T: Serialize>(f: &Filter, rows: &[T]) -> ApiResult {
 
 async fn whoami(State(app): Shared, h: HeaderMap) -> ApiResult {
     let c = caller(&app, &h).await?;
-    ok(StatusCode::OK, &json!({"token_id": c.token_id, "role": c.role, "org_id": c.org}))
+    ok(
+        StatusCode::OK,
+        &json!({"token_id": c.token_id, "role": c.role, "org_id": c.org}),
+    )
 }
 
-async fn list_orgs(State(app): Shared, h: HeaderMap, q: Result<Query<Filter>, QueryRejection>) -> ApiResult {
+async fn list_orgs(
+    State(app): Shared,
+    h: HeaderMap,
+    q: Result<Query<Filter>, QueryRejection>,
+) -> ApiResult {
     let c = caller(&app, &h).await?;
     let f = filter(q)?;
     list(&f, &app.store.list_orgs(&c, &f).await?)
 }
 
-async fn get_org(State(app): Shared, h: HeaderMap, p: Result<Path<i64>, PathRejection>) -> ApiResult {
+async fn get_org(
+    State(app): Shared,
+    h: HeaderMap,
+    p: Result<Path<i64>, PathRejection>,
+) -> ApiResult {
     let c = caller(&app, &h).await?;
     ok(StatusCode::OK, &app.store.get_org(&c, id(p)?).await?)
 }
@@ -220,10 +255,18 @@ async fn create_org(State(app): Shared, h: HeaderMap, body: Body) -> ApiResult {
     let c = caller(&app, &h).await?;
     let b = read_body(&app, &h, body).await?;
     let input: OrgInput = json_body(&b)?;
-    ok(StatusCode::CREATED, &app.store.create_org(&c, &input).await?)
+    ok(
+        StatusCode::CREATED,
+        &app.store.create_org(&c, &input).await?,
+    )
 }
 
-async fn update_org(State(app): Shared, h: HeaderMap, p: Result<Path<i64>, PathRejection>, body: Body) -> ApiResult {
+async fn update_org(
+    State(app): Shared,
+    h: HeaderMap,
+    p: Result<Path<i64>, PathRejection>,
+    body: Body,
+) -> ApiResult {
     let c = caller(&app, &h).await?;
     let i = id(p)?;
     let b = read_body(&app, &h, body).await?;
@@ -231,24 +274,40 @@ async fn update_org(State(app): Shared, h: HeaderMap, p: Result<Path<i64>, PathR
     ok(StatusCode::OK, &app.store.update_org(&c, i, &input).await?)
 }
 
-async fn delete_org(State(app): Shared, h: HeaderMap, p: Result<Path<i64>, PathRejection>) -> ApiResult {
+async fn delete_org(
+    State(app): Shared,
+    h: HeaderMap,
+    p: Result<Path<i64>, PathRejection>,
+) -> ApiResult {
     let c = caller(&app, &h).await?;
     app.store.delete_org(&c, id(p)?).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn list_servers(State(app): Shared, h: HeaderMap, q: Result<Query<Filter>, QueryRejection>) -> ApiResult {
+async fn list_servers(
+    State(app): Shared,
+    h: HeaderMap,
+    q: Result<Query<Filter>, QueryRejection>,
+) -> ApiResult {
     let c = caller(&app, &h).await?;
     let f = filter(q)?;
     list(&f, &app.store.list_servers(&c, &f).await?)
 }
 
-async fn get_server(State(app): Shared, h: HeaderMap, p: Result<Path<i64>, PathRejection>) -> ApiResult {
+async fn get_server(
+    State(app): Shared,
+    h: HeaderMap,
+    p: Result<Path<i64>, PathRejection>,
+) -> ApiResult {
     let c = caller(&app, &h).await?;
     ok(StatusCode::OK, &app.store.get_server(&c, id(p)?).await?)
 }
 
-async fn delete_server(State(app): Shared, h: HeaderMap, p: Result<Path<i64>, PathRejection>) -> ApiResult {
+async fn delete_server(
+    State(app): Shared,
+    h: HeaderMap,
+    p: Result<Path<i64>, PathRejection>,
+) -> ApiResult {
     let c = caller(&app, &h).await?;
     app.store.delete_server(&c, id(p)?).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -272,27 +331,50 @@ async fn upload_scan(
         .map_err(|e| Error::BadRequest(format!("query parameters: {}", e.body_text())))?;
     let b = read_body(&app, &h, body).await?;
     let r = app.store.upload_scan(&c, org, &b).await?;
-    let status = if r.duplicate { StatusCode::OK } else { StatusCode::CREATED };
+    let status = if r.duplicate {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
     ok(status, &r)
 }
 
-async fn list_results(State(app): Shared, h: HeaderMap, q: Result<Query<Filter>, QueryRejection>) -> ApiResult {
+async fn list_results(
+    State(app): Shared,
+    h: HeaderMap,
+    q: Result<Query<Filter>, QueryRejection>,
+) -> ApiResult {
     let c = caller(&app, &h).await?;
     let f = filter(q)?;
     list(&f, &app.store.list_results(&c, &f).await?)
 }
 
-async fn get_result(State(app): Shared, h: HeaderMap, p: Result<Path<i64>, PathRejection>) -> ApiResult {
+async fn get_result(
+    State(app): Shared,
+    h: HeaderMap,
+    p: Result<Path<i64>, PathRejection>,
+) -> ApiResult {
     let c = caller(&app, &h).await?;
     ok(StatusCode::OK, &app.store.get_result(&c, id(p)?).await?)
 }
 
-async fn result_document(State(app): Shared, h: HeaderMap, p: Result<Path<i64>, PathRejection>) -> ApiResult {
+async fn result_document(
+    State(app): Shared,
+    h: HeaderMap,
+    p: Result<Path<i64>, PathRejection>,
+) -> ApiResult {
     let c = caller(&app, &h).await?;
-    ok(StatusCode::OK, &app.store.result_document(&c, id(p)?).await?)
+    ok(
+        StatusCode::OK,
+        &app.store.result_document(&c, id(p)?).await?,
+    )
 }
 
-async fn result_html(State(app): Shared, h: HeaderMap, p: Result<Path<i64>, PathRejection>) -> ApiResult {
+async fn result_html(
+    State(app): Shared,
+    h: HeaderMap,
+    p: Result<Path<i64>, PathRejection>,
+) -> ApiResult {
     let c = caller(&app, &h).await?;
     let doc = app.store.result_document(&c, id(p)?).await?;
     let mut out = Vec::new();
@@ -301,31 +383,53 @@ async fn result_html(State(app): Shared, h: HeaderMap, p: Result<Path<i64>, Path
     Ok((
         [
             (header::CONTENT_TYPE, "text/html; charset=utf-8"),
-            (header::CONTENT_SECURITY_POLICY, "default-src 'none'; style-src 'unsafe-inline'; img-src data:"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; style-src 'unsafe-inline'; img-src data:",
+            ),
         ],
         out,
     )
         .into_response())
 }
 
-async fn delete_result(State(app): Shared, h: HeaderMap, p: Result<Path<i64>, PathRejection>) -> ApiResult {
+async fn delete_result(
+    State(app): Shared,
+    h: HeaderMap,
+    p: Result<Path<i64>, PathRejection>,
+) -> ApiResult {
     let c = caller(&app, &h).await?;
     app.store.delete_result(&c, id(p)?).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn list_observations(State(app): Shared, h: HeaderMap, q: Result<Query<Filter>, QueryRejection>) -> ApiResult {
+async fn list_observations(
+    State(app): Shared,
+    h: HeaderMap,
+    q: Result<Query<Filter>, QueryRejection>,
+) -> ApiResult {
     let c = caller(&app, &h).await?;
     let f = filter(q)?;
     list(&f, &app.store.list_observations(&c, &f).await?)
 }
 
-async fn get_observation(State(app): Shared, h: HeaderMap, p: Result<Path<i64>, PathRejection>) -> ApiResult {
+async fn get_observation(
+    State(app): Shared,
+    h: HeaderMap,
+    p: Result<Path<i64>, PathRejection>,
+) -> ApiResult {
     let c = caller(&app, &h).await?;
-    ok(StatusCode::OK, &app.store.get_observation(&c, id(p)?).await?)
+    ok(
+        StatusCode::OK,
+        &app.store.get_observation(&c, id(p)?).await?,
+    )
 }
 
-async fn delete_observation(State(app): Shared, h: HeaderMap, p: Result<Path<i64>, PathRejection>) -> ApiResult {
+async fn delete_observation(
+    State(app): Shared,
+    h: HeaderMap,
+    p: Result<Path<i64>, PathRejection>,
+) -> ApiResult {
     let c = caller(&app, &h).await?;
     app.store.delete_observation(&c, id(p)?).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -336,7 +440,10 @@ async fn upload_probe(State(app): Shared, h: HeaderMap, body: Body) -> ApiResult
     c.require(Role::Uploader)?;
     let b = read_body(&app, &h, body).await?;
     let parsed = ingest::parse_probe(&b)?;
-    ok(StatusCode::OK, &app.store.store_observations(&c, parsed).await?)
+    ok(
+        StatusCode::OK,
+        &app.store.store_observations(&c, parsed).await?,
+    )
 }
 
 async fn upload_shadowserver(State(app): Shared, h: HeaderMap, body: Body) -> ApiResult {
@@ -344,10 +451,17 @@ async fn upload_shadowserver(State(app): Shared, h: HeaderMap, body: Body) -> Ap
     c.require(Role::Uploader)?;
     let b = read_body(&app, &h, body).await?;
     let parsed = ingest::parse_shadowserver(&b)?;
-    ok(StatusCode::OK, &app.store.store_observations(&c, parsed).await?)
+    ok(
+        StatusCode::OK,
+        &app.store.store_observations(&c, parsed).await?,
+    )
 }
 
-async fn list_unassigned(State(app): Shared, h: HeaderMap, q: Result<Query<Filter>, QueryRejection>) -> ApiResult {
+async fn list_unassigned(
+    State(app): Shared,
+    h: HeaderMap,
+    q: Result<Query<Filter>, QueryRejection>,
+) -> ApiResult {
     let c = caller(&app, &h).await?;
     let f = filter(q)?;
     list(&f, &app.store.list_unassigned(&c, &f).await?)
@@ -359,7 +473,12 @@ struct AssignInput {
     org: i64,
 }
 
-async fn assign(State(app): Shared, h: HeaderMap, p: Result<Path<i64>, PathRejection>, body: Body) -> ApiResult {
+async fn assign(
+    State(app): Shared,
+    h: HeaderMap,
+    p: Result<Path<i64>, PathRejection>,
+    body: Body,
+) -> ApiResult {
     let c = caller(&app, &h).await?;
     let i = id(p)?;
     let b = read_body(&app, &h, body).await?;
@@ -375,7 +494,11 @@ struct TokenInput {
     name: String,
 }
 
-async fn list_tokens(State(app): Shared, h: HeaderMap, q: Result<Query<Filter>, QueryRejection>) -> ApiResult {
+async fn list_tokens(
+    State(app): Shared,
+    h: HeaderMap,
+    q: Result<Query<Filter>, QueryRejection>,
+) -> ApiResult {
     let c = caller(&app, &h).await?;
     let f = filter(q)?;
     list(&f, &app.store.list_tokens(&c, &f).await?)
@@ -385,15 +508,26 @@ async fn create_token(State(app): Shared, h: HeaderMap, body: Body) -> ApiResult
     let c = caller(&app, &h).await?;
     let b = read_body(&app, &h, body).await?;
     let t: TokenInput = json_body(&b)?;
-    ok(StatusCode::CREATED, &app.store.create_token(&c, t.org, t.role, &t.name).await?)
+    ok(
+        StatusCode::CREATED,
+        &app.store.create_token(&c, t.org, t.role, &t.name).await?,
+    )
 }
 
-async fn revoke_token(State(app): Shared, h: HeaderMap, p: Result<Path<i64>, PathRejection>) -> ApiResult {
+async fn revoke_token(
+    State(app): Shared,
+    h: HeaderMap,
+    p: Result<Path<i64>, PathRejection>,
+) -> ApiResult {
     let c = caller(&app, &h).await?;
     ok(StatusCode::OK, &app.store.revoke_token(&c, id(p)?).await?)
 }
 
-async fn list_audit(State(app): Shared, h: HeaderMap, q: Result<Query<Filter>, QueryRejection>) -> ApiResult {
+async fn list_audit(
+    State(app): Shared,
+    h: HeaderMap,
+    q: Result<Query<Filter>, QueryRejection>,
+) -> ApiResult {
     let c = caller(&app, &h).await?;
     let f = filter(q)?;
     list(&f, &app.store.list_audit(&c, &f).await?)

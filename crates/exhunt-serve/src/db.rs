@@ -28,8 +28,16 @@ pub enum Engine {
 /// The migrations of one engine, in version order: (version, description, SQL).
 pub fn migrations(engine: Engine) -> &'static [(i64, &'static str, &'static str)] {
     match engine {
-        Engine::Sqlite => &[(1, "init", include_str!("../migrations/sqlite/0001_init.sql"))],
-        Engine::Postgres => &[(1, "init", include_str!("../migrations/postgres/0001_init.sql"))],
+        Engine::Sqlite => &[(
+            1,
+            "init",
+            include_str!("../migrations/sqlite/0001_init.sql"),
+        )],
+        Engine::Postgres => &[(
+            1,
+            "init",
+            include_str!("../migrations/postgres/0001_init.sql"),
+        )],
     }
 }
 
@@ -73,14 +81,20 @@ pub async fn open(url: &str) -> Result<(AnyPool, Engine)> {
     let opts = AnyConnectOptions::from_str(&url)?;
     let mut pool = AnyPoolOptions::new();
     if url.contains(":memory:") {
-        pool = pool.max_connections(1).min_connections(1).idle_timeout(None).max_lifetime(None);
+        pool = pool
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None);
     } else {
         pool = pool.max_connections(8);
     }
     let pool = pool.connect_with(opts).await?;
     if engine == Engine::Sqlite {
         // Foreign keys on (cascading deletes) and a writer that waits instead of failing.
-        sqlx::query("PRAGMA foreign_keys = ON").execute(&pool).await?;
+        sqlx::query("PRAGMA foreign_keys = ON")
+            .execute(&pool)
+            .await?;
     }
     migrator(engine).run(&pool).await?;
     Ok((pool, engine))

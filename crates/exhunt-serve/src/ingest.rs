@@ -158,7 +158,11 @@ fn parse_time(s: &str) -> Option<DateTime<Utc>> {
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Some(t.with_timezone(&Utc));
     }
-    for f in ["%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S%.f"] {
+    for f in [
+        "%Y-%m-%d %H:%M:%S",
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%d %H:%M:%S%.f",
+    ] {
         if let Ok(t) = NaiveDateTime::parse_from_str(s, f) {
             return Some(t.and_utc());
         }
@@ -219,7 +223,8 @@ pub fn parse_probe(body: &[u8]) -> Result<Parsed> {
             continue;
         }
         let time = text(&v, "time").ok_or_else(|| bad("no time"))?;
-        let seen = parse_time(&time).ok_or_else(|| bad(&format!("time {time:?} is not RFC 3339")))?;
+        let seen =
+            parse_time(&time).ok_or_else(|| bad(&format!("time {time:?} is not RFC 3339")))?;
         let ip = match text(&v, "ip") {
             Some(s) => Some(
                 s.parse::<IpAddr>()
@@ -309,7 +314,8 @@ pub fn parse_shadowserver(body: &[u8]) -> Result<Parsed> {
         let v = Value::Object(obj);
         let bad = |what: &str| Error::Invalid(format!("line {n}: {what}"));
         let ts = text(&v, "timestamp").ok_or_else(|| bad("no timestamp"))?;
-        let seen = parse_time(&ts).ok_or_else(|| bad(&format!("timestamp {ts:?} not understood")))?;
+        let seen =
+            parse_time(&ts).ok_or_else(|| bad(&format!("timestamp {ts:?} not understood")))?;
         let ip_s = text(&v, "ip").ok_or_else(|| bad("no ip"))?;
         let ip: IpAddr = ip_s
             .parse()
@@ -334,9 +340,15 @@ pub fn parse_shadowserver(body: &[u8]) -> Result<Parsed> {
         let tag = text(&v, "tag").unwrap_or_default();
         let webshell = tag.to_ascii_lowercase().contains("webshell");
         let (state, classification) = if webshell {
-            ("compromised", "intrusions / system-compromise / exchange-server-webshell")
+            (
+                "compromised",
+                "intrusions / system-compromise / exchange-server-webshell",
+            )
         } else {
-            ("vulnerable", "vulnerable / vulnerable-system / vulnerable-exchange-server")
+            (
+                "vulnerable",
+                "vulnerable / vulnerable-system / vulnerable-exchange-server",
+            )
         };
         let version = text(&v, "version");
         let mut detail = format!("Shadowserver: {classification}; tag {tag}");
@@ -400,8 +412,13 @@ mod tests {
         assert_eq!(p.rows[0].seen, "2026-11-30T09:00:00.000Z");
         // A cut line names its number; nothing is returned.
         let cut = &body[..body.len() - 20];
-        assert!(matches!(parse_probe(cut.as_bytes()), Err(Error::Invalid(m)) if m.starts_with("line 3")));
-        assert!(matches!(parse_probe(b"{\"schema\":\"other/1\"}"), Err(Error::Invalid(_))));
+        assert!(
+            matches!(parse_probe(cut.as_bytes()), Err(Error::Invalid(m)) if m.starts_with("line 3"))
+        );
+        assert!(matches!(
+            parse_probe(b"{\"schema\":\"other/1\"}"),
+            Err(Error::Invalid(_))
+        ));
     }
 
     #[test]
@@ -417,8 +434,12 @@ mod tests {
         assert!(p.rows[0].decided_by.contains("version string"));
         assert_eq!(p.rows[1].state, "compromised");
         assert_eq!(p.rows[1].asn, Some(64501));
-        assert!(matches!(parse_shadowserver(b"a,b\n1,2\n"), Err(Error::Invalid(m)) if m.contains("timestamp")));
+        assert!(
+            matches!(parse_shadowserver(b"a,b\n1,2\n"), Err(Error::Invalid(m)) if m.contains("timestamp"))
+        );
         let bad_ip = "timestamp,ip,port,tag\n2021-03-10 00:00:00,999.1.1.1,443,exchange\n";
-        assert!(matches!(parse_shadowserver(bad_ip.as_bytes()), Err(Error::Invalid(m)) if m.starts_with("line 2")));
+        assert!(
+            matches!(parse_shadowserver(bad_ip.as_bytes()), Err(Error::Invalid(m)) if m.starts_with("line 2"))
+        );
     }
 }

@@ -212,7 +212,11 @@ impl Matcher {
             Some(IpAddr::V4(a)) => {
                 let a = u32::from(a);
                 for (&len, nets) in self.v4.iter().rev() {
-                    let mask = if len == 0 { 0 } else { u32::MAX << (32 - u32::from(len)) };
+                    let mask = if len == 0 {
+                        0
+                    } else {
+                        u32::MAX << (32 - u32::from(len))
+                    };
                     if let Some(orgs) = nets.get(&(a & mask)) {
                         let net = std::net::Ipv4Addr::from(a & mask);
                         return Self::pick(orgs, format!("cidr {net}/{len}"));
@@ -222,7 +226,11 @@ impl Matcher {
             Some(IpAddr::V6(a)) => {
                 let a = u128::from(a);
                 for (&len, nets) in self.v6.iter().rev() {
-                    let mask = if len == 0 { 0 } else { u128::MAX << (128 - u32::from(len)) };
+                    let mask = if len == 0 {
+                        0
+                    } else {
+                        u128::MAX << (128 - u32::from(len))
+                    };
                     if let Some(orgs) = nets.get(&(a & mask)) {
                         let net = std::net::Ipv6Addr::from(a & mask);
                         return Self::pick(orgs, format!("cidr {net}/{len}"));
@@ -296,10 +304,22 @@ mod tests {
     fn longest_prefix_wins_on_both_families() {
         let m = m();
         assert!(matches!(m.assign(&ip("192.0.2.7")), Assignment::Org(1, _)));
-        assert!(matches!(m.assign(&ip("192.0.2.200")), Assignment::Org(2, _)));
-        assert!(matches!(m.assign(&ip("2001:db8:2::1")), Assignment::Org(3, _)));
-        assert!(matches!(m.assign(&ip("2001:db8:1::25")), Assignment::Org(4, _)));
-        assert!(matches!(m.assign(&ip("203.0.113.1")), Assignment::Unassigned(_)));
+        assert!(matches!(
+            m.assign(&ip("192.0.2.200")),
+            Assignment::Org(2, _)
+        ));
+        assert!(matches!(
+            m.assign(&ip("2001:db8:2::1")),
+            Assignment::Org(3, _)
+        ));
+        assert!(matches!(
+            m.assign(&ip("2001:db8:1::25")),
+            Assignment::Org(4, _)
+        ));
+        assert!(matches!(
+            m.assign(&ip("203.0.113.1")),
+            Assignment::Unassigned(_)
+        ));
     }
 
     #[test]
@@ -318,18 +338,33 @@ mod tests {
             host: Some(h),
             asn,
         };
-        assert!(matches!(m.assign(&l("EX01.Example.ORG.", None)), Assignment::Org(1, _)));
-        assert!(matches!(m.assign(&l("owa.mail.example.org", None)), Assignment::Org(2, _)));
+        assert!(matches!(
+            m.assign(&l("EX01.Example.ORG.", None)),
+            Assignment::Org(1, _)
+        ));
+        assert!(matches!(
+            m.assign(&l("owa.mail.example.org", None)),
+            Assignment::Org(2, _)
+        ));
         // Not a suffix on a label boundary.
-        assert!(matches!(m.assign(&l("badexample.org", None)), Assignment::Unassigned(_)));
-        assert!(matches!(m.assign(&l("x.invalid", Some(64500))), Assignment::Org(5, _)));
+        assert!(matches!(
+            m.assign(&l("badexample.org", None)),
+            Assignment::Unassigned(_)
+        ));
+        assert!(matches!(
+            m.assign(&l("x.invalid", Some(64500))),
+            Assignment::Org(5, _)
+        ));
     }
 
     #[test]
     fn scope_validation() {
         assert!(parse_cidr("192.0.2.7/24").is_err());
         assert!(parse_cidr("banana").is_err());
-        assert_eq!(parse_cidr("192.0.2.7").map(|n| n.to_string()).ok(), Some("192.0.2.7/32".into()));
+        assert_eq!(
+            parse_cidr("192.0.2.7").map(|n| n.to_string()).ok(),
+            Some("192.0.2.7/32".into())
+        );
         assert!(parse_domain("localhost").is_err());
         assert!(parse_domain("a b.org").is_err());
         let s = Scope {
@@ -339,7 +374,8 @@ mod tests {
         };
         let e = s.entries().unwrap_or_default();
         assert_eq!(e.len(), 3);
-        assert!(e.iter().any(|x| x.value == "2001:db8::/32" && x.net_hex.as_deref() == Some("20010db8000000000000000000000000")));
+        assert!(e.iter().any(|x| x.value == "2001:db8::/32"
+            && x.net_hex.as_deref() == Some("20010db8000000000000000000000000")));
         assert!(e.iter().any(|x| x.value == "example.org"));
     }
 }

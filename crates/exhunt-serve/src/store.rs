@@ -325,7 +325,14 @@ impl Store {
         &self.pool
     }
 
-    async fn audit<'e, E>(&self, ex: E, c: Option<&Caller>, org: Option<i64>, action: &str, object: String) -> Result<()>
+    async fn audit<'e, E>(
+        &self,
+        ex: E,
+        c: Option<&Caller>,
+        org: Option<i64>,
+        action: &str,
+        object: String,
+    ) -> Result<()>
     where
         E: sqlx::Executor<'e, Database = sqlx::Any>,
     {
@@ -349,11 +356,13 @@ impl Store {
 
     /// Resolves a secret to its caller; unknown and revoked tokens are `Unauthorized`.
     pub async fn authenticate(&self, secret: &str) -> Result<Caller> {
-        let row = Q::new("SELECT id, org_id, role FROM tokens WHERE revoked IS NULL AND secret_sha256 = ")
-            .arg(tenancy::hash_secret(secret.trim()))
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or(Error::Unauthorized)?;
+        let row = Q::new(
+            "SELECT id, org_id, role FROM tokens WHERE revoked IS NULL AND secret_sha256 = ",
+        )
+        .arg(tenancy::hash_secret(secret.trim()))
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(Error::Unauthorized)?;
         let role = Role::parse(&get_s(&row, "role")?).ok_or(Error::Unauthorized)?;
         Ok(Caller {
             token_id: get_i(&row, "id")?,
@@ -365,39 +374,55 @@ impl Store {
     /// Creates the first operator token when there is no live operator token; `None` when one
     /// exists. This is how a new server is bootstrapped (`exhunt serve` prints it once).
     pub async fn bootstrap_operator(&self, name: &str) -> Result<Option<NewToken>> {
-        let n = Q::new("SELECT COUNT(*) AS n FROM tokens WHERE role = 'operator' AND revoked IS NULL")
-            .fetch_optional(&self.pool)
-            .await?
-            .map(|r| get_i(&r, "n"))
-            .transpose()?
-            .unwrap_or(0);
+        let n =
+            Q::new("SELECT COUNT(*) AS n FROM tokens WHERE role = 'operator' AND revoked IS NULL")
+                .fetch_optional(&self.pool)
+                .await?
+                .map(|r| get_i(&r, "n"))
+                .transpose()?
+                .unwrap_or(0);
         if n > 0 {
             return Ok(None);
         }
-        self.insert_token(None, None, Role::Operator, name).await.map(Some)
+        self.insert_token(None, None, Role::Operator, name)
+            .await
+            .map(Some)
     }
 
-    async fn insert_token(&self, by: Option<&Caller>, org: Option<i64>, role: Role, name: &str) -> Result<NewToken> {
+    async fn insert_token(
+        &self,
+        by: Option<&Caller>,
+        org: Option<i64>,
+        role: Role,
+        name: &str,
+    ) -> Result<NewToken> {
         let secret = tenancy::new_secret()?;
         let created = db::now();
         let mut tx = self.pool.begin().await?;
-        let row = Q::new("INSERT INTO tokens (org_id, role, name, secret_sha256, created) VALUES (")
-            .arg(org)
-            .sql(", ")
-            .arg(role.as_str())
-            .sql(", ")
-            .arg(name)
-            .sql(", ")
-            .arg(tenancy::hash_secret(&secret))
-            .sql(", ")
-            .arg(created.clone())
-            .sql(") RETURNING id")
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or(Error::NotFound("token"))?;
+        let row =
+            Q::new("INSERT INTO tokens (org_id, role, name, secret_sha256, created) VALUES (")
+                .arg(org)
+                .sql(", ")
+                .arg(role.as_str())
+                .sql(", ")
+                .arg(name)
+                .sql(", ")
+                .arg(tenancy::hash_secret(&secret))
+                .sql(", ")
+                .arg(created.clone())
+                .sql(") RETURNING id")
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or(Error::NotFound("token"))?;
         let id = get_i(&row, "id")?;
-        self.audit(&mut *tx, by, org, "token.create", format!("token #{id} ({}) {name:?}", role.as_str()))
-            .await?;
+        self.audit(
+            &mut *tx,
+            by,
+            org,
+            "token.create",
+            format!("token #{id} ({}) {name:?}", role.as_str()),
+        )
+        .await?;
         tx.commit().await?;
         Ok(NewToken {
             token: Token {
@@ -414,15 +439,26 @@ impl Store {
 
     /// Creates a token. Operators create any; an uploader creates reader or uploader tokens of
     /// its own organisation; readers create none.
-    pub async fn create_token(&self, c: &Caller, org: Option<i64>, role: Role, name: &str) -> Result<NewToken> {
+    pub async fn create_token(
+        &self,
+        c: &Caller,
+        org: Option<i64>,
+        role: Role,
+        name: &str,
+    ) -> Result<NewToken> {
         c.require(Role::Uploader)?;
         match (role, org) {
             (Role::Operator, None) => c.require(Role::Operator)?,
             (Role::Operator, Some(_)) => {
-                return Err(Error::BadRequest("an operator token belongs to no organisation".into()));
+                return Err(Error::BadRequest(
+                    "an operator token belongs to no organisation".into(),
+                ));
             }
             (_, None) => {
-                return Err(Error::BadRequest(format!("a {} token needs an organisation", role.as_str())));
+                return Err(Error::BadRequest(format!(
+                    "a {} token needs an organisation",
+                    role.as_str()
+                )));
             }
             (_, Some(o)) => {
                 c.require_org(o, Role::Uploader)?;
@@ -430,7 +466,9 @@ impl Store {
             }
         }
         if name.trim().is_empty() || name.len() > 200 {
-            return Err(Error::BadRequest("a token needs a name of 1 to 200 characters".into()));
+            return Err(Error::BadRequest(
+                "a token needs a name of 1 to 200 characters".into(),
+            ));
         }
         self.insert_token(Some(c), org, role, name.trim()).await
     }
@@ -445,7 +483,11 @@ impl Store {
             q = q.sql(" AND t.id > ").arg(a);
         }
         let q = q.sql(" ORDER BY t.id LIMIT ").arg(f.limit());
-        q.fetch_all(&self.pool).await?.iter().map(token_from).collect()
+        q.fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(token_from)
+            .collect()
     }
 
     /// Revokes a token (uploader: of its own organisation, not an operator's).
@@ -468,8 +510,14 @@ impl Store {
             .ok_or(Error::NotFound("token"))?;
         let t = token_from(&row)?;
         if n > 0 {
-            self.audit(&mut *tx, Some(c), t.org_id, "token.revoke", format!("token #{id}"))
-                .await?;
+            self.audit(
+                &mut *tx,
+                Some(c),
+                t.org_id,
+                "token.revoke",
+                format!("token #{id}"),
+            )
+            .await?;
         }
         tx.commit().await?;
         Ok(t)
@@ -508,7 +556,8 @@ impl Store {
 
     /// Organisations the caller may see.
     pub async fn list_orgs(&self, c: &Caller, f: &Filter) -> Result<Vec<Org>> {
-        let mut q = Q::new("SELECT o.id, o.name, o.contacts, o.created FROM orgs o WHERE 1 = 1").scoped(c, "o.id");
+        let mut q = Q::new("SELECT o.id, o.name, o.contacts, o.created FROM orgs o WHERE 1 = 1")
+            .scoped(c, "o.id");
         if let Some(a) = f.after {
             q = q.sql(" AND o.id > ").arg(a);
         }
@@ -531,9 +580,17 @@ impl Store {
         self.org_from(&r).await
     }
 
-    async fn write_scope<'c>(&self, tx: &mut sqlx::Transaction<'c, sqlx::Any>, org: i64, scope: &Scope) -> Result<()> {
+    async fn write_scope<'c>(
+        &self,
+        tx: &mut sqlx::Transaction<'c, sqlx::Any>,
+        org: i64,
+        scope: &Scope,
+    ) -> Result<()> {
         let entries = scope.entries()?;
-        Q::new("DELETE FROM org_scopes WHERE org_id = ").arg(org).execute(&mut **tx).await?;
+        Q::new("DELETE FROM org_scopes WHERE org_id = ")
+            .arg(org)
+            .execute(&mut **tx)
+            .await?;
         for e in entries {
             Q::new("INSERT INTO org_scopes (org_id, kind, value, family, prefix_len, net_hex) VALUES (")
                 .arg(org)
@@ -557,7 +614,9 @@ impl Store {
     fn check_name(name: &str) -> Result<String> {
         let n = name.trim();
         if n.is_empty() || n.len() > 200 || n.chars().any(char::is_control) {
-            return Err(Error::BadRequest("an organisation needs a name of 1 to 200 printable characters".into()));
+            return Err(Error::BadRequest(
+                "an organisation needs a name of 1 to 200 printable characters".into(),
+            ));
         }
         Ok(n.to_string())
     }
@@ -583,8 +642,14 @@ impl Store {
             .ok_or_else(|| Error::Conflict(format!("an organisation named {name:?} exists")))?;
         let id = get_i(&row, "id")?;
         self.write_scope(&mut tx, id, &scope).await?;
-        self.audit(&mut *tx, Some(c), Some(id), "org.create", format!("organisation #{id} {name:?}"))
-            .await?;
+        self.audit(
+            &mut *tx,
+            Some(c),
+            Some(id),
+            "org.create",
+            format!("organisation #{id} {name:?}"),
+        )
+        .await?;
         tx.commit().await?;
         self.get_org(c, id).await
     }
@@ -603,18 +668,37 @@ impl Store {
                 .fetch_optional(&mut *tx)
                 .await?;
             if taken.is_some() {
-                return Err(Error::Conflict(format!("an organisation named {name:?} exists")));
+                return Err(Error::Conflict(format!(
+                    "an organisation named {name:?} exists"
+                )));
             }
-            Q::new("UPDATE orgs SET name = ").arg(name).sql(" WHERE id = ").arg(id).execute(&mut *tx).await?;
+            Q::new("UPDATE orgs SET name = ")
+                .arg(name)
+                .sql(" WHERE id = ")
+                .arg(id)
+                .execute(&mut *tx)
+                .await?;
         }
         if let Some(ct) = &input.contacts {
             let j = serde_json::to_string(ct).map_err(|e| Error::BadRequest(e.to_string()))?;
-            Q::new("UPDATE orgs SET contacts = ").arg(j).sql(" WHERE id = ").arg(id).execute(&mut *tx).await?;
+            Q::new("UPDATE orgs SET contacts = ")
+                .arg(j)
+                .sql(" WHERE id = ")
+                .arg(id)
+                .execute(&mut *tx)
+                .await?;
         }
         if let Some(s) = &input.scope {
             self.write_scope(&mut tx, id, s).await?;
         }
-        self.audit(&mut *tx, Some(c), Some(id), "org.update", format!("organisation #{id}")).await?;
+        self.audit(
+            &mut *tx,
+            Some(c),
+            Some(id),
+            "org.update",
+            format!("organisation #{id}"),
+        )
+        .await?;
         tx.commit().await?;
         self.get_org(c, id).await
     }
@@ -624,14 +708,34 @@ impl Store {
         c.require(Role::Operator)?;
         let mut tx = self.pool.begin().await?;
         // Children first: SQLite enforces foreign keys per connection, PostgreSQL always.
-        for t in ["observations", "scan_results", "scan_docs", "servers", "tokens", "org_scopes"] {
-            Q::new(&format!("DELETE FROM {t} WHERE org_id = ")).arg(id).execute(&mut *tx).await?;
+        for t in [
+            "observations",
+            "scan_results",
+            "scan_docs",
+            "servers",
+            "tokens",
+            "org_scopes",
+        ] {
+            Q::new(&format!("DELETE FROM {t} WHERE org_id = "))
+                .arg(id)
+                .execute(&mut *tx)
+                .await?;
         }
-        let n = Q::new("DELETE FROM orgs WHERE id = ").arg(id).execute(&mut *tx).await?;
+        let n = Q::new("DELETE FROM orgs WHERE id = ")
+            .arg(id)
+            .execute(&mut *tx)
+            .await?;
         if n == 0 {
             return Err(Error::NotFound("organisation"));
         }
-        self.audit(&mut *tx, Some(c), Some(id), "org.delete", format!("organisation #{id}")).await?;
+        self.audit(
+            &mut *tx,
+            Some(c),
+            Some(id),
+            "org.delete",
+            format!("organisation #{id}"),
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -651,7 +755,11 @@ impl Store {
             q = q.sql(" AND s.id > ").arg(a);
         }
         let q = q.sql(" ORDER BY s.id LIMIT ").arg(f.limit());
-        q.fetch_all(&self.pool).await?.iter().map(server_from).collect()
+        q.fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(server_from)
+            .collect()
     }
 
     /// One server.
@@ -672,18 +780,41 @@ impl Store {
         c.require(Role::Uploader)?;
         let s = self.get_server(c, id).await?;
         let mut tx = self.pool.begin().await?;
-        Q::new("UPDATE observations SET server_id = NULL WHERE server_id = ").arg(id).scoped(c, "org_id").execute(&mut *tx).await?;
-        Q::new("DELETE FROM scan_results WHERE server_id = ").arg(id).scoped(c, "org_id").execute(&mut *tx).await?;
-        let n = Q::new("DELETE FROM servers WHERE id = ").arg(id).scoped(c, "org_id").execute(&mut *tx).await?;
+        Q::new("UPDATE observations SET server_id = NULL WHERE server_id = ")
+            .arg(id)
+            .scoped(c, "org_id")
+            .execute(&mut *tx)
+            .await?;
+        Q::new("DELETE FROM scan_results WHERE server_id = ")
+            .arg(id)
+            .scoped(c, "org_id")
+            .execute(&mut *tx)
+            .await?;
+        let n = Q::new("DELETE FROM servers WHERE id = ")
+            .arg(id)
+            .scoped(c, "org_id")
+            .execute(&mut *tx)
+            .await?;
         if n == 0 {
             return Err(Error::NotFound("server"));
         }
-        self.audit(&mut *tx, Some(c), Some(s.org_id), "server.delete", format!("server #{id} {:?}", s.name)).await?;
+        self.audit(
+            &mut *tx,
+            Some(c),
+            Some(s.org_id),
+            "server.delete",
+            format!("server #{id} {:?}", s.name),
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
 
-    async fn server_id<'c>(tx: &mut sqlx::Transaction<'c, sqlx::Any>, org: i64, name: &str) -> Result<i64> {
+    async fn server_id<'c>(
+        tx: &mut sqlx::Transaction<'c, sqlx::Any>,
+        org: i64,
+        name: &str,
+    ) -> Result<i64> {
         let name = name.trim().trim_end_matches('.').to_lowercase();
         Q::new("INSERT INTO servers (org_id, name, created) VALUES (")
             .arg(org)
@@ -723,7 +854,12 @@ impl Store {
 
     /// Stores an `exhunt scan --format json` document for an organisation (the caller's own,
     /// or `org` for an operator): validated, in one transaction, once per content.
-    pub async fn upload_scan(&self, c: &Caller, org: Option<i64>, body: &[u8]) -> Result<ScanUpload> {
+    pub async fn upload_scan(
+        &self,
+        c: &Caller,
+        org: Option<i64>,
+        body: &[u8],
+    ) -> Result<ScanUpload> {
         let org = Self::upload_org(c, org)?;
         self.get_org(c, org).await?;
         let v = ingest::validate_scan(body)?;
@@ -762,7 +898,12 @@ impl Store {
                 .map(|r| get_i(r, "id"))
                 .collect::<Result<Vec<_>>>()?;
             tx.commit().await?;
-            return Ok(ScanUpload { doc_id, duplicate: true, results: ids, warnings: v.warnings });
+            return Ok(ScanUpload {
+                doc_id,
+                duplicate: true,
+                results: ids,
+                warnings: v.warnings,
+            });
         };
         let doc_id = get_i(&row, "id")?;
         let mut ids = Vec::new();
@@ -773,7 +914,10 @@ impl Store {
                 .iter()
                 .map(|x| {
                     (
-                        serde_json::to_value(x.campaign).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(),
+                        serde_json::to_value(x.campaign)
+                            .ok()
+                            .and_then(|v| v.as_str().map(str::to_string))
+                            .unwrap_or_default(),
                         serde_json::to_value(x.verdict).unwrap_or(Value::Null),
                     )
                 })
@@ -808,9 +952,21 @@ impl Store {
                 .ok_or(Error::NotFound("scan result"))?;
             ids.push(get_i(&r, "id")?);
         }
-        self.audit(&mut *tx, Some(c), Some(org), "scan.upload", format!("scan document #{doc_id}, {} server(s)", ids.len())).await?;
+        self.audit(
+            &mut *tx,
+            Some(c),
+            Some(org),
+            "scan.upload",
+            format!("scan document #{doc_id}, {} server(s)", ids.len()),
+        )
+        .await?;
         tx.commit().await?;
-        Ok(ScanUpload { doc_id, duplicate: false, results: ids, warnings: v.warnings })
+        Ok(ScanUpload {
+            doc_id,
+            duplicate: false,
+            results: ids,
+            warnings: v.warnings,
+        })
     }
 
     /// Scan records the caller may see.
@@ -829,7 +985,11 @@ impl Store {
             q = q.sql(" AND r.id > ").arg(a);
         }
         let q = q.sql(" ORDER BY r.id LIMIT ").arg(f.limit());
-        q.fetch_all(&self.pool).await?.iter().map(result_from).collect()
+        q.fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(result_from)
+            .collect()
     }
 
     /// One scan record.
@@ -872,7 +1032,11 @@ impl Store {
         c.require(Role::Uploader)?;
         let rec = self.get_result(c, id).await?;
         let mut tx = self.pool.begin().await?;
-        let n = Q::new("DELETE FROM scan_results WHERE id = ").arg(id).scoped(c, "org_id").execute(&mut *tx).await?;
+        let n = Q::new("DELETE FROM scan_results WHERE id = ")
+            .arg(id)
+            .scoped(c, "org_id")
+            .execute(&mut *tx)
+            .await?;
         if n == 0 {
             return Err(Error::NotFound("scan result"));
         }
@@ -884,7 +1048,14 @@ impl Store {
             .scoped(c, "org_id")
             .execute(&mut *tx)
             .await?;
-        self.audit(&mut *tx, Some(c), Some(rec.org_id), "result.delete", format!("scan result #{id}")).await?;
+        self.audit(
+            &mut *tx,
+            Some(c),
+            Some(rec.org_id),
+            "result.delete",
+            format!("scan result #{id}"),
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -896,8 +1067,15 @@ impl Store {
     /// returned to a caller.
     async fn matcher(&self) -> Result<Matcher> {
         let mut m = Matcher::default();
-        for r in Q::new("SELECT org_id, kind, value FROM org_scopes").fetch_all(&self.pool).await? {
-            m.add(get_i(&r, "org_id")?, &get_s(&r, "kind")?, &get_s(&r, "value")?);
+        for r in Q::new("SELECT org_id, kind, value FROM org_scopes")
+            .fetch_all(&self.pool)
+            .await?
+        {
+            m.add(
+                get_i(&r, "org_id")?,
+                &get_s(&r, "kind")?,
+                &get_s(&r, "value")?,
+            );
         }
         Ok(m)
     }
@@ -905,7 +1083,11 @@ impl Store {
     /// Stores parsed observations. An operator's rows go to the organisation whose scope
     /// matches best, or to the unassigned queue; an uploader's rows are kept only when they
     /// match its own organisation (it cannot put rows into another organisation or the queue).
-    pub async fn store_observations(&self, c: &Caller, parsed: Parsed) -> Result<ObservationUpload> {
+    pub async fn store_observations(
+        &self,
+        c: &Caller,
+        parsed: Parsed,
+    ) -> Result<ObservationUpload> {
         c.require(Role::Uploader)?;
         let matcher = self.matcher().await?;
         let mut out = ObservationUpload {
@@ -916,7 +1098,11 @@ impl Store {
         let uploaded = db::now();
         let mut tx = self.pool.begin().await?;
         for o in &parsed.rows {
-            let loc = Locator { ip: o.ip, host: o.host.as_deref(), asn: o.asn };
+            let loc = Locator {
+                ip: o.ip,
+                host: o.host.as_deref(),
+                asn: o.asn,
+            };
             let (org, reason) = match (matcher.assign(&loc), c.org_scope()) {
                 (Assignment::Org(org, _), OrgScope::All) => (Some(org), None),
                 (Assignment::Unassigned(why), OrgScope::All) => (None, Some(why)),
@@ -926,7 +1112,10 @@ impl Store {
                     continue;
                 }
             };
-            if self.insert_observation(&mut tx, o, org, reason, &uploaded).await? {
+            if self
+                .insert_observation(&mut tx, o, org, reason, &uploaded)
+                .await?
+            {
                 if org.is_some() {
                     out.assigned += 1;
                 } else {
@@ -945,7 +1134,10 @@ impl Store {
             Some(c),
             owner,
             "observations.upload",
-            format!("{} rows: {} assigned, {} unassigned, {} duplicates, {} outside scope", out.rows, out.assigned, out.unassigned, out.duplicates, out.outside_scope),
+            format!(
+                "{} rows: {} assigned, {} unassigned, {} duplicates, {} outside scope",
+                out.rows, out.assigned, out.unassigned, out.duplicates, out.outside_scope
+            ),
         )
         .await?;
         tx.commit().await?;
@@ -1014,7 +1206,11 @@ impl Store {
     }
 
     /// Observations the caller may see (operators: also the unassigned ones).
-    pub async fn list_observations(&self, c: &Caller, f: &Filter) -> Result<Vec<ObservationRecord>> {
+    pub async fn list_observations(
+        &self,
+        c: &Caller,
+        f: &Filter,
+    ) -> Result<Vec<ObservationRecord>> {
         let mut q = Q::new(OBS_COLS).scoped(c, "o.org_id");
         if let Some(o) = f.org {
             q = q.sql(" AND o.org_id = ").arg(o);
@@ -1035,7 +1231,11 @@ impl Store {
             q = q.sql(" AND o.id > ").arg(a);
         }
         let q = q.sql(" ORDER BY o.id LIMIT ").arg(f.limit());
-        q.fetch_all(&self.pool).await?.iter().map(obs_from).collect()
+        q.fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(obs_from)
+            .collect()
     }
 
     /// One observation.
@@ -1055,11 +1255,22 @@ impl Store {
         c.require(Role::Uploader)?;
         let o = self.get_observation(c, id).await?;
         let mut tx = self.pool.begin().await?;
-        let n = Q::new("DELETE FROM observations WHERE id = ").arg(id).scoped(c, "org_id").execute(&mut *tx).await?;
+        let n = Q::new("DELETE FROM observations WHERE id = ")
+            .arg(id)
+            .scoped(c, "org_id")
+            .execute(&mut *tx)
+            .await?;
         if n == 0 {
             return Err(Error::NotFound("observation"));
         }
-        self.audit(&mut *tx, Some(c), o.org_id, "observation.delete", format!("observation #{id}")).await?;
+        self.audit(
+            &mut *tx,
+            Some(c),
+            o.org_id,
+            "observation.delete",
+            format!("observation #{id}"),
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -1072,7 +1283,11 @@ impl Store {
             q = q.sql(" AND o.id > ").arg(a);
         }
         let q = q.sql(" ORDER BY o.id LIMIT ").arg(f.limit());
-        q.fetch_all(&self.pool).await?.iter().map(obs_from).collect()
+        q.fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(obs_from)
+            .collect()
     }
 
     /// Moves an unassigned observation to an organisation (operators only). When that
@@ -1081,16 +1296,26 @@ impl Store {
         c.require(Role::Operator)?;
         self.get_org(c, org).await?;
         let mut tx = self.pool.begin().await?;
-        let r = Q::new("SELECT raw, host, ip, dedup FROM observations WHERE org_id IS NULL AND id = ")
-            .arg(id)
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or(Error::NotFound("unassigned observation"))?;
-        let sha = get_s(&r, "dedup")?.split_once(':').map(|(_, s)| s.to_string()).unwrap_or_default();
+        let r =
+            Q::new("SELECT raw, host, ip, dedup FROM observations WHERE org_id IS NULL AND id = ")
+                .arg(id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or(Error::NotFound("unassigned observation"))?;
+        let sha = get_s(&r, "dedup")?
+            .split_once(':')
+            .map(|(_, s)| s.to_string())
+            .unwrap_or_default();
         let key = Self::dedup_key(Some(org), &sha);
-        let existing = Q::new("SELECT id FROM observations WHERE dedup = ").arg(key.clone()).fetch_optional(&mut *tx).await?;
+        let existing = Q::new("SELECT id FROM observations WHERE dedup = ")
+            .arg(key.clone())
+            .fetch_optional(&mut *tx)
+            .await?;
         let kept = if let Some(e) = existing {
-            Q::new("DELETE FROM observations WHERE id = ").arg(id).execute(&mut *tx).await?;
+            Q::new("DELETE FROM observations WHERE id = ")
+                .arg(id)
+                .execute(&mut *tx)
+                .await?;
             get_i(&e, "id")?
         } else {
             let name = get_os(&r, "host")?.or(get_os(&r, "ip")?);
@@ -1110,14 +1335,24 @@ impl Store {
                 .await?;
             id
         };
-        self.audit(&mut *tx, Some(c), Some(org), "observation.assign", format!("observation #{id} to organisation #{org}")).await?;
+        self.audit(
+            &mut *tx,
+            Some(c),
+            Some(org),
+            "observation.assign",
+            format!("observation #{id} to organisation #{org}"),
+        )
+        .await?;
         tx.commit().await?;
         self.get_observation(c, kept).await
     }
 
     /// Audit entries the caller may see.
     pub async fn list_audit(&self, c: &Caller, f: &Filter) -> Result<Vec<Value>> {
-        let mut q = Q::new("SELECT a.id, a.at, a.token_id, a.org_id, a.action, a.object FROM audit a WHERE 1 = 1").scoped(c, "a.org_id");
+        let mut q = Q::new(
+            "SELECT a.id, a.at, a.token_id, a.org_id, a.action, a.object FROM audit a WHERE 1 = 1",
+        )
+        .scoped(c, "a.org_id");
         if let Some(a) = f.after {
             q = q.sql(" AND a.id > ").arg(a);
         }

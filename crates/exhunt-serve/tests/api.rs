@@ -35,7 +35,10 @@ static N: AtomicU32 = AtomicU32::new(0);
 async fn databases() -> Vec<Db> {
     let dir = tempfile::tempdir().expect("temp dir");
     let url = format!("sqlite://{}", dir.path().join("fleet.db").display());
-    let mut out = vec![Db { url, _dir: Some(dir) }];
+    let mut out = vec![Db {
+        url,
+        _dir: Some(dir),
+    }];
     if let Ok(pg) = std::env::var("EXHUNT_TEST_PG") {
         if !pg.trim().is_empty() {
             sqlx::any::install_default_drivers();
@@ -69,6 +72,9 @@ async fn databases() -> Vec<Db> {
         }
     } else {
         eprintln!("EXHUNT_TEST_PG not set: PostgreSQL half of the storage tests skipped");
+    }
+    for d in &out {
+        eprintln!("storage test on {}", d.url);
     }
     out
 }
@@ -105,7 +111,13 @@ impl Resp {
     }
 }
 
-async fn call(app: &Router, method: &str, uri: &str, token: Option<&str>, body: impl Into<Body>) -> Resp {
+async fn call(
+    app: &Router,
+    method: &str,
+    uri: &str,
+    token: Option<&str>,
+    body: impl Into<Body>,
+) -> Resp {
     let mut b = Request::builder().method(method).uri(uri);
     if let Some(t) = token {
         b = b.header(header::AUTHORIZATION, format!("Bearer {t}"));
@@ -142,10 +154,20 @@ async fn org(s: &Srv, name: &str, cidrs: &[&str], domains: &[&str]) -> i64 {
 }
 
 async fn token(s: &Srv, org: i64, role: &str) -> (i64, String) {
-    let r = send(&s.app, "POST", "/api/v1/tokens", &s.op, &json!({"org": org, "role": role, "name": format!("{role} of {org}")})).await;
+    let r = send(
+        &s.app,
+        "POST",
+        "/api/v1/tokens",
+        &s.op,
+        &json!({"org": org, "role": role, "name": format!("{role} of {org}")}),
+    )
+    .await;
     assert_eq!(r.status, 201, "{}", r.text);
     let v = r.json();
-    (v["id"].as_i64().expect("id"), v["secret"].as_str().expect("secret").to_string())
+    (
+        v["id"].as_i64().expect("id"),
+        v["secret"].as_str().expect("secret").to_string(),
+    )
 }
 
 fn probe_row(ip: &str, host: &str, state: &str, time: &str) -> String {
@@ -185,7 +207,8 @@ async fn scans_are_validated_stored_once_and_drawn() {
         let rid = first["results"][0].as_i64().expect("result id");
 
         // The same document again, re-indented: stored once.
-        let pretty = serde_json::to_string(&serde_json::from_str::<Value>(&doc).expect("json")).expect("json");
+        let pretty = serde_json::to_string(&serde_json::from_str::<Value>(&doc).expect("json"))
+            .expect("json");
         let r = call(&s.app, "POST", "/api/v1/results", Some(&up), pretty).await;
         assert_eq!(r.status, 200, "{}", r.text);
         assert_eq!(r.json()["duplicate"], true);
@@ -209,13 +232,24 @@ async fn scans_are_validated_stored_once_and_drawn() {
             let r = call(&s.app, "POST", "/api/v1/results", Some(&up), body).await;
             assert_eq!(r.status, 422, "{says}: {}", r.text);
             assert_eq!(r.json()["code"], "invalid-document");
-            assert!(r.json()["error"].as_str().unwrap_or("").contains(says), "{says}: {}", r.text);
+            assert!(
+                r.json()["error"].as_str().unwrap_or("").contains(says),
+                "{says}: {}",
+                r.text
+            );
         }
         assert_eq!(count(&s, "scan_docs").await, 1);
         assert_eq!(count(&s, "scan_results").await, 1);
 
         // Readers read but do not upload.
-        let r = call(&s.app, "POST", "/api/v1/results", Some(&rd), scan_doc(SNAPSHOT_CLEAN)).await;
+        let r = call(
+            &s.app,
+            "POST",
+            "/api/v1/results",
+            Some(&rd),
+            scan_doc(SNAPSHOT_CLEAN),
+        )
+        .await;
         assert_eq!(r.status, 403, "{}", r.text);
 
         // The server, its latest verdict, the record, the document and the report.
@@ -223,24 +257,51 @@ async fn scans_are_validated_stored_once_and_drawn() {
         assert_eq!(servers.as_array().map(Vec::len), Some(1));
         assert_eq!(servers[0]["name"], "ex01");
         assert_eq!(servers[0]["last_verdict"], "compromised");
-        let rec = get(&s.app, &format!("/api/v1/results/{rid}"), &rd).await.json();
+        let rec = get(&s.app, &format!("/api/v1/results/{rid}"), &rd)
+            .await
+            .json();
         assert_eq!(rec["verdicts"]["proxy-logon"], "compromised");
         let d = get(&s.app, &format!("/api/v1/results/{rid}/document"), &rd).await;
         assert_eq!(d.status, 200);
         assert_eq!(d.json()["servers"].as_array().map(Vec::len), Some(1));
         let h = get(&s.app, &format!("/api/v1/results/{rid}/report.html"), &rd).await;
         assert_eq!(h.status, 200);
-        assert!(h.text.contains("<html") && h.text.contains("EX01"), "{}", &h.text[..200.min(h.text.len())]);
+        assert!(
+            h.text.contains("<html") && h.text.contains("EX01"),
+            "{}",
+            &h.text[..200.min(h.text.len())]
+        );
 
         // An operator must name the organisation; a second, different document adds a record.
-        let r = call(&s.app, "POST", "/api/v1/results", Some(&s.op), scan_doc(SNAPSHOT_CLEAN)).await;
+        let r = call(
+            &s.app,
+            "POST",
+            "/api/v1/results",
+            Some(&s.op),
+            scan_doc(SNAPSHOT_CLEAN),
+        )
+        .await;
         assert_eq!(r.status, 400, "{}", r.text);
-        let r = call(&s.app, "POST", &format!("/api/v1/results?org={a}"), Some(&s.op), scan_doc(SNAPSHOT_CLEAN)).await;
+        let r = call(
+            &s.app,
+            "POST",
+            &format!("/api/v1/results?org={a}"),
+            Some(&s.op),
+            scan_doc(SNAPSHOT_CLEAN),
+        )
+        .await;
         assert_eq!(r.status, 201, "{}", r.text);
         assert_eq!(count(&s, "scan_results").await, 2);
 
         // Deleting the record takes the document with it.
-        let r = call(&s.app, "DELETE", &format!("/api/v1/results/{rid}"), Some(&up), Body::empty()).await;
+        let r = call(
+            &s.app,
+            "DELETE",
+            &format!("/api/v1/results/{rid}"),
+            Some(&up),
+            Body::empty(),
+        )
+        .await;
         assert_eq!(r.status, 204, "{}", r.text);
         assert_eq!(count(&s, "scan_docs").await, 1);
     }
@@ -250,72 +311,218 @@ async fn scans_are_validated_stored_once_and_drawn() {
 async fn observations_go_to_the_longest_prefix_or_the_unassigned_queue() {
     for db in databases().await {
         let s = server(&db, Config::default()).await;
-        let a = org(&s, "Alpha", &["192.0.2.0/24", "2001:db8:a::/48"], &["alpha.example"]).await;
+        let a = org(
+            &s,
+            "Alpha",
+            &["192.0.2.0/24", "2001:db8:a::/48"],
+            &["alpha.example"],
+        )
+        .await;
         let b = org(&s, "Beta", &["192.0.2.128/25", "2001:db8:b::/48"], &[]).await;
         let rows = [
-            probe_row("192.0.2.10", "mail.alpha.example", "vulnerable", "2026-11-30T08:00:00Z"),
-            probe_row("192.0.2.200", "owa.beta.example", "patched", "2026-11-30T08:00:01Z"),
-            probe_row("2001:db8:b::25", "ex6.beta.example", "mitigated", "2026-11-30T08:00:02Z"),
-            probe_row("2001:db8:a::25", "ex6.alpha.example", "vulnerable", "2026-11-30T08:00:03Z"),
-            probe_row("203.0.113.5", "stray.example", "vulnerable", "2026-11-30T08:00:04Z"),
+            probe_row(
+                "192.0.2.10",
+                "mail.alpha.example",
+                "vulnerable",
+                "2026-11-30T08:00:00Z",
+            ),
+            probe_row(
+                "192.0.2.200",
+                "owa.beta.example",
+                "patched",
+                "2026-11-30T08:00:01Z",
+            ),
+            probe_row(
+                "2001:db8:b::25",
+                "ex6.beta.example",
+                "mitigated",
+                "2026-11-30T08:00:02Z",
+            ),
+            probe_row(
+                "2001:db8:a::25",
+                "ex6.alpha.example",
+                "vulnerable",
+                "2026-11-30T08:00:03Z",
+            ),
+            probe_row(
+                "203.0.113.5",
+                "stray.example",
+                "vulnerable",
+                "2026-11-30T08:00:04Z",
+            ),
         ]
         .join("\n");
-        let r = call(&s.app, "POST", "/api/v1/observations/probe", Some(&s.op), rows.clone()).await;
+        let r = call(
+            &s.app,
+            "POST",
+            "/api/v1/observations/probe",
+            Some(&s.op),
+            rows.clone(),
+        )
+        .await;
         assert_eq!(r.status, 200, "{}", r.text);
         assert_eq!(r.json()["assigned"], 4, "{}", r.text);
         assert_eq!(r.json()["unassigned"], 1, "{}", r.text);
         // Again: every row is a duplicate.
-        let r = call(&s.app, "POST", "/api/v1/observations/probe", Some(&s.op), rows).await;
+        let r = call(
+            &s.app,
+            "POST",
+            "/api/v1/observations/probe",
+            Some(&s.op),
+            rows,
+        )
+        .await;
         assert_eq!(r.json()["duplicates"], 5, "{}", r.text);
 
-        let in_a = get(&s.app, &format!("/api/v1/observations?org={a}"), &s.op).await.json();
-        let ips: Vec<&str> = in_a.as_array().into_iter().flatten().filter_map(|o| o["ip"].as_str()).collect();
+        let in_a = get(&s.app, &format!("/api/v1/observations?org={a}"), &s.op)
+            .await
+            .json();
+        let ips: Vec<&str> = in_a
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|o| o["ip"].as_str())
+            .collect();
         assert_eq!(ips, ["192.0.2.10", "2001:db8:a::25"]);
         assert_eq!(in_a[0]["decided_by"], "build (X-OWA-Version header)");
-        let in_b = get(&s.app, &format!("/api/v1/observations?org={b}"), &s.op).await.json();
+        let in_b = get(&s.app, &format!("/api/v1/observations?org={b}"), &s.op)
+            .await
+            .json();
         assert_eq!(in_b.as_array().map(Vec::len), Some(2));
 
         // Shadowserver: an address of Beta's, one of nobody's (with a web shell).
         let csv = "\"timestamp\",\"severity\",\"ip\",\"protocol\",\"port\",\"hostname\",\"tag\",\"asn\",\"geo\",\"region\",\"city\",\"naics\",\"hostname_source\",\"sector\",\"version\",\"servername\",\"url\"\n\
 \"2021-03-10 00:00:00\",\"critical\",\"192.0.2.130\",\"tcp\",\"443\",\"\",\"exchange;cve-2021-26855\",\"64500\",\"NL\",\"\",\"\",\"\",\"\",\"\",\"15.1.2176.2\",\"EX02\",\"\"\n\
 \"2021-03-10 00:00:00\",\"critical\",\"198.51.100.77\",\"tcp\",\"443\",\"\",\"exchange;webshell\",\"64501\",\"NL\",\"\",\"\",\"\",\"\",\"\",\"\",\"\",\"\"\n";
-        let r = call(&s.app, "POST", "/api/v1/observations/shadowserver", Some(&s.op), csv).await;
+        let r = call(
+            &s.app,
+            "POST",
+            "/api/v1/observations/shadowserver",
+            Some(&s.op),
+            csv,
+        )
+        .await;
         assert_eq!(r.status, 200, "{}", r.text);
-        assert_eq!((r.json()["assigned"].as_i64(), r.json()["unassigned"].as_i64()), (Some(1), Some(1)));
+        assert_eq!(
+            (
+                r.json()["assigned"].as_i64(),
+                r.json()["unassigned"].as_i64()
+            ),
+            (Some(1), Some(1))
+        );
 
         // The queue, and its resolution by an operator.
         let q = get(&s.app, "/api/v1/unassigned", &s.op).await.json();
         assert_eq!(q.as_array().map(Vec::len), Some(2), "{q}");
-        assert!(q[0]["unassigned_reason"].as_str().unwrap_or("").contains("no organisation's scope"));
-        let webshell = q.as_array().into_iter().flatten().find(|o| o["source"] == "shadowserver").cloned().unwrap_or_default();
+        assert!(
+            q[0]["unassigned_reason"]
+                .as_str()
+                .unwrap_or("")
+                .contains("no organisation's scope")
+        );
+        let webshell = q
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|o| o["source"] == "shadowserver")
+            .cloned()
+            .unwrap_or_default();
         assert_eq!(webshell["state"], "compromised");
         let wid = webshell["id"].as_i64().expect("id");
-        let r = send(&s.app, "POST", &format!("/api/v1/unassigned/{wid}/assign"), &s.op, &json!({"org": b})).await;
+        let r = send(
+            &s.app,
+            "POST",
+            &format!("/api/v1/unassigned/{wid}/assign"),
+            &s.op,
+            &json!({"org": b}),
+        )
+        .await;
         assert_eq!(r.status, 200, "{}", r.text);
         assert_eq!(r.json()["org_id"], b);
-        assert_eq!(get(&s.app, "/api/v1/unassigned", &s.op).await.json().as_array().map(Vec::len), Some(1));
-        let servers = get(&s.app, &format!("/api/v1/servers?org={b}&name=198.51.100.77"), &s.op).await.json();
+        assert_eq!(
+            get(&s.app, "/api/v1/unassigned", &s.op)
+                .await
+                .json()
+                .as_array()
+                .map(Vec::len),
+            Some(1)
+        );
+        let servers = get(
+            &s.app,
+            &format!("/api/v1/servers?org={b}&name=198.51.100.77"),
+            &s.op,
+        )
+        .await
+        .json();
         assert_eq!(servers[0]["last_state"], "compromised", "{servers}");
 
         // An uploader of Alpha: its rows are kept, Beta's addresses and nobody's are not.
         let (_, up_a) = token(&s, a, "uploader").await;
         let rows = [
-            probe_row("192.0.2.11", "ex2.alpha.example", "patched", "2026-11-30T09:00:00Z"),
-            probe_row("192.0.2.201", "x.beta.example", "vulnerable", "2026-11-30T09:00:00Z"),
-            probe_row("203.0.113.9", "x.example", "vulnerable", "2026-11-30T09:00:00Z"),
+            probe_row(
+                "192.0.2.11",
+                "ex2.alpha.example",
+                "patched",
+                "2026-11-30T09:00:00Z",
+            ),
+            probe_row(
+                "192.0.2.201",
+                "x.beta.example",
+                "vulnerable",
+                "2026-11-30T09:00:00Z",
+            ),
+            probe_row(
+                "203.0.113.9",
+                "x.example",
+                "vulnerable",
+                "2026-11-30T09:00:00Z",
+            ),
         ]
         .join("\n");
-        let r = call(&s.app, "POST", "/api/v1/observations/probe", Some(&up_a), rows).await;
+        let r = call(
+            &s.app,
+            "POST",
+            "/api/v1/observations/probe",
+            Some(&up_a),
+            rows,
+        )
+        .await;
         assert_eq!(r.json()["assigned"], 1, "{}", r.text);
         assert_eq!(r.json()["outside_scope"], 2, "{}", r.text);
-        assert_eq!(get(&s.app, "/api/v1/unassigned", &s.op).await.json().as_array().map(Vec::len), Some(1));
+        assert_eq!(
+            get(&s.app, "/api/v1/unassigned", &s.op)
+                .await
+                .json()
+                .as_array()
+                .map(Vec::len),
+            Some(1)
+        );
 
         // A cut line: nothing of the batch is stored.
         let before = count(&s, "observations").await;
-        let mut rows = probe_row("192.0.2.12", "ex3.alpha.example", "patched", "2026-11-30T10:00:00Z");
+        let mut rows = probe_row(
+            "192.0.2.12",
+            "ex3.alpha.example",
+            "patched",
+            "2026-11-30T10:00:00Z",
+        );
         rows.push('\n');
-        rows.push_str(&probe_row("192.0.2.13", "ex4.alpha.example", "patched", "2026-11-30T10:00:00Z")[..40]);
-        let r = call(&s.app, "POST", "/api/v1/observations/probe", Some(&up_a), rows).await;
+        rows.push_str(
+            &probe_row(
+                "192.0.2.13",
+                "ex4.alpha.example",
+                "patched",
+                "2026-11-30T10:00:00Z",
+            )[..40],
+        );
+        let r = call(
+            &s.app,
+            "POST",
+            "/api/v1/observations/probe",
+            Some(&up_a),
+            rows,
+        )
+        .await;
         assert_eq!(r.status, 422, "{}", r.text);
         assert!(r.text.contains("line 2"), "{}", r.text);
         assert_eq!(count(&s, "observations").await, before);
@@ -335,7 +542,14 @@ async fn bodies_too_large_or_unauthenticated_are_refused_clearly() {
         .await;
         let a = org(&s, "Alpha", &["192.0.2.0/24"], &[]).await;
         let (tid, up) = token(&s, a, "uploader").await;
-        let r = call(&s.app, "POST", "/api/v1/results", Some(&up), scan_doc(SNAPSHOT)).await;
+        let r = call(
+            &s.app,
+            "POST",
+            "/api/v1/results",
+            Some(&up),
+            scan_doc(SNAPSHOT),
+        )
+        .await;
         assert_eq!(r.status, 413, "{}", r.text);
         assert_eq!(r.json()["code"], "too-large");
         assert_eq!(count(&s, "scan_docs").await, 0);
@@ -346,34 +560,81 @@ async fn bodies_too_large_or_unauthenticated_are_refused_clearly() {
             assert_eq!(r.json()["code"], "unauthorized");
         }
         // A revoked token is dead.
-        let r = call(&s.app, "DELETE", &format!("/api/v1/tokens/{tid}"), Some(&s.op), Body::empty()).await;
+        let r = call(
+            &s.app,
+            "DELETE",
+            &format!("/api/v1/tokens/{tid}"),
+            Some(&s.op),
+            Body::empty(),
+        )
+        .await;
         assert_eq!(r.status, 200, "{}", r.text);
         assert_eq!(get(&s.app, "/api/v1/servers", &up).await.status, 401);
         // The database has the hash, never the secret.
-        let leaked = sqlx::query(&format!("SELECT id FROM tokens WHERE secret_sha256 = '{up}'"))
-            .fetch_optional(s.store.pool())
-            .await
-            .expect("query");
+        let leaked = sqlx::query(&format!(
+            "SELECT id FROM tokens WHERE secret_sha256 = '{up}'"
+        ))
+        .fetch_optional(s.store.pool())
+        .await
+        .expect("query");
         assert!(leaked.is_none());
         // Bad ids and filters are 400s, unknown paths 404s, all JSON.
         assert_eq!(get(&s.app, "/api/v1/servers/abc", &s.op).await.status, 400);
-        assert_eq!(get(&s.app, "/api/v1/servers?limit=many", &s.op).await.status, 400);
-        assert_eq!(get(&s.app, "/api/v1/servers?format=xml", &s.op).await.status, 400);
+        assert_eq!(
+            get(&s.app, "/api/v1/servers?limit=many", &s.op)
+                .await
+                .status,
+            400
+        );
+        assert_eq!(
+            get(&s.app, "/api/v1/servers?format=xml", &s.op)
+                .await
+                .status,
+            400
+        );
         let r = get(&s.app, "/api/v1/nothing", &s.op).await;
-        assert_eq!((r.status, r.json()["code"].as_str()), (404, Some("not-found")));
+        assert_eq!(
+            (r.status, r.json()["code"].as_str()),
+            (404, Some("not-found"))
+        );
         // A second bootstrap makes no second operator.
-        assert!(s.store.bootstrap_operator("again").await.expect("bootstrap").is_none());
+        assert!(
+            s.store
+                .bootstrap_operator("again")
+                .await
+                .expect("bootstrap")
+                .is_none()
+        );
         // Bad scopes are refused with the reason.
-        let r = send(&s.app, "POST", "/api/v1/orgs", &s.op, &json!({"name": "X", "scope": {"cidrs": ["192.0.2.7/24"]}})).await;
+        let r = send(
+            &s.app,
+            "POST",
+            "/api/v1/orgs",
+            &s.op,
+            &json!({"name": "X", "scope": {"cidrs": ["192.0.2.7/24"]}}),
+        )
+        .await;
         assert_eq!(r.status, 400, "{}", r.text);
         assert!(r.text.contains("host bits"), "{}", r.text);
-        let r = send(&s.app, "POST", "/api/v1/orgs", &s.op, &json!({"name": "Alpha"})).await;
+        let r = send(
+            &s.app,
+            "POST",
+            "/api/v1/orgs",
+            &s.op,
+            &json!({"name": "Alpha"}),
+        )
+        .await;
         assert_eq!(r.status, 409, "{}", r.text);
     }
 }
 
 /// Markers of organisation B's data: none may appear in anything A's tokens get back.
-const B_MARKERS: [&str; 4] = ["Beta Corp", "ex-b.beta.example", "198.51.100.20", "beta-secret-contact"];
+const B_MARKERS: [&str; 4] = [
+    "Beta Corp",
+    "ex-b.beta.example",
+    "198.51.100.20",
+    "beta-secret-contact",
+];
 
 #[tokio::test]
 async fn no_leaks_between_organisations() {
@@ -395,18 +656,64 @@ async fn no_leaks_between_organisations() {
         let (b_tok_id, b_up) = token(&s, b, "uploader").await;
 
         // A's data, and B's.
-        let r = call(&s.app, "POST", "/api/v1/results", Some(&a_up), scan_doc(SNAPSHOT_CLEAN)).await;
+        let r = call(
+            &s.app,
+            "POST",
+            "/api/v1/results",
+            Some(&a_up),
+            scan_doc(SNAPSHOT_CLEAN),
+        )
+        .await;
         assert_eq!(r.status, 201, "{}", r.text);
         let mut b_doc: Value = serde_json::from_str(&scan_doc(SNAPSHOT)).expect("json");
         b_doc["servers"][0]["name"] = json!("ex-b.beta.example");
-        let r = call(&s.app, "POST", "/api/v1/results", Some(&b_up), b_doc.to_string()).await;
+        let r = call(
+            &s.app,
+            "POST",
+            "/api/v1/results",
+            Some(&b_up),
+            b_doc.to_string(),
+        )
+        .await;
         assert_eq!(r.status, 201, "{}", r.text);
         let b_result = r.json()["results"][0].as_i64().expect("b result");
-        call(&s.app, "POST", "/api/v1/observations/probe", Some(&a_up), probe_row("192.0.2.10", "mail.alpha.example", "patched", "2026-11-30T08:00:00Z")).await;
-        let r = call(&s.app, "POST", "/api/v1/observations/probe", Some(&b_up), probe_row("198.51.100.20", "ex-b.beta.example", "vulnerable", "2026-11-30T08:00:00Z")).await;
+        call(
+            &s.app,
+            "POST",
+            "/api/v1/observations/probe",
+            Some(&a_up),
+            probe_row(
+                "192.0.2.10",
+                "mail.alpha.example",
+                "patched",
+                "2026-11-30T08:00:00Z",
+            ),
+        )
+        .await;
+        let r = call(
+            &s.app,
+            "POST",
+            "/api/v1/observations/probe",
+            Some(&b_up),
+            probe_row(
+                "198.51.100.20",
+                "ex-b.beta.example",
+                "vulnerable",
+                "2026-11-30T08:00:00Z",
+            ),
+        )
+        .await;
         assert_eq!(r.json()["assigned"], 1, "{}", r.text);
-        let b_server = get(&s.app, &format!("/api/v1/servers?org={b}"), &s.op).await.json()[0]["id"].as_i64().expect("b server");
-        let b_obs = get(&s.app, &format!("/api/v1/observations?org={b}"), &s.op).await.json()[0]["id"].as_i64().expect("b obs");
+        let b_server = get(&s.app, &format!("/api/v1/servers?org={b}"), &s.op)
+            .await
+            .json()[0]["id"]
+            .as_i64()
+            .expect("b server");
+        let b_obs = get(&s.app, &format!("/api/v1/observations?org={b}"), &s.op)
+            .await
+            .json()[0]["id"]
+            .as_i64()
+            .expect("b obs");
         let snapshot_b = |s: &Srv| {
             let app = s.app.clone();
             let op = s.op.clone();
@@ -426,23 +733,51 @@ async fn no_leaks_between_organisations() {
             // (method, path, body, statuses allowed)
             let attempts: Vec<(&str, String, Option<Value>)> = vec![
                 ("GET", format!("/api/v1/orgs/{b}"), None),
-                ("PATCH", format!("/api/v1/orgs/{b}"), Some(json!({"name": "Pwned"}))),
+                (
+                    "PATCH",
+                    format!("/api/v1/orgs/{b}"),
+                    Some(json!({"name": "Pwned"})),
+                ),
                 ("DELETE", format!("/api/v1/orgs/{b}"), None),
                 ("GET", format!("/api/v1/servers/{b_server}"), None),
                 ("DELETE", format!("/api/v1/servers/{b_server}"), None),
                 ("GET", format!("/api/v1/results/{b_result}"), None),
                 ("GET", format!("/api/v1/results/{b_result}/document"), None),
-                ("GET", format!("/api/v1/results/{b_result}/report.html"), None),
+                (
+                    "GET",
+                    format!("/api/v1/results/{b_result}/report.html"),
+                    None,
+                ),
                 ("DELETE", format!("/api/v1/results/{b_result}"), None),
                 ("GET", format!("/api/v1/observations/{b_obs}"), None),
                 ("DELETE", format!("/api/v1/observations/{b_obs}"), None),
                 ("DELETE", format!("/api/v1/tokens/{b_tok_id}"), None),
-                ("POST", "/api/v1/tokens".into(), Some(json!({"org": b, "role": "uploader", "name": "x"}))),
-                ("POST", "/api/v1/tokens".into(), Some(json!({"role": "operator", "name": "x"}))),
-                ("POST", format!("/api/v1/results?org={b}"), Some(b_doc.clone())),
-                ("POST", "/api/v1/orgs".into(), Some(json!({"name": "Gamma"}))),
+                (
+                    "POST",
+                    "/api/v1/tokens".into(),
+                    Some(json!({"org": b, "role": "uploader", "name": "x"})),
+                ),
+                (
+                    "POST",
+                    "/api/v1/tokens".into(),
+                    Some(json!({"role": "operator", "name": "x"})),
+                ),
+                (
+                    "POST",
+                    format!("/api/v1/results?org={b}"),
+                    Some(b_doc.clone()),
+                ),
+                (
+                    "POST",
+                    "/api/v1/orgs".into(),
+                    Some(json!({"name": "Gamma"})),
+                ),
                 ("GET", "/api/v1/unassigned".into(), None),
-                ("POST", format!("/api/v1/unassigned/{b_obs}/assign"), Some(json!({"org": a}))),
+                (
+                    "POST",
+                    format!("/api/v1/unassigned/{b_obs}/assign"),
+                    Some(json!({"org": a})),
+                ),
             ];
             for (m, p, body) in attempts {
                 let r = match &body {
@@ -479,14 +814,20 @@ async fn no_leaks_between_organisations() {
             ] {
                 let r = get(&s.app, &p, t).await;
                 if r.status != 200 {
-                    leaks.push(format!("{who}: GET {p} -> {} (expected 200, own data only)", r.status));
+                    leaks.push(format!(
+                        "{who}: GET {p} -> {} (expected 200, own data only)",
+                        r.status
+                    ));
                 }
                 if B_MARKERS.iter().any(|x| r.text.contains(x)) {
                     leaks.push(format!("{who}: GET {p} shows B's data: {}", r.text));
                 }
                 if let Value::Array(rows) = r.json() {
                     for row in rows {
-                        if row.get("org_id").is_some_and(|o| !o.is_null() && o != &json!(a)) {
+                        if row
+                            .get("org_id")
+                            .is_some_and(|o| !o.is_null() && o != &json!(a))
+                        {
                             leaks.push(format!("{who}: GET {p} row of another org: {row}"));
                         }
                         if p.starts_with("/api/v1/orgs") && row["id"] != json!(a) {
@@ -499,17 +840,40 @@ async fn no_leaks_between_organisations() {
                 }
             }
             // Probe rows for B's address uploaded by A: not stored anywhere.
-            let r = call(&s.app, "POST", "/api/v1/observations/probe", Some(t), probe_row("198.51.100.21", "ex-c.beta.example", "vulnerable", "2026-11-30T11:00:00Z")).await;
+            let r = call(
+                &s.app,
+                "POST",
+                "/api/v1/observations/probe",
+                Some(t),
+                probe_row(
+                    "198.51.100.21",
+                    "ex-c.beta.example",
+                    "vulnerable",
+                    "2026-11-30T11:00:00Z",
+                ),
+            )
+            .await;
             if r.status == 200 && r.json()["assigned"] != 0 {
-                leaks.push(format!("{who}: probe row for B's address was stored: {}", r.text));
+                leaks.push(format!(
+                    "{who}: probe row for B's address was stored: {}",
+                    r.text
+                ));
             }
         }
-        assert!(leaks.is_empty(), "{} leak(s):\n{}", leaks.len(), leaks.join("\n"));
+        assert!(
+            leaks.is_empty(),
+            "{} leak(s):\n{}",
+            leaks.len(),
+            leaks.join("\n")
+        );
 
         // B is exactly as it was, and B's token still works.
         assert_eq!(snapshot_b(&s).await, before);
         assert_eq!(get(&s.app, "/api/v1/servers", &b_up).await.status, 200);
-        assert_eq!(get(&s.app, "/api/v1/whoami", &b_up).await.json()["org_id"], b);
+        assert_eq!(
+            get(&s.app, "/api/v1/whoami", &b_up).await.json()["org_id"],
+            b
+        );
     }
 }
 
