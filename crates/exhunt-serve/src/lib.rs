@@ -4,7 +4,8 @@
 //! `exhunt serve`: storage on SQLite or PostgreSQL ([`db`]), organisation scopes and the
 //! assignment of network observations to organisations ([`scope`]), ingest of exhunt scan
 //! results, exhunt probe rows and Shadowserver `scan_exchange` reports ([`ingest`]), tenancy
-//! ([`tenancy`]), the store's operations ([`store`]) and the JSON API ([`api`]).
+//! ([`tenancy`]), the store's operations ([`store`]), the JSON API ([`api`]) and the listening
+//! server ([`server`]).
 //!
 //! It depends on the model and the renderers only, never on the detection engine: a server
 //! that stores results has no business linking YARA.
@@ -14,9 +15,11 @@ pub mod db;
 pub mod error;
 pub mod ingest;
 pub mod scope;
+pub mod server;
 pub mod store;
 pub mod tenancy;
 
 pub use error::{Error, Result};
+pub use server::Server;
 pub use store::Store;
 pub use tenancy::{Caller, Role};

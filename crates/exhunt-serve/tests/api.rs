@@ -914,3 +914,89 @@ async fn migrations_for_both_engines_describe_one_schema() {
         Store::open(&db.url).await.expect("second open");
     }
 }
+
+/// Sends raw HTTP/1.1 and returns the status line and what came back in `wait`.
+async fn raw_http(
+    addr: std::net::SocketAddr,
+    head: &str,
+    body: &[u8],
+    wait: std::time::Duration,
+) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    s.write_all(head.as_bytes()).await.expect("write head");
+    s.write_all(body).await.expect("write body");
+    let mut buf = vec![0u8; 8192];
+    let n = tokio::time::timeout(wait, s.read(&mut buf))
+        .await
+        .ok()
+        .and_then(|r| r.ok())
+        .unwrap_or(0);
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+#[tokio::test]
+async fn a_real_listener_refuses_slow_and_oversized_bodies() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}", dir.path().join("fleet.db").display());
+    let cfg = Config {
+        body_limit: 1000,
+        body_timeout: std::time::Duration::from_millis(500),
+    };
+    let srv = exhunt_serve::Server::bind(&url, "127.0.0.1:0", cfg)
+        .await
+        .expect("bind");
+    let addr = srv.addr;
+    let op = srv
+        .first_token
+        .clone()
+        .expect("first start makes an operator token")
+        .secret;
+    let store = srv.store.clone();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(srv.run(async {
+        let _ = stop_rx.await;
+    }));
+    let long = std::time::Duration::from_secs(5);
+
+    let ok = raw_http(addr, &format!("GET /api/v1/whoami HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {op}\r\nConnection: close\r\n\r\n"), b"", long).await;
+    assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
+    assert!(ok.contains("\"operator\""), "{ok}");
+
+    // Declares more than the limit: refused before reading.
+    let big = raw_http(addr, &format!("POST /api/v1/results?org=1 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {op}\r\nContent-Length: 5000000\r\n\r\n"), b"{", long).await;
+    assert!(big.starts_with("HTTP/1.1 413"), "{big}");
+    assert!(big.contains("too-large"), "{big}");
+
+    // Chunked, no length: stopped at the limit.
+    let mut chunked = Vec::new();
+    for _ in 0..5 {
+        chunked.extend_from_slice(b"12C\r\n");
+        chunked.extend_from_slice(&[b' '; 300]);
+        chunked.extend_from_slice(b"\r\n");
+    }
+    chunked.extend_from_slice(b"0\r\n\r\n");
+    let r = raw_http(addr, &format!("POST /api/v1/observations/probe HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {op}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"), &chunked, long).await;
+    assert!(r.starts_with("HTTP/1.1 413"), "{r}");
+
+    // Promises 900 bytes, sends 10, then waits: 408 after the body timeout.
+    let slow = raw_http(addr, &format!("POST /api/v1/observations/probe HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {op}\r\nContent-Length: 900\r\n\r\n"), b"{\"schema\":", long).await;
+    assert!(slow.starts_with("HTTP/1.1 408"), "{slow}");
+    assert!(slow.contains("timeout"), "{slow}");
+
+    use sqlx::Row;
+    let n: i64 = sqlx::query("SELECT COUNT(*) AS n FROM observations")
+        .fetch_one(store.pool())
+        .await
+        .and_then(|r| r.try_get("n"))
+        .expect("count");
+    assert_eq!(n, 0);
+
+    let _ = stop_tx.send(());
+    task.await.expect("join").expect("served");
+    // A second start on the same database makes no new operator token.
+    let again = exhunt_serve::Server::bind(&url, "127.0.0.1:0", Config::default())
+        .await
+        .expect("bind again");
+    assert!(again.first_token.is_none());
+}

@@ -1,0 +1,57 @@
+//! Running the server: open the database, make the first operator token when there is none,
+//! listen, serve until told to stop.
+//!
+//! A request's body must arrive within [`Config::body_timeout`] and fit [`Config::body_limit`];
+//! an upload is one transaction, so a process killed in the middle of one leaves nothing of it.
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use tokio::net::TcpListener;
+
+use crate::api::{self, Config};
+use crate::error::{Error, Result};
+use crate::store::{NewToken, Store};
+
+/// A server bound to its address, not yet serving.
+#[derive(Debug)]
+pub struct Server {
+    listener: TcpListener,
+    /// The store it serves.
+    pub store: Store,
+    /// The address it listens on (the real port when `:0` was asked).
+    pub addr: SocketAddr,
+    /// The operator token made at first start (shown once), if this start made one.
+    pub first_token: Option<NewToken>,
+    cfg: Config,
+}
+
+impl Server {
+    /// Opens (and migrates) the database at `db_url` and binds `listen` (`127.0.0.1:8080`).
+    pub async fn bind(db_url: &str, listen: &str, cfg: Config) -> Result<Server> {
+        let store = Store::open(db_url).await?;
+        let first_token = store.bootstrap_operator("first operator").await?;
+        let listener = TcpListener::bind(listen)
+            .await
+            .map_err(|e| Error::BadRequest(format!("listening on {listen}: {e}")))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| Error::BadRequest(format!("listening on {listen}: {e}")))?;
+        Ok(Server {
+            listener,
+            store,
+            addr,
+            first_token,
+            cfg,
+        })
+    }
+
+    /// Serves until `shutdown` completes, then finishes the requests in flight.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
+        let app = api::router(self.store, self.cfg);
+        axum::serve(self.listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .map_err(|e| Error::BadRequest(format!("serving: {e}")))
+    }
+}
