@@ -55,3 +55,60 @@ impl Server {
             .map_err(|e| Error::BadRequest(format!("serving: {e}")))
     }
 }
+
+/// What `exhunt serve` was asked for.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Database URL (`sqlite://PATH`, `postgres://…`).
+    pub db: String,
+    /// Address to listen on.
+    pub listen: String,
+    /// HTTP limits.
+    pub api: Config,
+    /// Runtime threads (0: one per core).
+    pub threads: usize,
+}
+
+/// Runs the server on its own runtime until Ctrl-C (or SIGTERM on Unix): what the `exhunt`
+/// binary calls. `ready` is told the address and the first operator token, when one was made.
+pub fn run_blocking(
+    opts: Options,
+    ready: impl FnOnce(&SocketAddr, Option<&NewToken>),
+) -> Result<()> {
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    if opts.threads > 0 {
+        rt.worker_threads(opts.threads);
+    }
+    let rt = rt
+        .enable_all()
+        .build()
+        .map_err(|e| Error::BadRequest(format!("starting the runtime: {e}")))?;
+    rt.block_on(async move {
+        let server = Server::bind(&opts.db, &opts.listen, opts.api).await?;
+        ready(&server.addr, server.first_token.as_ref());
+        server.run(stop_signal()).await
+    })
+}
+
+async fn stop_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    {
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term => {},
+        }
+    }
+    #[cfg(not(unix))]
+    ctrl_c.await;
+}

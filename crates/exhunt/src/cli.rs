@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use exhunt_report::Format;
 
-use crate::commands::{collect, probe};
+use crate::commands::{collect, probe, serve};
 
 pub(crate) const EXIT_CODES: &str = "\
 Exit codes:
@@ -46,6 +46,10 @@ pub(crate) enum Command {
         #[command(subcommand)]
         action: RulesAction,
     },
+    /// The fleet server for MSSPs and CERTs: scan results and probe rows of many
+    /// organisations in one database (SQLite or PostgreSQL), a JSON API with per-organisation
+    /// tokens.
+    Serve(serve::ServeArgs),
 }
 
 #[derive(Subcommand)]

@@ -23,6 +23,7 @@ fn main() -> ExitCode {
         Command::Probe(args) => commands::probe::probe(args),
         Command::Collect(args) => commands::collect::collect(args),
         Command::Rules { action } => commands::rules::rules(action),
+        Command::Serve(args) => commands::serve::serve(args),
     };
     match run {
         Ok(code) => ExitCode::from(code),

@@ -5,3 +5,4 @@ pub(crate) mod probe;
 pub(crate) mod report;
 pub(crate) mod rules;
 pub(crate) mod scan;
+pub(crate) mod serve;
