@@ -28,16 +28,30 @@ pub enum Engine {
 /// The migrations of one engine, in version order: (version, description, SQL).
 pub fn migrations(engine: Engine) -> &'static [(i64, &'static str, &'static str)] {
     match engine {
-        Engine::Sqlite => &[(
-            1,
-            "init",
-            include_str!("../migrations/sqlite/0001_init.sql"),
-        )],
-        Engine::Postgres => &[(
-            1,
-            "init",
-            include_str!("../migrations/postgres/0001_init.sql"),
-        )],
+        Engine::Sqlite => &[
+            (
+                1,
+                "init",
+                include_str!("../migrations/sqlite/0001_init.sql"),
+            ),
+            (
+                2,
+                "sessions",
+                include_str!("../migrations/sqlite/0002_sessions.sql"),
+            ),
+        ],
+        Engine::Postgres => &[
+            (
+                1,
+                "init",
+                include_str!("../migrations/postgres/0001_init.sql"),
+            ),
+            (
+                2,
+                "sessions",
+                include_str!("../migrations/postgres/0002_sessions.sql"),
+            ),
+        ],
     }
 }
 

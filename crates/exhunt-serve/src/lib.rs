@@ -4,8 +4,8 @@
 //! `exhunt serve`: storage on SQLite or PostgreSQL ([`db`]), organisation scopes and the
 //! assignment of network observations to organisations ([`scope`]), ingest of exhunt scan
 //! results, exhunt probe rows and Shadowserver `scan_exchange` reports ([`ingest`]), tenancy
-//! ([`tenancy`]), the store's operations ([`store`]), the JSON API ([`api`]) and the listening
-//! server ([`server`]).
+//! ([`tenancy`]), the store's operations ([`store`]), the JSON API ([`api`]), the dashboard
+//! ([`web`]) and the listening server ([`server`]).
 //!
 //! It depends on the model and the renderers only, never on the detection engine: a server
 //! that stores results has no business linking YARA.
@@ -18,6 +18,7 @@ pub mod scope;
 pub mod server;
 pub mod store;
 pub mod tenancy;
+pub mod web;
 
 pub use error::{Error, Result};
 pub use server::Server;

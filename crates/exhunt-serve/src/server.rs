@@ -48,12 +48,17 @@ impl Server {
 
     /// Serves until `shutdown` completes, then finishes the requests in flight.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
-        let app = api::router(self.store, self.cfg);
+        let app = app(self.store, self.cfg);
         axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
             .await
             .map_err(|e| Error::BadRequest(format!("serving: {e}")))
     }
+}
+
+/// The whole HTTP application: the JSON API under `/api/v1` and the dashboard.
+pub fn app(store: Store, cfg: Config) -> axum::Router {
+    crate::web::router(store.clone()).merge(api::router(store, cfg))
 }
 
 /// What `exhunt serve` was asked for.

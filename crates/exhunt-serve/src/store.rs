@@ -371,6 +371,73 @@ impl Store {
         })
     }
 
+    /// Opens a dashboard session with an API token: returns the cookie secret and the session's
+    /// CSRF token. Sessions end after `hours`, and with their token.
+    pub async fn open_session(&self, token_secret: &str, hours: i64) -> Result<(String, String)> {
+        let c = self.authenticate(token_secret).await?;
+        let secret = tenancy::new_secret()?;
+        let csrf = tenancy::new_secret()?;
+        let now = chrono::Utc::now();
+        let expires = db::fmt_time(&(now + chrono::Duration::hours(hours)));
+        let mut tx = self.pool.begin().await?;
+        Q::new("DELETE FROM sessions WHERE expires < ")
+            .arg(db::fmt_time(&now))
+            .execute(&mut *tx)
+            .await?;
+        Q::new("INSERT INTO sessions (token_id, secret_sha256, csrf, created, expires) VALUES (")
+            .arg(c.token_id)
+            .sql(", ")
+            .arg(tenancy::hash_secret(&secret))
+            .sql(", ")
+            .arg(csrf.clone())
+            .sql(", ")
+            .arg(db::fmt_time(&now))
+            .sql(", ")
+            .arg(expires)
+            .sql(")")
+            .execute(&mut *tx)
+            .await?;
+        self.audit(
+            &mut *tx,
+            Some(&c),
+            c.org,
+            "session.open",
+            format!("dashboard session of token #{}", c.token_id),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok((secret, csrf))
+    }
+
+    /// The caller of a live session, and its CSRF token.
+    pub async fn session(&self, secret: &str) -> Result<(Caller, String)> {
+        let row = Q::new("SELECT t.id, t.org_id, t.role, s.csrf FROM sessions s JOIN tokens t ON t.id = s.token_id WHERE t.revoked IS NULL AND s.expires > ")
+            .arg(db::now())
+            .sql(" AND s.secret_sha256 = ")
+            .arg(tenancy::hash_secret(secret.trim()))
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(Error::Unauthorized)?;
+        let role = Role::parse(&get_s(&row, "role")?).ok_or(Error::Unauthorized)?;
+        Ok((
+            Caller {
+                token_id: get_i(&row, "id")?,
+                role,
+                org: get_oi(&row, "org_id")?,
+            },
+            get_s(&row, "csrf")?,
+        ))
+    }
+
+    /// Ends a session.
+    pub async fn close_session(&self, secret: &str) -> Result<()> {
+        Q::new("DELETE FROM sessions WHERE secret_sha256 = ")
+            .arg(tenancy::hash_secret(secret.trim()))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// Creates the first operator token when there is no live operator token; `None` when one
     /// exists. This is how a new server is bootstrapped (`exhunt serve` prints it once).
     pub async fn bootstrap_operator(&self, name: &str) -> Result<Option<NewToken>> {
@@ -708,6 +775,11 @@ impl Store {
         c.require(Role::Operator)?;
         let mut tx = self.pool.begin().await?;
         // Children first: SQLite enforces foreign keys per connection, PostgreSQL always.
+        Q::new("DELETE FROM sessions WHERE token_id IN (SELECT id FROM tokens WHERE org_id = ")
+            .arg(id)
+            .sql(")")
+            .execute(&mut *tx)
+            .await?;
         for t in [
             "observations",
             "scan_results",
