@@ -12,6 +12,7 @@
 
 pub mod api;
 pub mod db;
+pub mod demo;
 pub mod error;
 pub mod ingest;
 pub mod scope;

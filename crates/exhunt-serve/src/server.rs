@@ -72,14 +72,24 @@ pub struct Options {
     pub api: Config,
     /// Runtime threads (0: one per core).
     pub threads: usize,
+    /// Demo data to load before serving: (example name, scan result JSON). Empty: no demo.
+    pub demo: Vec<(String, String)>,
+}
+
+/// What `ready` is told when the server listens.
+#[derive(Debug)]
+pub struct Ready<'a> {
+    /// The address.
+    pub addr: &'a SocketAddr,
+    /// The first operator token, when this start made one.
+    pub operator: Option<&'a NewToken>,
+    /// The demo's reader token, when the demo was loaded.
+    pub demo_reader: Option<&'a NewToken>,
 }
 
 /// Runs the server on its own runtime until Ctrl-C (or SIGTERM on Unix): what the `exhunt`
-/// binary calls. `ready` is told the address and the first operator token, when one was made.
-pub fn run_blocking(
-    opts: Options,
-    ready: impl FnOnce(&SocketAddr, Option<&NewToken>),
-) -> Result<()> {
+/// binary calls. `ready` is told the address and the tokens made by this start.
+pub fn run_blocking(opts: Options, ready: impl FnOnce(Ready<'_>)) -> Result<()> {
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     if opts.threads > 0 {
         rt.worker_threads(opts.threads);
@@ -90,7 +100,23 @@ pub fn run_blocking(
         .map_err(|e| Error::BadRequest(format!("starting the runtime: {e}")))?;
     rt.block_on(async move {
         let server = Server::bind(&opts.db, &opts.listen, opts.api).await?;
-        ready(&server.addr, server.first_token.as_ref());
+        let mut demo_reader = None;
+        if !opts.demo.is_empty() {
+            let op = match &server.first_token {
+                Some(t) => server.store.authenticate(&t.secret).await?,
+                None => {
+                    return Err(Error::BadRequest(
+                        "--demo needs an empty database (this one has an operator already)".into(),
+                    ));
+                }
+            };
+            demo_reader = Some(crate::demo::load(&server.store, &op, &opts.demo).await?);
+        }
+        ready(Ready {
+            addr: &server.addr,
+            operator: server.first_token.as_ref(),
+            demo_reader: demo_reader.as_ref(),
+        });
         server.run(stop_signal()).await
     })
 }

@@ -1267,3 +1267,35 @@ async fn dashboard_sessions_pages_and_tenancy() {
         assert_eq!(n, 0);
     }
 }
+
+#[tokio::test]
+async fn the_demo_loads_examples_orgs_and_the_queue() {
+    for db in databases().await {
+        let s = server(&db, Config::default()).await;
+        let op = s.store.authenticate(&s.op).await.expect("operator");
+        let scans = vec![
+            ("compromised".to_string(), scan_doc(SNAPSHOT)),
+            ("clean".to_string(), scan_doc(SNAPSHOT_CLEAN)),
+        ];
+        let reader = exhunt_serve::demo::load(&s.store, &op, &scans)
+            .await
+            .expect("demo");
+        assert_eq!(count(&s, "orgs").await, 2);
+        assert_eq!(count(&s, "scan_results").await, 2);
+        assert_eq!(
+            get(&s.app, "/api/v1/unassigned", &s.op)
+                .await
+                .json()
+                .as_array()
+                .map(Vec::len),
+            Some(1)
+        );
+        let mine = get(&s.app, "/api/v1/servers", &reader.secret).await.json();
+        assert!(
+            mine.as_array()
+                .is_some_and(|a| !a.is_empty()
+                    && a.iter().all(|x| x["org_id"] == json!(reader.token.org_id))),
+            "{mine}"
+        );
+    }
+}
