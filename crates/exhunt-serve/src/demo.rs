@@ -11,22 +11,37 @@ use crate::scope::Scope;
 use crate::store::{NewToken, OrgInput, Store};
 use crate::tenancy::{Caller, Role};
 
-/// The demo organisations: name, contact, CIDRs, domains, and which examples are theirs.
-pub const ORGS: [(&str, &str, &[&str], &[&str], &[&str]); 2] = [
-    (
-        "Example Corp",
-        "soc@corp.example",
-        &["192.0.2.0/25", "2001:db8:c::/48"],
-        &["corp.example"],
-        &["compromised", "clean"],
-    ),
-    (
-        "Sample Ltd",
-        "it@sample.example",
-        &["192.0.2.128/25"],
-        &["sample.example"],
-        &["late-logs", "proxyshell"],
-    ),
+/// A demo organisation.
+#[derive(Debug, Clone, Copy)]
+pub struct DemoOrg {
+    /// Name.
+    pub name: &'static str,
+    /// Contact.
+    pub contact: &'static str,
+    /// CIDR scope.
+    pub cidrs: &'static [&'static str],
+    /// Domain scope.
+    pub domains: &'static [&'static str],
+    /// The example folders whose scans are this organisation's.
+    pub examples: &'static [&'static str],
+}
+
+/// The demo organisations.
+pub const ORGS: [DemoOrg; 2] = [
+    DemoOrg {
+        name: "Example Corp",
+        contact: "soc@corp.example",
+        cidrs: &["192.0.2.0/25", "2001:db8:c::/48"],
+        domains: &["corp.example"],
+        examples: &["compromised", "clean"],
+    },
+    DemoOrg {
+        name: "Sample Ltd",
+        contact: "it@sample.example",
+        cidrs: &["192.0.2.128/25"],
+        domains: &["sample.example"],
+        examples: &["late-logs", "proxyshell"],
+    },
 ];
 
 fn probe_row(ip: &str, host: &str, state: &str, build: &str, source: &str) -> String {
@@ -90,7 +105,14 @@ pub async fn load(
     scans: &[(String, String)],
 ) -> Result<NewToken> {
     let mut first = None;
-    for (name, contact, cidrs, domains, examples) in ORGS {
+    for DemoOrg {
+        name,
+        contact,
+        cidrs,
+        domains,
+        examples,
+    } in ORGS
+    {
         let org = store
             .create_org(
                 operator,

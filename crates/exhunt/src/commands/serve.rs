@@ -104,7 +104,7 @@ pub(crate) fn serve(args: ServeArgs) -> Result<u8> {
         if let Some(t) = r.demo_reader {
             eprintln!(
                 "exhunt serve: demo reader token of {:?} (sees only its organisation):\n{}",
-                exhunt_serve::demo::ORGS[0].0,
+                exhunt_serve::demo::ORGS[0].name,
                 t.secret
             );
         }
