@@ -28,32 +28,46 @@ pub enum Engine {
 /// The migrations of one engine, in version order: (version, description, SQL).
 pub fn migrations(engine: Engine) -> &'static [(i64, &'static str, &'static str)] {
     match engine {
-        Engine::Sqlite => &[
-            (
-                1,
-                "init",
-                include_str!("../migrations/sqlite/0001_init.sql"),
-            ),
-            (
-                2,
-                "sessions",
-                include_str!("../migrations/sqlite/0002_sessions.sql"),
-            ),
-        ],
-        Engine::Postgres => &[
-            (
-                1,
-                "init",
-                include_str!("../migrations/postgres/0001_init.sql"),
-            ),
-            (
-                2,
-                "sessions",
-                include_str!("../migrations/postgres/0002_sessions.sql"),
-            ),
-        ],
+        Engine::Sqlite => SQLITE,
+        Engine::Postgres => POSTGRES,
     }
 }
+
+const SQLITE: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "init",
+        include_str!("../migrations/sqlite/0001_init.sql"),
+    ),
+    (
+        2,
+        "sessions",
+        include_str!("../migrations/sqlite/0002_sessions.sql"),
+    ),
+    (
+        3,
+        "row level security",
+        include_str!("../migrations/sqlite/0003_row_level_security.sql"),
+    ),
+];
+
+const POSTGRES: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "init",
+        include_str!("../migrations/postgres/0001_init.sql"),
+    ),
+    (
+        2,
+        "sessions",
+        include_str!("../migrations/postgres/0002_sessions.sql"),
+    ),
+    (
+        3,
+        "row level security",
+        include_str!("../migrations/postgres/0003_row_level_security.sql"),
+    ),
+];
 
 fn migrator(engine: Engine) -> Migrator {
     let list: Vec<Migration> = migrations(engine)

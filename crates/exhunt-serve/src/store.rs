@@ -315,6 +315,28 @@ impl Store {
         Ok(Store { pool, engine })
     }
 
+    /// A transaction in which the database itself narrows tenant rows to `scope`: on
+    /// PostgreSQL it sets `exhunt.org` for the transaction, which the row-level security
+    /// policies of migration 3 read (`*` for every organisation; unset, a session sees no
+    /// tenant row). SQLite has no such mechanism: there the application filter
+    /// ([`Q::scoped`]) is the only lock. Reads use a transaction too, dropped (rolled back)
+    /// after the query.
+    async fn begin(&self, scope: OrgScope) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        let mut tx = self.pool.begin().await?;
+        if self.engine == Engine::Postgres {
+            let v = match scope {
+                OrgScope::All => "*".to_string(),
+                OrgScope::One(o) => o.to_string(),
+            };
+            Q::new("SELECT set_config('exhunt.org', ")
+                .arg(v)
+                .sql(", true)")
+                .fetch_optional(&mut *tx)
+                .await?;
+        }
+        Ok(tx)
+    }
+
     /// The engine.
     pub fn engine(&self) -> Engine {
         self.engine
@@ -360,7 +382,7 @@ impl Store {
             "SELECT id, org_id, role FROM tokens WHERE revoked IS NULL AND secret_sha256 = ",
         )
         .arg(tenancy::hash_secret(secret.trim()))
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.begin(OrgScope::All).await?)
         .await?
         .ok_or(Error::Unauthorized)?;
         let role = Role::parse(&get_s(&row, "role")?).ok_or(Error::Unauthorized)?;
@@ -379,7 +401,7 @@ impl Store {
         let csrf = tenancy::new_secret()?;
         let now = chrono::Utc::now();
         let expires = db::fmt_time(&(now + chrono::Duration::hours(hours)));
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin(OrgScope::All).await?;
         Q::new("DELETE FROM sessions WHERE expires < ")
             .arg(db::fmt_time(&now))
             .execute(&mut *tx)
@@ -415,7 +437,7 @@ impl Store {
             .arg(db::now())
             .sql(" AND s.secret_sha256 = ")
             .arg(tenancy::hash_secret(secret.trim()))
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.begin(OrgScope::All).await?)
             .await?
             .ok_or(Error::Unauthorized)?;
         let role = Role::parse(&get_s(&row, "role")?).ok_or(Error::Unauthorized)?;
@@ -431,10 +453,12 @@ impl Store {
 
     /// Ends a session.
     pub async fn close_session(&self, secret: &str) -> Result<()> {
+        let mut tx = self.begin(OrgScope::All).await?;
         Q::new("DELETE FROM sessions WHERE secret_sha256 = ")
             .arg(tenancy::hash_secret(secret.trim()))
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -443,7 +467,7 @@ impl Store {
     pub async fn bootstrap_operator(&self, name: &str) -> Result<Option<NewToken>> {
         let n =
             Q::new("SELECT COUNT(*) AS n FROM tokens WHERE role = 'operator' AND revoked IS NULL")
-                .fetch_optional(&self.pool)
+                .fetch_optional(&mut *self.begin(OrgScope::All).await?)
                 .await?
                 .map(|r| get_i(&r, "n"))
                 .transpose()?
@@ -465,7 +489,9 @@ impl Store {
     ) -> Result<NewToken> {
         let secret = tenancy::new_secret()?;
         let created = db::now();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self
+            .begin(by.map(|c| c.org_scope()).unwrap_or(OrgScope::All))
+            .await?;
         let row =
             Q::new("INSERT INTO tokens (org_id, role, name, secret_sha256, created) VALUES (")
                 .arg(org)
@@ -550,7 +576,7 @@ impl Store {
             q = q.sql(" AND t.id > ").arg(a);
         }
         let q = q.sql(" ORDER BY t.id LIMIT ").arg(f.limit());
-        q.fetch_all(&self.pool)
+        q.fetch_all(&mut *self.begin(c.org_scope()).await?)
             .await?
             .iter()
             .map(token_from)
@@ -560,7 +586,7 @@ impl Store {
     /// Revokes a token (uploader: of its own organisation, not an operator's).
     pub async fn revoke_token(&self, c: &Caller, id: i64) -> Result<Token> {
         c.require(Role::Uploader)?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin(c.org_scope()).await?;
         let n = Q::new("UPDATE tokens SET revoked = ")
             .arg(db::now())
             .sql(" WHERE revoked IS NULL AND id = ")
@@ -592,11 +618,11 @@ impl Store {
 
     // ----- organisations ------------------------------------------------------------------
 
-    async fn scope_of(&self, org: i64) -> Result<Scope> {
+    async fn scope_of(&self, scope: OrgScope, org: i64) -> Result<Scope> {
         let rows = Q::new("SELECT kind, value FROM org_scopes WHERE org_id = ")
             .arg(org)
             .sql(" ORDER BY kind, value")
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.begin(scope).await?)
             .await?;
         let mut s = Scope::default();
         for r in rows {
@@ -610,13 +636,13 @@ impl Store {
         Ok(s)
     }
 
-    async fn org_from(&self, r: &AnyRow) -> Result<Org> {
+    async fn org_from(&self, c: &Caller, r: &AnyRow) -> Result<Org> {
         let id = get_i(r, "id")?;
         Ok(Org {
             id,
             name: get_s(r, "name")?,
             contacts: serde_json::from_str(&get_s(r, "contacts")?).unwrap_or_default(),
-            scope: self.scope_of(id).await?,
+            scope: self.scope_of(c.org_scope(), id).await?,
             created: get_s(r, "created")?,
         })
     }
@@ -630,8 +656,8 @@ impl Store {
         }
         let q = q.sql(" ORDER BY o.id LIMIT ").arg(f.limit());
         let mut out = Vec::new();
-        for r in q.fetch_all(&self.pool).await? {
-            out.push(self.org_from(&r).await?);
+        for r in q.fetch_all(&mut *self.begin(c.org_scope()).await?).await? {
+            out.push(self.org_from(c, &r).await?);
         }
         Ok(out)
     }
@@ -641,10 +667,10 @@ impl Store {
         let r = Q::new("SELECT o.id, o.name, o.contacts, o.created FROM orgs o WHERE o.id = ")
             .arg(id)
             .scoped(c, "o.id")
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.begin(c.org_scope()).await?)
             .await?
             .ok_or(Error::NotFound("organisation"))?;
-        self.org_from(&r).await
+        self.org_from(c, &r).await
     }
 
     async fn write_scope<'c>(
@@ -696,7 +722,7 @@ impl Store {
             .map_err(|e| Error::BadRequest(e.to_string()))?;
         let scope = input.scope.clone().unwrap_or_default();
         scope.entries()?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin(c.org_scope()).await?;
         let row = Q::new("INSERT INTO orgs (name, contacts, created) VALUES (")
             .arg(name.clone())
             .sql(", ")
@@ -725,7 +751,7 @@ impl Store {
     pub async fn update_org(&self, c: &Caller, id: i64, input: &OrgInput) -> Result<Org> {
         c.require(Role::Operator)?;
         self.get_org(c, id).await?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin(c.org_scope()).await?;
         if let Some(n) = &input.name {
             let name = Self::check_name(n)?;
             let taken = Q::new("SELECT id FROM orgs WHERE name = ")
@@ -773,7 +799,7 @@ impl Store {
     /// Deletes an organisation and everything it owns (operators only).
     pub async fn delete_org(&self, c: &Caller, id: i64) -> Result<()> {
         c.require(Role::Operator)?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin(c.org_scope()).await?;
         // Children first: SQLite enforces foreign keys per connection, PostgreSQL always.
         Q::new("DELETE FROM sessions WHERE token_id IN (SELECT id FROM tokens WHERE org_id = ")
             .arg(id)
@@ -827,7 +853,7 @@ impl Store {
             q = q.sql(" AND s.id > ").arg(a);
         }
         let q = q.sql(" ORDER BY s.id LIMIT ").arg(f.limit());
-        q.fetch_all(&self.pool)
+        q.fetch_all(&mut *self.begin(c.org_scope()).await?)
             .await?
             .iter()
             .map(server_from)
@@ -840,7 +866,7 @@ impl Store {
             .sql(" AND s.id = ")
             .arg(id)
             .scoped(c, "s.org_id")
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.begin(c.org_scope()).await?)
             .await?
             .ok_or(Error::NotFound("server"))?;
         server_from(&r)
@@ -851,7 +877,7 @@ impl Store {
     pub async fn delete_server(&self, c: &Caller, id: i64) -> Result<()> {
         c.require(Role::Uploader)?;
         let s = self.get_server(c, id).await?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin(c.org_scope()).await?;
         Q::new("UPDATE observations SET server_id = NULL WHERE server_id = ")
             .arg(id)
             .scoped(c, "org_id")
@@ -935,7 +961,7 @@ impl Store {
         let org = Self::upload_org(c, org)?;
         self.get_org(c, org).await?;
         let v = ingest::validate_scan(body)?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin(c.org_scope()).await?;
         let uploaded = db::now();
         let inserted = Q::new("INSERT INTO scan_docs (org_id, sha256, schema_version, body, uploaded, token_id) VALUES (")
             .arg(org)
@@ -1057,7 +1083,7 @@ impl Store {
             q = q.sql(" AND r.id > ").arg(a);
         }
         let q = q.sql(" ORDER BY r.id LIMIT ").arg(f.limit());
-        q.fetch_all(&self.pool)
+        q.fetch_all(&mut *self.begin(c.org_scope()).await?)
             .await?
             .iter()
             .map(result_from)
@@ -1070,7 +1096,7 @@ impl Store {
             .sql(" AND r.id = ")
             .arg(id)
             .scoped(c, "r.org_id")
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.begin(c.org_scope()).await?)
             .await?
             .ok_or(Error::NotFound("scan result"))?;
         result_from(&r)
@@ -1083,7 +1109,7 @@ impl Store {
         let r = Q::new("SELECT d.body, r.server_index FROM scan_results r JOIN scan_docs d ON d.id = r.doc_id WHERE r.id = ")
             .arg(id)
             .scoped(c, "r.org_id")
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.begin(c.org_scope()).await?)
             .await?
             .ok_or(Error::NotFound("scan result"))?;
         let mut doc: exhunt_model::ScanResult = serde_json::from_str(&get_s(&r, "body")?)
@@ -1103,7 +1129,7 @@ impl Store {
     pub async fn delete_result(&self, c: &Caller, id: i64) -> Result<()> {
         c.require(Role::Uploader)?;
         let rec = self.get_result(c, id).await?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin(c.org_scope()).await?;
         let n = Q::new("DELETE FROM scan_results WHERE id = ")
             .arg(id)
             .scoped(c, "org_id")
@@ -1140,7 +1166,7 @@ impl Store {
     async fn matcher(&self) -> Result<Matcher> {
         let mut m = Matcher::default();
         for r in Q::new("SELECT org_id, kind, value FROM org_scopes")
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.begin(OrgScope::All).await?)
             .await?
         {
             m.add(
@@ -1168,7 +1194,7 @@ impl Store {
             ..Default::default()
         };
         let uploaded = db::now();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin(c.org_scope()).await?;
         for o in &parsed.rows {
             let loc = Locator {
                 ip: o.ip,
@@ -1303,7 +1329,7 @@ impl Store {
             q = q.sql(" AND o.id > ").arg(a);
         }
         let q = q.sql(" ORDER BY o.id LIMIT ").arg(f.limit());
-        q.fetch_all(&self.pool)
+        q.fetch_all(&mut *self.begin(c.org_scope()).await?)
             .await?
             .iter()
             .map(obs_from)
@@ -1316,7 +1342,7 @@ impl Store {
             .sql(" AND o.id = ")
             .arg(id)
             .scoped(c, "o.org_id")
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.begin(c.org_scope()).await?)
             .await?
             .ok_or(Error::NotFound("observation"))?;
         obs_from(&r)
@@ -1326,7 +1352,7 @@ impl Store {
     pub async fn delete_observation(&self, c: &Caller, id: i64) -> Result<()> {
         c.require(Role::Uploader)?;
         let o = self.get_observation(c, id).await?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin(c.org_scope()).await?;
         let n = Q::new("DELETE FROM observations WHERE id = ")
             .arg(id)
             .scoped(c, "org_id")
@@ -1355,7 +1381,7 @@ impl Store {
             q = q.sql(" AND o.id > ").arg(a);
         }
         let q = q.sql(" ORDER BY o.id LIMIT ").arg(f.limit());
-        q.fetch_all(&self.pool)
+        q.fetch_all(&mut *self.begin(c.org_scope()).await?)
             .await?
             .iter()
             .map(obs_from)
@@ -1367,7 +1393,7 @@ impl Store {
     pub async fn assign(&self, c: &Caller, id: i64, org: i64) -> Result<ObservationRecord> {
         c.require(Role::Operator)?;
         self.get_org(c, org).await?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin(c.org_scope()).await?;
         let r =
             Q::new("SELECT raw, host, ip, dedup FROM observations WHERE org_id IS NULL AND id = ")
                 .arg(id)
@@ -1430,7 +1456,7 @@ impl Store {
         }
         let q = q.sql(" ORDER BY a.id LIMIT ").arg(f.limit());
         let mut out = Vec::new();
-        for r in q.fetch_all(&self.pool).await? {
+        for r in q.fetch_all(&mut *self.begin(c.org_scope()).await?).await? {
             out.push(serde_json::json!({
                 "id": get_i(&r, "id")?,
                 "at": get_s(&r, "at")?,

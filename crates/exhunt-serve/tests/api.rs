@@ -32,6 +32,29 @@ struct Db {
 
 static N: AtomicU32 = AtomicU32::new(0);
 
+/// The role the server connects as in the PostgreSQL tests.
+const APP_ROLE: &str = "exhunt_app";
+
+/// `url` with another database and user: `postgres://[user@]host[:port]/db[?params]`, where
+/// the user may also be a `user=` parameter (`postgres:///db?host=/socket&user=me`).
+fn pg_url(url: &str, db: &str, user: &str) -> String {
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let rest = &base[scheme_end..];
+    let authority = rest.split('/').next().unwrap_or("");
+    let host = authority
+        .rsplit_once('@')
+        .map(|(_, h)| h)
+        .unwrap_or(authority);
+    let mut params: Vec<&str> = query
+        .split('&')
+        .filter(|p| !p.is_empty() && !p.starts_with("user=") && !p.starts_with("dbname="))
+        .collect();
+    let user_param = format!("user={user}");
+    params.push(&user_param);
+    format!("{}{host}/{db}?{}", &base[..scheme_end], params.join("&"))
+}
+
 async fn databases() -> Vec<Db> {
     let dir = tempfile::tempdir().expect("temp dir");
     let url = format!("sqlite://{}", dir.path().join("fleet.db").display());
@@ -51,22 +74,20 @@ async fn databases() -> Vec<Db> {
             let mut admin = <sqlx::AnyConnection as sqlx::Connection>::connect(&pg)
                 .await
                 .expect("EXHUNT_TEST_PG: connecting");
-            sqlx::query(&format!("CREATE DATABASE {name}"))
+            // The server connects as an ordinary role: a superuser would bypass row-level
+            // security, and the tests would not see whether it holds.
+            sqlx::query(&format!(
+                "DO $$ BEGIN CREATE ROLE {APP_ROLE} LOGIN NOSUPERUSER; EXCEPTION WHEN OTHERS THEN NULL; END $$"
+            ))
+            .execute(&mut admin)
+            .await
+            .expect("EXHUNT_TEST_PG: CREATE ROLE");
+            sqlx::query(&format!("CREATE DATABASE {name} OWNER {APP_ROLE}"))
                 .execute(&mut admin)
                 .await
                 .expect("EXHUNT_TEST_PG: CREATE DATABASE");
-            // Replace the database name in the URL (path part before any query).
-            let (base, query) = match pg.split_once('?') {
-                Some((b, q)) => (b.to_string(), format!("?{q}")),
-                None => (pg.clone(), String::new()),
-            };
-            let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
-            let host_end = base[scheme_end..]
-                .find('/')
-                .map(|i| scheme_end + i)
-                .unwrap_or(base.len());
             out.push(Db {
-                url: format!("{}/{name}{query}", &base[..host_end]),
+                url: pg_url(&pg, &name, APP_ROLE),
                 _dir: None,
             });
         }
@@ -184,8 +205,17 @@ fn probe_row(ip: &str, host: &str, state: &str, time: &str) -> String {
 
 async fn count(s: &Srv, table: &str) -> i64 {
     use sqlx::Row;
+    // On PostgreSQL, row-level security shows nothing to a connection that does not say whom it
+    // serves: count as the server does for an operator.
+    let mut tx = s.store.pool().begin().await.expect("begin");
+    if s.store.engine() == exhunt_serve::db::Engine::Postgres {
+        sqlx::query("SELECT set_config('exhunt.org', '*', true)")
+            .fetch_one(&mut *tx)
+            .await
+            .expect("set_config");
+    }
     let r = sqlx::query(&format!("SELECT COUNT(*) AS n FROM {table}"))
-        .fetch_one(s.store.pool())
+        .fetch_one(&mut *tx)
         .await
         .expect("count");
     r.try_get::<i64, _>("n").expect("n")
@@ -1254,17 +1284,12 @@ async fn dashboard_sessions_pages_and_tenancy() {
         assert_eq!(page(&s.app, "/", &rd2).await.status, 303);
         // Only the hash of a session cookie is stored.
         let secret = rd2.split_once('=').map(|(_, v)| v).unwrap_or("");
-        let n: i64 = {
-            use sqlx::Row;
-            sqlx::query(&format!(
-                "SELECT COUNT(*) AS n FROM sessions WHERE secret_sha256 = '{secret}'"
-            ))
-            .fetch_one(s.store.pool())
-            .await
-            .and_then(|r| r.try_get("n"))
-            .expect("count")
-        };
-        assert_eq!(n, 0);
+        assert!(!secret.is_empty());
+        assert_eq!(
+            count(&s, &format!("sessions WHERE secret_sha256 = '{secret}'")).await,
+            0
+        );
+        assert!(count(&s, "sessions").await >= 1);
     }
 }
 
@@ -1297,5 +1322,160 @@ async fn the_demo_loads_examples_orgs_and_the_queue() {
                     && a.iter().all(|x| x["org_id"] == json!(reader.token.org_id))),
             "{mine}"
         );
+    }
+}
+
+#[test]
+fn pg_urls_are_rewritten_for_the_test_database() {
+    assert_eq!(
+        pg_url("postgres:///postgres?host=/tmp/x&user=exhunt", "t1", "app"),
+        "postgres:///t1?host=/tmp/x&user=app"
+    );
+    assert_eq!(
+        pg_url("postgres://admin:pw@db.local:5433/postgres", "t1", "app"),
+        "postgres://db.local:5433/t1?user=app"
+    );
+}
+
+/// PostgreSQL only: the database refuses other organisations' rows on its own, whatever SQL the
+/// application sends, and shows no tenant row to a connection that did not say who it serves.
+#[tokio::test]
+async fn row_level_security_holds_without_the_application_filter() {
+    use sqlx::{Connection, Row};
+    for db in databases().await {
+        if !db.url.starts_with("postgres") {
+            continue;
+        }
+        let s = server(&db, Config::default()).await;
+        let a = org(&s, "Alpha", &["192.0.2.0/24"], &[]).await;
+        let b = org(&s, "Beta", &["198.51.100.0/24"], &[]).await;
+        let (_, a_up) = token(&s, a, "uploader").await;
+        let (_, b_up) = token(&s, b, "uploader").await;
+        call(
+            &s.app,
+            "POST",
+            "/api/v1/results",
+            Some(&a_up),
+            scan_doc(SNAPSHOT_CLEAN),
+        )
+        .await;
+        let r = call(
+            &s.app,
+            "POST",
+            "/api/v1/results",
+            Some(&b_up),
+            scan_doc(SNAPSHOT),
+        )
+        .await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        call(
+            &s.app,
+            "POST",
+            "/api/v1/observations/probe",
+            Some(&b_up),
+            probe_row(
+                "198.51.100.20",
+                "ex-b.beta.example",
+                "vulnerable",
+                "2026-11-30T08:00:00Z",
+            ),
+        )
+        .await;
+
+        let mut conn = sqlx::AnyConnection::connect(&db.url)
+            .await
+            .expect("connect as the app role");
+        let n = |sql: String| sql;
+        // Unset: nothing of any tenant.
+        for t in [
+            "orgs",
+            "servers",
+            "scan_results",
+            "scan_docs",
+            "observations",
+            "tokens",
+            "audit",
+            "sessions",
+            "org_scopes",
+        ] {
+            let c: i64 = sqlx::query(&n(format!("SELECT COUNT(*) AS n FROM {t}")))
+                .fetch_one(&mut conn)
+                .await
+                .and_then(|r| r.try_get("n"))
+                .expect("count");
+            assert_eq!(c, 0, "{t} visible without exhunt.org");
+        }
+        // As A, with SQL that forgets the filter: only A's rows; B's cannot be changed or made.
+        let mut tx = conn.begin().await.expect("begin");
+        sqlx::query(&format!("SELECT set_config('exhunt.org', '{a}', true)"))
+            .fetch_one(&mut *tx)
+            .await
+            .expect("set");
+        for t in [
+            "servers",
+            "scan_results",
+            "scan_docs",
+            "observations",
+            "tokens",
+            "org_scopes",
+        ] {
+            let other: i64 = sqlx::query(&format!(
+                "SELECT COUNT(*) AS n FROM {t} WHERE org_id <> {a}"
+            ))
+            .fetch_one(&mut *tx)
+            .await
+            .and_then(|r| r.try_get("n"))
+            .expect("count");
+            assert_eq!(other, 0, "{t}: A sees other organisations' rows");
+        }
+        let orgs: i64 = sqlx::query("SELECT COUNT(*) AS n FROM orgs")
+            .fetch_one(&mut *tx)
+            .await
+            .and_then(|r| r.try_get("n"))
+            .expect("count");
+        assert_eq!(orgs, 1);
+        let changed = sqlx::query(&format!(
+            "UPDATE servers SET name = 'pwned' WHERE org_id = {b}"
+        ))
+        .execute(&mut *tx)
+        .await
+        .expect("update")
+        .rows_affected();
+        assert_eq!(changed, 0);
+        let deleted = sqlx::query(&format!("DELETE FROM scan_results WHERE org_id = {b}"))
+            .execute(&mut *tx)
+            .await
+            .expect("delete")
+            .rows_affected();
+        assert_eq!(deleted, 0);
+        let planted = sqlx::query(&format!(
+            "INSERT INTO servers (org_id, name, created) VALUES ({b}, 'planted', 'x')"
+        ))
+        .execute(&mut *tx)
+        .await;
+        assert!(planted.is_err(), "A planted a server in B");
+        drop(tx);
+        // B's data is whole.
+        let mut tx = conn.begin().await.expect("begin");
+        sqlx::query("SELECT set_config('exhunt.org', '*', true)")
+            .fetch_one(&mut *tx)
+            .await
+            .expect("set");
+        let bs: i64 = sqlx::query(&format!(
+            "SELECT COUNT(*) AS n FROM scan_results WHERE org_id = {b}"
+        ))
+        .fetch_one(&mut *tx)
+        .await
+        .and_then(|r| r.try_get("n"))
+        .expect("count");
+        assert_eq!(bs, 1);
+        let planted: i64 = sqlx::query(
+            "SELECT COUNT(*) AS n FROM servers WHERE name = 'pwned' OR name = 'planted'",
+        )
+        .fetch_one(&mut *tx)
+        .await
+        .and_then(|r| r.try_get("n"))
+        .expect("count");
+        assert_eq!(planted, 0);
     }
 }
