@@ -49,6 +49,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         "row level security",
         include_str!("../migrations/sqlite/0003_row_level_security.sql"),
     ),
+    (
+        4,
+        "observation campaigns",
+        include_str!("../migrations/sqlite/0004_observation_campaigns.sql"),
+    ),
 ];
 
 const POSTGRES: &[(i64, &str, &str)] = &[
@@ -66,6 +71,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         3,
         "row level security",
         include_str!("../migrations/postgres/0003_row_level_security.sql"),
+    ),
+    (
+        4,
+        "observation campaigns",
+        include_str!("../migrations/postgres/0004_observation_campaigns.sql"),
     ),
 ];
 

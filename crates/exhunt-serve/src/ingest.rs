@@ -5,6 +5,7 @@
 //! the store writes nothing. The same content uploaded twice is recognised by the SHA-256 of its
 //! canonical JSON (key order and whitespace do not matter).
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::OnceLock;
 
@@ -138,6 +139,8 @@ pub struct Observation {
     pub detail: String,
     /// When it was observed (stored form).
     pub seen: String,
+    /// State per campaign (`proxy-logon` → `vulnerable`), as far as the row tells.
+    pub campaigns: BTreeMap<String, String>,
     /// Canonical JSON of the input row (stored, and hashed for de-duplication).
     pub raw: String,
     /// SHA-256 of `raw`.
@@ -171,6 +174,58 @@ fn parse_time(s: &str) -> Option<DateTime<Utc>> {
         .or_else(|| s.strip_suffix("+00"))
         .and_then(|t| NaiveDateTime::parse_from_str(t.trim(), "%Y-%m-%d %H:%M:%S").ok())
         .map(|t| t.and_utc())
+}
+
+/// The campaign id of the scan result (`proxy-logon`) for a probe's campaign name
+/// (`ProxyLogon`).
+pub fn campaign_id(name: &str) -> String {
+    let mut out = String::new();
+    for (i, ch) in name.trim().chars().enumerate() {
+        if ch.is_ascii_uppercase() && i > 0 && !out.ends_with('-') {
+            out.push('-');
+        }
+        if ch == ' ' || ch == '_' {
+            if !out.ends_with('-') {
+                out.push('-');
+            }
+            continue;
+        }
+        out.push(ch.to_ascii_lowercase());
+    }
+    out
+}
+
+/// The campaign of a CVE id, for reports that name CVEs only (Shadowserver tags).
+pub fn campaign_of_cve(cve: &str) -> Option<&'static str> {
+    let c = cve.trim().to_ascii_uppercase();
+    match c.as_str() {
+        "CVE-2021-26855" | "CVE-2021-26857" | "CVE-2021-26858" | "CVE-2021-27065" => {
+            Some("proxy-logon")
+        }
+        "CVE-2021-34473" | "CVE-2021-34523" | "CVE-2021-31207" => Some("proxy-shell"),
+        "CVE-2022-41040" | "CVE-2022-41082" | "CVE-2022-41080" => Some("proxy-not-shell"),
+        "CVE-2021-33766" => Some("proxy-token"),
+        _ => None,
+    }
+}
+
+/// Rank of a probe state when one campaign's CVEs disagree: the most exposed wins.
+fn exposure_rank(s: &str) -> u8 {
+    match s {
+        "compromised" => 5,
+        "vulnerable" => 4,
+        "mitigated" => 3,
+        "indeterminate" => 2,
+        "patched" => 1,
+        _ => 0,
+    }
+}
+
+fn merge_state(m: &mut BTreeMap<String, String>, campaign: String, state: &str) {
+    let e = m.entry(campaign).or_insert_with(|| state.to_string());
+    if exposure_rank(state) > exposure_rank(e) {
+        *e = state.to_string();
+    }
 }
 
 fn text(v: &Value, k: &str) -> Option<String> {
@@ -238,8 +293,12 @@ pub fn parse_probe(body: &[u8]) -> Result<Parsed> {
         }
         let host = text(&v, "host");
         let mut decided: Vec<String> = Vec::new();
+        let mut campaigns = BTreeMap::new();
         if let Some(cves) = v.get("cves").and_then(Value::as_array) {
             for c in cves {
+                if let (Some(name), Some(st)) = (text(c, "campaign"), text(c, "state")) {
+                    merge_state(&mut campaigns, campaign_id(&name), &st);
+                }
                 if let Some(d) = text(c, "decided_by")
                     && d != "none"
                     && !decided.contains(&d)
@@ -270,6 +329,7 @@ pub fn parse_probe(body: &[u8]) -> Result<Parsed> {
             build: text(&v, "build"),
             detail: text(&v, "reason").unwrap_or_default(),
             seen: fmt_time(&seen),
+            campaigns,
             sha256: sha256_hex(raw.as_bytes()),
             raw,
         });
@@ -362,8 +422,22 @@ pub fn parse_shadowserver(body: &[u8]) -> Result<Parsed> {
         } else {
             "third party: Shadowserver version string".to_string()
         };
+        let mut campaigns = BTreeMap::new();
+        for part in tag.split([';', ',', ' ']) {
+            if let Some(c) = campaign_of_cve(part) {
+                merge_state(&mut campaigns, c.to_string(), "vulnerable");
+            }
+        }
+        if webshell {
+            merge_state(
+                &mut campaigns,
+                "post-exploitation".to_string(),
+                "compromised",
+            );
+        }
         let raw = v.to_string();
         out.rows.push(Observation {
+            campaigns,
             source: "shadowserver",
             ip: Some(ip),
             port,
@@ -384,6 +458,15 @@ pub fn parse_shadowserver(body: &[u8]) -> Result<Parsed> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn campaign_names_match_the_scan_result() {
+        assert_eq!(campaign_id("ProxyLogon"), "proxy-logon");
+        assert_eq!(campaign_id("ProxyNotShell"), "proxy-not-shell");
+        assert_eq!(campaign_id("proxy-shell"), "proxy-shell");
+        assert_eq!(campaign_of_cve("cve-2021-34473"), Some("proxy-shell"));
+        assert_eq!(campaign_of_cve("exchange"), None);
+    }
 
     #[test]
     fn foreign_and_truncated_scans_are_refused() {
@@ -409,6 +492,10 @@ mod tests {
         assert_eq!(p.rows.len(), 1);
         assert_eq!(p.ignored, 1);
         assert_eq!(p.rows[0].decided_by, "build (X-OWA-Version header)");
+        assert_eq!(
+            p.rows[0].campaigns.get("proxy-logon").map(String::as_str),
+            Some("vulnerable")
+        );
         assert_eq!(p.rows[0].seen, "2026-11-30T09:00:00.000Z");
         // A cut line names its number; nothing is returned.
         let cut = &body[..body.len() - 20];
@@ -432,7 +519,18 @@ mod tests {
         assert_eq!(p.rows[0].asn, Some(64500));
         assert_eq!(p.rows[0].seen, "2021-03-10T00:00:00.000Z");
         assert!(p.rows[0].decided_by.contains("version string"));
+        assert_eq!(
+            p.rows[0].campaigns.get("proxy-logon").map(String::as_str),
+            Some("vulnerable")
+        );
         assert_eq!(p.rows[1].state, "compromised");
+        assert_eq!(
+            p.rows[1]
+                .campaigns
+                .get("post-exploitation")
+                .map(String::as_str),
+            Some("compromised")
+        );
         assert_eq!(p.rows[1].asn, Some(64501));
         assert!(
             matches!(parse_shadowserver(b"a,b\n1,2\n"), Err(Error::Invalid(m)) if m.contains("timestamp"))

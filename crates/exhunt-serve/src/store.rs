@@ -4,6 +4,8 @@
 //!
 //! Writes of an upload run in one transaction: an error (or a killed process) leaves nothing.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::any::AnyRow;
@@ -68,6 +70,46 @@ pub struct Server {
     pub last_state: Option<String>,
     /// When it was observed.
     pub last_observed: Option<String>,
+    /// Dashboard state (see [`dashboard_state`]).
+    pub state: String,
+    /// Dashboard state per campaign of [`CAMPAIGNS`], from the latest scan's campaign verdicts
+    /// and the latest observation's campaign states.
+    pub states: BTreeMap<String, String>,
+}
+
+/// The campaigns the dashboard counts, as the scan result names them.
+pub const CAMPAIGNS: [&str; 4] = [
+    "proxy-logon",
+    "proxy-shell",
+    "proxy-not-shell",
+    "post-exploitation",
+];
+
+/// The dashboard states, worst first.
+pub const STATES: [&str; 6] = [
+    "compromised",
+    "attempted",
+    "exposed",
+    "mitigated",
+    "patched",
+    "unknown",
+];
+
+/// A server's dashboard state from a scan verdict and an observed exposure: a scan's compromise
+/// or attempt first (evidence beats exposure), then the exposure, else unknown.
+pub fn dashboard_state(verdict: Option<&str>, exposure: Option<&str>) -> &'static str {
+    match verdict {
+        Some("compromised") => return "compromised",
+        Some("attempted") => return "attempted",
+        _ => {}
+    }
+    match exposure {
+        Some("compromised") => "compromised",
+        Some("vulnerable") => "exposed",
+        Some("mitigated") => "mitigated",
+        Some("patched") => "patched",
+        _ => "unknown",
+    }
 }
 
 /// One server's part of an uploaded scan.
@@ -130,6 +172,8 @@ pub struct ObservationRecord {
     pub uploaded: String,
     /// Why it is unassigned.
     pub unassigned_reason: Option<String>,
+    /// State per campaign, as far as the observation tells.
+    pub campaigns: Value,
 }
 
 /// A token as listed (never its secret).
@@ -235,27 +279,51 @@ const SERVER_COLS: &str = "SELECT s.id, s.org_id, s.name, s.created, \
  (SELECT r.verdict FROM scan_results r WHERE r.server_id = s.id ORDER BY r.finished DESC, r.id DESC LIMIT 1) AS last_verdict, \
  (SELECT r.finished FROM scan_results r WHERE r.server_id = s.id ORDER BY r.finished DESC, r.id DESC LIMIT 1) AS last_scanned, \
  (SELECT o.state FROM observations o WHERE o.server_id = s.id ORDER BY o.seen DESC, o.id DESC LIMIT 1) AS last_state, \
- (SELECT o.seen FROM observations o WHERE o.server_id = s.id ORDER BY o.seen DESC, o.id DESC LIMIT 1) AS last_observed \
+ (SELECT o.seen FROM observations o WHERE o.server_id = s.id ORDER BY o.seen DESC, o.id DESC LIMIT 1) AS last_observed, \
+ (SELECT r.verdicts FROM scan_results r WHERE r.server_id = s.id ORDER BY r.finished DESC, r.id DESC LIMIT 1) AS last_verdicts, \
+ (SELECT o.campaigns FROM observations o WHERE o.server_id = s.id ORDER BY o.seen DESC, o.id DESC LIMIT 1) AS last_campaigns \
  FROM servers s WHERE 1 = 1";
 
 const RESULT_COLS: &str = "SELECT r.id, r.org_id, r.server_id, s.name AS server, r.doc_id, r.verdict, r.verdicts, \
  r.findings, r.started, r.finished, r.uploaded FROM scan_results r JOIN servers s ON s.id = r.server_id WHERE 1 = 1";
 
 const OBS_COLS: &str = "SELECT o.id, o.org_id, o.server_id, o.source, o.ip, o.port, o.host, o.asn, o.state, \
- o.decided_by, o.build, o.detail, o.seen, o.uploaded, o.unassigned_reason FROM observations o WHERE 1 = 1";
+ o.decided_by, o.build, o.detail, o.seen, o.uploaded, o.unassigned_reason, o.campaigns FROM observations o WHERE 1 = 1";
 
 const TOKEN_COLS: &str =
     "SELECT t.id, t.org_id, t.role, t.name, t.created, t.revoked FROM tokens t WHERE 1 = 1";
 
+fn json_map(s: Option<String>) -> serde_json::Map<String, Value> {
+    s.and_then(|t| serde_json::from_str::<serde_json::Map<String, Value>>(&t).ok())
+        .unwrap_or_default()
+}
+
 fn server_from(r: &AnyRow) -> Result<Server> {
+    let verdicts = json_map(get_os(r, "last_verdicts")?);
+    let exposure = json_map(get_os(r, "last_campaigns")?);
+    let states = CAMPAIGNS
+        .iter()
+        .map(|k| {
+            let st = dashboard_state(
+                verdicts.get(*k).and_then(Value::as_str),
+                exposure.get(*k).and_then(Value::as_str),
+            );
+            (k.to_string(), st.to_string())
+        })
+        .collect();
+    let last_verdict = get_os(r, "last_verdict")?;
+    let last_state = get_os(r, "last_state")?;
+    let state = dashboard_state(last_verdict.as_deref(), last_state.as_deref()).to_string();
     Ok(Server {
+        state,
+        states,
         id: get_i(r, "id")?,
         org_id: get_i(r, "org_id")?,
         name: get_s(r, "name")?,
         created: get_s(r, "created")?,
-        last_verdict: get_os(r, "last_verdict")?,
+        last_verdict,
         last_scanned: get_os(r, "last_scanned")?,
-        last_state: get_os(r, "last_state")?,
+        last_state,
         last_observed: get_os(r, "last_observed")?,
     })
 }
@@ -293,6 +361,7 @@ fn obs_from(r: &AnyRow) -> Result<ObservationRecord> {
         seen: get_s(r, "seen")?,
         uploaded: get_s(r, "uploaded")?,
         unassigned_reason: get_os(r, "unassigned_reason")?,
+        campaigns: serde_json::from_str(&get_s(r, "campaigns")?).unwrap_or(Value::Null),
     })
 }
 
@@ -1265,7 +1334,7 @@ impl Store {
             },
             _ => None,
         };
-        let r = Q::new("INSERT INTO observations (org_id, server_id, source, ip, port, host, asn, state, decided_by, build, detail, seen, uploaded, unassigned_reason, dedup, raw) VALUES (")
+        let r = Q::new("INSERT INTO observations (org_id, server_id, source, ip, port, host, asn, state, decided_by, build, detail, seen, uploaded, unassigned_reason, dedup, raw, campaigns) VALUES (")
             .arg(org)
             .sql(", ")
             .arg(server)
@@ -1297,6 +1366,8 @@ impl Store {
             .arg(Self::dedup_key(org, &o.sha256))
             .sql(", ")
             .arg(o.raw.clone())
+            .sql(", ")
+            .arg(serde_json::to_string(&o.campaigns).unwrap_or_else(|_| "{}".into()))
             .sql(") ON CONFLICT (dedup) DO NOTHING")
             .execute(&mut **tx)
             .await?;

@@ -20,39 +20,12 @@ use exhunt_report::html::esc;
 use serde::Deserialize;
 
 use crate::error::Error;
-use crate::store::{Filter, Server, Store};
+use crate::store::{CAMPAIGNS, Filter, STATES, Store};
 use crate::tenancy::{self, Caller, Role};
 
 const SESSION: &str = "exhunt_session";
 const LOGIN_CSRF: &str = "exhunt_login_csrf";
 const SESSION_HOURS: i64 = 12;
-
-/// Dashboard states of a server, in the order the overview shows them.
-pub const STATES: [&str; 6] = [
-    "compromised",
-    "attempted",
-    "exposed",
-    "mitigated",
-    "patched",
-    "unknown",
-];
-
-/// A server's state for the dashboard: a scan's compromise or attempt first (evidence beats
-/// exposure), then the latest observation's exposure, else unknown.
-pub fn server_state(s: &Server) -> &'static str {
-    match s.last_verdict.as_deref() {
-        Some("compromised") => return "compromised",
-        Some("attempted") => return "attempted",
-        _ => {}
-    }
-    match s.last_state.as_deref() {
-        Some("compromised") => "compromised",
-        Some("vulnerable") => "exposed",
-        Some("mitigated") => "mitigated",
-        Some("patched") => "patched",
-        _ => "unknown",
-    }
-}
 
 /// The dashboard's router.
 pub fn router(store: Store) -> Router {
@@ -285,10 +258,15 @@ async fn overview(State(store): Shared, h: HeaderMap) -> Response {
     };
     let mut per_org: BTreeMap<i64, BTreeMap<&str, usize>> = BTreeMap::new();
     let mut total: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut per_campaign: BTreeMap<&str, BTreeMap<&str, usize>> = BTreeMap::new();
     for s in &servers {
-        let st = server_state(s);
+        let st = s.state.as_str();
         *per_org.entry(s.org_id).or_default().entry(st).or_default() += 1;
         *total.entry(st).or_default() += 1;
+        for k in CAMPAIGNS {
+            let st = s.states.get(k).map(String::as_str).unwrap_or("unknown");
+            *per_campaign.entry(k).or_default().entry(st).or_default() += 1;
+        }
     }
     let head: String = STATES.iter().map(|s| format!("<th>{s}</th>")).collect();
     let mut body = format!(
@@ -313,6 +291,15 @@ async fn overview(State(store): Shared, h: HeaderMap) -> Response {
         servers.len(),
         state_cells(&total)
     );
+    let _ = write!(
+        body,
+        "<h2>By campaign</h2><table><tr><th>Campaign</th>{head}</tr>"
+    );
+    for k in CAMPAIGNS {
+        let counts = per_campaign.remove(k).unwrap_or_default();
+        let _ = write!(body, "<tr><td>{k}</td>{}</tr>", state_cells(&counts));
+    }
+    body.push_str("</table>");
     if c.role == Role::Operator {
         match store.list_unassigned(&c, &Filter { limit: Some(1), ..Filter::default() }).await {
             Ok(q) if !q.is_empty() => body.push_str("<p>Observations wait in the unassigned queue (<code>GET /api/v1/unassigned</code>).</p>"),
@@ -359,7 +346,7 @@ async fn org_page(
         Err(e) => return error_page(&e),
     };
     let mut body = format!(
-        "<p>Contacts: {}</p><p>Scope: {}</p><table><tr><th>Server</th><th>State</th><th>Latest scan verdict</th><th>Scanned</th><th>Latest observation</th><th>Observed</th></tr>",
+        "<p>Contacts: {}</p><p>Scope: {}</p><table><tr><th>Server</th><th>State</th>{}<th>Latest scan verdict</th><th>Scanned</th><th>Latest observation</th><th>Observed</th></tr>",
         esc(&org.contacts.join(", ")),
         esc(&[
             org.scope.cidrs.join(" "),
@@ -371,15 +358,26 @@ async fn org_page(
                 .join(" "),
             org.scope.domains.join(" ")
         ]
-        .join(" "))
+        .join(" ")),
+        CAMPAIGNS
+            .iter()
+            .map(|k| format!("<th>{k}</th>"))
+            .collect::<String>()
     );
     for s in &servers {
-        let st = server_state(s);
+        let st = s.state.as_str();
         let _ = write!(
             body,
-            "<tr><td><a href=\"/servers/{}\">{}</a></td><td class={st}>{st}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td><a href=\"/servers/{}\">{}</a></td><td class={st}>{st}</td>{}<td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             s.id,
             esc(&s.name),
+            CAMPAIGNS
+                .iter()
+                .map(|k| {
+                    let c = s.states.get(*k).map(String::as_str).unwrap_or("unknown");
+                    format!("<td class={c}>{c}</td>")
+                })
+                .collect::<String>(),
             opt(&s.last_verdict),
             opt(&s.last_scanned),
             opt(&s.last_state),
@@ -421,8 +419,7 @@ async fn server_page(
     };
     let mut body = format!(
         "<p>Organisation <a href=\"/orgs/{0}\">#{0}</a>; state <span class={1}>{1}</span>.</p><h2>Scans</h2><table><tr><th>Finished</th><th>Verdict</th><th>Per campaign</th><th>Findings</th><th>Report</th></tr>",
-        server.org_id,
-        server_state(&server)
+        server.org_id, server.state
     );
     for r in results.iter().rev() {
         let per: String = r

@@ -287,6 +287,8 @@ async fn scans_are_validated_stored_once_and_drawn() {
         assert_eq!(servers.as_array().map(Vec::len), Some(1));
         assert_eq!(servers[0]["name"], "ex01");
         assert_eq!(servers[0]["last_verdict"], "compromised");
+        assert_eq!(servers[0]["state"], "compromised");
+        assert_eq!(servers[0]["states"]["proxy-logon"], "compromised");
         let rec = get(&s.app, &format!("/api/v1/results/{rid}"), &rd)
             .await
             .json();
@@ -485,6 +487,20 @@ async fn observations_go_to_the_longest_prefix_or_the_unassigned_queue() {
         .await
         .json();
         assert_eq!(servers[0]["last_state"], "compromised", "{servers}");
+        assert_eq!(
+            servers[0]["states"]["post-exploitation"], "compromised",
+            "{servers}"
+        );
+        let alpha = get(
+            &s.app,
+            &format!("/api/v1/servers?org={a}&name=mail.alpha.example"),
+            &s.op,
+        )
+        .await
+        .json();
+        assert_eq!(alpha[0]["state"], "exposed", "{alpha}");
+        assert_eq!(alpha[0]["states"]["proxy-logon"], "exposed", "{alpha}");
+        assert_eq!(alpha[0]["states"]["proxy-shell"], "unknown", "{alpha}");
 
         // An uploader of Alpha: its rows are kept, Beta's addresses and nobody's are not.
         let (_, up_a) = token(&s, a, "uploader").await;
@@ -1186,6 +1202,11 @@ async fn dashboard_sessions_pages_and_tenancy() {
         assert!(r.text.contains("Alpha Corp") && r.text.contains("Beta Corp"));
         assert!(r.text.contains("<td class=compromised>"), "{}", r.text);
         assert!(r.text.contains("<td class=exposed>"), "{}", r.text);
+        assert!(
+            r.text.contains("By campaign") && r.text.contains("<td>proxy-logon</td>"),
+            "{}",
+            r.text
+        );
 
         // A's reader: its organisation, its servers, its reports; nothing of B's by any page.
         let rd = login(&s.app, &a_rd).await;
