@@ -111,6 +111,7 @@ pub fn router(store: Store, cfg: Config) -> Router {
         .route("/api/v1/results/{id}/report.html", get(result_html))
         .route("/api/v1/observations", get(list_observations))
         .route("/api/v1/observations/probe", post(upload_probe))
+        .route("/api/v1/observations/intelmq", post(upload_intelmq))
         .route(
             "/api/v1/observations/shadowserver",
             post(upload_shadowserver),
@@ -451,6 +452,17 @@ async fn upload_shadowserver(State(app): Shared, h: HeaderMap, body: Body) -> Ap
     c.require(Role::Uploader)?;
     let b = read_body(&app, &h, body).await?;
     let parsed = ingest::parse_shadowserver(&b)?;
+    ok(
+        StatusCode::OK,
+        &app.store.store_observations(&c, parsed).await?,
+    )
+}
+
+async fn upload_intelmq(State(app): Shared, h: HeaderMap, body: Body) -> ApiResult {
+    let c = caller(&app, &h).await?;
+    c.require(Role::Uploader)?;
+    let b = read_body(&app, &h, body).await?;
+    let parsed = ingest::parse_intelmq(&b)?;
     ok(
         StatusCode::OK,
         &app.store.store_observations(&c, parsed).await?,

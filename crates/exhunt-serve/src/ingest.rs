@@ -241,17 +241,46 @@ fn text(v: &Value, k: &str) -> Option<String> {
 pub fn parse_probe(body: &[u8]) -> Result<Parsed> {
     let text_body = std::str::from_utf8(body)
         .map_err(|_| Error::Invalid("probe rows are not UTF-8 text".into()))?;
-    let mut out = Parsed::default();
-    for (i, line) in text_body.lines().enumerate() {
-        let n = i + 1;
-        if line.trim().is_empty() {
-            continue;
+    // `exhunt probe --format json`: one document whose `rows` are the JSONL rows.
+    let document = serde_json::from_str::<Value>(text_body)
+        .ok()
+        .filter(|v| v.get("rows").is_some_and(Value::is_array));
+    let rows: Vec<(usize, Value)> = match document {
+        Some(mut doc) => {
+            let schema = text(&doc, "schema").unwrap_or_default();
+            if !schema.starts_with("exhunt-probe/1.") {
+                return Err(Error::Invalid(format!(
+                    "schema {schema:?} is not an exhunt probe document (expected exhunt-probe/1.x)"
+                )));
+            }
+            match doc.get_mut("rows").map(Value::take) {
+                Some(Value::Array(rows)) => rows
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, v)| (i + 1, v))
+                    .collect(),
+                _ => Vec::new(),
+            }
         }
-        let v: Value = serde_json::from_str(line).map_err(|e| {
-            Error::Invalid(format!(
-                "line {n}: not a complete JSON object (truncated, or not `exhunt probe` JSONL): {e}"
-            ))
-        })?;
+        None => {
+            let mut rows = Vec::new();
+            for (i, line) in text_body.lines().enumerate() {
+                if line.trim().is_empty() {
+                    continue;
+                }
+                let v: Value = serde_json::from_str(line).map_err(|e| {
+                    Error::Invalid(format!(
+                        "line {}: not a complete JSON object (truncated, or not `exhunt probe` JSONL): {e}",
+                        i + 1
+                    ))
+                })?;
+                rows.push((i + 1, v));
+            }
+            rows
+        }
+    };
+    let mut out = Parsed::default();
+    for (n, v) in rows {
         let schema = text(&v, "schema").unwrap_or_default();
         if !schema.starts_with("exhunt-probe/1.") {
             return Err(Error::Invalid(format!(
@@ -455,9 +484,188 @@ pub fn parse_shadowserver(body: &[u8]) -> Result<Parsed> {
     Ok(out)
 }
 
+fn field(v: &Value, k: &str) -> Option<String> {
+    match v.get(k)? {
+        Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Array(a) => Some(
+            a.iter()
+                .filter_map(|x| {
+                    x.as_str()
+                        .map(str::to_string)
+                        .or_else(|| x.as_number().map(|n| n.to_string()))
+                })
+                .collect::<Vec<_>>()
+                .join(","),
+        ),
+        _ => None,
+    }
+}
+
+/// Parses IntelMQ events (JSON Lines, or one JSON array), as IntelMQ's Shadowserver parser
+/// writes them for `scan_exchange`: `source.ip`, `source.port`, `source.reverse_dns`,
+/// `source.asn`, `time.source`, `classification.{taxonomy,type,identifier}`,
+/// `product.vulnerabilities`, `extra.tag`, `extra.version`, `extra.servername`, `feed.name`.
+/// `system-compromise` / `exchange-server-webshell` is a compromise; anything else a vulnerable
+/// server.
+pub fn parse_intelmq(body: &[u8]) -> Result<Parsed> {
+    let text_body = std::str::from_utf8(body)
+        .map_err(|_| Error::Invalid("IntelMQ events are not UTF-8 text".into()))?;
+    let events: Vec<(usize, Value)> = match serde_json::from_str::<Value>(text_body) {
+        Ok(Value::Array(a)) => a.into_iter().enumerate().map(|(i, v)| (i + 1, v)).collect(),
+        _ => {
+            let mut ev = Vec::new();
+            for (i, line) in text_body.lines().enumerate() {
+                if line.trim().is_empty() {
+                    continue;
+                }
+                let v: Value = serde_json::from_str(line).map_err(|e| {
+                    Error::Invalid(format!(
+                        "event {}: not a complete JSON object (truncated?): {e}",
+                        i + 1
+                    ))
+                })?;
+                ev.push((i + 1, v));
+            }
+            ev
+        }
+    };
+    let mut out = Parsed::default();
+    for (n, v) in events {
+        let bad = |what: &str| Error::Invalid(format!("event {n}: {what}"));
+        if !v.is_object() {
+            return Err(bad("not a JSON object"));
+        }
+        let ip_s = field(&v, "source.ip")
+            .ok_or_else(|| bad("no source.ip: not an IntelMQ event of a scanned server"))?;
+        let ip: IpAddr = ip_s
+            .parse()
+            .map_err(|_| bad(&format!("source.ip {ip_s:?} is not an address")))?;
+        let ts = field(&v, "time.source")
+            .or_else(|| field(&v, "time.observation"))
+            .ok_or_else(|| bad("no time.source"))?;
+        let seen = parse_time(&ts).ok_or_else(|| bad(&format!("time {ts:?} not understood")))?;
+        let port = match field(&v, "source.port") {
+            Some(p) => Some(
+                p.parse::<i64>()
+                    .ok()
+                    .filter(|p| (1..=65535).contains(p))
+                    .ok_or_else(|| bad(&format!("source.port {p:?} out of range")))?,
+            ),
+            None => None,
+        };
+        let asn = match field(&v, "source.asn") {
+            Some(a) => Some(
+                a.trim_start_matches("AS")
+                    .parse::<u32>()
+                    .map_err(|_| bad(&format!("source.asn {a:?} is not a number")))?,
+            ),
+            None => None,
+        };
+        let ident = field(&v, "classification.identifier").unwrap_or_default();
+        let ctype = field(&v, "classification.type").unwrap_or_default();
+        let tag = field(&v, "extra.tag").unwrap_or_default();
+        let compromised = ctype == "system-compromise"
+            || ident.contains("webshell")
+            || tag.to_ascii_lowercase().contains("webshell");
+        let mut campaigns = BTreeMap::new();
+        let vulns = field(&v, "product.vulnerabilities").unwrap_or_default();
+        for part in vulns
+            .split([',', ';', ' '])
+            .chain(tag.split([';', ',', ' ']))
+        {
+            if let Some(c) = campaign_of_cve(part) {
+                merge_state(&mut campaigns, c.to_string(), "vulnerable");
+            }
+        }
+        if compromised {
+            merge_state(
+                &mut campaigns,
+                "post-exploitation".to_string(),
+                "compromised",
+            );
+        }
+        let feed = field(&v, "feed.name").unwrap_or_else(|| "IntelMQ".into());
+        let mut detail = format!(
+            "IntelMQ {feed}: {} / {} / {}",
+            field(&v, "classification.taxonomy").unwrap_or_default(),
+            ctype,
+            ident
+        );
+        for k in [
+            "extra.tag",
+            "product.vulnerabilities",
+            "extra.servername",
+            "destination.url",
+        ] {
+            if let Some(x) = field(&v, k) {
+                detail.push_str(&format!("; {k} {x}"));
+            }
+        }
+        let raw = v.to_string();
+        out.rows.push(Observation {
+            source: "intelmq",
+            ip: Some(ip),
+            port,
+            host: field(&v, "source.reverse_dns").or_else(|| field(&v, "source.fqdn")),
+            asn,
+            state: if compromised {
+                "compromised"
+            } else {
+                "vulnerable"
+            }
+            .to_string(),
+            decided_by: format!(
+                "third party: {feed} via IntelMQ ({})",
+                if ident.is_empty() {
+                    "no identifier"
+                } else {
+                    &ident
+                }
+            ),
+            build: field(&v, "extra.version"),
+            detail,
+            seen: fmt_time(&seen),
+            campaigns,
+            sha256: sha256_hex(raw.as_bytes()),
+            raw,
+        });
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn intelmq_events_and_probe_documents() {
+        let ev = concat!(
+            r#"{"feed.name":"Vulnerable-Exchange-Server","time.source":"2021-03-10T00:00:00+00:00","source.ip":"192.0.2.10","source.port":443,"source.asn":64500,"source.reverse_dns":"mail.example.org","classification.taxonomy":"vulnerable","classification.type":"vulnerable-system","classification.identifier":"vulnerable-exchange-server","product.vulnerabilities":"cve-2021-26855","extra.version":"15.1.2176.2"}"#,
+            "\n",
+            r#"{"time.source":"2021-03-10T00:00:00+00:00","source.ip":"2001:db8::1","classification.type":"system-compromise","classification.identifier":"exchange-server-webshell","extra.tag":"exchange;webshell"}"#,
+            "\n"
+        );
+        let p = parse_intelmq(ev.as_bytes()).unwrap_or_default();
+        assert_eq!(p.rows.len(), 2);
+        assert_eq!(p.rows[0].state, "vulnerable");
+        assert_eq!(p.rows[0].asn, Some(64500));
+        assert_eq!(
+            p.rows[0].campaigns.get("proxy-logon").map(String::as_str),
+            Some("vulnerable")
+        );
+        assert!(p.rows[0].decided_by.contains("Vulnerable-Exchange-Server"));
+        assert_eq!(p.rows[1].state, "compromised");
+        assert!(
+            matches!(parse_intelmq(b"{\"source.port\": 1}"), Err(Error::Invalid(m)) if m.contains("source.ip"))
+        );
+        let doc = format!(
+            r#"{{"schema":"exhunt-probe/1.0","meta":{{}},"summary":{{}},"rows":[{{"schema":"exhunt-probe/1.0","target":"a:443","host":"a.example","ip":"192.0.2.1","port":443,"scheme":"https","state":"patched","reason":"r","time":"2026-11-30T09:00:00.000Z","elapsed_ms":1}}]}}"#
+        );
+        let p = parse_probe(doc.as_bytes()).unwrap_or_default();
+        assert_eq!(p.rows.len(), 1);
+        assert_eq!(p.rows[0].state, "patched");
+    }
 
     #[test]
     fn campaign_names_match_the_scan_result() {

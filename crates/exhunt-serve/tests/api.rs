@@ -443,6 +443,38 @@ async fn observations_go_to_the_longest_prefix_or_the_unassigned_queue() {
             (Some(1), Some(1))
         );
 
+        // IntelMQ events of the same kind (one JSON array).
+        let events = json!([
+            {"feed.name": "Vulnerable-Exchange-Server", "time.source": "2021-03-11T00:00:00+00:00", "source.ip": "192.0.2.131",
+             "source.port": 443, "classification.type": "vulnerable-system", "classification.identifier": "vulnerable-exchange-server",
+             "product.vulnerabilities": "cve-2021-34473"}
+        ]);
+        let r = send(
+            &s.app,
+            "POST",
+            "/api/v1/observations/intelmq",
+            &s.op,
+            &events,
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert_eq!(r.json()["assigned"], 1, "{}", r.text);
+        let beta = get(
+            &s.app,
+            &format!("/api/v1/observations?org={b}&source=intelmq"),
+            &s.op,
+        )
+        .await
+        .json();
+        assert_eq!(beta[0]["campaigns"]["proxy-shell"], "vulnerable", "{beta}");
+        assert!(
+            beta[0]["decided_by"]
+                .as_str()
+                .unwrap_or("")
+                .contains("IntelMQ"),
+            "{beta}"
+        );
+
         // The queue, and its resolution by an operator.
         let q = get(&s.app, "/api/v1/unassigned", &s.op).await.json();
         assert_eq!(q.as_array().map(Vec::len), Some(2), "{q}");
@@ -884,6 +916,15 @@ async fn no_leaks_between_organisations() {
                         }
                     }
                 }
+            }
+            // IntelMQ events for B's address uploaded by A: not stored anywhere.
+            let ev = json!({"time.source": "2026-11-30T11:00:00+00:00", "source.ip": "198.51.100.22", "classification.type": "vulnerable-system"});
+            let r = send(&s.app, "POST", "/api/v1/observations/intelmq", t, &ev).await;
+            if r.status == 200 && r.json()["assigned"] != 0 {
+                leaks.push(format!(
+                    "{who}: IntelMQ event for B's address was stored: {}",
+                    r.text
+                ));
             }
             // Probe rows for B's address uploaded by A: not stored anywhere.
             let r = call(
