@@ -659,9 +659,7 @@ mod tests {
         assert!(
             matches!(parse_intelmq(b"{\"source.port\": 1}"), Err(Error::Invalid(m)) if m.contains("source.ip"))
         );
-        let doc = format!(
-            r#"{{"schema":"exhunt-probe/1.0","meta":{{}},"summary":{{}},"rows":[{{"schema":"exhunt-probe/1.0","target":"a:443","host":"a.example","ip":"192.0.2.1","port":443,"scheme":"https","state":"patched","reason":"r","time":"2026-11-30T09:00:00.000Z","elapsed_ms":1}}]}}"#
-        );
+        let doc = r#"{"schema":"exhunt-probe/1.0","meta":{},"summary":{},"rows":[{"schema":"exhunt-probe/1.0","target":"a:443","host":"a.example","ip":"192.0.2.1","port":443,"scheme":"https","state":"patched","reason":"r","time":"2026-11-30T09:00:00.000Z","elapsed_ms":1}]}"#;
         let p = parse_probe(doc.as_bytes()).unwrap_or_default();
         assert_eq!(p.rows.len(), 1);
         assert_eq!(p.rows[0].state, "patched");
