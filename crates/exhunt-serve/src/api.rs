@@ -125,6 +125,7 @@ pub fn router(store: Store, cfg: Config) -> Router {
         .route("/api/v1/tokens", get(list_tokens).post(create_token))
         .route("/api/v1/tokens/{id}", axum::routing::delete(revoke_token))
         .route("/api/v1/audit", get(list_audit))
+        .route("/api/v1/trend", get(trend))
         .fallback(|| async { ApiError(Error::NotFound("endpoint")).into_response() })
         .with_state(app)
 }
@@ -533,6 +534,16 @@ async fn revoke_token(
 ) -> ApiResult {
     let c = caller(&app, &h).await?;
     ok(StatusCode::OK, &app.store.revoke_token(&c, id(p)?).await?)
+}
+
+async fn trend(
+    State(app): Shared,
+    h: HeaderMap,
+    q: Result<Query<Filter>, QueryRejection>,
+) -> ApiResult {
+    let c = caller(&app, &h).await?;
+    let f = filter(q)?;
+    list(&f, &app.store.trend(&c, f.org).await?)
 }
 
 async fn list_audit(

@@ -176,6 +176,18 @@ pub struct ObservationRecord {
     pub campaigns: Value,
 }
 
+/// One day of the exposure curve: servers seen exposed and compromised that day.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrendPoint {
+    /// `YYYY-MM-DD` (UTC).
+    pub day: String,
+    /// Distinct servers with an observation saying vulnerable that day.
+    pub exposed: i64,
+    /// Distinct servers with a compromise that day (a scan that finished with the verdict
+    /// compromised, or a third-party compromise observation).
+    pub compromised: i64,
+}
+
 /// A token as listed (never its secret).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Token {
@@ -1514,6 +1526,49 @@ impl Store {
         .await?;
         tx.commit().await?;
         self.get_observation(c, kept).await
+    }
+
+    /// The curve of exposed and compromised servers over time, per day (the remediation curve
+    /// CERTs watched across rescans), for the caller's organisations or one of them.
+    pub async fn trend(&self, c: &Caller, org: Option<i64>) -> Result<Vec<TrendPoint>> {
+        let mut days: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+        let mut q = Q::new(
+            "SELECT substr(o.seen, 1, 10) AS day, o.state AS state, COUNT(DISTINCT o.server_id) AS n \
+             FROM observations o WHERE o.server_id IS NOT NULL AND o.state IN ('vulnerable', 'compromised')",
+        )
+        .scoped(c, "o.org_id");
+        if let Some(o) = org {
+            q = q.sql(" AND o.org_id = ").arg(o);
+        }
+        let q = q.sql(" GROUP BY substr(o.seen, 1, 10), o.state");
+        for r in q.fetch_all(&mut *self.begin(c.org_scope()).await?).await? {
+            let e = days.entry(get_s(&r, "day")?).or_default();
+            if get_s(&r, "state")? == "vulnerable" {
+                e.0 += get_i(&r, "n")?;
+            } else {
+                e.1 += get_i(&r, "n")?;
+            }
+        }
+        let mut q = Q::new(
+            "SELECT substr(r.finished, 1, 10) AS day, COUNT(DISTINCT r.server_id) AS n \
+             FROM scan_results r WHERE r.verdict = 'compromised'",
+        )
+        .scoped(c, "r.org_id");
+        if let Some(o) = org {
+            q = q.sql(" AND r.org_id = ").arg(o);
+        }
+        let q = q.sql(" GROUP BY substr(r.finished, 1, 10)");
+        for r in q.fetch_all(&mut *self.begin(c.org_scope()).await?).await? {
+            days.entry(get_s(&r, "day")?).or_default().1 += get_i(&r, "n")?;
+        }
+        Ok(days
+            .into_iter()
+            .map(|(day, (exposed, compromised))| TrendPoint {
+                day,
+                exposed,
+                compromised,
+            })
+            .collect())
     }
 
     /// Audit entries the caller may see.

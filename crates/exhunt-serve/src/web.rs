@@ -291,6 +291,12 @@ async fn overview(State(store): Shared, h: HeaderMap) -> Response {
         servers.len(),
         state_cells(&total)
     );
+    match store.trend(&c, None).await {
+        Ok(t) => {
+            let _ = write!(body, "<h2>Exposure over time</h2>{}", curve(&t));
+        }
+        Err(e) => return error_page(&e),
+    }
     let _ = write!(
         body,
         "<h2>By campaign</h2><table><tr><th>Campaign</th>{head}</tr>"
@@ -308,6 +314,57 @@ async fn overview(State(store): Shared, h: HeaderMap) -> Response {
         }
     }
     html(StatusCode::OK, page("Overview", Some((&c, &csrf)), &body))
+}
+
+/// The exposure curve as an inline SVG (no script, no external asset).
+fn curve(points: &[crate::store::TrendPoint]) -> String {
+    if points.is_empty() {
+        return "<p>No exposure or compromise observed yet.</p>".into();
+    }
+    let (w, h, pad) = (640.0_f64, 160.0_f64, 24.0_f64);
+    let max = points
+        .iter()
+        .map(|p| p.exposed.max(p.compromised))
+        .max()
+        .unwrap_or(1)
+        .max(1) as f64;
+    let n = points.len();
+    let x = |i: usize| {
+        if n == 1 {
+            w / 2.0
+        } else {
+            pad + (w - 2.0 * pad) * i as f64 / (n - 1) as f64
+        }
+    };
+    let y = |v: i64| h - pad - (h - 2.0 * pad) * v as f64 / max;
+    let line = |f: &dyn Fn(&crate::store::TrendPoint) -> i64| {
+        points
+            .iter()
+            .enumerate()
+            .map(|(i, p)| format!("{:.1},{:.1}", x(i), y(f(p))))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let mut svg = format!(
+        "<svg role=img aria-label=\"exposed and compromised servers per day\" width={w} height={h} viewBox=\"0 0 {w} {h}\" xmlns=\"http://www.w3.org/2000/svg\"><rect width={w} height={h} fill=\"#fff\" stroke=\"#ccc\"/>\
+<polyline fill=none stroke=\"#ca8a04\" stroke-width=2 points=\"{}\"/><polyline fill=none stroke=\"#dc2626\" stroke-width=2 points=\"{}\"/>\
+<text x={pad} y=14 font-size=11>max {max}</text>",
+        line(&|p| p.exposed),
+        line(&|p| p.compromised)
+    );
+    for (i, p) in points.iter().enumerate() {
+        if i == 0 || i + 1 == n {
+            let _ = write!(
+                svg,
+                "<text x={:.1} y={} font-size=11 text-anchor=middle>{}</text>",
+                x(i),
+                h - 6.0,
+                esc(&p.day)
+            );
+        }
+    }
+    svg.push_str("</svg><p><span style=\"color:#ca8a04\">■ exposed</span> <span style=\"color:#dc2626\">■ compromised</span> servers per day</p>");
+    svg
 }
 
 fn opt(s: &Option<String>) -> String {
@@ -385,6 +442,12 @@ async fn org_page(
         );
     }
     body.push_str("</table>");
+    match store.trend(&c, Some(id)).await {
+        Ok(t) => {
+            let _ = write!(body, "<h2>Exposure over time</h2>{}", curve(&t));
+        }
+        Err(e) => return error_page(&e),
+    }
     html(StatusCode::OK, page(&org.name, Some((&c, &csrf)), &body))
 }
 

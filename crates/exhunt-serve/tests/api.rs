@@ -534,6 +534,26 @@ async fn observations_go_to_the_longest_prefix_or_the_unassigned_queue() {
         assert_eq!(alpha[0]["states"]["proxy-logon"], "exposed", "{alpha}");
         assert_eq!(alpha[0]["states"]["proxy-shell"], "unknown", "{alpha}");
 
+        // The curve: Alpha's two vulnerable servers on 2026-11-30; Beta's web shell (assigned
+        // above) on 2021-03-10.
+        let t = get(&s.app, &format!("/api/v1/trend?org={a}"), &s.op)
+            .await
+            .json();
+        assert_eq!(
+            t,
+            json!([{"day": "2026-11-30", "exposed": 2, "compromised": 0}]),
+            "{t}"
+        );
+        let t = get(&s.app, &format!("/api/v1/trend?org={b}"), &s.op)
+            .await
+            .json();
+        assert!(
+            t.as_array().is_some_and(|d| d
+                .iter()
+                .any(|p| p["day"] == "2021-03-10" && p["compromised"] == 1)),
+            "{t}"
+        );
+
         // An uploader of Alpha: its rows are kept, Beta's addresses and nobody's are not.
         let (_, up_a) = token(&s, a, "uploader").await;
         let rows = [
@@ -889,6 +909,8 @@ async fn no_leaks_between_organisations() {
                 format!("/api/v1/tokens?org={b}"),
                 "/api/v1/audit".into(),
                 "/api/v1/audit?format=csv".into(),
+                "/api/v1/trend".into(),
+                format!("/api/v1/trend?org={b}"),
             ] {
                 let r = get(&s.app, &p, t).await;
                 if r.status != 200 {
@@ -1243,6 +1265,7 @@ async fn dashboard_sessions_pages_and_tenancy() {
         assert!(r.text.contains("Alpha Corp") && r.text.contains("Beta Corp"));
         assert!(r.text.contains("<td class=compromised>"), "{}", r.text);
         assert!(r.text.contains("<td class=exposed>"), "{}", r.text);
+        assert!(r.text.contains("<svg"), "no curve");
         assert!(
             r.text.contains("By campaign") && r.text.contains("<td>proxy-logon</td>"),
             "{}",
