@@ -989,12 +989,55 @@ impl Store {
         Ok(())
     }
 
+    /// The server of an organisation for a name, made when missing. A scan names a server by
+    /// its NetBIOS name (`EX01`), a probe by its host name (`ex01.corp.example`): when the name
+    /// matches no server exactly, a host name joins the one server of that short name, and a
+    /// short name joins the one server whose host name starts with it. Two candidates: no
+    /// guess, a server of its own.
     async fn server_id<'c>(
         tx: &mut sqlx::Transaction<'c, sqlx::Any>,
         org: i64,
         name: &str,
     ) -> Result<i64> {
         let name = name.trim().trim_end_matches('.').to_lowercase();
+        let exact = Q::new("SELECT id FROM servers WHERE org_id = ")
+            .arg(org)
+            .sql(" AND name = ")
+            .arg(name.clone())
+            .fetch_optional(&mut **tx)
+            .await?;
+        if let Some(r) = exact {
+            return get_i(&r, "id");
+        }
+        let is_ip = name.parse::<std::net::IpAddr>().is_ok();
+        if !is_ip && !name.is_empty() {
+            let candidates = match name.split_once('.') {
+                Some((short, _)) => {
+                    Q::new("SELECT id FROM servers WHERE org_id = ")
+                        .arg(org)
+                        .sql(" AND name = ")
+                        .arg(short)
+                        .sql(" LIMIT 2")
+                        .fetch_all(&mut **tx)
+                        .await?
+                }
+                None => {
+                    let prefix = format!("{name}.");
+                    Q::new("SELECT id FROM servers WHERE org_id = ")
+                        .arg(org)
+                        .sql(" AND substr(name, 1, CAST(")
+                        .arg(prefix.len() as i64)
+                        .sql(" AS INTEGER)) = ")
+                        .arg(prefix)
+                        .sql(" LIMIT 2")
+                        .fetch_all(&mut **tx)
+                        .await?
+                }
+            };
+            if let [one] = candidates.as_slice() {
+                return get_i(one, "id");
+            }
+        }
         Q::new("INSERT INTO servers (org_id, name, created) VALUES (")
             .arg(org)
             .sql(", ")

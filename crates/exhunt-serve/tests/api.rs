@@ -1564,3 +1564,116 @@ async fn row_level_security_holds_without_the_application_filter() {
         assert_eq!(planted, 0);
     }
 }
+
+#[tokio::test]
+async fn a_scan_and_a_probe_of_one_server_meet() {
+    for db in databases().await {
+        let s = server(&db, Config::default()).await;
+        let a = org(&s, "Alpha", &["192.0.2.0/24"], &[]).await;
+        let (_, up) = token(&s, a, "uploader").await;
+        // The scan names EX01; the probe ex01.alpha.example: one server.
+        let r = call(
+            &s.app,
+            "POST",
+            "/api/v1/results",
+            Some(&up),
+            scan_doc(SNAPSHOT),
+        )
+        .await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        let r = call(
+            &s.app,
+            "POST",
+            "/api/v1/observations/probe",
+            Some(&up),
+            probe_row(
+                "192.0.2.10",
+                "ex01.alpha.example",
+                "vulnerable",
+                "2026-11-30T08:00:00Z",
+            ),
+        )
+        .await;
+        assert_eq!(r.json()["assigned"], 1, "{}", r.text);
+        let servers = get(&s.app, "/api/v1/servers", &up).await.json();
+        assert_eq!(servers.as_array().map(Vec::len), Some(1), "{servers}");
+        assert_eq!(servers[0]["last_verdict"], "compromised");
+        assert_eq!(servers[0]["last_state"], "vulnerable");
+        // Probe first, then the scan: the same. Two host names with one short name: no guess.
+        let b = org(&s, "Beta", &["198.51.100.0/24"], &[]).await;
+        let (_, bup) = token(&s, b, "uploader").await;
+        let rows = [
+            probe_row(
+                "198.51.100.1",
+                "ex01.beta.example",
+                "patched",
+                "2026-11-30T08:00:00Z",
+            ),
+            probe_row(
+                "198.51.100.2",
+                "ex01.lab.beta.example",
+                "patched",
+                "2026-11-30T08:00:00Z",
+            ),
+            probe_row(
+                "198.51.100.3",
+                "ex02.beta.example",
+                "patched",
+                "2026-11-30T08:00:00Z",
+            ),
+        ]
+        .join("\n");
+        call(
+            &s.app,
+            "POST",
+            "/api/v1/observations/probe",
+            Some(&bup),
+            rows,
+        )
+        .await;
+        let mut doc: Value = serde_json::from_str(&scan_doc(SNAPSHOT_CLEAN)).expect("json");
+        doc["servers"][0]["name"] = json!("EX02");
+        assert_eq!(
+            call(
+                &s.app,
+                "POST",
+                "/api/v1/results",
+                Some(&bup),
+                doc.to_string()
+            )
+            .await
+            .status,
+            201
+        );
+        doc["servers"][0]["name"] = json!("EX01");
+        assert_eq!(
+            call(
+                &s.app,
+                "POST",
+                "/api/v1/results",
+                Some(&bup),
+                doc.to_string()
+            )
+            .await
+            .status,
+            201
+        );
+        let names: Vec<String> = get(&s.app, "/api/v1/servers", &bup)
+            .await
+            .json()
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|x| x["name"].as_str().map(str::to_string))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "ex01.beta.example",
+                "ex01.lab.beta.example",
+                "ex02.beta.example",
+                "ex01"
+            ]
+        );
+    }
+}
