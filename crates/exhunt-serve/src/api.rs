@@ -382,15 +382,14 @@ async fn result_html(
     let mut out = Vec::new();
     exhunt_report::html::render_html(&doc, &mut out)
         .map_err(|e| Error::BadRequest(format!("rendering the report: {e}")))?;
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let csp = crate::web::report_csp(&text);
     Ok((
         [
-            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
-            (
-                header::CONTENT_SECURITY_POLICY,
-                "default-src 'none'; style-src 'unsafe-inline'; img-src data:",
-            ),
+            (header::CONTENT_TYPE, "text/html; charset=utf-8".to_string()),
+            (header::CONTENT_SECURITY_POLICY, csp),
         ],
-        out,
+        text,
     )
         .into_response())
 }

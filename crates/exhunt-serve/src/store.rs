@@ -737,7 +737,8 @@ impl Store {
         }
         let q = q.sql(" ORDER BY o.id LIMIT ").arg(f.limit());
         let mut out = Vec::new();
-        for r in q.fetch_all(&mut *self.begin(c.org_scope()).await?).await? {
+        let rows = q.fetch_all(&mut *self.begin(c.org_scope()).await?).await?;
+        for r in rows {
             out.push(self.org_from(c, &r).await?);
         }
         Ok(out)
@@ -1289,10 +1290,10 @@ impl Store {
     /// returned to a caller.
     async fn matcher(&self) -> Result<Matcher> {
         let mut m = Matcher::default();
-        for r in Q::new("SELECT org_id, kind, value FROM org_scopes")
+        let rows = Q::new("SELECT org_id, kind, value FROM org_scopes")
             .fetch_all(&mut *self.begin(OrgScope::All).await?)
-            .await?
-        {
+            .await?;
+        for r in rows {
             m.add(
                 get_i(&r, "org_id")?,
                 &get_s(&r, "kind")?,
@@ -1584,7 +1585,8 @@ impl Store {
             q = q.sql(" AND o.org_id = ").arg(o);
         }
         let q = q.sql(" GROUP BY substr(o.seen, 1, 10), o.state");
-        for r in q.fetch_all(&mut *self.begin(c.org_scope()).await?).await? {
+        let rows = q.fetch_all(&mut *self.begin(c.org_scope()).await?).await?;
+        for r in rows {
             let e = days.entry(get_s(&r, "day")?).or_default();
             if get_s(&r, "state")? == "vulnerable" {
                 e.0 += get_i(&r, "n")?;
@@ -1601,7 +1603,8 @@ impl Store {
             q = q.sql(" AND r.org_id = ").arg(o);
         }
         let q = q.sql(" GROUP BY substr(r.finished, 1, 10)");
-        for r in q.fetch_all(&mut *self.begin(c.org_scope()).await?).await? {
+        let rows = q.fetch_all(&mut *self.begin(c.org_scope()).await?).await?;
+        for r in rows {
             days.entry(get_s(&r, "day")?).or_default().1 += get_i(&r, "n")?;
         }
         Ok(days
@@ -1625,7 +1628,8 @@ impl Store {
         }
         let q = q.sql(" ORDER BY a.id LIMIT ").arg(f.limit());
         let mut out = Vec::new();
-        for r in q.fetch_all(&mut *self.begin(c.org_scope()).await?).await? {
+        let rows = q.fetch_all(&mut *self.begin(c.org_scope()).await?).await?;
+        for r in rows {
             out.push(serde_json::json!({
                 "id": get_i(&r, "id")?,
                 "at": get_s(&r, "at")?,

@@ -27,6 +27,55 @@ const SESSION: &str = "exhunt_session";
 const LOGIN_CSRF: &str = "exhunt_login_csrf";
 const SESSION_HOURS: i64 = 12;
 
+fn base64(bytes: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(A[((n >> (18 - 6 * i)) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// The Content-Security-Policy of a scan report drawn by `exhunt-report`: nothing from
+/// outside, and only the report's own inline scripts, each allowed by its SHA-256 (data in the
+/// report is escaped, so a `<script>` in it is the renderer's).
+pub fn report_csp(html: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hashes = Vec::new();
+    let mut rest = html;
+    while let Some(i) = rest.find("<script>") {
+        let body = &rest[i + "<script>".len()..];
+        let Some(j) = body.find("</script>") else {
+            break;
+        };
+        hashes.push(format!(
+            "'sha256-{}'",
+            base64(&Sha256::digest(body[..j].as_bytes()))
+        ));
+        rest = &body[j..];
+    }
+    let scripts = if hashes.is_empty() {
+        String::new()
+    } else {
+        format!("; script-src {}", hashes.join(" "))
+    };
+    format!(
+        "default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action 'none'; frame-ancestors 'none'{scripts}"
+    )
+}
+
 /// The dashboard's router.
 pub fn router(store: Store) -> Router {
     Router::new()
@@ -146,6 +195,27 @@ async fn login_form() -> Response {
         r.headers_mut().insert(header::SET_COOKIE, v);
     }
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_and_report_csp() {
+        assert_eq!(base64(b""), "");
+        assert_eq!(base64(b"f"), "Zg==");
+        assert_eq!(base64(b"fo"), "Zm8=");
+        assert_eq!(base64(b"foo"), "Zm9v");
+        assert_eq!(base64(b"foobar"), "Zm9vYmFy");
+        // sha256("") in base64.
+        let csp = report_csp("<p>x</p><script></script>");
+        assert!(
+            csp.contains("script-src 'sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU='"),
+            "{csp}"
+        );
+        assert!(!report_csp("<p>no script</p>").contains("script-src"));
+    }
 }
 
 #[derive(Deserialize)]
@@ -546,5 +616,11 @@ async fn report_page(
     if let Err(e) = exhunt_report::html::render_html(&doc, &mut out) {
         return error_page(&Error::BadRequest(format!("rendering the report: {e}")));
     }
-    html(StatusCode::OK, String::from_utf8_lossy(&out).into_owned())
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let csp = report_csp(&text);
+    let mut r = html(StatusCode::OK, text);
+    if let Ok(v) = HeaderValue::from_str(&csp) {
+        r.headers_mut().insert(header::CONTENT_SECURITY_POLICY, v);
+    }
+    r
 }

@@ -58,10 +58,18 @@ fn pg_url(url: &str, db: &str, user: &str) -> String {
 async fn databases() -> Vec<Db> {
     let dir = tempfile::tempdir().expect("temp dir");
     let url = format!("sqlite://{}", dir.path().join("fleet.db").display());
-    let mut out = vec![Db {
-        url,
-        _dir: Some(dir),
-    }];
+    // In memory, the pool has one connection (what `exhunt serve --demo` uses): an operation
+    // that holds a connection while it asks for a second one would wait for ever there.
+    let mut out = vec![
+        Db {
+            url,
+            _dir: Some(dir),
+        },
+        Db {
+            url: "sqlite::memory:".into(),
+            _dir: None,
+        },
+    ];
     if let Ok(pg) = std::env::var("EXHUNT_TEST_PG") {
         if !pg.trim().is_empty() {
             sqlx::any::install_default_drivers();

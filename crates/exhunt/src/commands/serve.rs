@@ -68,6 +68,14 @@ fn scan_examples(dir: &PathBuf) -> Result<Vec<(String, String)>> {
 }
 
 pub(crate) fn serve(args: ServeArgs) -> Result<u8> {
+    // Errors the API hides from clients (database failures) are logged here, on stderr.
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("EXHUNT_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .try_init();
     if args.max_body_mib == 0 || args.body_timeout == 0 {
         bail!("--max-body-mib and --body-timeout must be at least 1");
     }
