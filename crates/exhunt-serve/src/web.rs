@@ -62,7 +62,7 @@ pub fn report_csp(html: &str) -> String {
         };
         hashes.push(format!(
             "'sha256-{}'",
-            base64(&Sha256::digest(body[..j].as_bytes()))
+            base64(&Sha256::digest(&body.as_bytes()[..j]))
         ));
         rest = &body[j..];
     }
