@@ -126,6 +126,15 @@ pub fn router(store: Store, cfg: Config) -> Router {
         .route("/api/v1/tokens/{id}", axum::routing::delete(revoke_token))
         .route("/api/v1/audit", get(list_audit))
         .route("/api/v1/trend", get(trend))
+        .route(
+            "/api/v1/notifications",
+            get(list_notifications).post(create_notification),
+        )
+        .route(
+            "/api/v1/notifications/{id}",
+            get(get_notification).patch(set_notification_state),
+        )
+        .route("/api/v1/notifications/{id}/eml", get(notification_eml))
         .fallback(|| async { ApiError(Error::NotFound("endpoint")).into_response() })
         .with_state(app)
 }
@@ -533,6 +542,81 @@ async fn revoke_token(
 ) -> ApiResult {
     let c = caller(&app, &h).await?;
     ok(StatusCode::OK, &app.store.revoke_token(&c, id(p)?).await?)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NotificationInput {
+    org: i64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StateInput {
+    state: String,
+}
+
+async fn list_notifications(
+    State(app): Shared,
+    h: HeaderMap,
+    q: Result<Query<Filter>, QueryRejection>,
+) -> ApiResult {
+    let c = caller(&app, &h).await?;
+    let f = filter(q)?;
+    list(&f, &app.store.list_notifications(&c, &f).await?)
+}
+
+async fn create_notification(State(app): Shared, h: HeaderMap, body: Body) -> ApiResult {
+    let c = caller(&app, &h).await?;
+    let b = read_body(&app, &h, body).await?;
+    let input: NotificationInput = json_body(&b)?;
+    ok(
+        StatusCode::CREATED,
+        &app.store.create_notification(&c, input.org).await?,
+    )
+}
+
+async fn get_notification(
+    State(app): Shared,
+    h: HeaderMap,
+    p: Result<Path<i64>, PathRejection>,
+) -> ApiResult {
+    let c = caller(&app, &h).await?;
+    ok(
+        StatusCode::OK,
+        &app.store.get_notification(&c, id(p)?).await?,
+    )
+}
+
+async fn set_notification_state(
+    State(app): Shared,
+    h: HeaderMap,
+    p: Result<Path<i64>, PathRejection>,
+    body: Body,
+) -> ApiResult {
+    let c = caller(&app, &h).await?;
+    let i = id(p)?;
+    let b = read_body(&app, &h, body).await?;
+    let input: StateInput = json_body(&b)?;
+    ok(
+        StatusCode::OK,
+        &app.store
+            .set_notification_state(&c, i, &input.state)
+            .await?,
+    )
+}
+
+async fn notification_eml(
+    State(app): Shared,
+    h: HeaderMap,
+    p: Result<Path<i64>, PathRejection>,
+) -> ApiResult {
+    let c = caller(&app, &h).await?;
+    let eml = app
+        .store
+        .notification_eml(&c, id(p)?, "exhunt serve <noreply@exhunt.invalid>")
+        .await?;
+    Ok(([(header::CONTENT_TYPE, "message/rfc822")], eml).into_response())
 }
 
 async fn trend(

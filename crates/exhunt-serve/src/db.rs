@@ -54,6 +54,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         "observation campaigns",
         include_str!("../migrations/sqlite/0004_observation_campaigns.sql"),
     ),
+    (
+        5,
+        "notifications",
+        include_str!("../migrations/sqlite/0005_notifications.sql"),
+    ),
 ];
 
 const POSTGRES: &[(i64, &str, &str)] = &[
@@ -76,6 +81,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         4,
         "observation campaigns",
         include_str!("../migrations/postgres/0004_observation_campaigns.sql"),
+    ),
+    (
+        5,
+        "notifications",
+        include_str!("../migrations/postgres/0005_notifications.sql"),
     ),
 ];
 

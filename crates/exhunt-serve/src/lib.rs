@@ -15,6 +15,7 @@ pub mod db;
 pub mod demo;
 pub mod error;
 pub mod ingest;
+pub mod notify;
 pub mod scope;
 pub mod server;
 pub mod store;

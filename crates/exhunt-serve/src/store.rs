@@ -274,16 +274,16 @@ impl Filter {
     }
 }
 
-fn get_i(r: &AnyRow, c: &str) -> Result<i64> {
+pub(crate) fn get_i(r: &AnyRow, c: &str) -> Result<i64> {
     Ok(r.try_get::<i64, _>(c)?)
 }
-fn get_s(r: &AnyRow, c: &str) -> Result<String> {
+pub(crate) fn get_s(r: &AnyRow, c: &str) -> Result<String> {
     Ok(r.try_get::<String, _>(c)?)
 }
-fn get_oi(r: &AnyRow, c: &str) -> Result<Option<i64>> {
+pub(crate) fn get_oi(r: &AnyRow, c: &str) -> Result<Option<i64>> {
     Ok(r.try_get::<Option<i64>, _>(c)?)
 }
-fn get_os(r: &AnyRow, c: &str) -> Result<Option<String>> {
+pub(crate) fn get_os(r: &AnyRow, c: &str) -> Result<Option<String>> {
     Ok(r.try_get::<Option<String>, _>(c)?)
 }
 
@@ -402,7 +402,10 @@ impl Store {
     /// tenant row). SQLite has no such mechanism: there the application filter
     /// ([`Q::scoped`]) is the only lock. Reads use a transaction too, dropped (rolled back)
     /// after the query.
-    async fn begin(&self, scope: OrgScope) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+    pub(crate) async fn begin(
+        &self,
+        scope: OrgScope,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
         let mut tx = self.pool.begin().await?;
         if self.engine == Engine::Postgres {
             let v = match scope {
@@ -428,7 +431,7 @@ impl Store {
         &self.pool
     }
 
-    async fn audit<'e, E>(
+    pub(crate) async fn audit<'e, E>(
         &self,
         ex: E,
         c: Option<&Caller>,
@@ -889,6 +892,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         for t in [
+            "notifications",
             "observations",
             "scan_results",
             "scan_docs",

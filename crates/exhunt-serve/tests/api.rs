@@ -820,12 +820,28 @@ async fn no_leaks_between_organisations() {
             .json()[0]["id"]
             .as_i64()
             .expect("b obs");
+        let r = send(
+            &s.app,
+            "POST",
+            "/api/v1/notifications",
+            &s.op,
+            &json!({"org": b}),
+        )
+        .await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        let b_note = r.json()["id"].as_i64().expect("b notification");
         let snapshot_b = |s: &Srv| {
             let app = s.app.clone();
             let op = s.op.clone();
             async move {
                 let mut all = Vec::new();
-                for p in ["servers", "results", "observations", "tokens"] {
+                for p in [
+                    "servers",
+                    "results",
+                    "observations",
+                    "tokens",
+                    "notifications",
+                ] {
                     all.push(get(&app, &format!("/api/v1/{p}?org={b}"), &op).await.text);
                 }
                 all.push(get(&app, &format!("/api/v1/orgs/{b}"), &op).await.text);
@@ -858,6 +874,18 @@ async fn no_leaks_between_organisations() {
                 ("GET", format!("/api/v1/observations/{b_obs}"), None),
                 ("DELETE", format!("/api/v1/observations/{b_obs}"), None),
                 ("DELETE", format!("/api/v1/tokens/{b_tok_id}"), None),
+                ("GET", format!("/api/v1/notifications/{b_note}"), None),
+                ("GET", format!("/api/v1/notifications/{b_note}/eml"), None),
+                (
+                    "PATCH",
+                    format!("/api/v1/notifications/{b_note}"),
+                    Some(json!({"state": "acknowledged"})),
+                ),
+                (
+                    "POST",
+                    "/api/v1/notifications".into(),
+                    Some(json!({"org": b})),
+                ),
                 (
                     "POST",
                     "/api/v1/tokens".into(),
@@ -918,6 +946,8 @@ async fn no_leaks_between_organisations() {
                 "/api/v1/audit".into(),
                 "/api/v1/audit?format=csv".into(),
                 "/api/v1/trend".into(),
+                "/api/v1/notifications".into(),
+                format!("/api/v1/notifications?org={b}&format=csv"),
                 format!("/api/v1/trend?org={b}"),
             ] {
                 let r = get(&s.app, &p, t).await;
@@ -1474,6 +1504,15 @@ async fn row_level_security_holds_without_the_application_filter() {
             ),
         )
         .await;
+        let r = send(
+            &s.app,
+            "POST",
+            "/api/v1/notifications",
+            &s.op,
+            &json!({"org": b}),
+        )
+        .await;
+        assert_eq!(r.status, 201, "{}", r.text);
 
         let mut conn = sqlx::AnyConnection::connect(&db.url)
             .await
@@ -1490,6 +1529,7 @@ async fn row_level_security_holds_without_the_application_filter() {
             "audit",
             "sessions",
             "org_scopes",
+            "notifications",
         ] {
             let c: i64 = sqlx::query(&n(format!("SELECT COUNT(*) AS n FROM {t}")))
                 .fetch_one(&mut conn)
@@ -1511,6 +1551,7 @@ async fn row_level_security_holds_without_the_application_filter() {
             "observations",
             "tokens",
             "org_scopes",
+            "notifications",
         ] {
             let other: i64 = sqlx::query(&format!(
                 "SELECT COUNT(*) AS n FROM {t} WHERE org_id <> {a}"
@@ -1683,5 +1724,121 @@ async fn a_scan_and_a_probe_of_one_server_meet() {
                 "ex01"
             ]
         );
+    }
+}
+
+#[tokio::test]
+async fn notifications_follow_their_states_and_export_as_email() {
+    for db in databases().await {
+        let s = server(&db, Config::default()).await;
+        let a = org(&s, "Alpha", &["192.0.2.0/24"], &[]).await;
+        let quiet = org(&s, "Quiet", &["203.0.113.0/24"], &[]).await;
+        let (_, up) = token(&s, a, "uploader").await;
+        let (_, rd) = token(&s, a, "reader").await;
+        call(
+            &s.app,
+            "POST",
+            "/api/v1/results",
+            Some(&up),
+            scan_doc(SNAPSHOT),
+        )
+        .await;
+        call(
+            &s.app,
+            "POST",
+            "/api/v1/observations/probe",
+            Some(&up),
+            probe_row(
+                "192.0.2.10",
+                "mail.alpha.example",
+                "patched",
+                "2026-11-30T08:00:00Z",
+            ),
+        )
+        .await;
+
+        let r = send(
+            &s.app,
+            "POST",
+            "/api/v1/notifications",
+            &s.op,
+            &json!({"org": quiet}),
+        )
+        .await;
+        assert_eq!(r.status, 400, "nothing to notify: {}", r.text);
+        assert_eq!(
+            send(
+                &s.app,
+                "POST",
+                "/api/v1/notifications",
+                &up,
+                &json!({"org": a})
+            )
+            .await
+            .status,
+            403
+        );
+        let r = send(
+            &s.app,
+            "POST",
+            "/api/v1/notifications",
+            &s.op,
+            &json!({"org": a}),
+        )
+        .await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        let n = r.json();
+        let id = n["id"].as_i64().expect("id");
+        let ticket = n["ticket"].as_str().unwrap_or("").to_string();
+        assert!(ticket.starts_with("EXH-"), "{n}");
+        assert_eq!(n["state"], "new");
+        assert_eq!(n["overdue"], false);
+        // Only the compromised server, not the patched one.
+        assert_eq!(n["servers"].as_array().map(Vec::len), Some(1), "{n}");
+        assert_eq!(n["servers"][0]["name"], "ex01");
+
+        let uri = format!("/api/v1/notifications/{id}");
+        let step = |t: String, to: &'static str| {
+            let app = s.app.clone();
+            let uri = uri.clone();
+            async move {
+                send(&app, "PATCH", &uri, &t, &json!({"state": to}))
+                    .await
+                    .status
+            }
+        };
+        assert_eq!(step(up.clone(), "acknowledged").await, 403, "not sent yet");
+        assert_eq!(step(s.op.clone(), "sent").await, 200);
+        assert_eq!(step(rd.clone(), "acknowledged").await, 403, "readers read");
+        assert_eq!(step(up.clone(), "acknowledged").await, 200);
+        assert_eq!(
+            step(up.clone(), "resolved").await,
+            403,
+            "the operator resolves"
+        );
+        assert_eq!(step(up.clone(), "rescan-requested").await, 200);
+        assert_eq!(step(s.op.clone(), "closed").await, 400);
+        assert_eq!(step(s.op.clone(), "resolved").await, 200);
+        assert_eq!(get(&s.app, &uri, &rd).await.json()["state"], "resolved");
+        let audit = get(&s.app, "/api/v1/audit", &rd).await.text;
+        assert!(
+            audit.contains("rescan-requested -> resolved")
+                || audit.contains("rescan-requested -\\u003e resolved"),
+            "{audit}"
+        );
+
+        let eml = get(&s.app, &format!("{uri}/eml"), &rd).await;
+        assert_eq!(eml.status, 200);
+        for want in [
+            format!("Subject: [{ticket}]"),
+            "To: soc@example.org".into(),
+            "multipart/mixed".into(),
+            format!("filename=\"{ticket}.csv\""),
+            "ex01,compromised".into(),
+        ] {
+            assert!(eml.text.contains(&want), "{want} missing in:\n{}", eml.text);
+        }
+        let csv = get(&s.app, "/api/v1/notifications?format=csv", &rd).await;
+        assert!(csv.text.contains(&ticket), "{}", csv.text);
     }
 }
