@@ -126,6 +126,8 @@ pub fn router(store: Store, cfg: Config) -> Router {
         .route("/api/v1/tokens/{id}", axum::routing::delete(revoke_token))
         .route("/api/v1/audit", get(list_audit))
         .route("/api/v1/trend", get(trend))
+        .route("/api/v1/status-sheet", get(status_sheet))
+        .route("/api/v1/rollup/versions", get(version_rollup))
         .route(
             "/api/v1/notifications",
             get(list_notifications).post(create_notification),
@@ -203,6 +205,12 @@ fn cell(v: &Value) -> String {
 
 /// The rows as JSON, or as CSV when the filter asks for it (same rows either way).
 fn list<T: Serialize>(f: &Filter, rows: &[T]) -> ApiResult {
+    list_in_order(f, rows, &[])
+}
+
+/// [`list`], with the CSV columns in `first` leading, in that order (the others follow
+/// alphabetically).
+fn list_in_order<T: Serialize>(f: &Filter, rows: &[T], first: &[&str]) -> ApiResult {
     match f.format.as_deref() {
         None | Some("json") => ok(StatusCode::OK, &rows),
         Some("csv") => {
@@ -210,7 +218,7 @@ fn list<T: Serialize>(f: &Filter, rows: &[T]) -> ApiResult {
                 .iter()
                 .filter_map(|r| serde_json::to_value(r).ok())
                 .collect();
-            let mut cols: Vec<String> = Vec::new();
+            let mut cols: Vec<String> = first.iter().map(|c| c.to_string()).collect();
             for v in &values {
                 if let Value::Object(m) = v {
                     for k in m.keys() {
@@ -617,6 +625,30 @@ async fn notification_eml(
         .notification_eml(&c, id(p)?, "exhunt serve <noreply@exhunt.invalid>")
         .await?;
     Ok(([(header::CONTENT_TYPE, "message/rfc822")], eml).into_response())
+}
+
+async fn status_sheet(
+    State(app): Shared,
+    h: HeaderMap,
+    q: Result<Query<Filter>, QueryRejection>,
+) -> ApiResult {
+    let c = caller(&app, &h).await?;
+    let f = filter(q)?;
+    list_in_order(
+        &f,
+        &app.store.status_sheet(&c, &f).await?,
+        &crate::sheet::COLUMNS,
+    )
+}
+
+async fn version_rollup(
+    State(app): Shared,
+    h: HeaderMap,
+    q: Result<Query<Filter>, QueryRejection>,
+) -> ApiResult {
+    let c = caller(&app, &h).await?;
+    let f = filter(q)?;
+    list(&f, &app.store.version_rollup(&c, &f).await?)
 }
 
 async fn trend(

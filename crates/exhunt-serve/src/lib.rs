@@ -18,6 +18,7 @@ pub mod ingest;
 pub mod notify;
 pub mod scope;
 pub mod server;
+pub mod sheet;
 pub mod store;
 pub mod tenancy;
 pub mod web;

@@ -70,6 +70,8 @@ pub struct Server {
     pub last_state: Option<String>,
     /// When it was observed.
     pub last_observed: Option<String>,
+    /// The build (or version string) of the latest observation that read one.
+    pub last_build: Option<String>,
     /// Dashboard state (see [`dashboard_state`]).
     pub state: String,
     /// Dashboard state per campaign of [`CAMPAIGNS`], from the latest scan's campaign verdicts
@@ -293,7 +295,8 @@ const SERVER_COLS: &str = "SELECT s.id, s.org_id, s.name, s.created, \
  (SELECT o.state FROM observations o WHERE o.server_id = s.id ORDER BY o.seen DESC, o.id DESC LIMIT 1) AS last_state, \
  (SELECT o.seen FROM observations o WHERE o.server_id = s.id ORDER BY o.seen DESC, o.id DESC LIMIT 1) AS last_observed, \
  (SELECT r.verdicts FROM scan_results r WHERE r.server_id = s.id ORDER BY r.finished DESC, r.id DESC LIMIT 1) AS last_verdicts, \
- (SELECT o.campaigns FROM observations o WHERE o.server_id = s.id ORDER BY o.seen DESC, o.id DESC LIMIT 1) AS last_campaigns \
+ (SELECT o.campaigns FROM observations o WHERE o.server_id = s.id ORDER BY o.seen DESC, o.id DESC LIMIT 1) AS last_campaigns, \
+ (SELECT o.build FROM observations o WHERE o.server_id = s.id AND o.build IS NOT NULL ORDER BY o.seen DESC, o.id DESC LIMIT 1) AS last_build \
  FROM servers s WHERE 1 = 1";
 
 const RESULT_COLS: &str = "SELECT r.id, r.org_id, r.server_id, s.name AS server, r.doc_id, r.verdict, r.verdicts, \
@@ -337,6 +340,7 @@ fn server_from(r: &AnyRow) -> Result<Server> {
         last_scanned: get_os(r, "last_scanned")?,
         last_state,
         last_observed: get_os(r, "last_observed")?,
+        last_build: get_os(r, "last_build")?,
     })
 }
 

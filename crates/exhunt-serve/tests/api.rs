@@ -948,6 +948,9 @@ async fn no_leaks_between_organisations() {
                 "/api/v1/trend".into(),
                 "/api/v1/notifications".into(),
                 format!("/api/v1/notifications?org={b}&format=csv"),
+                "/api/v1/status-sheet?format=csv".into(),
+                format!("/api/v1/status-sheet?org={b}"),
+                "/api/v1/rollup/versions".into(),
                 format!("/api/v1/trend?org={b}"),
             ] {
                 let r = get(&s.app, &p, t).await;
@@ -1840,5 +1843,87 @@ async fn notifications_follow_their_states_and_export_as_email() {
         }
         let csv = get(&s.app, "/api/v1/notifications?format=csv", &rd).await;
         assert!(csv.text.contains(&ticket), "{}", csv.text);
+    }
+}
+
+#[tokio::test]
+async fn status_sheet_and_version_rollup() {
+    for db in databases().await {
+        let s = server(&db, Config::default()).await;
+        let a = org(&s, "Alpha", &["192.0.2.0/24"], &[]).await;
+        let (_, up) = token(&s, a, "uploader").await;
+        call(
+            &s.app,
+            "POST",
+            "/api/v1/results",
+            Some(&up),
+            scan_doc(SNAPSHOT),
+        )
+        .await;
+        let rows = [
+            probe_row(
+                "192.0.2.10",
+                "ex01.alpha.example",
+                "vulnerable",
+                "2026-11-30T08:00:00Z",
+            ),
+            probe_row(
+                "192.0.2.11",
+                "ex02.alpha.example",
+                "patched",
+                "2026-11-30T08:00:00Z",
+            ),
+        ]
+        .join("\n");
+        call(
+            &s.app,
+            "POST",
+            "/api/v1/observations/probe",
+            Some(&up),
+            rows,
+        )
+        .await;
+        let sheet = get(&s.app, "/api/v1/status-sheet", &up).await.json();
+        let ex01 = sheet
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|r| r["server"] == "ex01")
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(ex01["version"], "15.1.2176.2", "{sheet}");
+        assert_eq!(ex01["internet_facing"], "yes");
+        assert_eq!(ex01["updated"], "no");
+        assert_eq!(ex01["compromised"], "yes");
+        assert_eq!(ex01["disconnected"], "not recorded");
+        assert!(
+            ex01["evidence_collected"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("scan of "),
+            "{ex01}"
+        );
+        let ex02 = sheet
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|r| r["server"] == "ex02.alpha.example")
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(
+            (ex02["updated"].as_str(), ex02["compromised"].as_str()),
+            (Some("yes"), Some("not scanned")),
+            "{sheet}"
+        );
+        let csv = get(&s.app, "/api/v1/status-sheet?format=csv", &up)
+            .await
+            .text;
+        assert!(csv.starts_with("org_id,server,version,internet_facing,updated,disconnected,compromised,evidence_collected"), "{csv}");
+        let roll = get(&s.app, "/api/v1/rollup/versions", &s.op).await.json();
+        assert_eq!(
+            roll,
+            json!([{"version": "15.1.2176.2", "servers": 2, "exposed": 1, "compromised": 1}]),
+            "{roll}"
+        );
     }
 }
