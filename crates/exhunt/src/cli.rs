@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use exhunt_report::Format;
 
-use crate::commands::{collect, probe, remediate};
+use crate::commands::{collect, probe, remediate, serve};
 
 pub(crate) const EXIT_CODES: &str = "\
 Exit codes:
@@ -50,6 +50,10 @@ pub(crate) enum Command {
         #[command(subcommand)]
         action: RulesAction,
     },
+    /// The fleet server for MSSPs and CERTs: scan results and probe rows of many
+    /// organisations in one database (SQLite or PostgreSQL), a JSON API with per-organisation
+    /// tokens.
+    Serve(serve::ServeArgs),
 }
 
 #[derive(Subcommand)]

@@ -24,6 +24,7 @@ fn main() -> ExitCode {
         Command::Collect(args) => commands::collect::collect(args),
         Command::Remediate(args) => commands::remediate::remediate(args),
         Command::Rules { action } => commands::rules::rules(action),
+        Command::Serve(args) => commands::serve::serve(args),
     };
     match run {
         Ok(code) => ExitCode::from(code),

@@ -6,3 +6,4 @@ pub(crate) mod remediate;
 pub(crate) mod report;
 pub(crate) mod rules;
 pub(crate) mod scan;
+pub(crate) mod serve;

@@ -1,0 +1,685 @@
+//! The JSON API over HTTP (axum).
+//!
+//! Every request carries `Authorization: Bearer <token>`. Errors are JSON
+//! (`{"error": "...", "code": "..."}`) with the status of [`Error::status`]; an object outside
+//! the caller's organisations is a 404 like a missing one. Bodies are read with a size limit
+//! (413) and a time limit (408), before anything is parsed or stored. List endpoints take the
+//! filters of [`Filter`] and `format=csv` for an export of the same rows.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use http_body_util::BodyExt;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::error::Error;
+use crate::ingest;
+use crate::store::{Filter, OrgInput, Store};
+use crate::tenancy::{Caller, Role};
+
+/// Limits of the HTTP server.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Largest request body accepted, in bytes.
+    pub body_limit: usize,
+    /// Time a client has to send its whole body.
+    pub body_timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            body_limit: 64 * 1024 * 1024,
+            body_timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+struct App {
+    store: Store,
+    cfg: Config,
+}
+
+type Shared = State<Arc<App>>;
+
+/// An [`Error`] as an HTTP response.
+#[derive(Debug)]
+pub struct ApiError(pub Error);
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> ApiError {
+        ApiError(e)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status =
+            StatusCode::from_u16(self.0.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let message = match &self.0 {
+            // Database details stay in the server's log.
+            Error::Db(_) | Error::Migrate(_) => {
+                tracing::error!("{}", self.0);
+                "internal error (see the server's log)".to_string()
+            }
+            e => e.to_string(),
+        };
+        let mut r = (
+            status,
+            axum::Json(json!({"error": message, "code": self.0.code()})),
+        )
+            .into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            r.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        r
+    }
+}
+
+type ApiResult = Result<Response, ApiError>;
+
+/// The API's router, under `/api/v1`.
+pub fn router(store: Store, cfg: Config) -> Router {
+    let app = Arc::new(App { store, cfg });
+    Router::new()
+        .route("/api/v1/whoami", get(whoami))
+        .route("/api/v1/orgs", get(list_orgs).post(create_org))
+        .route(
+            "/api/v1/orgs/{id}",
+            get(get_org).patch(update_org).delete(delete_org),
+        )
+        .route("/api/v1/servers", get(list_servers))
+        .route(
+            "/api/v1/servers/{id}",
+            get(get_server).delete(delete_server),
+        )
+        .route("/api/v1/results", get(list_results).post(upload_scan))
+        .route(
+            "/api/v1/results/{id}",
+            get(get_result).delete(delete_result),
+        )
+        .route("/api/v1/results/{id}/document", get(result_document))
+        .route("/api/v1/results/{id}/report.html", get(result_html))
+        .route("/api/v1/observations", get(list_observations))
+        .route("/api/v1/observations/probe", post(upload_probe))
+        .route("/api/v1/observations/intelmq", post(upload_intelmq))
+        .route(
+            "/api/v1/observations/shadowserver",
+            post(upload_shadowserver),
+        )
+        .route(
+            "/api/v1/observations/{id}",
+            get(get_observation).delete(delete_observation),
+        )
+        .route("/api/v1/unassigned", get(list_unassigned))
+        .route("/api/v1/unassigned/{id}/assign", post(assign))
+        .route("/api/v1/tokens", get(list_tokens).post(create_token))
+        .route("/api/v1/tokens/{id}", axum::routing::delete(revoke_token))
+        .route("/api/v1/audit", get(list_audit))
+        .route("/api/v1/trend", get(trend))
+        .route("/api/v1/status-sheet", get(status_sheet))
+        .route("/api/v1/rollup/versions", get(version_rollup))
+        .route(
+            "/api/v1/notifications",
+            get(list_notifications).post(create_notification),
+        )
+        .route(
+            "/api/v1/notifications/{id}",
+            get(get_notification).patch(set_notification_state),
+        )
+        .route("/api/v1/notifications/{id}/eml", get(notification_eml))
+        .fallback(|| async { ApiError(Error::NotFound("endpoint")).into_response() })
+        .with_state(app)
+}
+
+async fn caller(app: &App, h: &HeaderMap) -> Result<Caller, Error> {
+    let v = h
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or(Error::Unauthorized)?;
+    let secret = v
+        .strip_prefix("Bearer ")
+        .or_else(|| v.strip_prefix("bearer "))
+        .ok_or(Error::Unauthorized)?;
+    app.store.authenticate(secret).await
+}
+
+async fn read_body(app: &App, h: &HeaderMap, body: Body) -> Result<Bytes, Error> {
+    let limit = app.cfg.body_limit;
+    let declared = h
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(Error::TooLarge(limit));
+    }
+    let limited = http_body_util::Limited::new(body, limit);
+    match tokio::time::timeout(app.cfg.body_timeout, limited.collect()).await {
+        Err(_) => Err(Error::Timeout(app.cfg.body_timeout.as_secs())),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(Error::TooLarge(limit)),
+        Ok(Err(e)) => Err(Error::BadRequest(format!("reading the request body: {e}"))),
+        Ok(Ok(c)) => Ok(c.to_bytes()),
+    }
+}
+
+fn id(p: Result<Path<i64>, PathRejection>) -> Result<i64, Error> {
+    p.map(|Path(i)| i)
+        .map_err(|_| Error::BadRequest("the id in the path is not a number".into()))
+}
+
+fn filter(q: Result<Query<Filter>, QueryRejection>) -> Result<Filter, Error> {
+    q.map(|Query(f)| f)
+        .map_err(|e| Error::BadRequest(format!("query parameters: {}", e.body_text())))
+}
+
+fn json_body<T: for<'de> Deserialize<'de>>(b: &[u8]) -> Result<T, Error> {
+    serde_json::from_slice(b).map_err(|e| Error::BadRequest(format!("request body: {e}")))
+}
+
+fn ok<T: Serialize>(status: StatusCode, v: &T) -> ApiResult {
+    Ok((status, axum::Json(v)).into_response())
+}
+
+/// A spreadsheet-safe cell: text that a spreadsheet would run as a formula gets a leading `'`.
+fn cell(v: &Value) -> String {
+    let s = match v {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{s}")
+    } else {
+        s
+    }
+}
+
+/// The rows as JSON, or as CSV when the filter asks for it (same rows either way).
+fn list<T: Serialize>(f: &Filter, rows: &[T]) -> ApiResult {
+    list_in_order(f, rows, &[])
+}
+
+/// [`list`], with the CSV columns in `first` leading, in that order (the others follow
+/// alphabetically).
+fn list_in_order<T: Serialize>(f: &Filter, rows: &[T], first: &[&str]) -> ApiResult {
+    match f.format.as_deref() {
+        None | Some("json") => ok(StatusCode::OK, &rows),
+        Some("csv") => {
+            let values: Vec<Value> = rows
+                .iter()
+                .filter_map(|r| serde_json::to_value(r).ok())
+                .collect();
+            let mut cols: Vec<String> = first.iter().map(|c| c.to_string()).collect();
+            for v in &values {
+                if let Value::Object(m) = v {
+                    for k in m.keys() {
+                        if !cols.contains(k) {
+                            cols.push(k.clone());
+                        }
+                    }
+                }
+            }
+            let write = || -> Result<Vec<u8>, Box<dyn std::error::Error>> {
+                let mut w = csv::Writer::from_writer(Vec::new());
+                w.write_record(&cols)?;
+                for v in &values {
+                    w.write_record(cols.iter().map(|c| cell(v.get(c).unwrap_or(&Value::Null))))?;
+                }
+                Ok(w.into_inner()?)
+            };
+            let bytes = write().map_err(|e| Error::BadRequest(format!("CSV export: {e}")))?;
+            Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], bytes).into_response())
+        }
+        Some(other) => Err(Error::BadRequest(format!("format {other:?}: json or csv")).into()),
+    }
+}
+
+async fn whoami(State(app): Shared, h: HeaderMap) -> ApiResult {
+    let c = caller(&app, &h).await?;
+    ok(
+        StatusCode::OK,
+        &json!({"token_id": c.token_id, "role": c.role, "org_id": c.org}),
+    )
+}
+
+async fn list_orgs(
+    State(app): Shared,
+    h: HeaderMap,
+    q: Result<Query<Filter>, QueryRejection>,
+) -> ApiResult {
+    let c = caller(&app, &h).await?;
+    let f = filter(q)?;
+    list(&f, &app.store.list_orgs(&c, &f).await?)
+}
+
+async fn get_org(
+    State(app): Shared,
+    h: HeaderMap,
+    p: Result<Path<i64>, PathRejection>,
+) -> ApiResult {
+    let c = caller(&app, &h).await?;
+    ok(StatusCode::OK, &app.store.get_org(&c, id(p)?).await?)
+}
+
+async fn create_org(State(app): Shared, h: HeaderMap, body: Body) -> ApiResult {
+    let c = caller(&app, &h).await?;
+    let b = read_body(&app, &h, body).await?;
+    let input: OrgInput = json_body(&b)?;
+    ok(
+        StatusCode::CREATED,
+        &app.store.create_org(&c, &input).await?,
+    )
+}
+
+async fn update_org(
+    State(app): Shared,
+    h: HeaderMap,
+    p: Result<Path<i64>, PathRejection>,
+    body: Body,
+) -> ApiResult {
+    let c = caller(&app, &h).await?;
+    let i = id(p)?;
+    let b = read_body(&app, &h, body).await?;
+    let input: OrgInput = json_body(&b)?;
+    ok(StatusCode::OK, &app.store.update_org(&c, i, &input).await?)
+}
+
+async fn delete_org(
+    State(app): Shared,
+    h: HeaderMap,
+    p: Result<Path<i64>, PathRejection>,
+) -> ApiResult {
+    let c = caller(&app, &h).await?;
+    app.store.delete_org(&c, id(p)?).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn list_servers(
+    State(app): Shared,
+    h: HeaderMap,
+    q: Result<Query<Filter>, QueryRejection>,
+) -> ApiResult {
+    let c = caller(&app, &h).await?;
+    let f = filter(q)?;
+    list(&f, &app.store.list_servers(&c, &f).await?)
+}
+
+async fn get_server(
+    State(app): Shared,
+    h: HeaderMap,
+    p: Result<Path<i64>, PathRejection>,
+) -> ApiResult {
+    let c = caller(&app, &h).await?;
+    ok(StatusCode::OK, &app.store.get_server(&c, id(p)?).await?)
+}
+
+async fn delete_server(
+    State(app): Shared,
+    h: HeaderMap,
+    p: Result<Path<i64>, PathRejection>,
+) -> ApiResult {
+    let c = caller(&app, &h).await?;
+    app.store.delete_server(&c, id(p)?).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct OrgParam {
+    org: Option<i64>,
+}
+
+async fn upload_scan(
+    State(app): Shared,
+    h: HeaderMap,
+    q: Result<Query<OrgParam>, QueryRejection>,
+    body: Body,
+) -> ApiResult {
+    let c = caller(&app, &h).await?;
+    c.require(Role::Uploader)?;
+    let org = q
+        .map(|Query(o)| o.org)
+        .map_err(|e| Error::BadRequest(format!("query parameters: {}", e.body_text())))?;
+    let b = read_body(&app, &h, body).await?;
+    let r = app.store.upload_scan(&c, org, &b).await?;
+    let status = if r.duplicate {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    ok(status, &r)
+}
+
+async fn list_results(
+    State(app): Shared,
+    h: HeaderMap,
+    q: Result<Query<Filter>, QueryRejection>,
+) -> ApiResult {
+    let c = caller(&app, &h).await?;
+    let f = filter(q)?;
+    list(&f, &app.store.list_results(&c, &f).await?)
+}
+
+async fn get_result(
+    State(app): Shared,
+    h: HeaderMap,
+    p: Result<Path<i64>, PathRejection>,
+) -> ApiResult {
+    let c = caller(&app, &h).await?;
+    ok(StatusCode::OK, &app.store.get_result(&c, id(p)?).await?)
+}
+
+async fn result_document(
+    State(app): Shared,
+    h: HeaderMap,
+    p: Result<Path<i64>, PathRejection>,
+) -> ApiResult {
+    let c = caller(&app, &h).await?;
+    ok(
+        StatusCode::OK,
+        &app.store.result_document(&c, id(p)?).await?,
+    )
+}
+
+async fn result_html(
+    State(app): Shared,
+    h: HeaderMap,
+    p: Result<Path<i64>, PathRejection>,
+) -> ApiResult {
+    let c = caller(&app, &h).await?;
+    let doc = app.store.result_document(&c, id(p)?).await?;
+    let mut out = Vec::new();
+    exhunt_report::html::render_html(&doc, &mut out)
+        .map_err(|e| Error::BadRequest(format!("rendering the report: {e}")))?;
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let csp = crate::web::report_csp(&text);
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8".to_string()),
+            (header::CONTENT_SECURITY_POLICY, csp),
+        ],
+        text,
+    )
+        .into_response())
+}
+
+async fn delete_result(
+    State(app): Shared,
+    h: HeaderMap,
+    p: Result<Path<i64>, PathRejection>,
+) -> ApiResult {
+    let c = caller(&app, &h).await?;
+    app.store.delete_result(&c, id(p)?).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn list_observations(
+    State(app): Shared,
+    h: HeaderMap,
+    q: Result<Query<Filter>, QueryRejection>,
+) -> ApiResult {
+    let c = caller(&app, &h).await?;
+    let f = filter(q)?;
+    list(&f, &app.store.list_observations(&c, &f).await?)
+}
+
+async fn get_observation(
+    State(app): Shared,
+    h: HeaderMap,
+    p: Result<Path<i64>, PathRejection>,
+) -> ApiResult {
+    let c = caller(&app, &h).await?;
+    ok(
+        StatusCode::OK,
+        &app.store.get_observation(&c, id(p)?).await?,
+    )
+}
+
+async fn delete_observation(
+    State(app): Shared,
+    h: HeaderMap,
+    p: Result<Path<i64>, PathRejection>,
+) -> ApiResult {
+    let c = caller(&app, &h).await?;
+    app.store.delete_observation(&c, id(p)?).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn upload_probe(State(app): Shared, h: HeaderMap, body: Body) -> ApiResult {
+    let c = caller(&app, &h).await?;
+    c.require(Role::Uploader)?;
+    let b = read_body(&app, &h, body).await?;
+    let parsed = ingest::parse_probe(&b)?;
+    ok(
+        StatusCode::OK,
+        &app.store.store_observations(&c, parsed).await?,
+    )
+}
+
+async fn upload_shadowserver(State(app): Shared, h: HeaderMap, body: Body) -> ApiResult {
+    let c = caller(&app, &h).await?;
+    c.require(Role::Uploader)?;
+    let b = read_body(&app, &h, body).await?;
+    let parsed = ingest::parse_shadowserver(&b)?;
+    ok(
+        StatusCode::OK,
+        &app.store.store_observations(&c, parsed).await?,
+    )
+}
+
+async fn upload_intelmq(State(app): Shared, h: HeaderMap, body: Body) -> ApiResult {
+    let c = caller(&app, &h).await?;
+    c.require(Role::Uploader)?;
+    let b = read_body(&app, &h, body).await?;
+    let parsed = ingest::parse_intelmq(&b)?;
+    ok(
+        StatusCode::OK,
+        &app.store.store_observations(&c, parsed).await?,
+    )
+}
+
+async fn list_unassigned(
+    State(app): Shared,
+    h: HeaderMap,
+    q: Result<Query<Filter>, QueryRejection>,
+) -> ApiResult {
+    let c = caller(&app, &h).await?;
+    let f = filter(q)?;
+    list(&f, &app.store.list_unassigned(&c, &f).await?)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AssignInput {
+    org: i64,
+}
+
+async fn assign(
+    State(app): Shared,
+    h: HeaderMap,
+    p: Result<Path<i64>, PathRejection>,
+    body: Body,
+) -> ApiResult {
+    let c = caller(&app, &h).await?;
+    let i = id(p)?;
+    let b = read_body(&app, &h, body).await?;
+    let input: AssignInput = json_body(&b)?;
+    ok(StatusCode::OK, &app.store.assign(&c, i, input.org).await?)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenInput {
+    org: Option<i64>,
+    role: Role,
+    name: String,
+}
+
+async fn list_tokens(
+    State(app): Shared,
+    h: HeaderMap,
+    q: Result<Query<Filter>, QueryRejection>,
+) -> ApiResult {
+    let c = caller(&app, &h).await?;
+    let f = filter(q)?;
+    list(&f, &app.store.list_tokens(&c, &f).await?)
+}
+
+async fn create_token(State(app): Shared, h: HeaderMap, body: Body) -> ApiResult {
+    let c = caller(&app, &h).await?;
+    let b = read_body(&app, &h, body).await?;
+    let t: TokenInput = json_body(&b)?;
+    ok(
+        StatusCode::CREATED,
+        &app.store.create_token(&c, t.org, t.role, &t.name).await?,
+    )
+}
+
+async fn revoke_token(
+    State(app): Shared,
+    h: HeaderMap,
+    p: Result<Path<i64>, PathRejection>,
+) -> ApiResult {
+    let c = caller(&app, &h).await?;
+    ok(StatusCode::OK, &app.store.revoke_token(&c, id(p)?).await?)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NotificationInput {
+    org: i64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StateInput {
+    state: String,
+}
+
+async fn list_notifications(
+    State(app): Shared,
+    h: HeaderMap,
+    q: Result<Query<Filter>, QueryRejection>,
+) -> ApiResult {
+    let c = caller(&app, &h).await?;
+    let f = filter(q)?;
+    list(&f, &app.store.list_notifications(&c, &f).await?)
+}
+
+async fn create_notification(State(app): Shared, h: HeaderMap, body: Body) -> ApiResult {
+    let c = caller(&app, &h).await?;
+    let b = read_body(&app, &h, body).await?;
+    let input: NotificationInput = json_body(&b)?;
+    ok(
+        StatusCode::CREATED,
+        &app.store.create_notification(&c, input.org).await?,
+    )
+}
+
+async fn get_notification(
+    State(app): Shared,
+    h: HeaderMap,
+    p: Result<Path<i64>, PathRejection>,
+) -> ApiResult {
+    let c = caller(&app, &h).await?;
+    ok(
+        StatusCode::OK,
+        &app.store.get_notification(&c, id(p)?).await?,
+    )
+}
+
+async fn set_notification_state(
+    State(app): Shared,
+    h: HeaderMap,
+    p: Result<Path<i64>, PathRejection>,
+    body: Body,
+) -> ApiResult {
+    let c = caller(&app, &h).await?;
+    let i = id(p)?;
+    let b = read_body(&app, &h, body).await?;
+    let input: StateInput = json_body(&b)?;
+    ok(
+        StatusCode::OK,
+        &app.store
+            .set_notification_state(&c, i, &input.state)
+            .await?,
+    )
+}
+
+async fn notification_eml(
+    State(app): Shared,
+    h: HeaderMap,
+    p: Result<Path<i64>, PathRejection>,
+) -> ApiResult {
+    let c = caller(&app, &h).await?;
+    let eml = app
+        .store
+        .notification_eml(&c, id(p)?, "exhunt serve <noreply@exhunt.invalid>")
+        .await?;
+    Ok(([(header::CONTENT_TYPE, "message/rfc822")], eml).into_response())
+}
+
+async fn status_sheet(
+    State(app): Shared,
+    h: HeaderMap,
+    q: Result<Query<Filter>, QueryRejection>,
+) -> ApiResult {
+    let c = caller(&app, &h).await?;
+    let f = filter(q)?;
+    list_in_order(
+        &f,
+        &app.store.status_sheet(&c, &f).await?,
+        &crate::sheet::COLUMNS,
+    )
+}
+
+async fn version_rollup(
+    State(app): Shared,
+    h: HeaderMap,
+    q: Result<Query<Filter>, QueryRejection>,
+) -> ApiResult {
+    let c = caller(&app, &h).await?;
+    let f = filter(q)?;
+    list(&f, &app.store.version_rollup(&c, &f).await?)
+}
+
+async fn trend(
+    State(app): Shared,
+    h: HeaderMap,
+    q: Result<Query<Filter>, QueryRejection>,
+) -> ApiResult {
+    let c = caller(&app, &h).await?;
+    let f = filter(q)?;
+    list(&f, &app.store.trend(&c, f.org).await?)
+}
+
+async fn list_audit(
+    State(app): Shared,
+    h: HeaderMap,
+    q: Result<Query<Filter>, QueryRejection>,
+) -> ApiResult {
+    let c = caller(&app, &h).await?;
+    let f = filter(q)?;
+    list(&f, &app.store.list_audit(&c, &f).await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_cells_cannot_become_formulas() {
+        assert_eq!(cell(&json!("=HYPERLINK(\"x\")")), "'=HYPERLINK(\"x\")");
+        assert_eq!(cell(&json!("mail.example.org")), "mail.example.org");
+        assert_eq!(cell(&json!(42)), "42");
+        assert_eq!(cell(&Value::Null), "");
+    }
+}

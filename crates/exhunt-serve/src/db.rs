@@ -1,0 +1,282 @@
+//! The database: one pool over SQLite or PostgreSQL (sqlx's `Any` driver), the versioned
+//! migrations of each engine, and a small query builder whose [`Q::scoped`] is where tenancy
+//! becomes SQL.
+//!
+//! Queries are built at run time (no compile-time-checked macros, which would need a database
+//! at build time), with `$n` placeholders, which both engines accept. Only portable SQL is used:
+//! `BIGINT`/`TEXT` values, `ON CONFLICT … DO NOTHING`, `RETURNING`.
+
+use std::borrow::Cow;
+use std::str::FromStr;
+
+use sqlx::any::{AnyArguments, AnyConnectOptions, AnyPoolOptions, AnyRow};
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::{Any, AnyPool, Arguments};
+
+use crate::error::{Error, Result};
+use crate::tenancy::{Caller, OrgScope};
+
+/// The database engine behind a store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// SQLite, embedded.
+    Sqlite,
+    /// PostgreSQL.
+    Postgres,
+}
+
+/// The migrations of one engine, in version order: (version, description, SQL).
+pub fn migrations(engine: Engine) -> &'static [(i64, &'static str, &'static str)] {
+    match engine {
+        Engine::Sqlite => SQLITE,
+        Engine::Postgres => POSTGRES,
+    }
+}
+
+const SQLITE: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "init",
+        include_str!("../migrations/sqlite/0001_init.sql"),
+    ),
+    (
+        2,
+        "sessions",
+        include_str!("../migrations/sqlite/0002_sessions.sql"),
+    ),
+    (
+        3,
+        "row level security",
+        include_str!("../migrations/sqlite/0003_row_level_security.sql"),
+    ),
+    (
+        4,
+        "observation campaigns",
+        include_str!("../migrations/sqlite/0004_observation_campaigns.sql"),
+    ),
+    (
+        5,
+        "notifications",
+        include_str!("../migrations/sqlite/0005_notifications.sql"),
+    ),
+];
+
+const POSTGRES: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "init",
+        include_str!("../migrations/postgres/0001_init.sql"),
+    ),
+    (
+        2,
+        "sessions",
+        include_str!("../migrations/postgres/0002_sessions.sql"),
+    ),
+    (
+        3,
+        "row level security",
+        include_str!("../migrations/postgres/0003_row_level_security.sql"),
+    ),
+    (
+        4,
+        "observation campaigns",
+        include_str!("../migrations/postgres/0004_observation_campaigns.sql"),
+    ),
+    (
+        5,
+        "notifications",
+        include_str!("../migrations/postgres/0005_notifications.sql"),
+    ),
+];
+
+fn migrator(engine: Engine) -> Migrator {
+    let list: Vec<Migration> = migrations(engine)
+        .iter()
+        .map(|(v, d, sql)| {
+            Migration::new(
+                *v,
+                Cow::Borrowed(*d),
+                MigrationType::Simple,
+                Cow::Borrowed(*sql),
+                false,
+            )
+        })
+        .collect();
+    Migrator {
+        migrations: Cow::Owned(list),
+        ..Migrator::DEFAULT
+    }
+}
+
+/// Opens a pool: `sqlite://path` (created when missing), `sqlite::memory:` (one connection, so
+/// every query sees the same database) or `postgres://…`; then brings the schema up to date.
+pub async fn open(url: &str) -> Result<(AnyPool, Engine)> {
+    sqlx::any::install_default_drivers();
+    let engine = if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        Engine::Postgres
+    } else if url.starts_with("sqlite:") {
+        Engine::Sqlite
+    } else {
+        return Err(Error::BadRequest(format!(
+            "database URL {url:?}: expected sqlite://PATH or postgres://…"
+        )));
+    };
+    let url = if engine == Engine::Sqlite && !url.contains('?') && !url.contains(":memory:") {
+        Cow::Owned(format!("{url}?mode=rwc"))
+    } else {
+        Cow::Borrowed(url)
+    };
+    let opts = AnyConnectOptions::from_str(&url)?;
+    let mut pool = AnyPoolOptions::new();
+    if url.contains(":memory:") {
+        pool = pool
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None);
+    } else {
+        pool = pool.max_connections(8);
+    }
+    let pool = pool.connect_with(opts).await?;
+    if engine == Engine::Sqlite {
+        // Foreign keys on (cascading deletes) and a writer that waits instead of failing.
+        sqlx::query("PRAGMA foreign_keys = ON")
+            .execute(&pool)
+            .await?;
+    }
+    migrator(engine).run(&pool).await?;
+    Ok((pool, engine))
+}
+
+/// A value bound to a placeholder.
+#[derive(Debug, Clone)]
+pub enum Arg {
+    /// Integer.
+    I(i64),
+    /// Text.
+    S(String),
+    /// Nullable integer.
+    NI(Option<i64>),
+    /// Nullable text.
+    NS(Option<String>),
+}
+
+impl From<i64> for Arg {
+    fn from(v: i64) -> Arg {
+        Arg::I(v)
+    }
+}
+impl From<&str> for Arg {
+    fn from(v: &str) -> Arg {
+        Arg::S(v.to_string())
+    }
+}
+impl From<String> for Arg {
+    fn from(v: String) -> Arg {
+        Arg::S(v)
+    }
+}
+impl From<Option<i64>> for Arg {
+    fn from(v: Option<i64>) -> Arg {
+        Arg::NI(v)
+    }
+}
+impl From<Option<String>> for Arg {
+    fn from(v: Option<String>) -> Arg {
+        Arg::NS(v)
+    }
+}
+
+/// SQL text and its arguments, built piece by piece.
+#[derive(Debug, Clone, Default)]
+pub struct Q {
+    sql: String,
+    args: Vec<Arg>,
+}
+
+impl Q {
+    /// Starts with a fragment of SQL.
+    pub fn new(sql: &str) -> Q {
+        Q {
+            sql: sql.to_string(),
+            args: Vec::new(),
+        }
+    }
+
+    /// Appends SQL.
+    pub fn sql(mut self, s: &str) -> Q {
+        self.sql.push_str(s);
+        self
+    }
+
+    /// Binds a value and appends its placeholder.
+    pub fn arg(mut self, a: impl Into<Arg>) -> Q {
+        self.args.push(a.into());
+        let n = self.args.len();
+        self.sql.push_str(&format!("${n}"));
+        self
+    }
+
+    /// THE tenancy filter: appends ` AND <column> = <caller's organisation>` unless the caller
+    /// is an operator. `column` is a literal of this crate, never user input.
+    pub fn scoped(self, caller: &Caller, column: &'static str) -> Q {
+        match caller.org_scope() {
+            OrgScope::All => self,
+            OrgScope::One(org) => self.sql(" AND ").sql(column).sql(" = ").arg(org),
+        }
+    }
+
+    fn arguments(&self) -> Result<AnyArguments<'static>> {
+        let mut a = AnyArguments::default();
+        for arg in &self.args {
+            let r = match arg {
+                Arg::I(v) => a.add(*v),
+                Arg::S(v) => a.add(v.clone()),
+                Arg::NI(v) => a.add(*v),
+                Arg::NS(v) => a.add(v.clone()),
+            };
+            r.map_err(|e| Error::Db(sqlx::Error::Encode(e)))?;
+        }
+        Ok(a)
+    }
+
+    /// Runs the query and returns every row.
+    pub async fn fetch_all<'e, E>(&self, ex: E) -> Result<Vec<AnyRow>>
+    where
+        E: sqlx::Executor<'e, Database = Any>,
+    {
+        let args = self.arguments()?;
+        Ok(sqlx::query_with(&self.sql, args).fetch_all(ex).await?)
+    }
+
+    /// Runs the query and returns the first row, if any.
+    pub async fn fetch_optional<'e, E>(&self, ex: E) -> Result<Option<AnyRow>>
+    where
+        E: sqlx::Executor<'e, Database = Any>,
+    {
+        let args = self.arguments()?;
+        Ok(sqlx::query_with(&self.sql, args).fetch_optional(ex).await?)
+    }
+
+    /// Runs the statement and returns the number of rows it changed.
+    pub async fn execute<'e, E>(&self, ex: E) -> Result<u64>
+    where
+        E: sqlx::Executor<'e, Database = Any>,
+    {
+        let args = self.arguments()?;
+        Ok(sqlx::query_with(&self.sql, args)
+            .execute(ex)
+            .await?
+            .rows_affected())
+    }
+}
+
+/// Now, as stored: RFC 3339 UTC with milliseconds.
+pub fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// A time as stored.
+pub fn fmt_time(t: &chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}

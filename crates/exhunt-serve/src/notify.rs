@@ -1,0 +1,349 @@
+//! Notifications to organisations: what a CERT sends a network owner, with a ticket number,
+//! the affected servers and what was seen (frozen when made), exported as an e-mail file
+//! (`.eml`, with the servers as a CSV attachment), and followed through its states
+//! *new → sent → acknowledged → rescan-requested → resolved*. A notification that stays new or
+//! sent longer than the escalation time is `overdue`.
+//!
+//! Tenancy as everywhere: reads and changes go through [`Q::scoped`] (and, on PostgreSQL, the
+//! row-level security policy of migration 5). Operators make and send notifications; an
+//! organisation's uploader acknowledges one and asks for a rescan; readers read.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sqlx::any::AnyRow;
+
+use crate::db::{self, Q};
+use crate::error::{Error, Result};
+use crate::store::{Filter, Store, get_i, get_s};
+use crate::tenancy::{Caller, Role};
+
+/// States of a notification, in order.
+pub const STATES: [&str; 5] = [
+    "new",
+    "sent",
+    "acknowledged",
+    "rescan-requested",
+    "resolved",
+];
+
+/// Days after which a notification still new or sent is overdue.
+pub const ESCALATE_DAYS: i64 = 7;
+
+/// A notification.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Notification {
+    /// Id.
+    pub id: i64,
+    /// Organisation.
+    pub org_id: i64,
+    /// Ticket number (`EXH-20261130-1a2b3c4d`).
+    pub ticket: String,
+    /// State.
+    pub state: String,
+    /// The affected servers and what was seen, when it was made.
+    pub servers: Value,
+    /// Made.
+    pub created: String,
+    /// Last change of state.
+    pub updated: String,
+    /// New or sent for longer than [`ESCALATE_DAYS`]: escalate.
+    pub overdue: bool,
+}
+
+fn from_row(r: &AnyRow) -> Result<Notification> {
+    let state = get_s(r, "state")?;
+    let updated = get_s(r, "updated")?;
+    let limit = db::fmt_time(&(chrono::Utc::now() - chrono::Duration::days(ESCALATE_DAYS)));
+    Ok(Notification {
+        id: get_i(r, "id")?,
+        org_id: get_i(r, "org_id")?,
+        ticket: get_s(r, "ticket")?,
+        overdue: (state == "new" || state == "sent") && updated < limit,
+        state,
+        servers: serde_json::from_str(&get_s(r, "servers")?).unwrap_or(Value::Null),
+        created: get_s(r, "created")?,
+        updated,
+    })
+}
+
+const COLS: &str = "SELECT n.id, n.org_id, n.ticket, n.state, n.servers, n.created, n.updated FROM notifications n WHERE 1 = 1";
+
+/// Whether `role` may move a notification from `from` to `to`.
+pub fn transition_allowed(role: Role, from: &str, to: &str) -> bool {
+    match role {
+        Role::Operator => STATES.contains(&to) && from != to,
+        Role::Uploader => matches!(
+            (from, to),
+            ("sent", "acknowledged") | ("acknowledged", "rescan-requested")
+        ),
+        Role::Reader => false,
+    }
+}
+
+impl Store {
+    /// Makes a notification for an organisation's servers that are compromised, attempted or
+    /// exposed now (operators only); `BadRequest` when none is.
+    pub async fn create_notification(&self, c: &Caller, org: i64) -> Result<Notification> {
+        c.require(Role::Operator)?;
+        self.get_org(c, org).await?;
+        let servers = self
+            .list_servers(
+                c,
+                &Filter {
+                    org: Some(org),
+                    limit: Some(10_000),
+                    ..Filter::default()
+                },
+            )
+            .await?;
+        let affected: Vec<Value> = servers
+            .iter()
+            .filter(|s| matches!(s.state.as_str(), "compromised" | "attempted" | "exposed"))
+            .map(|s| {
+                serde_json::json!({
+                    "server_id": s.id, "name": s.name, "state": s.state, "states": s.states,
+                    "last_verdict": s.last_verdict, "last_scanned": s.last_scanned,
+                    "last_state": s.last_state, "last_observed": s.last_observed,
+                })
+            })
+            .collect();
+        if affected.is_empty() {
+            return Err(Error::BadRequest(format!(
+                "organisation #{org} has no compromised, attempted or exposed server: nothing to notify"
+            )));
+        }
+        let mut rnd = [0u8; 4];
+        getrandom::fill(&mut rnd).map_err(|e| Error::BadRequest(format!("no randomness: {e}")))?;
+        let ticket = format!(
+            "EXH-{}-{}",
+            chrono::Utc::now().format("%Y%m%d"),
+            hex::encode(rnd)
+        );
+        let now = db::now();
+        let mut tx = self.begin(c.org_scope()).await?;
+        let r = Q::new(
+            "INSERT INTO notifications (org_id, ticket, state, servers, created, updated) VALUES (",
+        )
+        .arg(org)
+        .sql(", ")
+        .arg(ticket.clone())
+        .sql(", 'new', ")
+        .arg(Value::Array(affected).to_string())
+        .sql(", ")
+        .arg(now.clone())
+        .sql(", ")
+        .arg(now)
+        .sql(") RETURNING id")
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(Error::NotFound("notification"))?;
+        let id = get_i(&r, "id")?;
+        self.audit(
+            &mut *tx,
+            Some(c),
+            Some(org),
+            "notification.create",
+            format!("notification #{id} {ticket}"),
+        )
+        .await?;
+        tx.commit().await?;
+        self.get_notification(c, id).await
+    }
+
+    /// Notifications the caller may see (`state` filters by state).
+    pub async fn list_notifications(&self, c: &Caller, f: &Filter) -> Result<Vec<Notification>> {
+        let mut q = Q::new(COLS).scoped(c, "n.org_id");
+        if let Some(o) = f.org {
+            q = q.sql(" AND n.org_id = ").arg(o);
+        }
+        if let Some(s) = &f.state {
+            q = q.sql(" AND n.state = ").arg(s.as_str());
+        }
+        if let Some(a) = f.after {
+            q = q.sql(" AND n.id > ").arg(a);
+        }
+        let q = q
+            .sql(" ORDER BY n.id LIMIT ")
+            .arg(f.limit.unwrap_or(1000).clamp(1, 10_000));
+        let rows = q.fetch_all(&mut *self.begin(c.org_scope()).await?).await?;
+        rows.iter().map(from_row).collect()
+    }
+
+    /// One notification.
+    pub async fn get_notification(&self, c: &Caller, id: i64) -> Result<Notification> {
+        let r = Q::new(COLS)
+            .sql(" AND n.id = ")
+            .arg(id)
+            .scoped(c, "n.org_id")
+            .fetch_optional(&mut *self.begin(c.org_scope()).await?)
+            .await?
+            .ok_or(Error::NotFound("notification"))?;
+        from_row(&r)
+    }
+
+    /// Moves a notification to another state (see [`transition_allowed`]).
+    pub async fn set_notification_state(
+        &self,
+        c: &Caller,
+        id: i64,
+        to: &str,
+    ) -> Result<Notification> {
+        c.require(Role::Uploader)?;
+        if !STATES.contains(&to) {
+            return Err(Error::BadRequest(format!(
+                "state {to:?}: one of {}",
+                STATES.join(", ")
+            )));
+        }
+        let n = self.get_notification(c, id).await?;
+        if !transition_allowed(c.role, &n.state, to) {
+            return Err(Error::Forbidden(format!(
+                "a {} token cannot move a notification from {} to {to}",
+                c.role.as_str(),
+                n.state
+            )));
+        }
+        let mut tx = self.begin(c.org_scope()).await?;
+        let changed = Q::new("UPDATE notifications SET state = ")
+            .arg(to)
+            .sql(", updated = ")
+            .arg(db::now())
+            .sql(" WHERE id = ")
+            .arg(id)
+            .sql(" AND state = ")
+            .arg(n.state.clone())
+            .scoped(c, "org_id")
+            .execute(&mut *tx)
+            .await?;
+        if changed == 0 {
+            return Err(Error::Conflict(
+                "the notification changed meanwhile: reload it".into(),
+            ));
+        }
+        self.audit(
+            &mut *tx,
+            Some(c),
+            Some(n.org_id),
+            "notification.state",
+            format!("notification #{id}: {} -> {to}", n.state),
+        )
+        .await?;
+        tx.commit().await?;
+        self.get_notification(c, id).await
+    }
+
+    /// The notification as an e-mail file (RFC 5322, MIME multipart: a text body from the
+    /// template and the servers as CSV), addressed to the organisation's contacts.
+    pub async fn notification_eml(&self, c: &Caller, id: i64, from: &str) -> Result<String> {
+        let n = self.get_notification(c, id).await?;
+        let org = self.get_org(c, n.org_id).await?;
+        let servers = n.servers.as_array().cloned().unwrap_or_default();
+        let mut text = format!(
+            "Hello,\r\n\r\nThis is notification {ticket} about Microsoft Exchange servers of {name}.\r\n\
+             {count} server(s) need action: compromised (evidence that an attack succeeded),\r\n\
+             attempted (exploitation attempts) or exposed (a vulnerable build reachable from the\r\n\
+             Internet). The attached CSV lists each with what was seen and when.\r\n\r\n",
+            ticket = n.ticket,
+            name = clean_header(&org.name),
+            count = servers.len()
+        );
+        for s in &servers {
+            text.push_str(&format!(
+                "- {} : {} (scan verdict {}, exposure {})\r\n",
+                clean_header(s["name"].as_str().unwrap_or("")),
+                s["state"].as_str().unwrap_or(""),
+                s["last_verdict"].as_str().unwrap_or("none"),
+                s["last_state"].as_str().unwrap_or("not observed")
+            ));
+        }
+        text.push_str(&format!(
+            "\r\nPlease reply with the ticket number {} in the subject when you have acted;\r\n\
+             we will rescan and close the ticket when the servers are patched and clean.\r\n",
+            n.ticket
+        ));
+        let mut csv =
+            String::from("name,state,last_verdict,last_scanned,last_state,last_observed\r\n");
+        for s in &servers {
+            let cells: Vec<String> = [
+                "name",
+                "state",
+                "last_verdict",
+                "last_scanned",
+                "last_state",
+                "last_observed",
+            ]
+            .iter()
+            .map(|k| csv_cell(s[*k].as_str().unwrap_or("")))
+            .collect();
+            csv.push_str(&cells.join(","));
+            csv.push_str("\r\n");
+        }
+        let boundary = format!("exhunt-{}", n.ticket);
+        let to = org
+            .contacts
+            .iter()
+            .map(|t| clean_header(t))
+            .collect::<Vec<_>>()
+            .join(", ");
+        Ok(format!(
+            "From: {from}\r\nTo: {to}\r\nSubject: [{ticket}] Microsoft Exchange servers of {name}: {count} need action\r\n\
+             Date: {date}\r\nMessage-ID: <{ticket}@exhunt.invalid>\r\nMIME-Version: 1.0\r\n\
+             Content-Type: multipart/mixed; boundary=\"{boundary}\"\r\n\r\n\
+             --{boundary}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n{text}\r\n\
+             --{boundary}\r\nContent-Type: text/csv; charset=utf-8\r\nContent-Disposition: attachment; filename=\"{ticket}.csv\"\r\n\r\n{csv}\r\n\
+             --{boundary}--\r\n",
+            from = clean_header(from),
+            ticket = n.ticket,
+            name = clean_header(&org.name),
+            count = servers.len(),
+            date = chrono::Utc::now().to_rfc2822(),
+        ))
+    }
+}
+
+/// A header value without line breaks (no header injection through a name or a contact).
+fn clean_header(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+fn csv_cell(s: &str) -> String {
+    let s = if s.starts_with(['=', '+', '-', '@']) {
+        format!("'{s}")
+    } else {
+        s.to_string()
+    };
+    if s.contains([',', '"', '\r', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transitions_by_role() {
+        assert!(transition_allowed(Role::Operator, "new", "sent"));
+        assert!(transition_allowed(Role::Operator, "sent", "resolved"));
+        assert!(transition_allowed(Role::Uploader, "sent", "acknowledged"));
+        assert!(transition_allowed(
+            Role::Uploader,
+            "acknowledged",
+            "rescan-requested"
+        ));
+        assert!(!transition_allowed(Role::Uploader, "new", "resolved"));
+        assert!(!transition_allowed(Role::Reader, "sent", "acknowledged"));
+        assert!(!transition_allowed(Role::Operator, "sent", "sent"));
+    }
+
+    #[test]
+    fn headers_and_cells_are_safe() {
+        assert_eq!(clean_header("Evil\r\nBcc: x@y"), "Evil  Bcc: x@y");
+        assert_eq!(csv_cell("=cmd"), "'=cmd");
+        assert_eq!(csv_cell("a,b"), "\"a,b\"");
+    }
+}

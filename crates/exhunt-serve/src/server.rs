@@ -1,0 +1,145 @@
+//! Running the server: open the database, make the first operator token when there is none,
+//! listen, serve until told to stop.
+//!
+//! A request's body must arrive within [`Config::body_timeout`] and fit [`Config::body_limit`];
+//! an upload is one transaction, so a process killed in the middle of one leaves nothing of it.
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use tokio::net::TcpListener;
+
+use crate::api::{self, Config};
+use crate::error::{Error, Result};
+use crate::store::{NewToken, Store};
+
+/// A server bound to its address, not yet serving.
+#[derive(Debug)]
+pub struct Server {
+    listener: TcpListener,
+    /// The store it serves.
+    pub store: Store,
+    /// The address it listens on (the real port when `:0` was asked).
+    pub addr: SocketAddr,
+    /// The operator token made at first start (shown once), if this start made one.
+    pub first_token: Option<NewToken>,
+    cfg: Config,
+}
+
+impl Server {
+    /// Opens (and migrates) the database at `db_url` and binds `listen` (`127.0.0.1:8080`).
+    pub async fn bind(db_url: &str, listen: &str, cfg: Config) -> Result<Server> {
+        let store = Store::open(db_url).await?;
+        let first_token = store.bootstrap_operator("first operator").await?;
+        let listener = TcpListener::bind(listen)
+            .await
+            .map_err(|e| Error::BadRequest(format!("listening on {listen}: {e}")))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| Error::BadRequest(format!("listening on {listen}: {e}")))?;
+        Ok(Server {
+            listener,
+            store,
+            addr,
+            first_token,
+            cfg,
+        })
+    }
+
+    /// Serves until `shutdown` completes, then finishes the requests in flight.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
+        let app = app(self.store, self.cfg);
+        axum::serve(self.listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .map_err(|e| Error::BadRequest(format!("serving: {e}")))
+    }
+}
+
+/// The whole HTTP application: the JSON API under `/api/v1` and the dashboard.
+pub fn app(store: Store, cfg: Config) -> axum::Router {
+    crate::web::router(store.clone()).merge(api::router(store, cfg))
+}
+
+/// What `exhunt serve` was asked for.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Database URL (`sqlite://PATH`, `postgres://…`).
+    pub db: String,
+    /// Address to listen on.
+    pub listen: String,
+    /// HTTP limits.
+    pub api: Config,
+    /// Runtime threads (0: one per core).
+    pub threads: usize,
+    /// Demo data to load before serving: (example name, scan result JSON). Empty: no demo.
+    pub demo: Vec<(String, String)>,
+}
+
+/// What `ready` is told when the server listens.
+#[derive(Debug)]
+pub struct Ready<'a> {
+    /// The address.
+    pub addr: &'a SocketAddr,
+    /// The first operator token, when this start made one.
+    pub operator: Option<&'a NewToken>,
+    /// The demo's reader token, when the demo was loaded.
+    pub demo_reader: Option<&'a NewToken>,
+}
+
+/// Runs the server on its own runtime until Ctrl-C (or SIGTERM on Unix): what the `exhunt`
+/// binary calls. `ready` is told the address and the tokens made by this start.
+pub fn run_blocking(opts: Options, ready: impl FnOnce(Ready<'_>)) -> Result<()> {
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    if opts.threads > 0 {
+        rt.worker_threads(opts.threads);
+    }
+    let rt = rt
+        .enable_all()
+        .build()
+        .map_err(|e| Error::BadRequest(format!("starting the runtime: {e}")))?;
+    rt.block_on(async move {
+        let server = Server::bind(&opts.db, &opts.listen, opts.api).await?;
+        let mut demo_reader = None;
+        if !opts.demo.is_empty() {
+            let op = match &server.first_token {
+                Some(t) => server.store.authenticate(&t.secret).await?,
+                None => {
+                    return Err(Error::BadRequest(
+                        "--demo needs an empty database (this one has an operator already)".into(),
+                    ));
+                }
+            };
+            demo_reader = Some(crate::demo::load(&server.store, &op, &opts.demo).await?);
+        }
+        ready(Ready {
+            addr: &server.addr,
+            operator: server.first_token.as_ref(),
+            demo_reader: demo_reader.as_ref(),
+        });
+        server.run(stop_signal()).await
+    })
+}
+
+async fn stop_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    {
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term => {},
+        }
+    }
+    #[cfg(not(unix))]
+    ctrl_c.await;
+}

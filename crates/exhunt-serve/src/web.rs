@@ -1,0 +1,626 @@
+//! The dashboard: server-rendered HTML, no script, no external asset (works offline).
+//!
+//! Login is with an API token (pasted once) and gives a session cookie (`HttpOnly`,
+//! `SameSite=Strict`; only its hash is stored; it dies with its token). Every form carries a
+//! CSRF token: the session's for logout, a double-submit cookie for login. Pages read through
+//! the same [`Store`] functions as the API, with the session's [`Caller`], so a page shows
+//! exactly what the API would show that caller; scan reports are drawn by `exhunt-report`'s
+//! HTML renderer, as `exhunt report` draws them.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Form, Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use exhunt_report::html::esc;
+use serde::Deserialize;
+
+use crate::error::Error;
+use crate::store::{CAMPAIGNS, Filter, STATES, Store};
+use crate::tenancy::{self, Caller, Role};
+
+const SESSION: &str = "exhunt_session";
+const LOGIN_CSRF: &str = "exhunt_login_csrf";
+const SESSION_HOURS: i64 = 12;
+
+fn base64(bytes: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(A[((n >> (18 - 6 * i)) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// The Content-Security-Policy of a scan report drawn by `exhunt-report`: nothing from
+/// outside, and only the report's own inline scripts, each allowed by its SHA-256 (data in the
+/// report is escaped, so a `<script>` in it is the renderer's).
+pub fn report_csp(html: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hashes = Vec::new();
+    let mut rest = html;
+    while let Some(i) = rest.find("<script>") {
+        let body = &rest[i + "<script>".len()..];
+        let Some(j) = body.find("</script>") else {
+            break;
+        };
+        hashes.push(format!(
+            "'sha256-{}'",
+            base64(&Sha256::digest(&body.as_bytes()[..j]))
+        ));
+        rest = &body[j..];
+    }
+    let scripts = if hashes.is_empty() {
+        String::new()
+    } else {
+        format!("; script-src {}", hashes.join(" "))
+    };
+    format!(
+        "default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action 'none'; frame-ancestors 'none'{scripts}"
+    )
+}
+
+/// The dashboard's router.
+pub fn router(store: Store) -> Router {
+    Router::new()
+        .route("/", get(overview))
+        .route("/login", get(login_form).post(login))
+        .route("/logout", axum::routing::post(logout))
+        .route("/orgs/{id}", get(org_page))
+        .route("/servers/{id}", get(server_page))
+        .route("/results/{id}/report", get(report_page))
+        .with_state(Arc::new(store))
+}
+
+type Shared = State<Arc<Store>>;
+
+fn cookie(h: &HeaderMap, name: &str) -> Option<String> {
+    h.get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_string())
+}
+
+fn secure_headers(mut r: Response) -> Response {
+    let h = r.headers_mut();
+    for (k, v) in [
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action 'self'; frame-ancestors 'none'",
+        ),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (header::CACHE_CONTROL, "no-store"),
+    ] {
+        h.insert(k, HeaderValue::from_static(v));
+    }
+    r
+}
+
+fn html(status: StatusCode, body: String) -> Response {
+    secure_headers(
+        (
+            status,
+            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+            body,
+        )
+            .into_response(),
+    )
+}
+
+const STYLE: &str = "body{font:14px/1.4 system-ui,sans-serif;margin:0;color:#222}header{background:#1f2937;color:#fff;padding:8px 16px;display:flex;gap:16px;align-items:center}header a{color:#fff}main{padding:16px}table{border-collapse:collapse;margin:8px 0}th,td{border:1px solid #ccc;padding:4px 8px;text-align:left}th{background:#f3f4f6}.compromised{background:#fecaca}.attempted{background:#fed7aa}.exposed{background:#fef08a}.mitigated{background:#e0e7ff}.patched{background:#bbf7d0}.unknown{background:#e5e7eb}form.inline{display:inline;margin-left:auto}";
+
+fn page(title: &str, who: Option<(&Caller, &str)>, body: &str) -> String {
+    let mut s = format!(
+        "<!doctype html><html lang=en><head><meta charset=utf-8><title>{} — exhunt serve</title><style>{STYLE}</style></head><body><header><strong>exhunt serve</strong><a href=\"/\">Overview</a>",
+        esc(title)
+    );
+    if let Some((c, csrf)) = who {
+        let _ = write!(
+            s,
+            "<span>{}{}</span><form class=inline method=post action=\"/logout\"><input type=hidden name=csrf value=\"{}\"><button>Log out</button></form>",
+            c.role.as_str(),
+            c.org
+                .map(|o| format!(" of organisation #{o}"))
+                .unwrap_or_default(),
+            esc(csrf)
+        );
+    }
+    let _ = write!(
+        s,
+        "</header><main><h1>{}</h1>{body}</main></body></html>",
+        esc(title)
+    );
+    s
+}
+
+/// The session's caller, or the response to send instead (to the login page; an error page).
+async fn session(store: &Store, h: &HeaderMap) -> Result<(Caller, String), Response> {
+    let Some(secret) = cookie(h, SESSION) else {
+        return Err(Redirect::to("/login").into_response());
+    };
+    store.session(&secret).await.map_err(|e| match e {
+        Error::Unauthorized => Redirect::to("/login").into_response(),
+        e => error_page(&e),
+    })
+}
+
+fn error_page(e: &Error) -> Response {
+    let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let msg = match e {
+        Error::Db(_) | Error::Migrate(_) => {
+            tracing::error!("{e}");
+            "internal error (see the server's log)".to_string()
+        }
+        e => e.to_string(),
+    };
+    html(
+        status,
+        page("Error", None, &format!("<p>{}</p>", esc(&msg))),
+    )
+}
+
+async fn login_form() -> Response {
+    let csrf = match tenancy::new_secret() {
+        Ok(c) => c,
+        Err(e) => return error_page(&e),
+    };
+    let body = format!(
+        "<form method=post action=\"/login\"><p><label>API token <input type=password name=token autocomplete=off size=70 required></label></p><input type=hidden name=csrf value=\"{}\"><p><button>Log in</button></p></form><p>A token is made by an operator (<code>POST /api/v1/tokens</code>); the first operator token is printed when the server starts on an empty database.</p>",
+        esc(&csrf)
+    );
+    let mut r = html(StatusCode::OK, page("Log in", None, &body));
+    if let Ok(v) = HeaderValue::from_str(&format!(
+        "{LOGIN_CSRF}={csrf}; HttpOnly; SameSite=Strict; Path=/login; Max-Age=3600"
+    )) {
+        r.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_and_report_csp() {
+        assert_eq!(base64(b""), "");
+        assert_eq!(base64(b"f"), "Zg==");
+        assert_eq!(base64(b"fo"), "Zm8=");
+        assert_eq!(base64(b"foo"), "Zm9v");
+        assert_eq!(base64(b"foobar"), "Zm9vYmFy");
+        // sha256("") in base64.
+        let csp = report_csp("<p>x</p><script></script>");
+        assert!(
+            csp.contains("script-src 'sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU='"),
+            "{csp}"
+        );
+        assert!(!report_csp("<p>no script</p>").contains("script-src"));
+    }
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    token: String,
+    csrf: String,
+}
+
+async fn login(
+    State(store): Shared,
+    h: HeaderMap,
+    form: Result<Form<LoginForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let Ok(Form(f)) = form else {
+        return error_page(&Error::BadRequest("the login form is incomplete".into()));
+    };
+    if cookie(&h, LOGIN_CSRF).is_none_or(|c| c.is_empty() || c != f.csrf) {
+        return error_page(&Error::Forbidden(
+            "the login form expired or came from another site: reload it".into(),
+        ));
+    }
+    match store.open_session(&f.token, SESSION_HOURS).await {
+        Ok((secret, _)) => {
+            let mut r = Redirect::to("/").into_response();
+            if let Ok(v) = HeaderValue::from_str(&format!(
+                "{SESSION}={secret}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}",
+                SESSION_HOURS * 3600
+            )) {
+                r.headers_mut().insert(header::SET_COOKIE, v);
+            }
+            secure_headers(r)
+        }
+        Err(Error::Unauthorized) => html(
+            StatusCode::UNAUTHORIZED,
+            page(
+                "Log in",
+                None,
+                "<p>Unknown or revoked token. <a href=\"/login\">Try again</a>.</p>",
+            ),
+        ),
+        Err(e) => error_page(&e),
+    }
+}
+
+#[derive(Deserialize)]
+struct CsrfForm {
+    csrf: String,
+}
+
+async fn logout(
+    State(store): Shared,
+    h: HeaderMap,
+    form: Result<Form<CsrfForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let (_, csrf) = match session(&store, &h).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let Ok(Form(f)) = form else {
+        return error_page(&Error::Forbidden("missing CSRF token".into()));
+    };
+    if f.csrf != csrf {
+        return error_page(&Error::Forbidden("bad CSRF token".into()));
+    }
+    if let Some(secret) = cookie(&h, SESSION)
+        && let Err(e) = store.close_session(&secret).await
+    {
+        return error_page(&e);
+    }
+    let mut r = Redirect::to("/login").into_response();
+    r.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_static("exhunt_session=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0"),
+    );
+    secure_headers(r)
+}
+
+fn all() -> Filter {
+    Filter {
+        limit: Some(10_000),
+        ..Filter::default()
+    }
+}
+
+fn state_cells(counts: &BTreeMap<&str, usize>) -> String {
+    STATES
+        .iter()
+        .map(|s| {
+            let n = counts.get(s).copied().unwrap_or(0);
+            if n > 0 {
+                format!("<td class={s}>{n}</td>")
+            } else {
+                "<td>0</td>".to_string()
+            }
+        })
+        .collect()
+}
+
+async fn overview(State(store): Shared, h: HeaderMap) -> Response {
+    let (c, csrf) = match session(&store, &h).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let (orgs, servers) = match (
+        store.list_orgs(&c, &all()).await,
+        store.list_servers(&c, &all()).await,
+    ) {
+        (Ok(o), Ok(s)) => (o, s),
+        (Err(e), _) | (_, Err(e)) => return error_page(&e),
+    };
+    let mut per_org: BTreeMap<i64, BTreeMap<&str, usize>> = BTreeMap::new();
+    let mut total: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut per_campaign: BTreeMap<&str, BTreeMap<&str, usize>> = BTreeMap::new();
+    for s in &servers {
+        let st = s.state.as_str();
+        *per_org.entry(s.org_id).or_default().entry(st).or_default() += 1;
+        *total.entry(st).or_default() += 1;
+        for k in CAMPAIGNS {
+            let st = s.states.get(k).map(String::as_str).unwrap_or("unknown");
+            *per_campaign.entry(k).or_default().entry(st).or_default() += 1;
+        }
+    }
+    let head: String = STATES.iter().map(|s| format!("<th>{s}</th>")).collect();
+    let mut body = format!(
+        "<p>{} organisation(s), {} server(s). A server's state: a scan's compromise or attempt first, else its latest observation's exposure.</p><table><tr><th>Organisation</th><th>Servers</th>{head}</tr>",
+        orgs.len(),
+        servers.len()
+    );
+    for o in &orgs {
+        let counts = per_org.remove(&o.id).unwrap_or_default();
+        let n: usize = counts.values().sum();
+        let _ = write!(
+            body,
+            "<tr><td><a href=\"/orgs/{}\">{}</a></td><td>{n}</td>{}</tr>",
+            o.id,
+            esc(&o.name),
+            state_cells(&counts)
+        );
+    }
+    let _ = write!(
+        body,
+        "<tr><th>All</th><th>{}</th>{}</tr></table>",
+        servers.len(),
+        state_cells(&total)
+    );
+    match store.trend(&c, None).await {
+        Ok(t) => {
+            let _ = write!(body, "<h2>Exposure over time</h2>{}", curve(&t));
+        }
+        Err(e) => return error_page(&e),
+    }
+    let _ = write!(
+        body,
+        "<h2>By campaign</h2><table><tr><th>Campaign</th>{head}</tr>"
+    );
+    for k in CAMPAIGNS {
+        let counts = per_campaign.remove(k).unwrap_or_default();
+        let _ = write!(body, "<tr><td>{k}</td>{}</tr>", state_cells(&counts));
+    }
+    body.push_str("</table>");
+    if c.role == Role::Operator {
+        match store.list_unassigned(&c, &Filter { limit: Some(1), ..Filter::default() }).await {
+            Ok(q) if !q.is_empty() => body.push_str("<p>Observations wait in the unassigned queue (<code>GET /api/v1/unassigned</code>).</p>"),
+            Ok(_) => {}
+            Err(e) => return error_page(&e),
+        }
+    }
+    html(StatusCode::OK, page("Overview", Some((&c, &csrf)), &body))
+}
+
+/// The exposure curve as an inline SVG (no script, no external asset).
+fn curve(points: &[crate::store::TrendPoint]) -> String {
+    if points.is_empty() {
+        return "<p>No exposure or compromise observed yet.</p>".into();
+    }
+    let (w, h, pad) = (640.0_f64, 160.0_f64, 24.0_f64);
+    let max = points
+        .iter()
+        .map(|p| p.exposed.max(p.compromised))
+        .max()
+        .unwrap_or(1)
+        .max(1) as f64;
+    let n = points.len();
+    let x = |i: usize| {
+        if n == 1 {
+            w / 2.0
+        } else {
+            pad + (w - 2.0 * pad) * i as f64 / (n - 1) as f64
+        }
+    };
+    let y = |v: i64| h - pad - (h - 2.0 * pad) * v as f64 / max;
+    let line = |f: &dyn Fn(&crate::store::TrendPoint) -> i64| {
+        points
+            .iter()
+            .enumerate()
+            .map(|(i, p)| format!("{:.1},{:.1}", x(i), y(f(p))))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let mut svg = format!(
+        "<svg role=img aria-label=\"exposed and compromised servers per day\" width={w} height={h} viewBox=\"0 0 {w} {h}\" xmlns=\"http://www.w3.org/2000/svg\"><rect width={w} height={h} fill=\"#fff\" stroke=\"#ccc\"/>\
+<polyline fill=none stroke=\"#ca8a04\" stroke-width=2 points=\"{}\"/><polyline fill=none stroke=\"#dc2626\" stroke-width=2 points=\"{}\"/>\
+<text x={pad} y=14 font-size=11>max {max}</text>",
+        line(&|p| p.exposed),
+        line(&|p| p.compromised)
+    );
+    for (i, p) in points.iter().enumerate() {
+        if i == 0 || i + 1 == n {
+            let _ = write!(
+                svg,
+                "<text x={:.1} y={} font-size=11 text-anchor=middle>{}</text>",
+                x(i),
+                h - 6.0,
+                esc(&p.day)
+            );
+        }
+    }
+    svg.push_str("</svg><p><span style=\"color:#ca8a04\">■ exposed</span> <span style=\"color:#dc2626\">■ compromised</span> servers per day</p>");
+    svg
+}
+
+fn opt(s: &Option<String>) -> String {
+    esc(s.as_deref().unwrap_or("—"))
+}
+
+async fn org_page(
+    State(store): Shared,
+    h: HeaderMap,
+    p: Result<Path<i64>, axum::extract::rejection::PathRejection>,
+) -> Response {
+    let (c, csrf) = match session(&store, &h).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let Ok(Path(id)) = p else {
+        return error_page(&Error::BadRequest(
+            "the id in the path is not a number".into(),
+        ));
+    };
+    let org = match store.get_org(&c, id).await {
+        Ok(o) => o,
+        Err(e) => return error_page(&e),
+    };
+    let servers = match store
+        .list_servers(
+            &c,
+            &Filter {
+                org: Some(id),
+                ..all()
+            },
+        )
+        .await
+    {
+        Ok(s) => s,
+        Err(e) => return error_page(&e),
+    };
+    let mut body = format!(
+        "<p>Contacts: {}</p><p>Scope: {}</p><table><tr><th>Server</th><th>State</th>{}<th>Latest scan verdict</th><th>Scanned</th><th>Latest observation</th><th>Observed</th></tr>",
+        esc(&org.contacts.join(", ")),
+        esc(&[
+            org.scope.cidrs.join(" "),
+            org.scope
+                .asns
+                .iter()
+                .map(|a| format!("AS{a}"))
+                .collect::<Vec<_>>()
+                .join(" "),
+            org.scope.domains.join(" ")
+        ]
+        .join(" ")),
+        CAMPAIGNS
+            .iter()
+            .map(|k| format!("<th>{k}</th>"))
+            .collect::<String>()
+    );
+    for s in &servers {
+        let st = s.state.as_str();
+        let _ = write!(
+            body,
+            "<tr><td><a href=\"/servers/{}\">{}</a></td><td class={st}>{st}</td>{}<td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            s.id,
+            esc(&s.name),
+            CAMPAIGNS
+                .iter()
+                .map(|k| {
+                    let c = s.states.get(*k).map(String::as_str).unwrap_or("unknown");
+                    format!("<td class={c}>{c}</td>")
+                })
+                .collect::<String>(),
+            opt(&s.last_verdict),
+            opt(&s.last_scanned),
+            opt(&s.last_state),
+            opt(&s.last_observed)
+        );
+    }
+    body.push_str("</table>");
+    match store.trend(&c, Some(id)).await {
+        Ok(t) => {
+            let _ = write!(body, "<h2>Exposure over time</h2>{}", curve(&t));
+        }
+        Err(e) => return error_page(&e),
+    }
+    html(StatusCode::OK, page(&org.name, Some((&c, &csrf)), &body))
+}
+
+async fn server_page(
+    State(store): Shared,
+    h: HeaderMap,
+    p: Result<Path<i64>, axum::extract::rejection::PathRejection>,
+) -> Response {
+    let (c, csrf) = match session(&store, &h).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let Ok(Path(id)) = p else {
+        return error_page(&Error::BadRequest(
+            "the id in the path is not a number".into(),
+        ));
+    };
+    let server = match store.get_server(&c, id).await {
+        Ok(s) => s,
+        Err(e) => return error_page(&e),
+    };
+    let f = Filter {
+        server: Some(id),
+        ..all()
+    };
+    let (results, obs) = match (
+        store.list_results(&c, &f).await,
+        store.list_observations(&c, &f).await,
+    ) {
+        (Ok(r), Ok(o)) => (r, o),
+        (Err(e), _) | (_, Err(e)) => return error_page(&e),
+    };
+    let mut body = format!(
+        "<p>Organisation <a href=\"/orgs/{0}\">#{0}</a>; state <span class={1}>{1}</span>.</p><h2>Scans</h2><table><tr><th>Finished</th><th>Verdict</th><th>Per campaign</th><th>Findings</th><th>Report</th></tr>",
+        server.org_id, server.state
+    );
+    for r in results.iter().rev() {
+        let per: String = r
+            .verdicts
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| format!("{k}: {}", v.as_str().unwrap_or("")))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .unwrap_or_default();
+        let _ = write!(
+            body,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><a href=\"/results/{}/report\">report</a></td></tr>",
+            esc(&r.finished),
+            esc(&r.verdict),
+            esc(&per),
+            r.findings,
+            r.id
+        );
+    }
+    body.push_str("</table><h2>Observations</h2><table><tr><th>Seen</th><th>Source</th><th>Address</th><th>State</th><th>Decided by</th><th>Build</th><th>Detail</th></tr>");
+    for o in obs.iter().rev() {
+        let _ = write!(
+            body,
+            "<tr><td>{}</td><td>{}</td><td>{}{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&o.seen),
+            esc(&o.source),
+            opt(&o.ip),
+            o.port.map(|p| format!(":{p}")).unwrap_or_default(),
+            esc(&o.state),
+            esc(&o.decided_by),
+            opt(&o.build),
+            esc(&o.detail)
+        );
+    }
+    body.push_str("</table>");
+    html(StatusCode::OK, page(&server.name, Some((&c, &csrf)), &body))
+}
+
+async fn report_page(
+    State(store): Shared,
+    h: HeaderMap,
+    p: Result<Path<i64>, axum::extract::rejection::PathRejection>,
+) -> Response {
+    let (c, _) = match session(&store, &h).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let Ok(Path(id)) = p else {
+        return error_page(&Error::BadRequest(
+            "the id in the path is not a number".into(),
+        ));
+    };
+    let doc = match store.result_document(&c, id).await {
+        Ok(d) => d,
+        Err(e) => return error_page(&e),
+    };
+    let mut out = Vec::new();
+    if let Err(e) = exhunt_report::html::render_html(&doc, &mut out) {
+        return error_page(&Error::BadRequest(format!("rendering the report: {e}")));
+    }
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let csp = report_csp(&text);
+    let mut r = html(StatusCode::OK, text);
+    if let Ok(v) = HeaderValue::from_str(&csp) {
+        r.headers_mut().insert(header::CONTENT_SECURITY_POLICY, v);
+    }
+    r
+}

@@ -1,0 +1,121 @@
+//! `exhunt serve`: the fleet server (crate `exhunt-serve`). This module turns the command line
+//! into its options, scans the examples for `--demo`, and prints where it listens.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use exhunt_checks::{Engine, ScanOptions};
+use exhunt_sources::Limits;
+
+/// Arguments of `exhunt serve`.
+#[derive(Args)]
+pub(crate) struct ServeArgs {
+    /// Database: sqlite://PATH (created when missing) or postgres://USER@HOST/DB. From the
+    /// environment, so that a PostgreSQL password is not on the command line. With --demo and
+    /// no --db: an in-memory database, gone when the server stops.
+    #[arg(long, env = "EXHUNT_SERVE_DB", hide_env_values = true)]
+    db: Option<String>,
+    /// Address and port to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: String,
+    /// Largest request body accepted, in MiB (larger uploads get 413).
+    #[arg(long, default_value_t = 64)]
+    max_body_mib: usize,
+    /// Seconds a client has to send its request body (slower ones get 408).
+    #[arg(long, default_value_t = 120)]
+    body_timeout: u64,
+    /// Runtime threads (0 = one per core).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// Start with the examples loaded: each folder of DIR (default `examples`) is scanned and
+    /// its result stored under a demo organisation, with invented probe rows beside them.
+    #[arg(long, value_name = "DIR", num_args = 0..=1, default_missing_value = "examples")]
+    demo: Option<PathBuf>,
+}
+
+/// Scans each example folder, as `exhunt scan --format json` would.
+fn scan_examples(dir: &PathBuf) -> Result<Vec<(String, String)>> {
+    let engine = Engine::new(ScanOptions {
+        since: None,
+        until: None,
+        exchange_path: None,
+        limits: Limits::default(),
+        deep: false,
+        yara: vec![],
+        ioc: vec![],
+        sigma: vec![],
+    })
+    .context("loading the built-in rules")?;
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .with_context(|| format!("--demo: reading {}", dir.display()))?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().is_dir())
+        .filter_map(|e| e.file_name().to_str().map(str::to_string))
+        .collect();
+    names.sort();
+    if names.is_empty() {
+        bail!("--demo: {} has no example folders", dir.display());
+    }
+    let mut out = Vec::new();
+    for n in names {
+        eprintln!("exhunt serve: demo: scanning {}", dir.join(&n).display());
+        let result = engine.scan(&[dir.join(&n)]);
+        out.push((n, serde_json::to_string(&result)?));
+    }
+    Ok(out)
+}
+
+pub(crate) fn serve(args: ServeArgs) -> Result<u8> {
+    // Errors the API hides from clients (database failures) are logged here, on stderr.
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("EXHUNT_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .try_init();
+    if args.max_body_mib == 0 || args.body_timeout == 0 {
+        bail!("--max-body-mib and --body-timeout must be at least 1");
+    }
+    let demo = match &args.demo {
+        Some(dir) => scan_examples(dir)?,
+        None => Vec::new(),
+    };
+    let db = match (args.db, args.demo.is_some()) {
+        (Some(db), _) => db,
+        (None, true) => "sqlite::memory:".to_string(),
+        (None, false) => "sqlite://exhunt-serve.db".to_string(),
+    };
+    let opts = exhunt_serve::server::Options {
+        db,
+        listen: args.listen,
+        api: exhunt_serve::api::Config {
+            body_limit: args.max_body_mib.saturating_mul(1024 * 1024),
+            body_timeout: Duration::from_secs(args.body_timeout),
+        },
+        threads: args.threads,
+        demo,
+    };
+    exhunt_serve::server::run_blocking(opts, |r| {
+        eprintln!(
+            "exhunt serve: listening on http://{} (dashboard; JSON API under /api/v1)",
+            r.addr
+        );
+        if let Some(t) = r.operator {
+            eprintln!(
+                "exhunt serve: first operator token (shown once; only its hash is stored):\n{}",
+                t.secret
+            );
+        }
+        if let Some(t) = r.demo_reader {
+            eprintln!(
+                "exhunt serve: demo reader token of {:?} (sees only its organisation):\n{}",
+                exhunt_serve::demo::ORGS[0].name,
+                t.secret
+            );
+        }
+    })?;
+    Ok(0)
+}
