@@ -7,7 +7,6 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use exhunt_checks::{Engine, ScanOptions};
-use exhunt_sources::Limits;
 
 /// Arguments of `exhunt serve`.
 #[derive(Args)]
@@ -37,17 +36,7 @@ pub(crate) struct ServeArgs {
 
 /// Scans each example folder, as `exhunt scan --format json` would.
 fn scan_examples(dir: &PathBuf) -> Result<Vec<(String, String)>> {
-    let engine = Engine::new(ScanOptions {
-        since: None,
-        until: None,
-        exchange_path: None,
-        limits: Limits::default(),
-        deep: false,
-        yara: vec![],
-        ioc: vec![],
-        sigma: vec![],
-    })
-    .context("loading the built-in rules")?;
+    let engine = Engine::new(ScanOptions::default()).context("starting the scan engine")?;
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .with_context(|| format!("--demo: reading {}", dir.display()))?
         .filter_map(|e| e.ok())
