@@ -179,8 +179,8 @@ pub fn files_named(result: &ScanResult) -> Vec<String> {
     let mut out = BTreeSet::new();
     for s in &result.servers {
         for f in &s.findings {
-            if let Some(p) = on_disk(f) {
-                out.insert(p.to_string());
+            if let Some(p) = on_disk(f, &s.targets) {
+                out.insert(p);
             }
         }
     }
@@ -222,8 +222,27 @@ fn fid(i: usize) -> String {
     format!("F{i}")
 }
 
-/// The path of the file a finding is about, when the finding was made from the file itself.
-fn on_disk(f: &Finding) -> Option<&str> {
+/// The path as the finding names it.
+fn raw_path(f: &Finding) -> &str {
+    f.entities.file_path.as_deref().unwrap_or(&f.evidence.path)
+}
+
+/// `ARCHIVE` of a member path `ARCHIVE!MEMBER` (how the scan names a file read inside an
+/// archive): the member's name is the archive's author's, never a path on disk.
+fn archive_of(p: &str) -> Option<&str> {
+    const EXT: [&str; 10] = [
+        ".zip", ".jar", ".war", ".nupkg", ".7z", ".rar", ".tar", ".gz", ".tgz", ".cab",
+    ];
+    p.match_indices('!').map(|(i, _)| &p[..i]).find(|a| {
+        let l = a.to_ascii_lowercase();
+        EXT.iter().any(|e| l.ends_with(e))
+    })
+}
+
+/// The path of the file a finding is about, when the finding was made from the file itself. A
+/// member of an archive is never taken for a file on disk: the archive itself is (unless the
+/// archive is a scan target: the evidence, not the server).
+fn on_disk(f: &Finding, targets: &[String]) -> Option<String> {
     if !matches!(
         f.kind,
         ArtefactKind::WebFile
@@ -233,8 +252,19 @@ fn on_disk(f: &Finding) -> Option<&str> {
     ) {
         return None;
     }
-    let p = f.entities.file_path.as_deref().unwrap_or(&f.evidence.path);
-    (!p.is_empty()).then_some(p)
+    let p = raw_path(f);
+    let p = match archive_of(p) {
+        Some(a)
+            if targets
+                .iter()
+                .any(|t| norm(t).trim_end_matches('/') == norm(a)) =>
+        {
+            return None;
+        }
+        Some(a) => a,
+        None => p,
+    };
+    (!p.is_empty()).then(|| p.to_string())
 }
 
 fn is_review(f: &Finding) -> bool {
@@ -373,8 +403,8 @@ fn server_plan(
 fn files(b: &mut Builder<'_>, facts: &BTreeMap<String, FileFacts>) {
     let mut by_path: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     for (i, f) in b.server.findings.iter().enumerate() {
-        if let Some(p) = on_disk(f) {
-            by_path.entry(p.to_string()).or_default().push(i);
+        if let Some(p) = on_disk(f, &b.server.targets) {
+            by_path.entry(p).or_default().push(i);
         }
     }
     for (path, idx) in by_path {
@@ -396,7 +426,9 @@ fn files(b: &mut Builder<'_>, facts: &BTreeMap<String, FileFacts>) {
             .map(|f| f.title.to_ascii_lowercase())
             .collect::<Vec<_>>()
             .join(" ");
+        let member = fs.iter().any(|f| raw_path(f) != path);
         let what = match kind {
+            _ if member => "archive holding a flagged file",
             ArtefactKind::MemoryDump => "memory dump",
             ArtefactKind::WebFile
                 if titles.contains("oab_virtualdirectory")

@@ -411,7 +411,9 @@ fn opts(fx: &Fixture, fail_after: Option<usize>) -> ApplyOptions {
         preservation: Preservation::NoPreserve("unit test".to_string()),
         stub: false,
         yes: true,
+        allow_unpinned: false,
         fail_after,
+        hook: None,
     }
 }
 
@@ -449,28 +451,156 @@ fn apply_moves_files_into_the_vault_and_rollback_restores_them_exactly() {
 }
 
 #[test]
-fn a_crash_after_any_journal_write_leaves_a_state_rollback_restores() {
-    // 1 start + (begin copy, done, begin remove, done) per file.
-    let writes = 1 + 4 * 3;
-    for n in 1..=writes {
-        for stub in [false, true] {
+fn a_crash_after_any_step_leaves_a_state_rollback_restores() {
+    // Every journal write and every filesystem step (renamed, copied, stub placed, removed) is
+    // a point where apply stops as a crash would; rollback restores the tree from each.
+    for stub in [false, true] {
+        let mut points = 0;
+        for n in 1.. {
             let fx = fixture();
             let before = snapshot(&fx.target);
             let mut o = opts(&fx, Some(n));
             o.stub = stub;
             match apply(&fx.plan, &o) {
                 Err(crate::RemediateError::Injected(k)) => assert_eq!(k, n),
-                other => panic!("write {n}: expected the injected failure, got {other:?}"),
+                Ok(_) => break,
+                Err(e) => panic!("step {n}: expected the injected failure, got {e}"),
             }
-            rollback(&fx.vault.join(JOURNAL_NAME), true)
-                .unwrap_or_else(|e| panic!("write {n}: {e}"));
+            points = n;
+            let r = rollback(&fx.vault.join(JOURNAL_NAME), true)
+                .unwrap_or_else(|e| panic!("step {n}: {e}"));
+            assert!(r.skipped.is_empty(), "step {n}: {:?}", r.skipped);
             assert_eq!(
                 snapshot(&fx.target),
                 before,
-                "after a crash at journal write {n} (stub {stub})"
+                "after a crash at step {n} (stub {stub})"
             );
+            // And again: nothing more to do.
+            let r = rollback(&fx.vault.join(JOURNAL_NAME), true).unwrap();
+            assert!(r.restored.is_empty(), "step {n}: {:?}", r.restored);
+        }
+        // 1 start + per file: 6 journal writes, renamed, copied, removed (and stub placed).
+        assert_eq!(points, 1 + 3 * (9 + usize::from(stub)), "stub {stub}");
+    }
+}
+
+/// The original of the fixture's web shell, and what an attacker writes in its place.
+const SWAPPED: &[u8] = b"<%@ Page Language=\"C#\" %><% /* swapped in */ %>";
+
+fn swap_at(label: &'static str) -> fn(&str, &Path) {
+    match label {
+        "before-rename" => |l, p| {
+            if l == "before-rename" && p.ends_with("s.aspx") {
+                std::fs::write(p, SWAPPED).unwrap();
+            }
+        },
+        _ => |l, p| {
+            if (l == "renamed" || l == "copied") && p.ends_with("s.aspx") {
+                std::fs::write(p, SWAPPED).unwrap();
+            }
+        },
+    }
+}
+
+#[test]
+fn a_file_swapped_during_apply_is_never_removed_without_its_copy() {
+    // Swapped after apply's first look and before the rename: the file copied is not the one
+    // the plan pinned, so it is put back and left alone.
+    let fx = fixture();
+    let shell = fx.target.join("inetpub/wwwroot/aspnet_client/s.aspx");
+    let mut o = opts(&fx, None);
+    o.hook = Some(swap_at("before-rename"));
+    let r = apply(&fx.plan, &o).unwrap();
+    assert_eq!(r.quarantined, 2, "{:?}", r.skipped);
+    assert!(
+        r.skipped
+            .iter()
+            .any(|s| s.contains("changed since the plan")),
+        "{:?}",
+        r.skipped
+    );
+    assert_eq!(std::fs::read(&shell).unwrap(), SWAPPED);
+    // No stray name is left beside it, and rollback leaves it alone.
+    let names: Vec<_> = std::fs::read_dir(shell.parent().unwrap())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(names.len(), 1, "{names:?}");
+    let rb = rollback(&fx.vault.join(JOURNAL_NAME), true).unwrap();
+    assert_eq!(rb.restored.len(), 2);
+    assert_eq!(std::fs::read(&shell).unwrap(), SWAPPED);
+
+    // Written at its name once it was renamed away: that is a new file, never removed; the
+    // original is in the vault with the plan's SHA-256.
+    let fx = fixture();
+    let shell = fx.target.join("inetpub/wwwroot/aspnet_client/s.aspx");
+    let original = std::fs::read(&shell).unwrap();
+    let mut o = opts(&fx, None);
+    o.hook = Some(swap_at("renamed"));
+    let r = apply(&fx.plan, &o).unwrap();
+    assert_eq!(r.quarantined, 3, "{:?}", r.skipped);
+    assert_eq!(std::fs::read(&shell).unwrap(), SWAPPED);
+    let manifest: crate::apply::VaultManifest =
+        serde_json::from_slice(&std::fs::read(fx.vault.join("manifest.json")).unwrap()).unwrap();
+    let e = manifest
+        .files
+        .iter()
+        .find(|e| e.original.ends_with("s.aspx"))
+        .unwrap();
+    assert_eq!(
+        std::fs::read(fx.vault.join(&e.vault_file)).unwrap(),
+        original
+    );
+    // Rollback does not overwrite the file written since: it says so and restores the rest.
+    let rb = rollback(&fx.vault.join(JOURNAL_NAME), true).unwrap();
+    assert_eq!(rb.restored.len(), 2, "{rb:?}");
+    assert_eq!(rb.skipped.len(), 1, "{rb:?}");
+    assert_eq!(std::fs::read(&shell).unwrap(), SWAPPED);
+}
+
+#[test]
+fn a_file_without_a_pinned_hash_is_left_alone_unless_allowed() {
+    let fx = fixture();
+    let mut p = fx.plan.clone();
+    for a in &mut p.servers[0].actions {
+        if let Some(f) = &mut a.file {
+            f.sha256 = None;
+            f.size = None;
         }
     }
+    let before = snapshot(&fx.target);
+    let r = apply(&p, &opts(&fx, None)).unwrap();
+    assert_eq!(r.quarantined, 0);
+    assert_eq!(r.skipped.len(), 3, "{:?}", r.skipped);
+    assert!(r.skipped.iter().all(|s| s.contains("no SHA-256")));
+    assert_eq!(snapshot(&fx.target), before);
+    let mut o = opts(&fx, None);
+    o.vault = fx.vault.with_file_name("vault2");
+    o.allow_unpinned = true;
+    let r = apply(&p, &o).unwrap();
+    assert_eq!(r.quarantined, 3, "{:?}", r.skipped);
+    rollback(&o.vault.join(JOURNAL_NAME), true).unwrap();
+    assert_eq!(snapshot(&fx.target), before);
+}
+
+#[test]
+fn files_beside_the_originals_are_never_truncated_or_replaced() {
+    let fx = fixture();
+    // Names the first version wrote with File::create: a planted file there was truncated.
+    let dir = fx.target.join("inetpub/wwwroot/aspnet_client");
+    std::fs::write(dir.join(".s.aspx.exhunt-stub"), b"not apply's").unwrap();
+    std::fs::write(dir.join(".s.aspx.exhunt-restore"), b"not apply's either").unwrap();
+    let before = snapshot(&fx.target);
+    let mut o = opts(&fx, None);
+    o.stub = true;
+    apply(&fx.plan, &o).unwrap();
+    assert_eq!(
+        std::fs::read(dir.join(".s.aspx.exhunt-stub")).unwrap(),
+        b"not apply's"
+    );
+    rollback(&fx.vault.join(JOURNAL_NAME), true).unwrap();
+    assert_eq!(snapshot(&fx.target), before);
 }
 
 #[test]
@@ -666,39 +796,120 @@ fn apply_finds_files_under_a_moved_target_and_keeps_the_vault_out_of_it() {
 }
 
 #[test]
-fn rollback_does_not_overwrite_a_file_written_since_apply() {
+fn rollback_leaves_a_file_written_since_apply_and_restores_the_rest() {
     let fx = fixture();
     apply(&fx.plan, &opts(&fx, None)).unwrap();
     let shell = fx.target.join("inetpub/wwwroot/aspnet_client/s.aspx");
     std::fs::write(&shell, b"rebuilt page").unwrap();
-    let err = rollback(&fx.vault.join(JOURNAL_NAME), true).unwrap_err();
-    assert!(err.to_string().contains("changed since apply"), "{err}");
+    let dry = rollback(&fx.vault.join(JOURNAL_NAME), false).unwrap();
+    assert_eq!((dry.restored.len(), dry.skipped.len()), (2, 1));
+    let r = rollback(&fx.vault.join(JOURNAL_NAME), true).unwrap();
+    assert_eq!(r.restored.len(), 2, "{r:?}");
+    assert_eq!(r.skipped.len(), 1, "{r:?}");
+    assert!(r.skipped[0].contains("changed since apply"), "{r:?}");
     assert_eq!(std::fs::read(&shell).unwrap(), b"rebuilt page");
-    assert!(
-        !fx.target.join("root/lsass.dmp").exists(),
-        "nothing restored when one file refuses"
+    assert!(fx.target.join("root/lsass.dmp").exists());
+    assert!(fx.target.join("ProgramData/out.zip").exists());
+}
+
+#[test]
+fn a_second_rollback_after_a_torn_journal_line_reads_the_journal() {
+    let fx = fixture();
+    let before = snapshot(&fx.target);
+    let _ = apply(&fx.plan, &opts(&fx, Some(10)));
+    let j = fx.vault.join(JOURNAL_NAME);
+    let mut text = std::fs::read(&j).unwrap();
+    text.extend_from_slice(b"{\"type\":\"begin\",\"seq\":4,\"st");
+    std::fs::write(&j, text).unwrap();
+    let r = rollback(&j, true).unwrap();
+    assert_eq!(r.restored.len(), 1, "{r:?}");
+    assert_eq!(snapshot(&fx.target), before);
+    // The torn line is no longer the last one: it must not make the journal unreadable.
+    let r = rollback(&j, true).unwrap_or_else(|e| panic!("second rollback: {e}"));
+    assert!(r.restored.is_empty());
+}
+
+#[test]
+fn archive_members_and_dot_dot_paths_never_name_a_file_on_disk() {
+    let member = "T/uploads/x.zip!..\\..\\..\\Program Files\\Microsoft\\Exchange Server\\V15\\FrontEnd\\HttpProxy\\owa\\auth\\logon.aspx";
+    let r = result(
+        "T",
+        vec![finding(
+            "EXH-YARA-1",
+            ArtefactKind::WebFile,
+            Stage::Persistence,
+            member,
+            "shell in an archive",
+        )],
     );
+    assert_eq!(files_named(&r), vec!["T/uploads/x.zip".to_string()]);
+    let p = plan(&r, &builds(), &BTreeMap::new());
+    let files: Vec<_> = p.servers[0]
+        .actions
+        .iter()
+        .filter_map(|a| a.file.as_ref())
+        .collect();
+    assert_eq!(files.len(), 1);
+    assert_eq!(files[0].path, "T/uploads/x.zip");
+    // A member of the scan target itself (a zip given as the target) is evidence, not the
+    // server: nothing to quarantine.
+    let r = result(
+        "T/copy.zip",
+        vec![finding(
+            "EXH-YARA-1",
+            ArtefactKind::WebFile,
+            Stage::Persistence,
+            "T/copy.zip!inetpub/s.aspx",
+            "shell",
+        )],
+    );
+    assert!(files_named(&r).is_empty());
+    // locate refuses `.`, `..` and empty components, on either separator, with or without
+    // --target.
+    use crate::apply::locate;
+    for bad in [
+        "C:\\inetpub\\wwwroot\\..\\..\\Program Files\\x\\logon.aspx",
+        "/srv/a/../b.aspx",
+        "/srv/a/./b.aspx",
+        "/srv/a//b.aspx",
+        "C:\\x\\..",
+        "T/uploads/x.zip!..\\..\\logon.aspx",
+    ] {
+        assert!(locate(bad, None, None).is_err(), "{bad}");
+        assert!(
+            locate(bad, None, Some(Path::new("/mnt/t"))).is_err(),
+            "{bad}"
+        );
+    }
+    assert!(
+        locate(
+            "C:\\inetpub\\wwwroot\\s.aspx",
+            None,
+            Some(Path::new("/mnt/t"))
+        )
+        .is_ok()
+    );
+    assert!(locate("/srv/a/b.aspx", None, None).is_ok());
 }
 
 #[test]
 fn a_stub_left_half_way_is_cleaned_by_rollback() {
     let fx = fixture();
     let before = snapshot(&fx.target);
-    let mut o = opts(&fx, Some(4)); // stopped right after `begin stub` of the first file
+    // Stopped right after `begin stub` of the first file (start, then rename 3 steps, copy 3).
+    let mut o = opts(&fx, Some(8));
     o.stub = true;
     assert!(apply(&fx.plan, &o).is_err());
-    // As if the stub had been written beside the file but not yet renamed over it.
-    let first = fx.plan.servers[0]
-        .actions
-        .iter()
-        .find_map(|a| a.file.as_ref().filter(|_| a.kind == ActionKind::Quarantine))
+    // As if the stub had been written but not yet put at the original name.
+    let renamed = crate::apply::read_journal(&fx.vault.join(JOURNAL_NAME))
+        .unwrap()
+        .into_iter()
+        .find_map(|r| match r {
+            crate::apply::Record::Begin { renamed, .. } => renamed,
+            _ => None,
+        })
         .unwrap();
-    let p = PathBuf::from(&first.path);
-    let tmp = p.with_file_name(format!(
-        ".{}.exhunt-stub",
-        p.file_name().unwrap().to_string_lossy()
-    ));
-    std::fs::write(&tmp, STUB).unwrap();
+    std::fs::write(format!("{renamed}.stub"), &STUB[..10]).unwrap();
     let r = rollback(&fx.vault.join(JOURNAL_NAME), true).unwrap();
     assert_eq!(r.notes.len(), 1, "{:?}", r.notes);
     assert_eq!(snapshot(&fx.target), before);

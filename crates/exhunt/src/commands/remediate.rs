@@ -21,7 +21,9 @@ Exit codes:
   1  verify: something the earlier result found remains, or something new was found
   2  error or refusal: bad arguments, evidence not preserved, a vault that does not
      match its journal
-  3  apply: some planned files were left alone (listed: not found, changed since the plan)";
+  3  partial: apply left some planned files alone (listed: not found, changed since
+     the plan, no SHA-256 in the plan); rollback left some files alone (listed: a file
+     changed at their path since apply is never overwritten) and restored the rest";
 
 #[derive(Args)]
 pub(crate) struct RemediateArgs {
@@ -88,6 +90,10 @@ enum RemediateAction {
         /// Replace each file with an inert stub instead of removing it.
         #[arg(long)]
         stub: bool,
+        /// Also quarantine files the plan has no SHA-256 for (whatever file is at the path
+        /// now). Without it they are left alone: plan again where the files can be read.
+        #[arg(long)]
+        allow_unpinned: bool,
         /// Act (without it, only say what would be done).
         #[arg(long)]
         yes: bool,
@@ -135,6 +141,7 @@ pub(crate) fn remediate(args: RemediateArgs) -> Result<u8> {
             evidence,
             no_preserve,
             stub,
+            allow_unpinned,
             yes,
         } => {
             let preservation = match (evidence, no_preserve) {
@@ -142,9 +149,13 @@ pub(crate) fn remediate(args: RemediateArgs) -> Result<u8> {
                 (None, Some(r)) => Preservation::NoPreserve(r),
                 (None, None) => Preservation::None,
             };
+            // Crash injection for the tests: never in a release build.
+            #[cfg(debug_assertions)]
             let fail_after = std::env::var("EXHUNT_REMEDIATE_FAIL_AFTER")
                 .ok()
                 .and_then(|v| v.parse().ok());
+            #[cfg(not(debug_assertions))]
+            let fail_after = None;
             apply(
                 &plan,
                 ApplyOptions {
@@ -153,6 +164,7 @@ pub(crate) fn remediate(args: RemediateArgs) -> Result<u8> {
                     preservation,
                     stub,
                     yes,
+                    allow_unpinned,
                     fail_after,
                 },
             )
@@ -281,8 +293,19 @@ fn rollback(journal: &Path, yes: bool) -> Result<u8> {
     for n in &r.notes {
         eprintln!("exhunt: note: {}", terminal(n));
     }
+    for s in &r.skipped {
+        eprintln!("exhunt: left alone: {}", terminal(s));
+    }
     if !yes {
         eprintln!("exhunt: dry run: nothing was changed; add --yes to act");
+    }
+    if !r.skipped.is_empty() {
+        eprintln!(
+            "exhunt: rollback partial: {} file(s) left alone (listed above); the rest {}",
+            r.skipped.len(),
+            if yes { "restored" } else { "would be restored" }
+        );
+        return Ok(3);
     }
     Ok(0)
 }

@@ -367,8 +367,9 @@ fn remediate_apply_killed_after_each_journal_write_is_rolled_back_completely() {
         ],
     );
     assert_eq!(out.status.code(), Some(0), "{out:?}");
-    // 1 start record + 4 per file (begin copy, done, begin remove, done), 3 files.
-    for n in 1..=13 {
+    // 1 start record + per file 6 journal writes and 3 filesystem steps (renamed, copied,
+    // removed), 3 files.
+    for n in 1..=28 {
         let vault = format!("vault{n}");
         let out = std::process::Command::new(assert_cmd::cargo::cargo_bin("exhunt"))
             .current_dir(t.path())
@@ -387,7 +388,7 @@ fn remediate_apply_killed_after_each_journal_write_is_rolled_back_completely() {
             .unwrap();
         assert_eq!(out.status.code(), Some(2), "write {n}: {out:?}");
         assert!(
-            String::from_utf8_lossy(&out.stderr).contains(&format!("after journal write {n}")),
+            String::from_utf8_lossy(&out.stderr).contains(&format!("after step {n}")),
             "{out:?}"
         );
         let out = run(
