@@ -408,3 +408,22 @@ fn remediate_apply_killed_after_each_journal_write_is_rolled_back_completely() {
         );
     }
 }
+
+#[test]
+fn remediate_errors_show_hostile_paths_escaped() {
+    let t = tempfile::tempdir().unwrap();
+    let evil = "x\u{1b}]0;owned\u{7}\u{202e}gpj.aspx";
+    for args in [
+        vec!["remediate", "rollback", evil, "--yes"],
+        vec!["remediate", "plan", evil],
+    ] {
+        let out = run(t.path(), &args);
+        assert_eq!(out.status.code(), Some(2), "{out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !err.contains('\u{1b}') && !err.contains('\u{7}') && !err.contains('\u{202e}'),
+            "{err:?}"
+        );
+        assert!(err.contains("\\x1b]0;owned\\x07\\u{202e}"), "{err:?}");
+    }
+}
