@@ -267,6 +267,17 @@ fn on_disk(f: &Finding, targets: &[String]) -> Option<String> {
     (!p.is_empty()).then(|| p.to_string())
 }
 
+/// An LSASS dump: the events of one being made, or a dump file named after it.
+fn lsass_dump(f: &Finding) -> bool {
+    matches!(f.rule_id.as_str(), "EXH-EV-10" | "EXH-EV-11")
+        || (f.kind == ArtefactKind::MemoryDump
+            && !is_review(f)
+            && norm(raw_path(f))
+                .rsplit('/')
+                .next()
+                .is_some_and(|n| n.contains("lsass")))
+}
+
 fn is_review(f: &Finding) -> bool {
     f.confidence == Confidence::Low
         || f.title.starts_with("REVIEW:")
@@ -461,6 +472,23 @@ fn files(b: &mut Builder<'_>, facts: &BTreeMap<String, FileFacts>) {
             }
         }
         let cited: Vec<usize> = cited.into_iter().collect();
+        // A dump of another process (a WER crash dump of w3wp) or an archive found only by its
+        // name and place is the attacker's only when something else says so.
+        let lsass_named = norm(&path)
+            .rsplit('/')
+            .next()
+            .is_some_and(|n| n.contains("lsass"))
+            || !b
+                .findings(|f| matches!(f.rule_id.as_str(), "EXH-EV-10" | "EXH-EV-11"))
+                .is_empty();
+        let heuristic = match kind {
+            ArtefactKind::MemoryDump => !lsass_named,
+            ArtefactKind::Archive => fs.iter().all(|f| f.rule_id == "EXH-FS-6"),
+            _ => false,
+        };
+        let corroborated = b.server.verdict == VerdictKind::Compromised || cited.len() > idx.len();
+        let uncorroborated = confirmed && heuristic && !corroborated;
+        let confirmed = confirmed && !uncorroborated;
         let fact = facts.get(&path);
         let file = FileTarget {
             path: path.clone(),
@@ -505,9 +533,15 @@ fn files(b: &mut Builder<'_>, facts: &BTreeMap<String, FileFacts>) {
                 ActionKind::ReviewFile,
                 Urgency::Review,
                 format!("Review {path} before deciding; apply leaves it in place"),
-                format!(
-                    "only review findings ({rules}): the content shows nothing the scanner can confirm as malicious"
-                ),
+                if uncorroborated {
+                    format!(
+                        "found by its name and place only ({rules}), with a verdict that is not compromised and no other finding about it: a crash dump or an ordinary archive looks the same"
+                    )
+                } else {
+                    format!(
+                        "only review findings ({rules}): the content shows nothing the scanner can confirm as malicious"
+                    )
+                },
                 &cited,
             )
         };
@@ -542,7 +576,64 @@ fn text_of(f: &Finding) -> String {
     format!("{} {}", f.title, f.evidence.excerpt)
 }
 
+/// A finding the scanner itself rates as look-alike: an administrator's change reads the same.
+fn low(f: &Finding) -> bool {
+    f.confidence == Confidence::Low || f.title.starts_with("REVIEW:")
+}
+
+/// Whether a path is one IIS serves (or Exchange's web folders): where a mailbox export is a
+/// web shell, not a PST on a file share.
+fn web_path(p: &str) -> bool {
+    let l = norm(p);
+    l.ends_with(".aspx")
+        || l.ends_with(".ashx")
+        || l.ends_with(".asmx")
+        || l.contains("/inetpub/")
+        || l.contains("aspnet_client")
+        || l.contains("/frontend/httpproxy/")
+        || l.contains("/clientaccess/")
+}
+
+/// What a configuration script does when every finding behind it is low confidence: record
+/// the state, change nothing.
+const REVIEW_CHANGE: &str = "Write-Output 'exhunt: review only: the evidence is low confidence (an administrator''s change looks the same); the current state is recorded above: confirm it is the attacker''s, then act by hand'";
+
 fn configuration(b: &mut Builder<'_>) {
+    let first = b.actions.len();
+    configuration_actions(b);
+    // Low-confidence findings only: a review, never a ready-to-run change.
+    for a in b.actions.iter_mut().skip(first) {
+        let all_low = !a.findings.is_empty()
+            && a.findings.iter().all(|f| {
+                f.strip_prefix('F')
+                    .and_then(|n| n.parse::<usize>().ok())
+                    .and_then(|i| b.server.findings.get(i))
+                    .is_some_and(low)
+            });
+        if !all_low {
+            continue;
+        }
+        a.urgency = Urgency::Review;
+        a.title = format!("Review (low confidence): {}", a.title);
+        a.why = format!(
+            "{}; every finding behind it is low confidence, so the script only records the current state",
+            a.why
+        );
+        if let Some(ps) = &mut a.powershell
+            && let Some(r) = crate::ps::record_of(ps)
+        {
+            *ps = script(
+                b.plan_id,
+                ACTION_PLACEHOLDER,
+                "record the state for review (changes nothing)",
+                r,
+                REVIEW_CHANGE,
+            );
+        }
+    }
+}
+
+fn configuration_actions(b: &mut Builder<'_>) {
     let server_q = quote(&b.server.name);
     // Virtual directory URLs set to script (CVE-2021-27065).
     let url_findings =
@@ -585,23 +676,41 @@ fn configuration(b: &mut Builder<'_>) {
         let record = format!(
             "Get-{vdir}VirtualDirectory -Server {server_q} | Select-Object Identity,Server,InternalUrl,ExternalUrl"
         );
-        let change = format!(
-            "$exhuntSeen = @({seen})\n\
-             foreach ($vd in $before) {{\n\
-             \x20   $url = [string]$vd.{prop}\n\
-             \x20   if ($url -match '(?i)<\\s*script|runat\\s*=|<%' -or $exhuntSeen -contains $url) {{\n\
-             \x20       Set-{vdir}VirtualDirectory -Identity $vd.Identity -{prop} $vd.InternalUrl\n\
-             \x20       Write-Output ('exhunt: ' + $vd.Identity + ' {prop} set back to its InternalUrl')\n\
-             \x20   }}\n\
-             }}",
-            seen = seen_q.join(", ")
-        );
+        // Only an ExternalUrl is set back to the InternalUrl, and only when the InternalUrl is
+        // clean: a URL is never "restored" to itself or to another URL carrying script.
+        let external = prop == "ExternalUrl";
+        let change = if external {
+            format!(
+                "$exhuntSeen = @({seen})\n\
+                 $exhuntScript = '(?i)<\\s*script|runat\\s*=|<%'\n\
+                 foreach ($vd in $before) {{\n\
+                 \x20   $url = [string]$vd.ExternalUrl\n\
+                 \x20   $internal = [string]$vd.InternalUrl\n\
+                 \x20   if ($url -match $exhuntScript -or $exhuntSeen -contains $url) {{\n\
+                 \x20       if ($internal -match $exhuntScript -or $exhuntSeen -contains $internal) {{ Write-Output ('exhunt: ' + $vd.Identity + ' InternalUrl carries script too: set both URLs by hand'); continue }}\n\
+                 \x20       Set-{vdir}VirtualDirectory -Identity $vd.Identity -ExternalUrl $vd.InternalUrl\n\
+                 \x20       Write-Output ('exhunt: ' + $vd.Identity + ' ExternalUrl set back to its InternalUrl')\n\
+                 \x20   }}\n\
+                 }}",
+                seen = seen_q.join(", ")
+            )
+        } else {
+            format!(
+                "Write-Output 'exhunt: review by hand: the {prop} carries script; set it to the URL this virtual directory should have (exhunt does not guess it): Set-{vdir}VirtualDirectory -Identity IDENTITY -{prop} URL'"
+            )
+        };
         let mut a = action(
             ActionKind::Configuration,
             Urgency::Immediate,
-            format!(
-                "Set the {vdir} virtual directory {prop} that carries script back to its internal URL"
-            ),
+            if external {
+                format!(
+                    "Set the {vdir} virtual directory ExternalUrl that carries script back to its internal URL"
+                )
+            } else {
+                format!(
+                    "Review by hand: the {vdir} virtual directory {prop} carries script; set it to its proper URL"
+                )
+            },
             format!(
                 "the {prop} was set to server script (CVE-2021-27065); Reset-{vdir}VirtualDirectory writes it into any file the attacker names, so every reset re-plants a web shell"
             ),
@@ -635,7 +744,9 @@ fn configuration(b: &mut Builder<'_>) {
             .unwrap_or_else(|| "Default Web Site".to_string());
         let url = f.entities.url.clone().unwrap_or_default();
         let physical = f.entities.file_path.clone().unwrap_or_default();
-        let path = format!("/{}", url.trim_start_matches('/'));
+        let path = format!("/{}", url.trim_matches('/'));
+        // The root of a site (or of an application) serves OWA and ECP: never deleted.
+        let root = path == "/";
         // appcmd names an application or a virtual directory `SITE/PATH` whatever application
         // it belongs to. A native program's arguments are re-quoted by PowerShell 5.1, so a
         // quote in the name is refused rather than passed.
@@ -647,15 +758,26 @@ fn configuration(b: &mut Builder<'_>) {
             path = quote(&path),
             physical = quote(&physical),
         );
-        let change = "if (-not (($before -join [string][char]0x0a).Contains($exhuntPhysical))) { throw 'exhunt: the folder served is not the one in the evidence (or nothing is configured): review by hand' }\n\
-             if (& $exhuntAppcmd list app ('/app.name:' + $exhuntId)) { & $exhuntAppcmd delete app ('/app.name:' + $exhuntId) }\n\
-             else { & $exhuntAppcmd delete vdir ('/vdir.name:' + $exhuntId) }\n\
+        // An application (its root virtual directory) is never deleted: other pages may live
+        // in it, and at `/` it is the site itself. Only a virtual directory that is not the root
+        // of an application is removed; anything else is for a person to restore.
+        let change = if root {
+            "Write-Output 'exhunt: review by hand: the root of the site serves the folder in the evidence; set its physicalPath back in IIS Manager (exhunt never deletes a root application)'".to_string()
+        } else {
+            "if (-not (($before -join [string][char]0x0a).Contains($exhuntPhysical))) { throw 'exhunt: the folder served is not the one in the evidence (or nothing is configured): review by hand' }\n\
+             if ($exhuntPath -eq '/' -or (& $exhuntAppcmd list app ('/app.name:' + $exhuntId))) { throw 'exhunt: it is an application (or the site root): exhunt never deletes one; set its physicalPath back in IIS Manager' }\n\
+             & $exhuntAppcmd delete vdir ('/vdir.name:' + $exhuntId)\n\
              if ($LASTEXITCODE -ne 0) { throw 'exhunt: appcmd did not remove it' }"
-            .to_string();
+                .to_string()
+        };
         let mut a = action(
             ActionKind::Configuration,
             Urgency::Immediate,
-            format!("Remove the IIS virtual directory {url} of site \"{site}\" that serves {physical}"),
+            if root {
+                format!("Review by hand: the root of site \"{site}\" serves {physical}; set its physical path back")
+            } else {
+                format!("Remove the IIS virtual directory {url} of site \"{site}\" that serves {physical}")
+            },
             "a virtual directory serving a folder under ProgramData or a user profile makes files the attacker writes there servable pages (ProxyShell persistence); collect and quarantine that folder's scripts too".to_string(),
             &[i],
         );
@@ -677,15 +799,28 @@ fn configuration(b: &mut Builder<'_>) {
                 .to_ascii_lowercase()
                 .contains("new-mailboxexportrequest")
     }) {
-        let t = text_of(&b.server.findings[i]);
+        let f = &b.server.findings[i];
+        let t = text_of(f);
         let mailbox = param(&t, "Mailbox").unwrap_or_default();
         let path = param(&t, "FilePath").unwrap_or_default();
+        // A script block may hold an ordinary export to a share: only a web path makes it the
+        // attacker's (EV-6 is already about one).
+        if f.rule_id == "EXH-EV-20" && !web_path(&path) {
+            continue;
+        }
         exports.entry((mailbox, path)).or_default().push(i);
     }
     for ((mailbox, path), idx) in exports {
+        // Only requests that write to a web path are removed (the path of the evidence only
+        // when it is one).
         let record = format!(
-            "$exhuntPath = {p}; Get-MailboxExportRequest -ResultSize Unlimited | Where-Object {{ [string]$_.FilePath -eq $exhuntPath -or [string]$_.FilePath -match '(?i)\\.(aspx|ashx|asmx)$|\\\\inetpub\\\\|aspnet_client' }} | Select-Object Identity,Mailbox,FilePath,Status,RequestGuid",
-            p = quote(&path)
+            "$exhuntPath = {p}; Get-MailboxExportRequest -ResultSize Unlimited | Where-Object {{ {eq}[string]$_.FilePath -match '(?i)\\.(aspx|ashx|asmx)$|\\\\inetpub\\\\|aspnet_client|\\\\FrontEnd\\\\HttpProxy\\\\|\\\\ClientAccess\\\\' }} | Select-Object Identity,Mailbox,FilePath,Status,RequestGuid",
+            p = quote(&path),
+            eq = if web_path(&path) {
+                "[string]$_.FilePath -eq $exhuntPath -or "
+            } else {
+                ""
+            }
         );
         let change = "foreach ($r in $before) {\n    Remove-MailboxExportRequest -Identity $r.Identity -Confirm:$false\n    Write-Output ('exhunt: removed export request ' + $r.Identity)\n}".to_string();
         let mut a = action(
@@ -884,9 +1019,24 @@ fn field(text: &str, name: &str) -> Option<String> {
 }
 
 fn credentials(b: &mut Builder<'_>) -> bool {
+    // Credentials are reset on an LSASS dump (by its name, or the events of one being made)
+    // or on a compromised verdict; a crash dump of another process on an inconclusive verdict
+    // is not reason enough.
+    let lsass = b.findings(lsass_dump);
+    let compromised = b.server.verdict == VerdictKind::Compromised;
+    if lsass.is_empty() && !compromised {
+        if !b
+            .findings(|f| f.kind == ArtefactKind::MemoryDump || f.stage == Stage::WebShellUse)
+            .is_empty()
+        {
+            b.cannot_know.push(
+                "whether credentials were taken: a dump of another process or a web shell finding is in the evidence, but no LSASS dump and no compromised verdict; reset them if the investigation confirms either".to_string(),
+            );
+        }
+        return false;
+    }
     let dumps = b.findings(|f| {
-        matches!(f.rule_id.as_str(), "EXH-EV-10" | "EXH-EV-11")
-            || (f.kind == ArtefactKind::MemoryDump && !is_review(f))
+        lsass_dump(f) || (compromised && f.kind == ArtefactKind::MemoryDump && !is_review(f))
     });
     let system = b.findings(|f| {
         f.rule_id == "EXH-EV-27"

@@ -65,3 +65,10 @@ pub fn script(plan_id: &str, action_id: &str, what: &str, record: &str, change: 
          Set-Content -LiteralPath $exhuntMarker -Value (Get-Date -Format o)\n"
     )
 }
+
+/// The `record` part of a script made by [`script`].
+pub fn record_of(script: &str) -> Option<&str> {
+    let (_, rest) = script.split_once("\n$before = @(")?;
+    let (record, _) = rest.split_once(")\n$before | Export-Clixml")?;
+    Some(record)
+}

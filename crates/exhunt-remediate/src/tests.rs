@@ -751,7 +751,10 @@ fn persistence_in_configuration_gets_its_script() {
     };
     let s = find("F0");
     assert!(s.contains("$exhuntSite = 'Default Web Site'; $exhuntPath = '/owa/x'; $exhuntPhysical = 'C:\\ProgramData\\COM'"), "{s}");
-    assert!(s.contains("delete vdir") && s.contains("delete app"), "{s}");
+    assert!(
+        s.contains("delete vdir") && !s.contains("delete app"),
+        "{s}"
+    );
     let s = find("F1");
     assert!(
         s.contains("Get-TransportAgent -Identity 'Mail''Filter'")
@@ -958,4 +961,212 @@ fn hostile_names_are_escaped_in_every_plan_format() {
     assert!(!json.contains('\u{202e}') && json.contains("\\u202e"));
     let back: Plan = serde_json::from_str(&json).unwrap();
     assert_eq!(back, p, "the JSON is the same plan");
+}
+
+fn scripts_of(p: &Plan) -> Vec<(crate::plan::Urgency, String, String)> {
+    p.servers[0]
+        .actions
+        .iter()
+        .filter(|a| a.kind == ActionKind::Configuration)
+        .map(|a| {
+            (
+                a.urgency,
+                a.title.clone(),
+                a.powershell.clone().unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn an_internal_url_carrying_script_is_never_restored_to_itself() {
+    let url = |prop: &str| {
+        let mut f = finding(
+            "EXH-PL-6",
+            ArtefactKind::EcpServerLog,
+            Stage::Persistence,
+            "T/ecp.log",
+            "CVE-2021-27065 script planted in Set-OabVirtualDirectory",
+        );
+        f.entities = Entities {
+            target: Some(format!(
+                "{prop}=http://f/<script language=\"JScript\" runat=\"server\">x</script>"
+            )),
+            ..Entities::default()
+        };
+        f
+    };
+    let p = plan(
+        &result("T", vec![url("InternalUrl")]),
+        &builds(),
+        &BTreeMap::new(),
+    );
+    let s = scripts_of(&p);
+    assert_eq!(s.len(), 1);
+    assert!(
+        !s[0].2.contains("-InternalUrl $vd.InternalUrl"),
+        "{}",
+        s[0].2
+    );
+    assert!(
+        !s[0].2.contains("Set-OabVirtualDirectory -Identity $vd"),
+        "{}",
+        s[0].2
+    );
+    assert!(s[0].1.starts_with("Review by hand"), "{}", s[0].1);
+    // ExternalUrl: set back only when the InternalUrl is clean.
+    let p = plan(
+        &result("T", vec![url("ExternalUrl")]),
+        &builds(),
+        &BTreeMap::new(),
+    );
+    let s = scripts_of(&p);
+    assert!(
+        s[0].2.contains("-ExternalUrl $vd.InternalUrl"),
+        "{}",
+        s[0].2
+    );
+    let check = s[0].2.find("$internal -match $exhuntScript").unwrap();
+    let set = s[0].2.find("-ExternalUrl $vd.InternalUrl").unwrap();
+    assert!(check < set && s[0].2.contains("continue"), "{}", s[0].2);
+}
+
+#[test]
+fn the_root_of_a_site_or_an_application_is_never_deleted() {
+    let vdir = |url: &str| {
+        let mut f = finding(
+            "EXH-PS-2",
+            ArtefactKind::IisConfig,
+            Stage::Persistence,
+            "C:\\ProgramData\\COM",
+            "IIS serves / of site \"Default Web Site\" from C:\\ProgramData\\COM: a folder under ProgramData",
+        );
+        f.entities.url = Some(url.to_string());
+        f
+    };
+    let p = plan(&result("T", vec![vdir("/")]), &builds(), &BTreeMap::new());
+    let s = scripts_of(&p);
+    assert!(
+        !s[0].2.contains("delete vdir") && !s[0].2.contains("delete app"),
+        "{}",
+        s[0].2
+    );
+    assert!(s[0].1.starts_with("Review by hand"), "{}", s[0].1);
+    let p = plan(
+        &result("T", vec![vdir("/owa/x")]),
+        &builds(),
+        &BTreeMap::new(),
+    );
+    let s = scripts_of(&p);
+    assert!(!s[0].2.contains("delete app"), "{}", s[0].2);
+    let guard = s[0]
+        .2
+        .find("list app ('/app.name:' + $exhuntId))) { throw")
+        .unwrap();
+    let delete = s[0].2.find("delete vdir").unwrap();
+    assert!(guard < delete, "{}", s[0].2);
+}
+
+#[test]
+fn low_confidence_and_look_alike_findings_get_review_actions_only() {
+    // A legitimate PST export seen in a script block (EV-20, low): no action removes it.
+    let mut pst = finding(
+        "EXH-EV-20",
+        ArtefactKind::EventExport,
+        Stage::PostExploitation,
+        "T/ps.evtx",
+        "Exchange mailbox export or role cmdlet in a PowerShell script block",
+    );
+    pst.confidence = Confidence::Low;
+    pst.entities = Entities::default();
+    pst.evidence.excerpt =
+        "4104; New-MailboxExportRequest -Mailbox ceo -FilePath \\\\fs01\\pst\\ceo.pst".to_string();
+    let mut agent = finding(
+        "EXH-EV-17",
+        ArtefactKind::EventExport,
+        Stage::PostExploitation,
+        "T/ev.jsonl",
+        "Exchange transport agent installed or enabled",
+    );
+    agent.confidence = Confidence::Low;
+    agent.entities = Entities::default();
+    agent.evidence.excerpt =
+        "Cmdlet Install-TransportAgent, parameters -Name \"Filter\"".to_string();
+    let mut role = agent.clone();
+    role.rule_id = "EXH-EV-7".to_string();
+    role.evidence.excerpt = "Cmdlet New-ManagementRoleAssignment, parameters -Role \"Mailbox Import Export\" -User \"alice\"".to_string();
+    let mut group = agent.clone();
+    group.rule_id = "EXH-EV-18".to_string();
+    group.evidence.excerpt = "Security 4728 (x); MemberName=CN=bob; TargetUserName=Organization Management; TargetDomainName=CONTOSO".to_string();
+    // A WER crash dump of w3wp and a short-named archive, on an inconclusive verdict.
+    let mut wer = finding(
+        "EXH-FS-5",
+        ArtefactKind::MemoryDump,
+        Stage::PostExploitation,
+        "T/ProgramData/Microsoft/Windows/WER/ReportQueue/w3wp.exe.1234.dmp",
+        "Memory dump on disk",
+    );
+    wer.severity = Severity::Medium;
+    let archive = finding(
+        "EXH-FS-6",
+        ArtefactKind::Archive,
+        Stage::PostExploitation,
+        "T/ProgramData/a.zip",
+        "Archive in a staging place",
+    );
+    let mut r = result("T", vec![pst, agent, role, group, wer, archive]);
+    r.verdict = VerdictKind::Inconclusive;
+    r.servers[0].verdict = VerdictKind::Inconclusive;
+    let p = plan(&r, &builds(), &BTreeMap::new());
+    let a = &p.servers[0].actions;
+    for x in a.iter().filter(|a| a.kind == ActionKind::Configuration) {
+        assert_eq!(x.urgency, crate::plan::Urgency::Review, "{}", x.title);
+        let ps = x.powershell.as_deref().unwrap_or_default();
+        for verb in [
+            "Remove-",
+            "Disable-",
+            "Set-Content -LiteralPath $exhuntPath",
+        ] {
+            assert!(
+                !ps.contains(verb) || verb.starts_with("Set-Content"),
+                "{}: {ps}",
+                x.title
+            );
+        }
+        assert!(ps.contains("review only"), "{ps}");
+    }
+    assert!(
+        !a.iter().any(|x| x
+            .powershell
+            .as_deref()
+            .is_some_and(|s| s.contains("ceo.pst"))),
+        "the PST export is not the attacker's by this evidence"
+    );
+    assert!(
+        !a.iter().any(|x| x.kind == ActionKind::Quarantine),
+        "{a:#?}"
+    );
+    assert_eq!(
+        a.iter()
+            .filter(|x| x.kind == ActionKind::ReviewFile)
+            .count(),
+        2
+    );
+    assert!(
+        !a.iter().any(|x| x.kind == ActionKind::Credentials),
+        "{a:#?}"
+    );
+    // An LSASS dump is enough on any verdict.
+    let lsass = finding(
+        "EXH-FS-5",
+        ArtefactKind::MemoryDump,
+        Stage::PostExploitation,
+        "T/Windows/Temp/lsass.dmp",
+        "Memory dump on disk",
+    );
+    r.servers[0].findings = vec![lsass];
+    let p = plan(&r, &builds(), &BTreeMap::new());
+    let a = &p.servers[0].actions;
+    assert!(a.iter().any(|x| x.kind == ActionKind::Quarantine));
+    assert!(a.iter().any(|x| x.kind == ActionKind::Credentials));
 }

@@ -121,7 +121,7 @@ fn remediate_plan_ties_every_action_to_its_findings() {
             "proxyshell",
             &[
                 ("configuration", "Remove-MailboxExportRequest"),
-                ("configuration", "Remove-ManagementRoleAssignment"),
+                ("configuration", "review only"),
                 ("credentials", "exadmin@contoso.com"),
                 ("patch", "May21SU"),
                 ("directive", "disconnect"),
