@@ -10,7 +10,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use exhunt_model::{
-    ArtefactKind, Confidence, Finding, ScanResult, ServerResult, Severity, Stage, VerdictKind,
+    ArtefactKind, Campaign, Confidence, Finding, ScanResult, ServerResult, Severity, Stage,
+    VerdictKind,
 };
 use exhunt_rules::builds::{BuildTable, Patch, Update, Version};
 use serde::{Deserialize, Serialize};
@@ -1200,9 +1201,21 @@ fn patch(b: &mut Builder<'_>, builds: &BuildTable) -> bool {
             answer: format!("{state}: {}", ans.reason),
         });
     }
-    if open.is_empty() {
+    let product = id.as_ref().map(|i| i.product.clone()).unwrap_or_default();
+    let support = support_end(&product);
+    if open.is_empty() && support.is_none() {
         return false;
     }
+    if let Some((end, successor)) = support {
+        items.push(Item {
+            name: "support".to_string(),
+            answer: format!(
+                "{product} is out of support since {end} (Microsoft lifecycle), whatever the campaigns above say: security updates after that date came only through Microsoft's paid, time-limited Extended Security Update program; {successor}"
+            ),
+        });
+    }
+    // Security updates only: a hotfix update (`HU`) fixes bugs, not vulnerabilities.
+    let security = |u: &str| u.contains("SU") && !u.contains("HU");
     // The newest update of the same CU that fixes all of them, else the newest CU of the product.
     let parts = v.parts();
     let all_fixed = |row_build: &str| {
@@ -1214,7 +1227,7 @@ fn patch(b: &mut Builder<'_>, builds: &BuildTable) -> bool {
     let same_cu = builds
         .rows()
         .filter(|r| Version::parse(&r.build).is_some_and(|rv| rv.parts()[..3] == parts[..3]))
-        .filter(|r| !r.update.is_empty() && all_fixed(&r.build))
+        .filter(|r| security(&r.update) && all_fixed(&r.build))
         .max_by_key(|r| Version::parse(&r.build).map(|rv| rv.parts()));
     let install = match same_cu {
         Some(r) => format!(
@@ -1222,14 +1235,17 @@ fn patch(b: &mut Builder<'_>, builds: &BuildTable) -> bool {
             r.product, r.cu, r.update, r.build
         ),
         None => {
-            let product = id.as_ref().map(|i| i.product.clone()).unwrap_or_default();
             let newest = builds
                 .rows()
-                .filter(|r| r.product == product && !r.update.is_empty())
+                .filter(|r| r.product == product && security(&r.update))
                 .max_by_key(|r| Version::parse(&r.build).map(|rv| rv.parts()));
             match newest {
+                Some(r) if open.is_empty() => format!(
+                    "the newest security update of {} in the build table is {} {} (build {})",
+                    r.product, r.cu, r.update, r.build
+                ),
                 Some(r) => format!(
-                    "the CU the server runs is out of support (no update of it fixes every campaign): move to {} {} and install {} (build {})",
+                    "no security update of the CU the server runs fixes every campaign: move to {} {} and install {} (build {})",
                     r.product, r.cu, r.update, r.build
                 ),
                 None => "the build table does not cover this product: look up the supported CU and its newest security update".to_string(),
@@ -1238,26 +1254,54 @@ fn patch(b: &mut Builder<'_>, builds: &BuildTable) -> bool {
     };
     items.push(Item {
         name: "install".to_string(),
-        answer: install,
+        answer: match support {
+            Some((_, successor)) => format!("{install}; then {successor}"),
+            None => install,
+        },
     });
-    let mitigation = if b.server.mitigations.is_empty() {
-        "no emergency mitigation (EOMT/EEMS URL Rewrite rules) is in the configuration read: until the update is installed, apply it or keep the server off the internet".to_string()
-    } else {
-        let rules: BTreeSet<&str> = b
+    // The emergency mitigation, campaign by campaign: what exists, what is configured, how weak.
+    for &u in &open {
+        let (campaign, exists) = match u {
+            Update::Mar21SU => (Campaign::ProxyLogon, true),
+            Update::Nov22SU => (Campaign::ProxyNotShell, true),
+            _ => (Campaign::ProxyShell, false),
+        };
+        let configured: Vec<&exhunt_model::Mitigation> = b
             .server
             .mitigations
             .iter()
-            .map(|m| m.rule.as_str())
+            .filter(|m| m.campaign == campaign)
             .collect();
-        format!(
-            "keep the emergency mitigation ({}) until the update is installed",
-            rules.into_iter().collect::<Vec<_>>().join(", ")
-        )
-    };
-    items.push(Item {
-        name: "emergency mitigation".to_string(),
-        answer: mitigation,
-    });
+        let weak: Vec<String> = configured
+            .iter()
+            .filter_map(|m| m.weakness.as_ref().map(|w| format!("{}: {w}", m.rule)))
+            .collect();
+        let names = configured
+            .iter()
+            .map(|m| m.rule.as_str())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect::<Vec<_>>()
+            .join(", ");
+        let answer = match (exists, configured.is_empty(), weak.is_empty()) {
+            (false, true, _) => "no URL Rewrite mitigation was ever published for it: only the update closes it; keep the server off the internet until it is installed".to_string(),
+            (false, false, _) => format!(
+                "no mitigation was published for it; the rules configured ({names}) are for other campaigns or local: only the update closes it"
+            ),
+            (true, true, _) => "a URL Rewrite mitigation exists (EOMT/EEMS) and none is in the configuration read: apply it, or keep the server off the internet, until the update is installed".to_string(),
+            (true, false, true) => format!(
+                "configured ({names}): keep it until the update is installed"
+            ),
+            (true, false, false) => format!(
+                "configured but weak ({}): replace it with the current rules, or keep the server off the internet, until the update is installed",
+                weak.join("; ")
+            ),
+        };
+        items.push(Item {
+            name: format!("emergency mitigation, {}", campaign.label()),
+            answer,
+        });
+    }
     items.push(Item {
         name: "after a CU upgrade".to_string(),
         answer: "a CU upgrade rewrites IIS configuration and removes the mitigation's URL Rewrite rules (CSS-Exchange #378): check them again, and rescan".to_string(),
@@ -1270,13 +1314,43 @@ fn patch(b: &mut Builder<'_>, builds: &BuildTable) -> bool {
     let mut a = action(
         ActionKind::Patch,
         Urgency::High,
-        "Install the security update".to_string(),
-        "the build the logs show is open to a campaign in scope; rebuilding from trusted media must end at a fixed build too".to_string(),
+        if open.is_empty() {
+            "Move to a supported Exchange".to_string()
+        } else {
+            "Install the security update".to_string()
+        },
+        if open.is_empty() {
+            "the product the logs show is out of support: it gets no security update any more"
+                .to_string()
+        } else {
+            "the build the logs show is open to a campaign in scope; rebuilding from trusted media must end at a fixed build too".to_string()
+        },
         &idx,
     );
     a.items = items;
     b.push(a);
     true
+}
+
+/// End of support of an Exchange product, and its successor. Source: Microsoft's lifecycle
+/// pages (Exchange Server 2013: 2023-04-11; Exchange Server 2016 and 2019: 2025-10-14;
+/// Exchange Server Subscription Edition succeeds them).
+fn support_end(product: &str) -> Option<(&'static str, &'static str)> {
+    match product {
+        "Exchange 2010" => Some((
+            "2020-10-13",
+            "move to Exchange Server Subscription Edition (SE) (through a supported version)",
+        )),
+        "Exchange 2013" => Some((
+            "2023-04-11",
+            "move to Exchange Server Subscription Edition (SE) (through Exchange 2019)",
+        )),
+        "Exchange 2016" | "Exchange 2019" => Some((
+            "2025-10-14",
+            "move to Exchange Server Subscription Edition (SE), its successor",
+        )),
+        _ => None,
+    }
 }
 
 fn private(ip: &str) -> bool {

@@ -1170,3 +1170,123 @@ fn low_confidence_and_look_alike_findings_get_review_actions_only() {
     assert!(a.iter().any(|x| x.kind == ActionKind::Quarantine));
     assert!(a.iter().any(|x| x.kind == ActionKind::Credentials));
 }
+
+fn with_build(build: &str, mitigations: Vec<exhunt_model::Mitigation>) -> ScanResult {
+    let mut r = result("T", Vec::new());
+    let t = chrono::DateTime::from_timestamp(1_614_700_000, 0).unwrap_or_default();
+    r.servers[0].verdicts = vec![exhunt_model::Verdict {
+        campaign: Campaign::ProxyLogon,
+        verdict: VerdictKind::Compromised,
+        summary: String::new(),
+        reasons: Vec::new(),
+        window_start: t,
+        window_end: None,
+        first_evidence: None,
+        last_evidence: None,
+        builds_seen: vec![exhunt_model::BuildSeen {
+            build: build.to_string(),
+            first_seen: Some(t),
+            fixed: None,
+        }],
+        patched_before_first_evidence: None,
+    }];
+    r.servers[0].mitigations = mitigations;
+    r
+}
+
+fn patch_items(p: &Plan) -> Vec<(String, String)> {
+    p.servers[0]
+        .actions
+        .iter()
+        .filter(|a| a.kind == ActionKind::Patch)
+        .flat_map(|a| a.items.iter().map(|i| (i.name.clone(), i.answer.clone())))
+        .collect()
+}
+
+#[test]
+fn out_of_support_products_are_said_whatever_the_campaigns() {
+    // Exchange 2019 CU15 Feb26SU: every campaign fixed, the product out of support.
+    let p = plan(
+        &with_build("15.2.1748.43", Vec::new()),
+        &builds(),
+        &BTreeMap::new(),
+    );
+    let items = patch_items(&p);
+    let support = items
+        .iter()
+        .find(|(n, _)| n == "support")
+        .unwrap_or_else(|| panic!("{items:?}"));
+    assert!(
+        support.1.contains("2025-10-14") && support.1.contains("Subscription Edition"),
+        "{support:?}"
+    );
+    // Exchange 2013: out of support since April 2023.
+    let p = plan(
+        &with_build("15.0.1497.2", Vec::new()),
+        &builds(),
+        &BTreeMap::new(),
+    );
+    let items = patch_items(&p);
+    assert!(
+        items
+            .iter()
+            .any(|(n, a)| n == "support" && a.contains("2023-04-11")),
+        "{items:?}"
+    );
+    // A hotfix update is never named as the security update to install.
+    let csv = [
+        include_str!("../../../rules/builds/exchange-builds.csv"),
+        "Exchange 2019,CU13,15.2.1258.45,Dec24HU,,unit test\n",
+    ]
+    .concat();
+    let table = BuildTable::from_csv("test", Box::leak(csv.into_boxed_str())).unwrap();
+    let p = plan(
+        &with_build("15.2.1258.12", Vec::new()),
+        &table,
+        &BTreeMap::new(),
+    );
+    let items = patch_items(&p);
+    let install = items.iter().find(|(n, _)| n == "install").unwrap();
+    assert!(
+        install.1.contains("Nov24SUv2") && !install.1.contains("HU"),
+        "{install:?}"
+    );
+}
+
+#[test]
+fn emergency_mitigation_is_judged_campaign_by_campaign() {
+    let weak = exhunt_model::Mitigation {
+        campaign: Campaign::ProxyLogon,
+        rule: "EOMT".to_string(),
+        path: "T/web.config".to_string(),
+        line: 1,
+        matches: "X-AnonResource-Backend".to_string(),
+        weakness: Some("the raw URL is the input: an encoded request passes".to_string()),
+    };
+    // Exchange 2013 CU23 base: ProxyLogon, ProxyShell and ProxyNotShell open.
+    let p = plan(
+        &with_build("15.0.1497.2", vec![weak]),
+        &builds(),
+        &BTreeMap::new(),
+    );
+    let items = patch_items(&p);
+    let get = |c: &str| {
+        items
+            .iter()
+            .find(|(n, _)| n.starts_with("emergency mitigation") && n.contains(c))
+            .map(|(_, a)| a.clone())
+            .unwrap_or_else(|| panic!("{c}: {items:?}"))
+    };
+    let pl = get("ProxyLogon");
+    assert!(
+        pl.contains("weak") && pl.contains("encoded request passes"),
+        "{pl}"
+    );
+    let ps = get("ProxyShell");
+    assert!(
+        ps.contains("no URL Rewrite mitigation was ever published") && !ps.contains("apply it"),
+        "{ps}"
+    );
+    let pns = get("ProxyNotShell");
+    assert!(pns.contains("none is in the configuration"), "{pns}");
+}
