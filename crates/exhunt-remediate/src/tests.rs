@@ -774,7 +774,12 @@ fn persistence_in_configuration_gets_its_script() {
         let refuse = s
             .find("if (Test-Path -LiteralPath $exhuntMarker) { throw")
             .unwrap();
+        let again = s
+            .find("if (Test-Path -LiteralPath $exhuntBefore) { throw")
+            .unwrap();
+        assert!(refuse < again, "{s}");
         let record = s.find("$before = @(").unwrap();
+        assert!(again < record, "{s}");
         let kept = s.find("$before | Export-Clixml").unwrap();
         let done = s.find("Set-Content -LiteralPath $exhuntMarker").unwrap();
         assert!(refuse < record && record < kept && kept < done, "{s}");
@@ -1289,4 +1294,127 @@ fn emergency_mitigation_is_judged_campaign_by_campaign() {
     );
     let pns = get("ProxyNotShell");
     assert!(pns.contains("none is in the configuration"), "{pns}");
+}
+
+/// The code of a script with every string literal (and `[char]0xNNNN`, and the
+/// `([string]'' + …)` that joins them) replaced by `S`, and comment lines dropped: two scripts
+/// with the same skeleton differ only inside string literals. PowerShell's rules: a single
+/// quote is any of `' ‘ ’ ‚ ‛`, and two of them in a row stand for one inside the literal.
+fn skeleton(script: &str) -> String {
+    let q = |c: char| matches!(c, '\'' | '\u{2018}'..='\u{201b}');
+    let mut out = String::new();
+    for line in script.lines() {
+        if line.trim_start().starts_with('#') {
+            continue;
+        }
+        let mut chars = line.chars().peekable();
+        while let Some(c) = chars.next() {
+            if q(c) {
+                loop {
+                    match chars.next() {
+                        Some(c) if q(c) => {
+                            if chars.peek().copied().is_some_and(q) {
+                                chars.next();
+                            } else {
+                                break;
+                            }
+                        }
+                        Some(_) => {}
+                        // A literal that runs past the end of its line: not our form.
+                        None => return format!("UNTERMINATED LITERAL in {line:?}"),
+                    }
+                }
+                out.push('S');
+            } else {
+                out.push(c);
+            }
+        }
+        out.push('\n');
+    }
+    let mut prev = String::new();
+    let mut rx = out.clone();
+    // [char]0xNNNN → S, `S + S` → S, `([string]S + S)` → S, repeatedly.
+    while prev != rx {
+        prev = rx.clone();
+        let mut t = String::new();
+        let mut rest = rx.as_str();
+        while let Some(at) = rest.find("[char]0x") {
+            t.push_str(&rest[..at]);
+            let after = &rest[at + 8..];
+            let hex = after.chars().take_while(|c| c.is_ascii_hexdigit()).count();
+            if hex == 4 {
+                t.push('S');
+                rest = &after[4..];
+            } else {
+                t.push_str("[char]0x");
+                rest = after;
+            }
+        }
+        t.push_str(rest);
+        rx = t.replace("S + S", "S").replace("([string]S)", "S");
+    }
+    rx
+}
+
+/// Every kind of script the planner writes, with `v` in each place evidence reaches.
+fn all_script_kinds(v: &str) -> Vec<String> {
+    let plain = v.replace(['"', ';'], "");
+    let mut url = finding("EXH-PL-6", ArtefactKind::EcpServerLog, Stage::Persistence, "T/ecp.log", "CVE-2021-27065 script planted in Set-OabVirtualDirectory ExternalUrl");
+    url.entities = Entities { target: Some(format!("ExternalUrl={v}")), ..Entities::default() };
+    let mut vdir = finding("EXH-PS-2", ArtefactKind::IisConfig, Stage::Persistence, v, &format!("IIS serves x of site \"{plain}\" from {v}: a folder under ProgramData"));
+    vdir.entities.url = Some(format!("/owa/{v}"));
+    vdir.entities.file_path = Some(format!("C:\\ProgramData\\{v}"));
+    let mut export = finding("EXH-EV-6", ArtefactKind::EventExport, Stage::Persistence, "T/ev.jsonl", "export");
+    export.entities = Entities::default();
+    export.evidence.excerpt = format!("Cmdlet New-MailboxExportRequest, parameters -Mailbox \"{plain}\" -FilePath \"\\\\127.0.0.1\\c$\\inetpub\\wwwroot\\aspnet_client\\{plain}.aspx\"");
+    let mut role = finding("EXH-EV-7", ArtefactKind::EventExport, Stage::PostExploitation, "T/ev.jsonl", "Mailbox Import Export role assigned");
+    role.entities = Entities::default();
+    role.evidence.excerpt = format!("Cmdlet New-ManagementRoleAssignment, parameters -Role \"Mailbox Import Export\" -User \"{plain}\"");
+    let mut agent = finding("EXH-EV-17", ArtefactKind::EventExport, Stage::PostExploitation, "T/ev.jsonl", "Exchange transport agent installed or enabled");
+    agent.entities = Entities::default();
+    agent.evidence.excerpt = format!("Cmdlet Install-TransportAgent, parameters -Name \"{plain}\" -TransportAgentFactory \"X\"");
+    let mut group = finding("EXH-EV-18", ArtefactKind::Evtx, Stage::PostExploitation, "T/Security.evtx", "Account added to an Exchange security group");
+    group.entities = Entities::default();
+    group.evidence.excerpt = format!("Security 4728 (x); MemberName=CN={plain}; TargetUserName=G{plain}; TargetDomainName=CONTOSO");
+    let p = plan(&result("T", vec![url, vdir, export, role, agent, group]), &builds(), &BTreeMap::new());
+    let mut out: Vec<(String, String)> = p.servers[0]
+        .actions
+        .iter()
+        .filter_map(|a| a.powershell.clone().map(|s| (a.findings.join(","), s)))
+        .collect();
+    out.sort();
+    out.into_iter().map(|(_, s)| s).collect()
+}
+
+#[test]
+fn every_script_kind_keeps_hostile_values_inside_single_quoted_literals() {
+    let hostile = [
+        "it's",
+        "'; Remove-Item C:\\ -Recurse -Force; '",
+        "$(Invoke-Expression 'calc')",
+        "`$env:USERNAME`n",
+        "line1\nline2'; calc; '",
+        "a\r\nb",
+        "nul\u{0}byte",
+        "\u{2028}calc\u{2029}",
+        "\u{201a}; calc; \u{201b}",
+        "\u{2019}; calc; \u{2018}",
+        "nel\u{85}calc",
+        "x\u{202e}gpj.aspx",
+        "\"double\" and ''two''",
+    ];
+    let benign = all_script_kinds("benign");
+    assert_eq!(benign.len(), 6, "six kinds: {benign:#?}");
+    let shape: Vec<String> = benign.iter().map(|s| skeleton(s)).collect();
+    for h in hostile {
+        let scripts = all_script_kinds(h);
+        assert_eq!(scripts.len(), 6, "{h:?}");
+        for (i, s) in scripts.iter().enumerate() {
+            // The hostile value adds no code: the same skeleton as the benign script.
+            assert_eq!(skeleton(s), shape[i], "{h:?} in script {i}:\n{s}");
+            for c in ['\u{0}', '\u{85}', '\u{2028}', '\u{2029}', '\u{201a}', '\u{201b}', '\u{202e}'] {
+                assert!(!s.contains(c), "{h:?}: {c:?} raw in script {i}");
+            }
+        }
+    }
 }
