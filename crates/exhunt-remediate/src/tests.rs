@@ -1359,24 +1359,75 @@ fn skeleton(script: &str) -> String {
 /// Every kind of script the planner writes, with `v` in each place evidence reaches.
 fn all_script_kinds(v: &str) -> Vec<String> {
     let plain = v.replace(['"', ';'], "");
-    let mut url = finding("EXH-PL-6", ArtefactKind::EcpServerLog, Stage::Persistence, "T/ecp.log", "CVE-2021-27065 script planted in Set-OabVirtualDirectory ExternalUrl");
-    url.entities = Entities { target: Some(format!("ExternalUrl={v}")), ..Entities::default() };
-    let mut vdir = finding("EXH-PS-2", ArtefactKind::IisConfig, Stage::Persistence, v, &format!("IIS serves x of site \"{plain}\" from {v}: a folder under ProgramData"));
+    let mut url = finding(
+        "EXH-PL-6",
+        ArtefactKind::EcpServerLog,
+        Stage::Persistence,
+        "T/ecp.log",
+        "CVE-2021-27065 script planted in Set-OabVirtualDirectory ExternalUrl",
+    );
+    url.entities = Entities {
+        target: Some(format!("ExternalUrl={v}")),
+        ..Entities::default()
+    };
+    let mut vdir = finding(
+        "EXH-PS-2",
+        ArtefactKind::IisConfig,
+        Stage::Persistence,
+        v,
+        &format!("IIS serves x of site \"{plain}\" from {v}: a folder under ProgramData"),
+    );
     vdir.entities.url = Some(format!("/owa/{v}"));
     vdir.entities.file_path = Some(format!("C:\\ProgramData\\{v}"));
-    let mut export = finding("EXH-EV-6", ArtefactKind::EventExport, Stage::Persistence, "T/ev.jsonl", "export");
+    let mut export = finding(
+        "EXH-EV-6",
+        ArtefactKind::EventExport,
+        Stage::Persistence,
+        "T/ev.jsonl",
+        "export",
+    );
     export.entities = Entities::default();
-    export.evidence.excerpt = format!("Cmdlet New-MailboxExportRequest, parameters -Mailbox \"{plain}\" -FilePath \"\\\\127.0.0.1\\c$\\inetpub\\wwwroot\\aspnet_client\\{plain}.aspx\"");
-    let mut role = finding("EXH-EV-7", ArtefactKind::EventExport, Stage::PostExploitation, "T/ev.jsonl", "Mailbox Import Export role assigned");
+    export.evidence.excerpt = format!(
+        "Cmdlet New-MailboxExportRequest, parameters -Mailbox \"{plain}\" -FilePath \"\\\\127.0.0.1\\c$\\inetpub\\wwwroot\\aspnet_client\\{plain}.aspx\""
+    );
+    let mut role = finding(
+        "EXH-EV-7",
+        ArtefactKind::EventExport,
+        Stage::PostExploitation,
+        "T/ev.jsonl",
+        "Mailbox Import Export role assigned",
+    );
     role.entities = Entities::default();
-    role.evidence.excerpt = format!("Cmdlet New-ManagementRoleAssignment, parameters -Role \"Mailbox Import Export\" -User \"{plain}\"");
-    let mut agent = finding("EXH-EV-17", ArtefactKind::EventExport, Stage::PostExploitation, "T/ev.jsonl", "Exchange transport agent installed or enabled");
+    role.evidence.excerpt = format!(
+        "Cmdlet New-ManagementRoleAssignment, parameters -Role \"Mailbox Import Export\" -User \"{plain}\""
+    );
+    let mut agent = finding(
+        "EXH-EV-17",
+        ArtefactKind::EventExport,
+        Stage::PostExploitation,
+        "T/ev.jsonl",
+        "Exchange transport agent installed or enabled",
+    );
     agent.entities = Entities::default();
-    agent.evidence.excerpt = format!("Cmdlet Install-TransportAgent, parameters -Name \"{plain}\" -TransportAgentFactory \"X\"");
-    let mut group = finding("EXH-EV-18", ArtefactKind::Evtx, Stage::PostExploitation, "T/Security.evtx", "Account added to an Exchange security group");
+    agent.evidence.excerpt = format!(
+        "Cmdlet Install-TransportAgent, parameters -Name \"{plain}\" -TransportAgentFactory \"X\""
+    );
+    let mut group = finding(
+        "EXH-EV-18",
+        ArtefactKind::Evtx,
+        Stage::PostExploitation,
+        "T/Security.evtx",
+        "Account added to an Exchange security group",
+    );
     group.entities = Entities::default();
-    group.evidence.excerpt = format!("Security 4728 (x); MemberName=CN={plain}; TargetUserName=G{plain}; TargetDomainName=CONTOSO");
-    let p = plan(&result("T", vec![url, vdir, export, role, agent, group]), &builds(), &BTreeMap::new());
+    group.evidence.excerpt = format!(
+        "Security 4728 (x); MemberName=CN={plain}; TargetUserName=G{plain}; TargetDomainName=CONTOSO"
+    );
+    let p = plan(
+        &result("T", vec![url, vdir, export, role, agent, group]),
+        &builds(),
+        &BTreeMap::new(),
+    );
     let mut out: Vec<(String, String)> = p.servers[0]
         .actions
         .iter()
@@ -1412,7 +1463,9 @@ fn every_script_kind_keeps_hostile_values_inside_single_quoted_literals() {
         for (i, s) in scripts.iter().enumerate() {
             // The hostile value adds no code: the same skeleton as the benign script.
             assert_eq!(skeleton(s), shape[i], "{h:?} in script {i}:\n{s}");
-            for c in ['\u{0}', '\u{85}', '\u{2028}', '\u{2029}', '\u{201a}', '\u{201b}', '\u{202e}'] {
+            for c in [
+                '\u{0}', '\u{85}', '\u{2028}', '\u{2029}', '\u{201a}', '\u{201b}', '\u{202e}',
+            ] {
                 assert!(!s.contains(c), "{h:?}: {c:?} raw in script {i}");
             }
         }
