@@ -1471,3 +1471,44 @@ fn every_script_kind_keeps_hostile_values_inside_single_quoted_literals() {
         }
     }
 }
+
+#[test]
+fn verify_counts_as_cleaned_only_what_is_gone_from_disk() {
+    let fx = fixture();
+    let t = fx.target.display().to_string();
+    let before = result(
+        &t,
+        vec![
+            finding(
+                "EXH-YARA-1",
+                ArtefactKind::WebFile,
+                Stage::Persistence,
+                &format!("{t}/inetpub/wwwroot/aspnet_client/s.aspx"),
+                "shell",
+            ),
+            finding(
+                "EXH-FS-6",
+                ArtefactKind::Archive,
+                Stage::PostExploitation,
+                &format!("{t}/ProgramData/gone.zip"),
+                "archive",
+            ),
+        ],
+    );
+    // The rescan saw neither (as a rescan without the YARA rules would).
+    let after = result(&t, Vec::new());
+    crate::verify::check_servers(&before, &after).unwrap();
+    let mut c = crate::compare(&before, &after);
+    assert_eq!(c.cleaned.len(), 2);
+    crate::verify::confirm_cleaned(&mut c, &fx.target);
+    assert_eq!(c.cleaned.len(), 1, "{c:?}");
+    assert_eq!(c.unconfirmed.len(), 1, "{c:?}");
+    assert!(c.unconfirmed[0].path.ends_with("s.aspx"));
+    assert!(!c.clean());
+    // Another server's rescan is refused.
+    let mut other = result(&t, Vec::new());
+    other.servers[0].name = "EX10".to_string();
+    assert!(crate::verify::check_servers(&before, &other).is_err());
+    other.servers.clear();
+    assert!(crate::verify::check_servers(&before, &other).is_err());
+}

@@ -450,3 +450,31 @@ fn remediate_errors_show_hostile_paths_escaped() {
         assert!(err.contains("\\x1b]0;owned\\x07\\u{202e}"), "{err:?}");
     }
 }
+
+#[test]
+fn remediate_verify_refuses_a_rescan_of_another_target() {
+    let t = tempfile::tempdir().unwrap();
+    scanned_copy(t.path(), "compromised", "srv");
+    // An empty folder (a wrong --target) would make every finding look cleaned.
+    std::fs::create_dir(t.path().join("empty")).unwrap();
+    let out = run(t.path(), &["remediate", "verify", "srv.json", "empty"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("does not show the server"), "{err}");
+    assert!(out.stdout.is_empty(), "{out:?}");
+    // Another server's copy neither.
+    scanned_copy(t.path(), "proxyshell", "other");
+    let out = run(t.path(), &["remediate", "verify", "srv.json", "other"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    // The earlier scan's rule files must be readable for the rescan.
+    let mut r: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(t.path().join("srv.json")).unwrap()).unwrap();
+    r["rules"]["yara_files"] = serde_json::json!(["gone/rules.yar"]);
+    std::fs::write(t.path().join("yara.json"), r.to_string()).unwrap();
+    let out = run(t.path(), &["remediate", "verify", "yara.json", "srv"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--yara"),
+        "{out:?}"
+    );
+}
