@@ -458,15 +458,60 @@ fn check_preservation(p: &Preservation) -> Result<String, RemediateError> {
     }
 }
 
-/// SHA-256 of the files a package holds with content, and of those it lists by metadata only.
-fn package_hashes(pkg: &Path) -> Option<(HashSet<String>, HashSet<String>)> {
+/// SHA-256 of the files a package holds with content, of those it lists by metadata only, and
+/// the server it was collected on (live collections only).
+type PackageFacts = (HashSet<String>, HashSet<String>, Option<String>);
+
+fn package_facts(pkg: &Path) -> Option<PackageFacts> {
     let mut archive = zip::ZipArchive::new(File::open(pkg).ok()?).ok()?;
     let origins = exhunt_sources::package::Origins::of(&mut archive)?.ok()?;
     let m = origins.manifest;
     let lower = |v: &[exhunt_sources::package::FileEntry]| {
         v.iter().map(|f| f.sha256.to_ascii_lowercase()).collect()
     };
-    Some((lower(&m.files), lower(&m.metadata_only)))
+    Some((lower(&m.files), lower(&m.metadata_only), m.host_name))
+}
+
+fn package_hashes(pkg: &Path) -> Option<(HashSet<String>, HashSet<String>)> {
+    package_facts(pkg).map(|(c, m, _)| (c, m))
+}
+
+/// A package that verifies is not enough: it must be this server's evidence. Refused when it
+/// names another server, or holds none of the files the plan pinned.
+fn check_package_fits(plan: &Plan, pkg: &Path, pinned: &[&str]) -> Result<(), RemediateError> {
+    let Some((content, metadata, host)) = package_facts(pkg) else {
+        return Err(RemediateError::Refused(format!(
+            "the evidence package {} has no readable manifest; nothing was changed",
+            pkg.display()
+        )));
+    };
+    let short = |n: &str| n.split('.').next().unwrap_or_default().to_ascii_lowercase();
+    if let Some(h) = host.filter(|h| !h.trim().is_empty())
+        && !plan.servers.iter().any(|s| short(&s.server) == short(&h))
+    {
+        return Err(RemediateError::Refused(format!(
+            "the evidence package {} was collected on {h}, the plan is for {}: not this server's evidence; nothing was changed",
+            pkg.display(),
+            plan.servers
+                .iter()
+                .map(|s| s.server.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    if !pinned.is_empty()
+        && !pinned.iter().any(|h| {
+            let h = h.to_ascii_lowercase();
+            content.contains(&h) || metadata.contains(&h)
+        })
+    {
+        return Err(RemediateError::Refused(format!(
+            "the evidence package {} holds none of the {} file(s) to quarantine (by SHA-256): it is not this server's evidence, or not from before the cleanup; nothing was changed",
+            pkg.display(),
+            pinned.len()
+        )));
+    }
+    Ok(())
 }
 
 /// Carries out the plan's quarantine actions (the only actions exhunt performs itself; the
@@ -527,6 +572,10 @@ pub fn apply(plan: &Plan, opts: &ApplyOptions) -> Result<ApplyReport, RemediateE
                     .push(format!("{} {}: {why}", sp.server, a.id)),
             }
         }
+    }
+    if let Preservation::Package(pkg) = &opts.preservation {
+        let pinned: Vec<&str> = work.iter().filter_map(|w| w.2.as_deref()).collect();
+        check_package_fits(plan, pkg, &pinned)?;
     }
     if !opts.yes {
         for (action, p, _, _) in &work {

@@ -268,6 +268,34 @@ fn remediate_apply_verify_rollback_on_a_copy_with_a_verified_package() {
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     assert_eq!(common::tree_snapshot(&srv), original);
 
+    // A package that verifies but is another server's evidence is refused too.
+    common::copy_dir(
+        &common::examples().join("proxyshell"),
+        &t.path().join("other"),
+    );
+    let out = run(t.path(), &["collect", "other", "-o", "other.zip", "-q"]);
+    assert!(matches!(out.status.code(), Some(0 | 3)), "{out:?}");
+    let out = run(
+        t.path(),
+        &[
+            "remediate",
+            "apply",
+            "plan.json",
+            "--vault",
+            "vault",
+            "--evidence",
+            "other.zip",
+            "--yes",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("holds none of the"),
+        "{out:?}"
+    );
+    assert_eq!(common::tree_snapshot(&srv), original);
+    assert!(!t.path().join("vault").exists());
+
     // Preserve first, with collect; then a dry run changes nothing.
     let out = run(t.path(), &["collect", "srv", "-o", "srv.zip", "-q"]);
     assert!(matches!(out.status.code(), Some(0 | 3)), "{out:?}");
