@@ -573,6 +573,33 @@ pub fn apply(plan: &Plan, opts: &ApplyOptions) -> Result<ApplyReport, RemediateE
             }
         }
     }
+    // Whatever the targets resolve to: never in a folder IIS may serve, nor beside a file to
+    // quarantine (a vault there would serve the web shells it holds).
+    if let Some(v) = canonical_future(&opts.vault).or_else(|| std::path::absolute(&opts.vault).ok())
+    {
+        let served = v.components().any(|c| {
+            let c = c.as_os_str().to_string_lossy().to_ascii_lowercase();
+            matches!(
+                c.as_str(),
+                "inetpub" | "wwwroot" | "httpproxy" | "clientaccess" | "aspnet_client"
+            )
+        });
+        let beside = work.iter().find(|w| {
+            w.1.parent()
+                .and_then(|p| canonical_future(p))
+                .is_some_and(|p| v.starts_with(&p))
+        });
+        if served || beside.is_some() {
+            return Err(RemediateError::Refused(format!(
+                "the vault {} is {}: the files would still be served; choose a folder outside the web roots and the server's files; nothing was changed",
+                opts.vault.display(),
+                match beside {
+                    Some(w) => format!("inside the folder of {}", w.1.display()),
+                    None => "inside a web folder (inetpub, wwwroot, HttpProxy, ClientAccess, aspnet_client)".to_string(),
+                }
+            )));
+        }
+    }
     if let Preservation::Package(pkg) = &opts.preservation {
         let pinned: Vec<&str> = work.iter().filter_map(|w| w.2.as_deref()).collect();
         check_package_fits(plan, pkg, &pinned)?;

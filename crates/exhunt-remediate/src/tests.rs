@@ -1512,3 +1512,24 @@ fn verify_counts_as_cleaned_only_what_is_gone_from_disk() {
     other.servers.clear();
     assert!(crate::verify::check_servers(&before, &other).is_err());
 }
+
+#[test]
+fn the_vault_is_never_in_a_web_folder_even_when_the_targets_do_not_resolve() {
+    let fx = fixture();
+    let mut p = fx.plan.clone();
+    // A plan made elsewhere: its targets do not exist here.
+    p.servers[0].targets = vec!["Z:\\nowhere".to_string()];
+    let before = snapshot(&fx.target);
+    for vault in [
+        fx.target.join("inetpub/wwwroot/aspnet_client/vault"),
+        fx.target.join("root/vault"),
+        fx._dir.path().join("inetpub/vault"),
+    ] {
+        let mut o = opts(&fx, None);
+        o.vault = vault.clone();
+        let err = apply(&p, &o).unwrap_err();
+        assert!(err.to_string().contains("would still be served"), "{err}");
+        assert!(!vault.exists());
+    }
+    assert_eq!(snapshot(&fx.target), before);
+}
