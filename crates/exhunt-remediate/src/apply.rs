@@ -368,11 +368,19 @@ fn check_plain(p: &Path) -> Result<(), String> {
         ));
     }
     #[cfg(windows)]
-    if std::path::absolute(p).ok().as_deref() != Some(p) {
-        return Err(format!(
-            "{} is not an absolute path Windows keeps as written: refused",
-            p.display()
-        ));
+    {
+        // Windows drops trailing dots and spaces of a name and resolves `..` textually; `/` is
+        // a separator too (a --target joined with a relative path mixes both).
+        let s = p.to_string_lossy().replace('/', "\\");
+        let n = Path::new(&s);
+        if s.split('\\').any(|c| c.ends_with('.') || c.ends_with(' '))
+            || (n.is_absolute() && std::path::absolute(n).ok().as_deref() != Some(n))
+        {
+            return Err(format!(
+                "{} is not a path Windows keeps as written: refused",
+                p.display()
+            ));
+        }
     }
     Ok(())
 }
@@ -586,7 +594,7 @@ pub fn apply(plan: &Plan, opts: &ApplyOptions) -> Result<ApplyReport, RemediateE
         });
         let beside = work.iter().find(|w| {
             w.1.parent()
-                .and_then(|p| canonical_future(p))
+                .and_then(canonical_future)
                 .is_some_and(|p| v.starts_with(&p))
         });
         if served || beside.is_some() {
