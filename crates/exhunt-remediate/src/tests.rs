@@ -484,8 +484,9 @@ fn a_crash_after_any_step_leaves_a_state_rollback_restores() {
     }
 }
 
-/// The original of the fixture's web shell, and what an attacker writes in its place.
-const SWAPPED: &[u8] = b"<%@ Page Language=\"C#\" %><% /* swapped in */ %>";
+/// What an attacker writes in place of the fixture's web shell: the same size, so a check of
+/// size (and time) alone cannot tell.
+const SWAPPED: &[u8] = b"<%@ Page Language=\"C#\" %><% /* swapped-in page */ %>";
 
 fn swap_at(label: &'static str) -> fn(&str, &Path) {
     match label {
@@ -536,6 +537,7 @@ fn a_file_swapped_during_apply_is_never_removed_without_its_copy() {
     let fx = fixture();
     let shell = fx.target.join("inetpub/wwwroot/aspnet_client/s.aspx");
     let original = std::fs::read(&shell).unwrap();
+    assert_eq!(original.len(), SWAPPED.len());
     let mut o = opts(&fx, None);
     o.hook = Some(swap_at("renamed"));
     let r = apply(&fx.plan, &o).unwrap();

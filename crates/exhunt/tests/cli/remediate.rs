@@ -506,3 +506,56 @@ fn remediate_verify_refuses_a_rescan_of_another_target() {
         "{out:?}"
     );
 }
+
+#[test]
+fn remediate_rollback_leaves_a_changed_file_restores_the_rest_and_exits_3() {
+    let t = tempfile::tempdir().unwrap();
+    let srv = scanned_copy(t.path(), "compromised", "srv");
+    let original = common::tree_snapshot(&srv);
+    let out = run(
+        t.path(),
+        &[
+            "remediate",
+            "plan",
+            "srv.json",
+            "--format",
+            "json",
+            "-o",
+            "plan.json",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let out = run(
+        t.path(),
+        &[
+            "remediate",
+            "apply",
+            "plan.json",
+            "--vault",
+            "vault",
+            "--no-preserve",
+            "test copy",
+            "--yes",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    // A page rebuilt at one of the paths since apply.
+    let shell = srv.join("inetpub/wwwroot/aspnet_client/discover.aspx");
+    std::fs::write(&shell, b"rebuilt").unwrap();
+    let out = run(
+        t.path(),
+        &["remediate", "rollback", "vault/journal.jsonl", "--yes"],
+    );
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("changed since apply") && err.contains("partial"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&shell).unwrap(), b"rebuilt");
+    for g in ["root/output.dmp", "ProgramData/it.zip"] {
+        assert!(srv.join(g).exists(), "{g} not restored");
+    }
+    let now = common::tree_snapshot(&srv);
+    assert_eq!(now.len(), original.len());
+}
