@@ -1108,6 +1108,25 @@ pub fn rollback(journal: &Path, yes: bool) -> Result<RollbackReport, RemediateEr
             report.skipped.push(format!("{original}: {why}"));
             continue;
         }
+        // Only names apply itself gives: a sibling `.NAME.exhunt-q-…` of the original, and a
+        // vault file inside the vault (a journal edited to name other files is not followed).
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let ours = |r: &PathBuf| {
+            r.parent() == path.parent()
+                && r.file_name().is_some_and(|n| {
+                    n.to_string_lossy()
+                        .starts_with(&format!(".{name}.exhunt-q-"))
+                })
+        };
+        if st.renamed.as_ref().is_some_and(|r| !ours(r)) || !plain_relative(vault_file) {
+            report.skipped.push(format!(
+                "{original}: the journal names a file apply does not make (edited?); not restored"
+            ));
+            continue;
+        }
         let renamed = st
             .renamed
             .clone()

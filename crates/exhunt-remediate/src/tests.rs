@@ -1537,3 +1537,40 @@ fn the_vault_is_never_in_a_web_folder_even_when_the_targets_do_not_resolve() {
     }
     assert_eq!(snapshot(&fx.target), before);
 }
+
+#[test]
+fn rollback_follows_only_names_apply_makes() {
+    let fx = fixture();
+    apply(&fx.plan, &opts(&fx, None)).unwrap();
+    let j = fx.vault.join(JOURNAL_NAME);
+    let elsewhere = fx._dir.path().join("precious.txt");
+    std::fs::write(&elsewhere, b"not apply's").unwrap();
+    // The journal edited: the shell's renamed name points at another file, the dump's vault
+    // copy outside the vault.
+    let text = String::from_utf8(std::fs::read(&j).unwrap()).unwrap();
+    let mut out = String::new();
+    for l in text.lines() {
+        let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+        if v["type"] == "begin" {
+            let o = v["original"].as_str().unwrap().to_string();
+            if o.ends_with("s.aspx") {
+                v["renamed"] = serde_json::json!(elsewhere.display().to_string());
+            }
+            if o.ends_with("lsass.dmp") {
+                v["vault_file"] = serde_json::json!("../precious.txt");
+            }
+        }
+        out.push_str(&v.to_string());
+        out.push('\n');
+    }
+    std::fs::write(&j, out).unwrap();
+    let r = rollback(&j, true).unwrap();
+    assert_eq!(r.restored.len(), 1, "{r:?}");
+    assert_eq!(r.skipped.len(), 2, "{r:?}");
+    assert_eq!(std::fs::read(&elsewhere).unwrap(), b"not apply's");
+    assert!(
+        !fx.target
+            .join("inetpub/wwwroot/aspnet_client/s.aspx")
+            .exists()
+    );
+}
