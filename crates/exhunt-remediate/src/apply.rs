@@ -1173,12 +1173,13 @@ pub fn rollback(journal: &Path, yes: bool) -> Result<RollbackReport, RemediateEr
         let src = vault.join(vault_file);
         match sha256_file(&src) {
             Ok((h, _)) if h.eq_ignore_ascii_case(sha256) => {
-                todo.push((
-                    path,
-                    Source::Vault(src),
-                    st.last.clone().unwrap_or_else(|| first.clone()),
-                    false,
-                ));
+                // The times and owner as apply first found them (before it read or renamed
+                // the file), the SHA-256 verified last.
+                let mut rec = first.clone();
+                if let Record::Begin { sha256: s, .. } = &mut rec {
+                    s.clone_from(sha256);
+                }
+                todo.push((path, Source::Vault(src), rec, false));
             }
             Ok((h, _)) => bad.push(format!(
                 "{}: SHA-256 {h}, the journal says {sha256}",
@@ -1321,6 +1322,15 @@ pub fn rollback(journal: &Path, yes: bool) -> Result<RollbackReport, RemediateEr
             Err(e) => return Err(io_err(&path, e)),
         }
         platform::sync_dir(&parent).map_err(|e| io_err(&parent, e))?;
+        if matches!(src, Source::Renamed(_)) {
+            // The read-only attribute apply cleared on Windows before the rename (a no-op
+            // elsewhere: owner and mode are unchanged by a rename).
+            if let Some(note) =
+                platform::restore_owner(&path, &owner).map_err(|e| io_err(&path, e))?
+            {
+                report.notes.push(format!("{}: {note}", path.display()));
+            }
+        }
         if matches!(src, Source::Vault(_)) {
             let (h, _) = sha256_file(&path).map_err(|e| io_err(&path, e))?;
             if !h.eq_ignore_ascii_case(&sha256) {
