@@ -101,7 +101,8 @@ enum RemediateAction {
         yes: bool,
     },
     /// Restore every file apply quarantined, byte for byte with its times, from the journal
-    /// and its vault; refuses when a vault copy does not match. Dry run unless --yes.
+    /// and its vault; refuses when a vault copy does not match; a file changed at its path
+    /// since apply is left alone and listed (exit 3). Dry run unless --yes.
     Rollback {
         /// The journal (VAULT/journal.jsonl).
         #[arg(value_name = "JOURNAL")]
