@@ -57,8 +57,9 @@ pub enum RemediateError {
         /// Why.
         reason: String,
     },
-    /// A failure injected by a test (`ApplyOptions::fail_after`).
-    #[error("stopped after journal write {0} (failure injected for testing)")]
+    /// A failure injected by a test (`ApplyOptions::fail_after`; a journal write or a
+    /// filesystem step).
+    #[error("stopped after step {0} (failure injected for testing)")]
     Injected(usize),
 }
 

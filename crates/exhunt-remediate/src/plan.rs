@@ -10,7 +10,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use exhunt_model::{
-    ArtefactKind, Confidence, Finding, ScanResult, ServerResult, Severity, Stage, VerdictKind,
+    ArtefactKind, Campaign, Confidence, Finding, ScanResult, ServerResult, Severity, Stage,
+    VerdictKind,
 };
 use exhunt_rules::builds::{BuildTable, Patch, Update, Version};
 use serde::{Deserialize, Serialize};
@@ -179,8 +180,8 @@ pub fn files_named(result: &ScanResult) -> Vec<String> {
     let mut out = BTreeSet::new();
     for s in &result.servers {
         for f in &s.findings {
-            if let Some(p) = on_disk(f) {
-                out.insert(p.to_string());
+            if let Some(p) = on_disk(f, &s.targets) {
+                out.insert(p);
             }
         }
     }
@@ -222,8 +223,27 @@ fn fid(i: usize) -> String {
     format!("F{i}")
 }
 
-/// The path of the file a finding is about, when the finding was made from the file itself.
-fn on_disk(f: &Finding) -> Option<&str> {
+/// The path as the finding names it.
+fn raw_path(f: &Finding) -> &str {
+    f.entities.file_path.as_deref().unwrap_or(&f.evidence.path)
+}
+
+/// `ARCHIVE` of a member path `ARCHIVE!MEMBER` (how the scan names a file read inside an
+/// archive): the member's name is the archive's author's, never a path on disk.
+fn archive_of(p: &str) -> Option<&str> {
+    const EXT: [&str; 10] = [
+        ".zip", ".jar", ".war", ".nupkg", ".7z", ".rar", ".tar", ".gz", ".tgz", ".cab",
+    ];
+    p.match_indices('!').map(|(i, _)| &p[..i]).find(|a| {
+        let l = a.to_ascii_lowercase();
+        EXT.iter().any(|e| l.ends_with(e))
+    })
+}
+
+/// The path of the file a finding is about, when the finding was made from the file itself. A
+/// member of an archive is never taken for a file on disk: the archive itself is (unless the
+/// archive is a scan target: the evidence, not the server).
+fn on_disk(f: &Finding, targets: &[String]) -> Option<String> {
     if !matches!(
         f.kind,
         ArtefactKind::WebFile
@@ -233,8 +253,30 @@ fn on_disk(f: &Finding) -> Option<&str> {
     ) {
         return None;
     }
-    let p = f.entities.file_path.as_deref().unwrap_or(&f.evidence.path);
-    (!p.is_empty()).then_some(p)
+    let p = raw_path(f);
+    let p = match archive_of(p) {
+        Some(a)
+            if targets
+                .iter()
+                .any(|t| norm(t).trim_end_matches('/') == norm(a)) =>
+        {
+            return None;
+        }
+        Some(a) => a,
+        None => p,
+    };
+    (!p.is_empty()).then(|| p.to_string())
+}
+
+/// An LSASS dump: the events of one being made, or a dump file named after it.
+fn lsass_dump(f: &Finding) -> bool {
+    matches!(f.rule_id.as_str(), "EXH-EV-10" | "EXH-EV-11")
+        || (f.kind == ArtefactKind::MemoryDump
+            && !is_review(f)
+            && norm(raw_path(f))
+                .rsplit('/')
+                .next()
+                .is_some_and(|n| n.contains("lsass")))
 }
 
 fn is_review(f: &Finding) -> bool {
@@ -373,8 +415,8 @@ fn server_plan(
 fn files(b: &mut Builder<'_>, facts: &BTreeMap<String, FileFacts>) {
     let mut by_path: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     for (i, f) in b.server.findings.iter().enumerate() {
-        if let Some(p) = on_disk(f) {
-            by_path.entry(p.to_string()).or_default().push(i);
+        if let Some(p) = on_disk(f, &b.server.targets) {
+            by_path.entry(p).or_default().push(i);
         }
     }
     for (path, idx) in by_path {
@@ -396,7 +438,9 @@ fn files(b: &mut Builder<'_>, facts: &BTreeMap<String, FileFacts>) {
             .map(|f| f.title.to_ascii_lowercase())
             .collect::<Vec<_>>()
             .join(" ");
+        let member = fs.iter().any(|f| raw_path(f) != path);
         let what = match kind {
+            _ if member => "archive holding a flagged file",
             ArtefactKind::MemoryDump => "memory dump",
             ArtefactKind::WebFile
                 if titles.contains("oab_virtualdirectory")
@@ -429,6 +473,23 @@ fn files(b: &mut Builder<'_>, facts: &BTreeMap<String, FileFacts>) {
             }
         }
         let cited: Vec<usize> = cited.into_iter().collect();
+        // A dump of another process (a WER crash dump of w3wp) or an archive found only by its
+        // name and place is the attacker's only when something else says so.
+        let lsass_named = norm(&path)
+            .rsplit('/')
+            .next()
+            .is_some_and(|n| n.contains("lsass"))
+            || !b
+                .findings(|f| matches!(f.rule_id.as_str(), "EXH-EV-10" | "EXH-EV-11"))
+                .is_empty();
+        let heuristic = match kind {
+            ArtefactKind::MemoryDump => !lsass_named,
+            ArtefactKind::Archive => fs.iter().all(|f| f.rule_id == "EXH-FS-6"),
+            _ => false,
+        };
+        let corroborated = b.server.verdict == VerdictKind::Compromised || cited.len() > idx.len();
+        let uncorroborated = confirmed && heuristic && !corroborated;
+        let confirmed = confirmed && !uncorroborated;
         let fact = facts.get(&path);
         let file = FileTarget {
             path: path.clone(),
@@ -473,9 +534,15 @@ fn files(b: &mut Builder<'_>, facts: &BTreeMap<String, FileFacts>) {
                 ActionKind::ReviewFile,
                 Urgency::Review,
                 format!("Review {path} before deciding; apply leaves it in place"),
-                format!(
-                    "only review findings ({rules}): the content shows nothing the scanner can confirm as malicious"
-                ),
+                if uncorroborated {
+                    format!(
+                        "found by its name and place only ({rules}), with a verdict that is not compromised and no other finding about it: a crash dump or an ordinary archive looks the same"
+                    )
+                } else {
+                    format!(
+                        "only review findings ({rules}): the content shows nothing the scanner can confirm as malicious"
+                    )
+                },
                 &cited,
             )
         };
@@ -510,7 +577,64 @@ fn text_of(f: &Finding) -> String {
     format!("{} {}", f.title, f.evidence.excerpt)
 }
 
+/// A finding the scanner itself rates as look-alike: an administrator's change reads the same.
+fn low(f: &Finding) -> bool {
+    f.confidence == Confidence::Low || f.title.starts_with("REVIEW:")
+}
+
+/// Whether a path is one IIS serves (or Exchange's web folders): where a mailbox export is a
+/// web shell, not a PST on a file share.
+fn web_path(p: &str) -> bool {
+    let l = norm(p);
+    l.ends_with(".aspx")
+        || l.ends_with(".ashx")
+        || l.ends_with(".asmx")
+        || l.contains("/inetpub/")
+        || l.contains("aspnet_client")
+        || l.contains("/frontend/httpproxy/")
+        || l.contains("/clientaccess/")
+}
+
+/// What a configuration script does when every finding behind it is low confidence: record
+/// the state, change nothing.
+const REVIEW_CHANGE: &str = "Write-Output 'exhunt: review only: the evidence is low confidence (an administrator''s change looks the same); the current state is recorded above: confirm it is the attacker''s, then act by hand'";
+
 fn configuration(b: &mut Builder<'_>) {
+    let first = b.actions.len();
+    configuration_actions(b);
+    // Low-confidence findings only: a review, never a ready-to-run change.
+    for a in b.actions.iter_mut().skip(first) {
+        let all_low = !a.findings.is_empty()
+            && a.findings.iter().all(|f| {
+                f.strip_prefix('F')
+                    .and_then(|n| n.parse::<usize>().ok())
+                    .and_then(|i| b.server.findings.get(i))
+                    .is_some_and(low)
+            });
+        if !all_low {
+            continue;
+        }
+        a.urgency = Urgency::Review;
+        a.title = format!("Review (low confidence): {}", a.title);
+        a.why = format!(
+            "{}; every finding behind it is low confidence, so the script only records the current state",
+            a.why
+        );
+        if let Some(ps) = &mut a.powershell
+            && let Some(r) = crate::ps::record_of(ps)
+        {
+            *ps = script(
+                b.plan_id,
+                ACTION_PLACEHOLDER,
+                "record the state for review (changes nothing)",
+                r,
+                REVIEW_CHANGE,
+            );
+        }
+    }
+}
+
+fn configuration_actions(b: &mut Builder<'_>) {
     let server_q = quote(&b.server.name);
     // Virtual directory URLs set to script (CVE-2021-27065).
     let url_findings =
@@ -553,23 +677,41 @@ fn configuration(b: &mut Builder<'_>) {
         let record = format!(
             "Get-{vdir}VirtualDirectory -Server {server_q} | Select-Object Identity,Server,InternalUrl,ExternalUrl"
         );
-        let change = format!(
-            "$exhuntSeen = @({seen})\n\
-             foreach ($vd in $before) {{\n\
-             \x20   $url = [string]$vd.{prop}\n\
-             \x20   if ($url -match '(?i)<\\s*script|runat\\s*=|<%' -or $exhuntSeen -contains $url) {{\n\
-             \x20       Set-{vdir}VirtualDirectory -Identity $vd.Identity -{prop} $vd.InternalUrl\n\
-             \x20       Write-Output ('exhunt: ' + $vd.Identity + ' {prop} set back to its InternalUrl')\n\
-             \x20   }}\n\
-             }}",
-            seen = seen_q.join(", ")
-        );
+        // Only an ExternalUrl is set back to the InternalUrl, and only when the InternalUrl is
+        // clean: a URL is never "restored" to itself or to another URL carrying script.
+        let external = prop == "ExternalUrl";
+        let change = if external {
+            format!(
+                "$exhuntSeen = @({seen})\n\
+                 $exhuntScript = '(?i)<\\s*script|runat\\s*=|<%'\n\
+                 foreach ($vd in $before) {{\n\
+                 \x20   $url = [string]$vd.ExternalUrl\n\
+                 \x20   $internal = [string]$vd.InternalUrl\n\
+                 \x20   if ($url -match $exhuntScript -or $exhuntSeen -contains $url) {{\n\
+                 \x20       if ($internal -match $exhuntScript -or $exhuntSeen -contains $internal) {{ Write-Output ('exhunt: ' + $vd.Identity + ' InternalUrl carries script too: set both URLs by hand'); continue }}\n\
+                 \x20       Set-{vdir}VirtualDirectory -Identity $vd.Identity -ExternalUrl $vd.InternalUrl\n\
+                 \x20       Write-Output ('exhunt: ' + $vd.Identity + ' ExternalUrl set back to its InternalUrl')\n\
+                 \x20   }}\n\
+                 }}",
+                seen = seen_q.join(", ")
+            )
+        } else {
+            format!(
+                "Write-Output 'exhunt: review by hand: the {prop} carries script; set it to the URL this virtual directory should have (exhunt does not guess it): Set-{vdir}VirtualDirectory -Identity IDENTITY -{prop} URL'"
+            )
+        };
         let mut a = action(
             ActionKind::Configuration,
             Urgency::Immediate,
-            format!(
-                "Set the {vdir} virtual directory {prop} that carries script back to its internal URL"
-            ),
+            if external {
+                format!(
+                    "Set the {vdir} virtual directory ExternalUrl that carries script back to its internal URL"
+                )
+            } else {
+                format!(
+                    "Review by hand: the {vdir} virtual directory {prop} carries script; set it to its proper URL"
+                )
+            },
             format!(
                 "the {prop} was set to server script (CVE-2021-27065); Reset-{vdir}VirtualDirectory writes it into any file the attacker names, so every reset re-plants a web shell"
             ),
@@ -603,7 +745,9 @@ fn configuration(b: &mut Builder<'_>) {
             .unwrap_or_else(|| "Default Web Site".to_string());
         let url = f.entities.url.clone().unwrap_or_default();
         let physical = f.entities.file_path.clone().unwrap_or_default();
-        let path = format!("/{}", url.trim_start_matches('/'));
+        let path = format!("/{}", url.trim_matches('/'));
+        // The root of a site (or of an application) serves OWA and ECP: never deleted.
+        let root = path == "/";
         // appcmd names an application or a virtual directory `SITE/PATH` whatever application
         // it belongs to. A native program's arguments are re-quoted by PowerShell 5.1, so a
         // quote in the name is refused rather than passed.
@@ -615,15 +759,26 @@ fn configuration(b: &mut Builder<'_>) {
             path = quote(&path),
             physical = quote(&physical),
         );
-        let change = "if (-not (($before -join [string][char]0x0a).Contains($exhuntPhysical))) { throw 'exhunt: the folder served is not the one in the evidence (or nothing is configured): review by hand' }\n\
-             if (& $exhuntAppcmd list app ('/app.name:' + $exhuntId)) { & $exhuntAppcmd delete app ('/app.name:' + $exhuntId) }\n\
-             else { & $exhuntAppcmd delete vdir ('/vdir.name:' + $exhuntId) }\n\
+        // An application (its root virtual directory) is never deleted: other pages may live
+        // in it, and at `/` it is the site itself. Only a virtual directory that is not the root
+        // of an application is removed; anything else is for a person to restore.
+        let change = if root {
+            "Write-Output 'exhunt: review by hand: the root of the site serves the folder in the evidence; set its physicalPath back in IIS Manager (exhunt never deletes a root application)'".to_string()
+        } else {
+            "if (-not (($before -join [string][char]0x0a).Contains($exhuntPhysical))) { throw 'exhunt: the folder served is not the one in the evidence (or nothing is configured): review by hand' }\n\
+             if ($exhuntPath -eq '/' -or (& $exhuntAppcmd list app ('/app.name:' + $exhuntId))) { throw 'exhunt: it is an application (or the site root): exhunt never deletes one; set its physicalPath back in IIS Manager' }\n\
+             & $exhuntAppcmd delete vdir ('/vdir.name:' + $exhuntId)\n\
              if ($LASTEXITCODE -ne 0) { throw 'exhunt: appcmd did not remove it' }"
-            .to_string();
+                .to_string()
+        };
         let mut a = action(
             ActionKind::Configuration,
             Urgency::Immediate,
-            format!("Remove the IIS virtual directory {url} of site \"{site}\" that serves {physical}"),
+            if root {
+                format!("Review by hand: the root of site \"{site}\" serves {physical}; set its physical path back")
+            } else {
+                format!("Remove the IIS virtual directory {url} of site \"{site}\" that serves {physical}")
+            },
             "a virtual directory serving a folder under ProgramData or a user profile makes files the attacker writes there servable pages (ProxyShell persistence); collect and quarantine that folder's scripts too".to_string(),
             &[i],
         );
@@ -645,15 +800,28 @@ fn configuration(b: &mut Builder<'_>) {
                 .to_ascii_lowercase()
                 .contains("new-mailboxexportrequest")
     }) {
-        let t = text_of(&b.server.findings[i]);
+        let f = &b.server.findings[i];
+        let t = text_of(f);
         let mailbox = param(&t, "Mailbox").unwrap_or_default();
         let path = param(&t, "FilePath").unwrap_or_default();
+        // A script block may hold an ordinary export to a share: only a web path makes it the
+        // attacker's (EV-6 is already about one).
+        if f.rule_id == "EXH-EV-20" && !web_path(&path) {
+            continue;
+        }
         exports.entry((mailbox, path)).or_default().push(i);
     }
     for ((mailbox, path), idx) in exports {
+        // Only requests that write to a web path are removed (the path of the evidence only
+        // when it is one).
         let record = format!(
-            "$exhuntPath = {p}; Get-MailboxExportRequest -ResultSize Unlimited | Where-Object {{ [string]$_.FilePath -eq $exhuntPath -or [string]$_.FilePath -match '(?i)\\.(aspx|ashx|asmx)$|\\\\inetpub\\\\|aspnet_client' }} | Select-Object Identity,Mailbox,FilePath,Status,RequestGuid",
-            p = quote(&path)
+            "$exhuntPath = {p}; Get-MailboxExportRequest -ResultSize Unlimited | Where-Object {{ {eq}[string]$_.FilePath -match '(?i)\\.(aspx|ashx|asmx)$|\\\\inetpub\\\\|aspnet_client|\\\\FrontEnd\\\\HttpProxy\\\\|\\\\ClientAccess\\\\' }} | Select-Object Identity,Mailbox,FilePath,Status,RequestGuid",
+            p = quote(&path),
+            eq = if web_path(&path) {
+                "[string]$_.FilePath -eq $exhuntPath -or "
+            } else {
+                ""
+            }
         );
         let change = "foreach ($r in $before) {\n    Remove-MailboxExportRequest -Identity $r.Identity -Confirm:$false\n    Write-Output ('exhunt: removed export request ' + $r.Identity)\n}".to_string();
         let mut a = action(
@@ -852,9 +1020,24 @@ fn field(text: &str, name: &str) -> Option<String> {
 }
 
 fn credentials(b: &mut Builder<'_>) -> bool {
+    // Credentials are reset on an LSASS dump (by its name, or the events of one being made)
+    // or on a compromised verdict; a crash dump of another process on an inconclusive verdict
+    // is not reason enough.
+    let lsass = b.findings(lsass_dump);
+    let compromised = b.server.verdict == VerdictKind::Compromised;
+    if lsass.is_empty() && !compromised {
+        if !b
+            .findings(|f| f.kind == ArtefactKind::MemoryDump || f.stage == Stage::WebShellUse)
+            .is_empty()
+        {
+            b.cannot_know.push(
+                "whether credentials were taken: a dump of another process or a web shell finding is in the evidence, but no LSASS dump and no compromised verdict; reset them if the investigation confirms either".to_string(),
+            );
+        }
+        return false;
+    }
     let dumps = b.findings(|f| {
-        matches!(f.rule_id.as_str(), "EXH-EV-10" | "EXH-EV-11")
-            || (f.kind == ArtefactKind::MemoryDump && !is_review(f))
+        lsass_dump(f) || (compromised && f.kind == ArtefactKind::MemoryDump && !is_review(f))
     });
     let system = b.findings(|f| {
         f.rule_id == "EXH-EV-27"
@@ -1018,9 +1201,21 @@ fn patch(b: &mut Builder<'_>, builds: &BuildTable) -> bool {
             answer: format!("{state}: {}", ans.reason),
         });
     }
-    if open.is_empty() {
+    let product = id.as_ref().map(|i| i.product.clone()).unwrap_or_default();
+    let support = support_end(&product);
+    if open.is_empty() && support.is_none() {
         return false;
     }
+    if let Some((end, successor)) = support {
+        items.push(Item {
+            name: "support".to_string(),
+            answer: format!(
+                "{product} is out of support since {end} (Microsoft lifecycle), whatever the campaigns above say: security updates after that date came only through Microsoft's paid, time-limited Extended Security Update program; {successor}"
+            ),
+        });
+    }
+    // Security updates only: a hotfix update (`HU`) fixes bugs, not vulnerabilities.
+    let security = |u: &str| u.contains("SU") && !u.contains("HU");
     // The newest update of the same CU that fixes all of them, else the newest CU of the product.
     let parts = v.parts();
     let all_fixed = |row_build: &str| {
@@ -1032,7 +1227,7 @@ fn patch(b: &mut Builder<'_>, builds: &BuildTable) -> bool {
     let same_cu = builds
         .rows()
         .filter(|r| Version::parse(&r.build).is_some_and(|rv| rv.parts()[..3] == parts[..3]))
-        .filter(|r| !r.update.is_empty() && all_fixed(&r.build))
+        .filter(|r| security(&r.update) && all_fixed(&r.build))
         .max_by_key(|r| Version::parse(&r.build).map(|rv| rv.parts()));
     let install = match same_cu {
         Some(r) => format!(
@@ -1040,14 +1235,17 @@ fn patch(b: &mut Builder<'_>, builds: &BuildTable) -> bool {
             r.product, r.cu, r.update, r.build
         ),
         None => {
-            let product = id.as_ref().map(|i| i.product.clone()).unwrap_or_default();
             let newest = builds
                 .rows()
-                .filter(|r| r.product == product && !r.update.is_empty())
+                .filter(|r| r.product == product && security(&r.update))
                 .max_by_key(|r| Version::parse(&r.build).map(|rv| rv.parts()));
             match newest {
+                Some(r) if open.is_empty() => format!(
+                    "the newest security update of {} in the build table is {} {} (build {})",
+                    r.product, r.cu, r.update, r.build
+                ),
                 Some(r) => format!(
-                    "the CU the server runs is out of support (no update of it fixes every campaign): move to {} {} and install {} (build {})",
+                    "no security update of the CU the server runs fixes every campaign: move to {} {} and install {} (build {})",
                     r.product, r.cu, r.update, r.build
                 ),
                 None => "the build table does not cover this product: look up the supported CU and its newest security update".to_string(),
@@ -1056,26 +1254,54 @@ fn patch(b: &mut Builder<'_>, builds: &BuildTable) -> bool {
     };
     items.push(Item {
         name: "install".to_string(),
-        answer: install,
+        answer: match support {
+            Some((_, successor)) => format!("{install}; then {successor}"),
+            None => install,
+        },
     });
-    let mitigation = if b.server.mitigations.is_empty() {
-        "no emergency mitigation (EOMT/EEMS URL Rewrite rules) is in the configuration read: until the update is installed, apply it or keep the server off the internet".to_string()
-    } else {
-        let rules: BTreeSet<&str> = b
+    // The emergency mitigation, campaign by campaign: what exists, what is configured, how weak.
+    for &u in &open {
+        let (campaign, exists) = match u {
+            Update::Mar21SU => (Campaign::ProxyLogon, true),
+            Update::Nov22SU => (Campaign::ProxyNotShell, true),
+            _ => (Campaign::ProxyShell, false),
+        };
+        let configured: Vec<&exhunt_model::Mitigation> = b
             .server
             .mitigations
             .iter()
-            .map(|m| m.rule.as_str())
+            .filter(|m| m.campaign == campaign)
             .collect();
-        format!(
-            "keep the emergency mitigation ({}) until the update is installed",
-            rules.into_iter().collect::<Vec<_>>().join(", ")
-        )
-    };
-    items.push(Item {
-        name: "emergency mitigation".to_string(),
-        answer: mitigation,
-    });
+        let weak: Vec<String> = configured
+            .iter()
+            .filter_map(|m| m.weakness.as_ref().map(|w| format!("{}: {w}", m.rule)))
+            .collect();
+        let names = configured
+            .iter()
+            .map(|m| m.rule.as_str())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect::<Vec<_>>()
+            .join(", ");
+        let answer = match (exists, configured.is_empty(), weak.is_empty()) {
+            (false, true, _) => "no URL Rewrite mitigation was ever published for it: only the update closes it; keep the server off the internet until it is installed".to_string(),
+            (false, false, _) => format!(
+                "no mitigation was published for it; the rules configured ({names}) are for other campaigns or local: only the update closes it"
+            ),
+            (true, true, _) => "a URL Rewrite mitigation exists (EOMT/EEMS) and none is in the configuration read: apply it, or keep the server off the internet, until the update is installed".to_string(),
+            (true, false, true) => format!(
+                "configured ({names}): keep it until the update is installed"
+            ),
+            (true, false, false) => format!(
+                "configured but weak ({}): replace it with the current rules, or keep the server off the internet, until the update is installed",
+                weak.join("; ")
+            ),
+        };
+        items.push(Item {
+            name: format!("emergency mitigation, {}", campaign.label()),
+            answer,
+        });
+    }
     items.push(Item {
         name: "after a CU upgrade".to_string(),
         answer: "a CU upgrade rewrites IIS configuration and removes the mitigation's URL Rewrite rules (CSS-Exchange #378): check them again, and rescan".to_string(),
@@ -1088,13 +1314,43 @@ fn patch(b: &mut Builder<'_>, builds: &BuildTable) -> bool {
     let mut a = action(
         ActionKind::Patch,
         Urgency::High,
-        "Install the security update".to_string(),
-        "the build the logs show is open to a campaign in scope; rebuilding from trusted media must end at a fixed build too".to_string(),
+        if open.is_empty() {
+            "Move to a supported Exchange".to_string()
+        } else {
+            "Install the security update".to_string()
+        },
+        if open.is_empty() {
+            "the product the logs show is out of support: it gets no security update any more"
+                .to_string()
+        } else {
+            "the build the logs show is open to a campaign in scope; rebuilding from trusted media must end at a fixed build too".to_string()
+        },
         &idx,
     );
     a.items = items;
     b.push(a);
     true
+}
+
+/// End of support of an Exchange product, and its successor. Source: Microsoft's lifecycle
+/// pages (Exchange Server 2013: 2023-04-11; Exchange Server 2016 and 2019: 2025-10-14;
+/// Exchange Server Subscription Edition succeeds them).
+fn support_end(product: &str) -> Option<(&'static str, &'static str)> {
+    match product {
+        "Exchange 2010" => Some((
+            "2020-10-13",
+            "move to Exchange Server Subscription Edition (SE) (through a supported version)",
+        )),
+        "Exchange 2013" => Some((
+            "2023-04-11",
+            "move to Exchange Server Subscription Edition (SE) (through Exchange 2019)",
+        )),
+        "Exchange 2016" | "Exchange 2019" => Some((
+            "2025-10-14",
+            "move to Exchange Server Subscription Edition (SE), its successor",
+        )),
+        _ => None,
+    }
 }
 
 fn private(ip: &str) -> bool {

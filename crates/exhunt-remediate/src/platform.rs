@@ -112,11 +112,47 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
     {
         File::open(dir)?.sync_all()
     }
-    #[cfg(not(unix))]
+    #[cfg(windows)]
     {
-        // Windows cannot open a directory for flushing without backup semantics; NTFS journals
-        // its metadata.
+        // A directory handle needs FILE_FLAG_BACKUP_SEMANTICS; FlushFileBuffers on it may be
+        // refused (it needs write access). Best effort: unverified without a Windows build, so
+        // a refusal is not an error (NTFS journals its metadata).
+        use std::os::windows::fs::OpenOptionsExt;
+        const FILE_FLAG_BACKUP_SEMANTICS: u32 = 0x0200_0000;
+        if let Ok(f) = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(FILE_FLAG_BACKUP_SEMANTICS)
+            .open(dir)
+        {
+            let _ = f.sync_all();
+        }
+        Ok(())
+    }
+    #[cfg(not(any(unix, windows)))]
+    {
         let _ = dir;
+        Ok(())
+    }
+}
+
+/// Before a file is renamed or removed: Windows refuses both on a read-only file, so the
+/// attribute is cleared (it is recorded in the journal and restored with the vault copy; a
+/// file renamed back keeps it cleared — unverified without a Windows build). Nothing on Unix.
+pub fn prepare_rename(path: &Path) -> io::Result<()> {
+    #[cfg(windows)]
+    {
+        let mut p = std::fs::metadata(path)?.permissions();
+        if p.readonly() {
+            #[allow(clippy::permissions_set_readonly_false)]
+            p.set_readonly(false);
+            std::fs::set_permissions(path, p)?;
+        }
+        Ok(())
+    }
+    #[cfg(not(windows))]
+    {
+        let _ = path;
         Ok(())
     }
 }

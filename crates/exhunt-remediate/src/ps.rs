@@ -44,7 +44,8 @@ pub fn quote(s: &str) -> String {
 }
 
 /// A script for one action: stop on the first error, refuse to run twice (a marker file under
-/// `%ProgramData%\exhunt\remediate`), record the current state before changing it.
+/// `%ProgramData%\exhunt\remediate`), refuse to overwrite a before-state an earlier run left,
+/// record the current state before changing it.
 ///
 /// `record` is PowerShell that outputs the objects to keep (written with `Export-Clixml`
 /// beside the marker); `change` gets them as `$before`. Both are built from [`quote`]d values.
@@ -59,9 +60,18 @@ pub fn script(plan_id: &str, action_id: &str, what: &str, record: &str, change: 
          New-Item -ItemType Directory -Force -Path $exhuntState | Out-Null\n\
          $exhuntMarker = Join-Path $exhuntState '{name}.done'\n\
          if (Test-Path -LiteralPath $exhuntMarker) {{ throw ('exhunt: action {action_id} already ran; its before-state is in ' + (Join-Path $exhuntState '{name}.before.xml')) }}\n\
+         $exhuntBefore = Join-Path $exhuntState '{name}.before.xml'\n\
+         if (Test-Path -LiteralPath $exhuntBefore) {{ throw ('exhunt: a before-state of action {action_id} is already in ' + $exhuntBefore + ' (an earlier run stopped half way): keep it, move it elsewhere, then run again') }}\n\
          $before = @({record})\n\
-         $before | Export-Clixml -LiteralPath (Join-Path $exhuntState '{name}.before.xml')\n\
+         $before | Export-Clixml -LiteralPath $exhuntBefore\n\
          {change}\n\
          Set-Content -LiteralPath $exhuntMarker -Value (Get-Date -Format o)\n"
     )
+}
+
+/// The `record` part of a script made by [`script`].
+pub fn record_of(script: &str) -> Option<&str> {
+    let (_, rest) = script.split_once("\n$before = @(")?;
+    let (record, _) = rest.split_once(")\n$before | Export-Clixml")?;
+    Some(record)
 }

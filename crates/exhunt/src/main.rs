@@ -29,7 +29,11 @@ fn main() -> ExitCode {
     match run {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("exhunt: error: {e:#}");
+            // The error may hold evidence (a path, a member name): never raw on a terminal.
+            eprintln!(
+                "exhunt: error: {}",
+                exhunt_report::safe::terminal(&format!("{e:#}"))
+            );
             ExitCode::from(2)
         }
     }

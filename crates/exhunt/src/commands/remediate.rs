@@ -18,10 +18,14 @@ pub(crate) const REMEDIATE_EXIT_CODES: &str = "\
 Exit codes:
   0  done: plan written; apply or rollback carried out (without --yes: shown);
      verify: nothing remains and nothing is new
-  1  verify: something the earlier result found remains, or something new was found
+  1  verify: something the earlier result found remains, something new was found, or
+     a file the rescan no longer flags is still on disk
   2  error or refusal: bad arguments, evidence not preserved, a vault that does not
-     match its journal
-  3  apply: some planned files were left alone (listed: not found, changed since the plan)";
+     match its journal; verify: a rescan of other servers, or the earlier scan's rule
+     files not readable
+  3  partial: apply left some planned files alone (listed: not found, changed since
+     the plan, no SHA-256 in the plan); rollback left some files alone (listed: a file
+     changed at their path since apply is never overwritten) and restored the rest";
 
 #[derive(Args)]
 pub(crate) struct RemediateArgs {
@@ -88,12 +92,17 @@ enum RemediateAction {
         /// Replace each file with an inert stub instead of removing it.
         #[arg(long)]
         stub: bool,
+        /// Also quarantine files the plan has no SHA-256 for (whatever file is at the path
+        /// now). Without it they are left alone: plan again where the files can be read.
+        #[arg(long)]
+        allow_unpinned: bool,
         /// Act (without it, only say what would be done).
         #[arg(long)]
         yes: bool,
     },
     /// Restore every file apply quarantined, byte for byte with its times, from the journal
-    /// and its vault; refuses when a vault copy does not match. Dry run unless --yes.
+    /// and its vault; refuses when a vault copy does not match; a file changed at its path
+    /// since apply is left alone and listed (exit 3). Dry run unless --yes.
     Rollback {
         /// The journal (VAULT/journal.jsonl).
         #[arg(value_name = "JOURNAL")]
@@ -114,9 +123,19 @@ enum RemediateAction {
         /// Output format.
         #[arg(long, value_enum, default_value = "text")]
         format: VerifyFormat,
-        /// Look at every file of the target.
+        /// Look at every file of the target (the result does not record whether the earlier
+        /// scan did: give it if that scan had --deep).
         #[arg(long)]
         deep: bool,
+        /// YARA rules for the rescan; without it, the files the earlier result names.
+        #[arg(long, value_name = "FILE")]
+        yara: Vec<PathBuf>,
+        /// Hash IOC feeds for the rescan; without it, the feeds the earlier result names.
+        #[arg(long, value_name = "FILE")]
+        ioc: Vec<PathBuf>,
+        /// Sigma rules for the rescan; without it, the files the earlier result names.
+        #[arg(long, value_name = "FILE")]
+        sigma: Vec<PathBuf>,
     },
 }
 
@@ -135,6 +154,7 @@ pub(crate) fn remediate(args: RemediateArgs) -> Result<u8> {
             evidence,
             no_preserve,
             stub,
+            allow_unpinned,
             yes,
         } => {
             let preservation = match (evidence, no_preserve) {
@@ -142,9 +162,13 @@ pub(crate) fn remediate(args: RemediateArgs) -> Result<u8> {
                 (None, Some(r)) => Preservation::NoPreserve(r),
                 (None, None) => Preservation::None,
             };
+            // Crash injection for the tests: never in a release build.
+            #[cfg(debug_assertions)]
             let fail_after = std::env::var("EXHUNT_REMEDIATE_FAIL_AFTER")
                 .ok()
                 .and_then(|v| v.parse().ok());
+            #[cfg(not(debug_assertions))]
+            let fail_after = None;
             apply(
                 &plan,
                 ApplyOptions {
@@ -153,6 +177,7 @@ pub(crate) fn remediate(args: RemediateArgs) -> Result<u8> {
                     preservation,
                     stub,
                     yes,
+                    allow_unpinned,
                     fail_after,
                 },
             )
@@ -163,7 +188,10 @@ pub(crate) fn remediate(args: RemediateArgs) -> Result<u8> {
             target,
             format,
             deep,
-        } => verify(&result, &target, format, deep),
+            yara,
+            ioc,
+            sigma,
+        } => verify(&result, &target, format, deep, [yara, ioc, sigma]),
     }
 }
 
@@ -281,13 +309,30 @@ fn rollback(journal: &Path, yes: bool) -> Result<u8> {
     for n in &r.notes {
         eprintln!("exhunt: note: {}", terminal(n));
     }
+    for s in &r.skipped {
+        eprintln!("exhunt: left alone: {}", terminal(s));
+    }
     if !yes {
         eprintln!("exhunt: dry run: nothing was changed; add --yes to act");
+    }
+    if !r.skipped.is_empty() {
+        eprintln!(
+            "exhunt: rollback partial: {} file(s) left alone (listed above); the rest {}",
+            r.skipped.len(),
+            if yes { "restored" } else { "would be restored" }
+        );
+        return Ok(3);
     }
     Ok(0)
 }
 
-fn verify(result: &Path, target: &Path, format: VerifyFormat, deep: bool) -> Result<u8> {
+fn verify(
+    result: &Path,
+    target: &Path,
+    format: VerifyFormat,
+    deep: bool,
+    [yara, ioc, sigma]: [Vec<PathBuf>; 3],
+) -> Result<u8> {
     let before = load_result(result)?;
     if std::fs::symlink_metadata(target).is_err() {
         bail!(
@@ -295,20 +340,51 @@ fn verify(result: &Path, target: &Path, format: VerifyFormat, deep: bool) -> Res
             target.display()
         );
     }
+    // The rescan looks with the earlier scan's rule files, or what it finds "cleaned" may only
+    // be what it did not look for.
+    let recorded = |given: Vec<PathBuf>, named: Vec<String>, what: &str| -> Result<Vec<PathBuf>> {
+        if !given.is_empty() {
+            return Ok(given);
+        }
+        let named: Vec<PathBuf> = named.into_iter().map(PathBuf::from).collect();
+        if let Some(p) = named.iter().find(|p| !p.is_file()) {
+            bail!(
+                "the earlier scan used the {what} file {}, which cannot be read here: pass the same rules with --{what} (nothing compared)",
+                p.display()
+            );
+        }
+        Ok(named)
+    };
+    let yara = recorded(yara, before.rules.yara_files.clone(), "yara")?;
+    let ioc = recorded(
+        ioc,
+        before
+            .rules
+            .ioc_feeds
+            .iter()
+            .map(|f| f.path.clone())
+            .collect(),
+        "ioc",
+    )?;
+    let sigma = recorded(sigma, before.rules.sigma_files.clone(), "sigma")?;
     let engine = Engine::new(ScanOptions {
         since: None,
         until: None,
         exchange_path: before.settings.exchange_path.clone(),
         limits: Limits::default(),
         deep,
-        yara: Vec::new(),
-        ioc: Vec::new(),
-        sigma: Vec::new(),
+        yara,
+        ioc,
+        sigma,
         threads: None,
     })
     .context("starting the scan engine")?;
     let after = engine.scan(&[target.to_path_buf()]);
-    let c = exhunt_remediate::compare(&before, &after);
+    if let Err(why) = exhunt_remediate::verify::check_servers(&before, &after) {
+        bail!("{why}");
+    }
+    let mut c = exhunt_remediate::compare(&before, &after);
+    exhunt_remediate::verify::confirm_cleaned(&mut c, target);
     match format {
         VerifyFormat::Json => {
             let s = serde_json::to_string_pretty(&c)?;
@@ -316,10 +392,11 @@ fn verify(result: &Path, target: &Path, format: VerifyFormat, deep: bool) -> Res
         }
         VerifyFormat::Text => {
             println!(
-                "exhunt remediate verify: {} cleaned, {} remain, {} new (rescan verdict {}; {} findings from logs are history and not compared)",
+                "exhunt remediate verify: {} cleaned, {} remain, {} new, {} unconfirmed (rescan verdict {}; {} findings from logs are history and not compared)",
                 c.cleaned.len(),
                 c.remains.len(),
                 c.new.len(),
+                c.unconfirmed.len(),
                 after.verdict.label(),
                 c.history
             );
@@ -327,6 +404,7 @@ fn verify(result: &Path, target: &Path, format: VerifyFormat, deep: bool) -> Res
                 ("cleaned", &c.cleaned),
                 ("REMAINS", &c.remains),
                 ("NEW", &c.new),
+                ("STILL ON DISK", &c.unconfirmed),
             ] {
                 for e in list {
                     println!(

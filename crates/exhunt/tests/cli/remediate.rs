@@ -56,7 +56,9 @@ fn scanned_copy(dir: &Path, example: &str, name: &str) -> PathBuf {
             &format!("{name}.json"),
         ],
     );
-    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    // Exit 1: compromised; the clean example exits 0.
+    let want = if example == "clean" { 0 } else { 1 };
+    assert_eq!(out.status.code(), Some(want), "{out:?}");
     copy
 }
 
@@ -121,12 +123,14 @@ fn remediate_plan_ties_every_action_to_its_findings() {
             "proxyshell",
             &[
                 ("configuration", "Remove-MailboxExportRequest"),
-                ("configuration", "Remove-ManagementRoleAssignment"),
+                ("configuration", "review only"),
                 ("credentials", "exadmin@contoso.com"),
                 ("patch", "May21SU"),
                 ("directive", "disconnect"),
             ][..],
         ),
+        // No finding at all: the checklist alone, which cites the verdict instead.
+        ("clean", &[("directive", "not required by the verdict")][..]),
     ] {
         scanned_copy(t.path(), example, example);
         let out = run(
@@ -148,7 +152,26 @@ fn remediate_plan_ties_every_action_to_its_findings() {
         let actions = plan["servers"][0]["actions"].as_array().unwrap();
         for a in actions {
             let cited = a["findings"].as_array().unwrap();
-            assert!(!cited.is_empty(), "{example}: action without findings: {a}");
+            // The actions allowed without findings, each standing on something else it names:
+            // the checklist on the verdict, the move off an unsupported product on the build
+            // the logs show.
+            let on_verdict =
+                a["kind"] == "directive" && a["why"].as_str().unwrap().starts_with("verdict ");
+            let on_build = a["kind"] == "patch"
+                && a["items"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|i| i["name"] == "build seen")
+                && a["items"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|i| i["name"] == "support");
+            assert!(
+                !cited.is_empty() || on_verdict || on_build,
+                "{example}: action without findings: {a}"
+            );
             for f in cited {
                 let i: usize = f.as_str().unwrap().trim_start_matches('F').parse().unwrap();
                 assert!(i < n_findings, "{example}: {f} is not a finding");
@@ -244,6 +267,34 @@ fn remediate_apply_verify_rollback_on_a_copy_with_a_verified_package() {
     );
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     assert_eq!(common::tree_snapshot(&srv), original);
+
+    // A package that verifies but is another server's evidence is refused too.
+    common::copy_dir(
+        &common::examples().join("proxyshell"),
+        &t.path().join("other"),
+    );
+    let out = run(t.path(), &["collect", "other", "-o", "other.zip", "-q"]);
+    assert!(matches!(out.status.code(), Some(0 | 3)), "{out:?}");
+    let out = run(
+        t.path(),
+        &[
+            "remediate",
+            "apply",
+            "plan.json",
+            "--vault",
+            "vault",
+            "--evidence",
+            "other.zip",
+            "--yes",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("holds none of the"),
+        "{out:?}"
+    );
+    assert_eq!(common::tree_snapshot(&srv), original);
+    assert!(!t.path().join("vault").exists());
 
     // Preserve first, with collect; then a dry run changes nothing.
     let out = run(t.path(), &["collect", "srv", "-o", "srv.zip", "-q"]);
@@ -367,8 +418,9 @@ fn remediate_apply_killed_after_each_journal_write_is_rolled_back_completely() {
         ],
     );
     assert_eq!(out.status.code(), Some(0), "{out:?}");
-    // 1 start record + 4 per file (begin copy, done, begin remove, done), 3 files.
-    for n in 1..=13 {
+    // 1 start record + per file 6 journal writes and 3 filesystem steps (renamed, copied,
+    // removed), 3 files.
+    for n in 1..=28 {
         let vault = format!("vault{n}");
         let out = std::process::Command::new(assert_cmd::cargo::cargo_bin("exhunt"))
             .current_dir(t.path())
@@ -387,7 +439,7 @@ fn remediate_apply_killed_after_each_journal_write_is_rolled_back_completely() {
             .unwrap();
         assert_eq!(out.status.code(), Some(2), "write {n}: {out:?}");
         assert!(
-            String::from_utf8_lossy(&out.stderr).contains(&format!("after journal write {n}")),
+            String::from_utf8_lossy(&out.stderr).contains(&format!("after step {n}")),
             "{out:?}"
         );
         let out = run(
@@ -406,4 +458,104 @@ fn remediate_apply_killed_after_each_journal_write_is_rolled_back_completely() {
             "not restored after a stop at journal write {n}"
         );
     }
+}
+
+#[test]
+fn remediate_errors_show_hostile_paths_escaped() {
+    let t = tempfile::tempdir().unwrap();
+    let evil = "x\u{1b}]0;owned\u{7}\u{202e}gpj.aspx";
+    for args in [
+        vec!["remediate", "rollback", evil, "--yes"],
+        vec!["remediate", "plan", evil],
+    ] {
+        let out = run(t.path(), &args);
+        assert_eq!(out.status.code(), Some(2), "{out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !err.contains('\u{1b}') && !err.contains('\u{7}') && !err.contains('\u{202e}'),
+            "{err:?}"
+        );
+        assert!(err.contains("\\x1b]0;owned\\x07\\u{202e}"), "{err:?}");
+    }
+}
+
+#[test]
+fn remediate_verify_refuses_a_rescan_of_another_target() {
+    let t = tempfile::tempdir().unwrap();
+    scanned_copy(t.path(), "compromised", "srv");
+    // An empty folder (a wrong --target) would make every finding look cleaned.
+    std::fs::create_dir(t.path().join("empty")).unwrap();
+    let out = run(t.path(), &["remediate", "verify", "srv.json", "empty"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("does not show the server"), "{err}");
+    assert!(out.stdout.is_empty(), "{out:?}");
+    // Another server's copy neither.
+    scanned_copy(t.path(), "proxyshell", "other");
+    let out = run(t.path(), &["remediate", "verify", "srv.json", "other"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    // The earlier scan's rule files must be readable for the rescan.
+    let mut r: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(t.path().join("srv.json")).unwrap()).unwrap();
+    r["rules"]["yara_files"] = serde_json::json!(["gone/rules.yar"]);
+    std::fs::write(t.path().join("yara.json"), r.to_string()).unwrap();
+    let out = run(t.path(), &["remediate", "verify", "yara.json", "srv"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--yara"),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn remediate_rollback_leaves_a_changed_file_restores_the_rest_and_exits_3() {
+    let t = tempfile::tempdir().unwrap();
+    let srv = scanned_copy(t.path(), "compromised", "srv");
+    let original = common::tree_snapshot(&srv);
+    let out = run(
+        t.path(),
+        &[
+            "remediate",
+            "plan",
+            "srv.json",
+            "--format",
+            "json",
+            "-o",
+            "plan.json",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let out = run(
+        t.path(),
+        &[
+            "remediate",
+            "apply",
+            "plan.json",
+            "--vault",
+            "vault",
+            "--no-preserve",
+            "test copy",
+            "--yes",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    // A page rebuilt at one of the paths since apply.
+    let shell = srv.join("inetpub/wwwroot/aspnet_client/discover.aspx");
+    std::fs::write(&shell, b"rebuilt").unwrap();
+    let out = run(
+        t.path(),
+        &["remediate", "rollback", "vault/journal.jsonl", "--yes"],
+    );
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("changed since apply") && err.contains("partial"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&shell).unwrap(), b"rebuilt");
+    for g in ["root/output.dmp", "ProgramData/it.zip"] {
+        assert!(srv.join(g).exists(), "{g} not restored");
+    }
+    let now = common::tree_snapshot(&srv);
+    assert_eq!(now.len(), original.len());
 }
