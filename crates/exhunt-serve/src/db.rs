@@ -127,8 +127,9 @@ pub async fn open(url: &str) -> Result<(AnyPool, Engine)> {
         Cow::Borrowed(url)
     };
     let opts = AnyConnectOptions::from_str(&url)?;
+    let memory = url.contains(":memory:");
     let mut pool = AnyPoolOptions::new();
-    if url.contains(":memory:") {
+    if memory {
         pool = pool
             .max_connections(1)
             .min_connections(1)
@@ -137,15 +138,49 @@ pub async fn open(url: &str) -> Result<(AnyPool, Engine)> {
     } else {
         pool = pool.max_connections(8);
     }
-    let pool = pool.connect_with(opts).await?;
     if engine == Engine::Sqlite {
-        // Foreign keys on (cascading deletes) and a writer that waits instead of failing.
-        sqlx::query("PRAGMA foreign_keys = ON")
-            .execute(&pool)
-            .await?;
+        // On every connection of the pool (a PRAGMA is per connection): foreign keys on
+        // (cascading deletes); a writer that waits up to 30 s for the lock instead of failing
+        // at once; and, for a file, write-ahead logging, so readers never block the writer
+        // nor the writer the readers. Waiting is not enough alone: a transaction that read
+        // before it writes cannot wait (SQLite answers "database is locked" at once, to avoid
+        // a deadlock), which is why write transactions begin with `BEGIN IMMEDIATE`
+        // ([`begin_write`]).
+        pool = pool.after_connect(move |conn, _meta| {
+            Box::pin(async move {
+                sqlx::query("PRAGMA foreign_keys = ON")
+                    .execute(&mut *conn)
+                    .await?;
+                sqlx::query("PRAGMA busy_timeout = 30000")
+                    .execute(&mut *conn)
+                    .await?;
+                if !memory {
+                    sqlx::query("PRAGMA journal_mode = WAL")
+                        .execute(&mut *conn)
+                        .await?;
+                }
+                Ok(())
+            })
+        });
     }
+    let pool = pool.connect_with(opts).await?;
     migrator(engine).run(&pool).await?;
     Ok((pool, engine))
+}
+
+/// Begins a transaction that will write. On SQLite it is `BEGIN IMMEDIATE`: the write lock is
+/// taken (waiting for it up to the busy timeout) before the first read, so two concurrent
+/// writers queue instead of one failing with "database is locked" when it upgrades its read
+/// lock. PostgreSQL needs nothing of the kind (row locks, and `READ COMMITTED` retries a
+/// conflicting statement itself).
+pub async fn begin_write(
+    pool: &AnyPool,
+    engine: Engine,
+) -> Result<sqlx::Transaction<'static, Any>> {
+    Ok(match engine {
+        Engine::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await?,
+        Engine::Postgres => pool.begin().await?,
+    })
 }
 
 /// A value bound to a placeholder.

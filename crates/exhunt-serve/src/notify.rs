@@ -120,7 +120,7 @@ impl Store {
             hex::encode(rnd)
         );
         let now = db::now();
-        let mut tx = self.begin(c.org_scope()).await?;
+        let mut tx = self.begin_write(c.org_scope()).await?;
         let r = Q::new(
             "INSERT INTO notifications (org_id, ticket, state, servers, created, updated) VALUES (",
         )
@@ -203,7 +203,7 @@ impl Store {
                 n.state
             )));
         }
-        let mut tx = self.begin(c.org_scope()).await?;
+        let mut tx = self.begin_write(c.org_scope()).await?;
         let changed = Q::new("UPDATE notifications SET state = ")
             .arg(to)
             .sql(", updated = ")

@@ -410,7 +410,25 @@ impl Store {
         &self,
         scope: OrgScope,
     ) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
-        let mut tx = self.pool.begin().await?;
+        let tx = self.pool.begin().await?;
+        self.scope_tx(tx, scope).await
+    }
+
+    /// As [`Store::begin`], for a transaction that writes (or reads, then writes): on SQLite it
+    /// takes the write lock at once ([`db::begin_write`]).
+    pub(crate) async fn begin_write(
+        &self,
+        scope: OrgScope,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        let tx = db::begin_write(&self.pool, self.engine).await?;
+        self.scope_tx(tx, scope).await
+    }
+
+    async fn scope_tx(
+        &self,
+        mut tx: sqlx::Transaction<'static, sqlx::Any>,
+        scope: OrgScope,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
         if self.engine == Engine::Postgres {
             let v = match scope {
                 OrgScope::All => "*".to_string(),
@@ -489,7 +507,7 @@ impl Store {
         let csrf = tenancy::new_secret()?;
         let now = chrono::Utc::now();
         let expires = db::fmt_time(&(now + chrono::Duration::hours(hours)));
-        let mut tx = self.begin(OrgScope::All).await?;
+        let mut tx = self.begin_write(OrgScope::All).await?;
         Q::new("DELETE FROM sessions WHERE expires < ")
             .arg(db::fmt_time(&now))
             .execute(&mut *tx)
@@ -541,7 +559,7 @@ impl Store {
 
     /// Ends a session.
     pub async fn close_session(&self, secret: &str) -> Result<()> {
-        let mut tx = self.begin(OrgScope::All).await?;
+        let mut tx = self.begin_write(OrgScope::All).await?;
         Q::new("DELETE FROM sessions WHERE secret_sha256 = ")
             .arg(tenancy::hash_secret(secret.trim()))
             .execute(&mut *tx)
@@ -578,7 +596,7 @@ impl Store {
         let secret = tenancy::new_secret()?;
         let created = db::now();
         let mut tx = self
-            .begin(by.map(|c| c.org_scope()).unwrap_or(OrgScope::All))
+            .begin_write(by.map(|c| c.org_scope()).unwrap_or(OrgScope::All))
             .await?;
         let row =
             Q::new("INSERT INTO tokens (org_id, role, name, secret_sha256, created) VALUES (")
@@ -674,7 +692,7 @@ impl Store {
     /// Revokes a token (uploader: of its own organisation, not an operator's).
     pub async fn revoke_token(&self, c: &Caller, id: i64) -> Result<Token> {
         c.require(Role::Uploader)?;
-        let mut tx = self.begin(c.org_scope()).await?;
+        let mut tx = self.begin_write(c.org_scope()).await?;
         let n = Q::new("UPDATE tokens SET revoked = ")
             .arg(db::now())
             .sql(" WHERE revoked IS NULL AND id = ")
@@ -811,7 +829,7 @@ impl Store {
             .map_err(|e| Error::BadRequest(e.to_string()))?;
         let scope = input.scope.clone().unwrap_or_default();
         scope.entries()?;
-        let mut tx = self.begin(c.org_scope()).await?;
+        let mut tx = self.begin_write(c.org_scope()).await?;
         let row = Q::new("INSERT INTO orgs (name, contacts, created) VALUES (")
             .arg(name.clone())
             .sql(", ")
@@ -840,7 +858,7 @@ impl Store {
     pub async fn update_org(&self, c: &Caller, id: i64, input: &OrgInput) -> Result<Org> {
         c.require(Role::Operator)?;
         self.get_org(c, id).await?;
-        let mut tx = self.begin(c.org_scope()).await?;
+        let mut tx = self.begin_write(c.org_scope()).await?;
         if let Some(n) = &input.name {
             let name = Self::check_name(n)?;
             let taken = Q::new("SELECT id FROM orgs WHERE name = ")
@@ -888,7 +906,7 @@ impl Store {
     /// Deletes an organisation and everything it owns (operators only).
     pub async fn delete_org(&self, c: &Caller, id: i64) -> Result<()> {
         c.require(Role::Operator)?;
-        let mut tx = self.begin(c.org_scope()).await?;
+        let mut tx = self.begin_write(c.org_scope()).await?;
         // Children first: SQLite enforces foreign keys per connection, PostgreSQL always.
         Q::new("DELETE FROM sessions WHERE token_id IN (SELECT id FROM tokens WHERE org_id = ")
             .arg(id)
@@ -967,7 +985,7 @@ impl Store {
     pub async fn delete_server(&self, c: &Caller, id: i64) -> Result<()> {
         c.require(Role::Uploader)?;
         let s = self.get_server(c, id).await?;
-        let mut tx = self.begin(c.org_scope()).await?;
+        let mut tx = self.begin_write(c.org_scope()).await?;
         Q::new("UPDATE observations SET server_id = NULL WHERE server_id = ")
             .arg(id)
             .scoped(c, "org_id")
@@ -1094,7 +1112,7 @@ impl Store {
         let org = Self::upload_org(c, org)?;
         self.get_org(c, org).await?;
         let v = ingest::validate_scan(body)?;
-        let mut tx = self.begin(c.org_scope()).await?;
+        let mut tx = self.begin_write(c.org_scope()).await?;
         let uploaded = db::now();
         let inserted = Q::new("INSERT INTO scan_docs (org_id, sha256, schema_version, body, uploaded, token_id) VALUES (")
             .arg(org)
@@ -1262,7 +1280,7 @@ impl Store {
     pub async fn delete_result(&self, c: &Caller, id: i64) -> Result<()> {
         c.require(Role::Uploader)?;
         let rec = self.get_result(c, id).await?;
-        let mut tx = self.begin(c.org_scope()).await?;
+        let mut tx = self.begin_write(c.org_scope()).await?;
         let n = Q::new("DELETE FROM scan_results WHERE id = ")
             .arg(id)
             .scoped(c, "org_id")
@@ -1327,7 +1345,7 @@ impl Store {
             ..Default::default()
         };
         let uploaded = db::now();
-        let mut tx = self.begin(c.org_scope()).await?;
+        let mut tx = self.begin_write(c.org_scope()).await?;
         for o in &parsed.rows {
             let loc = Locator {
                 ip: o.ip,
@@ -1487,7 +1505,7 @@ impl Store {
     pub async fn delete_observation(&self, c: &Caller, id: i64) -> Result<()> {
         c.require(Role::Uploader)?;
         let o = self.get_observation(c, id).await?;
-        let mut tx = self.begin(c.org_scope()).await?;
+        let mut tx = self.begin_write(c.org_scope()).await?;
         let n = Q::new("DELETE FROM observations WHERE id = ")
             .arg(id)
             .scoped(c, "org_id")
@@ -1528,7 +1546,7 @@ impl Store {
     pub async fn assign(&self, c: &Caller, id: i64, org: i64) -> Result<ObservationRecord> {
         c.require(Role::Operator)?;
         self.get_org(c, org).await?;
-        let mut tx = self.begin(c.org_scope()).await?;
+        let mut tx = self.begin_write(c.org_scope()).await?;
         let r =
             Q::new("SELECT raw, host, ip, dedup FROM observations WHERE org_id IS NULL AND id = ")
                 .arg(id)

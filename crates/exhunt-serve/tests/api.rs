@@ -1927,3 +1927,44 @@ async fn status_sheet_and_version_rollup() {
         );
     }
 }
+
+/// Uploads in parallel all succeed: on SQLite a write transaction takes the write lock when it
+/// begins (not half-way, where SQLite refuses to wait and answers "database is locked").
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn parallel_uploads_all_succeed() {
+    for db in databases().await {
+        let s = server(&db, Config::default()).await;
+        org(&s, "Alpha", &["10.0.0.0/8"], &[]).await;
+        let mut tasks = Vec::new();
+        for u in 0..16 {
+            let rows: Vec<String> = (0..200)
+                .map(|i| {
+                    probe_row(
+                        &format!("10.{u}.{}.{}", i / 200, i % 200 + 1),
+                        &format!("ex{i}.u{u}.example"),
+                        "vulnerable",
+                        &format!("2026-11-30T08:{:02}:{:02}Z", u, i % 60),
+                    )
+                })
+                .collect();
+            let app = s.app.clone();
+            let op = s.op.clone();
+            tasks.push(tokio::spawn(async move {
+                call(
+                    &app,
+                    "POST",
+                    "/api/v1/observations/probe",
+                    Some(&op),
+                    rows.join("\n"),
+                )
+                .await
+            }));
+        }
+        for t in tasks {
+            let r = t.await.expect("task");
+            assert_eq!(r.status, 200, "{} on {}", r.text, db.url);
+            assert_eq!(r.json()["assigned"], 200, "{}", r.text);
+        }
+        assert_eq!(count(&s, "observations").await, 16 * 200, "{}", db.url);
+    }
+}
