@@ -32,6 +32,13 @@ pub struct Config {
     pub body_limit: usize,
     /// Time a client has to send its whole body.
     pub body_timeout: Duration,
+    /// Time a client has to send a request's line and headers, counted from when the
+    /// connection is ready for a request (so an idle kept-alive connection is closed too).
+    pub header_timeout: Duration,
+    /// Time a whole request may take, body and answer included (longer than `body_timeout`).
+    pub request_timeout: Duration,
+    /// Connections served at once; further ones wait in the listen queue.
+    pub max_connections: usize,
 }
 
 impl Default for Config {
@@ -39,6 +46,9 @@ impl Default for Config {
         Config {
             body_limit: 64 * 1024 * 1024,
             body_timeout: Duration::from_secs(120),
+            header_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(300),
+            max_connections: 512,
         }
     }
 }

@@ -3,11 +3,23 @@
 //!
 //! A request's body must arrive within [`Config::body_timeout`] and fit [`Config::body_limit`];
 //! an upload is one transaction, so a process killed in the middle of one leaves nothing of it.
+//!
+//! Against slow clients (slowloris): a request's headers must arrive within
+//! [`Config::header_timeout`] (an idle kept-alive connection is closed after as long), a whole
+//! request may take [`Config::request_timeout`], and at most [`Config::max_connections`] are
+//! served at once.
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
 
+use axum::extract::ConnectInfo;
+use axum::http::Request;
+use axum::response::{IntoResponse, Response};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
 use crate::api::{self, Config};
 use crate::error::{Error, Result};
@@ -46,19 +58,87 @@ impl Server {
         })
     }
 
-    /// Serves until `shutdown` completes, then finishes the requests in flight.
+    /// Serves until `shutdown` completes, then finishes the requests in flight (waiting at
+    /// most [`Config::request_timeout`] for them).
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
+        let cfg = self.cfg.clone();
         let app = app(self.store, self.cfg);
-        axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown)
+        let slots = Arc::new(Semaphore::new(cfg.max_connections.max(1)));
+        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        let mut http = hyper::server::conn::http1::Builder::new();
+        http.timer(TokioTimer::new())
+            .header_read_timeout(Some(cfg.header_timeout))
+            .max_buf_size(64 * 1024);
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            let slot = tokio::select! {
+                biased;
+                () = &mut shutdown => break,
+                s = slots.clone().acquire_owned() => match s {
+                    Ok(s) => s,
+                    Err(_) => break,
+                },
+            };
+            let (stream, peer) = tokio::select! {
+                biased;
+                () = &mut shutdown => break,
+                r = self.listener.accept() => match r {
+                    Ok(c) => c,
+                    Err(e) => {
+                        // Out of file descriptors and the like: wait a little, not spin.
+                        tracing::warn!("accepting a connection: {e}");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+            };
+            let app = app.clone();
+            let svc = hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(ConnectInfo(peer));
+                tower::ServiceExt::oneshot(app.clone(), req.map(axum::body::Body::new))
+            });
+            let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), svc));
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!("connection from {peer}: {e}");
+                }
+                drop(slot);
+            });
+        }
+        drop(self.listener);
+        if tokio::time::timeout(cfg.request_timeout, graceful.shutdown())
             .await
-            .map_err(|e| Error::BadRequest(format!("serving: {e}")))
+            .is_err()
+        {
+            tracing::warn!("stopping: requests still in flight after the request timeout");
+        }
+        Ok(())
     }
 }
 
-/// The whole HTTP application: the JSON API under `/api/v1` and the dashboard.
+/// The whole HTTP application: the JSON API under `/api/v1` and the dashboard; every request
+/// bounded by [`Config::request_timeout`].
 pub fn app(store: Store, cfg: Config) -> axum::Router {
-    crate::web::router(store.clone()).merge(api::router(store, cfg))
+    let limit = cfg.request_timeout;
+    crate::web::router(store.clone())
+        .merge(api::router(store, cfg))
+        .layer(axum::middleware::from_fn(
+            move |req: axum::extract::Request, next: axum::middleware::Next| async move {
+                match tokio::time::timeout(limit, next.run(req)).await {
+                    Ok(r) => r,
+                    Err(_) => request_timed_out(limit),
+                }
+            },
+        ))
+}
+
+fn request_timed_out(limit: Duration) -> Response {
+    let mut r = api::ApiError(Error::RequestTimeout(limit.as_secs())).into_response();
+    r.headers_mut().insert(
+        axum::http::header::CONNECTION,
+        axum::http::HeaderValue::from_static("close"),
+    );
+    r
 }
 
 /// What `exhunt serve` was asked for.

@@ -85,6 +85,8 @@ pub fn router(store: Store) -> Router {
         .route("/orgs/{id}", get(org_page))
         .route("/servers/{id}", get(server_page))
         .route("/results/{id}/report", get(report_page))
+        // The only body the dashboard reads is the login form: a few hundred bytes.
+        .layer(axum::extract::DefaultBodyLimit::max(16 * 1024))
         .with_state(Arc::new(store))
 }
 
@@ -229,8 +231,14 @@ async fn login(
     h: HeaderMap,
     form: Result<Form<LoginForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {
-    let Ok(Form(f)) = form else {
-        return error_page(&Error::BadRequest("the login form is incomplete".into()));
+    let f = match form {
+        Ok(Form(f)) => f,
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return error_page(&Error::TooLarge(16 * 1024));
+        }
+        Err(_) => {
+            return error_page(&Error::BadRequest("the login form is incomplete".into()));
+        }
     };
     if cookie(&h, LOGIN_CSRF).is_none_or(|c| c.is_empty() || c != f.csrf) {
         return error_page(&Error::Forbidden(

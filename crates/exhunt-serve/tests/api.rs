@@ -1097,6 +1097,8 @@ async fn a_real_listener_refuses_slow_and_oversized_bodies() {
     let cfg = Config {
         body_limit: 1000,
         body_timeout: std::time::Duration::from_millis(500),
+        header_timeout: std::time::Duration::from_millis(500),
+        ..Config::default()
     };
     let srv = exhunt_serve::Server::bind(&url, "127.0.0.1:0", cfg)
         .await
@@ -1138,6 +1140,46 @@ async fn a_real_listener_refuses_slow_and_oversized_bodies() {
     let slow = raw_http(addr, &format!("POST /api/v1/observations/probe HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {op}\r\nContent-Length: 900\r\n\r\n"), b"{\"schema\":", long).await;
     assert!(slow.starts_with("HTTP/1.1 408"), "{slow}");
     assert!(slow.contains("timeout"), "{slow}");
+
+    // Slowloris: half a request line and headers, then nothing. The connection is closed after
+    // the header timeout (0.5 s here), long before the client would give up.
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let started = std::time::Instant::now();
+        let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        s.write_all(b"GET /api/v1/whoami HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            .await
+            .expect("write head");
+        let mut buf = vec![0u8; 1024];
+        let r = tokio::time::timeout(long, s.read(&mut buf)).await;
+        assert!(
+            matches!(r, Ok(Ok(_)) | Ok(Err(_))),
+            "a connection sending its headers slowly is still open after {long:?}"
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(3));
+        // An idle kept-alive connection is closed as well.
+        let started = std::time::Instant::now();
+        let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        s.write_all(
+            format!("GET /api/v1/whoami HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {op}\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .expect("write");
+        let mut got = Vec::new();
+        let r = tokio::time::timeout(long, s.read_to_end(&mut got)).await;
+        assert!(
+            r.is_ok(),
+            "an idle kept-alive connection is still open after {long:?}"
+        );
+        assert!(String::from_utf8_lossy(&got).starts_with("HTTP/1.1 200"));
+        assert!(started.elapsed() < std::time::Duration::from_secs(3));
+    }
+
+    // The login form is small: a large one is refused.
+    let big_form = vec![b'a'; 100_000];
+    let r = raw_http(addr, &format!("POST /login HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", big_form.len()), &big_form, long).await;
+    assert!(r.starts_with("HTTP/1.1 413"), "{r}");
 
     use sqlx::Row;
     let n: i64 = sqlx::query("SELECT COUNT(*) AS n FROM observations")

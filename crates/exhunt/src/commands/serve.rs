@@ -83,6 +83,7 @@ pub(crate) fn serve(args: ServeArgs) -> Result<u8> {
         api: exhunt_serve::api::Config {
             body_limit: args.max_body_mib.saturating_mul(1024 * 1024),
             body_timeout: Duration::from_secs(args.body_timeout),
+            ..Default::default()
         },
         threads: args.threads,
         demo,
