@@ -59,6 +59,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         "notifications",
         include_str!("../migrations/sqlite/0005_notifications.sql"),
     ),
+    (
+        6,
+        "token creator",
+        include_str!("../migrations/sqlite/0006_token_creator.sql"),
+    ),
 ];
 
 const POSTGRES: &[(i64, &str, &str)] = &[
@@ -86,6 +91,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         5,
         "notifications",
         include_str!("../migrations/postgres/0005_notifications.sql"),
+    ),
+    (
+        6,
+        "token creator",
+        include_str!("../migrations/postgres/0006_token_creator.sql"),
     ),
 ];
 

@@ -598,21 +598,24 @@ impl Store {
         let mut tx = self
             .begin_write(by.map(|c| c.org_scope()).unwrap_or(OrgScope::All))
             .await?;
-        let row =
-            Q::new("INSERT INTO tokens (org_id, role, name, secret_sha256, created) VALUES (")
-                .arg(org)
-                .sql(", ")
-                .arg(role.as_str())
-                .sql(", ")
-                .arg(name)
-                .sql(", ")
-                .arg(tenancy::hash_secret(&secret))
-                .sql(", ")
-                .arg(created.clone())
-                .sql(") RETURNING id")
-                .fetch_optional(&mut *tx)
-                .await?
-                .ok_or(Error::NotFound("token"))?;
+        let row = Q::new(
+            "INSERT INTO tokens (org_id, role, name, secret_sha256, created, created_by) VALUES (",
+        )
+        .arg(org)
+        .sql(", ")
+        .arg(role.as_str())
+        .sql(", ")
+        .arg(name)
+        .sql(", ")
+        .arg(tenancy::hash_secret(&secret))
+        .sql(", ")
+        .arg(created.clone())
+        .sql(", ")
+        .arg(by.map(|c| c.token_id))
+        .sql(") RETURNING id")
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(Error::NotFound("token"))?;
         let id = get_i(&row, "id")?;
         self.audit(
             &mut *tx,
@@ -709,12 +712,37 @@ impl Store {
             .ok_or(Error::NotFound("token"))?;
         let t = token_from(&row)?;
         if n > 0 {
+            // The tokens this one made, and theirs, go with it: an uploader (or a reader) can
+            // leave nothing behind. An operator's are kept: operators make every organisation's
+            // tokens, and rotating an operator token must not revoke the fleet's.
+            let mut made = 0;
+            if t.role != Role::Operator {
+                let now = db::now();
+                made = Q::new("UPDATE tokens SET revoked = ")
+                    .arg(now)
+                    .sql(
+                        " WHERE revoked IS NULL AND role <> 'operator' AND id IN (\
+                         WITH RECURSIVE made(id) AS (SELECT id FROM tokens WHERE created_by = ",
+                    )
+                    .arg(id)
+                    .sql(
+                        " UNION SELECT t.id FROM tokens t JOIN made m ON t.created_by = m.id) \
+                         SELECT id FROM made)",
+                    )
+                    .scoped(c, "org_id")
+                    .execute(&mut *tx)
+                    .await?;
+            }
             self.audit(
                 &mut *tx,
                 Some(c),
                 t.org_id,
                 "token.revoke",
-                format!("token #{id}"),
+                if made > 0 {
+                    format!("token #{id} and {made} token(s) it made")
+                } else {
+                    format!("token #{id}")
+                },
             )
             .await?;
         }

@@ -2010,3 +2010,55 @@ async fn parallel_uploads_all_succeed() {
         assert_eq!(count(&s, "observations").await, 16 * 200, "{}", db.url);
     }
 }
+
+/// Revoking an uploader's token revokes the tokens it made, and theirs; an operator's other
+/// tokens of the organisation stay.
+#[tokio::test]
+async fn revoking_an_uploader_revokes_what_it_made() {
+    for db in databases().await {
+        let s = server(&db, Config::default()).await;
+        let a = org(&s, "Alpha", &["192.0.2.0/24"], &[]).await;
+        let (up_id, up) = token(&s, a, "uploader").await;
+        let (_, kept) = token(&s, a, "reader").await;
+        let mint = |by: String, role: &'static str| {
+            let app = s.app.clone();
+            async move {
+                let r = send(
+                    &app,
+                    "POST",
+                    "/api/v1/tokens",
+                    &by,
+                    &json!({"org": a, "role": role, "name": format!("{role} made")}),
+                )
+                .await;
+                assert_eq!(r.status, 201, "{}", r.text);
+                r.json()["secret"].as_str().expect("secret").to_string()
+            }
+        };
+        let up2 = mint(up.clone(), "uploader").await;
+        let reader1 = mint(up.clone(), "reader").await;
+        let reader2 = mint(up2.clone(), "reader").await;
+        for t in [&up, &up2, &reader1, &reader2, &kept] {
+            assert_eq!(get(&s.app, "/api/v1/whoami", t).await.status, 200);
+        }
+        let r = call(
+            &s.app,
+            "DELETE",
+            &format!("/api/v1/tokens/{up_id}"),
+            Some(&s.op),
+            Body::empty(),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        for t in [&up, &up2, &reader1, &reader2] {
+            assert_eq!(
+                get(&s.app, "/api/v1/whoami", t).await.status,
+                401,
+                "a token made by the revoked uploader still works on {}",
+                db.url
+            );
+        }
+        assert_eq!(get(&s.app, "/api/v1/whoami", &kept).await.status, 200);
+        assert_eq!(get(&s.app, "/api/v1/whoami", &s.op).await.status, 200);
+    }
+}
