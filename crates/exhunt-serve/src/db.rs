@@ -64,6 +64,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         "token creator",
         include_str!("../migrations/sqlite/0006_token_creator.sql"),
     ),
+    (
+        7,
+        "tighter row security",
+        include_str!("../migrations/sqlite/0007_tighter_row_security.sql"),
+    ),
 ];
 
 const POSTGRES: &[(i64, &str, &str)] = &[
@@ -96,6 +101,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         6,
         "token creator",
         include_str!("../migrations/postgres/0006_token_creator.sql"),
+    ),
+    (
+        7,
+        "tighter row security",
+        include_str!("../migrations/postgres/0007_tighter_row_security.sql"),
     ),
 ];
 
@@ -174,8 +184,43 @@ pub async fn open(url: &str) -> Result<(AnyPool, Engine)> {
         });
     }
     let pool = pool.connect_with(opts).await?;
+    if engine == Engine::Postgres {
+        refuse_rls_bypass(&pool).await?;
+    }
     migrator(engine).run(&pool).await?;
     Ok((pool, engine))
+}
+
+/// Set to `1` to serve from PostgreSQL as a role that bypasses row-level security (superuser or
+/// `BYPASSRLS`): the application's filter is then the only lock. Refused otherwise.
+pub const ALLOW_RLS_BYPASS_ENV: &str = "EXHUNT_SERVE_ALLOW_RLS_BYPASS";
+
+/// A superuser or a `BYPASSRLS` role is not held by row-level security: refused (unless
+/// [`ALLOW_RLS_BYPASS_ENV`] is `1`, then a warning).
+async fn refuse_rls_bypass(pool: &AnyPool) -> Result<()> {
+    use sqlx::Row;
+    let row = sqlx::query(
+        "SELECT current_user::text AS who, (rolsuper OR rolbypassrls) AS bypass FROM pg_roles WHERE rolname = current_user",
+    )
+    .fetch_optional(pool)
+    .await?;
+    let Some(row) = row else { return Ok(()) };
+    let bypass: bool = row.try_get("bypass")?;
+    if !bypass {
+        return Ok(());
+    }
+    let who: String = row.try_get("who")?;
+    let msg = format!(
+        "PostgreSQL role {who:?} is a superuser or has BYPASSRLS: row-level security would not hold; connect as an ordinary role (NOSUPERUSER NOBYPASSRLS) that owns the database"
+    );
+    if std::env::var(ALLOW_RLS_BYPASS_ENV).is_ok_and(|v| v == "1") {
+        tracing::warn!("{msg} ({ALLOW_RLS_BYPASS_ENV}=1: serving anyway)");
+        Ok(())
+    } else {
+        Err(Error::BadRequest(format!(
+            "{msg}, or set {ALLOW_RLS_BYPASS_ENV}=1 to serve anyway"
+        )))
+    }
 }
 
 /// Begins a transaction that will write. On SQLite it is `BEGIN IMMEDIATE`: the write lock is

@@ -1634,6 +1634,79 @@ async fn row_level_security_holds_without_the_application_filter() {
         .await;
         assert!(planted.is_err(), "A planted a server in B");
         drop(tx);
+        // As A, A's own organisation cannot be widened, no operator token made, no audit entry
+        // changed; with '*', audit entries are still append-only and an operator token has no
+        // organisation. Each attempt in its own transaction (a refused statement ends one).
+        let as_scope = |scope: String, sql: String| {
+            let url = db.url.clone();
+            async move {
+                let mut conn = sqlx::AnyConnection::connect(&url).await.expect("connect");
+                let mut tx = conn.begin().await.expect("begin");
+                sqlx::query(&format!("SELECT set_config('exhunt.org', '{scope}', true)"))
+                    .fetch_one(&mut *tx)
+                    .await
+                    .expect("set");
+                let r = sqlx::query(&sql)
+                    .execute(&mut *tx)
+                    .await
+                    .map(|r| r.rows_affected());
+                if r.is_ok() {
+                    tx.commit().await.expect("commit");
+                }
+                r
+            }
+        };
+        for sql in [
+            format!("UPDATE orgs SET name = 'widened' WHERE id = {a}"),
+            format!("DELETE FROM org_scopes WHERE org_id = {a}"),
+            format!("UPDATE org_scopes SET value = '0.0.0.0/0' WHERE org_id = {a}"),
+            format!("INSERT INTO org_scopes (org_id, kind, value) VALUES ({a}, 'cidr', '0.0.0.0/0')"),
+            format!("INSERT INTO tokens (org_id, role, name, secret_sha256, created) VALUES ({a}, 'operator', 'x', 'f00', 'x')"),
+            "INSERT INTO tokens (org_id, role, name, secret_sha256, created) VALUES (NULL, 'operator', 'x', 'f01', 'x')".to_string(),
+            format!("UPDATE tokens SET role = 'operator' WHERE org_id = {a}"),
+            format!("UPDATE tokens SET org_id = NULL, role = 'operator' WHERE org_id = {a}"),
+            "UPDATE audit SET action = 'nothing'".to_string(),
+            "DELETE FROM audit".to_string(),
+        ] {
+            let r = as_scope(a.to_string(), sql.clone()).await;
+            assert!(matches!(r, Ok(0) | Err(_)), "as A: {sql} changed {r:?} rows");
+        }
+        for sql in [
+            "UPDATE audit SET action = 'nothing'".to_string(),
+            "DELETE FROM audit".to_string(),
+            format!(
+                "INSERT INTO tokens (org_id, role, name, secret_sha256, created) VALUES ({a}, 'operator', 'x', 'f02', 'x')"
+            ),
+        ] {
+            let r = as_scope("*".into(), sql.clone()).await;
+            assert!(
+                matches!(r, Ok(0) | Err(_)),
+                "with '*': {sql} changed {r:?} rows"
+            );
+        }
+        // What the application itself does as A still works: a reader token made and revoked.
+        let (rid, _) = {
+            let r = send(
+                &s.app,
+                "POST",
+                "/api/v1/tokens",
+                &a_up,
+                &json!({"org": a, "role": "reader", "name": "made by A"}),
+            )
+            .await;
+            assert_eq!(r.status, 201, "{}", r.text);
+            (r.json()["id"].as_i64().expect("id"), ())
+        };
+        let r = call(
+            &s.app,
+            "DELETE",
+            &format!("/api/v1/tokens/{rid}"),
+            Some(&a_up),
+            Body::empty(),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert!(count(&s, "audit").await > 0);
         // B's data is whole.
         let mut tx = conn.begin().await.expect("begin");
         sqlx::query("SELECT set_config('exhunt.org', '*', true)")
@@ -1656,6 +1729,28 @@ async fn row_level_security_holds_without_the_application_filter() {
         .and_then(|r| r.try_get("n"))
         .expect("count");
         assert_eq!(planted, 0);
+        drop(tx);
+        // Serving as a superuser (the cluster's own role) is refused: RLS would not hold.
+        if let Ok(pg) = std::env::var("EXHUNT_TEST_PG") {
+            let mut su = sqlx::AnyConnection::connect(&pg).await.expect("connect");
+            let row = sqlx::query("SELECT current_user::text AS who")
+                .fetch_one(&mut su)
+                .await
+                .expect("who");
+            let who: String = row.try_get("who").expect("who");
+            let name = db
+                .url
+                .split('?')
+                .next()
+                .and_then(|u| u.rsplit('/').next())
+                .unwrap_or("")
+                .to_string();
+            let e = Store::open(&pg_url(&pg, &name, &who)).await;
+            assert!(
+                matches!(&e, Err(e) if e.to_string().contains("BYPASSRLS")),
+                "a superuser was accepted: {e:?}"
+            );
+        }
     }
 }
 
