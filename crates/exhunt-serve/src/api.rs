@@ -39,6 +39,11 @@ pub struct Config {
     pub request_timeout: Duration,
     /// Connections served at once; further ones wait in the listen queue.
     pub max_connections: usize,
+    /// Dashboard cookies `Secure` (with the `__Host-` prefix), for a server reached over HTTPS
+    /// (behind a TLS proxy). `None`: decided when serving ([`crate::server::run_blocking`]):
+    /// off when listening on a loopback address or for the demo, on otherwise; [`crate::server::app`]
+    /// alone takes `None` as on.
+    pub secure_cookies: Option<bool>,
 }
 
 impl Default for Config {
@@ -49,6 +54,7 @@ impl Default for Config {
             header_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(300),
             max_connections: 512,
+            secure_cookies: None,
         }
     }
 }

@@ -120,7 +120,7 @@ impl Server {
 /// bounded by [`Config::request_timeout`].
 pub fn app(store: Store, cfg: Config) -> axum::Router {
     let limit = cfg.request_timeout;
-    crate::web::router(store.clone())
+    crate::web::router(store.clone(), cfg.secure_cookies.unwrap_or(true))
         .merge(api::router(store, cfg))
         .layer(axum::middleware::from_fn(
             move |req: axum::extract::Request, next: axum::middleware::Next| async move {
@@ -179,7 +179,17 @@ pub fn run_blocking(opts: Options, ready: impl FnOnce(Ready<'_>)) -> Result<()> 
         .build()
         .map_err(|e| Error::BadRequest(format!("starting the runtime: {e}")))?;
     rt.block_on(async move {
-        let server = Server::bind(&opts.db, &opts.listen, opts.api).await?;
+        let demo = !opts.demo.is_empty();
+        let mut server = Server::bind(&opts.db, &opts.listen, opts.api).await?;
+        if server.cfg.secure_cookies.is_none() {
+            // Plain HTTP on loopback (or the demo): a `Secure` cookie would not come back over
+            // http:// in every browser. Anywhere else the server is meant to sit behind HTTPS.
+            let plain = server.addr.ip().is_loopback() || demo;
+            server.cfg.secure_cookies = Some(!plain);
+            if !plain {
+                tracing::info!("dashboard cookies are Secure: serve it behind HTTPS");
+            }
+        }
         let mut demo_reader = None;
         if !opts.demo.is_empty() {
             let op = match &server.first_token {

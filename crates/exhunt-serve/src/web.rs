@@ -1,7 +1,8 @@
 //! The dashboard: server-rendered HTML, no script, no external asset (works offline).
 //!
 //! Login is with an API token (pasted once) and gives a session cookie (`HttpOnly`,
-//! `SameSite=Strict`; only its hash is stored; it dies with its token). Every form carries a
+//! `SameSite=Strict`, and `Secure` with the `__Host-` prefix unless serving plain HTTP on
+//! loopback or the demo; only its hash is stored; it dies with its token). Every form carries a
 //! CSRF token: the session's for logout, a double-submit cookie for login. Pages read through
 //! the same [`Store`] functions as the API, with the session's [`Caller`], so a page shows
 //! exactly what the API would show that caller; scan reports are drawn by `exhunt-report`'s
@@ -23,8 +24,47 @@ use crate::error::Error;
 use crate::store::{CAMPAIGNS, Filter, STATES, Store};
 use crate::tenancy::{self, Caller, Role};
 
-const SESSION: &str = "exhunt_session";
-const LOGIN_CSRF: &str = "exhunt_login_csrf";
+/// The dashboard's state: the store, and whether cookies are `Secure`.
+struct Web {
+    store: Store,
+    /// `Secure` cookies with the `__Host-`/`__Secure-` prefixes: the browser sends them over
+    /// HTTPS only (the server behind a TLS proxy). Off only for plain HTTP on loopback or the
+    /// demo ([`crate::api::Config::secure_cookies`]).
+    secure: bool,
+}
+
+impl std::ops::Deref for Web {
+    type Target = Store;
+    fn deref(&self) -> &Store {
+        &self.store
+    }
+}
+
+impl Web {
+    fn session_cookie(&self) -> &'static str {
+        if self.secure {
+            "__Host-exhunt_session"
+        } else {
+            "exhunt_session"
+        }
+    }
+
+    fn csrf_cookie(&self) -> &'static str {
+        if self.secure {
+            "__Secure-exhunt_login_csrf"
+        } else {
+            "exhunt_login_csrf"
+        }
+    }
+
+    fn attrs(&self) -> &'static str {
+        if self.secure {
+            "HttpOnly; Secure; SameSite=Strict"
+        } else {
+            "HttpOnly; SameSite=Strict"
+        }
+    }
+}
 const SESSION_HOURS: i64 = 12;
 
 fn base64(bytes: &[u8]) -> String {
@@ -77,7 +117,7 @@ pub fn report_csp(html: &str) -> String {
 }
 
 /// The dashboard's router.
-pub fn router(store: Store) -> Router {
+pub fn router(store: Store, secure_cookies: bool) -> Router {
     Router::new()
         .route("/", get(overview))
         .route("/login", get(login_form).post(login))
@@ -87,10 +127,13 @@ pub fn router(store: Store) -> Router {
         .route("/results/{id}/report", get(report_page))
         // The only body the dashboard reads is the login form: a few hundred bytes.
         .layer(axum::extract::DefaultBodyLimit::max(16 * 1024))
-        .with_state(Arc::new(store))
+        .with_state(Arc::new(Web {
+            store,
+            secure: secure_cookies,
+        }))
 }
 
-type Shared = State<Arc<Store>>;
+type Shared = State<Arc<Web>>;
 
 fn cookie(h: &HeaderMap, name: &str) -> Option<String> {
     h.get_all(header::COOKIE)
@@ -156,8 +199,8 @@ fn page(title: &str, who: Option<(&Caller, &str)>, body: &str) -> String {
 }
 
 /// The session's caller, or the response to send instead (to the login page; an error page).
-async fn session(store: &Store, h: &HeaderMap) -> Result<(Caller, String), Response> {
-    let Some(secret) = cookie(h, SESSION) else {
+async fn session(store: &Web, h: &HeaderMap) -> Result<(Caller, String), Response> {
+    let Some(secret) = cookie(h, store.session_cookie()) else {
         return Err(Redirect::to("/login").into_response());
     };
     store.session(&secret).await.map_err(|e| match e {
@@ -181,7 +224,7 @@ fn error_page(e: &Error) -> Response {
     )
 }
 
-async fn login_form() -> Response {
+async fn login_form(State(web): Shared) -> Response {
     let csrf = match tenancy::new_secret() {
         Ok(c) => c,
         Err(e) => return error_page(&e),
@@ -192,7 +235,9 @@ async fn login_form() -> Response {
     );
     let mut r = html(StatusCode::OK, page("Log in", None, &body));
     if let Ok(v) = HeaderValue::from_str(&format!(
-        "{LOGIN_CSRF}={csrf}; HttpOnly; SameSite=Strict; Path=/login; Max-Age=3600"
+        "{}={csrf}; {}; Path=/login; Max-Age=3600",
+        web.csrf_cookie(),
+        web.attrs()
     )) {
         r.headers_mut().insert(header::SET_COOKIE, v);
     }
@@ -240,7 +285,7 @@ async fn login(
             return error_page(&Error::BadRequest("the login form is incomplete".into()));
         }
     };
-    if cookie(&h, LOGIN_CSRF).is_none_or(|c| c.is_empty() || c != f.csrf) {
+    if cookie(&h, store.csrf_cookie()).is_none_or(|c| c.is_empty() || c != f.csrf) {
         return error_page(&Error::Forbidden(
             "the login form expired or came from another site: reload it".into(),
         ));
@@ -249,7 +294,9 @@ async fn login(
         Ok((secret, _)) => {
             let mut r = Redirect::to("/").into_response();
             if let Ok(v) = HeaderValue::from_str(&format!(
-                "{SESSION}={secret}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}",
+                "{}={secret}; {}; Path=/; Max-Age={}",
+                store.session_cookie(),
+                store.attrs(),
                 SESSION_HOURS * 3600
             )) {
                 r.headers_mut().insert(header::SET_COOKIE, v);
@@ -288,16 +335,19 @@ async fn logout(
     if f.csrf != csrf {
         return error_page(&Error::Forbidden("bad CSRF token".into()));
     }
-    if let Some(secret) = cookie(&h, SESSION)
+    if let Some(secret) = cookie(&h, store.session_cookie())
         && let Err(e) = store.close_session(&secret).await
     {
         return error_page(&e);
     }
     let mut r = Redirect::to("/login").into_response();
-    r.headers_mut().insert(
-        header::SET_COOKIE,
-        HeaderValue::from_static("exhunt_session=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0"),
-    );
+    if let Ok(v) = HeaderValue::from_str(&format!(
+        "{}=; {}; Path=/; Max-Age=0",
+        store.session_cookie(),
+        store.attrs()
+    )) {
+        r.headers_mut().insert(header::SET_COOKIE, v);
+    }
     secure_headers(r)
 }
 

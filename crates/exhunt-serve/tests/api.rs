@@ -1200,7 +1200,23 @@ async fn a_real_listener_refuses_slow_and_oversized_bodies() {
 
 /// Logs in through the form (double-submit CSRF cookie) and returns the session cookie.
 async fn login(app: &Router, token: &str) -> String {
-    let form = call(app, "GET", "/login", None, Body::empty()).await;
+    let req = Request::builder()
+        .uri("/login")
+        .body(Body::empty())
+        .expect("request");
+    let resp = app.clone().oneshot(req).await.expect("response");
+    let csrf_cookie = resp
+        .headers()
+        .get(header::SET_COOKIE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .expect("login form's cookie")
+        .to_string();
+    let form = Resp {
+        status: resp.status().as_u16(),
+        text: String::from_utf8_lossy(&resp.into_body().collect().await.expect("body").to_bytes())
+            .into_owned(),
+    };
     assert_eq!(form.status, 200);
     let csrf = form
         .text
@@ -1213,7 +1229,7 @@ async fn login(app: &Router, token: &str) -> String {
         .method("POST")
         .uri("/login")
         .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .header(header::COOKIE, format!("exhunt_login_csrf={csrf}"))
+        .header(header::COOKIE, csrf_cookie)
         .body(Body::from(format!("token={token}&csrf={csrf}")))
         .expect("request");
     let resp = app.clone().oneshot(req).await.expect("response");
@@ -2156,4 +2172,61 @@ async fn revoking_an_uploader_revokes_what_it_made() {
         assert_eq!(get(&s.app, "/api/v1/whoami", &kept).await.status, 200);
         assert_eq!(get(&s.app, "/api/v1/whoami", &s.op).await.status, 200);
     }
+}
+
+/// Dashboard cookies are `Secure`, with the `__Host-` prefix, unless turned off (plain HTTP on
+/// loopback, the demo); a session cookie without the prefix is then not accepted.
+#[tokio::test]
+async fn session_cookies_are_secure_unless_turned_off() {
+    let db = databases().await.remove(0);
+    let s = server(&db, Config::default()).await;
+    let c = login(&s.app, &s.op).await;
+    assert!(c.starts_with("__Host-exhunt_session="), "{c}");
+    let req = Request::builder()
+        .uri("/login")
+        .body(Body::empty())
+        .expect("request");
+    let resp = s.app.clone().oneshot(req).await.expect("response");
+    let set = resp
+        .headers()
+        .get(header::SET_COOKIE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    assert!(set.starts_with("__Secure-exhunt_login_csrf="), "{set}");
+    assert!(set.contains("; Secure"), "{set}");
+    // The session cookie itself, as the login answer set it.
+    let form_csrf = set.split(';').next().unwrap_or("").to_string();
+    let csrf = form_csrf.split('=').nth(1).unwrap_or("").to_string();
+    let req = Request::builder()
+        .method("POST")
+        .uri("/login")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header(header::COOKIE, form_csrf)
+        .body(Body::from(format!("token={}&csrf={csrf}", s.op)))
+        .expect("request");
+    let resp = s.app.clone().oneshot(req).await.expect("response");
+    let set = resp
+        .headers()
+        .get(header::SET_COOKIE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    assert!(set.starts_with("__Host-exhunt_session="), "{set}");
+    assert!(set.contains("; Secure") && set.contains("Path=/;"), "{set}");
+    assert!(!set.contains("Domain"), "{set}");
+    assert_eq!(page(&s.app, "/", &c).await.status, 200);
+    let unprefixed = c.replace("__Host-exhunt_session=", "exhunt_session=");
+    assert_eq!(page(&s.app, "/", &unprefixed).await.status, 303);
+
+    let plain = exhunt_serve::server::app(
+        s.store.clone(),
+        Config {
+            secure_cookies: Some(false),
+            ..Config::default()
+        },
+    );
+    let c = login(&plain, &s.op).await;
+    assert!(c.starts_with("exhunt_session="), "{c}");
+    assert_eq!(page(&plain, "/", &c).await.status, 200);
 }
