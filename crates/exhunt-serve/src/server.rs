@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
-use axum::http::Request;
+use axum::http::{Method, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
@@ -120,8 +120,14 @@ impl Server {
 /// bounded by [`Config::request_timeout`].
 pub fn app(store: Store, cfg: Config) -> axum::Router {
     let limit = cfg.request_timeout;
-    crate::web::router(store.clone(), cfg.secure_cookies.unwrap_or(true))
+    let secure = cfg.secure_cookies.unwrap_or(true);
+    let audit = Arc::new(AuditCtx {
+        store: store.clone(),
+        session_cookie: crate::web::session_cookie(secure),
+    });
+    crate::web::router(store.clone(), secure)
         .merge(api::router(store, cfg))
+        .layer(axum::middleware::from_fn_with_state(audit, audit_access))
         .layer(axum::middleware::from_fn(
             move |req: axum::extract::Request, next: axum::middleware::Next| async move {
                 match tokio::time::timeout(limit, next.run(req)).await {
@@ -130,6 +136,98 @@ pub fn app(store: Store, cfg: Config) -> axum::Router {
                 }
             },
         ))
+}
+
+struct AuditCtx {
+    store: Store,
+    session_cookie: &'static str,
+}
+
+/// What the audit log calls a request that changes nothing (the store logs its own changes),
+/// or `None` when it is not logged.
+fn access_action(
+    method: &Method,
+    path: &str,
+    query: &str,
+    status: StatusCode,
+) -> Option<&'static str> {
+    let read = *method == Method::GET || *method == Method::HEAD;
+    if read && status.is_success() {
+        if path.starts_with("/api/v1/") {
+            return Some(if path.ends_with("/report.html") {
+                "report.view"
+            } else if query.split('&').any(|p| p == "format=csv") {
+                "export.csv"
+            } else if path.ends_with("/eml") || path.ends_with("/document") {
+                "export.download"
+            } else {
+                "api.read"
+            });
+        }
+        if path.starts_with("/results/") {
+            return Some("report.view");
+        }
+        if path.starts_with("/orgs/") || path.starts_with("/servers/") {
+            return Some("page.view");
+        }
+        return None;
+    }
+    if *method == Method::POST && path == "/login" && status.is_client_error() {
+        return Some("login.failed");
+    }
+    let upload = path == "/api/v1/results" || path.starts_with("/api/v1/observations/");
+    if *method == Method::POST && upload && status.is_client_error() {
+        return Some("upload.rejected");
+    }
+    None
+}
+
+/// Logs reads, exports (`format=csv`, e-mails, documents), report and page views, failed
+/// logins and refused uploads, with the client's address, once the answer is known (the store
+/// logs changes itself).
+async fn audit_access(
+    axum::extract::State(a): axum::extract::State<Arc<AuditCtx>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let query = req.uri().query().unwrap_or("").to_string();
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    let bearer = req
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::to_string);
+    let session = crate::web::cookie(req.headers(), a.session_cookie);
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let Some(action) = access_action(&method, &path, &query, status) else {
+        return resp;
+    };
+    let caller = match (&bearer, &session) {
+        (Some(b), _) => a.store.authenticate(b).await.ok(),
+        (None, Some(s)) => a.store.session(s).await.ok().map(|(c, _)| c),
+        _ => None,
+    };
+    // The path, not the query: what the client typed in the query (names, addresses of other
+    // organisations it tried) is not echoed into its organisation's log.
+    let mut object = format!("{method} {path} -> {}", status.as_u16());
+    if let Some(ip) = peer {
+        object.push_str(&format!(" from {ip}"));
+    }
+    let object: String = object.chars().take(600).collect();
+    if let Err(e) = a.store.record(caller.as_ref(), action, object).await {
+        tracing::error!("audit log: {e}");
+    }
+    resp
 }
 
 fn request_timed_out(limit: Duration) -> Response {

@@ -480,6 +480,17 @@ impl Store {
         Ok(())
     }
 
+    /// Writes one audit entry in its own transaction (reads, exports, page views, failed
+    /// logins, refused uploads): under the caller's organisation, or none.
+    pub async fn record(&self, c: Option<&Caller>, action: &str, object: String) -> Result<()> {
+        let scope = c.map(|c| c.org_scope()).unwrap_or(OrgScope::All);
+        let mut tx = self.begin_write(scope).await?;
+        self.audit(&mut *tx, c, c.and_then(|c| c.org), action, object)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     // ----- tokens -------------------------------------------------------------------------
 
     /// Resolves a secret to its caller; unknown and revoked tokens are `Unauthorized`.

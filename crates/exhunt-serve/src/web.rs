@@ -42,11 +42,7 @@ impl std::ops::Deref for Web {
 
 impl Web {
     fn session_cookie(&self) -> &'static str {
-        if self.secure {
-            "__Host-exhunt_session"
-        } else {
-            "exhunt_session"
-        }
+        session_cookie(self.secure)
     }
 
     fn csrf_cookie(&self) -> &'static str {
@@ -135,7 +131,16 @@ pub fn router(store: Store, secure_cookies: bool) -> Router {
 
 type Shared = State<Arc<Web>>;
 
-fn cookie(h: &HeaderMap, name: &str) -> Option<String> {
+/// The session cookie's name.
+pub(crate) fn session_cookie(secure: bool) -> &'static str {
+    if secure {
+        "__Host-exhunt_session"
+    } else {
+        "exhunt_session"
+    }
+}
+
+pub(crate) fn cookie(h: &HeaderMap, name: &str) -> Option<String> {
     h.get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())

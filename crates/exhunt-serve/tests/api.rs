@@ -2230,3 +2230,99 @@ async fn session_cookies_are_secure_unless_turned_off() {
     assert!(c.starts_with("exhunt_session="), "{c}");
     assert_eq!(page(&plain, "/", &c).await.status, 200);
 }
+
+/// Reads, exports, report and page views, failed logins (with the client's address) and
+/// refused uploads are in the audit log, under the caller's organisation.
+#[tokio::test]
+async fn reads_failures_and_refusals_are_audited() {
+    for db in databases().await {
+        let s = server(&db, Config::default()).await;
+        let a = org(&s, "Alpha", &["192.0.2.0/24"], &[]).await;
+        let (_, rd) = token(&s, a, "reader").await;
+        let (_, up) = token(&s, a, "uploader").await;
+        let r = call(
+            &s.app,
+            "POST",
+            "/api/v1/results",
+            Some(&up),
+            scan_doc(SNAPSHOT),
+        )
+        .await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        let rid = r.json()["results"][0].as_i64().expect("result id");
+        assert_eq!(get(&s.app, "/api/v1/servers", &rd).await.status, 200);
+        assert_eq!(
+            get(&s.app, "/api/v1/servers?format=csv", &rd).await.status,
+            200
+        );
+        let r = get(&s.app, &format!("/api/v1/results/{rid}/report.html"), &rd).await;
+        assert_eq!(r.status, 200);
+        let r = call(
+            &s.app,
+            "POST",
+            "/api/v1/results",
+            Some(&up),
+            "{\"schema_version\": \"1.4\"}",
+        )
+        .await;
+        assert_eq!(r.status, 422);
+        let c = login(&s.app, &rd).await;
+        assert_eq!(page(&s.app, &format!("/orgs/{a}"), &c).await.status, 200);
+        // A failed login, from a known address.
+        let form = {
+            let req = Request::builder()
+                .uri("/login")
+                .body(Body::empty())
+                .expect("req");
+            let resp = s.app.clone().oneshot(req).await.expect("resp");
+            resp.headers()
+                .get(header::SET_COOKIE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.split(';').next())
+                .unwrap_or("")
+                .to_string()
+        };
+        let csrf = form.split('=').nth(1).unwrap_or("").to_string();
+        let peer: std::net::SocketAddr = "203.0.113.9:40000".parse().expect("addr");
+        let req = Request::builder()
+            .method("POST")
+            .uri("/login")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(header::COOKIE, form)
+            .extension(axum::extract::ConnectInfo(peer))
+            .body(Body::from(format!("token=wrong&csrf={csrf}")))
+            .expect("request");
+        let resp = s.app.clone().oneshot(req).await.expect("response");
+        assert_eq!(resp.status().as_u16(), 401);
+
+        let log = get(&s.app, "/api/v1/audit?limit=1000", &s.op).await.json();
+        let entries: Vec<(String, String, Option<i64>)> = log
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|e| {
+                        (
+                            e["action"].as_str().unwrap_or("").to_string(),
+                            e["object"].as_str().unwrap_or("").to_string(),
+                            e["org_id"].as_i64().or_else(|| e["org"].as_i64()),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let has = |action: &str, part: &str| {
+            entries
+                .iter()
+                .any(|(a, o, _)| a == action && o.contains(part))
+        };
+        assert!(has("api.read", "GET /api/v1/servers"), "{entries:?}");
+        assert!(has("export.csv", "GET /api/v1/servers"), "{entries:?}");
+        assert!(has("report.view", "/report.html"), "{entries:?}");
+        assert!(has("upload.rejected", "-> 422"), "{entries:?}");
+        assert!(has("page.view", &format!("/orgs/{a}")), "{entries:?}");
+        assert!(has("login.failed", "from 203.0.113.9"), "{entries:?}");
+        // The reader sees its organisation's reads in its own log.
+        let mine = get(&s.app, "/api/v1/audit", &rd).await.text;
+        assert!(mine.contains("export.csv"), "{mine}");
+    }
+}
