@@ -416,7 +416,7 @@ async fn result_html(
     exhunt_report::html::render_html(&doc, &mut out)
         .map_err(|e| Error::BadRequest(format!("rendering the report: {e}")))?;
     let text = String::from_utf8_lossy(&out).into_owned();
-    let csp = crate::web::report_csp(&text);
+    let csp = crate::web::report_csp(&text, &doc);
     Ok((
         [
             (header::CONTENT_TYPE, "text/html; charset=utf-8".to_string()),

@@ -10,13 +10,14 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use axum::Router;
 use axum::extract::{Form, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
+use exhunt_model::ScanResult;
 use exhunt_report::html::esc;
 use serde::Deserialize;
 
@@ -84,28 +85,65 @@ fn base64(bytes: &[u8]) -> String {
     out
 }
 
-/// The Content-Security-Policy of a scan report drawn by `exhunt-report`: nothing from
-/// outside, and only the report's own inline scripts, each allowed by its SHA-256 (data in the
-/// report is escaped, so a `<script>` in it is the renderer's).
-pub fn report_csp(html: &str) -> String {
+fn sha256_source(s: &str) -> String {
     use sha2::{Digest, Sha256};
-    let mut hashes = Vec::new();
-    let mut rest = html;
-    while let Some(i) = rest.find("<script>") {
-        let body = &rest[i + "<script>".len()..];
-        let Some(j) = body.find("</script>") else {
-            break;
-        };
-        hashes.push(format!(
-            "'sha256-{}'",
-            base64(&Sha256::digest(&body.as_bytes()[..j]))
-        ));
-        rest = &body[j..];
+    format!("'sha256-{}'", base64(&Sha256::digest(s.as_bytes())))
+}
+
+/// The hash of the one script `exhunt-report`'s renderer emits (a constant of that crate):
+/// taken once from a rendering of a document without servers, where it is the only
+/// `<script>`. `None` when the renderer no longer looks so (the report then runs no script).
+fn renderer_script(doc: &ScanResult) -> Option<String> {
+    static HASH: OnceLock<Option<String>> = OnceLock::new();
+    HASH.get_or_init(|| {
+        let mut bare = doc.clone();
+        bare.servers.clear();
+        let mut out = Vec::new();
+        exhunt_report::html::render_html(&bare, &mut out).ok()?;
+        let text = String::from_utf8(out).ok()?;
+        if text.matches("<script").count() != 1 {
+            return None;
+        }
+        let start = text.find("<script>")? + "<script>".len();
+        let len = text[start..].find("</script>")?;
+        Some(sha256_source(&text[start..start + len]))
+    })
+    .clone()
+}
+
+/// The inline event handlers `exhunt-report` writes for server `i`'s findings table: the
+/// filter box's `oninput` and each column head's `onclick` (html.rs `findings_table`).
+fn renderer_handlers(i: usize) -> impl Iterator<Item = (String, String)> {
+    std::iter::once((format!("oninput=\"exf({i})\""), format!("exf({i})")))
+        .chain((0..7).map(move |c| (format!("onclick=\"exs({i},{c})\""), format!("exs({i},{c})"))))
+}
+
+/// The Content-Security-Policy of a scan report drawn by `exhunt-report` from `doc`: nothing
+/// from outside; the renderer's own script, by its hash (not every `<script>` of the page: one
+/// injected through the data would not run); and, with `'unsafe-hashes'`, the exact inline
+/// handlers the renderer writes for the filter and the sorting (built from its templates for
+/// each server of `doc`, kept when the page holds them).
+pub fn report_csp(html: &str, doc: &ScanResult) -> String {
+    let mut sources = Vec::new();
+    if let Some(h) = renderer_script(doc) {
+        sources.push(h);
+        let mut handlers = Vec::new();
+        for i in 0..doc.servers.len() {
+            for (attr, code) in renderer_handlers(i) {
+                if html.contains(&attr) {
+                    handlers.push(sha256_source(&code));
+                }
+            }
+        }
+        if !handlers.is_empty() {
+            sources.push("'unsafe-hashes'".to_string());
+            sources.extend(handlers);
+        }
     }
-    let scripts = if hashes.is_empty() {
+    let scripts = if sources.is_empty() {
         String::new()
     } else {
-        format!("; script-src {}", hashes.join(" "))
+        format!("; script-src {}", sources.join(" "))
     };
     format!(
         "default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action 'none'; frame-ancestors 'none'{scripts}"
@@ -261,12 +299,37 @@ mod tests {
         assert_eq!(base64(b"foo"), "Zm9v");
         assert_eq!(base64(b"foobar"), "Zm9vYmFy");
         // sha256("") in base64.
-        let csp = report_csp("<p>x</p><script></script>");
-        assert!(
-            csp.contains("script-src 'sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU='"),
-            "{csp}"
+        assert_eq!(
+            sha256_source(""),
+            "'sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU='"
         );
-        assert!(!report_csp("<p>no script</p>").contains("script-src"));
+    }
+
+    #[test]
+    fn report_csp_allows_the_renderers_script_and_handlers_only() {
+        let doc = include_str!("../../exhunt/tests/snapshots/compromised.json")
+            .replace("\"STARTED\"", "\"2026-11-30T09:00:00Z\"")
+            .replace("\"FINISHED\"", "\"2026-11-30T09:05:00Z\"");
+        let Ok(doc) = serde_json::from_str::<ScanResult>(&doc) else {
+            panic!("snapshot")
+        };
+        let mut out = Vec::new();
+        assert!(exhunt_report::html::render_html(&doc, &mut out).is_ok());
+        let html = String::from_utf8_lossy(&out).into_owned();
+        let csp = report_csp(&html, &doc);
+        // The page's one script, and the filter and sort handlers of its table.
+        let start = html.rfind("<script>").unwrap_or(0) + "<script>".len();
+        let end = start + html[start..].find("</script>").unwrap_or(0);
+        assert!(csp.contains(&sha256_source(&html[start..end])), "{csp}");
+        assert!(html.contains("oninput=\"exf(0)\""));
+        assert!(csp.contains("'unsafe-hashes'"), "{csp}");
+        assert!(csp.contains(&sha256_source("exf(0)")), "{csp}");
+        assert!(csp.contains(&sha256_source("exs(0,6)")), "{csp}");
+        // Another script in the page (were the data to carry one) is not allowed.
+        let injected = html.replace("<h1>", "<script>alert(1)</script><h1>");
+        let csp2 = report_csp(&injected, &doc);
+        assert!(!csp2.contains(&sha256_source("alert(1)")), "{csp2}");
+        assert_eq!(csp, csp2);
     }
 }
 
@@ -680,7 +743,7 @@ async fn report_page(
         return error_page(&Error::BadRequest(format!("rendering the report: {e}")));
     }
     let text = String::from_utf8_lossy(&out).into_owned();
-    let csp = report_csp(&text);
+    let csp = report_csp(&text, &doc);
     let mut r = html(StatusCode::OK, text);
     if let Ok(v) = HeaderValue::from_str(&csp) {
         r.headers_mut().insert(header::CONTENT_SECURITY_POLICY, v);
