@@ -86,16 +86,7 @@ impl Store {
     pub async fn create_notification(&self, c: &Caller, org: i64) -> Result<Notification> {
         c.require(Role::Operator)?;
         self.get_org(c, org).await?;
-        let servers = self
-            .list_servers(
-                c,
-                &Filter {
-                    org: Some(org),
-                    limit: Some(10_000),
-                    ..Filter::default()
-                },
-            )
-            .await?;
+        let servers = self.every_server(c, Some(org)).await?;
         let affected: Vec<Value> = servers
             .iter()
             .filter(|s| matches!(s.state.as_str(), "compromised" | "attempted" | "exposed"))

@@ -272,9 +272,12 @@ pub struct Filter {
 
 impl Filter {
     fn limit(&self) -> i64 {
-        self.limit.unwrap_or(1000).clamp(1, 10_000)
+        self.limit.unwrap_or(1000).clamp(1, PAGE)
     }
 }
+
+/// The largest page a list answers; aggregates read every page ([`Store::every_server`]).
+const PAGE: i64 = 10_000;
 
 pub(crate) fn get_i(r: &AnyRow, c: &str) -> Result<i64> {
     Ok(r.try_get::<i64, _>(c)?)
@@ -1005,6 +1008,56 @@ impl Store {
             .iter()
             .map(server_from)
             .collect()
+    }
+
+    /// Every server the caller may see (of one organisation, `org`), page by page: what the
+    /// aggregates (overview, status sheet, roll-up, notifications) count, never cut at a page.
+    pub async fn every_server(&self, c: &Caller, org: Option<i64>) -> Result<Vec<Server>> {
+        let mut out = Vec::new();
+        let mut after = None;
+        loop {
+            let page = self
+                .list_servers(
+                    c,
+                    &Filter {
+                        org,
+                        after,
+                        limit: Some(PAGE),
+                        ..Filter::default()
+                    },
+                )
+                .await?;
+            let full = page.len() as i64 >= PAGE;
+            after = page.last().map(|s| s.id);
+            out.extend(page);
+            if !full {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// Every organisation the caller may see, page by page.
+    pub async fn every_org(&self, c: &Caller) -> Result<Vec<Org>> {
+        let mut out = Vec::new();
+        let mut after = None;
+        loop {
+            let page = self
+                .list_orgs(
+                    c,
+                    &Filter {
+                        after,
+                        limit: Some(PAGE),
+                        ..Filter::default()
+                    },
+                )
+                .await?;
+            let full = page.len() as i64 >= PAGE;
+            after = page.last().map(|o| o.id);
+            out.extend(page);
+            if !full {
+                return Ok(out);
+            }
+        }
     }
 
     /// One server.

@@ -419,13 +419,6 @@ async fn logout(
     secure_headers(r)
 }
 
-fn all() -> Filter {
-    Filter {
-        limit: Some(10_000),
-        ..Filter::default()
-    }
-}
-
 fn state_cells(counts: &BTreeMap<&str, usize>) -> String {
     STATES
         .iter()
@@ -446,8 +439,8 @@ async fn overview(State(store): Shared, h: HeaderMap) -> Response {
         Err(r) => return r,
     };
     let (orgs, servers) = match (
-        store.list_orgs(&c, &all()).await,
-        store.list_servers(&c, &all()).await,
+        store.every_org(&c).await,
+        store.every_server(&c, None).await,
     ) {
         (Ok(o), Ok(s)) => (o, s),
         (Err(e), _) | (_, Err(e)) => return error_page(&e),
@@ -585,16 +578,7 @@ async fn org_page(
         Ok(o) => o,
         Err(e) => return error_page(&e),
     };
-    let servers = match store
-        .list_servers(
-            &c,
-            &Filter {
-                org: Some(id),
-                ..all()
-            },
-        )
-        .await
-    {
+    let servers = match store.every_server(&c, Some(id)).await {
         Ok(s) => s,
         Err(e) => return error_page(&e),
     };
@@ -667,7 +651,8 @@ async fn server_page(
     };
     let f = Filter {
         server: Some(id),
-        ..all()
+        limit: Some(10_000),
+        ..Filter::default()
     };
     let (results, obs) = match (
         store.list_results(&c, &f).await,

@@ -2326,3 +2326,47 @@ async fn reads_failures_and_refusals_are_audited() {
         assert!(mine.contains("export.csv"), "{mine}");
     }
 }
+
+/// The aggregates count every server, past the 10,000 of a page.
+#[tokio::test]
+async fn aggregates_count_past_one_page() {
+    for db in databases().await {
+        let s = server(&db, Config::default()).await;
+        let a = org(&s, "Alpha", &["192.0.2.0/24"], &[]).await;
+        {
+            let mut tx = s.store.pool().begin().await.expect("begin");
+            if s.store.engine() == exhunt_serve::db::Engine::Postgres {
+                sqlx::query("SELECT set_config('exhunt.org', '*', true)")
+                    .fetch_one(&mut *tx)
+                    .await
+                    .expect("set_config");
+            }
+            sqlx::query(&format!(
+                "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 10005) \
+                 INSERT INTO servers (org_id, name, created) \
+                 SELECT {a}, 'ex' || i || '.alpha.example', '2026-11-30T08:00:00.000Z' FROM n"
+            ))
+            .execute(&mut *tx)
+            .await
+            .expect("insert servers");
+            tx.commit().await.expect("commit");
+        }
+        let sheet = get(&s.app, &format!("/api/v1/status-sheet?org={a}"), &s.op).await;
+        assert_eq!(sheet.status, 200, "{}", sheet.text);
+        assert_eq!(
+            sheet.json().as_array().map(Vec::len),
+            Some(10005),
+            "{}",
+            db.url
+        );
+        let roll = get(&s.app, "/api/v1/rollup/versions", &s.op).await.json();
+        let total: i64 = roll
+            .as_array()
+            .map(|a| a.iter().filter_map(|v| v["servers"].as_i64()).sum())
+            .unwrap_or(0);
+        assert_eq!(total, 10005, "{roll}");
+        let c = login(&s.app, &s.op).await;
+        let overview = page(&s.app, "/", &c).await;
+        assert!(overview.text.contains("10005 server(s)"), "{}", db.url);
+    }
+}
