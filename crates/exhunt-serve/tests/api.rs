@@ -830,6 +830,32 @@ async fn no_leaks_between_organisations() {
         .await;
         assert_eq!(r.status, 201, "{}", r.text);
         let b_note = r.json()["id"].as_i64().expect("b notification");
+        // Sent: from there a tenant's uploader may acknowledge its own, so only the scope (not
+        // the state machine) can stop A from acknowledging B's.
+        let r = send(
+            &s.app,
+            "PATCH",
+            &format!("/api/v1/notifications/{b_note}"),
+            &s.op,
+            &json!({"state": "sent"}),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        // One observation in the unassigned queue, which tenants must neither see nor change.
+        let r = call(
+            &s.app,
+            "POST",
+            "/api/v1/observations/probe",
+            Some(&s.op),
+            probe_row(
+                "203.0.113.77",
+                "stray.example",
+                "vulnerable",
+                "2026-11-30T08:00:00Z",
+            ),
+        )
+        .await;
+        assert_eq!(r.json()["unassigned"], 1, "{}", r.text);
         let snapshot_b = |s: &Srv| {
             let app = s.app.clone();
             let op = s.op.clone();
@@ -845,6 +871,20 @@ async fn no_leaks_between_organisations() {
                     all.push(get(&app, &format!("/api/v1/{p}?org={b}"), &op).await.text);
                 }
                 all.push(get(&app, &format!("/api/v1/orgs/{b}"), &op).await.text);
+                all.push(get(&app, "/api/v1/unassigned", &op).await.text);
+                // B's audit entries (A's own reads and refusals are logged under A).
+                let audit = get(&app, "/api/v1/audit?limit=10000", &op).await.json();
+                let of_b: Vec<Value> = audit
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter(|e| e["org_id"] == json!(b))
+                            .cloned()
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                assert!(!of_b.is_empty());
+                all.push(Value::Array(of_b).to_string());
                 all
             }
         };
@@ -880,6 +920,14 @@ async fn no_leaks_between_organisations() {
                     "PATCH",
                     format!("/api/v1/notifications/{b_note}"),
                     Some(json!({"state": "acknowledged"})),
+                ),
+                // A's own organisation's scope: operators only.
+                (
+                    "PATCH",
+                    format!("/api/v1/orgs/{a}"),
+                    Some(
+                        json!({"scope": {"cidrs": ["0.0.0.0/0", "::/0"], "domains": ["beta.example"]}}),
+                    ),
                 ),
                 (
                     "POST",
@@ -921,6 +969,15 @@ async fn no_leaks_between_organisations() {
                 if !(r.status == 403 || r.status == 404) {
                     leaks.push(format!("{who}: {m} {p} -> {} {}", r.status, r.text));
                 }
+                // An uploader may move a sent notification of its own: B's must be not found
+                // (a 403 there would come from the state machine and hide a missing scope).
+                if who == "A uploader"
+                    && m == "PATCH"
+                    && p.contains("/notifications/")
+                    && r.status != 404
+                {
+                    leaks.push(format!("{who}: {m} {p} -> {} (expected 404)", r.status));
+                }
                 if B_MARKERS.iter().any(|x| r.text.contains(x)) {
                     leaks.push(format!("{who}: {m} {p} shows B's data: {}", r.text));
                 }
@@ -951,6 +1008,7 @@ async fn no_leaks_between_organisations() {
                 "/api/v1/status-sheet?format=csv".into(),
                 format!("/api/v1/status-sheet?org={b}"),
                 "/api/v1/rollup/versions".into(),
+                format!("/api/v1/rollup/versions?org={b}"),
                 format!("/api/v1/trend?org={b}"),
             ] {
                 let r = get(&s.app, &p, t).await;
@@ -989,6 +1047,29 @@ async fn no_leaks_between_organisations() {
                     r.text
                 ));
             }
+            // A Shadowserver report with B's address uploaded by A: not stored anywhere.
+            let csv = "\"timestamp\",\"severity\",\"ip\",\"protocol\",\"port\",\"hostname\",\"tag\",\"asn\",\"geo\",\"region\",\"city\",\"naics\",\"hostname_source\",\"sector\",\"version\",\"servername\",\"url\"\n\
+\"2026-11-30 10:00:00\",\"critical\",\"198.51.100.23\",\"tcp\",\"443\",\"ex-d.beta.example\",\"exchange;cve-2021-26855\",\"64500\",\"NL\",\"X\",\"Y\",\"\",\"\",\"\",\"15.1.2176.2\",\"EX09\",\"\"\n";
+            let r = call(
+                &s.app,
+                "POST",
+                "/api/v1/observations/shadowserver",
+                Some(t),
+                csv,
+            )
+            .await;
+            if r.status == 200 && r.json()["assigned"] != 0 {
+                leaks.push(format!(
+                    "{who}: Shadowserver row for B's address was stored: {}",
+                    r.text
+                ));
+            }
+            if !matches!(r.status, 200 | 403) {
+                leaks.push(format!(
+                    "{who}: POST shadowserver -> {} {}",
+                    r.status, r.text
+                ));
+            }
             // Probe rows for B's address uploaded by A: not stored anywhere.
             let r = call(
                 &s.app,
@@ -1017,8 +1098,13 @@ async fn no_leaks_between_organisations() {
             leaks.join("\n")
         );
 
-        // B is exactly as it was, and B's token still works.
+        // B is exactly as it was (its queue and audit too), A's scope is its own, and B's token
+        // still works.
         assert_eq!(snapshot_b(&s).await, before);
+        let a_org = get(&s.app, &format!("/api/v1/orgs/{a}"), &s.op)
+            .await
+            .json();
+        assert_eq!(a_org["scope"]["cidrs"], json!(["192.0.2.0/24"]), "{a_org}");
         assert_eq!(get(&s.app, "/api/v1/servers", &b_up).await.status, 200);
         assert_eq!(
             get(&s.app, "/api/v1/whoami", &b_up).await.json()["org_id"],
