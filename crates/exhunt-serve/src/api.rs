@@ -154,6 +154,17 @@ pub fn router(store: Store, cfg: Config) -> Router {
         )
         .route("/api/v1/notifications/{id}/eml", get(notification_eml))
         .fallback(|| async { ApiError(Error::NotFound("endpoint")).into_response() })
+        // Answers hold one organisation's data: no cache (a proxy's, a browser's) keeps them.
+        .layer(axum::middleware::from_fn(
+            |req: axum::extract::Request, next: axum::middleware::Next| async move {
+                let mut r = next.run(req).await;
+                r.headers_mut().insert(
+                    header::CACHE_CONTROL,
+                    axum::http::HeaderValue::from_static("no-store"),
+                );
+                r
+            },
+        ))
         .with_state(app)
 }
 

@@ -103,7 +103,8 @@ impl Store {
                 "organisation #{org} has no compromised, attempted or exposed server: nothing to notify"
             )));
         }
-        let mut rnd = [0u8; 4];
+        // 64 random bits: a ticket number cannot be guessed (it is what a reply quotes).
+        let mut rnd = [0u8; 8];
         getrandom::fill(&mut rnd).map_err(|e| Error::BadRequest(format!("no randomness: {e}")))?;
         let ticket = format!(
             "EXH-{}-{}",
@@ -269,7 +270,10 @@ impl Store {
             csv.push_str(&cells.join(","));
             csv.push_str("\r\n");
         }
-        let boundary = format!("exhunt-{}", n.ticket);
+        // A random boundary of its own (not derived from the ticket, which is in the body).
+        let mut rnd = [0u8; 16];
+        getrandom::fill(&mut rnd).map_err(|e| Error::BadRequest(format!("no randomness: {e}")))?;
+        let boundary = format!("=_exhunt_{}", hex::encode(rnd));
         let to = org
             .contacts
             .iter()

@@ -353,7 +353,9 @@ async fn login(
             return error_page(&Error::BadRequest("the login form is incomplete".into()));
         }
     };
-    if cookie(&h, store.csrf_cookie()).is_none_or(|c| c.is_empty() || c != f.csrf) {
+    if cookie(&h, store.csrf_cookie())
+        .is_none_or(|c| c.is_empty() || !tenancy::same_secret(&c, &f.csrf))
+    {
         return error_page(&Error::Forbidden(
             "the login form expired or came from another site: reload it".into(),
         ));
@@ -400,7 +402,7 @@ async fn logout(
     let Ok(Form(f)) = form else {
         return error_page(&Error::Forbidden("missing CSRF token".into()));
     };
-    if f.csrf != csrf {
+    if !tenancy::same_secret(&f.csrf, &csrf) {
         return error_page(&Error::Forbidden("bad CSRF token".into()));
     }
     if let Some(secret) = cookie(&h, store.session_cookie())

@@ -2033,6 +2033,12 @@ async fn notifications_follow_their_states_and_export_as_email() {
         let id = n["id"].as_i64().expect("id");
         let ticket = n["ticket"].as_str().unwrap_or("").to_string();
         assert!(ticket.starts_with("EXH-"), "{n}");
+        // 64 random bits after the date.
+        assert_eq!(
+            ticket.rsplit('-').next().map(str::len),
+            Some(16),
+            "{ticket}"
+        );
         assert_eq!(n["state"], "new");
         assert_eq!(n["overdue"], false);
         // Only the compromised server, not the patched one.
@@ -2080,6 +2086,21 @@ async fn notifications_follow_their_states_and_export_as_email() {
         ] {
             assert!(eml.text.contains(&want), "{want} missing in:\n{}", eml.text);
         }
+        // The MIME boundary is random, not the ticket; API answers are not cached.
+        assert!(!eml.text.contains(&format!("boundary=\"exhunt-{ticket}")));
+        assert!(eml.text.contains("boundary=\"=_exhunt_"), "{}", eml.text);
+        let req = Request::builder()
+            .uri("/api/v1/whoami")
+            .header(header::AUTHORIZATION, format!("Bearer {rd}"))
+            .body(Body::empty())
+            .expect("request");
+        let resp = s.app.clone().oneshot(req).await.expect("response");
+        assert_eq!(
+            resp.headers()
+                .get(header::CACHE_CONTROL)
+                .and_then(|v| v.to_str().ok()),
+            Some("no-store")
+        );
         let csv = get(&s.app, "/api/v1/notifications?format=csv", &rd).await;
         assert!(csv.text.contains(&ticket), "{}", csv.text);
     }
