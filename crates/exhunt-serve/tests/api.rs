@@ -2477,3 +2477,43 @@ async fn aggregates_count_past_one_page() {
         assert!(overview.text.contains("10005 server(s)"), "{}", db.url);
     }
 }
+
+/// At most `max_connections` are served at once: a further one waits until one closes.
+#[tokio::test]
+async fn connections_beyond_the_limit_wait() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}", dir.path().join("fleet.db").display());
+    let cfg = Config {
+        max_connections: 1,
+        header_timeout: std::time::Duration::from_secs(20),
+        ..Config::default()
+    };
+    let srv = exhunt_serve::Server::bind(&url, "127.0.0.1:0", cfg)
+        .await
+        .expect("bind");
+    let addr = srv.addr;
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(srv.run(async {
+        let _ = stop_rx.await;
+    }));
+    let first = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let mut second = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    second
+        .write_all(b"GET /api/v1/whoami HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("write");
+    let mut buf = vec![0u8; 4096];
+    let early =
+        tokio::time::timeout(std::time::Duration::from_millis(700), second.read(&mut buf)).await;
+    assert!(early.is_err(), "served beyond the connection limit");
+    drop(first);
+    let n = tokio::time::timeout(std::time::Duration::from_secs(5), second.read(&mut buf))
+        .await
+        .expect("served once the first connection closed")
+        .expect("read");
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 401"));
+    let _ = stop_tx.send(());
+    task.await.expect("join").expect("served");
+}
