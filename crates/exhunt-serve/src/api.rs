@@ -32,6 +32,18 @@ pub struct Config {
     pub body_limit: usize,
     /// Time a client has to send its whole body.
     pub body_timeout: Duration,
+    /// Time a client has to send a request's line and headers, counted from when the
+    /// connection is ready for a request (so an idle kept-alive connection is closed too).
+    pub header_timeout: Duration,
+    /// Time a whole request may take, body and answer included (longer than `body_timeout`).
+    pub request_timeout: Duration,
+    /// Connections served at once; further ones wait in the listen queue.
+    pub max_connections: usize,
+    /// Dashboard cookies `Secure` (with the `__Host-` prefix), for a server reached over HTTPS
+    /// (behind a TLS proxy). `None`: decided when serving ([`crate::server::run_blocking`]):
+    /// off when listening on a loopback address or for the demo, on otherwise; [`crate::server::app`]
+    /// alone takes `None` as on.
+    pub secure_cookies: Option<bool>,
 }
 
 impl Default for Config {
@@ -39,6 +51,10 @@ impl Default for Config {
         Config {
             body_limit: 64 * 1024 * 1024,
             body_timeout: Duration::from_secs(120),
+            header_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(300),
+            max_connections: 512,
+            secure_cookies: None,
         }
     }
 }
@@ -138,6 +154,17 @@ pub fn router(store: Store, cfg: Config) -> Router {
         )
         .route("/api/v1/notifications/{id}/eml", get(notification_eml))
         .fallback(|| async { ApiError(Error::NotFound("endpoint")).into_response() })
+        // Answers hold one organisation's data: no cache (a proxy's, a browser's) keeps them.
+        .layer(axum::middleware::from_fn(
+            |req: axum::extract::Request, next: axum::middleware::Next| async move {
+                let mut r = next.run(req).await;
+                r.headers_mut().insert(
+                    header::CACHE_CONTROL,
+                    axum::http::HeaderValue::from_static("no-store"),
+                );
+                r
+            },
+        ))
         .with_state(app)
 }
 
@@ -400,7 +427,7 @@ async fn result_html(
     exhunt_report::html::render_html(&doc, &mut out)
         .map_err(|e| Error::BadRequest(format!("rendering the report: {e}")))?;
     let text = String::from_utf8_lossy(&out).into_owned();
-    let csp = crate::web::report_csp(&text);
+    let csp = crate::web::report_csp(&text, &doc);
     Ok((
         [
             (header::CONTENT_TYPE, "text/html; charset=utf-8".to_string()),

@@ -59,6 +59,16 @@ const SQLITE: &[(i64, &str, &str)] = &[
         "notifications",
         include_str!("../migrations/sqlite/0005_notifications.sql"),
     ),
+    (
+        6,
+        "token creator",
+        include_str!("../migrations/sqlite/0006_token_creator.sql"),
+    ),
+    (
+        7,
+        "tighter row security",
+        include_str!("../migrations/sqlite/0007_tighter_row_security.sql"),
+    ),
 ];
 
 const POSTGRES: &[(i64, &str, &str)] = &[
@@ -86,6 +96,16 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         5,
         "notifications",
         include_str!("../migrations/postgres/0005_notifications.sql"),
+    ),
+    (
+        6,
+        "token creator",
+        include_str!("../migrations/postgres/0006_token_creator.sql"),
+    ),
+    (
+        7,
+        "tighter row security",
+        include_str!("../migrations/postgres/0007_tighter_row_security.sql"),
     ),
 ];
 
@@ -127,8 +147,9 @@ pub async fn open(url: &str) -> Result<(AnyPool, Engine)> {
         Cow::Borrowed(url)
     };
     let opts = AnyConnectOptions::from_str(&url)?;
+    let memory = url.contains(":memory:");
     let mut pool = AnyPoolOptions::new();
-    if url.contains(":memory:") {
+    if memory {
         pool = pool
             .max_connections(1)
             .min_connections(1)
@@ -137,15 +158,84 @@ pub async fn open(url: &str) -> Result<(AnyPool, Engine)> {
     } else {
         pool = pool.max_connections(8);
     }
-    let pool = pool.connect_with(opts).await?;
     if engine == Engine::Sqlite {
-        // Foreign keys on (cascading deletes) and a writer that waits instead of failing.
-        sqlx::query("PRAGMA foreign_keys = ON")
-            .execute(&pool)
-            .await?;
+        // On every connection of the pool (a PRAGMA is per connection): foreign keys on
+        // (cascading deletes); a writer that waits up to 30 s for the lock instead of failing
+        // at once; and, for a file, write-ahead logging, so readers never block the writer
+        // nor the writer the readers. Waiting is not enough alone: a transaction that read
+        // before it writes cannot wait (SQLite answers "database is locked" at once, to avoid
+        // a deadlock), which is why write transactions begin with `BEGIN IMMEDIATE`
+        // ([`begin_write`]).
+        pool = pool.after_connect(move |conn, _meta| {
+            Box::pin(async move {
+                sqlx::query("PRAGMA foreign_keys = ON")
+                    .execute(&mut *conn)
+                    .await?;
+                sqlx::query("PRAGMA busy_timeout = 30000")
+                    .execute(&mut *conn)
+                    .await?;
+                if !memory {
+                    sqlx::query("PRAGMA journal_mode = WAL")
+                        .execute(&mut *conn)
+                        .await?;
+                }
+                Ok(())
+            })
+        });
+    }
+    let pool = pool.connect_with(opts).await?;
+    if engine == Engine::Postgres {
+        refuse_rls_bypass(&pool).await?;
     }
     migrator(engine).run(&pool).await?;
     Ok((pool, engine))
+}
+
+/// Set to `1` to serve from PostgreSQL as a role that bypasses row-level security (superuser or
+/// `BYPASSRLS`): the application's filter is then the only lock. Refused otherwise.
+pub const ALLOW_RLS_BYPASS_ENV: &str = "EXHUNT_SERVE_ALLOW_RLS_BYPASS";
+
+/// A superuser or a `BYPASSRLS` role is not held by row-level security: refused (unless
+/// [`ALLOW_RLS_BYPASS_ENV`] is `1`, then a warning).
+async fn refuse_rls_bypass(pool: &AnyPool) -> Result<()> {
+    use sqlx::Row;
+    let row = sqlx::query(
+        "SELECT current_user::text AS who, (rolsuper OR rolbypassrls) AS bypass FROM pg_roles WHERE rolname = current_user",
+    )
+    .fetch_optional(pool)
+    .await?;
+    let Some(row) = row else { return Ok(()) };
+    let bypass: bool = row.try_get("bypass")?;
+    if !bypass {
+        return Ok(());
+    }
+    let who: String = row.try_get("who")?;
+    let msg = format!(
+        "PostgreSQL role {who:?} is a superuser or has BYPASSRLS: row-level security would not hold; connect as an ordinary role (NOSUPERUSER NOBYPASSRLS) that owns the database"
+    );
+    if std::env::var(ALLOW_RLS_BYPASS_ENV).is_ok_and(|v| v == "1") {
+        tracing::warn!("{msg} ({ALLOW_RLS_BYPASS_ENV}=1: serving anyway)");
+        Ok(())
+    } else {
+        Err(Error::BadRequest(format!(
+            "{msg}, or set {ALLOW_RLS_BYPASS_ENV}=1 to serve anyway"
+        )))
+    }
+}
+
+/// Begins a transaction that will write. On SQLite it is `BEGIN IMMEDIATE`: the write lock is
+/// taken (waiting for it up to the busy timeout) before the first read, so two concurrent
+/// writers queue instead of one failing with "database is locked" when it upgrades its read
+/// lock. PostgreSQL needs nothing of the kind (row locks, and `READ COMMITTED` retries a
+/// conflicting statement itself).
+pub async fn begin_write(
+    pool: &AnyPool,
+    engine: Engine,
+) -> Result<sqlx::Transaction<'static, Any>> {
+    Ok(match engine {
+        Engine::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await?,
+        Engine::Postgres => pool.begin().await?,
+    })
 }
 
 /// A value bound to a placeholder.

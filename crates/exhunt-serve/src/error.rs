@@ -31,6 +31,9 @@ pub enum Error {
     /// The client did not send its body in time.
     #[error("request body not received within {0} seconds")]
     Timeout(u64),
+    /// The whole request took longer than the server allows.
+    #[error("request not completed within {0} seconds")]
+    RequestTimeout(u64),
     /// The database failed.
     #[error("database: {0}")]
     Db(#[from] sqlx::Error),
@@ -50,7 +53,7 @@ impl Error {
             Error::Invalid(_) => 422,
             Error::Conflict(_) => 409,
             Error::TooLarge(_) => 413,
-            Error::Timeout(_) => 408,
+            Error::Timeout(_) | Error::RequestTimeout(_) => 408,
             Error::Db(_) | Error::Migrate(_) => 500,
         }
     }
@@ -65,7 +68,7 @@ impl Error {
             Error::Invalid(_) => "invalid-document",
             Error::Conflict(_) => "conflict",
             Error::TooLarge(_) => "too-large",
-            Error::Timeout(_) => "timeout",
+            Error::Timeout(_) | Error::RequestTimeout(_) => "timeout",
             Error::Db(_) | Error::Migrate(_) => "internal",
         }
     }

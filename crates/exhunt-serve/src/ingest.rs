@@ -29,6 +29,32 @@ fn validator() -> Option<&'static jsonschema::Validator> {
     .as_ref()
 }
 
+/// The built-in schema with every `additionalProperties: false` dropped: what a document of a
+/// newer minor schema is held to. A newer minor may only add fields; everything else (required
+/// fields, types, `tool.name`, patterns, enumerations) still applies.
+fn relaxed_validator() -> Option<&'static jsonschema::Validator> {
+    static V: OnceLock<Option<jsonschema::Validator>> = OnceLock::new();
+    V.get_or_init(|| {
+        let mut schema: Value = serde_json::from_str(RESULT_SCHEMA).ok()?;
+        allow_additional(&mut schema);
+        jsonschema::validator_for(&schema).ok()
+    })
+    .as_ref()
+}
+
+fn allow_additional(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            if m.get("additionalProperties") == Some(&Value::Bool(false)) {
+                m.remove("additionalProperties");
+            }
+            m.values_mut().for_each(allow_additional);
+        }
+        Value::Array(a) => a.iter_mut().for_each(allow_additional),
+        _ => {}
+    }
+}
+
 fn sha256_hex(b: &[u8]) -> String {
     hex::encode(Sha256::digest(b))
 }
@@ -77,24 +103,28 @@ pub fn validate_scan(body: &[u8]) -> Result<ValidScan> {
         )));
     }
     let mut warnings = Vec::new();
-    if minor(&found) > minor(SCHEMA_VERSION) {
+    // Always validated: a newer minor schema is held to this build's schema too, with only
+    // its closed objects opened (fields added since are kept, not checked).
+    let newer = minor(&found) > minor(SCHEMA_VERSION);
+    let v = if newer {
         warnings.push(format!(
-            "result schema {found} is newer than this server's {SCHEMA_VERSION}: stored whole, fields added since are not shown"
+            "result schema {found} is newer than this server's {SCHEMA_VERSION}: stored whole, fields added since are not checked nor shown"
         ));
+        relaxed_validator()
     } else {
-        let v = validator()
-            .ok_or_else(|| Error::Invalid("the built-in result schema does not compile".into()))?;
-        let errors: Vec<String> = v
-            .iter_errors(&value)
-            .take(5)
-            .map(|e| format!("{} at {}", e, e.instance_path()))
-            .collect();
-        if !errors.is_empty() {
-            return Err(Error::Invalid(format!(
-                "does not follow result schema {found}: {}",
-                errors.join("; ")
-            )));
-        }
+        validator()
+    }
+    .ok_or_else(|| Error::Invalid("the built-in result schema does not compile".into()))?;
+    let errors: Vec<String> = v
+        .iter_errors(&value)
+        .take(5)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    if !errors.is_empty() {
+        return Err(Error::Invalid(format!(
+            "does not follow result schema {found}: {}",
+            errors.join("; ")
+        )));
     }
     let result: ScanResult = serde_json::from_value(value.clone()).map_err(|e| {
         Error::Invalid(format!(
@@ -684,6 +714,40 @@ mod tests {
         assert!(e(b"{\"hello\": 1}").contains("no schema_version"));
         assert!(e(b"{\"schema_version\": \"2.0\"}").contains("schema 2.0"));
         assert!(e(b"{\"schema_version\": \"1.4\"}").contains("does not follow"));
+    }
+
+    #[test]
+    fn a_newer_minor_schema_is_still_validated() {
+        let doc = include_str!("../../exhunt/tests/snapshots/compromised.json")
+            .replace("\"STARTED\"", "\"2026-11-30T09:00:00Z\"")
+            .replace("\"FINISHED\"", "\"2026-11-30T09:05:00Z\"");
+        let mut v: Value = serde_json::from_str(&doc).unwrap_or(Value::Null);
+        v["schema_version"] = "1.99".into();
+        // Fields added by a newer minor: accepted, with a warning.
+        let mut added = v.clone();
+        added["new_top_level"] = "x".into();
+        added["servers"][0]["new_field"] = 1.into();
+        let ok = validate_scan(added.to_string().as_bytes());
+        assert!(
+            matches!(&ok, Ok(s) if s.warnings.iter().any(|w| w.contains("1.99"))),
+            "{ok:?}"
+        );
+        // Another tool, a missing required field, a bad pattern: refused even so.
+        let refused = |doc: &Value| match validate_scan(doc.to_string().as_bytes()) {
+            Err(Error::Invalid(m)) => m.contains("does not follow result schema 1.99"),
+            _ => false,
+        };
+        let mut foreign = v.clone();
+        foreign["tool"]["name"] = "not-exhunt".into();
+        assert!(refused(&foreign));
+        let mut missing = v.clone();
+        if let Some(m) = missing.as_object_mut() {
+            m.remove("verdict");
+        }
+        assert!(refused(&missing));
+        let mut bad = v.clone();
+        bad["verdict"] = "<script>".into();
+        assert!(refused(&bad));
     }
 
     #[test]

@@ -86,16 +86,7 @@ impl Store {
     pub async fn create_notification(&self, c: &Caller, org: i64) -> Result<Notification> {
         c.require(Role::Operator)?;
         self.get_org(c, org).await?;
-        let servers = self
-            .list_servers(
-                c,
-                &Filter {
-                    org: Some(org),
-                    limit: Some(10_000),
-                    ..Filter::default()
-                },
-            )
-            .await?;
+        let servers = self.every_server(c, Some(org)).await?;
         let affected: Vec<Value> = servers
             .iter()
             .filter(|s| matches!(s.state.as_str(), "compromised" | "attempted" | "exposed"))
@@ -112,7 +103,8 @@ impl Store {
                 "organisation #{org} has no compromised, attempted or exposed server: nothing to notify"
             )));
         }
-        let mut rnd = [0u8; 4];
+        // 64 random bits: a ticket number cannot be guessed (it is what a reply quotes).
+        let mut rnd = [0u8; 8];
         getrandom::fill(&mut rnd).map_err(|e| Error::BadRequest(format!("no randomness: {e}")))?;
         let ticket = format!(
             "EXH-{}-{}",
@@ -120,7 +112,7 @@ impl Store {
             hex::encode(rnd)
         );
         let now = db::now();
-        let mut tx = self.begin(c.org_scope()).await?;
+        let mut tx = self.begin_write(c.org_scope()).await?;
         let r = Q::new(
             "INSERT INTO notifications (org_id, ticket, state, servers, created, updated) VALUES (",
         )
@@ -203,7 +195,7 @@ impl Store {
                 n.state
             )));
         }
-        let mut tx = self.begin(c.org_scope()).await?;
+        let mut tx = self.begin_write(c.org_scope()).await?;
         let changed = Q::new("UPDATE notifications SET state = ")
             .arg(to)
             .sql(", updated = ")
@@ -278,7 +270,10 @@ impl Store {
             csv.push_str(&cells.join(","));
             csv.push_str("\r\n");
         }
-        let boundary = format!("exhunt-{}", n.ticket);
+        // A random boundary of its own (not derived from the ticket, which is in the body).
+        let mut rnd = [0u8; 16];
+        getrandom::fill(&mut rnd).map_err(|e| Error::BadRequest(format!("no randomness: {e}")))?;
+        let boundary = format!("=_exhunt_{}", hex::encode(rnd));
         let to = org
             .contacts
             .iter()

@@ -3,11 +3,23 @@
 //!
 //! A request's body must arrive within [`Config::body_timeout`] and fit [`Config::body_limit`];
 //! an upload is one transaction, so a process killed in the middle of one leaves nothing of it.
+//!
+//! Against slow clients (slowloris): a request's headers must arrive within
+//! [`Config::header_timeout`] (an idle kept-alive connection is closed after as long), a whole
+//! request may take [`Config::request_timeout`], and at most [`Config::max_connections`] are
+//! served at once.
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
 
+use axum::extract::ConnectInfo;
+use axum::http::{Method, Request, StatusCode};
+use axum::response::{IntoResponse, Response};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
 use crate::api::{self, Config};
 use crate::error::{Error, Result};
@@ -46,19 +58,185 @@ impl Server {
         })
     }
 
-    /// Serves until `shutdown` completes, then finishes the requests in flight.
+    /// Serves until `shutdown` completes, then finishes the requests in flight (waiting at
+    /// most [`Config::request_timeout`] for them).
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
+        let cfg = self.cfg.clone();
         let app = app(self.store, self.cfg);
-        axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown)
+        let slots = Arc::new(Semaphore::new(cfg.max_connections.max(1)));
+        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        let mut http = hyper::server::conn::http1::Builder::new();
+        http.timer(TokioTimer::new())
+            .header_read_timeout(Some(cfg.header_timeout))
+            .max_buf_size(64 * 1024);
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            let slot = tokio::select! {
+                biased;
+                () = &mut shutdown => break,
+                s = slots.clone().acquire_owned() => match s {
+                    Ok(s) => s,
+                    Err(_) => break,
+                },
+            };
+            let (stream, peer) = tokio::select! {
+                biased;
+                () = &mut shutdown => break,
+                r = self.listener.accept() => match r {
+                    Ok(c) => c,
+                    Err(e) => {
+                        // Out of file descriptors and the like: wait a little, not spin.
+                        tracing::warn!("accepting a connection: {e}");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+            };
+            let app = app.clone();
+            let svc = hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(ConnectInfo(peer));
+                tower::ServiceExt::oneshot(app.clone(), req.map(axum::body::Body::new))
+            });
+            let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), svc));
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!("connection from {peer}: {e}");
+                }
+                drop(slot);
+            });
+        }
+        drop(self.listener);
+        if tokio::time::timeout(cfg.request_timeout, graceful.shutdown())
             .await
-            .map_err(|e| Error::BadRequest(format!("serving: {e}")))
+            .is_err()
+        {
+            tracing::warn!("stopping: requests still in flight after the request timeout");
+        }
+        Ok(())
     }
 }
 
-/// The whole HTTP application: the JSON API under `/api/v1` and the dashboard.
+/// The whole HTTP application: the JSON API under `/api/v1` and the dashboard; every request
+/// bounded by [`Config::request_timeout`].
 pub fn app(store: Store, cfg: Config) -> axum::Router {
-    crate::web::router(store.clone()).merge(api::router(store, cfg))
+    let limit = cfg.request_timeout;
+    let secure = cfg.secure_cookies.unwrap_or(true);
+    let audit = Arc::new(AuditCtx {
+        store: store.clone(),
+        session_cookie: crate::web::session_cookie(secure),
+    });
+    crate::web::router(store.clone(), secure)
+        .merge(api::router(store, cfg))
+        .layer(axum::middleware::from_fn_with_state(audit, audit_access))
+        .layer(axum::middleware::from_fn(
+            move |req: axum::extract::Request, next: axum::middleware::Next| async move {
+                match tokio::time::timeout(limit, next.run(req)).await {
+                    Ok(r) => r,
+                    Err(_) => request_timed_out(limit),
+                }
+            },
+        ))
+}
+
+struct AuditCtx {
+    store: Store,
+    session_cookie: &'static str,
+}
+
+/// What the audit log calls a request that changes nothing (the store logs its own changes),
+/// or `None` when it is not logged.
+fn access_action(
+    method: &Method,
+    path: &str,
+    query: &str,
+    status: StatusCode,
+) -> Option<&'static str> {
+    let read = *method == Method::GET || *method == Method::HEAD;
+    if read && status.is_success() {
+        if path.starts_with("/api/v1/") {
+            return Some(if path.ends_with("/report.html") {
+                "report.view"
+            } else if query.split('&').any(|p| p == "format=csv") {
+                "export.csv"
+            } else if path.ends_with("/eml") || path.ends_with("/document") {
+                "export.download"
+            } else {
+                "api.read"
+            });
+        }
+        if path.starts_with("/results/") {
+            return Some("report.view");
+        }
+        if path.starts_with("/orgs/") || path.starts_with("/servers/") {
+            return Some("page.view");
+        }
+        return None;
+    }
+    if *method == Method::POST && path == "/login" && status.is_client_error() {
+        return Some("login.failed");
+    }
+    let upload = path == "/api/v1/results" || path.starts_with("/api/v1/observations/");
+    if *method == Method::POST && upload && status.is_client_error() {
+        return Some("upload.rejected");
+    }
+    None
+}
+
+/// Logs reads, exports (`format=csv`, e-mails, documents), report and page views, failed
+/// logins and refused uploads, with the client's address, once the answer is known (the store
+/// logs changes itself).
+async fn audit_access(
+    axum::extract::State(a): axum::extract::State<Arc<AuditCtx>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let query = req.uri().query().unwrap_or("").to_string();
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    let bearer = req
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::to_string);
+    let session = crate::web::cookie(req.headers(), a.session_cookie);
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let Some(action) = access_action(&method, &path, &query, status) else {
+        return resp;
+    };
+    let caller = match (&bearer, &session) {
+        (Some(b), _) => a.store.authenticate(b).await.ok(),
+        (None, Some(s)) => a.store.session(s).await.ok().map(|(c, _)| c),
+        _ => None,
+    };
+    // The path, not the query: what the client typed in the query (names, addresses of other
+    // organisations it tried) is not echoed into its organisation's log.
+    let mut object = format!("{method} {path} -> {}", status.as_u16());
+    if let Some(ip) = peer {
+        object.push_str(&format!(" from {ip}"));
+    }
+    let object: String = object.chars().take(600).collect();
+    if let Err(e) = a.store.record(caller.as_ref(), action, object).await {
+        tracing::error!("audit log: {e}");
+    }
+    resp
+}
+
+fn request_timed_out(limit: Duration) -> Response {
+    let mut r = api::ApiError(Error::RequestTimeout(limit.as_secs())).into_response();
+    r.headers_mut().insert(
+        axum::http::header::CONNECTION,
+        axum::http::HeaderValue::from_static("close"),
+    );
+    r
 }
 
 /// What `exhunt serve` was asked for.
@@ -99,7 +277,17 @@ pub fn run_blocking(opts: Options, ready: impl FnOnce(Ready<'_>)) -> Result<()> 
         .build()
         .map_err(|e| Error::BadRequest(format!("starting the runtime: {e}")))?;
     rt.block_on(async move {
-        let server = Server::bind(&opts.db, &opts.listen, opts.api).await?;
+        let demo = !opts.demo.is_empty();
+        let mut server = Server::bind(&opts.db, &opts.listen, opts.api).await?;
+        if server.cfg.secure_cookies.is_none() {
+            // Plain HTTP on loopback (or the demo): a `Secure` cookie would not come back over
+            // http:// in every browser. Anywhere else the server is meant to sit behind HTTPS.
+            let plain = server.addr.ip().is_loopback() || demo;
+            server.cfg.secure_cookies = Some(!plain);
+            if !plain {
+                tracing::info!("dashboard cookies are Secure: serve it behind HTTPS");
+            }
+        }
         let mut demo_reader = None;
         if !opts.demo.is_empty() {
             let op = match &server.first_token {

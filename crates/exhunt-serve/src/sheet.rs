@@ -95,31 +95,13 @@ pub struct VersionCount {
 impl Store {
     /// The status sheet of the caller's organisations (or one of them, `f.org`).
     pub async fn status_sheet(&self, c: &Caller, f: &Filter) -> Result<Vec<SheetRow>> {
-        let servers = self
-            .list_servers(
-                c,
-                &Filter {
-                    org: f.org,
-                    limit: Some(10_000),
-                    ..Filter::default()
-                },
-            )
-            .await?;
+        let servers = self.every_server(c, f.org).await?;
         Ok(servers.iter().map(row).collect())
     }
 
     /// Servers by version across the caller's organisations (or one of them, `f.org`).
     pub async fn version_rollup(&self, c: &Caller, f: &Filter) -> Result<Vec<VersionCount>> {
-        let servers = self
-            .list_servers(
-                c,
-                &Filter {
-                    org: f.org,
-                    limit: Some(10_000),
-                    ..Filter::default()
-                },
-            )
-            .await?;
+        let servers = self.every_server(c, f.org).await?;
         let mut by: BTreeMap<String, VersionCount> = BTreeMap::new();
         for s in &servers {
             let v = s.last_build.clone().unwrap_or_else(|| "unknown".into());

@@ -272,9 +272,12 @@ pub struct Filter {
 
 impl Filter {
     fn limit(&self) -> i64 {
-        self.limit.unwrap_or(1000).clamp(1, 10_000)
+        self.limit.unwrap_or(1000).clamp(1, PAGE)
     }
 }
+
+/// The largest page a list answers; aggregates read every page ([`Store::every_server`]).
+const PAGE: i64 = 10_000;
 
 pub(crate) fn get_i(r: &AnyRow, c: &str) -> Result<i64> {
     Ok(r.try_get::<i64, _>(c)?)
@@ -410,7 +413,25 @@ impl Store {
         &self,
         scope: OrgScope,
     ) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
-        let mut tx = self.pool.begin().await?;
+        let tx = self.pool.begin().await?;
+        self.scope_tx(tx, scope).await
+    }
+
+    /// As [`Store::begin`], for a transaction that writes (or reads, then writes): on SQLite it
+    /// takes the write lock at once ([`db::begin_write`]).
+    pub(crate) async fn begin_write(
+        &self,
+        scope: OrgScope,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        let tx = db::begin_write(&self.pool, self.engine).await?;
+        self.scope_tx(tx, scope).await
+    }
+
+    async fn scope_tx(
+        &self,
+        mut tx: sqlx::Transaction<'static, sqlx::Any>,
+        scope: OrgScope,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
         if self.engine == Engine::Postgres {
             let v = match scope {
                 OrgScope::All => "*".to_string(),
@@ -462,6 +483,17 @@ impl Store {
         Ok(())
     }
 
+    /// Writes one audit entry in its own transaction (reads, exports, page views, failed
+    /// logins, refused uploads): under the caller's organisation, or none.
+    pub async fn record(&self, c: Option<&Caller>, action: &str, object: String) -> Result<()> {
+        let scope = c.map(|c| c.org_scope()).unwrap_or(OrgScope::All);
+        let mut tx = self.begin_write(scope).await?;
+        self.audit(&mut *tx, c, c.and_then(|c| c.org), action, object)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     // ----- tokens -------------------------------------------------------------------------
 
     /// Resolves a secret to its caller; unknown and revoked tokens are `Unauthorized`.
@@ -489,7 +521,7 @@ impl Store {
         let csrf = tenancy::new_secret()?;
         let now = chrono::Utc::now();
         let expires = db::fmt_time(&(now + chrono::Duration::hours(hours)));
-        let mut tx = self.begin(OrgScope::All).await?;
+        let mut tx = self.begin_write(OrgScope::All).await?;
         Q::new("DELETE FROM sessions WHERE expires < ")
             .arg(db::fmt_time(&now))
             .execute(&mut *tx)
@@ -541,7 +573,7 @@ impl Store {
 
     /// Ends a session.
     pub async fn close_session(&self, secret: &str) -> Result<()> {
-        let mut tx = self.begin(OrgScope::All).await?;
+        let mut tx = self.begin_write(OrgScope::All).await?;
         Q::new("DELETE FROM sessions WHERE secret_sha256 = ")
             .arg(tenancy::hash_secret(secret.trim()))
             .execute(&mut *tx)
@@ -578,23 +610,26 @@ impl Store {
         let secret = tenancy::new_secret()?;
         let created = db::now();
         let mut tx = self
-            .begin(by.map(|c| c.org_scope()).unwrap_or(OrgScope::All))
+            .begin_write(by.map(|c| c.org_scope()).unwrap_or(OrgScope::All))
             .await?;
-        let row =
-            Q::new("INSERT INTO tokens (org_id, role, name, secret_sha256, created) VALUES (")
-                .arg(org)
-                .sql(", ")
-                .arg(role.as_str())
-                .sql(", ")
-                .arg(name)
-                .sql(", ")
-                .arg(tenancy::hash_secret(&secret))
-                .sql(", ")
-                .arg(created.clone())
-                .sql(") RETURNING id")
-                .fetch_optional(&mut *tx)
-                .await?
-                .ok_or(Error::NotFound("token"))?;
+        let row = Q::new(
+            "INSERT INTO tokens (org_id, role, name, secret_sha256, created, created_by) VALUES (",
+        )
+        .arg(org)
+        .sql(", ")
+        .arg(role.as_str())
+        .sql(", ")
+        .arg(name)
+        .sql(", ")
+        .arg(tenancy::hash_secret(&secret))
+        .sql(", ")
+        .arg(created.clone())
+        .sql(", ")
+        .arg(by.map(|c| c.token_id))
+        .sql(") RETURNING id")
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(Error::NotFound("token"))?;
         let id = get_i(&row, "id")?;
         self.audit(
             &mut *tx,
@@ -674,7 +709,7 @@ impl Store {
     /// Revokes a token (uploader: of its own organisation, not an operator's).
     pub async fn revoke_token(&self, c: &Caller, id: i64) -> Result<Token> {
         c.require(Role::Uploader)?;
-        let mut tx = self.begin(c.org_scope()).await?;
+        let mut tx = self.begin_write(c.org_scope()).await?;
         let n = Q::new("UPDATE tokens SET revoked = ")
             .arg(db::now())
             .sql(" WHERE revoked IS NULL AND id = ")
@@ -691,12 +726,37 @@ impl Store {
             .ok_or(Error::NotFound("token"))?;
         let t = token_from(&row)?;
         if n > 0 {
+            // The tokens this one made, and theirs, go with it: an uploader (or a reader) can
+            // leave nothing behind. An operator's are kept: operators make every organisation's
+            // tokens, and rotating an operator token must not revoke the fleet's.
+            let mut made = 0;
+            if t.role != Role::Operator {
+                let now = db::now();
+                made = Q::new("UPDATE tokens SET revoked = ")
+                    .arg(now)
+                    .sql(
+                        " WHERE revoked IS NULL AND role <> 'operator' AND id IN (\
+                         WITH RECURSIVE made(id) AS (SELECT id FROM tokens WHERE created_by = ",
+                    )
+                    .arg(id)
+                    .sql(
+                        " UNION SELECT t.id FROM tokens t JOIN made m ON t.created_by = m.id) \
+                         SELECT id FROM made)",
+                    )
+                    .scoped(c, "org_id")
+                    .execute(&mut *tx)
+                    .await?;
+            }
             self.audit(
                 &mut *tx,
                 Some(c),
                 t.org_id,
                 "token.revoke",
-                format!("token #{id}"),
+                if made > 0 {
+                    format!("token #{id} and {made} token(s) it made")
+                } else {
+                    format!("token #{id}")
+                },
             )
             .await?;
         }
@@ -811,7 +871,7 @@ impl Store {
             .map_err(|e| Error::BadRequest(e.to_string()))?;
         let scope = input.scope.clone().unwrap_or_default();
         scope.entries()?;
-        let mut tx = self.begin(c.org_scope()).await?;
+        let mut tx = self.begin_write(c.org_scope()).await?;
         let row = Q::new("INSERT INTO orgs (name, contacts, created) VALUES (")
             .arg(name.clone())
             .sql(", ")
@@ -840,7 +900,7 @@ impl Store {
     pub async fn update_org(&self, c: &Caller, id: i64, input: &OrgInput) -> Result<Org> {
         c.require(Role::Operator)?;
         self.get_org(c, id).await?;
-        let mut tx = self.begin(c.org_scope()).await?;
+        let mut tx = self.begin_write(c.org_scope()).await?;
         if let Some(n) = &input.name {
             let name = Self::check_name(n)?;
             let taken = Q::new("SELECT id FROM orgs WHERE name = ")
@@ -888,7 +948,7 @@ impl Store {
     /// Deletes an organisation and everything it owns (operators only).
     pub async fn delete_org(&self, c: &Caller, id: i64) -> Result<()> {
         c.require(Role::Operator)?;
-        let mut tx = self.begin(c.org_scope()).await?;
+        let mut tx = self.begin_write(c.org_scope()).await?;
         // Children first: SQLite enforces foreign keys per connection, PostgreSQL always.
         Q::new("DELETE FROM sessions WHERE token_id IN (SELECT id FROM tokens WHERE org_id = ")
             .arg(id)
@@ -950,6 +1010,56 @@ impl Store {
             .collect()
     }
 
+    /// Every server the caller may see (of one organisation, `org`), page by page: what the
+    /// aggregates (overview, status sheet, roll-up, notifications) count, never cut at a page.
+    pub async fn every_server(&self, c: &Caller, org: Option<i64>) -> Result<Vec<Server>> {
+        let mut out = Vec::new();
+        let mut after = None;
+        loop {
+            let page = self
+                .list_servers(
+                    c,
+                    &Filter {
+                        org,
+                        after,
+                        limit: Some(PAGE),
+                        ..Filter::default()
+                    },
+                )
+                .await?;
+            let full = page.len() as i64 >= PAGE;
+            after = page.last().map(|s| s.id);
+            out.extend(page);
+            if !full {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// Every organisation the caller may see, page by page.
+    pub async fn every_org(&self, c: &Caller) -> Result<Vec<Org>> {
+        let mut out = Vec::new();
+        let mut after = None;
+        loop {
+            let page = self
+                .list_orgs(
+                    c,
+                    &Filter {
+                        after,
+                        limit: Some(PAGE),
+                        ..Filter::default()
+                    },
+                )
+                .await?;
+            let full = page.len() as i64 >= PAGE;
+            after = page.last().map(|o| o.id);
+            out.extend(page);
+            if !full {
+                return Ok(out);
+            }
+        }
+    }
+
     /// One server.
     pub async fn get_server(&self, c: &Caller, id: i64) -> Result<Server> {
         let r = Q::new(SERVER_COLS)
@@ -967,7 +1077,7 @@ impl Store {
     pub async fn delete_server(&self, c: &Caller, id: i64) -> Result<()> {
         c.require(Role::Uploader)?;
         let s = self.get_server(c, id).await?;
-        let mut tx = self.begin(c.org_scope()).await?;
+        let mut tx = self.begin_write(c.org_scope()).await?;
         Q::new("UPDATE observations SET server_id = NULL WHERE server_id = ")
             .arg(id)
             .scoped(c, "org_id")
@@ -1094,7 +1204,7 @@ impl Store {
         let org = Self::upload_org(c, org)?;
         self.get_org(c, org).await?;
         let v = ingest::validate_scan(body)?;
-        let mut tx = self.begin(c.org_scope()).await?;
+        let mut tx = self.begin_write(c.org_scope()).await?;
         let uploaded = db::now();
         let inserted = Q::new("INSERT INTO scan_docs (org_id, sha256, schema_version, body, uploaded, token_id) VALUES (")
             .arg(org)
@@ -1262,7 +1372,7 @@ impl Store {
     pub async fn delete_result(&self, c: &Caller, id: i64) -> Result<()> {
         c.require(Role::Uploader)?;
         let rec = self.get_result(c, id).await?;
-        let mut tx = self.begin(c.org_scope()).await?;
+        let mut tx = self.begin_write(c.org_scope()).await?;
         let n = Q::new("DELETE FROM scan_results WHERE id = ")
             .arg(id)
             .scoped(c, "org_id")
@@ -1327,7 +1437,7 @@ impl Store {
             ..Default::default()
         };
         let uploaded = db::now();
-        let mut tx = self.begin(c.org_scope()).await?;
+        let mut tx = self.begin_write(c.org_scope()).await?;
         for o in &parsed.rows {
             let loc = Locator {
                 ip: o.ip,
@@ -1487,7 +1597,7 @@ impl Store {
     pub async fn delete_observation(&self, c: &Caller, id: i64) -> Result<()> {
         c.require(Role::Uploader)?;
         let o = self.get_observation(c, id).await?;
-        let mut tx = self.begin(c.org_scope()).await?;
+        let mut tx = self.begin_write(c.org_scope()).await?;
         let n = Q::new("DELETE FROM observations WHERE id = ")
             .arg(id)
             .scoped(c, "org_id")
@@ -1528,7 +1638,7 @@ impl Store {
     pub async fn assign(&self, c: &Caller, id: i64, org: i64) -> Result<ObservationRecord> {
         c.require(Role::Operator)?;
         self.get_org(c, org).await?;
-        let mut tx = self.begin(c.org_scope()).await?;
+        let mut tx = self.begin_write(c.org_scope()).await?;
         let r =
             Q::new("SELECT raw, host, ip, dedup FROM observations WHERE org_id IS NULL AND id = ")
                 .arg(id)

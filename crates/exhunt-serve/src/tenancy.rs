@@ -116,6 +116,12 @@ pub fn new_secret() -> Result<String> {
     Ok(format!("{TOKEN_PREFIX}{}", hex::encode(b)))
 }
 
+/// Compares two secrets in time that depends on their lengths only, not on where they differ.
+pub fn same_secret(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 /// What the database keeps of a secret.
 pub fn hash_secret(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
@@ -124,6 +130,15 @@ pub fn hash_secret(secret: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_compare_whole() {
+        assert!(same_secret("abc", "abc"));
+        assert!(!same_secret("abc", "abd"));
+        assert!(!same_secret("abc", "ab"));
+        assert!(!same_secret("", "a"));
+        assert!(same_secret("", ""));
+    }
 
     #[test]
     fn secrets_are_random_and_only_their_hash_is_kept() {

@@ -1,7 +1,8 @@
 //! The dashboard: server-rendered HTML, no script, no external asset (works offline).
 //!
 //! Login is with an API token (pasted once) and gives a session cookie (`HttpOnly`,
-//! `SameSite=Strict`; only its hash is stored; it dies with its token). Every form carries a
+//! `SameSite=Strict`, and `Secure` with the `__Host-` prefix unless serving plain HTTP on
+//! loopback or the demo; only its hash is stored; it dies with its token). Every form carries a
 //! CSRF token: the session's for logout, a double-submit cookie for login. Pages read through
 //! the same [`Store`] functions as the API, with the session's [`Caller`], so a page shows
 //! exactly what the API would show that caller; scan reports are drawn by `exhunt-report`'s
@@ -9,13 +10,14 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use axum::Router;
 use axum::extract::{Form, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
+use exhunt_model::ScanResult;
 use exhunt_report::html::esc;
 use serde::Deserialize;
 
@@ -23,8 +25,43 @@ use crate::error::Error;
 use crate::store::{CAMPAIGNS, Filter, STATES, Store};
 use crate::tenancy::{self, Caller, Role};
 
-const SESSION: &str = "exhunt_session";
-const LOGIN_CSRF: &str = "exhunt_login_csrf";
+/// The dashboard's state: the store, and whether cookies are `Secure`.
+struct Web {
+    store: Store,
+    /// `Secure` cookies with the `__Host-`/`__Secure-` prefixes: the browser sends them over
+    /// HTTPS only (the server behind a TLS proxy). Off only for plain HTTP on loopback or the
+    /// demo ([`crate::api::Config::secure_cookies`]).
+    secure: bool,
+}
+
+impl std::ops::Deref for Web {
+    type Target = Store;
+    fn deref(&self) -> &Store {
+        &self.store
+    }
+}
+
+impl Web {
+    fn session_cookie(&self) -> &'static str {
+        session_cookie(self.secure)
+    }
+
+    fn csrf_cookie(&self) -> &'static str {
+        if self.secure {
+            "__Secure-exhunt_login_csrf"
+        } else {
+            "exhunt_login_csrf"
+        }
+    }
+
+    fn attrs(&self) -> &'static str {
+        if self.secure {
+            "HttpOnly; Secure; SameSite=Strict"
+        } else {
+            "HttpOnly; SameSite=Strict"
+        }
+    }
+}
 const SESSION_HOURS: i64 = 12;
 
 fn base64(bytes: &[u8]) -> String {
@@ -48,28 +85,65 @@ fn base64(bytes: &[u8]) -> String {
     out
 }
 
-/// The Content-Security-Policy of a scan report drawn by `exhunt-report`: nothing from
-/// outside, and only the report's own inline scripts, each allowed by its SHA-256 (data in the
-/// report is escaped, so a `<script>` in it is the renderer's).
-pub fn report_csp(html: &str) -> String {
+fn sha256_source(s: &str) -> String {
     use sha2::{Digest, Sha256};
-    let mut hashes = Vec::new();
-    let mut rest = html;
-    while let Some(i) = rest.find("<script>") {
-        let body = &rest[i + "<script>".len()..];
-        let Some(j) = body.find("</script>") else {
-            break;
-        };
-        hashes.push(format!(
-            "'sha256-{}'",
-            base64(&Sha256::digest(&body.as_bytes()[..j]))
-        ));
-        rest = &body[j..];
+    format!("'sha256-{}'", base64(&Sha256::digest(s.as_bytes())))
+}
+
+/// The hash of the one script `exhunt-report`'s renderer emits (a constant of that crate):
+/// taken once from a rendering of a document without servers, where it is the only
+/// `<script>`. `None` when the renderer no longer looks so (the report then runs no script).
+fn renderer_script(doc: &ScanResult) -> Option<String> {
+    static HASH: OnceLock<Option<String>> = OnceLock::new();
+    HASH.get_or_init(|| {
+        let mut bare = doc.clone();
+        bare.servers.clear();
+        let mut out = Vec::new();
+        exhunt_report::html::render_html(&bare, &mut out).ok()?;
+        let text = String::from_utf8(out).ok()?;
+        if text.matches("<script").count() != 1 {
+            return None;
+        }
+        let start = text.find("<script>")? + "<script>".len();
+        let len = text[start..].find("</script>")?;
+        Some(sha256_source(&text[start..start + len]))
+    })
+    .clone()
+}
+
+/// The inline event handlers `exhunt-report` writes for server `i`'s findings table: the
+/// filter box's `oninput` and each column head's `onclick` (html.rs `findings_table`).
+fn renderer_handlers(i: usize) -> impl Iterator<Item = (String, String)> {
+    std::iter::once((format!("oninput=\"exf({i})\""), format!("exf({i})")))
+        .chain((0..7).map(move |c| (format!("onclick=\"exs({i},{c})\""), format!("exs({i},{c})"))))
+}
+
+/// The Content-Security-Policy of a scan report drawn by `exhunt-report` from `doc`: nothing
+/// from outside; the renderer's own script, by its hash (not every `<script>` of the page: one
+/// injected through the data would not run); and, with `'unsafe-hashes'`, the exact inline
+/// handlers the renderer writes for the filter and the sorting (built from its templates for
+/// each server of `doc`, kept when the page holds them).
+pub fn report_csp(html: &str, doc: &ScanResult) -> String {
+    let mut sources = Vec::new();
+    if let Some(h) = renderer_script(doc) {
+        sources.push(h);
+        let mut handlers = Vec::new();
+        for i in 0..doc.servers.len() {
+            for (attr, code) in renderer_handlers(i) {
+                if html.contains(&attr) {
+                    handlers.push(sha256_source(&code));
+                }
+            }
+        }
+        if !handlers.is_empty() {
+            sources.push("'unsafe-hashes'".to_string());
+            sources.extend(handlers);
+        }
     }
-    let scripts = if hashes.is_empty() {
+    let scripts = if sources.is_empty() {
         String::new()
     } else {
-        format!("; script-src {}", hashes.join(" "))
+        format!("; script-src {}", sources.join(" "))
     };
     format!(
         "default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action 'none'; frame-ancestors 'none'{scripts}"
@@ -77,7 +151,7 @@ pub fn report_csp(html: &str) -> String {
 }
 
 /// The dashboard's router.
-pub fn router(store: Store) -> Router {
+pub fn router(store: Store, secure_cookies: bool) -> Router {
     Router::new()
         .route("/", get(overview))
         .route("/login", get(login_form).post(login))
@@ -85,12 +159,26 @@ pub fn router(store: Store) -> Router {
         .route("/orgs/{id}", get(org_page))
         .route("/servers/{id}", get(server_page))
         .route("/results/{id}/report", get(report_page))
-        .with_state(Arc::new(store))
+        // The only body the dashboard reads is the login form: a few hundred bytes.
+        .layer(axum::extract::DefaultBodyLimit::max(16 * 1024))
+        .with_state(Arc::new(Web {
+            store,
+            secure: secure_cookies,
+        }))
 }
 
-type Shared = State<Arc<Store>>;
+type Shared = State<Arc<Web>>;
 
-fn cookie(h: &HeaderMap, name: &str) -> Option<String> {
+/// The session cookie's name.
+pub(crate) fn session_cookie(secure: bool) -> &'static str {
+    if secure {
+        "__Host-exhunt_session"
+    } else {
+        "exhunt_session"
+    }
+}
+
+pub(crate) fn cookie(h: &HeaderMap, name: &str) -> Option<String> {
     h.get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
@@ -154,8 +242,8 @@ fn page(title: &str, who: Option<(&Caller, &str)>, body: &str) -> String {
 }
 
 /// The session's caller, or the response to send instead (to the login page; an error page).
-async fn session(store: &Store, h: &HeaderMap) -> Result<(Caller, String), Response> {
-    let Some(secret) = cookie(h, SESSION) else {
+async fn session(store: &Web, h: &HeaderMap) -> Result<(Caller, String), Response> {
+    let Some(secret) = cookie(h, store.session_cookie()) else {
         return Err(Redirect::to("/login").into_response());
     };
     store.session(&secret).await.map_err(|e| match e {
@@ -179,7 +267,7 @@ fn error_page(e: &Error) -> Response {
     )
 }
 
-async fn login_form() -> Response {
+async fn login_form(State(web): Shared) -> Response {
     let csrf = match tenancy::new_secret() {
         Ok(c) => c,
         Err(e) => return error_page(&e),
@@ -190,7 +278,9 @@ async fn login_form() -> Response {
     );
     let mut r = html(StatusCode::OK, page("Log in", None, &body));
     if let Ok(v) = HeaderValue::from_str(&format!(
-        "{LOGIN_CSRF}={csrf}; HttpOnly; SameSite=Strict; Path=/login; Max-Age=3600"
+        "{}={csrf}; {}; Path=/login; Max-Age=3600",
+        web.csrf_cookie(),
+        web.attrs()
     )) {
         r.headers_mut().insert(header::SET_COOKIE, v);
     }
@@ -209,12 +299,37 @@ mod tests {
         assert_eq!(base64(b"foo"), "Zm9v");
         assert_eq!(base64(b"foobar"), "Zm9vYmFy");
         // sha256("") in base64.
-        let csp = report_csp("<p>x</p><script></script>");
-        assert!(
-            csp.contains("script-src 'sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU='"),
-            "{csp}"
+        assert_eq!(
+            sha256_source(""),
+            "'sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU='"
         );
-        assert!(!report_csp("<p>no script</p>").contains("script-src"));
+    }
+
+    #[test]
+    fn report_csp_allows_the_renderers_script_and_handlers_only() {
+        let doc = include_str!("../../exhunt/tests/snapshots/compromised.json")
+            .replace("\"STARTED\"", "\"2026-11-30T09:00:00Z\"")
+            .replace("\"FINISHED\"", "\"2026-11-30T09:05:00Z\"");
+        let Ok(doc) = serde_json::from_str::<ScanResult>(&doc) else {
+            panic!("snapshot")
+        };
+        let mut out = Vec::new();
+        assert!(exhunt_report::html::render_html(&doc, &mut out).is_ok());
+        let html = String::from_utf8_lossy(&out).into_owned();
+        let csp = report_csp(&html, &doc);
+        // The page's one script, and the filter and sort handlers of its table.
+        let start = html.rfind("<script>").unwrap_or(0) + "<script>".len();
+        let end = start + html[start..].find("</script>").unwrap_or(0);
+        assert!(csp.contains(&sha256_source(&html[start..end])), "{csp}");
+        assert!(html.contains("oninput=\"exf(0)\""));
+        assert!(csp.contains("'unsafe-hashes'"), "{csp}");
+        assert!(csp.contains(&sha256_source("exf(0)")), "{csp}");
+        assert!(csp.contains(&sha256_source("exs(0,6)")), "{csp}");
+        // Another script in the page (were the data to carry one) is not allowed.
+        let injected = html.replace("<h1>", "<script>alert(1)</script><h1>");
+        let csp2 = report_csp(&injected, &doc);
+        assert!(!csp2.contains(&sha256_source("alert(1)")), "{csp2}");
+        assert_eq!(csp, csp2);
     }
 }
 
@@ -229,10 +344,18 @@ async fn login(
     h: HeaderMap,
     form: Result<Form<LoginForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {
-    let Ok(Form(f)) = form else {
-        return error_page(&Error::BadRequest("the login form is incomplete".into()));
+    let f = match form {
+        Ok(Form(f)) => f,
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return error_page(&Error::TooLarge(16 * 1024));
+        }
+        Err(_) => {
+            return error_page(&Error::BadRequest("the login form is incomplete".into()));
+        }
     };
-    if cookie(&h, LOGIN_CSRF).is_none_or(|c| c.is_empty() || c != f.csrf) {
+    if cookie(&h, store.csrf_cookie())
+        .is_none_or(|c| c.is_empty() || !tenancy::same_secret(&c, &f.csrf))
+    {
         return error_page(&Error::Forbidden(
             "the login form expired or came from another site: reload it".into(),
         ));
@@ -241,7 +364,9 @@ async fn login(
         Ok((secret, _)) => {
             let mut r = Redirect::to("/").into_response();
             if let Ok(v) = HeaderValue::from_str(&format!(
-                "{SESSION}={secret}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}",
+                "{}={secret}; {}; Path=/; Max-Age={}",
+                store.session_cookie(),
+                store.attrs(),
                 SESSION_HOURS * 3600
             )) {
                 r.headers_mut().insert(header::SET_COOKIE, v);
@@ -277,27 +402,23 @@ async fn logout(
     let Ok(Form(f)) = form else {
         return error_page(&Error::Forbidden("missing CSRF token".into()));
     };
-    if f.csrf != csrf {
+    if !tenancy::same_secret(&f.csrf, &csrf) {
         return error_page(&Error::Forbidden("bad CSRF token".into()));
     }
-    if let Some(secret) = cookie(&h, SESSION)
+    if let Some(secret) = cookie(&h, store.session_cookie())
         && let Err(e) = store.close_session(&secret).await
     {
         return error_page(&e);
     }
     let mut r = Redirect::to("/login").into_response();
-    r.headers_mut().insert(
-        header::SET_COOKIE,
-        HeaderValue::from_static("exhunt_session=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0"),
-    );
-    secure_headers(r)
-}
-
-fn all() -> Filter {
-    Filter {
-        limit: Some(10_000),
-        ..Filter::default()
+    if let Ok(v) = HeaderValue::from_str(&format!(
+        "{}=; {}; Path=/; Max-Age=0",
+        store.session_cookie(),
+        store.attrs()
+    )) {
+        r.headers_mut().insert(header::SET_COOKIE, v);
     }
+    secure_headers(r)
 }
 
 fn state_cells(counts: &BTreeMap<&str, usize>) -> String {
@@ -320,8 +441,8 @@ async fn overview(State(store): Shared, h: HeaderMap) -> Response {
         Err(r) => return r,
     };
     let (orgs, servers) = match (
-        store.list_orgs(&c, &all()).await,
-        store.list_servers(&c, &all()).await,
+        store.every_org(&c).await,
+        store.every_server(&c, None).await,
     ) {
         (Ok(o), Ok(s)) => (o, s),
         (Err(e), _) | (_, Err(e)) => return error_page(&e),
@@ -459,16 +580,7 @@ async fn org_page(
         Ok(o) => o,
         Err(e) => return error_page(&e),
     };
-    let servers = match store
-        .list_servers(
-            &c,
-            &Filter {
-                org: Some(id),
-                ..all()
-            },
-        )
-        .await
-    {
+    let servers = match store.every_server(&c, Some(id)).await {
         Ok(s) => s,
         Err(e) => return error_page(&e),
     };
@@ -541,7 +653,8 @@ async fn server_page(
     };
     let f = Filter {
         server: Some(id),
-        ..all()
+        limit: Some(10_000),
+        ..Filter::default()
     };
     let (results, obs) = match (
         store.list_results(&c, &f).await,
@@ -617,7 +730,7 @@ async fn report_page(
         return error_page(&Error::BadRequest(format!("rendering the report: {e}")));
     }
     let text = String::from_utf8_lossy(&out).into_owned();
-    let csp = report_csp(&text);
+    let csp = report_csp(&text, &doc);
     let mut r = html(StatusCode::OK, text);
     if let Ok(v) = HeaderValue::from_str(&csp) {
         r.headers_mut().insert(header::CONTENT_SECURITY_POLICY, v);

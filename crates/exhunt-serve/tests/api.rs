@@ -830,6 +830,32 @@ async fn no_leaks_between_organisations() {
         .await;
         assert_eq!(r.status, 201, "{}", r.text);
         let b_note = r.json()["id"].as_i64().expect("b notification");
+        // Sent: from there a tenant's uploader may acknowledge its own, so only the scope (not
+        // the state machine) can stop A from acknowledging B's.
+        let r = send(
+            &s.app,
+            "PATCH",
+            &format!("/api/v1/notifications/{b_note}"),
+            &s.op,
+            &json!({"state": "sent"}),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        // One observation in the unassigned queue, which tenants must neither see nor change.
+        let r = call(
+            &s.app,
+            "POST",
+            "/api/v1/observations/probe",
+            Some(&s.op),
+            probe_row(
+                "203.0.113.77",
+                "stray.example",
+                "vulnerable",
+                "2026-11-30T08:00:00Z",
+            ),
+        )
+        .await;
+        assert_eq!(r.json()["unassigned"], 1, "{}", r.text);
         let snapshot_b = |s: &Srv| {
             let app = s.app.clone();
             let op = s.op.clone();
@@ -845,6 +871,20 @@ async fn no_leaks_between_organisations() {
                     all.push(get(&app, &format!("/api/v1/{p}?org={b}"), &op).await.text);
                 }
                 all.push(get(&app, &format!("/api/v1/orgs/{b}"), &op).await.text);
+                all.push(get(&app, "/api/v1/unassigned", &op).await.text);
+                // B's audit entries (A's own reads and refusals are logged under A).
+                let audit = get(&app, "/api/v1/audit?limit=10000", &op).await.json();
+                let of_b: Vec<Value> = audit
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter(|e| e["org_id"] == json!(b))
+                            .cloned()
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                assert!(!of_b.is_empty());
+                all.push(Value::Array(of_b).to_string());
                 all
             }
         };
@@ -880,6 +920,14 @@ async fn no_leaks_between_organisations() {
                     "PATCH",
                     format!("/api/v1/notifications/{b_note}"),
                     Some(json!({"state": "acknowledged"})),
+                ),
+                // A's own organisation's scope: operators only.
+                (
+                    "PATCH",
+                    format!("/api/v1/orgs/{a}"),
+                    Some(
+                        json!({"scope": {"cidrs": ["0.0.0.0/0", "::/0"], "domains": ["beta.example"]}}),
+                    ),
                 ),
                 (
                     "POST",
@@ -921,6 +969,15 @@ async fn no_leaks_between_organisations() {
                 if !(r.status == 403 || r.status == 404) {
                     leaks.push(format!("{who}: {m} {p} -> {} {}", r.status, r.text));
                 }
+                // An uploader may move a sent notification of its own: B's must be not found
+                // (a 403 there would come from the state machine and hide a missing scope).
+                if who == "A uploader"
+                    && m == "PATCH"
+                    && p.contains("/notifications/")
+                    && r.status != 404
+                {
+                    leaks.push(format!("{who}: {m} {p} -> {} (expected 404)", r.status));
+                }
                 if B_MARKERS.iter().any(|x| r.text.contains(x)) {
                     leaks.push(format!("{who}: {m} {p} shows B's data: {}", r.text));
                 }
@@ -951,6 +1008,7 @@ async fn no_leaks_between_organisations() {
                 "/api/v1/status-sheet?format=csv".into(),
                 format!("/api/v1/status-sheet?org={b}"),
                 "/api/v1/rollup/versions".into(),
+                format!("/api/v1/rollup/versions?org={b}"),
                 format!("/api/v1/trend?org={b}"),
             ] {
                 let r = get(&s.app, &p, t).await;
@@ -989,6 +1047,29 @@ async fn no_leaks_between_organisations() {
                     r.text
                 ));
             }
+            // A Shadowserver report with B's address uploaded by A: not stored anywhere.
+            let csv = "\"timestamp\",\"severity\",\"ip\",\"protocol\",\"port\",\"hostname\",\"tag\",\"asn\",\"geo\",\"region\",\"city\",\"naics\",\"hostname_source\",\"sector\",\"version\",\"servername\",\"url\"\n\
+\"2026-11-30 10:00:00\",\"critical\",\"198.51.100.23\",\"tcp\",\"443\",\"ex-d.beta.example\",\"exchange;cve-2021-26855\",\"64500\",\"NL\",\"X\",\"Y\",\"\",\"\",\"\",\"15.1.2176.2\",\"EX09\",\"\"\n";
+            let r = call(
+                &s.app,
+                "POST",
+                "/api/v1/observations/shadowserver",
+                Some(t),
+                csv,
+            )
+            .await;
+            if r.status == 200 && r.json()["assigned"] != 0 {
+                leaks.push(format!(
+                    "{who}: Shadowserver row for B's address was stored: {}",
+                    r.text
+                ));
+            }
+            if !matches!(r.status, 200 | 403) {
+                leaks.push(format!(
+                    "{who}: POST shadowserver -> {} {}",
+                    r.status, r.text
+                ));
+            }
             // Probe rows for B's address uploaded by A: not stored anywhere.
             let r = call(
                 &s.app,
@@ -1017,8 +1098,13 @@ async fn no_leaks_between_organisations() {
             leaks.join("\n")
         );
 
-        // B is exactly as it was, and B's token still works.
+        // B is exactly as it was (its queue and audit too), A's scope is its own, and B's token
+        // still works.
         assert_eq!(snapshot_b(&s).await, before);
+        let a_org = get(&s.app, &format!("/api/v1/orgs/{a}"), &s.op)
+            .await
+            .json();
+        assert_eq!(a_org["scope"]["cidrs"], json!(["192.0.2.0/24"]), "{a_org}");
         assert_eq!(get(&s.app, "/api/v1/servers", &b_up).await.status, 200);
         assert_eq!(
             get(&s.app, "/api/v1/whoami", &b_up).await.json()["org_id"],
@@ -1097,6 +1183,8 @@ async fn a_real_listener_refuses_slow_and_oversized_bodies() {
     let cfg = Config {
         body_limit: 1000,
         body_timeout: std::time::Duration::from_millis(500),
+        header_timeout: std::time::Duration::from_millis(500),
+        ..Config::default()
     };
     let srv = exhunt_serve::Server::bind(&url, "127.0.0.1:0", cfg)
         .await
@@ -1139,6 +1227,46 @@ async fn a_real_listener_refuses_slow_and_oversized_bodies() {
     assert!(slow.starts_with("HTTP/1.1 408"), "{slow}");
     assert!(slow.contains("timeout"), "{slow}");
 
+    // Slowloris: half a request line and headers, then nothing. The connection is closed after
+    // the header timeout (0.5 s here), long before the client would give up.
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let started = std::time::Instant::now();
+        let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        s.write_all(b"GET /api/v1/whoami HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            .await
+            .expect("write head");
+        let mut buf = vec![0u8; 1024];
+        let r = tokio::time::timeout(long, s.read(&mut buf)).await;
+        assert!(
+            matches!(r, Ok(Ok(_)) | Ok(Err(_))),
+            "a connection sending its headers slowly is still open after {long:?}"
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(3));
+        // An idle kept-alive connection is closed as well.
+        let started = std::time::Instant::now();
+        let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        s.write_all(
+            format!("GET /api/v1/whoami HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {op}\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .expect("write");
+        let mut got = Vec::new();
+        let r = tokio::time::timeout(long, s.read_to_end(&mut got)).await;
+        assert!(
+            r.is_ok(),
+            "an idle kept-alive connection is still open after {long:?}"
+        );
+        assert!(String::from_utf8_lossy(&got).starts_with("HTTP/1.1 200"));
+        assert!(started.elapsed() < std::time::Duration::from_secs(3));
+    }
+
+    // The login form is small: a large one is refused.
+    let big_form = vec![b'a'; 100_000];
+    let r = raw_http(addr, &format!("POST /login HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", big_form.len()), &big_form, long).await;
+    assert!(r.starts_with("HTTP/1.1 413"), "{r}");
+
     use sqlx::Row;
     let n: i64 = sqlx::query("SELECT COUNT(*) AS n FROM observations")
         .fetch_one(store.pool())
@@ -1158,7 +1286,23 @@ async fn a_real_listener_refuses_slow_and_oversized_bodies() {
 
 /// Logs in through the form (double-submit CSRF cookie) and returns the session cookie.
 async fn login(app: &Router, token: &str) -> String {
-    let form = call(app, "GET", "/login", None, Body::empty()).await;
+    let req = Request::builder()
+        .uri("/login")
+        .body(Body::empty())
+        .expect("request");
+    let resp = app.clone().oneshot(req).await.expect("response");
+    let csrf_cookie = resp
+        .headers()
+        .get(header::SET_COOKIE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .expect("login form's cookie")
+        .to_string();
+    let form = Resp {
+        status: resp.status().as_u16(),
+        text: String::from_utf8_lossy(&resp.into_body().collect().await.expect("body").to_bytes())
+            .into_owned(),
+    };
     assert_eq!(form.status, 200);
     let csrf = form
         .text
@@ -1171,7 +1315,7 @@ async fn login(app: &Router, token: &str) -> String {
         .method("POST")
         .uri("/login")
         .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .header(header::COOKIE, format!("exhunt_login_csrf={csrf}"))
+        .header(header::COOKIE, csrf_cookie)
         .body(Body::from(format!("token={token}&csrf={csrf}")))
         .expect("request");
     let resp = app.clone().oneshot(req).await.expect("response");
@@ -1592,6 +1736,79 @@ async fn row_level_security_holds_without_the_application_filter() {
         .await;
         assert!(planted.is_err(), "A planted a server in B");
         drop(tx);
+        // As A, A's own organisation cannot be widened, no operator token made, no audit entry
+        // changed; with '*', audit entries are still append-only and an operator token has no
+        // organisation. Each attempt in its own transaction (a refused statement ends one).
+        let as_scope = |scope: String, sql: String| {
+            let url = db.url.clone();
+            async move {
+                let mut conn = sqlx::AnyConnection::connect(&url).await.expect("connect");
+                let mut tx = conn.begin().await.expect("begin");
+                sqlx::query(&format!("SELECT set_config('exhunt.org', '{scope}', true)"))
+                    .fetch_one(&mut *tx)
+                    .await
+                    .expect("set");
+                let r = sqlx::query(&sql)
+                    .execute(&mut *tx)
+                    .await
+                    .map(|r| r.rows_affected());
+                if r.is_ok() {
+                    tx.commit().await.expect("commit");
+                }
+                r
+            }
+        };
+        for sql in [
+            format!("UPDATE orgs SET name = 'widened' WHERE id = {a}"),
+            format!("DELETE FROM org_scopes WHERE org_id = {a}"),
+            format!("UPDATE org_scopes SET value = '0.0.0.0/0' WHERE org_id = {a}"),
+            format!("INSERT INTO org_scopes (org_id, kind, value) VALUES ({a}, 'cidr', '0.0.0.0/0')"),
+            format!("INSERT INTO tokens (org_id, role, name, secret_sha256, created) VALUES ({a}, 'operator', 'x', 'f00', 'x')"),
+            "INSERT INTO tokens (org_id, role, name, secret_sha256, created) VALUES (NULL, 'operator', 'x', 'f01', 'x')".to_string(),
+            format!("UPDATE tokens SET role = 'operator' WHERE org_id = {a}"),
+            format!("UPDATE tokens SET org_id = NULL, role = 'operator' WHERE org_id = {a}"),
+            "UPDATE audit SET action = 'nothing'".to_string(),
+            "DELETE FROM audit".to_string(),
+        ] {
+            let r = as_scope(a.to_string(), sql.clone()).await;
+            assert!(matches!(r, Ok(0) | Err(_)), "as A: {sql} changed {r:?} rows");
+        }
+        for sql in [
+            "UPDATE audit SET action = 'nothing'".to_string(),
+            "DELETE FROM audit".to_string(),
+            format!(
+                "INSERT INTO tokens (org_id, role, name, secret_sha256, created) VALUES ({a}, 'operator', 'x', 'f02', 'x')"
+            ),
+        ] {
+            let r = as_scope("*".into(), sql.clone()).await;
+            assert!(
+                matches!(r, Ok(0) | Err(_)),
+                "with '*': {sql} changed {r:?} rows"
+            );
+        }
+        // What the application itself does as A still works: a reader token made and revoked.
+        let (rid, _) = {
+            let r = send(
+                &s.app,
+                "POST",
+                "/api/v1/tokens",
+                &a_up,
+                &json!({"org": a, "role": "reader", "name": "made by A"}),
+            )
+            .await;
+            assert_eq!(r.status, 201, "{}", r.text);
+            (r.json()["id"].as_i64().expect("id"), ())
+        };
+        let r = call(
+            &s.app,
+            "DELETE",
+            &format!("/api/v1/tokens/{rid}"),
+            Some(&a_up),
+            Body::empty(),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert!(count(&s, "audit").await > 0);
         // B's data is whole.
         let mut tx = conn.begin().await.expect("begin");
         sqlx::query("SELECT set_config('exhunt.org', '*', true)")
@@ -1614,6 +1831,28 @@ async fn row_level_security_holds_without_the_application_filter() {
         .and_then(|r| r.try_get("n"))
         .expect("count");
         assert_eq!(planted, 0);
+        drop(tx);
+        // Serving as a superuser (the cluster's own role) is refused: RLS would not hold.
+        if let Ok(pg) = std::env::var("EXHUNT_TEST_PG") {
+            let mut su = sqlx::AnyConnection::connect(&pg).await.expect("connect");
+            let row = sqlx::query("SELECT current_user::text AS who")
+                .fetch_one(&mut su)
+                .await
+                .expect("who");
+            let who: String = row.try_get("who").expect("who");
+            let name = db
+                .url
+                .split('?')
+                .next()
+                .and_then(|u| u.rsplit('/').next())
+                .unwrap_or("")
+                .to_string();
+            let e = Store::open(&pg_url(&pg, &name, &who)).await;
+            assert!(
+                matches!(&e, Err(e) if e.to_string().contains("BYPASSRLS")),
+                "a superuser was accepted: {e:?}"
+            );
+        }
     }
 }
 
@@ -1794,6 +2033,12 @@ async fn notifications_follow_their_states_and_export_as_email() {
         let id = n["id"].as_i64().expect("id");
         let ticket = n["ticket"].as_str().unwrap_or("").to_string();
         assert!(ticket.starts_with("EXH-"), "{n}");
+        // 64 random bits after the date.
+        assert_eq!(
+            ticket.rsplit('-').next().map(str::len),
+            Some(16),
+            "{ticket}"
+        );
         assert_eq!(n["state"], "new");
         assert_eq!(n["overdue"], false);
         // Only the compromised server, not the patched one.
@@ -1841,6 +2086,21 @@ async fn notifications_follow_their_states_and_export_as_email() {
         ] {
             assert!(eml.text.contains(&want), "{want} missing in:\n{}", eml.text);
         }
+        // The MIME boundary is random, not the ticket; API answers are not cached.
+        assert!(!eml.text.contains(&format!("boundary=\"exhunt-{ticket}")));
+        assert!(eml.text.contains("boundary=\"=_exhunt_"), "{}", eml.text);
+        let req = Request::builder()
+            .uri("/api/v1/whoami")
+            .header(header::AUTHORIZATION, format!("Bearer {rd}"))
+            .body(Body::empty())
+            .expect("request");
+        let resp = s.app.clone().oneshot(req).await.expect("response");
+        assert_eq!(
+            resp.headers()
+                .get(header::CACHE_CONTROL)
+                .and_then(|v| v.to_str().ok()),
+            Some("no-store")
+        );
         let csv = get(&s.app, "/api/v1/notifications?format=csv", &rd).await;
         assert!(csv.text.contains(&ticket), "{}", csv.text);
     }
@@ -1926,4 +2186,334 @@ async fn status_sheet_and_version_rollup() {
             "{roll}"
         );
     }
+}
+
+/// Uploads in parallel all succeed: on SQLite a write transaction takes the write lock when it
+/// begins (not half-way, where SQLite refuses to wait and answers "database is locked").
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn parallel_uploads_all_succeed() {
+    for db in databases().await {
+        let s = server(&db, Config::default()).await;
+        org(&s, "Alpha", &["10.0.0.0/8"], &[]).await;
+        let mut tasks = Vec::new();
+        for u in 0..16 {
+            let rows: Vec<String> = (0..200)
+                .map(|i| {
+                    probe_row(
+                        &format!("10.{u}.{}.{}", i / 200, i % 200 + 1),
+                        &format!("ex{i}.u{u}.example"),
+                        "vulnerable",
+                        &format!("2026-11-30T08:{:02}:{:02}Z", u, i % 60),
+                    )
+                })
+                .collect();
+            let app = s.app.clone();
+            let op = s.op.clone();
+            tasks.push(tokio::spawn(async move {
+                call(
+                    &app,
+                    "POST",
+                    "/api/v1/observations/probe",
+                    Some(&op),
+                    rows.join("\n"),
+                )
+                .await
+            }));
+        }
+        for t in tasks {
+            let r = t.await.expect("task");
+            assert_eq!(r.status, 200, "{} on {}", r.text, db.url);
+            assert_eq!(r.json()["assigned"], 200, "{}", r.text);
+        }
+        assert_eq!(count(&s, "observations").await, 16 * 200, "{}", db.url);
+    }
+}
+
+/// Revoking an uploader's token revokes the tokens it made, and theirs; an operator's other
+/// tokens of the organisation stay.
+#[tokio::test]
+async fn revoking_an_uploader_revokes_what_it_made() {
+    for db in databases().await {
+        let s = server(&db, Config::default()).await;
+        let a = org(&s, "Alpha", &["192.0.2.0/24"], &[]).await;
+        let (up_id, up) = token(&s, a, "uploader").await;
+        let (_, kept) = token(&s, a, "reader").await;
+        let mint = |by: String, role: &'static str| {
+            let app = s.app.clone();
+            async move {
+                let r = send(
+                    &app,
+                    "POST",
+                    "/api/v1/tokens",
+                    &by,
+                    &json!({"org": a, "role": role, "name": format!("{role} made")}),
+                )
+                .await;
+                assert_eq!(r.status, 201, "{}", r.text);
+                r.json()["secret"].as_str().expect("secret").to_string()
+            }
+        };
+        let up2 = mint(up.clone(), "uploader").await;
+        let reader1 = mint(up.clone(), "reader").await;
+        let reader2 = mint(up2.clone(), "reader").await;
+        for t in [&up, &up2, &reader1, &reader2, &kept] {
+            assert_eq!(get(&s.app, "/api/v1/whoami", t).await.status, 200);
+        }
+        let r = call(
+            &s.app,
+            "DELETE",
+            &format!("/api/v1/tokens/{up_id}"),
+            Some(&s.op),
+            Body::empty(),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        for t in [&up, &up2, &reader1, &reader2] {
+            assert_eq!(
+                get(&s.app, "/api/v1/whoami", t).await.status,
+                401,
+                "a token made by the revoked uploader still works on {}",
+                db.url
+            );
+        }
+        assert_eq!(get(&s.app, "/api/v1/whoami", &kept).await.status, 200);
+        assert_eq!(get(&s.app, "/api/v1/whoami", &s.op).await.status, 200);
+    }
+}
+
+/// Dashboard cookies are `Secure`, with the `__Host-` prefix, unless turned off (plain HTTP on
+/// loopback, the demo); a session cookie without the prefix is then not accepted.
+#[tokio::test]
+async fn session_cookies_are_secure_unless_turned_off() {
+    let db = databases().await.remove(0);
+    let s = server(&db, Config::default()).await;
+    let c = login(&s.app, &s.op).await;
+    assert!(c.starts_with("__Host-exhunt_session="), "{c}");
+    let req = Request::builder()
+        .uri("/login")
+        .body(Body::empty())
+        .expect("request");
+    let resp = s.app.clone().oneshot(req).await.expect("response");
+    let set = resp
+        .headers()
+        .get(header::SET_COOKIE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    assert!(set.starts_with("__Secure-exhunt_login_csrf="), "{set}");
+    assert!(set.contains("; Secure"), "{set}");
+    // The session cookie itself, as the login answer set it.
+    let form_csrf = set.split(';').next().unwrap_or("").to_string();
+    let csrf = form_csrf.split('=').nth(1).unwrap_or("").to_string();
+    let req = Request::builder()
+        .method("POST")
+        .uri("/login")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header(header::COOKIE, form_csrf)
+        .body(Body::from(format!("token={}&csrf={csrf}", s.op)))
+        .expect("request");
+    let resp = s.app.clone().oneshot(req).await.expect("response");
+    let set = resp
+        .headers()
+        .get(header::SET_COOKIE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    assert!(set.starts_with("__Host-exhunt_session="), "{set}");
+    assert!(set.contains("; Secure") && set.contains("Path=/;"), "{set}");
+    assert!(!set.contains("Domain"), "{set}");
+    assert_eq!(page(&s.app, "/", &c).await.status, 200);
+    let unprefixed = c.replace("__Host-exhunt_session=", "exhunt_session=");
+    assert_eq!(page(&s.app, "/", &unprefixed).await.status, 303);
+
+    let plain = exhunt_serve::server::app(
+        s.store.clone(),
+        Config {
+            secure_cookies: Some(false),
+            ..Config::default()
+        },
+    );
+    let c = login(&plain, &s.op).await;
+    assert!(c.starts_with("exhunt_session="), "{c}");
+    assert_eq!(page(&plain, "/", &c).await.status, 200);
+}
+
+/// Reads, exports, report and page views, failed logins (with the client's address) and
+/// refused uploads are in the audit log, under the caller's organisation.
+#[tokio::test]
+async fn reads_failures_and_refusals_are_audited() {
+    for db in databases().await {
+        let s = server(&db, Config::default()).await;
+        let a = org(&s, "Alpha", &["192.0.2.0/24"], &[]).await;
+        let (_, rd) = token(&s, a, "reader").await;
+        let (_, up) = token(&s, a, "uploader").await;
+        let r = call(
+            &s.app,
+            "POST",
+            "/api/v1/results",
+            Some(&up),
+            scan_doc(SNAPSHOT),
+        )
+        .await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        let rid = r.json()["results"][0].as_i64().expect("result id");
+        assert_eq!(get(&s.app, "/api/v1/servers", &rd).await.status, 200);
+        assert_eq!(
+            get(&s.app, "/api/v1/servers?format=csv", &rd).await.status,
+            200
+        );
+        let r = get(&s.app, &format!("/api/v1/results/{rid}/report.html"), &rd).await;
+        assert_eq!(r.status, 200);
+        let r = call(
+            &s.app,
+            "POST",
+            "/api/v1/results",
+            Some(&up),
+            "{\"schema_version\": \"1.4\"}",
+        )
+        .await;
+        assert_eq!(r.status, 422);
+        let c = login(&s.app, &rd).await;
+        assert_eq!(page(&s.app, &format!("/orgs/{a}"), &c).await.status, 200);
+        // A failed login, from a known address.
+        let form = {
+            let req = Request::builder()
+                .uri("/login")
+                .body(Body::empty())
+                .expect("req");
+            let resp = s.app.clone().oneshot(req).await.expect("resp");
+            resp.headers()
+                .get(header::SET_COOKIE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.split(';').next())
+                .unwrap_or("")
+                .to_string()
+        };
+        let csrf = form.split('=').nth(1).unwrap_or("").to_string();
+        let peer: std::net::SocketAddr = "203.0.113.9:40000".parse().expect("addr");
+        let req = Request::builder()
+            .method("POST")
+            .uri("/login")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(header::COOKIE, form)
+            .extension(axum::extract::ConnectInfo(peer))
+            .body(Body::from(format!("token=wrong&csrf={csrf}")))
+            .expect("request");
+        let resp = s.app.clone().oneshot(req).await.expect("response");
+        assert_eq!(resp.status().as_u16(), 401);
+
+        let log = get(&s.app, "/api/v1/audit?limit=1000", &s.op).await.json();
+        let entries: Vec<(String, String, Option<i64>)> = log
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|e| {
+                        (
+                            e["action"].as_str().unwrap_or("").to_string(),
+                            e["object"].as_str().unwrap_or("").to_string(),
+                            e["org_id"].as_i64().or_else(|| e["org"].as_i64()),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let has = |action: &str, part: &str| {
+            entries
+                .iter()
+                .any(|(a, o, _)| a == action && o.contains(part))
+        };
+        assert!(has("api.read", "GET /api/v1/servers"), "{entries:?}");
+        assert!(has("export.csv", "GET /api/v1/servers"), "{entries:?}");
+        assert!(has("report.view", "/report.html"), "{entries:?}");
+        assert!(has("upload.rejected", "-> 422"), "{entries:?}");
+        assert!(has("page.view", &format!("/orgs/{a}")), "{entries:?}");
+        assert!(has("login.failed", "from 203.0.113.9"), "{entries:?}");
+        // The reader sees its organisation's reads in its own log.
+        let mine = get(&s.app, "/api/v1/audit", &rd).await.text;
+        assert!(mine.contains("export.csv"), "{mine}");
+    }
+}
+
+/// The aggregates count every server, past the 10,000 of a page.
+#[tokio::test]
+async fn aggregates_count_past_one_page() {
+    for db in databases().await {
+        let s = server(&db, Config::default()).await;
+        let a = org(&s, "Alpha", &["192.0.2.0/24"], &[]).await;
+        {
+            let mut tx = s.store.pool().begin().await.expect("begin");
+            if s.store.engine() == exhunt_serve::db::Engine::Postgres {
+                sqlx::query("SELECT set_config('exhunt.org', '*', true)")
+                    .fetch_one(&mut *tx)
+                    .await
+                    .expect("set_config");
+            }
+            sqlx::query(&format!(
+                "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 10005) \
+                 INSERT INTO servers (org_id, name, created) \
+                 SELECT {a}, 'ex' || i || '.alpha.example', '2026-11-30T08:00:00.000Z' FROM n"
+            ))
+            .execute(&mut *tx)
+            .await
+            .expect("insert servers");
+            tx.commit().await.expect("commit");
+        }
+        let sheet = get(&s.app, &format!("/api/v1/status-sheet?org={a}"), &s.op).await;
+        assert_eq!(sheet.status, 200, "{}", sheet.text);
+        assert_eq!(
+            sheet.json().as_array().map(Vec::len),
+            Some(10005),
+            "{}",
+            db.url
+        );
+        let roll = get(&s.app, "/api/v1/rollup/versions", &s.op).await.json();
+        let total: i64 = roll
+            .as_array()
+            .map(|a| a.iter().filter_map(|v| v["servers"].as_i64()).sum())
+            .unwrap_or(0);
+        assert_eq!(total, 10005, "{roll}");
+        let c = login(&s.app, &s.op).await;
+        let overview = page(&s.app, "/", &c).await;
+        assert!(overview.text.contains("10005 server(s)"), "{}", db.url);
+    }
+}
+
+/// At most `max_connections` are served at once: a further one waits until one closes.
+#[tokio::test]
+async fn connections_beyond_the_limit_wait() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}", dir.path().join("fleet.db").display());
+    let cfg = Config {
+        max_connections: 1,
+        header_timeout: std::time::Duration::from_secs(20),
+        ..Config::default()
+    };
+    let srv = exhunt_serve::Server::bind(&url, "127.0.0.1:0", cfg)
+        .await
+        .expect("bind");
+    let addr = srv.addr;
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(srv.run(async {
+        let _ = stop_rx.await;
+    }));
+    let first = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let mut second = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    second
+        .write_all(b"GET /api/v1/whoami HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("write");
+    let mut buf = vec![0u8; 4096];
+    let early =
+        tokio::time::timeout(std::time::Duration::from_millis(700), second.read(&mut buf)).await;
+    assert!(early.is_err(), "served beyond the connection limit");
+    drop(first);
+    let n = tokio::time::timeout(std::time::Duration::from_secs(5), second.read(&mut buf))
+        .await
+        .expect("served once the first connection closed")
+        .expect("read");
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 401"));
+    let _ = stop_tx.send(());
+    task.await.expect("join").expect("served");
 }

@@ -25,6 +25,10 @@ pub(crate) struct ServeArgs {
     /// Seconds a client has to send its request body (slower ones get 408).
     #[arg(long, default_value_t = 120)]
     body_timeout: u64,
+    /// Dashboard cookies `Secure` (with the `__Host-` prefix): true or false. Default: true,
+    /// except when listening on a loopback address or with --demo (plain HTTP there).
+    #[arg(long, value_name = "true|false")]
+    secure_cookies: Option<bool>,
     /// Runtime threads (0 = one per core).
     #[arg(long, default_value_t = 0)]
     threads: usize,
@@ -83,6 +87,8 @@ pub(crate) fn serve(args: ServeArgs) -> Result<u8> {
         api: exhunt_serve::api::Config {
             body_limit: args.max_body_mib.saturating_mul(1024 * 1024),
             body_timeout: Duration::from_secs(args.body_timeout),
+            secure_cookies: args.secure_cookies,
+            ..Default::default()
         },
         threads: args.threads,
         demo,
