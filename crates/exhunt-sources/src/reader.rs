@@ -498,7 +498,7 @@ struct State<'r> {
     io_failed: bool,
     /// Candidate line starts of a region, and the prefilter's hits (kept between regions).
     cands: Vec<usize>,
-    hits: Vec<usize>,
+    hits: Vec<(usize, u128)>,
 }
 
 impl<'r> State<'r> {
