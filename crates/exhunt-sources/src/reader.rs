@@ -186,6 +186,17 @@ impl LogReader {
         if at_start && !data.is_empty() {
             look(0);
         }
+        if self.format != LogFormat::ExchangeCsv {
+            // Only directives matter: `#` is rare in logs but at their starts, so finding it is
+            // much cheaper than visiting every line (the survey read 4 GiB of IIS log at half
+            // the speed of the read proper).
+            for i in memchr::memchr_iter(b'#', data) {
+                if i > 0 && data[i - 1] == b'\n' {
+                    look(i);
+                }
+            }
+            return;
+        }
         let mut from = 0;
         while let Some(i) = memchr::memchr(b'\n', &data[from..]) {
             let ls = from + i + 1;
