@@ -480,11 +480,7 @@ impl BlockFilter {
             out.push(0);
         }
         // `#` is rare in logs but for directives: cheaper to find than `\n#`.
-        out.extend(
-            memchr::memchr_iter(b'#', hay)
-                .filter(|&i| i > 0 && hay[i - 1] == b'\n')
-                .map(|i| i),
-        );
+        out.extend(memchr::memchr_iter(b'#', hay).filter(|&i| i > 0 && hay[i - 1] == b'\n'));
         let text: &[u8] = if self.fold {
             for (f, h) in folded.iter_mut().zip(hay) {
                 *f = h.to_ascii_lowercase();
