@@ -181,3 +181,38 @@ pub fn served(status: Option<u16>) -> bool {
 pub fn nonempty(v: Option<&str>) -> Option<String> {
     v.filter(|s| !s.is_empty() && *s != "-").map(str::to_string)
 }
+
+/// The request entities of an IIS or HttpProxy record.
+pub fn request_entities(rec: &Record<'_>, kind: ArtefactKind) -> Entities {
+    match kind {
+        ArtefactKind::IisLog => {
+            let query = rec.get("cs-uri-query").unwrap_or("");
+            let stem = rec.get("cs-uri-stem").unwrap_or("");
+            Entities {
+                client_ip: nonempty(rec.get("c-ip")),
+                user_agent: nonempty(rec.get("cs(User-Agent)")).map(|u| u.replace('+', " ")),
+                account: nonempty(rec.get("cs-username")),
+                url: Some(if query.is_empty() {
+                    stem.to_string()
+                } else {
+                    format!("{stem}?{query}")
+                }),
+                status: status(rec.get("sc-status")),
+                method: nonempty(rec.get("cs-method")),
+                server: nonempty(rec.get("s-computername")),
+                ..Entities::default()
+            }
+        }
+        _ => Entities {
+            client_ip: nonempty(rec.get("ClientIpAddress")),
+            user_agent: nonempty(rec.get("UserAgent")),
+            account: nonempty(rec.get("AuthenticatedUser")),
+            url: nonempty(rec.get("UrlStem")),
+            status: status(rec.get("HttpStatus")),
+            method: nonempty(rec.get("Method")),
+            request_id: nonempty(rec.get("RequestId")),
+            server: nonempty(rec.get("ServerHostName")),
+            ..Entities::default()
+        },
+    }
+}

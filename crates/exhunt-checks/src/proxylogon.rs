@@ -7,6 +7,7 @@
 use exhunt_model::{ArtefactKind, Confidence, Entities, Severity, Stage};
 use exhunt_sources::Record;
 
+pub use crate::check::request_entities;
 use crate::check::{
     Emitter, Hit, LineCheck, contains_ci, find_ci, lit, nonempty, served, starts_with_ci, status,
 };
@@ -70,41 +71,6 @@ pub fn classify_ssrf(host: &str, path: &str, url_stem: &str, status: Option<u16>
         SsrfClass::Success
     } else {
         SsrfClass::Attempt
-    }
-}
-
-/// The request entities of an IIS or HttpProxy record.
-pub fn request_entities(rec: &Record<'_>, kind: ArtefactKind) -> Entities {
-    match kind {
-        ArtefactKind::IisLog => {
-            let query = rec.get("cs-uri-query").unwrap_or("");
-            let stem = rec.get("cs-uri-stem").unwrap_or("");
-            Entities {
-                client_ip: nonempty(rec.get("c-ip")),
-                user_agent: nonempty(rec.get("cs(User-Agent)")).map(|u| u.replace('+', " ")),
-                account: nonempty(rec.get("cs-username")),
-                url: Some(if query.is_empty() {
-                    stem.to_string()
-                } else {
-                    format!("{stem}?{query}")
-                }),
-                status: status(rec.get("sc-status")),
-                method: nonempty(rec.get("cs-method")),
-                server: nonempty(rec.get("s-computername")),
-                ..Entities::default()
-            }
-        }
-        _ => Entities {
-            client_ip: nonempty(rec.get("ClientIpAddress")),
-            user_agent: nonempty(rec.get("UserAgent")),
-            account: nonempty(rec.get("AuthenticatedUser")),
-            url: nonempty(rec.get("UrlStem")),
-            status: status(rec.get("HttpStatus")),
-            method: nonempty(rec.get("Method")),
-            request_id: nonempty(rec.get("RequestId")),
-            server: nonempty(rec.get("ServerHostName")),
-            ..Entities::default()
-        },
     }
 }
 
@@ -603,90 +569,5 @@ fn cmdlet_at(s: &str) -> &str {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ssrf_classification() {
-        assert_eq!(
-            classify_ssrf("localhost", "ecp/default.flt?", "/owa/auth/x.js", Some(500)),
-            SsrfClass::Scan
-        );
-        assert_eq!(
-            classify_ssrf(
-                "c0ffee.oast.fun",
-                "ecp/default.flt?",
-                "/owa/auth/x.js",
-                Some(500)
-            ),
-            SsrfClass::Scan
-        );
-        assert_eq!(
-            classify_ssrf(
-                "a]@ex01.contoso.com:444",
-                "autodiscover/autodiscover.xml?#",
-                "/ecp/y.js",
-                Some(200)
-            ),
-            SsrfClass::Attempt
-        );
-        assert_eq!(
-            classify_ssrf(
-                "a]@ex01.contoso.com:444",
-                "ecp/proxyLogon.ecp?#",
-                "/ecp/y.js",
-                Some(241)
-            ),
-            SsrfClass::Success
-        );
-        assert_eq!(
-            classify_ssrf(
-                "a]@ex01.contoso.com:444",
-                "ecp/proxyLogon.ecp?#",
-                "/ecp/y.js",
-                Some(500)
-            ),
-            SsrfClass::Attempt
-        );
-    }
-
-    #[test]
-    fn short_js_names() {
-        assert!(short_ecp_js("/ecp/y.js"));
-        assert!(short_ecp_js("/ECP/abc.JS"));
-        assert!(!short_ecp_js("/ecp/abcd.js"));
-        assert!(!short_ecp_js("/ecp/DDI/x.js"));
-    }
-
-    #[test]
-    fn markup_vs_url() {
-        assert!(has_markup(
-            r#"http://f/<script language="JScript" runat="server">function Page_Load(){}</script>"#
-        ));
-        assert!(!has_markup("https://mail.contoso.com/OAB"));
-        let p = ecp_params(
-            "S:CMD=Set-OabVirtualDirectory.ExternalUrl='https://mail.contoso.com/OAB'.InternalUrl='https://ex01/OAB';S:X=1",
-            "Url",
-        );
-        assert_eq!(
-            p,
-            vec![
-                ("ExternalUrl", "https://mail.contoso.com/OAB"),
-                ("InternalUrl", "https://ex01/OAB")
-            ]
-        );
-    }
-
-    #[test]
-    fn web_roots() {
-        assert!(in_web_root(
-            r"\\127.0.0.1\c$\inetpub\wwwroot\aspnet_client\shell.aspx"
-        ));
-        assert!(in_web_root(
-            r"C:\Program Files\Microsoft\Exchange Server\V15\FrontEnd\HttpProxy\owa\auth\x.aspx"
-        ));
-        assert!(!in_web_root(
-            r"C:\Program Files\Microsoft\Exchange Server\V15\ClientAccess\OAB\Temp\x.xml"
-        ));
-    }
-}
+#[path = "proxylogon/tests.rs"]
+mod tests;

@@ -22,6 +22,7 @@ pub mod limits;
 pub mod locations;
 pub mod package;
 pub mod platform;
+pub mod prefilter;
 pub mod reader;
 pub mod record;
 pub mod time;

@@ -82,7 +82,7 @@ impl Engine {
             }
             let inner_enc = sniff(&inner);
             let text = if inner_enc == TextEncoding::Binary {
-                String::new()
+                "".into()
             } else {
                 decode_head(&inner, inner_enc)
             };
@@ -104,7 +104,7 @@ impl Engine {
             (None, None) => {
                 // Binary content carries no log directives: skip decoding it.
                 let head_text = if enc == TextEncoding::Binary {
-                    String::new()
+                    "".into()
                 } else {
                     decode_head(&head, enc)
                 };
