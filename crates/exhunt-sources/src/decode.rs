@@ -27,6 +27,15 @@ pub enum TextEncoding {
     Binary,
 }
 
+/// The head of a file as text, for recognising it (lossy: invalid bytes become U+FFFD).
+pub fn decode_head(head: &[u8], enc: TextEncoding) -> String {
+    match enc {
+        TextEncoding::Utf16Le { .. } => encoding_rs::UTF_16LE.decode(head).0.into_owned(),
+        TextEncoding::Utf16Be { .. } => encoding_rs::UTF_16BE.decode(head).0.into_owned(),
+        _ => String::from_utf8_lossy(head).into_owned(),
+    }
+}
+
 /// Guesses the encoding from the head of a file.
 pub fn sniff(head: &[u8]) -> TextEncoding {
     if head.starts_with(&[0xEF, 0xBB, 0xBF]) {

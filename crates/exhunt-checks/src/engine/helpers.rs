@@ -1,14 +1,6 @@
-//! Helpers of the engine: decoding a head, splitting exported events by host, builds and times.
+//! Helpers of the engine: splitting exported events by host, builds and times.
 
 use super::*;
-
-pub(super) fn decode_head(head: &[u8], enc: TextEncoding) -> String {
-    match enc {
-        TextEncoding::Utf16Le { .. } => encoding_rs::UTF_16LE.decode(head).0.into_owned(),
-        TextEncoding::Utf16Be { .. } => encoding_rs::UTF_16BE.decode(head).0.into_owned(),
-        _ => String::from_utf8_lossy(head).into_owned(),
-    }
-}
 
 /// Event exports often hold the events of several servers: each host other than the target's
 /// own becomes a server of its own, with its events' findings, its channels and the export files'
