@@ -20,6 +20,7 @@ pub mod export;
 pub mod inventory;
 pub mod limits;
 pub mod locations;
+pub mod open;
 pub mod package;
 pub mod platform;
 pub mod prefilter;

@@ -1,20 +1,6 @@
-//! Helpers of the engine: decoding a head, splitting exported events by host, builds and times.
+//! Helpers of the engine: splitting exported events by host, builds and times.
 
 use super::*;
-
-/// The head of a file as text for classification: borrowed when it is valid UTF-8 (checked
-/// with `from_utf8`, much faster than the lossy decoder, which cost 4% of a log scan), lossy
-/// otherwise (a head cut inside a character, another encoding).
-pub(super) fn decode_head(head: &[u8], enc: TextEncoding) -> std::borrow::Cow<'_, str> {
-    match enc {
-        TextEncoding::Utf16Le { .. } => encoding_rs::UTF_16LE.decode(head).0.into_owned().into(),
-        TextEncoding::Utf16Be { .. } => encoding_rs::UTF_16BE.decode(head).0.into_owned().into(),
-        _ => match std::str::from_utf8(head) {
-            Ok(s) => s.into(),
-            Err(_) => String::from_utf8_lossy(head),
-        },
-    }
-}
 
 /// Event exports often hold the events of several servers: each host other than the target's
 /// own becomes a server of its own, with its events' findings, its channels and the export files'

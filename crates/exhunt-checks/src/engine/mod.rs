@@ -26,8 +26,9 @@ use exhunt_model::{
     ScanResult, ScanSettings, ServerResult, SuppressedCount, Timestamp, ToolInfo, VerdictKind,
 };
 use exhunt_rules::{RulePack, RulesError};
-use exhunt_sources::decode::{TextEncoding, sniff, utf8_reader};
+use exhunt_sources::decode::{TextEncoding, utf8_reader};
 use exhunt_sources::inventory::io_reason;
+use exhunt_sources::open::Recognised;
 use exhunt_sources::webroots::not_an_application;
 use exhunt_sources::{
     Classification, Item, ItemSource, Limits, LogFormat, LogReader, Opener, ReadStats, Record,
@@ -52,9 +53,6 @@ const BIG_FILE: u64 = 64 << 20;
 
 /// Size of a chunk of a large log.
 const CHUNK: u64 = 16 << 20;
-
-/// Bytes of a file read to recognise it.
-const HEAD: usize = 8192;
 
 /// Largest zip member read into memory for YARA (plain files are memory-mapped by yara-x
 /// instead); a larger member is hashed but not YARA-scanned, and the ledger says so.

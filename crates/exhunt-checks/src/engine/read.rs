@@ -1,4 +1,4 @@
-//! Reading one item: opening, gzip, classification by content, and the log, EVTX and export
+//! Reading one item, opened and recognised by `exhunt_sources::open`: the log, EVTX and export
 //! readers; one large log on all cores.
 
 use super::*;
@@ -15,7 +15,6 @@ impl Engine {
         known: Option<ArtefactKind>,
         url: Option<&str>,
     ) -> FileOutcome {
-        let opener = &mut worker.opener;
         let mut out = FileOutcome {
             item: index,
             kind: None,
@@ -26,95 +25,34 @@ impl Engine {
             deferred: false,
             mitigations: Vec::new(),
         };
-        let path_kind = match classify(&item.components, b"", "", false) {
-            Classification::Claimed(k) => Some(k),
-            Classification::Skipped(_) => None,
-        };
-        if known.is_none()
-            && path_kind.is_none()
-            && !self.opts.deep
-            && !exhunt_sources::classify::worth_sniffing(&item.components)
-        {
+        let path_kind = exhunt_sources::open::kind_by_path(item);
+        if known.is_none() && !exhunt_sources::open::worth_opening(item, self.opts.deep) {
             out.skipped = Some(Problem::new(Cause::NotRead, NOT_OPENED));
             return out;
         }
-        // A file that cannot be opened or read loses evidence if it looks like a log.
-        let lost =
-            path_kind.is_some() || item.components.last().is_some_and(|n| n.ends_with(".log"));
-        let fail = |mut out: FileOutcome, reason: String| {
-            out.kind = path_kind;
-            out.problems.push(
-                Problem::new(Cause::Unreadable, reason)
-                    .at(item.display.clone(), path_kind)
-                    .lost(lost),
-            );
-            out
-        };
-        let mut stream = match opener.open(item, &self.opts.limits) {
-            Ok(s) => s,
-            Err(e) => return fail(out, format!("cannot open: {}", io_reason(&e))),
-        };
-        let mut head = Vec::with_capacity(HEAD);
-        if let Err(e) = (&mut stream).take(HEAD as u64).read_to_end(&mut head) {
-            return fail(out, format!("cannot read: {}", io_reason(&e)));
-        }
-        let mut enc = sniff(&head);
-        let mut gz_kind = None;
-        if known.is_none() && head.starts_with(&[0x1f, 0x8b]) {
-            // A gzip-compressed file: logs and event exports are often shipped that way. What is
-            // inside decides; a compressed log is read through the decoder, never unpacked to disk.
-            let mut comps = item.components.clone();
-            if let Some(last) = comps.last_mut()
-                && let Some(stem) = last.strip_suffix(".gz")
-            {
-                *last = stem.to_string();
+        let (kind, enc, head, stream, gzipped) = match exhunt_sources::open::recognise(
+            &mut worker.opener,
+            item,
+            &self.opts.limits,
+            known,
+            self.opts.deep,
+        ) {
+            Ok(Recognised::Opened(o)) => (o.kind, o.enc, o.head, o.stream, o.gzipped),
+            Ok(Recognised::Skipped(reason)) => {
+                out.skipped = Some(Problem::new(Cause::NotRead, reason));
+                return out;
             }
-            let raw_head = head.clone();
-            let mut gz: Box<dyn Read + '_> = Box::new(flate2::read::MultiGzDecoder::new(
-                Cursor::new(std::mem::take(&mut head)).chain(stream),
-            ));
-            let mut inner = Vec::with_capacity(HEAD);
-            if let Err(e) = (&mut gz).take(HEAD as u64).read_to_end(&mut inner) {
-                return fail(
-                    out,
-                    format!("gzip file cannot be decompressed: {}", io_reason(&e)),
+            Err(reason) => {
+                // A file that cannot be opened or read loses evidence if it looks like a log.
+                let lost = path_kind.is_some()
+                    || item.components.last().is_some_and(|n| n.ends_with(".log"));
+                out.kind = path_kind;
+                out.problems.push(
+                    Problem::new(Cause::Unreadable, reason)
+                        .at(item.display.clone(), path_kind)
+                        .lost(lost),
                 );
-            }
-            let inner_enc = sniff(&inner);
-            let text = if inner_enc == TextEncoding::Binary {
-                "".into()
-            } else {
-                decode_head(&inner, inner_enc)
-            };
-            match classify(&comps, &inner, &text, false) {
-                Classification::Claimed(k) if k.is_log() && k != ArtefactKind::Evtx => {
-                    gz_kind = Some(k);
-                    head = inner;
-                    enc = inner_enc;
-                }
-                _ => {
-                    // Not a log inside: judged as the compressed file it is.
-                    head = raw_head;
-                }
-            }
-            stream = gz;
-        }
-        let kind = match (known, gz_kind) {
-            (Some(k), _) | (None, Some(k)) => k,
-            (None, None) => {
-                // Binary content carries no log directives: skip decoding it.
-                let head_text = if enc == TextEncoding::Binary {
-                    "".into()
-                } else {
-                    decode_head(&head, enc)
-                };
-                match classify(&item.components, &head, &head_text, self.opts.deep) {
-                    Classification::Claimed(k) => k,
-                    Classification::Skipped(reason) => {
-                        out.skipped = Some(Problem::new(Cause::NotRead, reason));
-                        return out;
-                    }
-                }
+                return out;
             }
         };
         out.kind = Some(kind);
@@ -182,7 +120,7 @@ impl Engine {
             return out;
         };
         if let ItemSource::File(path) = &item.source
-            && gz_kind.is_none()
+            && !gzipped
             && matches!(enc, TextEncoding::Utf8 | TextEncoding::Utf8Bom)
             && self.pool.current_num_threads() > 1
             && item.metadata().0 >= BIG_FILE
