@@ -2,10 +2,14 @@
 //! into its options, scans the examples for `--demo`, and prints where it listens.
 
 use std::path::PathBuf;
+#[cfg(feature = "serve")]
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+#[cfg(feature = "serve")]
+use anyhow::Context;
+use anyhow::{Result, bail};
 use clap::Args;
+#[cfg(feature = "serve")]
 use exhunt_checks::{Engine, ScanOptions};
 
 /// Arguments of `exhunt serve`.
@@ -39,6 +43,7 @@ pub(crate) struct ServeArgs {
 }
 
 /// Scans each example folder, as `exhunt scan --format json` would.
+#[cfg(feature = "serve")]
 fn scan_examples(dir: &PathBuf) -> Result<Vec<(String, String)>> {
     let engine = Engine::new(ScanOptions::default()).context("starting the scan engine")?;
     let mut names: Vec<String> = std::fs::read_dir(dir)
@@ -60,6 +65,15 @@ fn scan_examples(dir: &PathBuf) -> Result<Vec<(String, String)>> {
     Ok(out)
 }
 
+/// A build without the fleet server (the responder build) says so instead.
+#[cfg(not(feature = "serve"))]
+pub(crate) fn serve(_: ServeArgs) -> Result<u8> {
+    bail!(
+        "this exhunt was built without the fleet server (the `serve` feature; the build responders copy onto a server leaves it out): build with the default features to run `exhunt serve`"
+    )
+}
+
+#[cfg(feature = "serve")]
 pub(crate) fn serve(args: ServeArgs) -> Result<u8> {
     // Errors the API hides from clients (database failures) are logged here, on stderr.
     let _ = tracing_subscriber::fmt()
