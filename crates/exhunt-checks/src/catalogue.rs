@@ -33,7 +33,8 @@ pub fn line_checks(
         Box::new(HafniumUserAgents::new(pack.hafnium_user_agents.clone())),
         Box::new(KnownShellRequests::new(&pack.webshell_paths)),
         Box::new(crate::proxyshell::ProxyShellRequests),
-        Box::new(crate::proxyshell::RpsForeignClient),
+        Box::new(crate::proxynotshell::OwaSsrf),
+        Box::new(crate::proxynotshell::RpsForeignClient),
     ];
     if events.sigma().has_web() {
         checks.push(Box::new(crate::sigmaweb::SigmaWeb::new(events.clone())));

@@ -8,8 +8,8 @@ use exhunt_sources::Record;
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder};
 
+use crate::check::request_entities;
 use crate::check::{Emitter, Hit, LineCheck, lit, starts_with_ci};
-use crate::proxylogon::request_entities;
 
 /// EXH-IOC-1: client IP is a published HAFNIUM address.
 pub struct HafniumIps {

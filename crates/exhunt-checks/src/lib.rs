@@ -1,8 +1,8 @@
 //! The detection catalogue of exhunt, the correlation of findings into an attack story, and the
 //! verdict.
 //!
-//! One module per campaign (`proxylogon`, `proxyshell` — which also holds the ProxyNotShell
-//! checks), IOC packs (`ioc`), the chain's last link (`webshell`), files on disk (`files`, with
+//! One module per campaign (`proxylogon`, `proxyshell`, `proxynotshell` — the `autodiscover.json`
+//! SSRF that both later campaigns use is judged in `proxyshell`), IOC packs (`ioc`), the chain's last link (`webshell`), files on disk (`files`, with
 //! `pagecode`, what the server code of web pages can do, and `iisconfig`), Sigma matches on
 //! Windows events (`events`, `sigmaweb` for web logs), process ancestry across events
 //! (`behaviour`), the list of checks and their rule ids (`catalogue`), the engine that drives
@@ -24,6 +24,7 @@ pub mod iisconfig;
 pub mod ioc;
 pub mod pagecode;
 pub mod proxylogon;
+pub mod proxynotshell;
 pub mod proxyshell;
 pub mod sigmaweb;
 pub mod story;

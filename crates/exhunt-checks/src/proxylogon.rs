@@ -7,7 +7,7 @@
 use exhunt_model::{ArtefactKind, Confidence, Entities, Severity, Stage};
 use exhunt_sources::Record;
 
-pub use crate::check::request_entities;
+use crate::check::request_entities;
 use crate::check::{
     Emitter, Hit, LineCheck, contains_ci, find_ci, lit, nonempty, served, starts_with_ci, status,
 };

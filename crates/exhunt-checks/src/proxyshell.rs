@@ -1,5 +1,6 @@
-//! ProxyShell (2021) and ProxyNotShell / OWASSRF (2022): the front-end SSRF shapes in IIS and
-//! HttpProxy logs, and remote PowerShell sessions of foreign clients in the Rps_Http logs.
+//! ProxyShell (2021): the `autodiscover.json` SSRF in IIS and HttpProxy logs, which
+//! ProxyNotShell (2022) reuses with a mailbox login (`crate::proxynotshell` has the rest of
+//! ProxyNotShell: OWASSRF and the remote PowerShell sessions), and the URL decoding both need.
 //!
 //! Every check here judges the URL after percent-decoding (twice, for double encoding) and case
 //! folding, because the first public mitigation patterns matched the raw URL and were bypassed
@@ -22,8 +23,7 @@
 use exhunt_model::{ArtefactKind, Confidence, Severity, Stage};
 use exhunt_sources::Record;
 
-use crate::check::{Emitter, Hit, LineCheck, contains_ci, status};
-use crate::proxylogon::request_entities;
+use crate::check::{Emitter, Hit, LineCheck, request_entities, status};
 
 /// Percent-decodes a URL (invalid escapes are kept as they are), lossy for non-UTF-8 bytes.
 pub fn percent_decode(s: &str) -> String {
@@ -104,25 +104,18 @@ fn raw_markers() -> String {
     .join("|")
 }
 
-/// User agents of Exchange's own remote PowerShell clients.
-const OWN_CLIENTS: [&str; 3] = [
-    "clientinfo",
-    "microsoft winrm client",
-    "exchange backend probes",
-];
-
 /// The request fields of a web log: IIS names, or the HttpProxy (Autodiscover, PowerShell…)
 /// names of the same things.
-struct WebFields<'a> {
-    stem: &'a str,
-    query: &'a str,
-    method: &'a str,
-    status: &'a str,
-    user: &'a str,
-    agent: &'a str,
+pub(crate) struct WebFields<'a> {
+    pub(crate) stem: &'a str,
+    pub(crate) query: &'a str,
+    pub(crate) method: &'a str,
+    pub(crate) status: &'a str,
+    pub(crate) user: &'a str,
+    pub(crate) agent: &'a str,
 }
 
-fn web_fields<'a>(kind: ArtefactKind, rec: &'a Record<'_>) -> WebFields<'a> {
+pub(crate) fn web_fields<'a>(kind: ArtefactKind, rec: &'a Record<'_>) -> WebFields<'a> {
     let g = |n: &str| rec.get(n).unwrap_or("");
     if kind == ArtefactKind::IisLog {
         WebFields {
@@ -145,13 +138,14 @@ fn web_fields<'a>(kind: ArtefactKind, rec: &'a Record<'_>) -> WebFields<'a> {
     }
 }
 
-/// The `autodiscover.json` SSRF (ProxyShell, ProxyNotShell) and OWASSRF in IIS and HttpProxy
-/// logs. The same request in both logs is one story step (same rule, same stage).
+/// The `autodiscover.json` SSRF in IIS and HttpProxy logs: ProxyShell's (pre-authentication) and
+/// ProxyNotShell's (with a mailbox login) are one request shape told apart by the login, so one
+/// check emits both. The same request in both logs is one story step (same rule, same stage).
 pub struct ProxyShellRequests;
 
 impl LineCheck for ProxyShellRequests {
     fn rule_ids(&self) -> &[&'static str] {
-        &["EXH-PS-1", "EXH-PNS-1", "EXH-PNS-2"]
+        &["EXH-PS-1", "EXH-PNS-1"]
     }
     fn kinds(&self) -> &[ArtefactKind] {
         &[ArtefactKind::IisLog, ArtefactKind::HttpProxyLog]
@@ -175,18 +169,12 @@ impl LineCheck for ProxyShellRequests {
         // previous prefilter, the word `autodiscover` anywhere on the line, was part of the
         // condition; it is kept in conjunction (either order on the line) for markers that
         // benign lines carry elsewhere (`powershell` in the PowerShell log, `@` in user names).
-        //
-        // The OWASSRF branch emits only for a decoded URL with `/owa/` and `/powershell`; its
-        // pattern is unchanged.
         let m = raw_markers();
-        vec![
-            format!(
-                "autodiscover.*(?:{m})|(?:{m}).*autodiscover|{}|{}",
-                raw_seq("email=autodiscover"),
-                raw_seq("x-rps-cat")
-            ),
-            r"/owa/[^ ,]*(?:powershell|%[57]0owershell|%25[57]0owershell)".into(),
-        ]
+        vec![format!(
+            "autodiscover.*(?:{m})|(?:{m}).*autodiscover|{}|{}",
+            raw_seq("email=autodiscover"),
+            raw_seq("x-rps-cat")
+        )]
     }
     fn needs(&self, kind: ArtefactKind) -> &[&'static str] {
         if kind == ArtefactKind::IisLog {
@@ -201,7 +189,6 @@ impl LineCheck for ProxyShellRequests {
         let url = normalised_url(stem, w.query);
         let code = status(Some(w.status));
         let user = Some(w.user).filter(|u| !u.is_empty() && *u != "-");
-        let ua = w.agent.replace('+', " ").to_lowercase();
         let served = code.is_some_and(|c| (200..400).contains(&c));
         let code_s = code.map_or("no status".to_string(), |c| format!("status {c}"));
         let mut ent = request_entities(rec, kind);
@@ -278,120 +265,15 @@ impl LineCheck for ProxyShellRequests {
                     entities: ent,
                 },
             );
-            return;
         }
-
-        // OWASSRF: the SSRF through OWA to the PowerShell back end.
-        if url.contains("/owa/")
-            && url.contains("/powershell")
-            && (url.contains('@') || contains_ci(stem, "%40"))
-            && method.eq_ignore_ascii_case("POST")
-            && !OWN_CLIENTS.iter().any(|c| ua.starts_with(c))
-        {
-            let (stage, severity, confidence, tail) =
-                grade(served, "answered: remote PowerShell reached through OWA");
-            out.emit(
-                kind,
-                rec,
-                Hit {
-                    rule_id: "EXH-PNS-2",
-                    stage,
-                    severity,
-                    confidence,
-                    title: format!(
-                        "CVE-2022-41080/41082 OWASSRF: POST to {} ({code_s}; {tail})",
-                        target_of(&url)
-                    ),
-                    entities: ent,
-                },
-            );
-        }
-    }
-}
-
-/// EXH-PNS-3 (C-PNS-C): a remote PowerShell session in the Rps_Http log whose client is not one
-/// of Exchange's own. Exchange's management shell says `Microsoft WinRM Client`, its monitoring
-/// `Exchange BackEnd Probes`; OWASSRF and ProxyNotShell sessions carry the attacker's client (a
-/// browser or script user agent). The header row repeated inside a file (`ClientInfo`) is not a
-/// session. Status 200: the session was served.
-pub struct RpsForeignClient;
-
-impl LineCheck for RpsForeignClient {
-    fn rule_ids(&self) -> &[&'static str] {
-        &["EXH-PNS-3"]
-    }
-    fn kinds(&self) -> &[ArtefactKind] {
-        &[ArtefactKind::RpsHttpLog]
-    }
-    fn prefilter(&self, _: ArtefactKind) -> Vec<String> {
-        vec!["(?i)powershell".into()]
-    }
-    fn needs(&self, _: ArtefactKind) -> &[&'static str] {
-        &["ClientInfo", "HttpStatus"]
-    }
-    fn check(&self, kind: ArtefactKind, rec: &Record<'_>, out: &mut Emitter<'_>) {
-        let client = rec.get("ClientInfo").unwrap_or("").trim();
-        let lower = client.to_ascii_lowercase();
-        if client.is_empty() || client == "-" || OWN_CLIENTS.iter().any(|c| lower.starts_with(c)) {
-            return;
-        }
-        let stem = rec.get("UrlStem").unwrap_or("");
-        if !contains_ci(stem, "powershell") {
-            return;
-        }
-        let code = status(rec.get("HttpStatus"));
-        let g = |n: &str| rec.get(n).filter(|v| !v.is_empty() && *v != "-");
-        let user = g("AuthenticatedUser").unwrap_or("an unauthenticated user");
-        let route = format!(
-            "{} → front end {} → back end {}",
-            g("ClientIpAddress").unwrap_or("?"),
-            g("FrontEndServer").unwrap_or("?"),
-            g("ServerHostName").unwrap_or("?")
-        );
-        let (stage, severity, confidence, tail) = if code == Some(200) {
-            (
-                Stage::ExploitSuccess,
-                Severity::Critical,
-                Confidence::Medium,
-                "served: a remote PowerShell session ran",
-            )
-        } else {
-            (
-                Stage::ExploitAttempt,
-                Severity::High,
-                Confidence::Medium,
-                "not served",
-            )
-        };
-        let code_s = code.map_or("no status".to_string(), |c| format!("status {c}"));
-        let mut ent = crate::proxylogon::request_entities(rec, kind);
-        ent.user_agent = Some(client.chars().take(200).collect());
-        let query = rec.get("UrlQuery").unwrap_or("");
-        ent.url = Some(normalised_url(stem, query.trim_start_matches('?')));
-        let mut cmd = String::new();
-        if let Some(c) = g("CommandName") {
-            cmd = format!(", command {c}");
-        }
-        out.emit(
-            kind,
-            rec,
-            Hit {
-                rule_id: "EXH-PNS-3",
-                stage,
-                severity,
-                confidence,
-                title: format!(
-                    "Remote PowerShell by {user} with a foreign client \"{}\" ({route}{cmd}; {code_s}; {tail})",
-                    ent.user_agent.as_deref().unwrap_or_default()
-                ),
-                entities: ent,
-            },
-        );
     }
 }
 
 /// Stage, severity, confidence and wording of an SSRF request: success when it was answered.
-fn grade(success: bool, answered: &'static str) -> (Stage, Severity, Confidence, &'static str) {
+pub(crate) fn grade(
+    success: bool,
+    answered: &'static str,
+) -> (Stage, Severity, Confidence, &'static str) {
     if success {
         (
             Stage::ExploitSuccess,
@@ -410,7 +292,7 @@ fn grade(success: bool, answered: &'static str) -> (Stage, Severity, Confidence,
 }
 
 /// The back-end target of an SSRF URL, short: what follows the `@domain`, or the path.
-fn target_of(url: &str) -> String {
+pub(crate) fn target_of(url: &str) -> String {
     let t = match url.find('@') {
         Some(i) => &url[i..],
         None => url,

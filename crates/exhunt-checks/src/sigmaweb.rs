@@ -16,9 +16,9 @@ use exhunt_model::{ArtefactKind, Evidence};
 use exhunt_rules::sigma::Document;
 use exhunt_sources::Record;
 
+use crate::check::request_entities;
 use crate::check::{Emitter, LineCheck, MAX_EXCERPT};
 use crate::events::EventChecker;
-use crate::proxylogon::request_entities;
 
 /// The web server rules of a Sigma set, as a line check over IIS logs.
 pub struct SigmaWeb {

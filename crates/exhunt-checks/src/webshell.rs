@@ -4,8 +4,8 @@
 use exhunt_model::{ArtefactKind, Confidence, Finding, Severity, Stage, Timestamp};
 use exhunt_sources::Record;
 
+use crate::check::request_entities;
 use crate::check::{Emitter, Hit, LineCheck, lit, served};
-use crate::proxylogon::request_entities;
 
 /// The URL path under which IIS serves a Windows path, if it lies in a web root:
 /// `…\inetpub\wwwroot\aspnet_client\s.aspx` → `/aspnet_client/s.aspx`,
