@@ -8,7 +8,7 @@ use exhunt_model::{ArtefactKind, Confidence, Severity, Stage};
 use exhunt_sources::Record;
 
 use crate::check::{Emitter, Hit, LineCheck, contains_ci, request_entities, status};
-use crate::proxyshell::{grade, normalised_url, target_of, web_fields};
+use crate::proxyshell::{grade, normalised_url, target_of, web_fields, web_needs};
 
 /// User agents of Exchange's own remote PowerShell clients.
 const OWN_CLIENTS: [&str; 3] = [
@@ -34,11 +34,7 @@ impl LineCheck for OwaSsrf {
         vec![r"/owa/[^ ,]*(?:powershell|%[57]0owershell|%25[57]0owershell)".into()]
     }
     fn needs(&self, kind: ArtefactKind) -> &[&'static str] {
-        if kind == ArtefactKind::IisLog {
-            &["cs-uri-stem", "sc-status"]
-        } else {
-            &["UrlStem", "HttpStatus"]
-        }
+        web_needs(kind)
     }
     fn check(&self, kind: ArtefactKind, rec: &Record<'_>, out: &mut Emitter<'_>) {
         let w = web_fields(kind, rec);

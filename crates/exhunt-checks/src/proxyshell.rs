@@ -115,6 +115,15 @@ pub(crate) struct WebFields<'a> {
     pub(crate) agent: &'a str,
 }
 
+/// The fields a check of [`WebFields`] cannot run without: the URL and the status.
+pub(crate) fn web_needs(kind: ArtefactKind) -> &'static [&'static str] {
+    if kind == ArtefactKind::IisLog {
+        &["cs-uri-stem", "sc-status"]
+    } else {
+        &["UrlStem", "HttpStatus"]
+    }
+}
+
 pub(crate) fn web_fields<'a>(kind: ArtefactKind, rec: &'a Record<'_>) -> WebFields<'a> {
     let g = |n: &str| rec.get(n).unwrap_or("");
     if kind == ArtefactKind::IisLog {
@@ -177,11 +186,7 @@ impl LineCheck for ProxyShellRequests {
         )]
     }
     fn needs(&self, kind: ArtefactKind) -> &[&'static str] {
-        if kind == ArtefactKind::IisLog {
-            &["cs-uri-stem", "sc-status"]
-        } else {
-            &["UrlStem", "HttpStatus"]
-        }
+        web_needs(kind)
     }
     fn check(&self, kind: ArtefactKind, rec: &Record<'_>, out: &mut Emitter<'_>) {
         let w = web_fields(kind, rec);
