@@ -196,6 +196,55 @@ struct Worker<'e> {
     _rules: std::marker::PhantomData<&'e ()>,
 }
 
+/// What workers keep from one batch of a parallel pass to the next. rayon's `map_init` makes a
+/// new state per batch, and a pass over many small files has many batches per thread: a new
+/// worker each time zeroed a fresh 4 MiB read buffer and reopened archives (issue 15). The read
+/// buffer and the open archives are kept; a YARA scanner cannot move between threads and is made
+/// per batch, as before.
+struct Workers(std::sync::Mutex<Vec<(Opener, Vec<u8>)>>);
+
+impl Workers {
+    fn new() -> Self {
+        Workers(std::sync::Mutex::new(Vec::new()))
+    }
+
+    /// A worker with a kept buffer and opener, or new ones; they come back when the batch ends.
+    fn lend<'e>(&self) -> Lent<'_, 'e> {
+        let (opener, scratch) = self
+            .0
+            .lock()
+            .ok()
+            .and_then(|mut v| v.pop())
+            .unwrap_or_default();
+        Lent {
+            pool: self,
+            worker: Worker {
+                opener,
+                scratch,
+                ..Worker::default()
+            },
+        }
+    }
+}
+
+/// A worker lent to one batch.
+struct Lent<'p, 'e> {
+    pool: &'p Workers,
+    worker: Worker<'e>,
+}
+
+impl Drop for Lent<'_, '_> {
+    fn drop(&mut self) {
+        let kept = (
+            std::mem::take(&mut self.worker.opener),
+            std::mem::take(&mut self.worker.scratch),
+        );
+        if let Ok(mut v) = self.pool.0.lock() {
+            v.push(kept);
+        }
+    }
+}
+
 /// What happened to one file.
 #[derive(Debug)]
 pub struct FileOutcome {

@@ -96,11 +96,13 @@ impl Engine {
         self.progress
             .files_total
             .fetch_add(inv.items.len() as u64, Ordering::Relaxed);
+        let workers = Workers::new();
         let mut outcomes: Vec<FileOutcome> = self.pool.install(|| {
             inv.items
                 .par_iter()
                 .enumerate()
-                .map_init(Worker::default, |w, (i, item)| {
+                .map_init(|| workers.lend(), |lent, (i, item)| {
+                    let w = &mut lent.worker;
                     let o = if self.in_rule_dir(item) {
                         FileOutcome {
                             item: i,
@@ -158,6 +160,7 @@ impl Engine {
             vec![Box::new(WebShellRequests::new(urls))],
             self.opts.limits,
         );
+        let workers = Workers::new();
         self.pool.install(|| {
             outcomes
                 .par_iter()
@@ -170,10 +173,20 @@ impl Engine {
                         _ => true,
                     }
                 })
-                .map_init(Worker::default, |w, o| {
-                    self.process(&set, o.item, &inv.items[o.item], w, o.kind, None)
+                .map_init(
+                    || workers.lend(),
+                    |lent, o| {
+                        self.process(
+                            &set,
+                            o.item,
+                            &inv.items[o.item],
+                            &mut lent.worker,
+                            o.kind,
+                            None,
+                        )
                         .findings
-                })
+                    },
+                )
                 .flatten()
                 .collect()
         })
