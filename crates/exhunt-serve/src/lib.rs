@@ -5,7 +5,7 @@
 //! assignment of network observations to organisations ([`scope`]), ingest of exhunt scan
 //! results, exhunt probe rows and Shadowserver `scan_exchange` reports ([`ingest`]), tenancy
 //! ([`tenancy`]), the store's operations ([`store`]), the JSON API ([`api`]), the dashboard
-//! ([`web`]) and the listening server ([`server`]).
+//! ([`web`]) and the listening server ([`server`], HTTPS through [`tls`]).
 //!
 //! It depends on the model and the renderers only, never on the detection engine: a server
 //! that stores results has no business linking YARA.
@@ -21,6 +21,7 @@ pub mod server;
 pub mod sheet;
 pub mod store;
 pub mod tenancy;
+pub mod tls;
 pub mod web;
 
 pub use error::{Error, Result};

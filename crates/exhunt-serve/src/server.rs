@@ -26,7 +26,6 @@ use crate::error::{Error, Result};
 use crate::store::{NewToken, Store};
 
 /// A server bound to its address, not yet serving.
-#[derive(Debug)]
 pub struct Server {
     listener: TcpListener,
     /// The store it serves.
@@ -36,6 +35,17 @@ pub struct Server {
     /// The operator token made at first start (shown once), if this start made one.
     pub first_token: Option<NewToken>,
     cfg: Config,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("addr", &self.addr)
+            .field("tls", &self.tls.is_some())
+            .field("cfg", &self.cfg)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Server {
@@ -55,7 +65,19 @@ impl Server {
             addr,
             first_token,
             cfg,
+            tls: None,
         })
+    }
+
+    /// Serves HTTPS with this acceptor ([`crate::tls::acceptor`]) instead of plain HTTP.
+    pub fn with_tls(mut self, acceptor: tokio_rustls::TlsAcceptor) -> Server {
+        self.tls = Some(acceptor);
+        self
+    }
+
+    /// Whether it serves HTTPS.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
     }
 
     /// Serves until `shutdown` completes, then finishes the requests in flight (waiting at
@@ -97,9 +119,38 @@ impl Server {
                 req.extensions_mut().insert(ConnectInfo(peer));
                 tower::ServiceExt::oneshot(app.clone(), req.map(axum::body::Body::new))
             });
-            let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), svc));
+            let http = http.clone();
+            let watcher = graceful.watcher();
+            let tls = self.tls.clone();
+            let handshake_limit = cfg.header_timeout;
             tokio::spawn(async move {
-                if let Err(e) = conn.await {
+                let served = match tls {
+                    None => {
+                        watcher
+                            .watch(http.serve_connection(TokioIo::new(stream), svc))
+                            .await
+                    }
+                    Some(tls) => {
+                        // The handshake is bounded like the headers: a client that connects
+                        // and says nothing gives its slot back after the header timeout.
+                        match tokio::time::timeout(handshake_limit, tls.accept(stream)).await {
+                            Ok(Ok(stream)) => {
+                                watcher
+                                    .watch(http.serve_connection(TokioIo::new(stream), svc))
+                                    .await
+                            }
+                            Ok(Err(e)) => {
+                                tracing::debug!("TLS handshake with {peer}: {e}");
+                                Ok(())
+                            }
+                            Err(_) => {
+                                tracing::debug!("TLS handshake with {peer}: timed out");
+                                Ok(())
+                            }
+                        }
+                    }
+                };
+                if let Err(e) = served {
                     tracing::debug!("connection from {peer}: {e}");
                 }
                 drop(slot);
@@ -252,6 +303,8 @@ pub struct Options {
     pub threads: usize,
     /// Demo data to load before serving: (example name, scan result JSON). Empty: no demo.
     pub demo: Vec<(String, String)>,
+    /// HTTPS: the certificate chain and private key (PEM files). `None`: plain HTTP.
+    pub tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
 }
 
 /// What `ready` is told when the server listens.
@@ -259,6 +312,8 @@ pub struct Options {
 pub struct Ready<'a> {
     /// The address.
     pub addr: &'a SocketAddr,
+    /// Whether it serves HTTPS.
+    pub tls: bool,
     /// The first operator token, when this start made one.
     pub operator: Option<&'a NewToken>,
     /// The demo's reader token, when the demo was loaded.
@@ -278,11 +333,20 @@ pub fn run_blocking(opts: Options, ready: impl FnOnce(Ready<'_>)) -> Result<()> 
         .map_err(|e| Error::BadRequest(format!("starting the runtime: {e}")))?;
     rt.block_on(async move {
         let demo = !opts.demo.is_empty();
+        // Certificate problems are found before the database is touched.
+        let acceptor = match &opts.tls {
+            Some((cert, key)) => Some(crate::tls::acceptor(cert, key)?),
+            None => None,
+        };
         let mut server = Server::bind(&opts.db, &opts.listen, opts.api).await?;
+        if let Some(a) = acceptor {
+            server = server.with_tls(a);
+        }
         if server.cfg.secure_cookies.is_none() {
             // Plain HTTP on loopback (or the demo): a `Secure` cookie would not come back over
-            // http:// in every browser. Anywhere else the server is meant to sit behind HTTPS.
-            let plain = server.addr.ip().is_loopback() || demo;
+            // http:// in every browser. Anywhere else the server is meant to sit behind HTTPS,
+            // or to serve it itself.
+            let plain = !server.is_tls() && (server.addr.ip().is_loopback() || demo);
             server.cfg.secure_cookies = Some(!plain);
             if !plain {
                 tracing::info!("dashboard cookies are Secure: serve it behind HTTPS");
@@ -302,6 +366,7 @@ pub fn run_blocking(opts: Options, ready: impl FnOnce(Ready<'_>)) -> Result<()> 
         }
         ready(Ready {
             addr: &server.addr,
+            tls: server.is_tls(),
             operator: server.first_token.as_ref(),
             demo_reader: demo_reader.as_ref(),
         });

@@ -16,6 +16,10 @@ use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
+// HTTPS served directly and PostgreSQL over verified TLS.
+#[path = "api/tls.rs"]
+mod tls;
+
 const SNAPSHOT: &str = include_str!("../../exhunt/tests/snapshots/compromised.json");
 const SNAPSHOT_CLEAN: &str = include_str!("../../exhunt/tests/snapshots/clean.json");
 

@@ -17,12 +17,21 @@ use exhunt_checks::{Engine, ScanOptions};
 pub(crate) struct ServeArgs {
     /// Database: sqlite://PATH (created when missing) or postgres://USER@HOST/DB. From the
     /// environment, so that a PostgreSQL password is not on the command line. With --demo and
-    /// no --db: an in-memory database, gone when the server stops.
+    /// no --db: an in-memory database, gone when the server stops. PostgreSQL over the network:
+    /// add `?sslmode=verify-full` (Mozilla's roots) and `&sslrootcert=CA.pem` for a private CA.
     #[arg(long, env = "EXHUNT_SERVE_DB", hide_env_values = true)]
     db: Option<String>,
     /// Address and port to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: String,
+    /// Serve HTTPS: the server's certificate chain (PEM: its certificate first, then the
+    /// intermediates). Needs --tls-key. Without both, plain HTTP (loopback, or behind a proxy
+    /// that terminates TLS).
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// Largest request body accepted, in MiB (larger uploads get 413).
     #[arg(long, default_value_t = 64)]
     max_body_mib: usize,
@@ -106,10 +115,12 @@ pub(crate) fn serve(args: ServeArgs) -> Result<u8> {
         },
         threads: args.threads,
         demo,
+        tls: args.tls_cert.zip(args.tls_key),
     };
     exhunt_serve::server::run_blocking(opts, |r| {
         eprintln!(
-            "exhunt serve: listening on http://{} (dashboard; JSON API under /api/v1)",
+            "exhunt serve: listening on {}://{} (dashboard; JSON API under /api/v1)",
+            if r.tls { "https" } else { "http" },
             r.addr
         );
         if let Some(t) = r.operator {
