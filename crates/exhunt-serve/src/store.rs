@@ -1403,14 +1403,21 @@ impl Store {
 
     // ----- observations -------------------------------------------------------------------
 
-    /// Every organisation's scope, for assignment. Internal: the matcher must see all scopes so
-    /// that a longer prefix of another organisation wins over the uploader's; nothing of it is
-    /// returned to a caller.
-    async fn matcher(&self) -> Result<Matcher> {
+    /// The scopes an upload is assigned by. An operator's (feeds of a whole constituency): every
+    /// organisation's, so that the longest prefix wins. An uploader's: its own organisation's
+    /// only, so that the answer to an upload (kept, or outside its scope) depends on nothing
+    /// but what the uploader already knows: with every scope, a row inside its own range that
+    /// another organisation holds a longer prefix of would be refused, and the uploader would
+    /// learn that the other organisation exists there (the "scope oracle"). Its rows inside its
+    /// own range are its own scan data and stay in its organisation; they never reach another.
+    /// Nothing of the scopes is returned to a caller.
+    async fn matcher(&self, who: OrgScope) -> Result<Matcher> {
         let mut m = Matcher::default();
-        let rows = Q::new("SELECT org_id, kind, value FROM org_scopes")
-            .fetch_all(&mut *self.begin(OrgScope::All).await?)
-            .await?;
+        let mut q = Q::new("SELECT org_id, kind, value FROM org_scopes");
+        if let OrgScope::One(org) = who {
+            q = q.sql(" WHERE org_id = ").arg(org);
+        }
+        let rows = q.fetch_all(&mut *self.begin(OrgScope::All).await?).await?;
         for r in rows {
             m.add(
                 get_i(&r, "org_id")?,
@@ -1423,14 +1430,15 @@ impl Store {
 
     /// Stores parsed observations. An operator's rows go to the organisation whose scope
     /// matches best, or to the unassigned queue; an uploader's rows are kept only when they
-    /// match its own organisation (it cannot put rows into another organisation or the queue).
+    /// match its own organisation's scope (it cannot put rows into another organisation or the
+    /// queue), judged by that scope alone ([`Store::matcher`]).
     pub async fn store_observations(
         &self,
         c: &Caller,
         parsed: Parsed,
     ) -> Result<ObservationUpload> {
         c.require(Role::Uploader)?;
-        let matcher = self.matcher().await?;
+        let matcher = self.matcher(c.org_scope()).await?;
         let mut out = ObservationUpload {
             rows: parsed.rows.len() as u64 + parsed.ignored,
             ignored: parsed.ignored,
