@@ -19,6 +19,9 @@ use tower::ServiceExt;
 // What an uploader's answer may reveal of other organisations' scopes: nothing.
 #[path = "api/oracle.rs"]
 mod oracle;
+// Several serve processes on one database.
+#[path = "api/replicas.rs"]
+mod replicas;
 // HTTPS served directly and PostgreSQL over verified TLS.
 #[path = "api/tls.rs"]
 mod tls;
