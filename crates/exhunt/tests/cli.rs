@@ -24,6 +24,11 @@ mod snapshots;
 #[path = "cli/collect.rs"]
 mod collect;
 
+// `exhunt serve` killed in the middle of an upload keeps nothing of it (issue 18).
+#[cfg(feature = "serve")]
+#[path = "cli/serve_kill.rs"]
+mod serve_kill;
+
 // `exhunt remediate`: plan snapshots, apply → verify → rollback, failures injected (issue 17).
 #[path = "cli/remediate.rs"]
 mod remediate;
