@@ -263,6 +263,8 @@ pub struct Ready<'a> {
     pub operator: Option<&'a NewToken>,
     /// The demo's reader token, when the demo was loaded.
     pub demo_reader: Option<&'a NewToken>,
+    /// The demo's dashboard logins, when the demo was loaded.
+    pub demo_logins: &'a [crate::demo::DemoLogin],
 }
 
 /// Runs the server on its own runtime until Ctrl-C (or SIGTERM on Unix): what the `exhunt`
@@ -289,6 +291,7 @@ pub fn run_blocking(opts: Options, ready: impl FnOnce(Ready<'_>)) -> Result<()> 
             }
         }
         let mut demo_reader = None;
+        let mut demo_logins = Vec::new();
         if !opts.demo.is_empty() {
             let op = match &server.first_token {
                 Some(t) => server.store.authenticate(&t.secret).await?,
@@ -299,11 +302,18 @@ pub fn run_blocking(opts: Options, ready: impl FnOnce(Ready<'_>)) -> Result<()> 
                 }
             };
             demo_reader = Some(crate::demo::load(&server.store, &op, &opts.demo).await?);
+            demo_logins = crate::demo::logins(&server.store, &op).await?;
         }
+        // Escalation runs on a timer inside every instance (idempotent: see crate::escalate).
+        tokio::spawn(crate::escalate::run(
+            server.store.clone(),
+            server.cfg.escalation,
+        ));
         ready(Ready {
             addr: &server.addr,
             operator: server.first_token.as_ref(),
             demo_reader: demo_reader.as_ref(),
+            demo_logins: &demo_logins,
         });
         server.run(stop_signal()).await
     })

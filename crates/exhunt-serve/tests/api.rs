@@ -16,6 +16,13 @@ use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
+#[path = "api/dash.rs"]
+mod dash;
+#[path = "api/dash_matrix.rs"]
+mod dash_matrix;
+#[path = "api/dash_notify.rs"]
+mod dash_notify;
+
 const SNAPSHOT: &str = include_str!("../../exhunt/tests/snapshots/compromised.json");
 const SNAPSHOT_CLEAN: &str = include_str!("../../exhunt/tests/snapshots/clean.json");
 
