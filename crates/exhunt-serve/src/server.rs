@@ -170,6 +170,24 @@ fn access_action(
         if path.starts_with("/orgs/") || path.starts_with("/servers/") {
             return Some("page.view");
         }
+        // The dashboard's notification, status-sheet and roll-up pages and their exports (the
+        // .eml and CSV downloads are logged by their handler, with the ticket).
+        let table = path == "/notifications" || path == "/sheet" || path == "/rollup";
+        if table
+            || (path.starts_with("/notifications/")
+                && !path.ends_with("/eml")
+                && !path.ends_with("/csv"))
+        {
+            let export = query
+                .split('&')
+                .find_map(|p| p.strip_prefix("format="))
+                .is_some();
+            return Some(if export && table {
+                "export.page"
+            } else {
+                "page.view"
+            });
+        }
         return None;
     }
     if *method == Method::POST && path == "/login" && status.is_client_error() {

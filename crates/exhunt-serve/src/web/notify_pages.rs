@@ -137,7 +137,16 @@ async fn list_page(
             error_page(&Error::BadRequest(format!("format {fmt:?}: csv or json")))
         });
     }
-    let orgs = web.every_org(&c).await.unwrap_or_default();
+    let orgs = match web.every_org(&c).await {
+        Ok(o) => o,
+        Err(e) => return error_page(&e),
+    };
+    let org_name = |id: &str| {
+        orgs.iter()
+            .find(|o| o.id.to_string() == id)
+            .map(|o| o.name.clone())
+            .unwrap_or_else(|| format!("#{id}"))
+    };
     let qs = query(&[
         ("org", q.org.map(|o| o.to_string())),
         ("state", q.state.clone()),
@@ -189,7 +198,11 @@ async fn list_page(
             "<a href=\"/notifications/{0}\">#{0}</a>",
             esc(&r[0])
         )),
-        1 => Some(format!("<a href=\"/orgs/{0}\">#{0}</a>", esc(&r[1]))),
+        1 => Some(format!(
+            "<a href=\"/orgs/{}\">{}</a>",
+            esc(&r[1]),
+            esc(&org_name(&r[1]))
+        )),
         2 => Some(format!(
             "<a href=\"/notifications/{}\">{}</a>",
             esc(&r[0]),

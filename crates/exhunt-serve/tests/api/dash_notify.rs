@@ -324,6 +324,14 @@ async fn notification_pages_templates_exports_and_escalation() {
             audit.contains(&format!("{ticket} escalated to level 2")),
             "{audit}"
         );
+        for want in [
+            "\"export.page\"",
+            "GET /notifications -> 200",
+            "as .eml (dashboard)",
+            "\"template.create\"",
+        ] {
+            assert!(audit.contains(want), "{want}: {audit}");
+        }
         // The operator's API runs it too (nothing left to raise).
         assert_eq!(
             call(
