@@ -299,3 +299,177 @@ async fn no_leaks_between_organisations_in_the_dashboard_features() {
         );
     }
 }
+
+/// On PostgreSQL the database itself keeps the new tables apart: users are read by their own
+/// organisation and written only with `*`; login failures and templates are `*`'s only; an
+/// organisation's transaction cannot raise or clear another's escalation.
+#[tokio::test]
+async fn row_level_security_covers_users_templates_and_login_failures() {
+    use sqlx::{Connection, Row};
+    for db in databases().await {
+        if !db.url.starts_with("postgres") {
+            continue;
+        }
+        let s = server(&db, Config::default()).await;
+        let a = org(&s, "Alpha Corp", &["192.0.2.0/24"], &[]).await;
+        let b = org(&s, "Beta Corp", &["198.51.100.0/24"], &[]).await;
+        let add = |name: &str, role, org| UserInput {
+            name: name.into(),
+            role,
+            org,
+            password: PW.into(),
+        };
+        s.store
+            .add_user_locally(&add("alice", Role::Reader, Some(a)))
+            .await
+            .expect("a user");
+        s.store
+            .add_user_locally(&add("bob", Role::Uploader, Some(b)))
+            .await
+            .expect("b user");
+        s.store
+            .add_user_locally(&add("root", Role::Operator, None))
+            .await
+            .expect("operator");
+        assert_eq!(
+            password_login(&s.app, "bob", "not the password", None)
+                .await
+                .0,
+            401
+        );
+        let r = send(
+            &s.app,
+            "POST",
+            "/api/v1/templates",
+            &s.op,
+            &json!({"name": "T", "subject": "s", "body": "b"}),
+        )
+        .await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        let (_, b_up) = token(&s, b, "uploader").await;
+        let r = call(
+            &s.app,
+            "POST",
+            "/api/v1/results",
+            Some(&b_up),
+            scan_doc(SNAPSHOT),
+        )
+        .await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        let n = send(
+            &s.app,
+            "POST",
+            "/api/v1/notifications",
+            &s.op,
+            &json!({"org": b}),
+        )
+        .await;
+        let b_note = n.json()["id"].as_i64().expect("notification");
+        send(
+            &s.app,
+            "PATCH",
+            &format!("/api/v1/notifications/{b_note}"),
+            &s.op,
+            &json!({"state": "sent"}),
+        )
+        .await;
+
+        let mut conn = sqlx::AnyConnection::connect(&db.url)
+            .await
+            .expect("connect");
+        async fn count(conn: &mut sqlx::AnyConnection, scope: Option<&str>, sql: &str) -> i64 {
+            let mut tx = conn.begin().await.expect("begin");
+            if let Some(o) = scope {
+                sqlx::query(&format!("SELECT set_config('exhunt.org', '{o}', true)"))
+                    .fetch_one(&mut *tx)
+                    .await
+                    .expect("set");
+            }
+            let n = sqlx::query(sql)
+                .fetch_one(&mut *tx)
+                .await
+                .and_then(|r| r.try_get::<i64, _>("n"))
+                .expect("count");
+            tx.rollback().await.expect("rollback");
+            n
+        }
+        /// Rows a statement changed, or None when the database refused it.
+        async fn change(conn: &mut sqlx::AnyConnection, scope: &str, sql: &str) -> Option<u64> {
+            let mut tx = conn.begin().await.expect("begin");
+            sqlx::query(&format!("SELECT set_config('exhunt.org', '{scope}', true)"))
+                .fetch_one(&mut *tx)
+                .await
+                .expect("set");
+            let r = sqlx::query(sql)
+                .execute(&mut *tx)
+                .await
+                .ok()
+                .map(|r| r.rows_affected());
+            let _ = tx.rollback().await;
+            r
+        }
+        for t in ["users", "login_failures", "notification_templates"] {
+            let sql = format!("SELECT COUNT(*) AS n FROM {t}");
+            assert_eq!(
+                count(&mut conn, None, &sql).await,
+                0,
+                "{t} visible without exhunt.org"
+            );
+            assert!(
+                count(&mut conn, Some("*"), &sql).await > 0,
+                "{t}: the near miss, '*' sees them"
+            );
+        }
+        let a_s = a.to_string();
+        let a_scope = Some(a_s.as_str());
+        assert_eq!(
+            count(&mut conn, a_scope, "SELECT COUNT(*) AS n FROM users").await,
+            1,
+            "A sees its one user"
+        );
+        assert_eq!(
+            count(
+                &mut conn,
+                a_scope,
+                "SELECT COUNT(*) AS n FROM login_failures"
+            )
+            .await,
+            0
+        );
+        assert_eq!(
+            count(
+                &mut conn,
+                a_scope,
+                "SELECT COUNT(*) AS n FROM notification_templates"
+            )
+            .await,
+            0
+        );
+        let a_str = a_s.as_str();
+        // As A: no user made, changed or deleted (not even its own), no template, no escalation.
+        for sql in [
+            format!("INSERT INTO users (name, org_id, role, password_hash, token_id, created, password_changed) VALUES ('mallory', {a}, 'operator', 'x', 1, 'x', 'x')"),
+            format!("INSERT INTO users (name, org_id, role, password_hash, token_id, created, password_changed) VALUES ('mallory', {a}, 'reader', 'x', 1, 'x', 'x')"),
+            "UPDATE users SET password_hash = 'x'".to_string(),
+            "UPDATE users SET role = 'operator', org_id = NULL".to_string(),
+            "DELETE FROM users".to_string(),
+            "INSERT INTO notification_templates (name, subject, body, created, updated) VALUES ('x', 'x', 'x', 'x', 'x')".to_string(),
+            "UPDATE notification_templates SET body = 'x'".to_string(),
+            "DELETE FROM login_failures".to_string(),
+            format!("UPDATE notifications SET escalation = 0 WHERE org_id = {b}"),
+        ] {
+            let r = change(&mut conn, a_str, &sql).await;
+            assert!(matches!(r, None | Some(0)), "as A, {sql} changed {r:?} row(s)");
+        }
+        // The near miss: with '*' the same update of the escalation changes B's row.
+        assert_eq!(
+            change(
+                &mut conn,
+                "*",
+                &format!("UPDATE notifications SET escalation = 0 WHERE org_id = {b}")
+            )
+            .await,
+            Some(1)
+        );
+    }
+}
