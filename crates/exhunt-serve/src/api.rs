@@ -25,6 +25,8 @@ use crate::ingest;
 use crate::store::{Filter, OrgInput, Store};
 use crate::tenancy::{Caller, Role};
 
+mod dash;
+
 /// Limits of the HTTP server.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -44,6 +46,8 @@ pub struct Config {
     /// off when listening on a loopback address or for the demo, on otherwise; [`crate::server::app`]
     /// alone takes `None` as on.
     pub secure_cookies: Option<bool>,
+    /// When sent notifications escalate, and how often `exhunt serve` looks.
+    pub escalation: crate::escalate::Policy,
 }
 
 impl Default for Config {
@@ -55,6 +59,7 @@ impl Default for Config {
             request_timeout: Duration::from_secs(300),
             max_connections: 512,
             secure_cookies: None,
+            escalation: crate::escalate::Policy::default(),
         }
     }
 }
@@ -153,6 +158,7 @@ pub fn router(store: Store, cfg: Config) -> Router {
             get(get_notification).patch(set_notification_state),
         )
         .route("/api/v1/notifications/{id}/eml", get(notification_eml))
+        .merge(dash::routes())
         .fallback(|| async { ApiError(Error::NotFound("endpoint")).into_response() })
         // Answers hold one organisation's data: no cache (a proxy's, a browser's) keeps them.
         .layer(axum::middleware::from_fn(
@@ -583,6 +589,8 @@ async fn revoke_token(
 #[serde(deny_unknown_fields)]
 struct NotificationInput {
     org: i64,
+    /// The template (absent or 0: the built-in one).
+    template: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -607,7 +615,9 @@ async fn create_notification(State(app): Shared, h: HeaderMap, body: Body) -> Ap
     let input: NotificationInput = json_body(&b)?;
     ok(
         StatusCode::CREATED,
-        &app.store.create_notification(&c, input.org).await?,
+        &app.store
+            .create_notification_from(&c, input.org, input.template)
+            .await?,
     )
 }
 

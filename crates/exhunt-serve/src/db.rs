@@ -69,6 +69,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         "tighter row security",
         include_str!("../migrations/sqlite/0007_tighter_row_security.sql"),
     ),
+    (
+        9,
+        "users templates escalation",
+        include_str!("../migrations/sqlite/0009_users_templates_escalation.sql"),
+    ),
 ];
 
 const POSTGRES: &[(i64, &str, &str)] = &[
@@ -106,6 +111,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         7,
         "tighter row security",
         include_str!("../migrations/postgres/0007_tighter_row_security.sql"),
+    ),
+    (
+        9,
+        "users templates escalation",
+        include_str!("../migrations/postgres/0009_users_templates_escalation.sql"),
     ),
 ];
 

@@ -141,3 +141,57 @@ pub async fn load(
         .create_token(operator, first, Role::Reader, "demo reader of Example Corp")
         .await
 }
+
+/// A demo dashboard login: name, role as shown, and its password (random, shown once).
+#[derive(Debug, Clone)]
+pub struct DemoLogin {
+    /// User name.
+    pub name: String,
+    /// What it may see.
+    pub role: String,
+    /// Password.
+    pub password: String,
+}
+
+/// Makes the demo's dashboard users: `operator` (every organisation) and `reader` (of the
+/// first demo organisation), with random passwords.
+pub async fn logins(store: &Store, operator: &Caller) -> Result<Vec<DemoLogin>> {
+    let first = store
+        .every_org(operator)
+        .await?
+        .into_iter()
+        .find(|o| o.name == ORGS[0].name)
+        .map(|o| o.id);
+    let mut out = Vec::new();
+    for (name, role, org, shown) in [
+        ("operator", Role::Operator, None, "operator".to_string()),
+        (
+            "reader",
+            Role::Reader,
+            first,
+            format!("reader of {}", ORGS[0].name),
+        ),
+    ] {
+        let mut b = [0u8; 12];
+        getrandom::fill(&mut b)
+            .map_err(|e| crate::Error::BadRequest(format!("no randomness: {e}")))?;
+        let password = format!("demo-{}", hex::encode(b));
+        store
+            .create_user(
+                operator,
+                &crate::users::UserInput {
+                    name: name.into(),
+                    role,
+                    org,
+                    password: password.clone(),
+                },
+            )
+            .await?;
+        out.push(DemoLogin {
+            name: name.into(),
+            role: shown,
+            password,
+        });
+    }
+    Ok(out)
+}

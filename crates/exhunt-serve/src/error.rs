@@ -34,6 +34,9 @@ pub enum Error {
     /// The whole request took longer than the server allows.
     #[error("request not completed within {0} seconds")]
     RequestTimeout(u64),
+    /// Too many failed logins: try again after this many seconds at most.
+    #[error("too many failed logins: try again in {} minutes", .0 / 60)]
+    TooManyAttempts(i64),
     /// The database failed.
     #[error("database: {0}")]
     Db(#[from] sqlx::Error),
@@ -54,6 +57,7 @@ impl Error {
             Error::Conflict(_) => 409,
             Error::TooLarge(_) => 413,
             Error::Timeout(_) | Error::RequestTimeout(_) => 408,
+            Error::TooManyAttempts(_) => 429,
             Error::Db(_) | Error::Migrate(_) => 500,
         }
     }
@@ -69,6 +73,7 @@ impl Error {
             Error::Conflict(_) => "conflict",
             Error::TooLarge(_) => "too-large",
             Error::Timeout(_) | Error::RequestTimeout(_) => "timeout",
+            Error::TooManyAttempts(_) => "too-many-attempts",
             Error::Db(_) | Error::Migrate(_) => "internal",
         }
     }

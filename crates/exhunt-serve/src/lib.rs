@@ -14,14 +14,18 @@ pub mod api;
 pub mod db;
 pub mod demo;
 pub mod error;
+pub mod escalate;
 pub mod ingest;
 pub mod notify;
+pub mod password;
 pub mod scope;
 pub mod server;
 pub mod sheet;
 pub mod store;
+pub mod templates;
 pub mod tenancy;
 pub mod tls;
+pub mod users;
 pub mod web;
 
 pub use error::{Error, Result};

@@ -14,7 +14,8 @@ use sqlx::any::AnyRow;
 
 use crate::db::{self, Q};
 use crate::error::{Error, Result};
-use crate::store::{Filter, Store, get_i, get_s};
+use crate::store::{Filter, Org, Store, get_i, get_s};
+use crate::templates::{Dest, Template, Values, default_template, header_value, render};
 use crate::tenancy::{Caller, Role};
 
 /// States of a notification, in order.
@@ -48,6 +49,13 @@ pub struct Notification {
     pub updated: String,
     /// New or sent for longer than [`ESCALATE_DAYS`]: escalate.
     pub overdue: bool,
+    /// Escalation level: 0, or 1 and 2 as a sent notification stays unacknowledged
+    /// ([`crate::escalate`]).
+    pub escalation: i64,
+    /// When the level last rose.
+    pub escalated: Option<String>,
+    /// The template it is drawn with (`None`: the built-in one).
+    pub template_id: Option<i64>,
 }
 
 fn from_row(r: &AnyRow) -> Result<Notification> {
@@ -63,10 +71,13 @@ fn from_row(r: &AnyRow) -> Result<Notification> {
         servers: serde_json::from_str(&get_s(r, "servers")?).unwrap_or(Value::Null),
         created: get_s(r, "created")?,
         updated,
+        escalation: get_i(r, "escalation")?,
+        escalated: crate::store::get_os(r, "escalated")?,
+        template_id: crate::store::get_oi(r, "template_id")?,
     })
 }
 
-const COLS: &str = "SELECT n.id, n.org_id, n.ticket, n.state, n.servers, n.created, n.updated FROM notifications n WHERE 1 = 1";
+const COLS: &str = "SELECT n.id, n.org_id, n.ticket, n.state, n.servers, n.created, n.updated, n.escalation, n.escalated, n.template_id FROM notifications n WHERE 1 = 1";
 
 /// Whether `role` may move a notification from `from` to `to`.
 pub fn transition_allowed(role: Role, from: &str, to: &str) -> bool {
@@ -84,8 +95,22 @@ impl Store {
     /// Makes a notification for an organisation's servers that are compromised, attempted or
     /// exposed now (operators only); `BadRequest` when none is.
     pub async fn create_notification(&self, c: &Caller, org: i64) -> Result<Notification> {
+        self.create_notification_from(c, org, None).await
+    }
+
+    /// [`Store::create_notification`], drawn with a template (`None` or 0: the built-in one).
+    pub async fn create_notification_from(
+        &self,
+        c: &Caller,
+        org: i64,
+        template: Option<i64>,
+    ) -> Result<Notification> {
         c.require(Role::Operator)?;
         self.get_org(c, org).await?;
+        let template = template.filter(|t| *t != 0);
+        if let Some(t) = template {
+            self.get_template(c, t).await?;
+        }
         let servers = self.every_server(c, Some(org)).await?;
         let affected: Vec<Value> = servers
             .iter()
@@ -114,7 +139,7 @@ impl Store {
         let now = db::now();
         let mut tx = self.begin_write(c.org_scope()).await?;
         let r = Q::new(
-            "INSERT INTO notifications (org_id, ticket, state, servers, created, updated) VALUES (",
+            "INSERT INTO notifications (org_id, ticket, state, servers, created, updated, template_id) VALUES (",
         )
         .arg(org)
         .sql(", ")
@@ -125,6 +150,8 @@ impl Store {
         .arg(now.clone())
         .sql(", ")
         .arg(now)
+        .sql(", ")
+        .arg(template)
         .sql(") RETURNING id")
         .fetch_optional(&mut *tx)
         .await?
@@ -224,83 +251,149 @@ impl Store {
         self.get_notification(c, id).await
     }
 
-    /// The notification as an e-mail file (RFC 5322, MIME multipart: a text body from the
-    /// template and the servers as CSV), addressed to the organisation's contacts.
-    pub async fn notification_eml(&self, c: &Caller, id: i64, from: &str) -> Result<String> {
+    /// The placeholder values of a notification, and its template.
+    async fn drawn(&self, c: &Caller, id: i64) -> Result<(Notification, Org, Template, Values)> {
         let n = self.get_notification(c, id).await?;
         let org = self.get_org(c, n.org_id).await?;
+        let template = match n.template_id {
+            Some(t) => self
+                .template(t)
+                .await
+                .unwrap_or_else(|_| default_template()),
+            None => default_template(),
+        };
         let servers = n.servers.as_array().cloned().unwrap_or_default();
-        let mut text = format!(
-            "Hello,\r\n\r\nThis is notification {ticket} about Microsoft Exchange servers of {name}.\r\n\
-             {count} server(s) need action: compromised (evidence that an attack succeeded),\r\n\
-             attempted (exploitation attempts) or exposed (a vulnerable build reachable from the\r\n\
-             Internet). The attached CSV lists each with what was seen and when.\r\n\r\n",
-            ticket = n.ticket,
-            name = clean_header(&org.name),
-            count = servers.len()
-        );
+        let field = |s: &Value, k: &str, none: &str| s[k].as_str().unwrap_or(none).to_string();
+        let mut list = String::new();
+        let mut seen = String::new();
         for s in &servers {
-            text.push_str(&format!(
-                "- {} : {} (scan verdict {}, exposure {})\r\n",
-                clean_header(s["name"].as_str().unwrap_or("")),
-                s["state"].as_str().unwrap_or(""),
-                s["last_verdict"].as_str().unwrap_or("none"),
-                s["last_state"].as_str().unwrap_or("not observed")
+            list.push_str(&format!(
+                "- {} : {} (scan verdict {}, exposure {})\n",
+                field(s, "name", ""),
+                field(s, "state", ""),
+                field(s, "last_verdict", "none"),
+                field(s, "last_state", "not observed")
+            ));
+            let scanned = match s["last_scanned"].as_str() {
+                Some(t) => format!("scan finished {t} gave {}", field(s, "last_verdict", "")),
+                None => "not scanned".into(),
+            };
+            let observed = match s["last_observed"].as_str() {
+                Some(t) => format!("observed {} on {t}", field(s, "last_state", "")),
+                None => "not observed from the network".into(),
+            };
+            seen.push_str(&format!(
+                "- {}: {scanned}; {observed}\n",
+                field(s, "name", "")
             ));
         }
-        text.push_str(&format!(
-            "\r\nPlease reply with the ticket number {} in the subject when you have acted;\r\n\
-             we will rescan and close the ticket when the servers are patched and clean.\r\n",
-            n.ticket
-        ));
-        let mut csv =
-            String::from("name,state,last_verdict,last_scanned,last_state,last_observed\r\n");
-        for s in &servers {
-            let cells: Vec<String> = [
-                "name",
-                "state",
-                "last_verdict",
-                "last_scanned",
-                "last_state",
-                "last_observed",
-            ]
-            .iter()
-            .map(|k| csv_cell(s[*k].as_str().unwrap_or("")))
-            .collect();
-            csv.push_str(&cells.join(","));
-            csv.push_str("\r\n");
-        }
+        let created = chrono::DateTime::parse_from_rfc3339(&n.created)
+            .map(|t| t.with_timezone(&chrono::Utc))
+            .unwrap_or_else(|_| chrono::Utc::now());
+        let values: Values = vec![
+            ("organisation", org.name.clone()),
+            ("ticket", n.ticket.clone()),
+            ("count", servers.len().to_string()),
+            ("servers", list.trim_end().to_string()),
+            ("seen", seen.trim_end().to_string()),
+            (
+                "deadline",
+                (created + chrono::Duration::days(ESCALATE_DAYS))
+                    .format("%Y-%m-%d")
+                    .to_string(),
+            ),
+            ("contacts", org.contacts.join(", ")),
+            ("created", n.created.clone()),
+        ];
+        Ok((n, org, template, values))
+    }
+
+    /// The notification's subject and body drawn for the dashboard (HTML-escaped).
+    pub async fn notification_preview(&self, c: &Caller, id: i64) -> Result<(String, String)> {
+        let (_, _, t, v) = self.drawn(c, id).await?;
+        Ok((
+            render(&t.subject, &v, Dest::Html),
+            render(&t.body, &v, Dest::Html),
+        ))
+    }
+
+    /// The affected servers as CSV (spreadsheet-safe cells, CRLF lines).
+    pub async fn notification_csv(&self, c: &Caller, id: i64) -> Result<String> {
+        let n = self.get_notification(c, id).await?;
+        Ok(servers_csv(&n))
+    }
+
+    /// The notification as an e-mail file (RFC 5322, MIME multipart: a text body from the
+    /// template and the servers as CSV), addressed to the organisation's contacts. Every
+    /// header value is escaped ([`crate::templates::header_value`]).
+    pub async fn notification_eml(&self, c: &Caller, id: i64, from: &str) -> Result<String> {
+        let (n, org, t, values) = self.drawn(c, id).await?;
+        let subject = render(&t.subject, &values, Dest::Header);
+        let text = render(&t.body, &values, Dest::Text);
+        let csv = servers_csv(&n);
         // A random boundary of its own (not derived from the ticket, which is in the body).
         let mut rnd = [0u8; 16];
         getrandom::fill(&mut rnd).map_err(|e| Error::BadRequest(format!("no randomness: {e}")))?;
         let boundary = format!("=_exhunt_{}", hex::encode(rnd));
+        // Only contacts that are one plain e-mail address each (a phone number, or a list
+        // smuggled into one contact, is left out of the header).
         let to = org
             .contacts
             .iter()
-            .map(|t| clean_header(t))
+            .filter_map(|t| mail_address(t))
             .collect::<Vec<_>>()
             .join(", ");
         Ok(format!(
-            "From: {from}\r\nTo: {to}\r\nSubject: [{ticket}] Microsoft Exchange servers of {name}: {count} need action\r\n\
+            "From: {from}\r\nTo: {to}\r\nSubject: {subject}\r\n\
              Date: {date}\r\nMessage-ID: <{ticket}@exhunt.invalid>\r\nMIME-Version: 1.0\r\n\
              Content-Type: multipart/mixed; boundary=\"{boundary}\"\r\n\r\n\
              --{boundary}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n{text}\r\n\
              --{boundary}\r\nContent-Type: text/csv; charset=utf-8\r\nContent-Disposition: attachment; filename=\"{ticket}.csv\"\r\n\r\n{csv}\r\n\
              --{boundary}--\r\n",
-            from = clean_header(from),
+            from = header_value(from),
             ticket = n.ticket,
-            name = clean_header(&org.name),
-            count = servers.len(),
             date = chrono::Utc::now().to_rfc2822(),
         ))
     }
 }
 
-/// A header value without line breaks (no header injection through a name or a contact).
-fn clean_header(s: &str) -> String {
-    s.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect()
+/// `s` when it is one plain address (`local@domain`, printable ASCII, no space, quote, comma,
+/// angle bracket or other separator), else `None`.
+pub fn mail_address(s: &str) -> Option<String> {
+    let s = s.trim();
+    let (local, domain) = s.split_once('@')?;
+    let plain = |p: &str| {
+        !p.is_empty()
+            && p.chars().all(|c| {
+                c.is_ascii_graphic()
+                    && !matches!(
+                        c,
+                        '@' | ',' | ';' | '<' | '>' | '"' | '(' | ')' | '[' | ']' | '\\' | ':'
+                    )
+            })
+    };
+    (plain(local) && plain(domain) && s.len() <= 254).then(|| s.to_string())
+}
+
+fn servers_csv(n: &Notification) -> String {
+    let servers = n.servers.as_array().cloned().unwrap_or_default();
+    let mut csv = String::from("name,state,last_verdict,last_scanned,last_state,last_observed\r\n");
+    for s in &servers {
+        let cells: Vec<String> = [
+            "name",
+            "state",
+            "last_verdict",
+            "last_scanned",
+            "last_state",
+            "last_observed",
+        ]
+        .iter()
+        .map(|k| csv_cell(s[*k].as_str().unwrap_or("")))
+        .collect();
+        csv.push_str(&cells.join(","));
+        csv.push_str("\r\n");
+    }
+    csv
 }
 
 fn csv_cell(s: &str) -> String {
@@ -337,7 +430,21 @@ mod tests {
 
     #[test]
     fn headers_and_cells_are_safe() {
-        assert_eq!(clean_header("Evil\r\nBcc: x@y"), "Evil  Bcc: x@y");
+        assert_eq!(header_value("Evil\r\nBcc: x@y"), "Evil  Bcc: x@y");
+        assert_eq!(
+            mail_address(" soc@corp.example ").as_deref(),
+            Some("soc@corp.example")
+        );
+        for bad in [
+            "soc@corp.example\r\nBcc: v@x",
+            "a@x, b@y",
+            "+31 20 123",
+            "<a@x>",
+            "a@b@c",
+            "a @x",
+        ] {
+            assert_eq!(mail_address(bad), None, "{bad:?}");
+        }
         assert_eq!(csv_cell("=cmd"), "'=cmd");
         assert_eq!(csv_cell("a,b"), "\"a,b\"");
     }

@@ -221,6 +221,24 @@ fn access_action(
         if path.starts_with("/orgs/") || path.starts_with("/servers/") {
             return Some("page.view");
         }
+        // The dashboard's notification, status-sheet and roll-up pages and their exports (the
+        // .eml and CSV downloads are logged by their handler, with the ticket).
+        let table = path == "/notifications" || path == "/sheet" || path == "/rollup";
+        if table
+            || (path.starts_with("/notifications/")
+                && !path.ends_with("/eml")
+                && !path.ends_with("/csv"))
+        {
+            let export = query
+                .split('&')
+                .find_map(|p| p.strip_prefix("format="))
+                .is_some();
+            return Some(if export && table {
+                "export.page"
+            } else {
+                "page.view"
+            });
+        }
         return None;
     }
     if *method == Method::POST && path == "/login" && status.is_client_error() {
@@ -318,6 +336,8 @@ pub struct Ready<'a> {
     pub operator: Option<&'a NewToken>,
     /// The demo's reader token, when the demo was loaded.
     pub demo_reader: Option<&'a NewToken>,
+    /// The demo's dashboard logins, when the demo was loaded.
+    pub demo_logins: &'a [crate::demo::DemoLogin],
 }
 
 /// Runs the server on its own runtime until Ctrl-C (or SIGTERM on Unix): what the `exhunt`
@@ -353,6 +373,7 @@ pub fn run_blocking(opts: Options, ready: impl FnOnce(Ready<'_>)) -> Result<()> 
             }
         }
         let mut demo_reader = None;
+        let mut demo_logins = Vec::new();
         if !opts.demo.is_empty() {
             let op = match &server.first_token {
                 Some(t) => server.store.authenticate(&t.secret).await?,
@@ -363,12 +384,19 @@ pub fn run_blocking(opts: Options, ready: impl FnOnce(Ready<'_>)) -> Result<()> 
                 }
             };
             demo_reader = Some(crate::demo::load(&server.store, &op, &opts.demo).await?);
+            demo_logins = crate::demo::logins(&server.store, &op).await?;
         }
+        // Escalation runs on a timer inside every instance (idempotent: see crate::escalate).
+        tokio::spawn(crate::escalate::run(
+            server.store.clone(),
+            server.cfg.escalation,
+        ));
         ready(Ready {
             addr: &server.addr,
             tls: server.is_tls(),
             operator: server.first_token.as_ref(),
             demo_reader: demo_reader.as_ref(),
+            demo_logins: &demo_logins,
         });
         server.run(stop_signal()).await
     })

@@ -25,6 +25,12 @@ use crate::error::Error;
 use crate::store::{CAMPAIGNS, Filter, STATES, Store};
 use crate::tenancy::{self, Caller, Role};
 
+mod auth;
+mod notify_pages;
+mod sheet_pages;
+mod table;
+mod template_pages;
+
 /// The dashboard's state: the store, and whether cookies are `Secure`.
 struct Web {
     store: Store,
@@ -64,7 +70,7 @@ impl Web {
 }
 const SESSION_HOURS: i64 = 12;
 
-fn base64(bytes: &[u8]) -> String {
+pub(crate) fn base64(bytes: &[u8]) -> String {
     const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
@@ -159,7 +165,11 @@ pub fn router(store: Store, secure_cookies: bool) -> Router {
         .route("/orgs/{id}", get(org_page))
         .route("/servers/{id}", get(server_page))
         .route("/results/{id}/report", get(report_page))
-        // The only body the dashboard reads is the login form: a few hundred bytes.
+        .merge(auth::routes())
+        .merge(notify_pages::routes())
+        .merge(template_pages::routes())
+        .merge(sheet_pages::routes())
+        // The bodies the dashboard reads are small forms: a few hundred bytes.
         .layer(axum::extract::DefaultBodyLimit::max(16 * 1024))
         .with_state(Arc::new(Web {
             store,
@@ -223,6 +233,10 @@ fn page(title: &str, who: Option<(&Caller, &str)>, body: &str) -> String {
         esc(title)
     );
     if let Some((c, csrf)) = who {
+        s.push_str("<a href=\"/notifications\">Notifications</a><a href=\"/sheet\">Status sheet</a><a href=\"/rollup\">By version</a><a href=\"/account\">Account</a>");
+        if c.role == Role::Operator {
+            s.push_str("<a href=\"/templates\">Templates</a><a href=\"/users\">Users</a>");
+        }
         let _ = write!(
             s,
             "<span>{}{}</span><form class=inline method=post action=\"/logout\"><input type=hidden name=csrf value=\"{}\"><button>Log out</button></form>",
@@ -273,7 +287,8 @@ async fn login_form(State(web): Shared) -> Response {
         Err(e) => return error_page(&e),
     };
     let body = format!(
-        "<form method=post action=\"/login\"><p><label>API token <input type=password name=token autocomplete=off size=70 required></label></p><input type=hidden name=csrf value=\"{}\"><p><button>Log in</button></p></form><p>A token is made by an operator (<code>POST /api/v1/tokens</code>); the first operator token is printed when the server starts on an empty database.</p>",
+        "<form method=post action=\"/login\" id=password-login><p><label>User <input name=user autocomplete=username required maxlength=100></label></p><p><label>Password <input type=password name=password autocomplete=current-password required></label></p><input type=hidden name=csrf value=\"{0}\"><p><button>Log in</button></p></form>\
+<h2>With an API token</h2><form method=post action=\"/login\" id=token-login><p><label>API token <input type=password name=token autocomplete=off size=70 required></label></p><input type=hidden name=csrf value=\"{0}\"><p><button>Log in with the token</button></p></form><p>Users are made by an operator (the Users page, <code>POST /api/v1/users</code>, or <code>exhunt serve --add-user</code>); a token by an operator (<code>POST /api/v1/tokens</code>); the first operator token is printed when the server starts on an empty database.</p>",
         esc(&csrf)
     );
     let mut r = html(StatusCode::OK, page("Log in", None, &body));
@@ -333,15 +348,19 @@ mod tests {
     }
 }
 
+/// The login form: a user name and password, or an API token.
 #[derive(Deserialize)]
 struct LoginForm {
-    token: String,
+    token: Option<String>,
+    user: Option<String>,
+    password: Option<String>,
     csrf: String,
 }
 
 async fn login(
     State(store): Shared,
     h: HeaderMap,
+    ext: axum::http::Extensions,
     form: Result<Form<LoginForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {
     let f = match form {
@@ -360,7 +379,21 @@ async fn login(
             "the login form expired or came from another site: reload it".into(),
         ));
     }
-    match store.open_session(&f.token, SESSION_HOURS).await {
+    let opened = match (f.user.as_deref().map(str::trim), f.token.as_deref()) {
+        (Some(u), _) if !u.is_empty() => {
+            store
+                .password_login(
+                    u,
+                    f.password.as_deref().unwrap_or(""),
+                    &auth::client(&ext),
+                    SESSION_HOURS,
+                )
+                .await
+        }
+        (_, Some(t)) => store.open_session(t, SESSION_HOURS).await,
+        _ => Err(Error::Unauthorized),
+    };
+    match opened {
         Ok((secret, _)) => {
             let mut r = Redirect::to("/").into_response();
             if let Ok(v) = HeaderValue::from_str(&format!(
@@ -378,7 +411,7 @@ async fn login(
             page(
                 "Log in",
                 None,
-                "<p>Unknown or revoked token. <a href=\"/login\">Try again</a>.</p>",
+                "<p>Unknown user or wrong password, or an unknown or revoked token. <a href=\"/login\">Try again</a>.</p>",
             ),
         ),
         Err(e) => error_page(&e),
@@ -497,6 +530,10 @@ async fn overview(State(store): Shared, h: HeaderMap) -> Response {
         let _ = write!(body, "<tr><td>{k}</td>{}</tr>", state_cells(&counts));
     }
     body.push_str("</table>");
+    match notify_pages::escalations(&store, &c, None).await {
+        Ok(s) => body.push_str(&s),
+        Err(e) => return error_page(&e),
+    }
     if c.role == Role::Operator {
         match store.list_unassigned(&c, &Filter { limit: Some(1), ..Filter::default() }).await {
             Ok(q) if !q.is_empty() => body.push_str("<p>Observations wait in the unassigned queue (<code>GET /api/v1/unassigned</code>).</p>"),
@@ -630,6 +667,14 @@ async fn org_page(
         }
         Err(e) => return error_page(&e),
     }
+    match notify_pages::escalations(&store, &c, Some(id)).await {
+        Ok(s) => body.push_str(&s),
+        Err(e) => return error_page(&e),
+    }
+    let _ = write!(
+        body,
+        "<p><a href=\"/notifications?org={id}\">Notifications</a> · <a href=\"/sheet?org={id}\">Status sheet</a></p>"
+    );
     html(StatusCode::OK, page(&org.name, Some((&c, &csrf)), &body))
 }
 

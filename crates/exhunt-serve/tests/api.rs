@@ -25,6 +25,13 @@ mod replicas;
 // HTTPS served directly and PostgreSQL over verified TLS.
 #[path = "api/tls.rs"]
 mod tls;
+// Password logins, notification, template, sheet pages (and their tenancy matrix).
+#[path = "api/dash.rs"]
+mod dash;
+#[path = "api/dash_matrix.rs"]
+mod dash_matrix;
+#[path = "api/dash_notify.rs"]
+mod dash_notify;
 
 const SNAPSHOT: &str = include_str!("../../exhunt/tests/snapshots/compromised.json");
 const SNAPSHOT_CLEAN: &str = include_str!("../../exhunt/tests/snapshots/clean.json");

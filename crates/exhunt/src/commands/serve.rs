@@ -42,6 +42,10 @@ pub(crate) struct ServeArgs {
     /// except when listening on a loopback address or with --demo (plain HTTP there).
     #[arg(long, value_name = "true|false")]
     secure_cookies: Option<bool>,
+    /// Days a sent notification may stay unacknowledged before it escalates to level 1 (level 2
+    /// after twice as long). The server looks every 10 minutes.
+    #[arg(long, value_name = "DAYS", default_value_t = 7)]
+    escalate_days: u64,
     /// Runtime threads (0 = one per core).
     #[arg(long, default_value_t = 0)]
     threads: usize,
@@ -49,6 +53,57 @@ pub(crate) struct ServeArgs {
     /// its result stored under a demo organisation, with invented probe rows beside them.
     #[arg(long, value_name = "DIR", num_args = 0..=1, default_missing_value = "examples")]
     demo: Option<PathBuf>,
+    /// Create a dashboard user NAME in the database and exit (no server is started). The
+    /// password is read from --password-file, never from the command line.
+    #[arg(long, value_name = "NAME", requires_all = ["role", "password_file"], conflicts_with = "demo")]
+    add_user: Option<String>,
+    /// The new user's role: reader, uploader (both need --org) or operator.
+    #[arg(long, value_name = "reader|uploader|operator", requires = "add_user")]
+    role: Option<String>,
+    /// The new user's organisation (its id), for a reader or an uploader.
+    #[arg(long, value_name = "ID", requires = "add_user")]
+    org: Option<i64>,
+    /// File holding the new user's password (its first line); `-` reads it from standard input.
+    #[arg(long, value_name = "FILE", requires = "add_user")]
+    password_file: Option<PathBuf>,
+}
+
+/// `--add-user`: the password from its file (first line, without the line break).
+#[cfg(feature = "serve")]
+fn add_user(db: &str, args: &ServeArgs, name: &str) -> Result<u8> {
+    use std::io::Read;
+    let Some(role) = args.role.as_deref().and_then(exhunt_serve::Role::parse) else {
+        bail!("--role: reader, uploader or operator");
+    };
+    let Some(file) = &args.password_file else {
+        bail!("--add-user needs --password-file");
+    };
+    let mut text = String::new();
+    if file.as_os_str() == "-" {
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("--password-file -: reading standard input")?;
+    } else {
+        text = std::fs::read_to_string(file)
+            .with_context(|| format!("--password-file: reading {}", file.display()))?;
+    }
+    let password = text.lines().next().unwrap_or("").to_string();
+    let input = exhunt_serve::users::UserInput {
+        name: name.to_string(),
+        role,
+        org: args.org,
+        password,
+    };
+    let u = exhunt_serve::users::add_user_blocking(db, &input)?;
+    eprintln!(
+        "exhunt serve: user {:?} ({}{}) created",
+        u.name,
+        u.role.as_str(),
+        u.org_id
+            .map(|o| format!(" of organisation #{o}"))
+            .unwrap_or_default()
+    );
+    Ok(0)
 }
 
 /// Scans each example folder, as `exhunt scan --format json` would.
@@ -92,18 +147,21 @@ pub(crate) fn serve(args: ServeArgs) -> Result<u8> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .try_init();
-    if args.max_body_mib == 0 || args.body_timeout == 0 {
-        bail!("--max-body-mib and --body-timeout must be at least 1");
+    if args.max_body_mib == 0 || args.body_timeout == 0 || args.escalate_days == 0 {
+        bail!("--max-body-mib, --body-timeout and --escalate-days must be at least 1");
     }
     let demo = match &args.demo {
         Some(dir) => scan_examples(dir)?,
         None => Vec::new(),
     };
-    let db = match (args.db, args.demo.is_some()) {
+    let db = match (args.db.clone(), args.demo.is_some()) {
         (Some(db), _) => db,
         (None, true) => "sqlite::memory:".to_string(),
         (None, false) => "sqlite://exhunt-serve.db".to_string(),
     };
+    if let Some(name) = &args.add_user {
+        return add_user(&db, &args, name);
+    }
     let opts = exhunt_serve::server::Options {
         db,
         listen: args.listen,
@@ -111,6 +169,10 @@ pub(crate) fn serve(args: ServeArgs) -> Result<u8> {
             body_limit: args.max_body_mib.saturating_mul(1024 * 1024),
             body_timeout: Duration::from_secs(args.body_timeout),
             secure_cookies: args.secure_cookies,
+            escalation: exhunt_serve::escalate::Policy {
+                after: Duration::from_secs(args.escalate_days.min(36_500) * 24 * 3600),
+                ..Default::default()
+            },
             ..Default::default()
         },
         threads: args.threads,
@@ -134,6 +196,12 @@ pub(crate) fn serve(args: ServeArgs) -> Result<u8> {
                 "exhunt serve: demo reader token of {:?} (sees only its organisation):\n{}",
                 exhunt_serve::demo::ORGS[0].name,
                 t.secret
+            );
+        }
+        for l in r.demo_logins {
+            eprintln!(
+                "exhunt serve: demo login ({}), password shown once: {} {}",
+                l.role, l.name, l.password
             );
         }
     })?;

@@ -1,0 +1,155 @@
+//! The directive's per-organisation status sheet and the fleet roll-up by version as pages,
+//! with CSV/JSON export of each table (the same rows as `GET /api/v1/status-sheet` and
+//! `/api/v1/rollup/versions`, through the same store functions and so the same scope).
+
+use axum::routing::get;
+
+use super::table::{Table, export_links, query};
+use super::*;
+
+pub(super) fn routes() -> Router<Arc<Web>> {
+    Router::new()
+        .route("/sheet", get(sheet_page))
+        .route("/rollup", get(rollup_page))
+}
+
+#[derive(Deserialize, Default)]
+struct SheetQuery {
+    org: Option<i64>,
+    format: Option<String>,
+}
+
+fn org_picker(action: &str, orgs: &[crate::store::Org], org: Option<i64>) -> String {
+    let mut s = format!(
+        "<form method=get action=\"{action}\" id=filter><label>Organisation <select name=org><option value=\"\">all</option>"
+    );
+    for o in orgs {
+        let _ = write!(
+            s,
+            "<option value={}{}>{}</option>",
+            o.id,
+            if org == Some(o.id) { " selected" } else { "" },
+            esc(&o.name)
+        );
+    }
+    s.push_str("</select></label> <button>Show</button></form>");
+    s
+}
+
+async fn sheet_page(
+    State(web): Shared,
+    h: HeaderMap,
+    q: Result<axum::extract::Query<SheetQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let (c, csrf) = match session(&web, &h).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let Ok(axum::extract::Query(q)) = q else {
+        return error_page(&Error::BadRequest("query parameters".into()));
+    };
+    let f = Filter {
+        org: q.org,
+        ..Filter::default()
+    };
+    let rows = match web.status_sheet(&c, &f).await {
+        Ok(r) => r,
+        Err(e) => return error_page(&e),
+    };
+    let t = Table {
+        head: crate::sheet::COLUMNS.to_vec(),
+        rows: rows
+            .iter()
+            .map(|r| {
+                vec![
+                    r.org_id.to_string(),
+                    r.server.clone(),
+                    r.version.clone(),
+                    r.internet_facing.clone(),
+                    r.updated.clone(),
+                    r.disconnected.clone(),
+                    r.compromised.clone(),
+                    r.evidence_collected.clone(),
+                ]
+            })
+            .collect(),
+    };
+    if let Some(fmt) = q.format.as_deref() {
+        return t.export(fmt, "status-sheet").unwrap_or_else(|| {
+            error_page(&Error::BadRequest(format!("format {fmt:?}: csv or json")))
+        });
+    }
+    let orgs = web.every_org(&c).await.unwrap_or_default();
+    let mut body = String::from(
+        "<p>The columns of the 2021 emergency directive's reporting template (CISA ED 21-02), per server, from what was stored: <em>unknown</em> where nothing was observed, <em>not recorded</em> for what exhunt cannot know.</p>",
+    );
+    body.push_str(&org_picker("/sheet", &orgs, q.org));
+    let _ = write!(body, "<p>{} server(s).</p>", rows.len());
+    body.push_str(&t.html("sheet", |i, r| {
+        (i == 0).then(|| format!("<a href=\"/orgs/{0}\">#{0}</a>", esc(&r[0])))
+    }));
+    body.push_str(&export_links(
+        "/sheet",
+        &query(&[("org", q.org.map(|o| o.to_string()))]),
+    ));
+    body.push_str("<p><a href=\"/rollup\">Roll-up by version</a></p>");
+    html(
+        StatusCode::OK,
+        page("Status sheet", Some((&c, &csrf)), &body),
+    )
+}
+
+async fn rollup_page(
+    State(web): Shared,
+    h: HeaderMap,
+    q: Result<axum::extract::Query<SheetQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let (c, csrf) = match session(&web, &h).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let Ok(axum::extract::Query(q)) = q else {
+        return error_page(&Error::BadRequest("query parameters".into()));
+    };
+    let f = Filter {
+        org: q.org,
+        ..Filter::default()
+    };
+    let rows = match web.version_rollup(&c, &f).await {
+        Ok(r) => r,
+        Err(e) => return error_page(&e),
+    };
+    let t = Table {
+        head: vec!["version", "servers", "exposed", "compromised"],
+        rows: rows
+            .iter()
+            .map(|r| {
+                vec![
+                    r.version.clone(),
+                    r.servers.to_string(),
+                    r.exposed.to_string(),
+                    r.compromised.to_string(),
+                ]
+            })
+            .collect(),
+    };
+    if let Some(fmt) = q.format.as_deref() {
+        return t.export(fmt, "rollup-by-version").unwrap_or_else(|| {
+            error_page(&Error::BadRequest(format!("format {fmt:?}: csv or json")))
+        });
+    }
+    let orgs = web.every_org(&c).await.unwrap_or_default();
+    let mut body = String::from(
+        "<p>Servers by the build or version their latest observation read; exposed: that observation found the build vulnerable; compromised: the dashboard state.</p>",
+    );
+    body.push_str(&org_picker("/rollup", &orgs, q.org));
+    body.push_str(&t.html("rollup", |_, _| None));
+    body.push_str(&export_links(
+        "/rollup",
+        &query(&[("org", q.org.map(|o| o.to_string()))]),
+    ));
+    html(
+        StatusCode::OK,
+        page("Roll-up by version", Some((&c, &csrf)), &body),
+    )
+}

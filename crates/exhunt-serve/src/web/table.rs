@@ -1,0 +1,133 @@
+//! Tables of the dashboard's pages and their exports: the same rows as HTML, CSV (cells a
+//! spreadsheet would run as a formula get a leading `'`) or JSON (an array of objects).
+
+use super::*;
+
+/// A table: column names and rows of cell texts.
+pub(super) struct Table {
+    pub(super) head: Vec<&'static str>,
+    pub(super) rows: Vec<Vec<String>>,
+}
+
+fn safe(s: &str) -> String {
+    if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{s}")
+    } else {
+        s.to_string()
+    }
+}
+
+impl Table {
+    /// The rows as CSV or JSON (`format`), for download as `name`.csv/.json; `None` for
+    /// another format (the caller answers 400).
+    pub(super) fn export(&self, format: &str, name: &str) -> Option<Response> {
+        let (body, kind) = match format {
+            "csv" => {
+                let mut w = csv::Writer::from_writer(Vec::new());
+                let mut ok = w.write_record(&self.head).is_ok();
+                for r in &self.rows {
+                    ok &= w.write_record(r.iter().map(|c| safe(c))).is_ok();
+                }
+                let bytes = w.into_inner().ok().filter(|_| ok)?;
+                (bytes, "text/csv; charset=utf-8")
+            }
+            "json" => {
+                let rows: Vec<serde_json::Value> = self
+                    .rows
+                    .iter()
+                    .map(|r| {
+                        serde_json::Value::Object(
+                            self.head
+                                .iter()
+                                .zip(r)
+                                .map(|(k, v)| (k.to_string(), serde_json::Value::String(v.clone())))
+                                .collect(),
+                        )
+                    })
+                    .collect();
+                (serde_json::to_vec(&rows).ok()?, "application/json")
+            }
+            _ => return None,
+        };
+        let disposition = format!("attachment; filename=\"{name}.{format}\"");
+        let mut r = (StatusCode::OK, [(header::CONTENT_TYPE, kind)], body).into_response();
+        if let Ok(v) = HeaderValue::from_str(&disposition) {
+            r.headers_mut().insert(header::CONTENT_DISPOSITION, v);
+        }
+        Some(secure_headers(r))
+    }
+
+    /// The table as HTML; `cell` may turn a cell's (escaped) text into markup (a link).
+    pub(super) fn html(
+        &self,
+        id: &str,
+        cell: impl Fn(usize, &[String]) -> Option<String>,
+    ) -> String {
+        let mut s = format!("<table id={id}><tr>");
+        for h in &self.head {
+            let _ = write!(s, "<th>{h}</th>");
+        }
+        s.push_str("</tr>");
+        for r in &self.rows {
+            s.push_str("<tr>");
+            for (i, c) in r.iter().enumerate() {
+                let inner = cell(i, r).unwrap_or_else(|| esc(c));
+                let _ = write!(s, "<td>{inner}</td>");
+            }
+            s.push_str("</tr>");
+        }
+        s.push_str("</table>");
+        s
+    }
+}
+
+/// Links to the exports of the page at `path` with its query `query` (without `format`).
+pub(super) fn export_links(path: &str, query: &str) -> String {
+    let sep = if query.is_empty() { "" } else { "&" };
+    format!(
+        "<p class=exports>Export: <a href=\"{p}?{q}{sep}format=csv\" download>CSV</a> · <a href=\"{p}?{q}{sep}format=json\" download>JSON</a></p>",
+        p = esc(path),
+        q = esc(query)
+    )
+}
+
+/// A query string of the given pairs (empty values left out), percent-encoded.
+pub(super) fn query(pairs: &[(&str, Option<String>)]) -> String {
+    pairs
+        .iter()
+        .filter_map(|(k, v)| v.as_ref().filter(|v| !v.is_empty()).map(|v| (k, v)))
+        .map(|(k, v)| {
+            let enc: String = v
+                .bytes()
+                .map(|b| {
+                    if b.is_ascii_alphanumeric() || b"-_.".contains(&b) {
+                        char::from(b).to_string()
+                    } else {
+                        format!("%{b:02X}")
+                    }
+                })
+                .collect();
+            format!("{k}={enc}")
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exports_are_spreadsheet_safe_and_queries_encoded() {
+        assert_eq!(safe("=HYPERLINK(1)"), "'=HYPERLINK(1)");
+        assert_eq!(safe("ex01"), "ex01");
+        assert_eq!(
+            query(&[
+                ("state", Some("sent".into())),
+                ("org", None),
+                ("q", Some("a&b=c".into()))
+            ]),
+            "state=sent&q=a%26b%3Dc"
+        );
+    }
+}
