@@ -102,6 +102,8 @@ fn set_mode(p: &Path, mode: u32) {
 }
 
 fn make_world_readable(p: &Path) {
+    #[cfg(not(unix))]
+    let _ = p;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -159,6 +161,13 @@ pub fn run_read_only(root: &Path, args: &[&std::ffi::OsStr]) -> Option<Output> {
         let root_mode = std::fs::metadata(root).unwrap().permissions().mode() & !0o222;
         std::fs::set_permissions(root, std::fs::Permissions::from_mode(root_mode)).unwrap();
     }
+    #[cfg(not(unix))]
+    for e in walk_all(root) {
+        // Windows: the read-only attribute on every file (folders ignore it).
+        let mut perm = std::fs::metadata(&e).unwrap().permissions();
+        perm.set_readonly(true);
+        std::fs::set_permissions(&e, perm).unwrap();
+    }
     let bin = assert_cmd::cargo::cargo_bin("exhunt");
     let is_root = std::process::Command::new("id")
         .arg("-u")
@@ -198,6 +207,15 @@ pub fn make_writable(root: &Path) {
                     std::fs::Permissions::from_mode(m.permissions().mode() | 0o200),
                 );
             }
+        }
+    }
+    #[cfg(not(unix))]
+    for p in walk_all(root) {
+        if let Ok(m) = std::fs::metadata(&p) {
+            let mut perm = m.permissions();
+            #[allow(clippy::permissions_set_readonly_false)]
+            perm.set_readonly(false);
+            let _ = std::fs::set_permissions(&p, perm);
         }
     }
 }
