@@ -32,11 +32,11 @@ use exhunt_model::{
 use crate::proxyshell::percent_decode;
 use crate::webshell::written_url;
 
-/// The time span of one HttpProxy log file, and its protocol folder when the path names one
-/// (`Logging\HttpProxy\Ecp\…`): only a file of the request's protocol can hold its twin.
+/// The time span of one HttpProxy log file and the protocol whose requests it holds: only a
+/// file of the request's protocol can hold its twin.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProxySpan {
-    /// Protocol folder, lower case (`ecp`, `owa`, `autodiscover`…), if known.
+    /// Protocol, lower case (`ecp`, `owa`, `autodiscover`, `rpchttp`…), if known.
     pub protocol: Option<String>,
     /// First record time.
     pub first: Option<Timestamp>,
@@ -45,13 +45,27 @@ pub struct ProxySpan {
 }
 
 impl ProxySpan {
-    /// The span of a file from its lower-cased path components and its first/last record.
-    pub fn of(components: &[String], first: Option<Timestamp>, last: Option<Timestamp>) -> Self {
-        let protocol = components
-            .iter()
-            .position(|c| c == "httpproxy")
-            .filter(|&i| i + 2 < components.len())
-            .map(|i| components[i + 1].clone());
+    /// The span of a file from its first/last record, its rows' `Protocol` column (`column`,
+    /// from the first record) and its lower-cased path components. The column says what the
+    /// file holds wherever it was copied; the folder (`Logging\HttpProxy\Ecp\…`) is the
+    /// fallback when the column is missing or empty. Neither: unknown.
+    pub fn of(
+        components: &[String],
+        column: Option<&str>,
+        first: Option<Timestamp>,
+        last: Option<Timestamp>,
+    ) -> Self {
+        let protocol = column
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .map(str::to_ascii_lowercase)
+            .or_else(|| {
+                components
+                    .iter()
+                    .position(|c| c == "httpproxy")
+                    .filter(|&i| i + 2 < components.len())
+                    .map(|i| components[i + 1].clone())
+            });
         ProxySpan {
             protocol,
             first,
@@ -570,18 +584,25 @@ mod tests {
         assert_eq!(norm_ip("2001:db8::1"), "2001:db8::1");
         assert_eq!(protocol_of("/ecp/y.js"), "ecp");
         assert_eq!(protocol_of("/rpc/rpcproxy.dll"), "rpchttp");
-        let span = ProxySpan::of(
-            &[
-                "logging".into(),
-                "httpproxy".into(),
-                "ecp".into(),
-                "httpproxy_2021030302-1.log".into(),
-            ],
-            None,
-            None,
-        );
+        let in_folder: Vec<String> = ["logging", "httpproxy", "ecp", "httpproxy_2021030302-1.log"]
+            .map(String::from)
+            .to_vec();
+        let flat: Vec<String> = ["httpproxy", "a.log"].map(String::from).to_vec();
+        // The folder, when the rows do not say.
+        let span = ProxySpan::of(&in_folder, None, None, None);
         assert_eq!(span.protocol.as_deref(), Some("ecp"));
-        let flat = ProxySpan::of(&["httpproxy".into(), "a.log".into()], None, None);
-        assert_eq!(flat.protocol, None);
+        assert_eq!(ProxySpan::of(&in_folder, Some(" "), None, None), span);
+        // Copied flat: the rows' Protocol column says what the file holds.
+        let col = ProxySpan::of(&flat, Some("RpcHttp"), None, None);
+        assert_eq!(col.protocol.as_deref(), Some("rpchttp"));
+        assert_eq!(
+            col.protocol.as_deref(),
+            Some(protocol_of("/rpc/x").as_str())
+        );
+        // The column wins over a folder it was copied into by mistake.
+        let moved = ProxySpan::of(&in_folder, Some("Owa"), None, None);
+        assert_eq!(moved.protocol.as_deref(), Some("owa"));
+        // Neither: unknown.
+        assert_eq!(ProxySpan::of(&flat, None, None, None).protocol, None);
     }
 }

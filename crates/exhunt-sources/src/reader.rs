@@ -48,6 +48,9 @@ pub struct ReadStats {
     /// The server that wrote the log, from the first record (`ServerHostName`, `ServerName`,
     /// `s-computername`).
     pub host: Option<String>,
+    /// The `Protocol` column of the first record (HttpProxy logs: `Ecp`, `Owa`, `RpcHttp`…):
+    /// which protocol's requests the file holds, whatever folder it was copied into.
+    pub protocol: Option<String>,
     /// Event log channels read (EVTX), with their time span.
     pub channels: Vec<exhunt_model::ChannelCoverage>,
 }
@@ -273,6 +276,7 @@ impl LogReader {
             if i == 0 {
                 stats.first = p.stats.first;
                 stats.host = p.stats.host.take();
+                stats.protocol = p.stats.protocol.take();
             }
             stats.bytes += p.stats.bytes;
             for pr in p.stats.problems {
@@ -679,6 +683,11 @@ impl<'r> State<'r> {
             self.stats.host = ["ServerHostName", "ServerName", "s-computername"]
                 .iter()
                 .find_map(|f| rec.get(f).filter(|v| !v.is_empty()).map(str::to_string));
+            self.stats.protocol = rec
+                .get("Protocol")
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(str::to_string);
             if !self.reader.every_line && !self.reader.filter.line_matches(bytes) {
                 return;
             }

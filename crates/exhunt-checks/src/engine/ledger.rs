@@ -176,6 +176,7 @@ pub(super) fn proxy_spans(
             let st = o.stats.as_ref()?;
             Some(crate::correlate::ProxySpan::of(
                 &inv.items[o.item].components,
+                st.protocol.as_deref(),
                 st.first,
                 st.last,
             ))

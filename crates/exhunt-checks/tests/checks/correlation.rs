@@ -349,12 +349,52 @@ fn iis_only_success_needs_the_httpproxy_view_to_be_missing() {
     let s = scan(t.path());
     let f = s.findings.iter().find(|f| f.rule_id == "EXH-PL-4").unwrap();
     assert_eq!(f.stage, Stage::ExploitSuccess, "{}", show(&s));
-    // Nor does a copy taken out of its protocol folder (a flat triage folder): whose protocol
-    // it held is unknown.
+    // Nor does a copy taken out of its protocol folder (a flat triage folder) whose rows do not
+    // say their protocol: whose protocol it held is unknown.
     write(t.path(), "copied/HttpProxy_2021030300-1.LOG", &ecp_cover);
     let s = scan(t.path());
     let f = s.findings.iter().find(|f| f.rule_id == "EXH-PL-4").unwrap();
     assert_eq!(f.stage, Stage::ExploitSuccess, "{}", show(&s));
+    // A flat copy whose rows say `Protocol=Owa` (the near miss): still not ECP's view.
+    let covering = |protocol: &str| {
+        let row = |t: &str| {
+            proxy(&[
+                ("DateTime", t),
+                ("Protocol", protocol),
+                ("UrlStem", "/owa/"),
+                ("HttpStatus", "200"),
+            ])
+        };
+        proxy_file(
+            "15.01.2176.002",
+            "2021-03-03T00:00:00.000Z",
+            &[
+                row("2021-03-03T00:00:01.000Z"),
+                row("2021-03-03T23:59:01.000Z"),
+            ],
+        )
+    };
+    write(
+        t.path(),
+        "copied/HttpProxy_2021030300-2.LOG",
+        &covering("Owa"),
+    );
+    let s = scan(t.path());
+    let f = s.findings.iter().find(|f| f.rule_id == "EXH-PL-4").unwrap();
+    assert_eq!(f.stage, Stage::ExploitSuccess, "{}", show(&s));
+    // A flat copy whose rows say `Protocol=Ecp` covers the request: the rows say which
+    // protocol's log it is, wherever it was copied. No SSRF row for it: an attempt.
+    let flat = tempfile::tempdir().unwrap();
+    write(flat.path(), "iis/u_ex210303.log", &iis);
+    write(
+        flat.path(),
+        "proxy/HttpProxy_2021030300-1.LOG",
+        &covering("Ecp"),
+    );
+    let s = scan(flat.path());
+    let f = s.findings.iter().find(|f| f.rule_id == "EXH-PL-4").unwrap();
+    assert_eq!(f.stage, Stage::ExploitAttempt, "{}", show(&s));
+    assert_eq!(f.outcome, Some(Outcome::Unknown));
     // The ECP HttpProxy log covers it and has no SSRF row for it: an attempt, outcome unknown.
     write(
         t.path(),
