@@ -116,6 +116,7 @@ impl<'a> Emitter<'a> {
             excerpt = &excerpt[..cut];
         }
         self.findings.push(Finding {
+            id: String::new(),
             rule_id: meta.id.clone(),
             title: hit.title,
             campaign: meta.campaign,

@@ -233,6 +233,7 @@ impl EventChecker {
             )
         };
         Some(Finding {
+            id: String::new(),
             rule_id: info.rule_id.clone(),
             title,
             campaign,

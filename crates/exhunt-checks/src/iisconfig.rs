@@ -158,6 +158,7 @@ pub fn judge(
             f.site.as_str()
         };
         out.push(Finding {
+            id: String::new(),
             rule_id: meta.id.clone(),
             title: format!(
                 "IIS serves {} of site \"{site_name}\" from {}: {why}",

@@ -20,6 +20,7 @@ pub mod correlate;
 pub mod engine;
 pub mod events;
 pub mod files;
+pub mod ids;
 pub mod iisconfig;
 pub mod ioc;
 pub mod pagecode;

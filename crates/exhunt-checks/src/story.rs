@@ -131,6 +131,7 @@ mod tests {
 
     fn f(rule: &str, stage: Stage, when: &str, ip: &str, kind: ArtefactKind) -> Finding {
         Finding {
+            id: String::new(),
             rule_id: rule.into(),
             title: format!("{rule} title"),
             campaign: Campaign::ProxyLogon,

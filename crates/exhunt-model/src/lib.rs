@@ -16,7 +16,7 @@ pub mod time;
 pub use event::{Val, WinEvent};
 
 /// The version of the JSON result schema written by this build.
-pub const SCHEMA_VERSION: &str = "1.5";
+pub const SCHEMA_VERSION: &str = "1.6";
 
 /// A point in time, always UTC.
 pub type Timestamp = DateTime<Utc>;
@@ -377,6 +377,12 @@ pub struct Entities {
 /// One thing a check found.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Finding {
+    /// Stable id (schema 1.6): the same evidence gives the same id in every scan of it, from
+    /// any mount point, copy or triage package: a hash of the rule, the file's name and folder,
+    /// the line, its offset and its excerpt (`f-` and 16 hex digits; `-2`, `-3`… when one
+    /// server has the same twice). Empty in results before 1.6.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub id: String,
     /// Rule id (see [`RuleMeta`]).
     pub rule_id: String,
     /// Title (may be more specific than the rule title).

@@ -96,6 +96,7 @@ fn quoting_keeps_hostile_values_inside_their_string() {
 
 fn finding(rule: &str, kind: ArtefactKind, stage: Stage, path: &str, title: &str) -> Finding {
     Finding {
+        id: String::new(),
         rule_id: rule.to_string(),
         title: title.to_string(),
         campaign: Campaign::PostExploitation,

@@ -10,6 +10,7 @@ pub(super) fn finding(
     entities: Entities,
 ) -> Finding {
     Finding {
+        id: String::new(),
         rule_id: m.id.clone(),
         title: m.title.clone(),
         campaign: m.campaign,

@@ -214,6 +214,7 @@ impl Engine {
                 fixed: &fixed,
             },
         );
+        crate::ids::assign(&mut findings);
         let story = story::build(&findings);
         let mut verdicts = verdict::judge(&findings, &coverage, &builds, &fixed, &self.settings());
         verdict::note_mitigations(&mut verdicts, &mitigations);

@@ -98,6 +98,7 @@ fn finding(
 ) -> Option<Finding> {
     let meta = pack.rule(rule_id)?;
     Some(Finding {
+        id: String::new(),
         rule_id: meta.id.clone(),
         title,
         campaign: meta.campaign,

@@ -12,6 +12,7 @@ fn at(s: &str) -> Timestamp {
 
 fn finding(campaign: Campaign, stage: Stage, confidence: Confidence, when: &str) -> Finding {
     Finding {
+        id: String::new(),
         rule_id: "EXH-TEST-1".into(),
         title: "test".into(),
         campaign,

@@ -689,6 +689,7 @@ fn ecp_log_and_management_event_of_one_change_are_one_story_step() {
         ),
     );
     let ecp = Finding {
+        id: String::new(),
         rule_id: "EXH-PL-6".into(),
         title: "CVE-2021-27065: script markup set in a virtual directory URL (ECP)".into(),
         campaign: Campaign::ProxyLogon,
