@@ -229,11 +229,7 @@ fn cell(v: &Value) -> String {
         Value::String(s) => s.clone(),
         other => other.to_string(),
     };
-    if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        format!("'{s}")
-    } else {
-        s
-    }
+    exhunt_report::safe::csv_cell(&s).into_owned()
 }
 
 /// The rows as JSON, or as CSV when the filter asks for it (same rows either way).

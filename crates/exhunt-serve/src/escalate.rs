@@ -35,6 +35,9 @@ impl Default for Policy {
     }
 }
 
+/// The PostgreSQL advisory lock that serialises escalation passes ("exhunt-e" in ASCII).
+const ESCALATION_LOCK: i64 = 0x6578_6875_6e74_2d65;
+
 impl Store {
     /// Raises the level of every sent, unacknowledged notification past its time, as of `now`;
     /// returns how many rose. The server's own job: it reads every organisation.
@@ -46,6 +49,15 @@ impl Store {
         let after = chrono::Duration::from_std(after).unwrap_or(chrono::Duration::days(7));
         let mut risen = 0;
         let mut tx = self.begin_write(OrgScope::All).await?;
+        if self.engine() == db::Engine::Postgres {
+            // Instances whose timers fire together take turns: two passes locking rows in
+            // different orders would deadlock (PostgreSQL would abort one).
+            Q::new("SELECT pg_advisory_xact_lock(")
+                .arg(ESCALATION_LOCK)
+                .sql(")")
+                .execute(&mut *tx)
+                .await?;
+        }
         for level in [2_i64, 1] {
             let before = db::fmt_time(&(now - after * level as i32));
             let rows = Q::new(

@@ -92,14 +92,20 @@ fn dummy() -> &'static str {
     })
 }
 
+/// Runs a hash on a blocking thread, at most [`SLOTS`] at once. The slot goes with the task,
+/// not with the request: a client that disconnects (its request future dropped) cannot free
+/// the slot while its hash, which cannot be cancelled, still runs and holds its memory.
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
-    let _slot = SLOTS
+    let slot = SLOTS
         .acquire()
         .await
         .map_err(|e| Error::BadRequest(format!("password hashing: {e}")))?;
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| Error::BadRequest(format!("password hashing: {e}")))
+    tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        f()
+    })
+    .await
+    .map_err(|e| Error::BadRequest(format!("password hashing: {e}")))
 }
 
 /// The PHC string of a new password.
@@ -126,6 +132,37 @@ pub async fn verify(password: &str, stored: Option<&str>) -> Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A client that disconnects while its hash runs must not free a slot: the hash keeps its
+    /// memory until it ends. Callers are dropped after 5 ms while each "hash" runs 150 ms; at
+    /// most MAX_PARALLEL may ever run at once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn abandoned_hashes_keep_their_slot() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static RUNNING: AtomicUsize = AtomicUsize::new(0);
+        static MOST: AtomicUsize = AtomicUsize::new(0);
+        let mut callers = Vec::new();
+        for _ in 0..12 {
+            let t = tokio::spawn(blocking(|| {
+                let now = RUNNING.fetch_add(1, Ordering::SeqCst) + 1;
+                MOST.fetch_max(now, Ordering::SeqCst);
+                std::thread::sleep(std::time::Duration::from_millis(150));
+                RUNNING.fetch_sub(1, Ordering::SeqCst);
+            }));
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            t.abort();
+            callers.push(t);
+        }
+        // Every abandoned hash still runs to its end, a slot at a time.
+        while SLOTS.available_permits() < MAX_PARALLEL || RUNNING.load(Ordering::SeqCst) > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let most = MOST.load(Ordering::SeqCst);
+        assert!(
+            (1..=MAX_PARALLEL).contains(&most),
+            "{most} hashes ran at once (limit {MAX_PARALLEL})"
+        );
+    }
 
     #[test]
     fn hashes_are_argon2id_salted_and_verify() {

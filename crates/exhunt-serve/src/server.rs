@@ -179,6 +179,20 @@ pub fn app(store: Store, cfg: Config) -> axum::Router {
     crate::web::router(store.clone(), secure)
         .merge(api::router(store, cfg))
         .layer(axum::middleware::from_fn_with_state(audit, audit_access))
+        .layer(axum::middleware::map_response(
+            move |mut r: Response| async move {
+                // Served over HTTPS (itself or behind a proxy: what Secure cookies mean here):
+                // browsers are told to come back over HTTPS only. They ignore the header on
+                // plain HTTP, so it is harmless on a misconfigured listener.
+                if secure {
+                    r.headers_mut().insert(
+                        axum::http::header::STRICT_TRANSPORT_SECURITY,
+                        axum::http::HeaderValue::from_static("max-age=31536000"),
+                    );
+                }
+                r
+            },
+        ))
         .layer(axum::middleware::from_fn(
             move |req: axum::extract::Request, next: axum::middleware::Next| async move {
                 match tokio::time::timeout(limit, next.run(req)).await {
@@ -188,6 +202,11 @@ pub fn app(store: Store, cfg: Config) -> axum::Router {
             },
         ))
 }
+
+/// Marks a response whose request the store has audited already (password logins): the
+/// access log skips it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Audited;
 
 struct AuditCtx {
     store: Store,
@@ -277,6 +296,9 @@ async fn audit_access(
         .map(str::to_string);
     let session = crate::web::cookie(req.headers(), a.session_cookie);
     let resp = next.run(req).await;
+    if resp.extensions().get::<Audited>().is_some() {
+        return resp;
+    }
     let status = resp.status();
     let Some(action) = access_action(&method, &path, &query, status) else {
         return resp;

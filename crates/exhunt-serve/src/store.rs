@@ -706,9 +706,41 @@ impl Store {
             .collect()
     }
 
+    /// One token the caller may see.
+    async fn token_seen(&self, c: &Caller, id: i64) -> Result<Token> {
+        let row = Q::new(TOKEN_COLS)
+            .sql(" AND t.id = ")
+            .arg(id)
+            .scoped(c, "t.org_id")
+            .fetch_optional(&mut *self.begin(c.org_scope()).await?)
+            .await?
+            .ok_or(Error::NotFound("token"))?;
+        token_from(&row)
+    }
+
     /// Revokes a token (uploader: of its own organisation, not an operator's).
     pub async fn revoke_token(&self, c: &Caller, id: i64) -> Result<Token> {
         c.require(Role::Uploader)?;
+        // A dashboard user's own token: revoking it would lock the user out for good while
+        // the user still showed as enabled. Only an operator disables users (which revokes
+        // the token); an uploader is told so. Looked up with '*': users are operators' rows.
+        let user = Q::new("SELECT id FROM users WHERE disabled IS NULL AND token_id = ")
+            .arg(id)
+            .fetch_optional(&mut *self.begin(OrgScope::All).await?)
+            .await?
+            .map(|r| get_i(&r, "id"))
+            .transpose()?;
+        if let Some(u) = user {
+            if c.org_scope() != OrgScope::All {
+                // Not revealed when the token is not the caller's organisation's.
+                self.token_seen(c, id).await?;
+                return Err(Error::Conflict(format!(
+                    "token {id} is the dashboard login of user #{u}: an operator disables the user instead"
+                )));
+            }
+            self.disable_user(c, u).await?;
+            return self.token_seen(c, id).await;
+        }
         let mut tx = self.begin_write(c.org_scope()).await?;
         let n = Q::new("UPDATE tokens SET revoked = ")
             .arg(db::now())

@@ -193,6 +193,15 @@ pub fn render(template: &str, values: &Values, dest: Dest) -> String {
     }
 }
 
+/// The input as stored: line ends of the body as `\n` (a browser's textarea sends CRLF, and a
+/// CR kept in the template would be drawn as `\x0d` on pages and grow on each edit).
+fn normalised(input: &TemplateInput) -> TemplateInput {
+    TemplateInput {
+        body: input.body.replace("\r\n", "\n").replace('\r', "\n"),
+        ..input.clone()
+    }
+}
+
 fn check(input: &TemplateInput) -> Result<()> {
     let name = input.name.trim();
     if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
@@ -290,6 +299,7 @@ impl Store {
     /// Creates a template (operators only).
     pub async fn create_template(&self, c: &Caller, input: &TemplateInput) -> Result<Template> {
         c.require(Role::Operator)?;
+        let input = &normalised(input);
         check(input)?;
         let now = db::now();
         let mut tx = self.begin_write(c.org_scope()).await?;
@@ -340,6 +350,7 @@ impl Store {
         input: &TemplateInput,
     ) -> Result<Template> {
         c.require(Role::Operator)?;
+        let input = &normalised(input);
         check(input)?;
         let mut tx = self.begin_write(c.org_scope()).await?;
         let taken = Q::new("SELECT id FROM notification_templates WHERE name = ")

@@ -28,6 +28,8 @@ pub const WINDOW_MINUTES: i64 = 15;
 pub const MAX_ACCOUNT_FAILURES: i64 = 5;
 /// Failed logins from one client address within the window before further tries are refused.
 pub const MAX_CLIENT_FAILURES: i64 = 20;
+/// The PostgreSQL advisory lock that serialises login throttling ("exhunt-l" in ASCII).
+const LOGIN_LOCK: i64 = 0x6578_6875_6e74_2d6c;
 
 /// A dashboard user as the API shows it (never its hash).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -303,6 +305,17 @@ impl Store {
         let now = chrono::Utc::now();
         let since = db::fmt_time(&(now - chrono::Duration::minutes(WINDOW_MINUTES)));
         let mut tx = self.begin_write(OrgScope::All).await?;
+        if self.engine() == db::Engine::Postgres {
+            // Count-then-insert must not interleave: under READ COMMITTED two attempts would
+            // each count the other's row as absent and both pass. One transaction-scoped lock
+            // serialises them across every instance on the database (SQLite's `BEGIN
+            // IMMEDIATE` already does).
+            Q::new("SELECT pg_advisory_xact_lock(")
+                .arg(LOGIN_LOCK)
+                .sql(")")
+                .execute(&mut *tx)
+                .await?;
+        }
         Q::new("DELETE FROM login_failures WHERE at < ")
             .arg(since.clone())
             .execute(&mut *tx)
@@ -458,6 +471,9 @@ impl Store {
         client: &str,
     ) -> Result<()> {
         let u = self.user_of(c).await?;
+        // The new password's rules depend on no secret: checked before the attempt is counted,
+        // so five too-short passwords do not lock the user out.
+        password::check_new(&u.name, new)?;
         let attempt = self.count_attempt(&u.name, client).await?;
         let stored = Q::new("SELECT password_hash FROM users WHERE id = ")
             .arg(u.id)
@@ -479,7 +495,6 @@ impl Store {
             .await?;
             return Err(Error::Forbidden("the current password is wrong".into()));
         }
-        password::check_new(&u.name, new)?;
         let hash = password::hash(new).await?;
         let mut tx = self.begin_write(OrgScope::All).await?;
         Q::new("DELETE FROM login_failures WHERE id = ")

@@ -379,6 +379,7 @@ async fn login(
             "the login form expired or came from another site: reload it".into(),
         ));
     }
+    let by_password = f.user.as_deref().is_some_and(|u| !u.trim().is_empty());
     let opened = match (f.user.as_deref().map(str::trim), f.token.as_deref()) {
         (Some(u), _) if !u.is_empty() => {
             store
@@ -406,15 +407,25 @@ async fn login(
             }
             secure_headers(r)
         }
-        Err(Error::Unauthorized) => html(
-            StatusCode::UNAUTHORIZED,
-            page(
-                "Log in",
-                None,
-                "<p>Unknown user or wrong password, or an unknown or revoked token. <a href=\"/login\">Try again</a>.</p>",
-            ),
-        ),
-        Err(e) => error_page(&e),
+        Err(e) => {
+            let mut r = match e {
+                Error::Unauthorized => html(
+                    StatusCode::UNAUTHORIZED,
+                    page(
+                        "Log in",
+                        None,
+                        "<p>Unknown user or wrong password, or an unknown or revoked token. <a href=\"/login\">Try again</a>.</p>",
+                    ),
+                ),
+                e => error_page(&e),
+            };
+            if by_password {
+                // The store logged this failure (or the throttling) with the account and the
+                // client: the access log need not write a second, vaguer row.
+                r.extensions_mut().insert(crate::server::Audited);
+            }
+            r
+        }
     }
 }
 

@@ -22,6 +22,9 @@ mod oracle;
 // Several serve processes on one database.
 #[path = "api/replicas.rs"]
 mod replicas;
+// Fixes from the review of the dashboard logins.
+#[path = "api/review.rs"]
+mod review;
 // HTTPS served directly and PostgreSQL over verified TLS.
 #[path = "api/tls.rs"]
 mod tls;

@@ -46,13 +46,12 @@ ALTER TABLE notifications ADD COLUMN escalation BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE notifications ADD COLUMN escalated TEXT;
 ALTER TABLE notifications ADD COLUMN template_id BIGINT REFERENCES notification_templates(id) ON DELETE SET NULL;
 
--- Users: an organisation's transaction reads its own users; only '*' (operators, and the
--- server's own login and password changes) writes them. An operator user has no organisation.
+-- Users: only '*' (operators, and the server's own login and password changes) reads or
+-- writes them; an organisation's transaction sees none (their password hashes included). An operator user has no organisation.
 ALTER TABLE users ADD CONSTRAINT users_operator_has_no_org
     CHECK ((role = 'operator') = (org_id IS NULL));
 ALTER TABLE users ENABLE ROW LEVEL SECURITY;
 ALTER TABLE users FORCE ROW LEVEL SECURITY;
-CREATE POLICY tenant_read ON users FOR SELECT USING (exhunt_visible(org_id));
 CREATE POLICY operator_write ON users FOR ALL USING (exhunt_all()) WITH CHECK (exhunt_all());
 
 -- Login failures and templates are the server's and the operators' business only.

@@ -19,11 +19,37 @@ pub(super) fn routes() -> Router<Arc<Web>> {
         .route("/account/password", post(change_password))
 }
 
-/// The client's address as the listener saw it ("unknown" without one, as in tests).
+/// The client's address as the listener saw it, as the login throttle counts it: an IPv4
+/// address, or the /64 of an IPv6 one (one host is given a whole /64, and could otherwise
+/// step through it to escape the per-client limit). "unknown" without one, as in tests.
 pub(super) fn client(ext: &Extensions) -> String {
     ext.get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip().to_string())
+        .map(|c| client_key(c.0.ip()))
         .unwrap_or_else(|| "unknown".into())
+}
+
+fn client_key(ip: std::net::IpAddr) -> String {
+    match ip.to_canonical() {
+        std::net::IpAddr::V6(a) => {
+            let net = u128::from(a) & (u128::MAX << 64);
+            format!("{}/64", std::net::Ipv6Addr::from(net))
+        }
+        v4 => v4.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ipv6_clients_are_counted_by_their_64() {
+        let k = |s: &str| super::client_key(s.parse().expect("address"));
+        assert_eq!(k("2001:db8:1:2:aaaa::1"), "2001:db8:1:2::/64");
+        assert_eq!(k("2001:db8:1:2:bbbb::9"), k("2001:db8:1:2::1"));
+        assert_ne!(k("2001:db8:1:3::1"), k("2001:db8:1:2::1"));
+        assert_eq!(k("192.0.2.7"), "192.0.2.7");
+        // An IPv4 client seen through an IPv6 socket is its IPv4 address.
+        assert_eq!(k("::ffff:192.0.2.7"), "192.0.2.7");
+    }
 }
 
 /// The session of a form post whose `csrf` field is the session's token; otherwise the

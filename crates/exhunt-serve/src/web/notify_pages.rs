@@ -436,24 +436,18 @@ async fn csv_download(
 /// The escalated notifications of the caller's organisations (or of `org`), as a section of
 /// the overview and organisation pages; empty when there are none.
 pub(super) async fn escalations(web: &Web, c: &Caller, org: Option<i64>) -> Result<String, Error> {
-    let f = Filter {
-        org,
-        state: Some("sent".into()),
-        limit: Some(10_000),
-        ..Filter::default()
-    };
-    let rows: Vec<Notification> = web
-        .list_notifications(c, &f)
-        .await?
-        .into_iter()
-        .filter(|n| n.escalation > 0)
-        .collect();
+    const SHOWN: i64 = 100;
+    let (total, rows) = web.escalated_notifications(c, org, SHOWN).await?;
     if rows.is_empty() {
         return Ok(String::new());
     }
+    let more = if total > SHOWN {
+        format!(" The {SHOWN} most escalated are listed.")
+    } else {
+        String::new()
+    };
     let mut s = format!(
-        "<h2>Escalated notifications</h2><p>{} sent notification(s) not acknowledged in time.</p><table id=escalations><tr><th>Ticket</th><th>Organisation</th><th>Level</th><th>Since</th><th>Sent</th></tr>",
-        rows.len()
+        "<h2>Escalated notifications</h2><p>{total} sent notification(s) not acknowledged in time.{more}</p><table id=escalations><tr><th>Ticket</th><th>Organisation</th><th>Level</th><th>Since</th><th>Sent</th></tr>"
     );
     for n in &rows {
         let _ = write!(

@@ -10,11 +10,7 @@ pub(super) struct Table {
 }
 
 fn safe(s: &str) -> String {
-    if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        format!("'{s}")
-    } else {
-        s.to_string()
-    }
+    exhunt_report::safe::csv_cell(s).into_owned()
 }
 
 impl Table {

@@ -89,7 +89,7 @@ pub(crate) async fn password_login(
     (st, if st == 303 { set } else { None }, text)
 }
 
-async fn make_user(s: &Srv, name: &str, role: &str, org: Option<i64>, pw: &str) -> i64 {
+pub(crate) async fn make_user(s: &Srv, name: &str, role: &str, org: Option<i64>, pw: &str) -> i64 {
     let r = send(
         &s.app,
         "POST",
@@ -107,7 +107,7 @@ async fn make_user(s: &Srv, name: &str, role: &str, org: Option<i64>, pw: &str) 
     r.json()["id"].as_i64().expect("user id")
 }
 
-async fn audit_actions(s: &Srv) -> Vec<String> {
+pub(crate) async fn audit_actions(s: &Srv) -> Vec<String> {
     get(&s.app, "/api/v1/audit?limit=10000", &s.op)
         .await
         .json()
@@ -125,7 +125,7 @@ async fn audit_actions(s: &Srv) -> Vec<String> {
         .collect()
 }
 
-const PW: &str = "correct horse battery staple";
+pub(crate) const PW: &str = "correct horse battery staple";
 
 #[tokio::test]
 async fn password_logins_roles_password_changes_and_audit() {

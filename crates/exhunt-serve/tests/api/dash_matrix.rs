@@ -424,8 +424,8 @@ async fn row_level_security_covers_users_templates_and_login_failures() {
         let a_scope = Some(a_s.as_str());
         assert_eq!(
             count(&mut conn, a_scope, "SELECT COUNT(*) AS n FROM users").await,
-            1,
-            "A sees its one user"
+            0,
+            "A's transaction reads no user row, not even its own (password hashes)"
         );
         assert_eq!(
             count(

@@ -1,0 +1,205 @@
+//! Fixes from the independent review of the dashboard logins (session 6): each test shows the
+//! defect the review found could not come back.
+
+use super::dash::{PW, audit_actions, csrf_of, enc, make_user, password_login, req};
+use super::*;
+
+/// Parallel wrong guesses at one account: no more than the limit are ever checked, on either
+/// engine (PostgreSQL checked 10 of 40 before: count-then-insert under READ COMMITTED).
+#[tokio::test]
+async fn parallel_guesses_cannot_overrun_the_throttle() {
+    use exhunt_serve::users::MAX_ACCOUNT_FAILURES;
+    for db in databases().await {
+        let s = server(&db, Config::default()).await;
+        let a = org(&s, "Alpha Corp", &["192.0.2.0/24"], &[]).await;
+        make_user(&s, "victim", "reader", Some(a), PW).await;
+        let mut tasks = Vec::new();
+        for i in 0..40 {
+            let store = s.store.clone();
+            tasks.push(tokio::spawn(async move {
+                store
+                    .password_login(
+                        "victim",
+                        "wrong wrong wrong",
+                        &format!("198.51.100.{}", i % 200 + 1),
+                        1,
+                    )
+                    .await
+            }));
+        }
+        let (mut checked, mut refused) = (0, 0);
+        for t in tasks {
+            match t.await.expect("task") {
+                Err(exhunt_serve::Error::Unauthorized) => checked += 1,
+                Err(exhunt_serve::Error::TooManyAttempts(_)) => refused += 1,
+                other => panic!("unexpected: {other:?}"),
+            }
+        }
+        assert_eq!(
+            checked, MAX_ACCOUNT_FAILURES,
+            "{} ({refused} refused)",
+            db.url
+        );
+        assert_eq!(checked + refused, 40);
+    }
+}
+
+/// An uploader cannot lock a dashboard user out by revoking the user's token (the user would
+/// still show as enabled, with no way back); an operator's revocation disables the user.
+#[tokio::test]
+async fn a_users_token_is_revoked_only_by_disabling_the_user() {
+    for db in databases().await {
+        let s = server(&db, Config::default()).await;
+        let a = org(&s, "Alpha Corp", &["192.0.2.0/24"], &[]).await;
+        let b = org(&s, "Beta Corp", &["198.51.100.0/24"], &[]).await;
+        let alice = make_user(&s, "alice", "reader", Some(a), PW).await;
+        make_user(&s, "bert", "reader", Some(b), PW).await;
+        let (_, up) = token(&s, a, "uploader").await;
+        let tokens = get(&s.app, "/api/v1/tokens", &up).await.json();
+        let alices = tokens
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|t| t["name"].as_str().is_some_and(|n| n.contains("alice")))
+            .and_then(|t| t["id"].as_i64())
+            .expect("alice's login token is listed to her organisation");
+        let r = call(
+            &s.app,
+            "DELETE",
+            &format!("/api/v1/tokens/{alices}"),
+            Some(&up),
+            Body::empty(),
+        )
+        .await;
+        assert_eq!(r.status, 409, "{}", r.text);
+        assert!(r.text.contains("disables the user"), "{}", r.text);
+        assert_eq!(password_login(&s.app, "alice", PW, None).await.0, 303);
+        // Near miss: another organisation's user's token is not found, not "conflict".
+        let all = get(&s.app, "/api/v1/tokens", &s.op).await.json();
+        let berts = all
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|t| t["name"].as_str().is_some_and(|n| n.contains("bert")))
+            .and_then(|t| t["id"].as_i64())
+            .expect("bert's token");
+        let r = call(
+            &s.app,
+            "DELETE",
+            &format!("/api/v1/tokens/{berts}"),
+            Some(&up),
+            Body::empty(),
+        )
+        .await;
+        assert_eq!(r.status, 404, "{}", r.text);
+        // An operator's revocation disables the user, visibly.
+        let r = call(
+            &s.app,
+            "DELETE",
+            &format!("/api/v1/tokens/{alices}"),
+            Some(&s.op),
+            Body::empty(),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        let u = get(&s.app, &format!("/api/v1/users/{alice}"), &s.op)
+            .await
+            .json();
+        assert!(u["disabled"].is_string(), "{u}");
+        assert_eq!(password_login(&s.app, "alice", PW, None).await.0, 401);
+    }
+}
+
+/// A too-short new password is refused without counting as a failed login; a failed password
+/// login is audited once, by the store, with its account.
+#[tokio::test]
+async fn short_new_passwords_do_not_lock_and_failures_are_audited_once() {
+    use exhunt_serve::users::MAX_ACCOUNT_FAILURES;
+    for db in databases().await {
+        let s = server(&db, Config::default()).await;
+        let a = org(&s, "Alpha Corp", &["192.0.2.0/24"], &[]).await;
+        make_user(&s, "carol", "reader", Some(a), PW).await;
+        let (st, cookie, _) = password_login(&s.app, "carol", PW, None).await;
+        assert_eq!(st, 303);
+        let cookie = cookie.expect("session");
+        let csrf = csrf_of(&page(&s.app, "/account", &cookie).await.text);
+        for _ in 0..MAX_ACCOUNT_FAILURES + 1 {
+            let (st, text, _) = req(
+                &s.app,
+                "POST",
+                "/account/password",
+                Some(&cookie),
+                Some(format!("csrf={csrf}&current={}&new=short", enc(PW))),
+                None,
+            )
+            .await;
+            assert_eq!(st, 400, "{text}");
+        }
+        assert_eq!(password_login(&s.app, "carol", PW, None).await.0, 303);
+
+        let before = audit_actions(&s).await;
+        assert_eq!(
+            password_login(&s.app, "carol", "not the password", None)
+                .await
+                .0,
+            401
+        );
+        let after = audit_actions(&s).await;
+        let new: Vec<&String> = after.iter().filter(|a| !before.contains(a)).collect();
+        let failed: Vec<&&String> = new
+            .iter()
+            .filter(|a| a.starts_with("login.failed"))
+            .collect();
+        assert_eq!(failed.len(), 1, "{new:?}");
+        assert!(failed[0].contains("carol"), "{failed:?}");
+    }
+}
+
+/// Templates saved from a browser (CRLF line ends) are stored with `\n`: no `\x0d` on pages,
+/// nothing that grows on each edit. The .eml CSV defuses formula cells like every CSV.
+#[tokio::test]
+async fn templates_keep_plain_line_ends() {
+    for db in databases().await {
+        let s = server(&db, Config::default()).await;
+        let r = send(
+            &s.app,
+            "POST",
+            "/api/v1/templates",
+            &s.op,
+            &json!({"name": "crlf", "subject": "[{ticket}] {organisation}", "body": "Hello,\r\n{ticket}\r\nBye\r"}),
+        )
+        .await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        let body = r.json()["body"].as_str().unwrap_or("").to_string();
+        assert_eq!(body, "Hello,\n{ticket}\nBye\n");
+    }
+}
+
+/// Strict-Transport-Security with Secure cookies (HTTPS), not without.
+#[tokio::test]
+async fn hsts_follows_https() {
+    for (secure, want) in [(Some(true), true), (Some(false), false)] {
+        let store = Store::open("sqlite::memory:").await.expect("store");
+        let cfg = Config {
+            secure_cookies: secure,
+            ..Config::default()
+        };
+        let app = exhunt_serve::server::app(store, cfg);
+        let resp = app
+            .oneshot(
+                Request::builder()
+                    .uri("/login")
+                    .body(Body::empty())
+                    .expect("request"),
+            )
+            .await
+            .expect("response");
+        assert_eq!(
+            resp.headers()
+                .get(header::STRICT_TRANSPORT_SECURITY)
+                .is_some(),
+            want,
+            "{secure:?}"
+        );
+    }
+}
