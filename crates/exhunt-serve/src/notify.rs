@@ -383,7 +383,7 @@ impl Store {
              Date: {date}\r\nMessage-ID: <{ticket}@exhunt.invalid>\r\nMIME-Version: 1.0\r\n\
              Content-Type: multipart/mixed; boundary=\"{boundary}\"\r\n\r\n\
              --{boundary}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n{text}\r\n\
-             --{boundary}\r\nContent-Type: text/csv; charset=utf-8\r\nContent-Disposition: attachment; filename=\"{ticket}.csv\"\r\n\r\n{csv}\r\n\
+             --{boundary}\r\nContent-Type: text/csv; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\nContent-Disposition: attachment; filename=\"{ticket}.csv\"\r\n\r\n{csv}\r\n\
              --{boundary}--\r\n",
             from = header_value(from),
             ticket = n.ticket,

@@ -139,7 +139,9 @@ pub fn header_value(s: &str) -> String {
         .iter()
         .map(|w| format!("=?utf-8?B?{}?=", crate::web::base64(w.as_bytes())))
         .collect::<Vec<_>>()
-        .join(" ")
+        // Folded: each encoded word (at most 75 characters) on a line of its own, so a long
+        // value never makes a line over the limit of RFC 5322.
+        .join("\r\n ")
 }
 
 /// Text with every line break as CRLF (bare CR, bare LF, NEL, U+2028/9).
@@ -169,7 +171,8 @@ pub fn render(template: &str, values: &Values, dest: Dest) -> String {
         match values.iter().find(|(k, _)| *k == name) {
             Some((_, v)) if after.len() > name.len() => {
                 out.push_str(&match dest {
-                    Dest::Header => header_value(v),
+                    // Encoded as a whole below, with the template's own text.
+                    Dest::Header => v.clone(),
                     Dest::Text => v.clone(),
                     Dest::Html => exhunt_report::html::esc(v),
                 });
@@ -183,11 +186,10 @@ pub fn render(template: &str, values: &Values, dest: Dest) -> String {
     }
     out.push_str(&esc(rest));
     match dest {
-        // The template's own subject text is flattened too.
-        Dest::Header => out
-            .chars()
-            .map(|c| if c.is_control() { ' ' } else { c })
-            .collect(),
+        // The whole subject, the template's own text with the values, is one header value:
+        // flattened, and encoded as a whole when any of it is not plain ASCII, so that no
+        // encoded word sits against other text (RFC 2047 §5) and none is left raw 8-bit.
+        Dest::Header => header_value(&out),
         Dest::Text => crlf(&out),
         Dest::Html => out,
     }
@@ -457,6 +459,20 @@ mod tests {
             Dest::Header,
         );
         assert!(s.starts_with("=?utf-8?B?PT91"), "{s}");
+        // The template's own non-ASCII text is encoded too, with the value, as one header
+        // value: no encoded word glued to a colon, no raw 8-bit.
+        let s = render(
+            "Serveurs de {organisation}: à traiter",
+            &values("Société Générale"),
+            Dest::Header,
+        );
+        assert!(s.is_ascii() && s.starts_with("=?utf-8?B?"), "{s}");
+        assert!(!s.contains("?=:"), "{s}");
+        // A long one is folded into lines of at most 78 characters.
+        let long = "é".repeat(400);
+        let s = render("{organisation}", &values(&long), Dest::Header);
+        assert!(s.split("\r\n").all(|l| l.len() <= 78), "{s}");
+        assert!(s.split("\r\n").skip(1).all(|l| l.starts_with(' ')), "{s}");
         // The near miss: a plain name stays as it is.
         assert_eq!(
             render("{organisation}", &values("Alpha Corp"), Dest::Header),

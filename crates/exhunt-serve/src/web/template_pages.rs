@@ -14,6 +14,10 @@ pub(super) fn routes() -> Router<Arc<Web>> {
         .route("/templates", get(templates_page).post(create_template))
         .route("/templates/{id}", get(template_page).post(update_template))
         .route("/templates/{id}/delete", post(delete_template))
+        // A template's body may be 64 KiB; a browser sends it URL-encoded, up to 9 bytes for
+        // each byte of non-ASCII text. The dashboard's 16 KiB limit would refuse an edit of a
+        // template the API accepted (this layer, nearer the handlers, takes precedence).
+        .layer(axum::extract::DefaultBodyLimit::max(640 * 1024))
 }
 
 fn template_form(action: &str, csrf: &str, t: &TemplateInput, button: &str) -> String {

@@ -203,3 +203,37 @@ async fn hsts_follows_https() {
         );
     }
 }
+
+/// A long template with non-ASCII text (about 40 KiB, over 100 KiB URL-encoded) saves from
+/// its dashboard form, as the API takes it; the body is stored whole.
+#[tokio::test]
+async fn long_templates_save_from_the_dashboard() {
+    let db = &databases().await[0];
+    let s = server(db, Config::default()).await;
+    let cookie = login(&s.app, &s.op).await;
+    let csrf = csrf_of(&page(&s.app, "/templates", &cookie).await.text);
+    let body = format!("Bonjour {{organisation}},\n{}\n", "é".repeat(20_000));
+    let (st, text, _) = req(
+        &s.app,
+        "POST",
+        "/templates",
+        Some(&cookie),
+        Some(format!(
+            "csrf={csrf}&name=long&subject={}&body={}",
+            enc("[{ticket}] {organisation}"),
+            enc(&body)
+        )),
+        None,
+    )
+    .await;
+    assert_eq!(st, 303, "{text}");
+    let all = get(&s.app, "/api/v1/templates", &s.op).await.json();
+    let saved = all
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|t| t["name"] == "long")
+        .and_then(|t| t["body"].as_str())
+        .map(str::len);
+    assert_eq!(saved, Some(body.len()));
+}
