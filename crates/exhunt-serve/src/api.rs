@@ -11,8 +11,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -26,6 +25,9 @@ use crate::store::{Filter, OrgInput, Store};
 use crate::tenancy::{Caller, Role};
 
 mod dash;
+mod extract;
+
+use extract::{Auth, Filt, Id, Json, Params, Raw, Uploader};
 
 /// Limits of the HTTP server.
 #[derive(Debug, Clone)]
@@ -204,16 +206,6 @@ async fn read_body(app: &App, h: &HeaderMap, body: Body) -> Result<Bytes, Error>
     }
 }
 
-fn id(p: Result<Path<i64>, PathRejection>) -> Result<i64, Error> {
-    p.map(|Path(i)| i)
-        .map_err(|_| Error::BadRequest("the id in the path is not a number".into()))
-}
-
-fn filter(q: Result<Query<Filter>, QueryRejection>) -> Result<Filter, Error> {
-    q.map(|Query(f)| f)
-        .map_err(|e| Error::BadRequest(format!("query parameters: {}", e.body_text())))
-}
-
 fn json_body<T: for<'de> Deserialize<'de>>(b: &[u8]) -> Result<T, Error> {
     serde_json::from_slice(b).map_err(|e| Error::BadRequest(format!("request body: {e}")))
 }
@@ -272,37 +264,22 @@ fn list_in_order<T: Serialize>(f: &Filter, rows: &[T], first: &[&str]) -> ApiRes
     }
 }
 
-async fn whoami(State(app): Shared, h: HeaderMap) -> ApiResult {
-    let c = caller(&app, &h).await?;
+async fn whoami(Auth(c): Auth) -> ApiResult {
     ok(
         StatusCode::OK,
         &json!({"token_id": c.token_id, "role": c.role, "org_id": c.org}),
     )
 }
 
-async fn list_orgs(
-    State(app): Shared,
-    h: HeaderMap,
-    q: Result<Query<Filter>, QueryRejection>,
-) -> ApiResult {
-    let c = caller(&app, &h).await?;
-    let f = filter(q)?;
+async fn list_orgs(State(app): Shared, Auth(c): Auth, Params(f): Filt) -> ApiResult {
     list(&f, &app.store.list_orgs(&c, &f).await?)
 }
 
-async fn get_org(
-    State(app): Shared,
-    h: HeaderMap,
-    p: Result<Path<i64>, PathRejection>,
-) -> ApiResult {
-    let c = caller(&app, &h).await?;
-    ok(StatusCode::OK, &app.store.get_org(&c, id(p)?).await?)
+async fn get_org(State(app): Shared, Auth(c): Auth, Id(i): Id) -> ApiResult {
+    ok(StatusCode::OK, &app.store.get_org(&c, i).await?)
 }
 
-async fn create_org(State(app): Shared, h: HeaderMap, body: Body) -> ApiResult {
-    let c = caller(&app, &h).await?;
-    let b = read_body(&app, &h, body).await?;
-    let input: OrgInput = json_body(&b)?;
+async fn create_org(State(app): Shared, Auth(c): Auth, Json(input): Json<OrgInput>) -> ApiResult {
     ok(
         StatusCode::CREATED,
         &app.store.create_org(&c, &input).await?,
@@ -311,53 +288,28 @@ async fn create_org(State(app): Shared, h: HeaderMap, body: Body) -> ApiResult {
 
 async fn update_org(
     State(app): Shared,
-    h: HeaderMap,
-    p: Result<Path<i64>, PathRejection>,
-    body: Body,
+    Auth(c): Auth,
+    Id(i): Id,
+    Json(input): Json<OrgInput>,
 ) -> ApiResult {
-    let c = caller(&app, &h).await?;
-    let i = id(p)?;
-    let b = read_body(&app, &h, body).await?;
-    let input: OrgInput = json_body(&b)?;
     ok(StatusCode::OK, &app.store.update_org(&c, i, &input).await?)
 }
 
-async fn delete_org(
-    State(app): Shared,
-    h: HeaderMap,
-    p: Result<Path<i64>, PathRejection>,
-) -> ApiResult {
-    let c = caller(&app, &h).await?;
-    app.store.delete_org(&c, id(p)?).await?;
+async fn delete_org(State(app): Shared, Auth(c): Auth, Id(i): Id) -> ApiResult {
+    app.store.delete_org(&c, i).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn list_servers(
-    State(app): Shared,
-    h: HeaderMap,
-    q: Result<Query<Filter>, QueryRejection>,
-) -> ApiResult {
-    let c = caller(&app, &h).await?;
-    let f = filter(q)?;
+async fn list_servers(State(app): Shared, Auth(c): Auth, Params(f): Filt) -> ApiResult {
     list(&f, &app.store.list_servers(&c, &f).await?)
 }
 
-async fn get_server(
-    State(app): Shared,
-    h: HeaderMap,
-    p: Result<Path<i64>, PathRejection>,
-) -> ApiResult {
-    let c = caller(&app, &h).await?;
-    ok(StatusCode::OK, &app.store.get_server(&c, id(p)?).await?)
+async fn get_server(State(app): Shared, Auth(c): Auth, Id(i): Id) -> ApiResult {
+    ok(StatusCode::OK, &app.store.get_server(&c, i).await?)
 }
 
-async fn delete_server(
-    State(app): Shared,
-    h: HeaderMap,
-    p: Result<Path<i64>, PathRejection>,
-) -> ApiResult {
-    let c = caller(&app, &h).await?;
-    app.store.delete_server(&c, id(p)?).await?;
+async fn delete_server(State(app): Shared, Auth(c): Auth, Id(i): Id) -> ApiResult {
+    app.store.delete_server(&c, i).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -368,16 +320,10 @@ struct OrgParam {
 
 async fn upload_scan(
     State(app): Shared,
-    h: HeaderMap,
-    q: Result<Query<OrgParam>, QueryRejection>,
-    body: Body,
+    Uploader(c): Uploader,
+    Params(OrgParam { org }): Params<OrgParam>,
+    Raw(b): Raw,
 ) -> ApiResult {
-    let c = caller(&app, &h).await?;
-    c.require(Role::Uploader)?;
-    let org = q
-        .map(|Query(o)| o.org)
-        .map_err(|e| Error::BadRequest(format!("query parameters: {}", e.body_text())))?;
-    let b = read_body(&app, &h, body).await?;
     let r = app.store.upload_scan(&c, org, &b).await?;
     let status = if r.duplicate {
         StatusCode::OK
@@ -387,44 +333,20 @@ async fn upload_scan(
     ok(status, &r)
 }
 
-async fn list_results(
-    State(app): Shared,
-    h: HeaderMap,
-    q: Result<Query<Filter>, QueryRejection>,
-) -> ApiResult {
-    let c = caller(&app, &h).await?;
-    let f = filter(q)?;
+async fn list_results(State(app): Shared, Auth(c): Auth, Params(f): Filt) -> ApiResult {
     list(&f, &app.store.list_results(&c, &f).await?)
 }
 
-async fn get_result(
-    State(app): Shared,
-    h: HeaderMap,
-    p: Result<Path<i64>, PathRejection>,
-) -> ApiResult {
-    let c = caller(&app, &h).await?;
-    ok(StatusCode::OK, &app.store.get_result(&c, id(p)?).await?)
+async fn get_result(State(app): Shared, Auth(c): Auth, Id(i): Id) -> ApiResult {
+    ok(StatusCode::OK, &app.store.get_result(&c, i).await?)
 }
 
-async fn result_document(
-    State(app): Shared,
-    h: HeaderMap,
-    p: Result<Path<i64>, PathRejection>,
-) -> ApiResult {
-    let c = caller(&app, &h).await?;
-    ok(
-        StatusCode::OK,
-        &app.store.result_document(&c, id(p)?).await?,
-    )
+async fn result_document(State(app): Shared, Auth(c): Auth, Id(i): Id) -> ApiResult {
+    ok(StatusCode::OK, &app.store.result_document(&c, i).await?)
 }
 
-async fn result_html(
-    State(app): Shared,
-    h: HeaderMap,
-    p: Result<Path<i64>, PathRejection>,
-) -> ApiResult {
-    let c = caller(&app, &h).await?;
-    let doc = app.store.result_document(&c, id(p)?).await?;
+async fn result_html(State(app): Shared, Auth(c): Auth, Id(i): Id) -> ApiResult {
+    let doc = app.store.result_document(&c, i).await?;
     let mut out = Vec::new();
     exhunt_report::html::render_html(&doc, &mut out)
         .map_err(|e| Error::BadRequest(format!("rendering the report: {e}")))?;
@@ -440,52 +362,25 @@ async fn result_html(
         .into_response())
 }
 
-async fn delete_result(
-    State(app): Shared,
-    h: HeaderMap,
-    p: Result<Path<i64>, PathRejection>,
-) -> ApiResult {
-    let c = caller(&app, &h).await?;
-    app.store.delete_result(&c, id(p)?).await?;
+async fn delete_result(State(app): Shared, Auth(c): Auth, Id(i): Id) -> ApiResult {
+    app.store.delete_result(&c, i).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn list_observations(
-    State(app): Shared,
-    h: HeaderMap,
-    q: Result<Query<Filter>, QueryRejection>,
-) -> ApiResult {
-    let c = caller(&app, &h).await?;
-    let f = filter(q)?;
+async fn list_observations(State(app): Shared, Auth(c): Auth, Params(f): Filt) -> ApiResult {
     list(&f, &app.store.list_observations(&c, &f).await?)
 }
 
-async fn get_observation(
-    State(app): Shared,
-    h: HeaderMap,
-    p: Result<Path<i64>, PathRejection>,
-) -> ApiResult {
-    let c = caller(&app, &h).await?;
-    ok(
-        StatusCode::OK,
-        &app.store.get_observation(&c, id(p)?).await?,
-    )
+async fn get_observation(State(app): Shared, Auth(c): Auth, Id(i): Id) -> ApiResult {
+    ok(StatusCode::OK, &app.store.get_observation(&c, i).await?)
 }
 
-async fn delete_observation(
-    State(app): Shared,
-    h: HeaderMap,
-    p: Result<Path<i64>, PathRejection>,
-) -> ApiResult {
-    let c = caller(&app, &h).await?;
-    app.store.delete_observation(&c, id(p)?).await?;
+async fn delete_observation(State(app): Shared, Auth(c): Auth, Id(i): Id) -> ApiResult {
+    app.store.delete_observation(&c, i).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn upload_probe(State(app): Shared, h: HeaderMap, body: Body) -> ApiResult {
-    let c = caller(&app, &h).await?;
-    c.require(Role::Uploader)?;
-    let b = read_body(&app, &h, body).await?;
+async fn upload_probe(State(app): Shared, Uploader(c): Uploader, Raw(b): Raw) -> ApiResult {
     let parsed = ingest::parse_probe(&b)?;
     ok(
         StatusCode::OK,
@@ -493,10 +388,7 @@ async fn upload_probe(State(app): Shared, h: HeaderMap, body: Body) -> ApiResult
     )
 }
 
-async fn upload_shadowserver(State(app): Shared, h: HeaderMap, body: Body) -> ApiResult {
-    let c = caller(&app, &h).await?;
-    c.require(Role::Uploader)?;
-    let b = read_body(&app, &h, body).await?;
+async fn upload_shadowserver(State(app): Shared, Uploader(c): Uploader, Raw(b): Raw) -> ApiResult {
     let parsed = ingest::parse_shadowserver(&b)?;
     ok(
         StatusCode::OK,
@@ -504,10 +396,7 @@ async fn upload_shadowserver(State(app): Shared, h: HeaderMap, body: Body) -> Ap
     )
 }
 
-async fn upload_intelmq(State(app): Shared, h: HeaderMap, body: Body) -> ApiResult {
-    let c = caller(&app, &h).await?;
-    c.require(Role::Uploader)?;
-    let b = read_body(&app, &h, body).await?;
+async fn upload_intelmq(State(app): Shared, Uploader(c): Uploader, Raw(b): Raw) -> ApiResult {
     let parsed = ingest::parse_intelmq(&b)?;
     ok(
         StatusCode::OK,
@@ -515,13 +404,7 @@ async fn upload_intelmq(State(app): Shared, h: HeaderMap, body: Body) -> ApiResu
     )
 }
 
-async fn list_unassigned(
-    State(app): Shared,
-    h: HeaderMap,
-    q: Result<Query<Filter>, QueryRejection>,
-) -> ApiResult {
-    let c = caller(&app, &h).await?;
-    let f = filter(q)?;
+async fn list_unassigned(State(app): Shared, Auth(c): Auth, Params(f): Filt) -> ApiResult {
     list(&f, &app.store.list_unassigned(&c, &f).await?)
 }
 
@@ -533,14 +416,10 @@ struct AssignInput {
 
 async fn assign(
     State(app): Shared,
-    h: HeaderMap,
-    p: Result<Path<i64>, PathRejection>,
-    body: Body,
+    Auth(c): Auth,
+    Id(i): Id,
+    Json(input): Json<AssignInput>,
 ) -> ApiResult {
-    let c = caller(&app, &h).await?;
-    let i = id(p)?;
-    let b = read_body(&app, &h, body).await?;
-    let input: AssignInput = json_body(&b)?;
     ok(StatusCode::OK, &app.store.assign(&c, i, input.org).await?)
 }
 
@@ -552,33 +431,19 @@ struct TokenInput {
     name: String,
 }
 
-async fn list_tokens(
-    State(app): Shared,
-    h: HeaderMap,
-    q: Result<Query<Filter>, QueryRejection>,
-) -> ApiResult {
-    let c = caller(&app, &h).await?;
-    let f = filter(q)?;
+async fn list_tokens(State(app): Shared, Auth(c): Auth, Params(f): Filt) -> ApiResult {
     list(&f, &app.store.list_tokens(&c, &f).await?)
 }
 
-async fn create_token(State(app): Shared, h: HeaderMap, body: Body) -> ApiResult {
-    let c = caller(&app, &h).await?;
-    let b = read_body(&app, &h, body).await?;
-    let t: TokenInput = json_body(&b)?;
+async fn create_token(State(app): Shared, Auth(c): Auth, Json(t): Json<TokenInput>) -> ApiResult {
     ok(
         StatusCode::CREATED,
         &app.store.create_token(&c, t.org, t.role, &t.name).await?,
     )
 }
 
-async fn revoke_token(
-    State(app): Shared,
-    h: HeaderMap,
-    p: Result<Path<i64>, PathRejection>,
-) -> ApiResult {
-    let c = caller(&app, &h).await?;
-    ok(StatusCode::OK, &app.store.revoke_token(&c, id(p)?).await?)
+async fn revoke_token(State(app): Shared, Auth(c): Auth, Id(i): Id) -> ApiResult {
+    ok(StatusCode::OK, &app.store.revoke_token(&c, i).await?)
 }
 
 #[derive(Debug, Deserialize)]
@@ -595,20 +460,15 @@ struct StateInput {
     state: String,
 }
 
-async fn list_notifications(
-    State(app): Shared,
-    h: HeaderMap,
-    q: Result<Query<Filter>, QueryRejection>,
-) -> ApiResult {
-    let c = caller(&app, &h).await?;
-    let f = filter(q)?;
+async fn list_notifications(State(app): Shared, Auth(c): Auth, Params(f): Filt) -> ApiResult {
     list(&f, &app.store.list_notifications(&c, &f).await?)
 }
 
-async fn create_notification(State(app): Shared, h: HeaderMap, body: Body) -> ApiResult {
-    let c = caller(&app, &h).await?;
-    let b = read_body(&app, &h, body).await?;
-    let input: NotificationInput = json_body(&b)?;
+async fn create_notification(
+    State(app): Shared,
+    Auth(c): Auth,
+    Json(input): Json<NotificationInput>,
+) -> ApiResult {
     ok(
         StatusCode::CREATED,
         &app.store
@@ -617,28 +477,16 @@ async fn create_notification(State(app): Shared, h: HeaderMap, body: Body) -> Ap
     )
 }
 
-async fn get_notification(
-    State(app): Shared,
-    h: HeaderMap,
-    p: Result<Path<i64>, PathRejection>,
-) -> ApiResult {
-    let c = caller(&app, &h).await?;
-    ok(
-        StatusCode::OK,
-        &app.store.get_notification(&c, id(p)?).await?,
-    )
+async fn get_notification(State(app): Shared, Auth(c): Auth, Id(i): Id) -> ApiResult {
+    ok(StatusCode::OK, &app.store.get_notification(&c, i).await?)
 }
 
 async fn set_notification_state(
     State(app): Shared,
-    h: HeaderMap,
-    p: Result<Path<i64>, PathRejection>,
-    body: Body,
+    Auth(c): Auth,
+    Id(i): Id,
+    Json(input): Json<StateInput>,
 ) -> ApiResult {
-    let c = caller(&app, &h).await?;
-    let i = id(p)?;
-    let b = read_body(&app, &h, body).await?;
-    let input: StateInput = json_body(&b)?;
     ok(
         StatusCode::OK,
         &app.store
@@ -647,26 +495,15 @@ async fn set_notification_state(
     )
 }
 
-async fn notification_eml(
-    State(app): Shared,
-    h: HeaderMap,
-    p: Result<Path<i64>, PathRejection>,
-) -> ApiResult {
-    let c = caller(&app, &h).await?;
+async fn notification_eml(State(app): Shared, Auth(c): Auth, Id(i): Id) -> ApiResult {
     let eml = app
         .store
-        .notification_eml(&c, id(p)?, "exhunt serve <noreply@exhunt.invalid>")
+        .notification_eml(&c, i, "exhunt serve <noreply@exhunt.invalid>")
         .await?;
     Ok(([(header::CONTENT_TYPE, "message/rfc822")], eml).into_response())
 }
 
-async fn status_sheet(
-    State(app): Shared,
-    h: HeaderMap,
-    q: Result<Query<Filter>, QueryRejection>,
-) -> ApiResult {
-    let c = caller(&app, &h).await?;
-    let f = filter(q)?;
+async fn status_sheet(State(app): Shared, Auth(c): Auth, Params(f): Filt) -> ApiResult {
     list_in_order(
         &f,
         &app.store.status_sheet(&c, &f).await?,
@@ -674,33 +511,15 @@ async fn status_sheet(
     )
 }
 
-async fn version_rollup(
-    State(app): Shared,
-    h: HeaderMap,
-    q: Result<Query<Filter>, QueryRejection>,
-) -> ApiResult {
-    let c = caller(&app, &h).await?;
-    let f = filter(q)?;
+async fn version_rollup(State(app): Shared, Auth(c): Auth, Params(f): Filt) -> ApiResult {
     list(&f, &app.store.version_rollup(&c, &f).await?)
 }
 
-async fn trend(
-    State(app): Shared,
-    h: HeaderMap,
-    q: Result<Query<Filter>, QueryRejection>,
-) -> ApiResult {
-    let c = caller(&app, &h).await?;
-    let f = filter(q)?;
+async fn trend(State(app): Shared, Auth(c): Auth, Params(f): Filt) -> ApiResult {
     list(&f, &app.store.trend(&c, f.org).await?)
 }
 
-async fn list_audit(
-    State(app): Shared,
-    h: HeaderMap,
-    q: Result<Query<Filter>, QueryRejection>,
-) -> ApiResult {
-    let c = caller(&app, &h).await?;
-    let f = filter(q)?;
+async fn list_audit(State(app): Shared, Auth(c): Auth, Params(f): Filt) -> ApiResult {
     list(&f, &app.store.list_audit(&c, &f).await?)
 }
 

@@ -24,102 +24,63 @@ pub(super) fn routes() -> Router<Arc<App>> {
         .route("/api/v1/notifications/escalate", post(escalate_now))
 }
 
-async fn list_users(
-    State(app): Shared,
-    h: HeaderMap,
-    q: Result<Query<Filter>, QueryRejection>,
-) -> ApiResult {
-    let c = caller(&app, &h).await?;
-    let f = filter(q)?;
+async fn list_users(State(app): Shared, Auth(c): Auth, Params(f): Filt) -> ApiResult {
     list(&f, &app.store.list_users(&c, &f).await?)
 }
 
-async fn create_user(State(app): Shared, h: HeaderMap, body: Body) -> ApiResult {
-    let c = caller(&app, &h).await?;
-    let b = read_body(&app, &h, body).await?;
-    let input: UserInput = json_body(&b)?;
+async fn create_user(State(app): Shared, Auth(c): Auth, Json(input): Json<UserInput>) -> ApiResult {
     ok(
         StatusCode::CREATED,
         &app.store.create_user(&c, &input).await?,
     )
 }
 
-async fn get_user(
-    State(app): Shared,
-    h: HeaderMap,
-    p: Result<Path<i64>, PathRejection>,
-) -> ApiResult {
-    let c = caller(&app, &h).await?;
-    ok(StatusCode::OK, &app.store.get_user(&c, id(p)?).await?)
+async fn get_user(State(app): Shared, Auth(c): Auth, Id(i): Id) -> ApiResult {
+    ok(StatusCode::OK, &app.store.get_user(&c, i).await?)
 }
 
-async fn disable_user(
-    State(app): Shared,
-    h: HeaderMap,
-    p: Result<Path<i64>, PathRejection>,
-) -> ApiResult {
-    let c = caller(&app, &h).await?;
-    ok(StatusCode::OK, &app.store.disable_user(&c, id(p)?).await?)
+async fn disable_user(State(app): Shared, Auth(c): Auth, Id(i): Id) -> ApiResult {
+    ok(StatusCode::OK, &app.store.disable_user(&c, i).await?)
 }
 
-async fn list_templates(
-    State(app): Shared,
-    h: HeaderMap,
-    q: Result<Query<Filter>, QueryRejection>,
-) -> ApiResult {
-    let c = caller(&app, &h).await?;
-    let f = filter(q)?;
+async fn list_templates(State(app): Shared, Auth(c): Auth, Params(f): Filt) -> ApiResult {
     list(&f, &app.store.list_templates(&c).await?)
 }
 
-async fn create_template(State(app): Shared, h: HeaderMap, body: Body) -> ApiResult {
-    let c = caller(&app, &h).await?;
-    let b = read_body(&app, &h, body).await?;
-    let input: TemplateInput = json_body(&b)?;
+async fn create_template(
+    State(app): Shared,
+    Auth(c): Auth,
+    Json(input): Json<TemplateInput>,
+) -> ApiResult {
     ok(
         StatusCode::CREATED,
         &app.store.create_template(&c, &input).await?,
     )
 }
 
-async fn get_template(
-    State(app): Shared,
-    h: HeaderMap,
-    p: Result<Path<i64>, PathRejection>,
-) -> ApiResult {
-    let c = caller(&app, &h).await?;
-    ok(StatusCode::OK, &app.store.get_template(&c, id(p)?).await?)
+async fn get_template(State(app): Shared, Auth(c): Auth, Id(i): Id) -> ApiResult {
+    ok(StatusCode::OK, &app.store.get_template(&c, i).await?)
 }
 
 async fn update_template(
     State(app): Shared,
-    h: HeaderMap,
-    p: Result<Path<i64>, PathRejection>,
-    body: Body,
+    Auth(c): Auth,
+    Id(i): Id,
+    Json(input): Json<TemplateInput>,
 ) -> ApiResult {
-    let c = caller(&app, &h).await?;
-    let i = id(p)?;
-    let b = read_body(&app, &h, body).await?;
-    let input: TemplateInput = json_body(&b)?;
     ok(
         StatusCode::OK,
         &app.store.update_template(&c, i, &input).await?,
     )
 }
 
-async fn delete_template(
-    State(app): Shared,
-    h: HeaderMap,
-    p: Result<Path<i64>, PathRejection>,
-) -> ApiResult {
-    let c = caller(&app, &h).await?;
-    app.store.delete_template(&c, id(p)?).await?;
+async fn delete_template(State(app): Shared, Auth(c): Auth, Id(i): Id) -> ApiResult {
+    app.store.delete_template(&c, i).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// Runs the escalation now (operators), with the server's policy.
-async fn escalate_now(State(app): Shared, h: HeaderMap) -> ApiResult {
-    let c = caller(&app, &h).await?;
+async fn escalate_now(State(app): Shared, Auth(c): Auth) -> ApiResult {
     c.require(Role::Operator)?;
     let n = app
         .store
