@@ -69,6 +69,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         "tighter row security",
         include_str!("../migrations/sqlite/0007_tighter_row_security.sql"),
     ),
+    (
+        8,
+        "scale",
+        include_str!("../migrations/sqlite/0008_scale.sql"),
+    ),
 ];
 
 const POSTGRES: &[(i64, &str, &str)] = &[
@@ -106,6 +111,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         7,
         "tighter row security",
         include_str!("../migrations/postgres/0007_tighter_row_security.sql"),
+    ),
+    (
+        8,
+        "scale",
+        include_str!("../migrations/postgres/0008_scale.sql"),
     ),
 ];
 
@@ -314,6 +324,54 @@ impl Q {
             OrgScope::All => self,
             OrgScope::One(org) => self.sql(" AND ").sql(column).sql(" = ").arg(org),
         }
+    }
+
+    /// The tenancy filter of the count tables (`org_stats`, `org_days`), whose row 0 is the
+    /// whole fleet: [`Q::scoped`], then, for an operator who names no organisation, the fleet
+    /// row; `org` narrows to one organisation (within the caller's scope, never widening it).
+    pub fn scoped_counts(self, caller: &Caller, column: &'static str, org: Option<i64>) -> Q {
+        let q = self.scoped(caller, column);
+        match (caller.org_scope(), org) {
+            (OrgScope::All, None) => q.sql(" AND ").sql(column).sql(" = 0"),
+            (_, Some(o)) => q.sql(" AND ").sql(column).sql(" = ").arg(o),
+            (OrgScope::One(_), None) => q,
+        }
+    }
+
+    /// Appends `(a, b, …)` of integers as placeholders (an `IN` list; `(NULL)` when empty, which
+    /// matches nothing).
+    pub fn list(mut self, items: &[i64]) -> Q {
+        if items.is_empty() {
+            return self.sql("(NULL)");
+        }
+        self = self.sql("(");
+        for (i, v) in items.iter().enumerate() {
+            if i > 0 {
+                self = self.sql(", ");
+            }
+            self = self.arg(*v);
+        }
+        self.sql(")")
+    }
+
+    /// Appends `(a, b, …)` of texts as placeholders (`(NULL)` when empty).
+    pub fn list_s(mut self, items: &[String]) -> Q {
+        if items.is_empty() {
+            return self.sql("(NULL)");
+        }
+        self = self.sql("(");
+        for (i, v) in items.iter().enumerate() {
+            if i > 0 {
+                self = self.sql(", ");
+            }
+            self = self.arg(v.as_str());
+        }
+        self.sql(")")
+    }
+
+    /// Number of bound arguments so far.
+    pub fn arg_count(&self) -> usize {
+        self.args.len()
     }
 
     fn arguments(&self) -> Result<AnyArguments<'static>> {
