@@ -17,6 +17,7 @@ use crate::ingest;
 use crate::scope::{Matcher, Scope};
 use crate::tenancy::{self, Caller, OrgScope, Role};
 
+pub mod agg;
 mod bulk;
 pub(crate) mod latest;
 
