@@ -292,6 +292,8 @@ impl From<Option<String>> for Arg {
 pub struct Q {
     sql: String,
     args: Vec<Arg>,
+    /// Where each placeholder starts in `sql`.
+    marks: Vec<usize>,
 }
 
 impl Q {
@@ -300,6 +302,7 @@ impl Q {
         Q {
             sql: sql.to_string(),
             args: Vec::new(),
+            marks: Vec::new(),
         }
     }
 
@@ -313,6 +316,7 @@ impl Q {
     pub fn arg(mut self, a: impl Into<Arg>) -> Q {
         self.args.push(a.into());
         let n = self.args.len();
+        self.marks.push(self.sql.len());
         self.sql.push_str(&format!("${n}"));
         self
     }
@@ -369,9 +373,28 @@ impl Q {
         self.sql(")")
     }
 
-    /// Number of bound arguments so far.
-    pub fn arg_count(&self) -> usize {
-        self.args.len()
+    /// The statement for `engine`, once complete (no `arg` after this). On SQLite the `$n`
+    /// placeholders become `?`: SQLite keeps named and numbered parameters in a list it searches
+    /// once per parameter when preparing and again when binding, so a statement of thousands of
+    /// `$n` (a multi-row `INSERT`) costs time quadratic in its parameters; anonymous `?` are
+    /// numbered in order, which is the order `arg` bound them in.
+    pub fn for_engine(self, engine: Engine) -> Q {
+        if engine != Engine::Sqlite || self.marks.is_empty() {
+            return self;
+        }
+        let mut sql = String::with_capacity(self.sql.len());
+        let mut last = 0;
+        for (i, &at) in self.marks.iter().enumerate() {
+            sql.push_str(&self.sql[last..at]);
+            sql.push('?');
+            last = at + 1 + (i + 1).to_string().len();
+        }
+        sql.push_str(&self.sql[last..]);
+        Q {
+            sql,
+            args: self.args,
+            marks: Vec::new(),
+        }
     }
 
     fn arguments(&self) -> Result<AnyArguments<'static>> {

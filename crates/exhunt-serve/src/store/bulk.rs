@@ -113,6 +113,7 @@ impl Store {
             let rows = Q::new("SELECT id, org_id, name FROM servers WHERE org_id IN ")
                 .list(chunk)
                 .sql(" ORDER BY id")
+                .for_engine(self.engine)
                 .fetch_all(&mut *tx)
                 .await?;
             for r in rows {
@@ -210,6 +211,7 @@ impl Store {
             }
             let inserted = q
                 .sql(" ON CONFLICT (dedup) DO NOTHING RETURNING dedup")
+                .for_engine(self.engine)
                 .fetch_all(&mut *tx)
                 .await?;
             for r in &inserted {
@@ -273,6 +275,7 @@ impl Store {
             }
             let rows = q
                 .sql(" ON CONFLICT (org_id, name) DO NOTHING RETURNING id, org_id, name")
+                .for_engine(self.engine)
                 .fetch_all(&mut **tx)
                 .await?;
             let mut got: HashMap<(i64, String), i64> = HashMap::new();

@@ -121,6 +121,7 @@ pub(crate) async fn set_scope(
 /// servers whose state changed (the triggers then move their counts).
 pub(crate) async fn refresh_servers(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    engine: Engine,
     servers: &BTreeSet<i64>,
 ) -> Result<()> {
     let ids: Vec<i64> = servers.iter().copied().collect();
@@ -129,6 +130,7 @@ pub(crate) async fn refresh_servers(
             chunk.iter().map(|i| (*i, Latest::default())).collect();
         let rows = Q::new("SELECT server_id, id, verdict, verdicts, finished FROM scan_results WHERE server_id IN ")
             .list(chunk)
+            .for_engine(engine)
             .fetch_all(&mut **tx)
             .await?;
         for r in rows {
@@ -147,6 +149,7 @@ pub(crate) async fn refresh_servers(
             "SELECT server_id, id, state, campaigns, seen, build FROM observations WHERE server_id IN ",
         )
         .list(chunk)
+        .for_engine(engine)
         .fetch_all(&mut **tx)
         .await?;
         for r in rows {
@@ -172,6 +175,7 @@ pub(crate) async fn refresh_servers(
             "SELECT id, last_result_id, last_obs_id, last_build_obs_id, latest_v FROM servers WHERE id IN ",
         )
         .list(chunk)
+        .for_engine(engine)
         .fetch_all(&mut **tx)
         .await?;
         let mut changed = Vec::new();
@@ -231,6 +235,7 @@ pub(crate) async fn refresh_servers(
                 q = q.sql(")");
             }
             q.sql(") AS v WHERE servers.id = v.column1")
+                .for_engine(engine)
                 .execute(&mut **tx)
                 .await?;
         }
@@ -241,6 +246,7 @@ pub(crate) async fn refresh_servers(
 /// The curve's counts of `days` as the observations and scans say now.
 async fn count_days(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    engine: Engine,
     days: &BTreeSet<DayKey>,
 ) -> Result<BTreeMap<DayKey, (i64, i64)>> {
     let mut out: BTreeMap<DayKey, (i64, i64)> = BTreeMap::new();
@@ -268,6 +274,7 @@ async fn count_days(
             .sql(" AND substr(o.seen, 1, 10) IN ")
             .list_s(d)
             .sql(" GROUP BY o.org_id, substr(o.seen, 1, 10)")
+            .for_engine(engine)
             .fetch_all(&mut **tx)
             .await?;
             for r in rows {
@@ -286,6 +293,7 @@ async fn count_days(
             .sql(" AND substr(r.finished, 1, 10) IN ")
             .list_s(d)
             .sql(" GROUP BY r.org_id, substr(r.finished, 1, 10)")
+            .for_engine(engine)
             .fetch_all(&mut **tx)
             .await?;
             for r in rows {
@@ -302,6 +310,7 @@ async fn count_days(
 /// The stored curve of `days`.
 async fn stored_days(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    engine: Engine,
     days: &BTreeSet<DayKey>,
 ) -> Result<BTreeMap<DayKey, (i64, i64)>> {
     let mut out = BTreeMap::new();
@@ -315,6 +324,7 @@ async fn stored_days(
         let rows =
             Q::new("SELECT org_id, day, exposed, compromised FROM org_days WHERE org_id IN ")
                 .list(chunk)
+                .for_engine(engine)
                 .fetch_all(&mut **tx)
                 .await?;
         for r in rows {
@@ -339,8 +349,8 @@ pub(crate) async fn recount_days(
     if days.is_empty() {
         return Ok(());
     }
-    let now = count_days(tx, days).await?;
-    let before = stored_days(tx, days).await?;
+    let now = count_days(tx, engine, days).await?;
+    let before = stored_days(tx, engine, days).await?;
     let mut fleet: BTreeMap<String, (i64, i64)> = BTreeMap::new();
     let mut writes = Vec::new();
     for k in days {
@@ -372,11 +382,13 @@ pub(crate) async fn recount_days(
                 .sql(")");
         }
         q.sql(" ON CONFLICT (org_id, day) DO UPDATE SET exposed = excluded.exposed, compromised = excluded.compromised")
+            .for_engine(engine)
             .execute(&mut **tx)
             .await?;
         let orgs: Vec<i64> = part.iter().map(|((o, _), _)| *o).collect();
         Q::new("DELETE FROM org_days WHERE exposed = 0 AND compromised = 0 AND org_id IN ")
             .list(&orgs)
+            .for_engine(engine)
             .execute(&mut **tx)
             .await?;
     }
@@ -425,7 +437,7 @@ pub(crate) async fn apply(
     scope: OrgScope,
     t: &Touched,
 ) -> Result<()> {
-    refresh_servers(tx, &t.servers).await?;
+    refresh_servers(tx, engine, &t.servers).await?;
     recount_days(tx, engine, scope, &t.days).await
 }
 
@@ -496,10 +508,11 @@ pub(crate) async fn backfill(store: &super::Store) -> Result<()> {
         if ids.is_empty() {
             return Ok(());
         }
-        refresh_servers(&mut tx, &ids).await?;
+        refresh_servers(&mut tx, store.engine, &ids).await?;
         // A server with nothing to compute is marked too, so the loop ends.
         Q::new("UPDATE servers SET latest_v = 1 WHERE latest_v = 0 AND id IN ")
             .list(&ids.iter().copied().collect::<Vec<_>>())
+            .for_engine(store.engine)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
