@@ -215,7 +215,7 @@ fn ok<T: Serialize>(status: StatusCode, v: &T) -> ApiResult {
 }
 
 /// A spreadsheet-safe cell: text that a spreadsheet would run as a formula gets a leading `'`.
-fn cell(v: &Value) -> String {
+pub(crate) fn cell(v: &Value) -> String {
     let s = match v {
         Value::Null => String::new(),
         Value::String(s) => s.clone(),

@@ -70,6 +70,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         include_str!("../migrations/sqlite/0007_tighter_row_security.sql"),
     ),
     (
+        8,
+        "scale",
+        include_str!("../migrations/sqlite/0008_scale.sql"),
+    ),
+    (
         9,
         "users templates escalation",
         include_str!("../migrations/sqlite/0009_users_templates_escalation.sql"),
@@ -111,6 +116,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         7,
         "tighter row security",
         include_str!("../migrations/postgres/0007_tighter_row_security.sql"),
+    ),
+    (
+        8,
+        "scale",
+        include_str!("../migrations/postgres/0008_scale.sql"),
     ),
     (
         9,
@@ -292,6 +302,8 @@ impl From<Option<String>> for Arg {
 pub struct Q {
     sql: String,
     args: Vec<Arg>,
+    /// Where each placeholder starts in `sql`.
+    marks: Vec<usize>,
 }
 
 impl Q {
@@ -300,6 +312,7 @@ impl Q {
         Q {
             sql: sql.to_string(),
             args: Vec::new(),
+            marks: Vec::new(),
         }
     }
 
@@ -313,6 +326,7 @@ impl Q {
     pub fn arg(mut self, a: impl Into<Arg>) -> Q {
         self.args.push(a.into());
         let n = self.args.len();
+        self.marks.push(self.sql.len());
         self.sql.push_str(&format!("${n}"));
         self
     }
@@ -323,6 +337,73 @@ impl Q {
         match caller.org_scope() {
             OrgScope::All => self,
             OrgScope::One(org) => self.sql(" AND ").sql(column).sql(" = ").arg(org),
+        }
+    }
+
+    /// The tenancy filter of the count tables (`org_stats`, `org_days`), whose row 0 is the
+    /// whole fleet: [`Q::scoped`], then, for an operator who names no organisation, the fleet
+    /// row; `org` narrows to one organisation (within the caller's scope, never widening it).
+    pub fn scoped_counts(self, caller: &Caller, column: &'static str, org: Option<i64>) -> Q {
+        let q = self.scoped(caller, column);
+        match (caller.org_scope(), org) {
+            (OrgScope::All, None) => q.sql(" AND ").sql(column).sql(" = 0"),
+            (_, Some(o)) => q.sql(" AND ").sql(column).sql(" = ").arg(o),
+            (OrgScope::One(_), None) => q,
+        }
+    }
+
+    /// Appends `(a, b, …)` of integers as placeholders (an `IN` list; `(NULL)` when empty, which
+    /// matches nothing).
+    pub fn list(mut self, items: &[i64]) -> Q {
+        if items.is_empty() {
+            return self.sql("(NULL)");
+        }
+        self = self.sql("(");
+        for (i, v) in items.iter().enumerate() {
+            if i > 0 {
+                self = self.sql(", ");
+            }
+            self = self.arg(*v);
+        }
+        self.sql(")")
+    }
+
+    /// Appends `(a, b, …)` of texts as placeholders (`(NULL)` when empty).
+    pub fn list_s(mut self, items: &[String]) -> Q {
+        if items.is_empty() {
+            return self.sql("(NULL)");
+        }
+        self = self.sql("(");
+        for (i, v) in items.iter().enumerate() {
+            if i > 0 {
+                self = self.sql(", ");
+            }
+            self = self.arg(v.as_str());
+        }
+        self.sql(")")
+    }
+
+    /// The statement for `engine`, once complete (no `arg` after this). On SQLite the `$n`
+    /// placeholders become `?`: SQLite keeps named and numbered parameters in a list it searches
+    /// once per parameter when preparing and again when binding, so a statement of thousands of
+    /// `$n` (a multi-row `INSERT`) costs time quadratic in its parameters; anonymous `?` are
+    /// numbered in order, which is the order `arg` bound them in.
+    pub fn for_engine(self, engine: Engine) -> Q {
+        if engine != Engine::Sqlite || self.marks.is_empty() {
+            return self;
+        }
+        let mut sql = String::with_capacity(self.sql.len());
+        let mut last = 0;
+        for (i, &at) in self.marks.iter().enumerate() {
+            sql.push_str(&self.sql[last..at]);
+            sql.push('?');
+            last = at + 1 + (i + 1).to_string().len();
+        }
+        sql.push_str(&self.sql[last..]);
+        Q {
+            sql,
+            args: self.args,
+            marks: Vec::new(),
         }
     }
 

@@ -237,6 +237,14 @@ fn access_action(
         if path.starts_with("/results/") {
             return Some("report.view");
         }
+        // The dashboard's tables exported (web/pages.rs), like the API's.
+        let page = path == "/" || path.starts_with("/orgs/") || path.starts_with("/servers/");
+        if page && query.split('&').any(|p| p == "format=csv") {
+            return Some("export.csv");
+        }
+        if page && query.split('&').any(|p| p == "format=json") {
+            return Some("export.json");
+        }
         if path.starts_with("/orgs/") || path.starts_with("/servers/") {
             return Some("page.view");
         }

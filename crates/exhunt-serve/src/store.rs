@@ -13,9 +13,15 @@ use sqlx::{AnyPool, Row};
 
 use crate::db::{self, Engine, Q};
 use crate::error::{Error, Result};
-use crate::ingest::{self, Observation, Parsed};
-use crate::scope::{Assignment, Locator, Matcher, Scope};
+use crate::ingest;
+use crate::scope::{Matcher, Scope};
 use crate::tenancy::{self, Caller, OrgScope, Role};
+
+pub mod agg;
+mod bulk;
+pub(crate) mod latest;
+
+use latest::Touched;
 
 /// The fleet database.
 #[derive(Debug, Clone)]
@@ -292,14 +298,8 @@ pub(crate) fn get_os(r: &AnyRow, c: &str) -> Result<Option<String>> {
     Ok(r.try_get::<Option<String>, _>(c)?)
 }
 
-const SERVER_COLS: &str = "SELECT s.id, s.org_id, s.name, s.created, \
- (SELECT r.verdict FROM scan_results r WHERE r.server_id = s.id ORDER BY r.finished DESC, r.id DESC LIMIT 1) AS last_verdict, \
- (SELECT r.finished FROM scan_results r WHERE r.server_id = s.id ORDER BY r.finished DESC, r.id DESC LIMIT 1) AS last_scanned, \
- (SELECT o.state FROM observations o WHERE o.server_id = s.id ORDER BY o.seen DESC, o.id DESC LIMIT 1) AS last_state, \
- (SELECT o.seen FROM observations o WHERE o.server_id = s.id ORDER BY o.seen DESC, o.id DESC LIMIT 1) AS last_observed, \
- (SELECT r.verdicts FROM scan_results r WHERE r.server_id = s.id ORDER BY r.finished DESC, r.id DESC LIMIT 1) AS last_verdicts, \
- (SELECT o.campaigns FROM observations o WHERE o.server_id = s.id ORDER BY o.seen DESC, o.id DESC LIMIT 1) AS last_campaigns, \
- (SELECT o.build FROM observations o WHERE o.server_id = s.id AND o.build IS NOT NULL ORDER BY o.seen DESC, o.id DESC LIMIT 1) AS last_build \
+const SERVER_COLS: &str = "SELECT s.id, s.org_id, s.name, s.created, s.last_verdict, s.last_scanned, \
+ s.last_state, s.last_observed, s.last_build, s.state, s.st_pl, s.st_ps, s.st_pns, s.st_post \
  FROM servers s WHERE 1 = 1";
 
 const RESULT_COLS: &str = "SELECT r.id, r.org_id, r.server_id, s.name AS server, r.doc_id, r.verdict, r.verdicts, \
@@ -311,37 +311,21 @@ const OBS_COLS: &str = "SELECT o.id, o.org_id, o.server_id, o.source, o.ip, o.po
 const TOKEN_COLS: &str =
     "SELECT t.id, t.org_id, t.role, t.name, t.created, t.revoked FROM tokens t WHERE 1 = 1";
 
-fn json_map(s: Option<String>) -> serde_json::Map<String, Value> {
-    s.and_then(|t| serde_json::from_str::<serde_json::Map<String, Value>>(&t).ok())
-        .unwrap_or_default()
-}
-
 fn server_from(r: &AnyRow) -> Result<Server> {
-    let verdicts = json_map(get_os(r, "last_verdicts")?);
-    let exposure = json_map(get_os(r, "last_campaigns")?);
-    let states = CAMPAIGNS
-        .iter()
-        .map(|k| {
-            let st = dashboard_state(
-                verdicts.get(*k).and_then(Value::as_str),
-                exposure.get(*k).and_then(Value::as_str),
-            );
-            (k.to_string(), st.to_string())
-        })
-        .collect();
-    let last_verdict = get_os(r, "last_verdict")?;
-    let last_state = get_os(r, "last_state")?;
-    let state = dashboard_state(last_verdict.as_deref(), last_state.as_deref()).to_string();
+    let mut states = BTreeMap::new();
+    for (k, col) in CAMPAIGNS.iter().zip(latest::CAMPAIGN_COLUMNS) {
+        states.insert(k.to_string(), get_s(r, col)?);
+    }
     Ok(Server {
-        state,
+        state: get_s(r, "state")?,
         states,
         id: get_i(r, "id")?,
         org_id: get_i(r, "org_id")?,
         name: get_s(r, "name")?,
         created: get_s(r, "created")?,
-        last_verdict,
+        last_verdict: get_os(r, "last_verdict")?,
         last_scanned: get_os(r, "last_scanned")?,
-        last_state,
+        last_state: get_os(r, "last_state")?,
         last_observed: get_os(r, "last_observed")?,
         last_build: get_os(r, "last_build")?,
     })
@@ -400,7 +384,9 @@ impl Store {
     /// Opens (and migrates) the database at `url` (see [`db::open`]).
     pub async fn open(url: &str) -> Result<Store> {
         let (pool, engine) = db::open(url).await?;
-        Ok(Store { pool, engine })
+        let store = Store { pool, engine };
+        latest::backfill(&store).await?;
+        Ok(store)
     }
 
     /// A transaction in which the database itself narrows tenant rows to `scope`: on
@@ -987,6 +973,7 @@ impl Store {
             .sql(")")
             .execute(&mut *tx)
             .await?;
+        latest::drop_org_days(&mut tx, id).await?;
         for t in [
             "notifications",
             "observations",
@@ -1110,6 +1097,7 @@ impl Store {
         c.require(Role::Uploader)?;
         let s = self.get_server(c, id).await?;
         let mut tx = self.begin_write(c.org_scope()).await?;
+        let days = latest::days_of_server(&mut tx, id).await?;
         Q::new("UPDATE observations SET server_id = NULL WHERE server_id = ")
             .arg(id)
             .scoped(c, "org_id")
@@ -1128,6 +1116,7 @@ impl Store {
         if n == 0 {
             return Err(Error::NotFound("server"));
         }
+        latest::recount_days(&mut tx, self.engine, c.org_scope(), &days).await?;
         self.audit(
             &mut *tx,
             Some(c),
@@ -1280,6 +1269,8 @@ impl Store {
         };
         let doc_id = get_i(&row, "id")?;
         let mut ids = Vec::new();
+        let mut touched = Touched::default();
+        let finished = db::fmt_time(&v.result.finished);
         for (i, s) in v.result.servers.iter().enumerate() {
             let server = Self::server_id(&mut tx, org, &s.name).await?;
             let verdicts: serde_json::Map<String, Value> = s
@@ -1299,6 +1290,7 @@ impl Store {
                 .ok()
                 .and_then(|v| v.as_str().map(str::to_string))
                 .unwrap_or_default();
+            touched.scan(org, server, &verdict, &finished);
             let r = Q::new("INSERT INTO scan_results (org_id, doc_id, server_id, server_index, verdict, verdicts, findings, started, finished, uploaded) VALUES (")
                 .arg(org)
                 .sql(", ")
@@ -1316,7 +1308,7 @@ impl Store {
                 .sql(", ")
                 .arg(db::fmt_time(&v.result.started))
                 .sql(", ")
-                .arg(db::fmt_time(&v.result.finished))
+                .arg(finished.clone())
                 .sql(", ")
                 .arg(uploaded.clone())
                 .sql(") RETURNING id")
@@ -1325,6 +1317,7 @@ impl Store {
                 .ok_or(Error::NotFound("scan result"))?;
             ids.push(get_i(&r, "id")?);
         }
+        latest::apply(&mut tx, self.engine, c.org_scope(), &touched).await?;
         self.audit(
             &mut *tx,
             Some(c),
@@ -1413,6 +1406,9 @@ impl Store {
         if n == 0 {
             return Err(Error::NotFound("scan result"));
         }
+        let mut t = Touched::default();
+        t.scan(rec.org_id, rec.server_id, &rec.verdict, &rec.finished);
+        latest::apply(&mut tx, self.engine, c.org_scope(), &t).await?;
         Q::new("DELETE FROM scan_docs WHERE id = ")
             .arg(rec.doc_id)
             .sql(" AND NOT EXISTS (SELECT 1 FROM scan_results r WHERE r.doc_id = ")
@@ -1460,132 +1456,11 @@ impl Store {
         Ok(m)
     }
 
-    /// Stores parsed observations. An operator's rows go to the organisation whose scope
-    /// matches best, or to the unassigned queue; an uploader's rows are kept only when they
-    /// match its own organisation's scope (it cannot put rows into another organisation or the
-    /// queue), judged by that scope alone ([`Store::matcher`]).
-    pub async fn store_observations(
-        &self,
-        c: &Caller,
-        parsed: Parsed,
-    ) -> Result<ObservationUpload> {
-        c.require(Role::Uploader)?;
-        let matcher = self.matcher(c.org_scope()).await?;
-        let mut out = ObservationUpload {
-            rows: parsed.rows.len() as u64 + parsed.ignored,
-            ignored: parsed.ignored,
-            ..Default::default()
-        };
-        let uploaded = db::now();
-        let mut tx = self.begin_write(c.org_scope()).await?;
-        for o in &parsed.rows {
-            let loc = Locator {
-                ip: o.ip,
-                host: o.host.as_deref(),
-                asn: o.asn,
-            };
-            let (org, reason) = match (matcher.assign(&loc), c.org_scope()) {
-                (Assignment::Org(org, _), OrgScope::All) => (Some(org), None),
-                (Assignment::Unassigned(why), OrgScope::All) => (None, Some(why)),
-                (Assignment::Org(org, _), OrgScope::One(mine)) if org == mine => (Some(org), None),
-                (_, OrgScope::One(_)) => {
-                    out.outside_scope += 1;
-                    continue;
-                }
-            };
-            if self
-                .insert_observation(&mut tx, o, org, reason, &uploaded)
-                .await?
-            {
-                if org.is_some() {
-                    out.assigned += 1;
-                } else {
-                    out.unassigned += 1;
-                }
-            } else {
-                out.duplicates += 1;
-            }
-        }
-        let owner = match c.org_scope() {
-            OrgScope::One(o) => Some(o),
-            OrgScope::All => None,
-        };
-        self.audit(
-            &mut *tx,
-            Some(c),
-            owner,
-            "observations.upload",
-            format!(
-                "{} rows: {} assigned, {} unassigned, {} duplicates, {} outside scope",
-                out.rows, out.assigned, out.unassigned, out.duplicates, out.outside_scope
-            ),
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(out)
-    }
-
     fn dedup_key(org: Option<i64>, sha: &str) -> String {
         match org {
             Some(o) => format!("{o}:{sha}"),
             None => format!("-:{sha}"),
         }
-    }
-
-    async fn insert_observation<'c>(
-        &self,
-        tx: &mut sqlx::Transaction<'c, sqlx::Any>,
-        o: &Observation,
-        org: Option<i64>,
-        reason: Option<String>,
-        uploaded: &str,
-    ) -> Result<bool> {
-        let server = match (org, o.host.as_deref().or(None)) {
-            (Some(org), Some(h)) => Some(Self::server_id(tx, org, h).await?),
-            (Some(org), None) => match o.ip {
-                Some(ip) => Some(Self::server_id(tx, org, &ip.to_string()).await?),
-                None => None,
-            },
-            _ => None,
-        };
-        let r = Q::new("INSERT INTO observations (org_id, server_id, source, ip, port, host, asn, state, decided_by, build, detail, seen, uploaded, unassigned_reason, dedup, raw, campaigns) VALUES (")
-            .arg(org)
-            .sql(", ")
-            .arg(server)
-            .sql(", ")
-            .arg(o.source)
-            .sql(", ")
-            .arg(o.ip.map(|i| i.to_string()))
-            .sql(", ")
-            .arg(o.port)
-            .sql(", ")
-            .arg(o.host.clone())
-            .sql(", ")
-            .arg(o.asn.map(i64::from))
-            .sql(", ")
-            .arg(o.state.clone())
-            .sql(", ")
-            .arg(o.decided_by.clone())
-            .sql(", ")
-            .arg(o.build.clone())
-            .sql(", ")
-            .arg(o.detail.clone())
-            .sql(", ")
-            .arg(o.seen.clone())
-            .sql(", ")
-            .arg(uploaded)
-            .sql(", ")
-            .arg(reason)
-            .sql(", ")
-            .arg(Self::dedup_key(org, &o.sha256))
-            .sql(", ")
-            .arg(o.raw.clone())
-            .sql(", ")
-            .arg(serde_json::to_string(&o.campaigns).unwrap_or_else(|_| "{}".into()))
-            .sql(") ON CONFLICT (dedup) DO NOTHING")
-            .execute(&mut **tx)
-            .await?;
-        Ok(r > 0)
     }
 
     /// Observations the caller may see (operators: also the unassigned ones).
@@ -1646,6 +1521,9 @@ impl Store {
         if n == 0 {
             return Err(Error::NotFound("observation"));
         }
+        let mut t = Touched::default();
+        t.observation(o.org_id, o.server_id, &o.state, &o.seen);
+        latest::apply(&mut tx, self.engine, c.org_scope(), &t).await?;
         self.audit(
             &mut *tx,
             Some(c),
@@ -1680,7 +1558,7 @@ impl Store {
         self.get_org(c, org).await?;
         let mut tx = self.begin_write(c.org_scope()).await?;
         let r =
-            Q::new("SELECT raw, host, ip, dedup FROM observations WHERE org_id IS NULL AND id = ")
+            Q::new("SELECT raw, host, ip, dedup, state, seen FROM observations WHERE org_id IS NULL AND id = ")
                 .arg(id)
                 .fetch_optional(&mut *tx)
                 .await?
@@ -1716,6 +1594,9 @@ impl Store {
                 .arg(id)
                 .execute(&mut *tx)
                 .await?;
+            let mut t = Touched::default();
+            t.observation(Some(org), server, &get_s(&r, "state")?, &get_s(&r, "seen")?);
+            latest::apply(&mut tx, self.engine, c.org_scope(), &t).await?;
             id
         };
         self.audit(
@@ -1731,48 +1612,24 @@ impl Store {
     }
 
     /// The curve of exposed and compromised servers over time, per day (the remediation curve
-    /// CERTs watched across rescans), for the caller's organisations or one of them.
+    /// CERTs watched across rescans), for the caller's organisations or one of them: the counts
+    /// kept per organisation and day ([`latest`]), the fleet's in row 0.
     pub async fn trend(&self, c: &Caller, org: Option<i64>) -> Result<Vec<TrendPoint>> {
-        let mut days: BTreeMap<String, (i64, i64)> = BTreeMap::new();
-        let mut q = Q::new(
-            "SELECT substr(o.seen, 1, 10) AS day, o.state AS state, COUNT(DISTINCT o.server_id) AS n \
-             FROM observations o WHERE o.server_id IS NOT NULL AND o.state IN ('vulnerable', 'compromised')",
-        )
-        .scoped(c, "o.org_id");
-        if let Some(o) = org {
-            q = q.sql(" AND o.org_id = ").arg(o);
-        }
-        let q = q.sql(" GROUP BY substr(o.seen, 1, 10), o.state");
+        let q = Q::new("SELECT d.day, d.exposed, d.compromised FROM org_days d WHERE 1 = 1")
+            .scoped_counts(c, "d.org_id", org)
+            .sql(" ORDER BY d.day");
         let rows = q.fetch_all(&mut *self.begin(c.org_scope()).await?).await?;
+        let mut out = Vec::with_capacity(rows.len());
         for r in rows {
-            let e = days.entry(get_s(&r, "day")?).or_default();
-            if get_s(&r, "state")? == "vulnerable" {
-                e.0 += get_i(&r, "n")?;
-            } else {
-                e.1 += get_i(&r, "n")?;
-            }
+            out.push(TrendPoint {
+                day: get_s(&r, "day")?,
+                exposed: get_i(&r, "exposed")?,
+                compromised: get_i(&r, "compromised")?,
+            });
         }
-        let mut q = Q::new(
-            "SELECT substr(r.finished, 1, 10) AS day, COUNT(DISTINCT r.server_id) AS n \
-             FROM scan_results r WHERE r.verdict = 'compromised'",
-        )
-        .scoped(c, "r.org_id");
-        if let Some(o) = org {
-            q = q.sql(" AND r.org_id = ").arg(o);
-        }
-        let q = q.sql(" GROUP BY substr(r.finished, 1, 10)");
-        let rows = q.fetch_all(&mut *self.begin(c.org_scope()).await?).await?;
-        for r in rows {
-            days.entry(get_s(&r, "day")?).or_default().1 += get_i(&r, "n")?;
-        }
-        Ok(days
-            .into_iter()
-            .map(|(day, (exposed, compromised))| TrendPoint {
-                day,
-                exposed,
-                compromised,
-            })
-            .collect())
+        // As text, in byte order (PostgreSQL's collation might order otherwise).
+        out.sort_by(|a, b| a.day.cmp(&b.day));
+        Ok(out)
     }
 
     /// Audit entries the caller may see.

@@ -8,7 +8,6 @@
 //! exactly what the API would show that caller; scan reports are drawn by `exhunt-report`'s
 //! HTML renderer, as `exhunt report` draws them.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::{Arc, OnceLock};
 
@@ -22,8 +21,11 @@ use exhunt_report::html::esc;
 use serde::Deserialize;
 
 use crate::error::Error;
-use crate::store::{CAMPAIGNS, Filter, STATES, Store};
+// Filter and Role are for the page modules below (`use super::*`).
+use crate::store::{Filter, Store};
 use crate::tenancy::{self, Caller, Role};
+
+mod pages;
 
 mod auth;
 mod notify_pages;
@@ -156,14 +158,19 @@ pub fn report_csp(html: &str, doc: &ScanResult) -> String {
     )
 }
 
+/// An optional value for a table cell, escaped ("—" when absent).
+fn opt(s: &Option<String>) -> String {
+    esc(s.as_deref().unwrap_or("—"))
+}
+
 /// The dashboard's router.
 pub fn router(store: Store, secure_cookies: bool) -> Router {
     Router::new()
-        .route("/", get(overview))
+        .route("/", get(pages::overview))
         .route("/login", get(login_form).post(login))
         .route("/logout", axum::routing::post(logout))
-        .route("/orgs/{id}", get(org_page))
-        .route("/servers/{id}", get(server_page))
+        .route("/orgs/{id}", get(pages::org_page))
+        .route("/servers/{id}", get(pages::server_page))
         .route("/results/{id}/report", get(report_page))
         .merge(auth::routes())
         .merge(notify_pages::routes())
@@ -463,304 +470,6 @@ async fn logout(
         r.headers_mut().insert(header::SET_COOKIE, v);
     }
     secure_headers(r)
-}
-
-fn state_cells(counts: &BTreeMap<&str, usize>) -> String {
-    STATES
-        .iter()
-        .map(|s| {
-            let n = counts.get(s).copied().unwrap_or(0);
-            if n > 0 {
-                format!("<td class={s}>{n}</td>")
-            } else {
-                "<td>0</td>".to_string()
-            }
-        })
-        .collect()
-}
-
-async fn overview(State(store): Shared, h: HeaderMap) -> Response {
-    let (c, csrf) = match session(&store, &h).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    let (orgs, servers) = match (
-        store.every_org(&c).await,
-        store.every_server(&c, None).await,
-    ) {
-        (Ok(o), Ok(s)) => (o, s),
-        (Err(e), _) | (_, Err(e)) => return error_page(&e),
-    };
-    let mut per_org: BTreeMap<i64, BTreeMap<&str, usize>> = BTreeMap::new();
-    let mut total: BTreeMap<&str, usize> = BTreeMap::new();
-    let mut per_campaign: BTreeMap<&str, BTreeMap<&str, usize>> = BTreeMap::new();
-    for s in &servers {
-        let st = s.state.as_str();
-        *per_org.entry(s.org_id).or_default().entry(st).or_default() += 1;
-        *total.entry(st).or_default() += 1;
-        for k in CAMPAIGNS {
-            let st = s.states.get(k).map(String::as_str).unwrap_or("unknown");
-            *per_campaign.entry(k).or_default().entry(st).or_default() += 1;
-        }
-    }
-    let head: String = STATES.iter().map(|s| format!("<th>{s}</th>")).collect();
-    let mut body = format!(
-        "<p>{} organisation(s), {} server(s). A server's state: a scan's compromise or attempt first, else its latest observation's exposure.</p><table><tr><th>Organisation</th><th>Servers</th>{head}</tr>",
-        orgs.len(),
-        servers.len()
-    );
-    for o in &orgs {
-        let counts = per_org.remove(&o.id).unwrap_or_default();
-        let n: usize = counts.values().sum();
-        let _ = write!(
-            body,
-            "<tr><td><a href=\"/orgs/{}\">{}</a></td><td>{n}</td>{}</tr>",
-            o.id,
-            esc(&o.name),
-            state_cells(&counts)
-        );
-    }
-    let _ = write!(
-        body,
-        "<tr><th>All</th><th>{}</th>{}</tr></table>",
-        servers.len(),
-        state_cells(&total)
-    );
-    match store.trend(&c, None).await {
-        Ok(t) => {
-            let _ = write!(body, "<h2>Exposure over time</h2>{}", curve(&t));
-        }
-        Err(e) => return error_page(&e),
-    }
-    let _ = write!(
-        body,
-        "<h2>By campaign</h2><table><tr><th>Campaign</th>{head}</tr>"
-    );
-    for k in CAMPAIGNS {
-        let counts = per_campaign.remove(k).unwrap_or_default();
-        let _ = write!(body, "<tr><td>{k}</td>{}</tr>", state_cells(&counts));
-    }
-    body.push_str("</table>");
-    match notify_pages::escalations(&store, &c, None).await {
-        Ok(s) => body.push_str(&s),
-        Err(e) => return error_page(&e),
-    }
-    if c.role == Role::Operator {
-        match store.list_unassigned(&c, &Filter { limit: Some(1), ..Filter::default() }).await {
-            Ok(q) if !q.is_empty() => body.push_str("<p>Observations wait in the unassigned queue (<code>GET /api/v1/unassigned</code>).</p>"),
-            Ok(_) => {}
-            Err(e) => return error_page(&e),
-        }
-    }
-    html(StatusCode::OK, page("Overview", Some((&c, &csrf)), &body))
-}
-
-/// The exposure curve as an inline SVG (no script, no external asset).
-fn curve(points: &[crate::store::TrendPoint]) -> String {
-    if points.is_empty() {
-        return "<p>No exposure or compromise observed yet.</p>".into();
-    }
-    let (w, h, pad) = (640.0_f64, 160.0_f64, 24.0_f64);
-    let max = points
-        .iter()
-        .map(|p| p.exposed.max(p.compromised))
-        .max()
-        .unwrap_or(1)
-        .max(1) as f64;
-    let n = points.len();
-    let x = |i: usize| {
-        if n == 1 {
-            w / 2.0
-        } else {
-            pad + (w - 2.0 * pad) * i as f64 / (n - 1) as f64
-        }
-    };
-    let y = |v: i64| h - pad - (h - 2.0 * pad) * v as f64 / max;
-    let line = |f: &dyn Fn(&crate::store::TrendPoint) -> i64| {
-        points
-            .iter()
-            .enumerate()
-            .map(|(i, p)| format!("{:.1},{:.1}", x(i), y(f(p))))
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
-    let mut svg = format!(
-        "<svg role=img aria-label=\"exposed and compromised servers per day\" width={w} height={h} viewBox=\"0 0 {w} {h}\" xmlns=\"http://www.w3.org/2000/svg\"><rect width={w} height={h} fill=\"#fff\" stroke=\"#ccc\"/>\
-<polyline fill=none stroke=\"#ca8a04\" stroke-width=2 points=\"{}\"/><polyline fill=none stroke=\"#dc2626\" stroke-width=2 points=\"{}\"/>\
-<text x={pad} y=14 font-size=11>max {max}</text>",
-        line(&|p| p.exposed),
-        line(&|p| p.compromised)
-    );
-    for (i, p) in points.iter().enumerate() {
-        if i == 0 || i + 1 == n {
-            let _ = write!(
-                svg,
-                "<text x={:.1} y={} font-size=11 text-anchor=middle>{}</text>",
-                x(i),
-                h - 6.0,
-                esc(&p.day)
-            );
-        }
-    }
-    svg.push_str("</svg><p><span style=\"color:#ca8a04\">■ exposed</span> <span style=\"color:#dc2626\">■ compromised</span> servers per day</p>");
-    svg
-}
-
-fn opt(s: &Option<String>) -> String {
-    esc(s.as_deref().unwrap_or("—"))
-}
-
-async fn org_page(
-    State(store): Shared,
-    h: HeaderMap,
-    p: Result<Path<i64>, axum::extract::rejection::PathRejection>,
-) -> Response {
-    let (c, csrf) = match session(&store, &h).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    let Ok(Path(id)) = p else {
-        return error_page(&Error::BadRequest(
-            "the id in the path is not a number".into(),
-        ));
-    };
-    let org = match store.get_org(&c, id).await {
-        Ok(o) => o,
-        Err(e) => return error_page(&e),
-    };
-    let servers = match store.every_server(&c, Some(id)).await {
-        Ok(s) => s,
-        Err(e) => return error_page(&e),
-    };
-    let mut body = format!(
-        "<p>Contacts: {}</p><p>Scope: {}</p><table><tr><th>Server</th><th>State</th>{}<th>Latest scan verdict</th><th>Scanned</th><th>Latest observation</th><th>Observed</th></tr>",
-        esc(&org.contacts.join(", ")),
-        esc(&[
-            org.scope.cidrs.join(" "),
-            org.scope
-                .asns
-                .iter()
-                .map(|a| format!("AS{a}"))
-                .collect::<Vec<_>>()
-                .join(" "),
-            org.scope.domains.join(" ")
-        ]
-        .join(" ")),
-        CAMPAIGNS
-            .iter()
-            .map(|k| format!("<th>{k}</th>"))
-            .collect::<String>()
-    );
-    for s in &servers {
-        let st = s.state.as_str();
-        let _ = write!(
-            body,
-            "<tr><td><a href=\"/servers/{}\">{}</a></td><td class={st}>{st}</td>{}<td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            s.id,
-            esc(&s.name),
-            CAMPAIGNS
-                .iter()
-                .map(|k| {
-                    let c = s.states.get(*k).map(String::as_str).unwrap_or("unknown");
-                    format!("<td class={c}>{c}</td>")
-                })
-                .collect::<String>(),
-            opt(&s.last_verdict),
-            opt(&s.last_scanned),
-            opt(&s.last_state),
-            opt(&s.last_observed)
-        );
-    }
-    body.push_str("</table>");
-    match store.trend(&c, Some(id)).await {
-        Ok(t) => {
-            let _ = write!(body, "<h2>Exposure over time</h2>{}", curve(&t));
-        }
-        Err(e) => return error_page(&e),
-    }
-    match notify_pages::escalations(&store, &c, Some(id)).await {
-        Ok(s) => body.push_str(&s),
-        Err(e) => return error_page(&e),
-    }
-    let _ = write!(
-        body,
-        "<p><a href=\"/notifications?org={id}\">Notifications</a> · <a href=\"/sheet?org={id}\">Status sheet</a></p>"
-    );
-    html(StatusCode::OK, page(&org.name, Some((&c, &csrf)), &body))
-}
-
-async fn server_page(
-    State(store): Shared,
-    h: HeaderMap,
-    p: Result<Path<i64>, axum::extract::rejection::PathRejection>,
-) -> Response {
-    let (c, csrf) = match session(&store, &h).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    let Ok(Path(id)) = p else {
-        return error_page(&Error::BadRequest(
-            "the id in the path is not a number".into(),
-        ));
-    };
-    let server = match store.get_server(&c, id).await {
-        Ok(s) => s,
-        Err(e) => return error_page(&e),
-    };
-    let f = Filter {
-        server: Some(id),
-        limit: Some(10_000),
-        ..Filter::default()
-    };
-    let (results, obs) = match (
-        store.list_results(&c, &f).await,
-        store.list_observations(&c, &f).await,
-    ) {
-        (Ok(r), Ok(o)) => (r, o),
-        (Err(e), _) | (_, Err(e)) => return error_page(&e),
-    };
-    let mut body = format!(
-        "<p>Organisation <a href=\"/orgs/{0}\">#{0}</a>; state <span class={1}>{1}</span>.</p><h2>Scans</h2><table><tr><th>Finished</th><th>Verdict</th><th>Per campaign</th><th>Findings</th><th>Report</th></tr>",
-        server.org_id, server.state
-    );
-    for r in results.iter().rev() {
-        let per: String = r
-            .verdicts
-            .as_object()
-            .map(|m| {
-                m.iter()
-                    .map(|(k, v)| format!("{k}: {}", v.as_str().unwrap_or("")))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            })
-            .unwrap_or_default();
-        let _ = write!(
-            body,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><a href=\"/results/{}/report\">report</a></td></tr>",
-            esc(&r.finished),
-            esc(&r.verdict),
-            esc(&per),
-            r.findings,
-            r.id
-        );
-    }
-    body.push_str("</table><h2>Observations</h2><table><tr><th>Seen</th><th>Source</th><th>Address</th><th>State</th><th>Decided by</th><th>Build</th><th>Detail</th></tr>");
-    for o in obs.iter().rev() {
-        let _ = write!(
-            body,
-            "<tr><td>{}</td><td>{}</td><td>{}{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            esc(&o.seen),
-            esc(&o.source),
-            opt(&o.ip),
-            o.port.map(|p| format!(":{p}")).unwrap_or_default(),
-            esc(&o.state),
-            esc(&o.decided_by),
-            opt(&o.build),
-            esc(&o.detail)
-        );
-    }
-    body.push_str("</table>");
-    html(StatusCode::OK, page(&server.name, Some((&c, &csrf)), &body))
 }
 
 async fn report_page(

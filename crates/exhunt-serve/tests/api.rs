@@ -35,6 +35,9 @@ mod dash;
 mod dash_matrix;
 #[path = "api/dash_notify.rs"]
 mod dash_notify;
+// SQL aggregates equal a recount; pages paged, filtered, sorted and exported in SQL.
+#[path = "api/scale.rs"]
+mod scale;
 
 const SNAPSHOT: &str = include_str!("../../exhunt/tests/snapshots/compromised.json");
 const SNAPSHOT_CLEAN: &str = include_str!("../../exhunt/tests/snapshots/clean.json");
@@ -1700,6 +1703,8 @@ async fn row_level_security_holds_without_the_application_filter() {
             "sessions",
             "org_scopes",
             "notifications",
+            "org_stats",
+            "org_days",
         ] {
             let c: i64 = sqlx::query(&n(format!("SELECT COUNT(*) AS n FROM {t}")))
                 .fetch_one(&mut conn)
@@ -1722,6 +1727,8 @@ async fn row_level_security_holds_without_the_application_filter() {
             "tokens",
             "org_scopes",
             "notifications",
+            "org_stats",
+            "org_days",
         ] {
             let other: i64 = sqlx::query(&format!(
                 "SELECT COUNT(*) AS n FROM {t} WHERE org_id <> {a}"
@@ -1792,6 +1799,10 @@ async fn row_level_security_holds_without_the_application_filter() {
             format!("UPDATE tokens SET org_id = NULL, role = 'operator' WHERE org_id = {a}"),
             "UPDATE audit SET action = 'nothing'".to_string(),
             "DELETE FROM audit".to_string(),
+            // The kept counts: written by the store (with '*') only, not by a tenant's SQL.
+            format!("UPDATE org_stats SET servers = 99 WHERE org_id IN (0, {a})"),
+            format!("INSERT INTO org_days (org_id, day, exposed, compromised) VALUES ({a}, '2026-01-01', 9, 9)"),
+            "DELETE FROM org_days".to_string(),
         ] {
             let r = as_scope(a.to_string(), sql.clone()).await;
             assert!(matches!(r, Ok(0) | Err(_)), "as A: {sql} changed {r:?} rows");

@@ -1,0 +1,520 @@
+//! What the dashboard counts, kept up to date inside the transaction that changes it
+//! (migration 8): each server's latest state, and the exposure curve per organisation and day.
+//!
+//! Both are recomputed from the stored scans and observations for exactly what a change
+//! touches — the servers whose scans or observations it wrote or removed, the (organisation,
+//! day) pairs of those rows — with the same rules as the dashboard's ([`dashboard_state`], the
+//! curve of [`TrendPoint`](super::TrendPoint)); so the counts equal a recount by construction,
+//! and the work is bounded by the touched servers' histories, not by the fleet. The counts by
+//! state (`org_stats`) follow the servers' rows through triggers (migration 8).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::Value;
+
+use super::{CAMPAIGNS, dashboard_state, get_i, get_oi, get_os, get_s};
+use crate::db::{Engine, Q};
+use crate::error::Result;
+use crate::tenancy::OrgScope;
+
+/// The column of each campaign's state in `servers`, in [`CAMPAIGNS`]' order.
+pub(crate) const CAMPAIGN_COLUMNS: [&str; 4] = ["st_pl", "st_ps", "st_pns", "st_post"];
+
+/// Rows per `IN (…)` list.
+const CHUNK: usize = 500;
+
+/// Servers per `UPDATE` (17 values each).
+const UPDATE_ROWS: usize = 200;
+
+/// A pair of the curve: (organisation, `YYYY-MM-DD`).
+pub(crate) type DayKey = (i64, String);
+
+/// What one change touched: servers to recompute, curve days to recount.
+#[derive(Debug, Default)]
+pub(crate) struct Touched {
+    pub servers: BTreeSet<i64>,
+    pub days: BTreeSet<DayKey>,
+}
+
+impl Touched {
+    /// An observation of `server` in `org` with `state` seen at `seen`.
+    pub fn observation(&mut self, org: Option<i64>, server: Option<i64>, state: &str, seen: &str) {
+        if let Some(s) = server {
+            self.servers.insert(s);
+            if let Some(o) = org
+                && matches!(state, "vulnerable" | "compromised")
+            {
+                self.days.insert((o, day(seen)));
+            }
+        }
+    }
+
+    /// A scan result of `server` in `org` with `verdict` finished at `finished`.
+    pub fn scan(&mut self, org: i64, server: i64, verdict: &str, finished: &str) {
+        self.servers.insert(server);
+        if verdict == "compromised" {
+            self.days.insert((org, day(finished)));
+        }
+    }
+}
+
+fn day(t: &str) -> String {
+    t.chars().take(10).collect()
+}
+
+fn json_map(s: Option<&str>) -> serde_json::Map<String, Value> {
+    s.and_then(|t| serde_json::from_str::<serde_json::Map<String, Value>>(t).ok())
+        .unwrap_or_default()
+}
+
+/// A server's latest state, as migration 8's columns hold it.
+#[derive(Debug, Default, PartialEq)]
+struct Latest {
+    result: Option<(i64, String, String, String)>, // id, verdict, verdicts, finished
+    obs: Option<(i64, String, String, String)>,    // id, state, campaigns, seen
+    build: Option<(i64, String, String)>,          // id, build, seen
+}
+
+impl Latest {
+    fn states(&self) -> (String, Vec<String>) {
+        let verdicts = json_map(self.result.as_ref().map(|r| r.2.as_str()));
+        let exposure = json_map(self.obs.as_ref().map(|o| o.2.as_str()));
+        let per = CAMPAIGNS
+            .iter()
+            .map(|k| {
+                dashboard_state(
+                    verdicts.get(*k).and_then(Value::as_str),
+                    exposure.get(*k).and_then(Value::as_str),
+                )
+                .to_string()
+            })
+            .collect();
+        let overall = dashboard_state(
+            self.result.as_ref().map(|r| r.1.as_str()),
+            self.obs.as_ref().map(|o| o.1.as_str()),
+        );
+        (overall.to_string(), per)
+    }
+}
+
+/// Sets `exhunt.org` of the transaction (PostgreSQL; nothing on SQLite).
+pub(crate) async fn set_scope(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    engine: Engine,
+    scope: OrgScope,
+) -> Result<()> {
+    if engine == Engine::Postgres {
+        let v = match scope {
+            OrgScope::All => "*".to_string(),
+            OrgScope::One(o) => o.to_string(),
+        };
+        Q::new("SELECT set_config('exhunt.org', ")
+            .arg(v)
+            .sql(", true)")
+            .fetch_optional(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Recomputes the latest state of `servers` from their scans and observations, and writes the
+/// servers whose state changed (the triggers then move their counts).
+pub(crate) async fn refresh_servers(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    engine: Engine,
+    servers: &BTreeSet<i64>,
+) -> Result<()> {
+    let ids: Vec<i64> = servers.iter().copied().collect();
+    for chunk in ids.chunks(CHUNK) {
+        let mut latest: BTreeMap<i64, Latest> =
+            chunk.iter().map(|i| (*i, Latest::default())).collect();
+        let rows = Q::new("SELECT server_id, id, verdict, verdicts, finished FROM scan_results WHERE server_id IN ")
+            .list(chunk)
+            .for_engine(engine)
+            .fetch_all(&mut **tx)
+            .await?;
+        for r in rows {
+            let Some(l) = latest.get_mut(&get_i(&r, "server_id")?) else {
+                continue;
+            };
+            let (id, finished) = (get_i(&r, "id")?, get_s(&r, "finished")?);
+            if l.result
+                .as_ref()
+                .is_none_or(|c| (c.3.as_str(), c.0) < (finished.as_str(), id))
+            {
+                l.result = Some((id, get_s(&r, "verdict")?, get_s(&r, "verdicts")?, finished));
+            }
+        }
+        let rows = Q::new(
+            "SELECT server_id, id, state, campaigns, seen, build FROM observations WHERE server_id IN ",
+        )
+        .list(chunk)
+        .for_engine(engine)
+        .fetch_all(&mut **tx)
+        .await?;
+        for r in rows {
+            let Some(l) = get_oi(&r, "server_id")?.and_then(|s| latest.get_mut(&s)) else {
+                continue;
+            };
+            let (id, seen) = (get_i(&r, "id")?, get_s(&r, "seen")?);
+            if let Some(b) = get_os(&r, "build")?
+                && l.build
+                    .as_ref()
+                    .is_none_or(|c| (c.2.as_str(), c.0) < (seen.as_str(), id))
+            {
+                l.build = Some((id, b, seen.clone()));
+            }
+            if l.obs
+                .as_ref()
+                .is_none_or(|c| (c.3.as_str(), c.0) < (seen.as_str(), id))
+            {
+                l.obs = Some((id, get_s(&r, "state")?, get_s(&r, "campaigns")?, seen));
+            }
+        }
+        let rows = Q::new(
+            "SELECT id, last_result_id, last_obs_id, last_build_obs_id, latest_v FROM servers WHERE id IN ",
+        )
+        .list(chunk)
+        .for_engine(engine)
+        .fetch_all(&mut **tx)
+        .await?;
+        let mut changed = Vec::new();
+        for r in rows {
+            let id = get_i(&r, "id")?;
+            let Some(l) = latest.get(&id) else { continue };
+            let same = get_i(&r, "latest_v")? == 1
+                && get_oi(&r, "last_result_id")? == l.result.as_ref().map(|x| x.0)
+                && get_oi(&r, "last_obs_id")? == l.obs.as_ref().map(|x| x.0)
+                && get_oi(&r, "last_build_obs_id")? == l.build.as_ref().map(|x| x.0);
+            if !same {
+                changed.push((id, l));
+            }
+        }
+        // One statement per UPDATE_ROWS servers (PostgreSQL's count trigger runs once per
+        // statement).
+        for part in changed.chunks(UPDATE_ROWS) {
+            let mut q = Q::new(
+                "UPDATE servers SET latest_v = 1, last_result_id = v.column2, last_verdict = v.column3, \
+                last_verdicts = v.column4, last_scanned = v.column5, last_obs_id = v.column6, last_state = v.column7, \
+                last_campaigns = v.column8, last_observed = v.column9, last_build_obs_id = v.column10, \
+                last_build = v.column11, last_build_seen = v.column12, state = v.column13, st_pl = v.column14, \
+                st_ps = v.column15, st_pns = v.column16, st_post = v.column17 FROM (VALUES ",
+            );
+            for (i, (id, l)) in part.iter().enumerate() {
+                let (state, per) = l.states();
+                q = q
+                    .sql(if i > 0 { ", (" } else { "(" })
+                    .arg(*id)
+                    .sql(", ")
+                    .arg(l.result.as_ref().map(|x| x.0))
+                    .sql(", ")
+                    .arg(l.result.as_ref().map(|x| x.1.clone()))
+                    .sql(", ")
+                    .arg(l.result.as_ref().map(|x| x.2.clone()))
+                    .sql(", ")
+                    .arg(l.result.as_ref().map(|x| x.3.clone()))
+                    .sql(", ")
+                    .arg(l.obs.as_ref().map(|x| x.0))
+                    .sql(", ")
+                    .arg(l.obs.as_ref().map(|x| x.1.clone()))
+                    .sql(", ")
+                    .arg(l.obs.as_ref().map(|x| x.2.clone()))
+                    .sql(", ")
+                    .arg(l.obs.as_ref().map(|x| x.3.clone()))
+                    .sql(", ")
+                    .arg(l.build.as_ref().map(|x| x.0))
+                    .sql(", ")
+                    .arg(l.build.as_ref().map(|x| x.1.clone()))
+                    .sql(", ")
+                    .arg(l.build.as_ref().map(|x| x.2.clone()))
+                    .sql(", ")
+                    .arg(state);
+                for st in per {
+                    q = q.sql(", ").arg(st);
+                }
+                q = q.sql(")");
+            }
+            q.sql(") AS v WHERE servers.id = v.column1")
+                .for_engine(engine)
+                .execute(&mut **tx)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// The curve's counts of `days` as the observations and scans say now.
+async fn count_days(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    engine: Engine,
+    days: &BTreeSet<DayKey>,
+) -> Result<BTreeMap<DayKey, (i64, i64)>> {
+    let mut out: BTreeMap<DayKey, (i64, i64)> = BTreeMap::new();
+    let orgs: Vec<i64> = days
+        .iter()
+        .map(|k| k.0)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let all_days: Vec<String> = days
+        .iter()
+        .map(|k| k.1.clone())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    for chunk in orgs.chunks(CHUNK) {
+        for d in all_days.chunks(CHUNK) {
+            let rows = Q::new(
+                "SELECT o.org_id AS org_id, substr(o.seen, 1, 10) AS day, \
+                 COUNT(DISTINCT CASE WHEN o.state = 'vulnerable' THEN o.server_id END) AS exposed, \
+                 COUNT(DISTINCT CASE WHEN o.state = 'compromised' THEN o.server_id END) AS compromised \
+                 FROM observations o WHERE o.server_id IS NOT NULL AND o.state IN ('vulnerable', 'compromised') AND o.org_id IN ",
+            )
+            .list(chunk)
+            .sql(" AND substr(o.seen, 1, 10) IN ")
+            .list_s(d)
+            .sql(" GROUP BY o.org_id, substr(o.seen, 1, 10)")
+            .for_engine(engine)
+            .fetch_all(&mut **tx)
+            .await?;
+            for r in rows {
+                let k = (get_i(&r, "org_id")?, get_s(&r, "day")?);
+                if days.contains(&k) {
+                    let e = out.entry(k).or_default();
+                    e.0 += get_i(&r, "exposed")?;
+                    e.1 += get_i(&r, "compromised")?;
+                }
+            }
+            let rows = Q::new(
+                "SELECT r.org_id AS org_id, substr(r.finished, 1, 10) AS day, COUNT(DISTINCT r.server_id) AS n \
+                 FROM scan_results r WHERE r.verdict = 'compromised' AND r.org_id IN ",
+            )
+            .list(chunk)
+            .sql(" AND substr(r.finished, 1, 10) IN ")
+            .list_s(d)
+            .sql(" GROUP BY r.org_id, substr(r.finished, 1, 10)")
+            .for_engine(engine)
+            .fetch_all(&mut **tx)
+            .await?;
+            for r in rows {
+                let k = (get_i(&r, "org_id")?, get_s(&r, "day")?);
+                if days.contains(&k) {
+                    out.entry(k).or_default().1 += get_i(&r, "n")?;
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The stored curve of `days`.
+async fn stored_days(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    engine: Engine,
+    days: &BTreeSet<DayKey>,
+) -> Result<BTreeMap<DayKey, (i64, i64)>> {
+    let mut out = BTreeMap::new();
+    let orgs: Vec<i64> = days
+        .iter()
+        .map(|k| k.0)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    for chunk in orgs.chunks(CHUNK) {
+        let rows =
+            Q::new("SELECT org_id, day, exposed, compromised FROM org_days WHERE org_id IN ")
+                .list(chunk)
+                .for_engine(engine)
+                .fetch_all(&mut **tx)
+                .await?;
+        for r in rows {
+            let k = (get_i(&r, "org_id")?, get_s(&r, "day")?);
+            if days.contains(&k) {
+                out.insert(k, (get_i(&r, "exposed")?, get_i(&r, "compromised")?));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Recounts the curve for `days` and moves the fleet's rows (organisation 0) by the
+/// difference. The rows are written with `*` (the count tables are written by the store only),
+/// and the transaction's scope is put back to `scope` afterwards.
+pub(crate) async fn recount_days(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    engine: Engine,
+    scope: OrgScope,
+    days: &BTreeSet<DayKey>,
+) -> Result<()> {
+    if days.is_empty() {
+        return Ok(());
+    }
+    let now = count_days(tx, engine, days).await?;
+    let before = stored_days(tx, engine, days).await?;
+    let mut fleet: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+    let mut writes = Vec::new();
+    for k in days {
+        let n = now.get(k).copied().unwrap_or((0, 0));
+        let b = before.get(k).copied().unwrap_or((0, 0));
+        if n != b {
+            let f = fleet.entry(k.1.clone()).or_default();
+            f.0 += n.0 - b.0;
+            f.1 += n.1 - b.1;
+            writes.push((k.clone(), n));
+        }
+    }
+    if writes.is_empty() {
+        return Ok(());
+    }
+    set_scope(tx, engine, OrgScope::All).await?;
+    for part in writes.chunks(CHUNK) {
+        let mut q = Q::new("INSERT INTO org_days (org_id, day, exposed, compromised) VALUES ");
+        for (i, ((org, d), (e, c))) in part.iter().enumerate() {
+            q = q
+                .sql(if i > 0 { ", (" } else { "(" })
+                .arg(*org)
+                .sql(", ")
+                .arg(d.as_str())
+                .sql(", ")
+                .arg(*e)
+                .sql(", ")
+                .arg(*c)
+                .sql(")");
+        }
+        q.sql(" ON CONFLICT (org_id, day) DO UPDATE SET exposed = excluded.exposed, compromised = excluded.compromised")
+            .for_engine(engine)
+            .execute(&mut **tx)
+            .await?;
+        let orgs: Vec<i64> = part.iter().map(|((o, _), _)| *o).collect();
+        Q::new("DELETE FROM org_days WHERE exposed = 0 AND compromised = 0 AND org_id IN ")
+            .list(&orgs)
+            .for_engine(engine)
+            .execute(&mut **tx)
+            .await?;
+    }
+    for (d, (e, c)) in fleet {
+        if (e, c) != (0, 0) {
+            write_day(tx, 0, &d, e, c).await?;
+        }
+    }
+    set_scope(tx, engine, scope).await
+}
+
+/// Moves one day's counts by (`e`, `c`); a day at zero is removed.
+async fn write_day(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    org: i64,
+    d: &str,
+    e: i64,
+    c: i64,
+) -> Result<()> {
+    let set = " ON CONFLICT (org_id, day) DO UPDATE SET exposed = org_days.exposed + excluded.exposed, compromised = org_days.compromised + excluded.compromised";
+    Q::new("INSERT INTO org_days (org_id, day, exposed, compromised) VALUES (")
+        .arg(org)
+        .sql(", ")
+        .arg(d)
+        .sql(", ")
+        .arg(e)
+        .sql(", ")
+        .arg(c)
+        .sql(")")
+        .sql(set)
+        .execute(&mut **tx)
+        .await?;
+    Q::new("DELETE FROM org_days WHERE exposed = 0 AND compromised = 0 AND org_id = ")
+        .arg(org)
+        .sql(" AND day = ")
+        .arg(d)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Applies what a change touched: servers first (their latest state), then the curve.
+pub(crate) async fn apply(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    engine: Engine,
+    scope: OrgScope,
+    t: &Touched,
+) -> Result<()> {
+    refresh_servers(tx, engine, &t.servers).await?;
+    recount_days(tx, engine, scope, &t.days).await
+}
+
+/// The days of the curve one server's rows count in (before it is deleted).
+pub(crate) async fn days_of_server(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    server: i64,
+) -> Result<BTreeSet<DayKey>> {
+    let mut out = BTreeSet::new();
+    let rows = Q::new("SELECT org_id, substr(seen, 1, 10) AS day FROM observations WHERE state IN ('vulnerable', 'compromised') AND org_id IS NOT NULL AND server_id = ")
+        .arg(server)
+        .fetch_all(&mut **tx)
+        .await?;
+    for r in rows {
+        if let Some(o) = get_oi(&r, "org_id")? {
+            out.insert((o, get_s(&r, "day")?));
+        }
+    }
+    let rows = Q::new("SELECT org_id, substr(finished, 1, 10) AS day FROM scan_results WHERE verdict = 'compromised' AND server_id = ")
+        .arg(server)
+        .fetch_all(&mut **tx)
+        .await?;
+    for r in rows {
+        out.insert((get_i(&r, "org_id")?, get_s(&r, "day")?));
+    }
+    Ok(out)
+}
+
+/// Removes an organisation's curve and takes it out of the fleet's (before the organisation
+/// is deleted; in the deleting transaction, which runs with `*`).
+pub(crate) async fn drop_org_days(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    org: i64,
+) -> Result<()> {
+    let rows = Q::new("SELECT day, exposed, compromised FROM org_days WHERE org_id = ")
+        .arg(org)
+        .fetch_all(&mut **tx)
+        .await?;
+    for r in rows {
+        let d = get_s(&r, "day")?;
+        write_day(
+            tx,
+            0,
+            &d,
+            -get_i(&r, "exposed")?,
+            -get_i(&r, "compromised")?,
+        )
+        .await?;
+    }
+    Q::new("DELETE FROM org_days WHERE org_id = ")
+        .arg(org)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Servers whose latest state was never computed (from before migration 8, or written by
+/// hand): computed when the store opens, in pages.
+pub(crate) async fn backfill(store: &super::Store) -> Result<()> {
+    loop {
+        let mut tx = store.begin_write(OrgScope::All).await?;
+        let ids: BTreeSet<i64> = Q::new("SELECT id FROM servers WHERE latest_v = 0 LIMIT 2000")
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|r| get_i(r, "id"))
+            .collect::<Result<_>>()?;
+        if ids.is_empty() {
+            return Ok(());
+        }
+        refresh_servers(&mut tx, store.engine, &ids).await?;
+        // A server with nothing to compute is marked too, so the loop ends.
+        Q::new("UPDATE servers SET latest_v = 1 WHERE latest_v = 0 AND id IN ")
+            .list(&ids.iter().copied().collect::<Vec<_>>())
+            .for_engine(store.engine)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+    }
+}

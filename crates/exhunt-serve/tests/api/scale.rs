@@ -1,0 +1,575 @@
+//! The counts kept in the database (migration 8: servers' latest state, `org_stats`,
+//! `org_days`) against a straightforward recount from the scans and observations, after each
+//! step of a mixed sequence of uploads, deletes and reassignments, on every engine.
+
+use std::collections::BTreeMap;
+
+use exhunt_serve::store::{CAMPAIGNS, STATES, dashboard_state};
+use serde_json::{Value, json};
+use sqlx::Row;
+
+use super::{
+    SNAPSHOT, SNAPSHOT_CLEAN, Srv, call, databases, get, login, org, page, probe_row, scan_doc,
+    send, server, token,
+};
+use exhunt_serve::api::Config;
+
+/// Rows of `sql`, read as an operator would (`*` on PostgreSQL).
+async fn rows(s: &Srv, sql: &str) -> Vec<sqlx::any::AnyRow> {
+    let mut tx = s.store.pool().begin().await.expect("begin");
+    if s.store.engine() == exhunt_serve::db::Engine::Postgres {
+        sqlx::query("SELECT set_config('exhunt.org', '*', true)")
+            .fetch_one(&mut *tx)
+            .await
+            .expect("set_config");
+    }
+    sqlx::query(sql).fetch_all(&mut *tx).await.expect(sql)
+}
+
+fn os(r: &sqlx::any::AnyRow, c: &str) -> Option<String> {
+    r.try_get::<Option<String>, _>(c).expect(c)
+}
+
+fn i(r: &sqlx::any::AnyRow, c: &str) -> i64 {
+    r.try_get::<i64, _>(c).expect(c)
+}
+
+/// Each server as the first version computed it on every read (latest rows by subquery).
+async fn recount_servers(s: &Srv) -> BTreeMap<i64, Value> {
+    let sql = "SELECT s.id, s.org_id, \
+ (SELECT r.verdict FROM scan_results r WHERE r.server_id = s.id ORDER BY r.finished DESC, r.id DESC LIMIT 1) AS last_verdict, \
+ (SELECT r.finished FROM scan_results r WHERE r.server_id = s.id ORDER BY r.finished DESC, r.id DESC LIMIT 1) AS last_scanned, \
+ (SELECT r.verdicts FROM scan_results r WHERE r.server_id = s.id ORDER BY r.finished DESC, r.id DESC LIMIT 1) AS last_verdicts, \
+ (SELECT o.state FROM observations o WHERE o.server_id = s.id ORDER BY o.seen DESC, o.id DESC LIMIT 1) AS last_state, \
+ (SELECT o.seen FROM observations o WHERE o.server_id = s.id ORDER BY o.seen DESC, o.id DESC LIMIT 1) AS last_observed, \
+ (SELECT o.campaigns FROM observations o WHERE o.server_id = s.id ORDER BY o.seen DESC, o.id DESC LIMIT 1) AS last_campaigns, \
+ (SELECT o.build FROM observations o WHERE o.server_id = s.id AND o.build IS NOT NULL ORDER BY o.seen DESC, o.id DESC LIMIT 1) AS last_build \
+ FROM servers s";
+    let mut out = BTreeMap::new();
+    for r in rows(s, sql).await {
+        let map = |c: &str| -> serde_json::Map<String, Value> {
+            os(&r, c)
+                .and_then(|t| serde_json::from_str(&t).ok())
+                .unwrap_or_default()
+        };
+        let (verdicts, exposure) = (map("last_verdicts"), map("last_campaigns"));
+        let states: BTreeMap<&str, &str> = CAMPAIGNS
+            .iter()
+            .map(|k| {
+                (
+                    *k,
+                    dashboard_state(
+                        verdicts.get(*k).and_then(Value::as_str),
+                        exposure.get(*k).and_then(Value::as_str),
+                    ),
+                )
+            })
+            .collect();
+        let (v, st) = (os(&r, "last_verdict"), os(&r, "last_state"));
+        out.insert(
+            i(&r, "id"),
+            json!({
+                "org_id": i(&r, "org_id"),
+                "state": dashboard_state(v.as_deref(), st.as_deref()),
+                "states": states,
+                "last_verdict": v,
+                "last_scanned": os(&r, "last_scanned"),
+                "last_state": st,
+                "last_observed": os(&r, "last_observed"),
+                "last_build": os(&r, "last_build"),
+            }),
+        );
+    }
+    out
+}
+
+/// The curve as the first version counted it, for every organisation (`None`) or one.
+async fn recount_trend(s: &Srv, org: Option<i64>) -> Vec<Value> {
+    let and = |col: &str| org.map(|o| format!(" AND {col} = {o}")).unwrap_or_default();
+    let mut days: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+    let sql = format!(
+        "SELECT substr(o.seen, 1, 10) AS day, o.state AS state, COUNT(DISTINCT o.server_id) AS n \
+         FROM observations o WHERE o.server_id IS NOT NULL AND o.state IN ('vulnerable', 'compromised'){} \
+         GROUP BY substr(o.seen, 1, 10), o.state",
+        and("o.org_id")
+    );
+    for r in rows(s, &sql).await {
+        let e = days.entry(os(&r, "day").unwrap_or_default()).or_default();
+        if os(&r, "state").as_deref() == Some("vulnerable") {
+            e.0 += i(&r, "n");
+        } else {
+            e.1 += i(&r, "n");
+        }
+    }
+    let sql = format!(
+        "SELECT substr(r.finished, 1, 10) AS day, COUNT(DISTINCT r.server_id) AS n \
+         FROM scan_results r WHERE r.verdict = 'compromised'{} GROUP BY substr(r.finished, 1, 10)",
+        and("r.org_id")
+    );
+    for r in rows(s, &sql).await {
+        days.entry(os(&r, "day").unwrap_or_default()).or_default().1 += i(&r, "n");
+    }
+    days.into_iter()
+        .map(|(day, (e, c))| json!({"day": day, "exposed": e, "compromised": c}))
+        .collect()
+}
+
+/// Everything kept equals its recount: each server through the API, the counts by state of
+/// each organisation and of the fleet (row 0), the curve of the fleet and of each organisation,
+/// the roll-up by version, and the overview's totals.
+async fn check(s: &Srv, step: &str) {
+    let want = recount_servers(s).await;
+    let listed = get(&s.app, "/api/v1/servers?limit=10000", &s.op)
+        .await
+        .json();
+    let got: BTreeMap<i64, Value> = listed
+        .as_array()
+        .expect("servers")
+        .iter()
+        .map(|v| {
+            let mut v = v.clone();
+            let id = v["id"].as_i64().expect("id");
+            if let Value::Object(m) = &mut v {
+                for k in ["id", "name", "created"] {
+                    m.remove(k);
+                }
+            }
+            (id, v)
+        })
+        .collect();
+    assert_eq!(got, want, "{step}: servers");
+
+    // Counts by state per organisation, and the fleet's.
+    let mut per: BTreeMap<i64, BTreeMap<String, i64>> = BTreeMap::new();
+    for v in want.values() {
+        for o in [v["org_id"].as_i64().expect("org"), 0] {
+            let e = per.entry(o).or_default();
+            *e.entry("servers".into()).or_default() += 1;
+            *e.entry(format!("s_{}", v["state"].as_str().expect("state")))
+                .or_default() += 1;
+            for (k, p) in CAMPAIGNS.iter().zip(["pl", "ps", "pns", "post"]) {
+                *e.entry(format!("{p}_{}", v["states"][*k].as_str().expect("st")))
+                    .or_default() += 1;
+            }
+        }
+    }
+    let mut cols = vec!["servers".to_string()];
+    for p in ["s", "pl", "ps", "pns", "post"] {
+        cols.extend(STATES.iter().map(|st| format!("{p}_{st}")));
+    }
+    let orgs: Vec<i64> = rows(s, "SELECT id FROM orgs")
+        .await
+        .iter()
+        .map(|r| i(r, "id"))
+        .collect();
+    let stats = rows(
+        s,
+        &format!("SELECT org_id, orgs, {} FROM org_stats", cols.join(", ")),
+    )
+    .await;
+    assert_eq!(
+        stats.len(),
+        orgs.len() + 1,
+        "{step}: a row per organisation and the fleet's"
+    );
+    for r in &stats {
+        let o = i(r, "org_id");
+        assert!(
+            o == 0 || orgs.contains(&o),
+            "{step}: row of a deleted organisation {o}"
+        );
+        if o == 0 {
+            assert_eq!(i(r, "orgs"), orgs.len() as i64, "{step}: organisations");
+        }
+        for c in &cols {
+            let want = per.get(&o).and_then(|m| m.get(c)).copied().unwrap_or(0);
+            assert_eq!(i(r, c), want, "{step}: org_stats {o}.{c}");
+        }
+    }
+
+    // The curve, for the fleet and each organisation.
+    let t = get(&s.app, "/api/v1/trend", &s.op).await.json();
+    assert_eq!(
+        t,
+        json!(recount_trend(s, None).await),
+        "{step}: fleet trend"
+    );
+    for o in &orgs {
+        let t = get(&s.app, &format!("/api/v1/trend?org={o}"), &s.op)
+            .await
+            .json();
+        assert_eq!(
+            t,
+            json!(recount_trend(s, Some(*o)).await),
+            "{step}: trend of {o}"
+        );
+    }
+
+    // The roll-up by version.
+    let mut by: BTreeMap<String, (i64, i64, i64)> = BTreeMap::new();
+    for v in want.values() {
+        let e = by
+            .entry(v["last_build"].as_str().unwrap_or("unknown").to_string())
+            .or_default();
+        e.0 += 1;
+        e.1 += i64::from(v["last_state"] == "vulnerable");
+        e.2 += i64::from(v["state"] == "compromised");
+    }
+    let want_roll: Vec<Value> = by
+        .into_iter()
+        .map(|(k, (n, e, c))| json!({"version": k, "servers": n, "exposed": e, "compromised": c}))
+        .collect();
+    let roll = get(&s.app, "/api/v1/rollup/versions", &s.op).await.json();
+    assert_eq!(roll, json!(want_roll), "{step}: roll-up");
+
+    // The overview says the same totals.
+    let c = login(&s.app, &s.op).await;
+    let ov = page(&s.app, "/", &c).await;
+    assert_eq!(ov.status, 200, "{step}");
+    assert!(
+        ov.text.contains(&format!("{} server(s)", want.len())),
+        "{step}: overview totals"
+    );
+}
+
+async fn probe(s: &Srv, token: &str, rows: &[String]) -> Value {
+    let r = call(
+        &s.app,
+        "POST",
+        "/api/v1/observations/probe",
+        Some(token),
+        rows.join("\n"),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    r.json()
+}
+
+#[tokio::test]
+async fn kept_counts_equal_a_recount_after_mixed_changes() {
+    for db in databases().await {
+        let s = server(&db, Config::default()).await;
+        let a = org(&s, "Alpha", &["192.0.2.0/25"], &["alpha.example"]).await;
+        let b = org(&s, "Beta", &["192.0.2.128/25"], &[]).await;
+        let c = org(&s, "Gamma", &["198.51.100.0/24"], &[]).await;
+        check(&s, "empty").await;
+
+        // Probe rows over three days, several per server, ties in time broken by id; one row
+        // in no scope (the queue).
+        let day = |d: u32, h: u32| format!("2026-11-{d:02}T{h:02}:00:00Z");
+        let first = vec![
+            probe_row(
+                "192.0.2.10",
+                "ex01.alpha.example",
+                "vulnerable",
+                &day(20, 8),
+            ),
+            probe_row(
+                "192.0.2.11",
+                "ex02.alpha.example",
+                "vulnerable",
+                &day(20, 8),
+            ),
+            probe_row("192.0.2.11", "ex02.alpha.example", "patched", &day(21, 8)),
+            probe_row("192.0.2.12", "ex03.alpha.example", "mitigated", &day(20, 9)),
+            probe_row("192.0.2.200", "owa.beta.example", "vulnerable", &day(20, 8)),
+            probe_row("192.0.2.201", "ex9.beta.example", "vulnerable", &day(21, 8)),
+            probe_row(
+                "198.51.100.7",
+                "mx.gamma.example",
+                "vulnerable",
+                &day(22, 8),
+            ),
+            probe_row("203.0.113.5", "stray.example", "vulnerable", &day(21, 10)),
+        ];
+        let r = probe(&s, &s.op, &first).await;
+        assert_eq!(
+            (r["assigned"].as_i64(), r["unassigned"].as_i64()),
+            (Some(7), Some(1))
+        );
+        check(&s, "first probe upload").await;
+
+        // Scans: a compromise in Alpha (a server the probe named by host name), a clean one in
+        // Beta; the same document twice is stored once.
+        let compromised = scan_doc(SNAPSHOT);
+        let name = serde_json::from_str::<Value>(&compromised).expect("doc")["servers"][0]["name"]
+            .as_str()
+            .expect("name")
+            .to_string();
+        let r = call(
+            &s.app,
+            "POST",
+            &format!("/api/v1/results?org={a}"),
+            Some(&s.op),
+            compromised.clone(),
+        )
+        .await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        let a_result = r.json()["results"][0].as_i64().expect("result");
+        for _ in 0..2 {
+            let r = call(
+                &s.app,
+                "POST",
+                &format!("/api/v1/results?org={b}"),
+                Some(&s.op),
+                scan_doc(SNAPSHOT_CLEAN),
+            )
+            .await;
+            assert!(r.status == 201 || r.status == 200, "{}", r.text);
+        }
+        check(&s, "scans").await;
+
+        // An uploader of Alpha: its rows are kept, another organisation's are not; a row
+        // naming the scanned server by host name meets it.
+        let (_, up_a) = token(&s, a, "uploader").await;
+        let host = format!("{}.alpha.example", name.to_lowercase());
+        let r = probe(
+            &s,
+            &up_a,
+            &[
+                probe_row("192.0.2.20", &host, "vulnerable", &day(22, 9)),
+                probe_row("192.0.2.10", "ex01.alpha.example", "mitigated", &day(22, 9)),
+                probe_row("192.0.2.200", "owa.beta.example", "patched", &day(22, 9)),
+            ],
+        )
+        .await;
+        assert_eq!(
+            (r["assigned"].as_i64(), r["outside_scope"].as_i64()),
+            (Some(2), Some(1))
+        );
+        check(&s, "uploader's rows").await;
+
+        // Deletes: an observation (the latest of its server: the one before it counts again),
+        // a scan result (the compromise: that day's count goes).
+        let obs = get(&s.app, &format!("/api/v1/observations?org={a}"), &s.op)
+            .await
+            .json();
+        let latest_ex02 = obs
+            .as_array()
+            .expect("obs")
+            .iter()
+            .find(|o| o["host"] == "ex02.alpha.example" && o["state"] == "patched")
+            .and_then(|o| o["id"].as_i64())
+            .expect("ex02's patched row");
+        let r = call(
+            &s.app,
+            "DELETE",
+            &format!("/api/v1/observations/{latest_ex02}"),
+            Some(&s.op),
+            "",
+        )
+        .await;
+        assert_eq!(r.status, 204, "{}", r.text);
+        check(&s, "observation deleted").await;
+        let r = call(
+            &s.app,
+            "DELETE",
+            &format!("/api/v1/results/{a_result}"),
+            Some(&s.op),
+            "",
+        )
+        .await;
+        assert_eq!(r.status, 204, "{}", r.text);
+        check(&s, "scan result deleted").await;
+
+        // The queued row goes to Beta (a server appears, its day counts).
+        let q = get(&s.app, "/api/v1/unassigned", &s.op).await.json();
+        let qid = q[0]["id"].as_i64().expect("queued row");
+        let r = send(
+            &s.app,
+            "POST",
+            &format!("/api/v1/unassigned/{qid}/assign"),
+            &s.op,
+            &json!({"org": b}),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        check(&s, "reassigned").await;
+
+        // A server deleted (its observations stay, detached, and leave the curve).
+        let servers = get(&s.app, &format!("/api/v1/servers?org={b}"), &s.op)
+            .await
+            .json();
+        let owa = servers
+            .as_array()
+            .expect("servers")
+            .iter()
+            .find(|v| v["name"] == "owa.beta.example")
+            .and_then(|v| v["id"].as_i64())
+            .expect("owa");
+        let r = call(
+            &s.app,
+            "DELETE",
+            &format!("/api/v1/servers/{owa}"),
+            Some(&s.op),
+            "",
+        )
+        .await;
+        assert_eq!(r.status, 204, "{}", r.text);
+        check(&s, "server deleted").await;
+
+        // The same row again (a duplicate changes nothing), then an organisation deleted.
+        probe(&s, &s.op, &first).await;
+        check(&s, "duplicates").await;
+        let r = call(
+            &s.app,
+            "DELETE",
+            &format!("/api/v1/orgs/{c}"),
+            Some(&s.op),
+            "",
+        )
+        .await;
+        assert_eq!(r.status, 204, "{}", r.text);
+        check(&s, "organisation deleted").await;
+
+        // Near miss: what a reader of Alpha sees of the curve is Alpha's, not the fleet's.
+        let (_, reader) = token(&s, a, "reader").await;
+        let mine = get(&s.app, "/api/v1/trend", &reader).await.json();
+        assert_eq!(mine, json!(recount_trend(&s, Some(a)).await));
+        assert_ne!(
+            mine,
+            json!(recount_trend(&s, None).await),
+            "the fleet's curve differs"
+        );
+    }
+}
+
+/// The dashboard's tables: paged, filtered and sorted in SQL, exported whole (CSV, JSON) and
+/// audited as exports, within the caller's organisations only.
+#[tokio::test]
+async fn pages_are_paged_filtered_sorted_and_exported() {
+    for db in databases().await {
+        let s = server(&db, Config::default()).await;
+        // 55 organisations (more than a page of 50), one with a name a spreadsheet would run,
+        // one with a `%` in it.
+        let mut ids = Vec::new();
+        for n in 0..53 {
+            ids.push(
+                org(
+                    &s,
+                    &format!("Org-{n:02}"),
+                    &[&format!("10.{n}.0.0/16")],
+                    &[],
+                )
+                .await,
+            );
+        }
+        let formula = org(&s, "=HYPERLINK(\"x\")", &["10.200.0.0/16"], &[]).await;
+        let percent = org(&s, "100% Ltd", &["10.201.0.0/16"], &[]).await;
+        // Exposed servers: Org-07 has three, Org-08 one; Org-08 also a patched one.
+        let t = "2026-11-30T08:00:00Z";
+        let rows = [
+            probe_row("10.7.0.1", "a.org07.example", "vulnerable", t),
+            probe_row("10.7.0.2", "b.org07.example", "vulnerable", t),
+            probe_row("10.7.0.3", "c.org07.example", "vulnerable", t),
+            probe_row("10.8.0.1", "a.org08.example", "vulnerable", t),
+            probe_row("10.8.0.2", "b.org08.example", "patched", t),
+        ];
+        probe(&s, &s.op, &rows).await;
+        let c = login(&s.app, &s.op).await;
+
+        let p1 = page(&s.app, "/", &c).await;
+        assert_eq!(p1.status, 200, "{}", p1.text);
+        assert!(p1.text.contains("55 row(s); page 1 of 2"), "{}", p1.text);
+        assert_eq!(p1.text.matches("<a href=\"/orgs/").count(), 50);
+        assert!(p1.text.contains("rel=next"));
+        let p2 = page(&s.app, "/?page=2", &c).await;
+        assert_eq!(
+            p2.text.matches("<a href=\"/orgs/").count(),
+            5,
+            "{}",
+            p2.text
+        );
+        // Sorted by name by default: Org-00 on page 1, "=HYPERLINK" first, "100% Ltd" second.
+        assert!(
+            p1.text.find("=HYPERLINK").unwrap_or(usize::MAX) < p1.text.find("Org-00").unwrap_or(0)
+        );
+
+        // Filters: a name, a state; a `%` is a character, not a wildcard.
+        let f = page(&s.app, "/?q=org-0", &c).await;
+        assert!(f.text.contains("10 row(s)"), "{}", f.text);
+        let f = page(&s.app, "/?state=exposed", &c).await;
+        assert!(
+            f.text.contains("2 row(s)") && f.text.contains("Org-07") && f.text.contains("Org-08"),
+            "{}",
+            f.text
+        );
+        let f = page(&s.app, "/?q=%25", &c).await;
+        assert!(
+            f.text.contains("1 row(s)") && f.text.contains("100% Ltd"),
+            "{}",
+            f.text
+        );
+        let bad = page(&s.app, "/?state=nonsense", &c).await;
+        assert_eq!(bad.status, 400, "{}", bad.text);
+
+        // Sorted by exposed servers, most first.
+        let f = page(&s.app, "/?sort=exposed", &c).await;
+        let (o7, o8) = (f.text.find("Org-07"), f.text.find("Org-08"));
+        assert!(
+            o7.is_some() && o7 < o8,
+            "Org-07 (3 exposed) before Org-08 (1)"
+        );
+        let f = page(&s.app, "/?sort=exposed&dir=asc&state=exposed", &c).await;
+        assert!(f.text.find("Org-08") < f.text.find("Org-07"));
+
+        // Export: the whole filtered table, not a page; formulas defused; audited.
+        let csv = page(&s.app, "/?format=csv", &c).await;
+        assert_eq!(csv.status, 200);
+        assert_eq!(csv.text.lines().count(), 56, "a header and 55 rows");
+        assert!(csv.text.contains("'=HYPERLINK"), "{}", csv.text);
+        let json = page(&s.app, "/?format=json&state=exposed", &c).await;
+        let v: Value = serde_json::from_str(&json.text).expect("json export");
+        assert_eq!(v.as_array().map(Vec::len), Some(2));
+        let o7 = ids[7];
+        let org7 = page(&s.app, &format!("/orgs/{o7}?sort=name&dir=desc"), &c).await;
+        assert!(
+            org7.text.find("c.org07.example") < org7.text.find("a.org07.example"),
+            "{}",
+            org7.text
+        );
+        let org_csv = page(&s.app, &format!("/orgs/{o7}?format=csv&q=b.org"), &c).await;
+        assert_eq!(org_csv.text.lines().count(), 2, "{}", org_csv.text);
+        let audit = get(&s.app, "/api/v1/audit?limit=10000", &s.op).await.json();
+        let exports = audit
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter(|e| e["action"] == "export.csv" || e["action"] == "export.json")
+                    .count()
+            })
+            .unwrap_or(0);
+        assert!(exports >= 3, "page exports audited: {audit}");
+
+        // A reader of Org-08: its own row only; Org-07's page and its servers' exports refused.
+        let (_, reader) = token(&s, ids[8], "reader").await;
+        let rc = login(&s.app, &reader).await;
+        let mine = page(&s.app, "/?format=csv", &rc).await;
+        assert_eq!(mine.text.lines().count(), 2, "{}", mine.text);
+        assert!(mine.text.contains("Org-08") && !mine.text.contains("Org-07"));
+        let theirs = page(&s.app, &format!("/orgs/{o7}?format=csv"), &rc).await;
+        assert_eq!(theirs.status, 404, "{}", theirs.text);
+        assert!(!theirs.text.contains("org07"));
+        let servers = get(&s.app, &format!("/api/v1/servers?org={o7}"), &s.op)
+            .await
+            .json();
+        let sid = servers[0]["id"].as_i64().expect("server");
+        for table in ["scans", "observations"] {
+            let r = page(
+                &s.app,
+                &format!("/servers/{sid}?table={table}&format=json"),
+                &rc,
+            )
+            .await;
+            assert_eq!(r.status, 404, "{table}: {}", r.text);
+            let r = page(
+                &s.app,
+                &format!("/servers/{sid}?table={table}&format=json"),
+                &c,
+            )
+            .await;
+            assert_eq!(r.status, 200, "{table}: {}", r.text);
+        }
+        let _ = (formula, percent);
+    }
+}
