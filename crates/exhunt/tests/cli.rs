@@ -51,6 +51,10 @@ mod integrity;
 // `exhunt probe` against the mock Exchange server.
 #[path = "cli/probe.rs"]
 mod probe;
+// `--upload` (scan, report, probe) to a real `exhunt serve`, over HTTP and HTTPS (issue 18).
+#[cfg(feature = "serve")]
+#[path = "cli/upload.rs"]
+mod upload;
 
 fn examples() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
