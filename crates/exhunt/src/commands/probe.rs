@@ -171,6 +171,11 @@ pub(crate) fn probe(args: ProbeArgs) -> Result<u8> {
         bail!("--rate and --per-host-rate must be 0 (no limit) or more");
     }
     // Checked before probing: a bad URL or a missing token must not surface after the run.
+    if args.upload.upload_org.is_some() {
+        bail!(
+            "--upload-org names the organisation of a scan result; the server assigns probe rows to organisations by their scopes"
+        );
+    }
     let uploader = Uploader::from_args(&args.upload)?;
     let done = match &args.resume {
         Some(p) => resume_keys(p)?,

@@ -27,6 +27,9 @@ const IDLE: Duration = Duration::from_secs(120);
 const CONTINUE_WAIT: Duration = Duration::from_secs(3);
 /// Largest answer read.
 const ANSWER_LIMIT: usize = 1024 * 1024;
+/// Time the whole answer may take once the request is sent (exhunt serve's own limit for a
+/// whole request is 300 s): a server that trickles bytes cannot hold the upload forever.
+const ANSWER_TIME: Duration = Duration::from_secs(330);
 
 /// Why a request got no answer.
 #[derive(Debug)]
@@ -280,10 +283,17 @@ fn strip_interim(buf: &mut Vec<u8>) -> bool {
     had && buf.is_empty()
 }
 
-/// Reads until the server closes (or the limit).
+/// Reads until the server closes (or the size or time limit).
 fn read_to_close(stream: &mut Conn, buf: &mut Vec<u8>) -> io::Result<()> {
+    let deadline = std::time::Instant::now() + ANSWER_TIME;
     let mut chunk = [0u8; 16 * 1024];
     while buf.len() <= ANSWER_LIMIT {
+        if std::time::Instant::now() > deadline {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("no whole answer within {} s", ANSWER_TIME.as_secs()),
+            ));
+        }
         match stream.read(&mut chunk) {
             Ok(0) => return Ok(()),
             Ok(n) => buf.extend_from_slice(&chunk[..n]),

@@ -380,6 +380,25 @@ fn tokens_never_come_from_the_command_line_and_options_are_checked_first() {
         assert!(err.contains(says), "{args:?}: {err}");
         assert!(out.stdout.is_empty(), "no scan ran: {args:?}");
     }
+    // Probe rows are assigned by the server's scopes: an organisation named for them is refused.
+    let out = bin()
+        .args([
+            "probe",
+            "--no-dns",
+            "127.0.0.1:9",
+            "--upload",
+            "http://127.0.0.1:9",
+        ])
+        .args(["--upload-org", "3"])
+        .env("EXHUNT_UPLOAD_TOKEN", &token)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("by their scopes"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 /// A CA, and a certificate for `names` that it signed: (CA PEM, certificate DER, key DER).
