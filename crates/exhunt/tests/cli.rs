@@ -55,6 +55,9 @@ mod probe;
 #[cfg(feature = "serve")]
 #[path = "cli/upload.rs"]
 mod upload;
+// `--upload` against a scripted server that fails on purpose: retries, refusals, 413 splits.
+#[path = "cli/upload_faults.rs"]
+mod upload_faults;
 
 fn examples() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
