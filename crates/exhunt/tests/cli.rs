@@ -55,6 +55,9 @@ mod probe;
 #[cfg(feature = "serve")]
 #[path = "cli/upload.rs"]
 mod upload;
+#[cfg(feature = "serve")]
+#[path = "cli/upload_tls.rs"]
+mod upload_tls;
 // `--upload` against a scripted server that fails on purpose: retries, refusals, 413 splits.
 #[path = "cli/upload_faults.rs"]
 mod upload_faults;
