@@ -7,13 +7,16 @@ use clap::{Parser, Subcommand, ValueEnum};
 use exhunt_report::Format;
 
 use crate::commands::{collect, probe, remediate, serve};
+use crate::upload::UploadArgs;
 
 pub(crate) const EXIT_CODES: &str = "\
 Exit codes:
   0  no evidence: every log the checks need was read and covers the exposure window
   1  findings: exploitation attempted or the server compromised
   2  error: bad arguments or a failure of exhunt itself
-  3  inconclusive: nothing found, but the logs do not cover what a clean answer needs";
+  3  inconclusive: nothing found, but the logs do not cover what a clean answer needs
+  4  added to 0, 1 or 3 when --upload failed (the local result was still written):
+     4 no evidence, 5 findings, 7 inconclusive; the verdict is the code's last two bits";
 
 #[derive(Parser)]
 #[command(name = "exhunt", version, long_version = env!("EXHUNT_LONG_VERSION"), about = "Find evidence of ProxyLogon and its successors on Microsoft Exchange servers", after_help = EXIT_CODES)]
@@ -151,6 +154,8 @@ pub(crate) struct ScanArgs {
     /// loaded are listed with the reason. Repeatable. The folder itself is never scanned.
     #[arg(long, value_name = "DIR")]
     pub(crate) sigma: Vec<PathBuf>,
+    #[command(flatten)]
+    pub(crate) upload: UploadArgs,
 }
 
 #[derive(clap::Args)]
@@ -170,6 +175,10 @@ pub(crate) struct ReportArgs {
     /// No colours.
     #[arg(long)]
     pub(crate) no_color: bool,
+    /// Upload each saved result (each of its servers) to an exhunt serve, e.g. after a failed
+    /// `scan --upload`; the options are those of `scan`.
+    #[command(flatten)]
+    pub(crate) upload: UploadArgs,
 }
 
 /// A `--since`/`--until` value as a UTC bound.

@@ -12,11 +12,18 @@ use clap::Parser;
 mod cli;
 mod commands;
 mod output;
+mod upload;
 
 use cli::{Cli, Command};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // Before clap: its errors would repeat a token given on the command line.
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if let Err(e) = upload::refuse_tokens_in_args(&args) {
+        eprintln!("exhunt: error: {e}");
+        return ExitCode::from(2);
+    }
+    let cli = Cli::parse_from(args);
     let run = match cli.command {
         Command::Scan(args) => commands::scan::scan(args),
         Command::Report(args) => commands::report::report(args),

@@ -56,6 +56,16 @@ mod integrity;
 // `exhunt probe` against the mock Exchange server.
 #[path = "cli/probe.rs"]
 mod probe;
+// `--upload` (scan, report, probe) to a real `exhunt serve`, over HTTP and HTTPS (issue 18).
+#[cfg(feature = "serve")]
+#[path = "cli/upload.rs"]
+mod upload;
+#[cfg(feature = "serve")]
+#[path = "cli/upload_tls.rs"]
+mod upload_tls;
+// `--upload` against a scripted server that fails on purpose: retries, refusals, 413 splits.
+#[path = "cli/upload_faults.rs"]
+mod upload_faults;
 
 fn examples() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")

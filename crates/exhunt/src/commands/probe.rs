@@ -8,17 +8,20 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use exhunt_probe::check::CheckOptions;
 use exhunt_probe::http::Timeouts;
-use exhunt_probe::model::{State, Summary};
+use exhunt_probe::model::{Row, State, Summary};
 use exhunt_probe::output::{Format, Writer};
-use exhunt_probe::run::{ProbeOptions, resume_keys, run};
+use exhunt_probe::run::{ProbeOptions, RowSink, resume_keys, run};
 use exhunt_probe::targets::{AddrSet, Input, Shard, addr_set};
+
+use crate::upload::{RowUploader, UPLOAD_FAILED, UploadArgs, Uploader};
 
 pub(crate) const PROBE_EXIT_CODES: &str = "\
 Exit codes:
   0  no Exchange server found vulnerable or undecided
   1  at least one server vulnerable
   2  error: bad arguments, a scope too large without --allow-large, an unreadable list
-  3  no server vulnerable, but at least one Exchange server could not be decided";
+  3  no server vulnerable, but at least one Exchange server could not be decided
+  4  added to 0, 1 or 3 when --upload failed (the local output was still written)";
 
 #[derive(Clone, Copy, ValueEnum)]
 pub(crate) enum ProbeFormat {
@@ -115,6 +118,10 @@ pub(crate) struct ProbeArgs {
     /// Runtime threads (0 = one per core).
     #[arg(long, default_value_t = 0, hide = true)]
     threads: usize,
+    /// With --upload the rows (as JSONL, whatever --format) go to the server in batches while
+    /// the probe runs; with --resume the rows already in the file are sent too.
+    #[command(flatten)]
+    upload: UploadArgs,
 }
 
 fn secs(v: f64, what: &str) -> Result<Duration> {
@@ -163,6 +170,13 @@ pub(crate) fn probe(args: ProbeArgs) -> Result<u8> {
     if !(args.rate >= 0.0 && args.per_host_rate >= 0.0) {
         bail!("--rate and --per-host-rate must be 0 (no limit) or more");
     }
+    // Checked before probing: a bad URL or a missing token must not surface after the run.
+    if args.upload.upload_org.is_some() {
+        bail!(
+            "--upload-org names the organisation of a scan result; the server assigns probe rows to organisations by their scopes"
+        );
+    }
+    let uploader = Uploader::from_args(&args.upload)?;
     let done = match &args.resume {
         Some(p) => resume_keys(p)?,
         None => Default::default(),
@@ -235,13 +249,61 @@ pub(crate) fn probe(args: ProbeArgs) -> Result<u8> {
             Box::new(io::BufWriter::new(io::stdout())),
         ),
     };
-    let mut writer = Writer::new(out, format, args.verbose, meta);
-    let summary = run(opts, &mut writer)?;
+    let mut rows = uploader.map(RowUploader::start);
+    if let (Some(up), Some(p)) = (&mut rows, &args.resume) {
+        // Rows of the earlier run(s), which may not have reached the server (stored once).
+        resend_rows(up, p)?;
+    }
+    let mut sink = Tee {
+        writer: Writer::new(out, format, args.verbose, meta),
+        rows: rows.as_mut(),
+    };
+    let summary = run(opts, &mut sink)?;
+    let uploaded = rows.is_none_or(|r| r.finish(false));
     let to_file = args.output.is_some() || args.resume.is_some();
     if format != Format::Text && (to_file || io::stderr().is_terminal()) {
         eprint!("{}", exhunt_probe::output::summary_text(&summary));
     }
-    Ok(exit_code(&summary))
+    let code = exit_code(&summary);
+    Ok(if uploaded { code } else { code + UPLOAD_FAILED })
+}
+
+/// The output writer, and the upload beside it: each row as the JSONL line `--format jsonl`
+/// writes, so that rows sent now and the same rows sent later from a file are one on the server.
+struct Tee<'a, W: Write> {
+    writer: Writer<W>,
+    rows: Option<&'a mut RowUploader>,
+}
+
+impl<W: Write> RowSink for Tee<'_, W> {
+    fn row(&mut self, row: &Row) -> io::Result<()> {
+        if let Some(up) = self.rows.as_deref_mut() {
+            up.push(&serde_json::to_vec(row)?);
+        }
+        self.writer.row(row)
+    }
+
+    fn finish(&mut self, summary: &Summary) -> io::Result<()> {
+        self.writer.finish(summary)
+    }
+}
+
+/// Queues the complete rows of a `--resume` file for upload (after `resume_keys`, which cut an
+/// incomplete last line).
+fn resend_rows(up: &mut RowUploader, path: &std::path::Path) -> Result<()> {
+    use std::io::BufRead;
+    let f = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    for line in io::BufReader::new(f).split(b'\n') {
+        let line = line.with_context(|| format!("reading {}", path.display()))?;
+        if serde_json::from_slice::<Row>(&line).is_ok() {
+            up.push(&line);
+        }
+    }
+    Ok(())
 }
 
 fn exit_code(s: &Summary) -> u8 {

@@ -6,8 +6,10 @@ use exhunt_report::saved;
 
 use crate::cli::ReportArgs;
 use crate::output::{text_options, write_result};
+use crate::upload::{UPLOAD_FAILED, Uploader};
 
 pub(crate) fn report(args: ReportArgs) -> Result<u8> {
+    let uploader = Uploader::from_args(&args.upload)?;
     let mut results = Vec::new();
     for path in &args.results {
         let (r, warnings) = saved::load(path)?;
@@ -15,6 +17,12 @@ pub(crate) fn report(args: ReportArgs) -> Result<u8> {
             eprintln!("exhunt: {w}");
         }
         results.push((path.display().to_string(), r));
+    }
+    let mut uploaded = true;
+    if let Some(up) = &uploader {
+        for (_, r) in &results {
+            uploaded &= up.upload_scan(r, false);
+        }
     }
     let Some((result, warnings)) = saved::merge(results) else {
         bail!("no result given");
@@ -30,5 +38,6 @@ pub(crate) fn report(args: ReportArgs) -> Result<u8> {
         args.output.as_deref(),
         true,
     )?;
-    Ok(result.verdict.exit_code() as u8)
+    let code = result.verdict.exit_code() as u8;
+    Ok(if uploaded { code } else { code + UPLOAD_FAILED })
 }

@@ -11,6 +11,7 @@ use exhunt_sources::Limits;
 
 use crate::cli::{ScanArgs, parse_time};
 use crate::output::{color, spawn_progress, text_options, write_result};
+use crate::upload::{UPLOAD_FAILED, Uploader};
 
 /// Refuses an output path inside a target: scanning never writes into evidence.
 pub(crate) fn check_output(output: &Path, targets: &[PathBuf]) -> Result<()> {
@@ -79,6 +80,8 @@ pub(crate) fn scan(args: ScanArgs) -> Result<u8> {
             );
         }
     }
+    // Checked before the scan: a bad URL or a missing token must not surface hours later.
+    let uploader = Uploader::from_args(&args.upload)?;
     let engine = Engine::new(ScanOptions {
         since,
         until,
@@ -161,5 +164,12 @@ pub(crate) fn scan(args: ScanArgs) -> Result<u8> {
         args.output.as_deref(),
         args.quiet,
     )?;
-    Ok(result.verdict.exit_code() as u8)
+    let mut code = result.verdict.exit_code() as u8;
+    // After the local output, which an upload never changes nor delays.
+    if let Some(up) = uploader
+        && !up.upload_scan(&result, args.quiet)
+    {
+        code += UPLOAD_FAILED;
+    }
+    Ok(code)
 }
