@@ -7,7 +7,7 @@
 use axum::routing::{get, post};
 
 use super::auth::{csrf_field, form_session, read_form};
-use super::table::{Table, export_links, query};
+use super::table::{Table, export_links, org_choices, org_field, query};
 use super::*;
 use crate::notify::{Notification, STATES as NSTATES, transition_allowed};
 
@@ -137,7 +137,7 @@ async fn list_page(
             error_page(&Error::BadRequest(format!("format {fmt:?}: csv or json")))
         });
     }
-    let orgs = match web.every_org(&c).await {
+    let (orgs, more) = match org_choices(&web, &c).await {
         Ok(o) => o,
         Err(e) => return error_page(&e),
     };
@@ -153,20 +153,9 @@ async fn list_page(
         ("sort", q.sort.clone()),
         ("dir", q.dir.clone()),
     ]);
-    let mut body = String::from(
-        "<form method=get action=\"/notifications\" id=filter><label>Organisation <select name=org><option value=\"\">all</option>",
-    );
-    for o in &orgs {
-        let _ = write!(
-            body,
-            "<option value={}{}>{}</option>",
-            o.id,
-            if q.org == Some(o.id) { " selected" } else { "" },
-            esc(&o.name)
-        );
-    }
-    body.push_str(
-        "</select></label> <label>State <select name=state><option value=\"\">any</option>",
+    let mut body = format!(
+        "<form method=get action=\"/notifications\" id=filter><label>Organisation {}</label> <label>State <select name=state><option value=\"\">any</option>",
+        org_field(&orgs, more, q.org, true)
     );
     for s in NSTATES {
         let _ = write!(
@@ -215,13 +204,10 @@ async fn list_page(
         let templates = web.list_templates(&c).await.unwrap_or_default();
         let _ = write!(
             body,
-            "<h2>New notification</h2><p>For the organisation's compromised, attempted and exposed servers as they stand now.</p><form method=post action=\"/notifications\" id=new-notification>{}<label>Organisation <select name=org>",
-            csrf_field(&csrf)
+            "<h2>New notification</h2><p>For the organisation's compromised, attempted and exposed servers as they stand now.</p><form method=post action=\"/notifications\" id=new-notification>{}<label>Organisation {}</label> <label>Template <select name=template>",
+            csrf_field(&csrf),
+            org_field(&orgs, more, None, false)
         );
-        for o in &orgs {
-            let _ = write!(body, "<option value={}>{}</option>", o.id, esc(&o.name));
-        }
-        body.push_str("</select></label> <label>Template <select name=template>");
         for t in &templates {
             let _ = write!(body, "<option value={}>{}</option>", t.id, esc(&t.name));
         }

@@ -4,7 +4,7 @@
 
 use axum::routing::get;
 
-use super::table::{Table, export_links, query};
+use super::table::{Table, export_links, org_choices, org_field, query};
 use super::*;
 
 pub(super) fn routes() -> Router<Arc<Web>> {
@@ -19,22 +19,16 @@ struct SheetQuery {
     format: Option<String>,
 }
 
-fn org_picker(action: &str, orgs: &[crate::store::Org], org: Option<i64>) -> String {
-    let mut s = format!(
-        "<form method=get action=\"{action}\" id=filter><label>Organisation <select name=org><option value=\"\">all</option>"
-    );
-    for o in orgs {
-        let _ = write!(
-            s,
-            "<option value={}{}>{}</option>",
-            o.id,
-            if org == Some(o.id) { " selected" } else { "" },
-            esc(&o.name)
-        );
-    }
-    s.push_str("</select></label> <button>Show</button></form>");
-    s
+async fn org_picker(web: &Web, c: &Caller, action: &str, org: Option<i64>) -> String {
+    let (orgs, more) = org_choices(web, c).await.unwrap_or_default();
+    format!(
+        "<form method=get action=\"{action}\" id=filter><label>Organisation {}</label> <button>Show</button></form>",
+        org_field(&orgs, more, org, true)
+    )
 }
+
+/// Rows drawn on the status sheet's page; the export has them all.
+const SHEET_ROWS_SHOWN: usize = 2_000;
 
 async fn sheet_page(
     State(web): Shared,
@@ -79,12 +73,20 @@ async fn sheet_page(
             error_page(&Error::BadRequest(format!("format {fmt:?}: csv or json")))
         });
     }
-    let orgs = web.every_org(&c).await.unwrap_or_default();
     let mut body = String::from(
         "<p>The columns of the 2021 emergency directive's reporting template (CISA ED 21-02), per server, from what was stored: <em>unknown</em> where nothing was observed, <em>not recorded</em> for what exhunt cannot know.</p>",
     );
-    body.push_str(&org_picker("/sheet", &orgs, q.org));
-    let _ = write!(body, "<p>{} server(s).</p>", rows.len());
+    body.push_str(&org_picker(&web, &c, "/sheet", q.org).await);
+    let _ = write!(body, "<p>{} server(s).", t.rows.len());
+    let mut t = t;
+    if t.rows.len() > SHEET_ROWS_SHOWN {
+        t.rows.truncate(SHEET_ROWS_SHOWN);
+        let _ = write!(
+            body,
+            " The first {SHEET_ROWS_SHOWN} are shown; the export has them all."
+        );
+    }
+    body.push_str("</p>");
     body.push_str(&t.html("sheet", |i, r| {
         (i == 0).then(|| format!("<a href=\"/orgs/{0}\">#{0}</a>", esc(&r[0])))
     }));
@@ -138,11 +140,10 @@ async fn rollup_page(
             error_page(&Error::BadRequest(format!("format {fmt:?}: csv or json")))
         });
     }
-    let orgs = web.every_org(&c).await.unwrap_or_default();
     let mut body = String::from(
         "<p>Servers by the build or version their latest observation read; exposed: that observation found the build vulnerable; compromised: the dashboard state.</p>",
     );
-    body.push_str(&org_picker("/rollup", &orgs, q.org));
+    body.push_str(&org_picker(&web, &c, "/rollup", q.org).await);
     body.push_str(&t.html("rollup", |_, _| None));
     body.push_str(&export_links(
         "/rollup",

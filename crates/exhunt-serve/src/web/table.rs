@@ -109,6 +109,66 @@ pub(super) fn query(pairs: &[(&str, Option<String>)]) -> String {
         .join("&")
 }
 
+/// At most this many organisations are offered in a drop-down; a fleet with more gets a
+/// number field (a CERT's 60,000 organisations would make every page several megabytes).
+pub(super) const ORG_CHOICES: usize = 300;
+
+/// The organisations a form may offer: the first [`ORG_CHOICES`] the caller sees, and whether
+/// there are more (then the form asks for a number).
+pub(super) async fn org_choices(
+    web: &Web,
+    c: &Caller,
+) -> Result<(Vec<crate::store::Org>, bool), Error> {
+    let mut orgs = web
+        .list_orgs(
+            c,
+            &Filter {
+                limit: Some(ORG_CHOICES as i64 + 1),
+                ..Filter::default()
+            },
+        )
+        .await?;
+    let more = orgs.len() > ORG_CHOICES;
+    orgs.truncate(ORG_CHOICES);
+    Ok((orgs, more))
+}
+
+/// A form field `org`: a drop-down of `orgs` (with "all" first when `all`), or a number field
+/// when there are more than a drop-down should hold.
+pub(super) fn org_field(
+    orgs: &[crate::store::Org],
+    more: bool,
+    selected: Option<i64>,
+    all: bool,
+) -> String {
+    if more {
+        return format!(
+            "<input name=org type=number min=1 placeholder=\"{}\" value=\"{}\">",
+            if all { "all" } else { "organisation id" },
+            selected.map(|o| o.to_string()).unwrap_or_default()
+        );
+    }
+    let mut s = String::from("<select name=org>");
+    if all {
+        s.push_str("<option value=\"\">all</option>");
+    }
+    for o in orgs {
+        let _ = write!(
+            s,
+            "<option value={}{}>{}</option>",
+            o.id,
+            if selected == Some(o.id) {
+                " selected"
+            } else {
+                ""
+            },
+            esc(&o.name)
+        );
+    }
+    s.push_str("</select>");
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -237,3 +237,78 @@ async fn long_templates_save_from_the_dashboard() {
         .map(str::len);
     assert_eq!(saved, Some(body.len()));
 }
+
+/// Pages stay bounded in a large fleet: past 300 organisations the organisation fields are
+/// number fields, not drop-downs of every organisation; the status sheet's page draws at most
+/// 2,000 servers while its export has them all.
+#[tokio::test]
+async fn pages_stay_bounded_in_a_large_fleet() {
+    let db = &databases().await[0];
+    let s = server(db, Config::default()).await;
+    org(&s, "Org 0", &["10.0.0.0/8"], &[]).await;
+    let small = org(&s, "Small", &["192.0.2.0/24"], &[]).await;
+    for i in 2..=300 {
+        org(&s, &format!("Org {i}"), &[], &[]).await;
+    }
+    let rows: Vec<String> = (0..2_090)
+        .map(|i| {
+            probe_row(
+                &format!("10.{}.{}.{}", i / 62_500, i / 250 % 250, i % 250 + 1),
+                &format!("ex{i}.org0.example"),
+                "vulnerable",
+                "2026-11-30T08:00:00Z",
+            )
+        })
+        .chain((1..=10).map(|i| {
+            probe_row(
+                &format!("192.0.2.{i}"),
+                &format!("mail{i}.small.example"),
+                "patched",
+                "2026-11-30T08:00:00Z",
+            )
+        }))
+        .collect();
+    let r = call(
+        &s.app,
+        "POST",
+        "/api/v1/observations/probe",
+        Some(&s.op),
+        rows.join("\n"),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let cookie = login(&s.app, &s.op).await;
+
+    let n = page(&s.app, "/notifications", &cookie).await;
+    assert_eq!(n.status, 200, "{}", n.text);
+    assert!(n.text.contains("<input name=org type=number"), "{}", n.text);
+    assert!(
+        !n.text.contains("<select name=org>"),
+        "a drop-down of 301 organisations"
+    );
+
+    let sheet = page(&s.app, "/sheet", &cookie).await;
+    assert_eq!(sheet.status, 200);
+    assert!(
+        sheet.text.contains("2100 server(s)."),
+        "{}",
+        &sheet.text[..2000.min(sheet.text.len())]
+    );
+    assert!(sheet.text.contains("The first 2000 are shown"));
+    assert_eq!(
+        sheet.text.matches("<tr").count(),
+        2_001,
+        "head and 2,000 rows"
+    );
+    let csv = page(&s.app, "/sheet?format=csv", &cookie).await;
+    assert_eq!(
+        csv.text.lines().count(),
+        2_101,
+        "the export has every server"
+    );
+    // Near miss: a small organisation's sheet is drawn whole.
+    let one = page(&s.app, &format!("/sheet?org={small}"), &cookie).await;
+    assert!(one.text.contains("10 server(s)."), "{}", one.text);
+    assert!(!one.text.contains("are shown"));
+    assert_eq!(one.text.matches("<tr").count(), 11);
+}
