@@ -50,6 +50,8 @@ pub struct Config {
     pub secure_cookies: Option<bool>,
     /// When sent notifications escalate, and how often `exhunt serve` looks.
     pub escalation: crate::escalate::Policy,
+    /// Reverse proxies whose `X-Forwarded-For` names the client ([`crate::proxy`]).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl Default for Config {
@@ -62,6 +64,7 @@ impl Default for Config {
             max_connections: 512,
             secure_cookies: None,
             escalation: crate::escalate::Policy::default(),
+            trusted_proxies: Vec::new(),
         }
     }
 }

@@ -18,6 +18,7 @@ pub mod escalate;
 pub mod ingest;
 pub mod notify;
 pub mod password;
+pub mod proxy;
 pub mod scope;
 pub mod server;
 pub mod sheet;

@@ -84,6 +84,7 @@ impl Server {
     /// most [`Config::request_timeout`] for them).
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
         let cfg = self.cfg.clone();
+        let trusted = Arc::new(cfg.trusted_proxies.clone());
         let app = app(self.store, self.cfg);
         let slots = Arc::new(Semaphore::new(cfg.max_connections.max(1)));
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
@@ -115,8 +116,12 @@ impl Server {
                 },
             };
             let app = app.clone();
+            let trusted = trusted.clone();
             let svc = hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
-                req.extensions_mut().insert(ConnectInfo(peer));
+                // Behind a trusted proxy, the client it names (crate::proxy); everything that
+                // reads the client's address (throttling, the audit log) reads this.
+                let client = crate::proxy::client(peer, req.headers(), &trusted);
+                req.extensions_mut().insert(ConnectInfo(client));
                 tower::ServiceExt::oneshot(app.clone(), req.map(axum::body::Body::new))
             });
             let http = http.clone();

@@ -312,3 +312,62 @@ async fn pages_stay_bounded_in_a_large_fleet() {
     assert!(!one.text.contains("are shown"));
     assert_eq!(one.text.matches("<tr").count(), 11);
 }
+
+/// Behind a trusted proxy the client is the address the proxy appended to X-Forwarded-For
+/// (the throttle counts it, the audit log names it); from anywhere else the header is a claim
+/// nobody believes.
+#[tokio::test]
+async fn the_client_behind_a_trusted_proxy_is_the_forwarded_address() {
+    for (trusted, want) in [
+        (vec!["127.0.0.0/8"], "from 203.0.113.9"),
+        (vec![], "from 127.0.0.1"),
+    ] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}", dir.path().join("fleet.db").display());
+        let cfg = Config {
+            trusted_proxies: trusted.iter().map(|c| c.parse().expect("cidr")).collect(),
+            ..Config::default()
+        };
+        let srv = exhunt_serve::Server::bind(&url, "127.0.0.1:0", cfg)
+            .await
+            .expect("bind");
+        let addr = srv.addr;
+        let op = srv.first_token.clone().expect("operator").secret;
+        let store = srv.store.clone();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(srv.run(async {
+            let _ = stop_rx.await;
+        }));
+        let wait = std::time::Duration::from_secs(5);
+        // A refused upload is audited with the client's address.
+        let r = raw_http(
+            addr,
+            &format!("POST /api/v1/results HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {op}\r\nX-Forwarded-For: 198.51.100.1, 203.0.113.9\r\nContent-Length: 2\r\nConnection: close\r\n\r\n"),
+            b"{}",
+            wait,
+        )
+        .await;
+        assert!(r.starts_with("HTTP/1.1 4"), "{r}");
+        let op_caller = store.authenticate(&op).await.expect("operator");
+        let audit = store
+            .list_audit(&op_caller, &exhunt_serve::store::Filter::default())
+            .await
+            .expect("audit");
+        let rejected: Vec<String> = audit
+            .iter()
+            .filter(|a| a["action"] == "upload.rejected")
+            .map(|a| a["object"].as_str().unwrap_or("").to_string())
+            .collect();
+        assert_eq!(rejected.len(), 1, "{rejected:?}");
+        assert!(
+            rejected[0].ends_with(want),
+            "{rejected:?} should end {want:?}"
+        );
+        assert!(
+            !rejected[0].contains("198.51.100.1"),
+            "the client's own claim is not believed"
+        );
+        let _ = stop_tx.send(());
+        task.await.expect("join").expect("stops");
+    }
+}

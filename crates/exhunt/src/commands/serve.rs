@@ -46,6 +46,11 @@ pub(crate) struct ServeArgs {
     /// after twice as long). The server looks every 10 minutes.
     #[arg(long, value_name = "DAYS", default_value_t = 7)]
     escalate_days: u64,
+    /// A reverse proxy (address or CIDR) whose X-Forwarded-For names the client: its right-most
+    /// address that is not a trusted proxy is the client the login throttle counts and the
+    /// audit log names. Without it, behind a proxy every client is the proxy. Repeatable.
+    #[arg(long, value_name = "CIDR")]
+    trusted_proxy: Vec<String>,
     /// Runtime threads (0 = one per core).
     #[arg(long, default_value_t = 0)]
     threads: usize,
@@ -162,6 +167,21 @@ pub(crate) fn serve(args: ServeArgs) -> Result<u8> {
     if let Some(name) = &args.add_user {
         return add_user(&db, &args, name);
     }
+    let trusted_proxies = args
+        .trusted_proxy
+        .iter()
+        .map(|p| {
+            let cidr = if p.contains('/') {
+                p.clone()
+            } else if p.contains(':') {
+                format!("{p}/128")
+            } else {
+                format!("{p}/32")
+            };
+            exhunt_serve::scope::parse_cidr(&cidr)
+                .map_err(|e| anyhow::anyhow!("--trusted-proxy {p}: {e}"))
+        })
+        .collect::<Result<Vec<_>>>()?;
     let opts = exhunt_serve::server::Options {
         db,
         listen: args.listen,
@@ -169,6 +189,7 @@ pub(crate) fn serve(args: ServeArgs) -> Result<u8> {
             body_limit: args.max_body_mib.saturating_mul(1024 * 1024),
             body_timeout: Duration::from_secs(args.body_timeout),
             secure_cookies: args.secure_cookies,
+            trusted_proxies,
             escalation: exhunt_serve::escalate::Policy {
                 after: Duration::from_secs(args.escalate_days.min(36_500) * 24 * 3600),
                 ..Default::default()
