@@ -198,6 +198,38 @@ impl Uploader {
         }))
     }
 
+    /// Asks the server who the token is before a long scan or probe (`GET /api/v1/whoami`,
+    /// one try): what would make the upload fail at the end, said now, on stderr, while the
+    /// work goes on either way (the server may be back by then; the local result never waits).
+    pub(crate) fn preflight(&self, work: &str, scan: bool) {
+        let trouble = match self.client.get("/api/v1/whoami") {
+            Ok(r) if (200..300).contains(&r.status) => {
+                let v: Value = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
+                match v.get("role").and_then(Value::as_str) {
+                    Some("uploader") => None,
+                    Some("operator") if scan && self.org.is_none() => Some(
+                        "this is an operator token: a scan result needs --upload-org ID".to_string(),
+                    ),
+                    Some("operator") => None,
+                    Some("reader") => Some(
+                        "this is a reader token: uploads need an uploader token of the organisation"
+                            .to_string(),
+                    ),
+                    _ => Some(format!("is {} an exhunt serve? Its answer has no role", self.url())),
+                }
+            }
+            Ok(r) => Some(self.describe(&r, 0)),
+            Err(e) => Some(self.client.token.redact(&e.to_string())),
+        };
+        if let Some(t) = trouble {
+            eprintln!(
+                "exhunt: warning: upload check before the {work}: {} ({}); the {work} goes on, its output is written as usual, and the upload is tried at the end",
+                exhunt_report::safe::terminal(&t),
+                self.url()
+            );
+        }
+    }
+
     /// The server, for messages.
     pub(crate) fn url(&self) -> String {
         self.client.url.to_string()

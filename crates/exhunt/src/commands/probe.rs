@@ -177,6 +177,9 @@ pub(crate) fn probe(args: ProbeArgs) -> Result<u8> {
         );
     }
     let uploader = Uploader::from_args(&args.upload)?;
+    if let Some(up) = &uploader {
+        up.preflight("probe", false);
+    }
     let done = match &args.resume {
         Some(p) => resume_keys(p)?,
         None => Default::default(),

@@ -82,6 +82,11 @@ pub(crate) fn scan(args: ScanArgs) -> Result<u8> {
     }
     // Checked before the scan: a bad URL or a missing token must not surface hours later.
     let uploader = Uploader::from_args(&args.upload)?;
+    if let Some(up) = &uploader
+        && !args.quiet
+    {
+        up.preflight("scan", true);
+    }
     let engine = Engine::new(ScanOptions {
         since,
         until,

@@ -149,25 +149,31 @@ impl Client {
         }
         read_to_close(&mut stream, &mut answer)
             .map_err(|e| io_failure("reading the answer", &e))?;
-        strip_interim(&mut answer);
-        if answer.is_empty() {
-            return Err(Failure::Transient(
-                "the server closed the connection without an answer".into(),
-            ));
-        }
-        let r = exhunt_probe::http::parse_response_bytes(
-            &answer,
-            exhunt_probe::http::Limits {
-                head: 64 * 1024,
-                body: ANSWER_LIMIT,
-            },
-        )
-        .map_err(|e| Failure::Transient(format!("the answer is not HTTP: {e}")))?;
-        Ok(Reply {
-            status: r.status,
-            retry_after: r.header("retry-after").and_then(|v| v.trim().parse().ok()),
-            body: r.body,
-        })
+        parse(answer)
+    }
+
+    /// `GET {prefix}{path}`: the answer whatever its status.
+    pub(crate) fn get(&self, path: &str) -> Result<Reply, Failure> {
+        let tcp = self.connect()?;
+        let mut stream = match &self.tls {
+            Some(cfg) => Conn::Tls(Box::new(self.handshake(cfg.clone(), tcp)?)),
+            None => Conn::Plain(tcp),
+        };
+        let head = format!(
+            "GET {}{path} HTTP/1.1\r\nHost: {}\r\nUser-Agent: exhunt/{}\r\nAccept: application/json\r\nConnection: close\r\nAuthorization: Bearer {}\r\n\r\n",
+            self.url.prefix,
+            self.url.host_header(),
+            env!("CARGO_PKG_VERSION"),
+            self.token.secret(),
+        );
+        stream
+            .write_all(head.as_bytes())
+            .and_then(|()| stream.flush())
+            .map_err(|e| io_failure("sending the request", &e))?;
+        let mut answer = Vec::new();
+        read_to_close(&mut stream, &mut answer)
+            .map_err(|e| io_failure("reading the answer", &e))?;
+        parse(answer)
     }
 
     fn connect(&self) -> Result<TcpStream, Failure> {
@@ -224,6 +230,29 @@ impl Client {
         }
         Ok(rustls::StreamOwned::new(conn, tcp))
     }
+}
+
+/// The answer read until the server closed, as a [`Reply`] (interim answers skipped).
+fn parse(mut answer: Vec<u8>) -> Result<Reply, Failure> {
+    strip_interim(&mut answer);
+    if answer.is_empty() {
+        return Err(Failure::Transient(
+            "the server closed the connection without an answer".into(),
+        ));
+    }
+    let r = exhunt_probe::http::parse_response_bytes(
+        &answer,
+        exhunt_probe::http::Limits {
+            head: 64 * 1024,
+            body: ANSWER_LIMIT,
+        },
+    )
+    .map_err(|e| Failure::Transient(format!("the answer is not HTTP: {e}")))?;
+    Ok(Reply {
+        status: r.status,
+        retry_after: r.header("retry-after").and_then(|v| v.trim().parse().ok()),
+        body: r.body,
+    })
 }
 
 /// Reads into `buf` until a whole response head is there (true), or [`CONTINUE_WAIT`] passes

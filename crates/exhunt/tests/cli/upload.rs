@@ -236,9 +236,21 @@ fn refusals_fail_clearly_and_the_local_report_is_still_written() {
     let (_, reader) = srv.org("Fabrikam", &["198.51.100.0/24"], "reader");
     let dir = tempfile::tempdir().unwrap();
     let unknown = format!("exh_{}", "0f".repeat(32));
-    for (token, status, says, file) in [
-        (&unknown, "401", "EXHUNT_UPLOAD_TOKEN", "wrong-token.txt"),
-        (&reader, "403", "uploader token", "reader-token.txt"),
+    for (token, status, says, early, file) in [
+        (
+            &unknown,
+            "401",
+            "EXHUNT_UPLOAD_TOKEN",
+            "answered 401",
+            "wrong-token.txt",
+        ),
+        (
+            &reader,
+            "403",
+            "uploader token",
+            "this is a reader token",
+            "reader-token.txt",
+        ),
     ] {
         let report = dir.path().join(file);
         let out = run(
@@ -261,6 +273,10 @@ fn refusals_fail_clearly_and_the_local_report_is_still_written() {
             "{err}"
         );
         assert!(err.contains("local result is complete"), "{err}");
+        // Said before the scan too, so that a responder can fix it while the scan runs.
+        let check = err.find("upload check before the scan").expect(&err);
+        assert!(err[check..].contains(early), "{err}");
+        assert!(check < err.find("upload of").unwrap(), "{err}");
         let written = std::fs::read_to_string(&report).unwrap();
         assert!(written.contains("COMPROMISED"), "{written}");
     }
@@ -310,6 +326,10 @@ fn a_server_that_is_down_gives_a_clear_error_after_a_few_tries() {
         text(&out.stdout).contains("INCONCLUSIVE"),
         "the report: {}",
         text(&out.stdout)
+    );
+    assert!(
+        err.contains("upload check before the scan: cannot connect"),
+        "{err}"
     );
     assert!(started.elapsed() < Duration::from_secs(60));
 }
