@@ -273,6 +273,22 @@ async fn session(store: &Web, h: &HeaderMap) -> Result<(Caller, String), Respons
     })
 }
 
+/// The signed-in caller of a dashboard page and its session's CSRF token, as an extractor: a
+/// request without a valid session is sent to the login page (or gets the error page).
+struct Signed(Caller, String);
+
+impl axum::extract::FromRequestParts<Arc<Web>> for Signed {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        web: &Arc<Web>,
+    ) -> Result<Self, Response> {
+        let (c, csrf) = session(web, &parts.headers).await?;
+        Ok(Signed(c, csrf))
+    }
+}
+
 fn error_page(e: &Error) -> Response {
     let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let msg = match e {

@@ -88,11 +88,7 @@ pub(super) fn read_form<T>(
     }
 }
 
-async fn users_page(State(web): Shared, h: HeaderMap) -> Response {
-    let (c, csrf) = match session(&web, &h).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+async fn users_page(State(web): Shared, Signed(c, csrf): Signed) -> Response {
     users_body(&web, &c, &csrf, StatusCode::OK, "").await
 }
 
@@ -221,11 +217,7 @@ async fn disable_user(
     }
 }
 
-async fn account_page(State(web): Shared, h: HeaderMap) -> Response {
-    let (c, csrf) = match session(&web, &h).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+async fn account_page(State(web): Shared, Signed(c, csrf): Signed) -> Response {
     let body = match web.user_of(&c).await {
         Ok(u) => format!(
             "<p>Signed in as <strong>{}</strong> ({}{}); password last changed {}.</p>\

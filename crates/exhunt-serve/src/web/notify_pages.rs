@@ -80,13 +80,9 @@ pub(super) fn id_or_error(
 
 async fn list_page(
     State(web): Shared,
-    h: HeaderMap,
+    Signed(c, csrf): Signed,
     q: Result<axum::extract::Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let (c, csrf) = match session(&web, &h).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
     let Ok(axum::extract::Query(q)) = q else {
         return error_page(&Error::BadRequest("query parameters".into()));
     };
@@ -247,13 +243,9 @@ async fn create(
 
 async fn detail(
     State(web): Shared,
-    h: HeaderMap,
+    Signed(c, csrf): Signed,
     p: Result<Path<i64>, axum::extract::rejection::PathRejection>,
 ) -> Response {
-    let (c, csrf) = match session(&web, &h).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
     let id = match id_or_error(p) {
         Ok(i) => i,
         Err(e) => return error_page(&e),

@@ -8,12 +8,12 @@ use std::fmt::Write as _;
 
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use exhunt_report::html::esc;
 use serde::Serialize;
 
-use super::{Shared, error_page, html, opt, page, session};
+use super::{Shared, Signed, error_page, html, opt, page};
 use crate::error::Error;
 use crate::store::agg::{Counts, PAGE_ROWS, TableQuery};
 use crate::store::{CAMPAIGNS, Filter, STATES, TrendPoint};
@@ -323,13 +323,9 @@ fn campaign_table(counts: &Counts, head: &str) -> String {
 /// curve, the counts per campaign.
 pub(super) async fn overview(
     State(web): Shared,
-    h: HeaderMap,
+    Signed(c, csrf): Signed,
     q: Result<Query<TableQuery>, QueryRejection>,
 ) -> Response {
-    let (c, csrf) = match session(&web, &h).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
     let t = match query(q) {
         Ok(t) => t,
         Err(e) => return error_page(&e),
@@ -416,14 +412,10 @@ pub(super) async fn overview(
 /// `/orgs/{id}`: an organisation, a page of its servers, its counts and its curve.
 pub(super) async fn org_page(
     State(web): Shared,
-    h: HeaderMap,
+    Signed(c, csrf): Signed,
     p: Result<Path<i64>, PathRejection>,
     q: Result<Query<TableQuery>, QueryRejection>,
 ) -> Response {
-    let (c, csrf) = match session(&web, &h).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
     let (id, t) = match (id(p), query(q)) {
         (Ok(i), Ok(t)) => (i, t),
         (Err(e), _) | (_, Err(e)) => return error_page(&e),
@@ -516,14 +508,10 @@ pub(super) async fn org_page(
 /// `table=observations` chooses what `format` exports).
 pub(super) async fn server_page(
     State(web): Shared,
-    h: HeaderMap,
+    Signed(c, csrf): Signed,
     p: Result<Path<i64>, PathRejection>,
     q: Result<Query<std::collections::HashMap<String, String>>, QueryRejection>,
 ) -> Response {
-    let (c, csrf) = match session(&web, &h).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
     let id = match id(p) {
         Ok(i) => i,
         Err(e) => return error_page(&e),

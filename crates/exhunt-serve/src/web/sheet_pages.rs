@@ -32,13 +32,9 @@ const SHEET_ROWS_SHOWN: usize = 2_000;
 
 async fn sheet_page(
     State(web): Shared,
-    h: HeaderMap,
+    Signed(c, csrf): Signed,
     q: Result<axum::extract::Query<SheetQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let (c, csrf) = match session(&web, &h).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
     let Ok(axum::extract::Query(q)) = q else {
         return error_page(&Error::BadRequest("query parameters".into()));
     };
@@ -103,13 +99,9 @@ async fn sheet_page(
 
 async fn rollup_page(
     State(web): Shared,
-    h: HeaderMap,
+    Signed(c, csrf): Signed,
     q: Result<axum::extract::Query<SheetQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let (c, csrf) = match session(&web, &h).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
     let Ok(axum::extract::Query(q)) = q else {
         return error_page(&Error::BadRequest("query parameters".into()));
     };

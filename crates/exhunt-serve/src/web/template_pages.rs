@@ -36,11 +36,7 @@ fn template_form(action: &str, csrf: &str, t: &TemplateInput, button: &str) -> S
     )
 }
 
-async fn templates_page(State(web): Shared, h: HeaderMap) -> Response {
-    let (c, csrf) = match session(&web, &h).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+async fn templates_page(State(web): Shared, Signed(c, csrf): Signed) -> Response {
     let list = match web.list_templates(&c).await {
         Ok(l) => l,
         Err(e) => return error_page(&e),
@@ -108,13 +104,9 @@ async fn create_template(
 
 async fn template_page(
     State(web): Shared,
-    h: HeaderMap,
+    Signed(c, csrf): Signed,
     p: Result<Path<i64>, axum::extract::rejection::PathRejection>,
 ) -> Response {
-    let (c, csrf) = match session(&web, &h).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
     let id = match id_or_error(p) {
         Ok(i) => i,
         Err(e) => return error_page(&e),
