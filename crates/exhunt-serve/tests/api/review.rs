@@ -44,6 +44,22 @@ async fn parallel_guesses_cannot_overrun_the_throttle() {
     }
 }
 
+/// The id of the token whose name mentions `name`, as `caller` lists them.
+async fn token_named(s: &Srv, caller: &str, name: &str) -> Option<i64> {
+    get(&s.app, "/api/v1/tokens", caller)
+        .await
+        .json()
+        .as_array()?
+        .iter()
+        .find(|t| t["name"].as_str().is_some_and(|n| n.contains(name)))
+        .and_then(|t| t["id"].as_i64())
+}
+
+async fn revoke(s: &Srv, id: i64, caller: &str) -> Resp {
+    let uri = format!("/api/v1/tokens/{id}");
+    call(&s.app, "DELETE", &uri, Some(caller), Body::empty()).await
+}
+
 /// An uploader cannot lock a dashboard user out by revoking the user's token (the user would
 /// still show as enabled, with no way back); an operator's revocation disables the user.
 #[tokio::test]
@@ -55,52 +71,19 @@ async fn a_users_token_is_revoked_only_by_disabling_the_user() {
         let alice = make_user(&s, "alice", "reader", Some(a), PW).await;
         make_user(&s, "bert", "reader", Some(b), PW).await;
         let (_, up) = token(&s, a, "uploader").await;
-        let tokens = get(&s.app, "/api/v1/tokens", &up).await.json();
-        let alices = tokens
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|t| t["name"].as_str().is_some_and(|n| n.contains("alice")))
-            .and_then(|t| t["id"].as_i64())
+        let alices = token_named(&s, &up, "alice")
+            .await
             .expect("alice's login token is listed to her organisation");
-        let r = call(
-            &s.app,
-            "DELETE",
-            &format!("/api/v1/tokens/{alices}"),
-            Some(&up),
-            Body::empty(),
-        )
-        .await;
+        let r = revoke(&s, alices, &up).await;
         assert_eq!(r.status, 409, "{}", r.text);
         assert!(r.text.contains("disables the user"), "{}", r.text);
         assert_eq!(password_login(&s.app, "alice", PW, None).await.0, 303);
         // Near miss: another organisation's user's token is not found, not "conflict".
-        let all = get(&s.app, "/api/v1/tokens", &s.op).await.json();
-        let berts = all
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|t| t["name"].as_str().is_some_and(|n| n.contains("bert")))
-            .and_then(|t| t["id"].as_i64())
-            .expect("bert's token");
-        let r = call(
-            &s.app,
-            "DELETE",
-            &format!("/api/v1/tokens/{berts}"),
-            Some(&up),
-            Body::empty(),
-        )
-        .await;
+        let berts = token_named(&s, &s.op, "bert").await.expect("bert's token");
+        let r = revoke(&s, berts, &up).await;
         assert_eq!(r.status, 404, "{}", r.text);
         // An operator's revocation disables the user, visibly.
-        let r = call(
-            &s.app,
-            "DELETE",
-            &format!("/api/v1/tokens/{alices}"),
-            Some(&s.op),
-            Body::empty(),
-        )
-        .await;
+        let r = revoke(&s, alices, &s.op).await;
         assert_eq!(r.status, 200, "{}", r.text);
         let u = get(&s.app, &format!("/api/v1/users/{alice}"), &s.op)
             .await
