@@ -79,6 +79,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         "users templates escalation",
         include_str!("../migrations/sqlite/0009_users_templates_escalation.sql"),
     ),
+    (
+        10,
+        "scope revision",
+        include_str!("../migrations/sqlite/0010_scope_revision.sql"),
+    ),
 ];
 
 const POSTGRES: &[(i64, &str, &str)] = &[
@@ -126,6 +131,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         9,
         "users templates escalation",
         include_str!("../migrations/postgres/0009_users_templates_escalation.sql"),
+    ),
+    (
+        10,
+        "scope revision",
+        include_str!("../migrations/postgres/0010_scope_revision.sql"),
     ),
 ];
 

@@ -28,7 +28,13 @@ use latest::Touched;
 pub struct Store {
     pool: AnyPool,
     engine: Engine,
+    /// Every organisation's scopes as a matcher, with the scopes' revision it was built at
+    /// (migration 10): rebuilt only when the revision moved.
+    scopes: KeptMatcher,
 }
+
+/// The matcher of every organisation's scopes and the scopes' revision it was built at.
+type KeptMatcher = std::sync::Arc<tokio::sync::Mutex<Option<(i64, std::sync::Arc<Matcher>)>>>;
 
 /// An organisation as the API shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -384,7 +390,11 @@ impl Store {
     /// Opens (and migrates) the database at `url` (see [`db::open`]).
     pub async fn open(url: &str) -> Result<Store> {
         let (pool, engine) = db::open(url).await?;
-        let store = Store { pool, engine };
+        let store = Store {
+            pool,
+            engine,
+            scopes: Default::default(),
+        };
         latest::backfill(&store).await?;
         Ok(store)
     }
@@ -410,6 +420,18 @@ impl Store {
         scope: OrgScope,
     ) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
         let tx = db::begin_write(&self.pool, self.engine).await?;
+        self.scope_tx(tx, scope).await
+    }
+
+    /// As [`Store::begin_write`], for a transaction that changes servers, their scans or
+    /// observations, or organisations (and so the counts of `store/latest.rs`): on PostgreSQL
+    /// it first takes the counts' advisory lock ([`latest::lock_counts`]).
+    pub(crate) async fn begin_counted(
+        &self,
+        scope: OrgScope,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        let mut tx = db::begin_write(&self.pool, self.engine).await?;
+        latest::lock_counts(&mut tx, self.engine).await?;
         self.scope_tx(tx, scope).await
     }
 
@@ -889,7 +911,7 @@ impl Store {
             .map_err(|e| Error::BadRequest(e.to_string()))?;
         let scope = input.scope.clone().unwrap_or_default();
         scope.entries()?;
-        let mut tx = self.begin_write(c.org_scope()).await?;
+        let mut tx = self.begin_counted(c.org_scope()).await?;
         let row = Q::new("INSERT INTO orgs (name, contacts, created) VALUES (")
             .arg(name.clone())
             .sql(", ")
@@ -918,7 +940,7 @@ impl Store {
     pub async fn update_org(&self, c: &Caller, id: i64, input: &OrgInput) -> Result<Org> {
         c.require(Role::Operator)?;
         self.get_org(c, id).await?;
-        let mut tx = self.begin_write(c.org_scope()).await?;
+        let mut tx = self.begin_counted(c.org_scope()).await?;
         if let Some(n) = &input.name {
             let name = Self::check_name(n)?;
             let taken = Q::new("SELECT id FROM orgs WHERE name = ")
@@ -966,7 +988,7 @@ impl Store {
     /// Deletes an organisation and everything it owns (operators only).
     pub async fn delete_org(&self, c: &Caller, id: i64) -> Result<()> {
         c.require(Role::Operator)?;
-        let mut tx = self.begin_write(c.org_scope()).await?;
+        let mut tx = self.begin_counted(c.org_scope()).await?;
         // Children first: SQLite enforces foreign keys per connection, PostgreSQL always.
         Q::new("DELETE FROM sessions WHERE token_id IN (SELECT id FROM tokens WHERE org_id = ")
             .arg(id)
@@ -1096,7 +1118,7 @@ impl Store {
     pub async fn delete_server(&self, c: &Caller, id: i64) -> Result<()> {
         c.require(Role::Uploader)?;
         let s = self.get_server(c, id).await?;
-        let mut tx = self.begin_write(c.org_scope()).await?;
+        let mut tx = self.begin_counted(c.org_scope()).await?;
         let days = latest::days_of_server(&mut tx, id).await?;
         Q::new("UPDATE observations SET server_id = NULL WHERE server_id = ")
             .arg(id)
@@ -1225,7 +1247,7 @@ impl Store {
         let org = Self::upload_org(c, org)?;
         self.get_org(c, org).await?;
         let v = ingest::validate_scan(body)?;
-        let mut tx = self.begin_write(c.org_scope()).await?;
+        let mut tx = self.begin_counted(c.org_scope()).await?;
         let uploaded = db::now();
         let inserted = Q::new("INSERT INTO scan_docs (org_id, sha256, schema_version, body, uploaded, token_id) VALUES (")
             .arg(org)
@@ -1397,7 +1419,7 @@ impl Store {
     pub async fn delete_result(&self, c: &Caller, id: i64) -> Result<()> {
         c.require(Role::Uploader)?;
         let rec = self.get_result(c, id).await?;
-        let mut tx = self.begin_write(c.org_scope()).await?;
+        let mut tx = self.begin_counted(c.org_scope()).await?;
         let n = Q::new("DELETE FROM scan_results WHERE id = ")
             .arg(id)
             .scoped(c, "org_id")
@@ -1439,19 +1461,44 @@ impl Store {
     /// learn that the other organisation exists there (the "scope oracle"). Its rows inside its
     /// own range are its own scan data and stay in its organisation; they never reach another.
     /// Nothing of the scopes is returned to a caller.
-    async fn matcher(&self, who: OrgScope) -> Result<Matcher> {
-        let mut m = Matcher::default();
-        let mut q = Q::new("SELECT org_id, kind, value FROM org_scopes");
+    async fn matcher(&self, who: OrgScope) -> Result<std::sync::Arc<Matcher>> {
+        let mut tx = self.begin(OrgScope::All).await?;
         if let OrgScope::One(org) = who {
-            q = q.sql(" WHERE org_id = ").arg(org);
+            let rows = Q::new("SELECT org_id, kind, value FROM org_scopes WHERE org_id = ")
+                .arg(org)
+                .fetch_all(&mut *tx)
+                .await?;
+            return Ok(std::sync::Arc::new(Self::matcher_of(&rows)?));
         }
-        let rows = q.fetch_all(&mut *self.begin(OrgScope::All).await?).await?;
+        // Every organisation's: the one kept, unless the scopes changed since it was built.
+        // The revision and the scopes are read in one transaction (one snapshot on SQLite;
+        // on PostgreSQL the revision is read first, so a change committed in between only
+        // makes the next upload build it again).
+        let rev = match Q::new("SELECT rev FROM scope_revision WHERE id = 1")
+            .fetch_optional(&mut *tx)
+            .await?
+        {
+            Some(r) => get_i(&r, "rev")?,
+            None => return Err(Error::NotFound("scope revision")),
+        };
+        let mut kept = self.scopes.lock().await;
+        if let Some((at, m)) = kept.as_ref()
+            && *at == rev
+        {
+            return Ok(m.clone());
+        }
+        let rows = Q::new("SELECT org_id, kind, value FROM org_scopes")
+            .fetch_all(&mut *tx)
+            .await?;
+        let m = std::sync::Arc::new(Self::matcher_of(&rows)?);
+        *kept = Some((rev, m.clone()));
+        Ok(m)
+    }
+
+    fn matcher_of(rows: &[sqlx::any::AnyRow]) -> Result<Matcher> {
+        let mut m = Matcher::default();
         for r in rows {
-            m.add(
-                get_i(&r, "org_id")?,
-                &get_s(&r, "kind")?,
-                &get_s(&r, "value")?,
-            );
+            m.add(get_i(r, "org_id")?, &get_s(r, "kind")?, &get_s(r, "value")?);
         }
         Ok(m)
     }
@@ -1512,7 +1559,7 @@ impl Store {
     pub async fn delete_observation(&self, c: &Caller, id: i64) -> Result<()> {
         c.require(Role::Uploader)?;
         let o = self.get_observation(c, id).await?;
-        let mut tx = self.begin_write(c.org_scope()).await?;
+        let mut tx = self.begin_counted(c.org_scope()).await?;
         let n = Q::new("DELETE FROM observations WHERE id = ")
             .arg(id)
             .scoped(c, "org_id")
@@ -1556,7 +1603,7 @@ impl Store {
     pub async fn assign(&self, c: &Caller, id: i64, org: i64) -> Result<ObservationRecord> {
         c.require(Role::Operator)?;
         self.get_org(c, org).await?;
-        let mut tx = self.begin_write(c.org_scope()).await?;
+        let mut tx = self.begin_counted(c.org_scope()).await?;
         let r =
             Q::new("SELECT raw, host, ip, dedup, state, seen FROM observations WHERE org_id IS NULL AND id = ")
                 .arg(id)

@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use super::latest::{self, Touched};
+use super::latest::{self, ObsRow, Touched};
 use super::{ObservationUpload, Store, get_i, get_s};
 use crate::db::{self, Q};
 use crate::error::{Error, Result};
@@ -102,7 +102,7 @@ impl Store {
             };
             kept.push((o, org, reason));
         }
-        let mut tx = self.begin_write(c.org_scope()).await?;
+        let mut tx = self.begin_counted(c.org_scope()).await?;
         // The named servers of the organisations the rows go to, read once.
         let orgs: Vec<i64> = kept
             .iter()
@@ -168,9 +168,11 @@ impl Store {
                 "INSERT INTO observations (org_id, server_id, source, ip, port, host, asn, state, decided_by, build, detail, seen, uploaded, unassigned_reason, dedup, raw, campaigns) VALUES ",
             );
             let mut by_key: HashMap<String, usize> = HashMap::with_capacity(chunk.len());
+            let mut campaigns = Vec::with_capacity(chunk.len());
             for (i, ((o, org, reason), server)) in chunk.iter().enumerate() {
                 let key = Self::dedup_key(*org, &o.sha256);
                 by_key.entry(key.clone()).or_insert(i);
+                campaigns.push(serde_json::to_string(&o.campaigns).unwrap_or_else(|_| "{}".into()));
                 if i > 0 {
                     q = q.sql(", ");
                 }
@@ -208,11 +210,11 @@ impl Store {
                     .sql(", ")
                     .arg(o.raw.clone())
                     .sql(", ")
-                    .arg(serde_json::to_string(&o.campaigns).unwrap_or_else(|_| "{}".into()))
+                    .arg(campaigns[i].as_str())
                     .sql(")");
             }
             let inserted = q
-                .sql(" ON CONFLICT (dedup) DO NOTHING RETURNING dedup")
+                .sql(" ON CONFLICT (dedup) DO NOTHING RETURNING id, dedup")
                 .for_engine(self.engine)
                 .fetch_all(&mut *tx)
                 .await?;
@@ -226,7 +228,15 @@ impl Store {
                 } else {
                     out.unassigned += 1;
                 }
-                touched.observation(*org, *server, &o.state, &o.seen);
+                touched.added_observation(ObsRow {
+                    org: *org,
+                    server: *server,
+                    id: get_i(r, "id")?,
+                    state: &o.state,
+                    campaigns: &campaigns[i],
+                    seen: &o.seen,
+                    build: o.build.as_deref(),
+                });
             }
             out.duplicates += (chunk.len() - inserted.len()) as u64;
         }
@@ -261,7 +271,8 @@ impl Store {
         let mut ids: HashMap<(i64, &str), i64> = HashMap::with_capacity(fresh.len());
         let created = db::now();
         for chunk in fresh.chunks(BATCH) {
-            let mut q = Q::new("INSERT INTO servers (org_id, name, created) VALUES ");
+            // A new server has no scans nor observations: its latest state (none) is computed.
+            let mut q = Q::new("INSERT INTO servers (org_id, name, created, latest_v) VALUES ");
             for (i, (org, name)) in chunk.iter().enumerate() {
                 if i > 0 {
                     q = q.sql(", ");
@@ -273,7 +284,7 @@ impl Store {
                     .arg(name.as_str())
                     .sql(", ")
                     .arg(created.as_str())
-                    .sql(")");
+                    .sql(", 1)");
             }
             let rows = q
                 .sql(" ON CONFLICT (org_id, name) DO NOTHING RETURNING id, org_id, name")

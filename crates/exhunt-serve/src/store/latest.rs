@@ -1,12 +1,17 @@
 //! What the dashboard counts, kept up to date inside the transaction that changes it
 //! (migration 8): each server's latest state, and the exposure curve per organisation and day.
 //!
-//! Both are recomputed from the stored scans and observations for exactly what a change
-//! touches — the servers whose scans or observations it wrote or removed, the (organisation,
-//! day) pairs of those rows — with the same rules as the dashboard's ([`dashboard_state`], the
-//! curve of [`TrendPoint`](super::TrendPoint)); so the counts equal a recount by construction,
-//! and the work is bounded by the touched servers' histories, not by the fleet. The counts by
-//! state (`org_stats`) follow the servers' rows through triggers (migration 8).
+//! A change says what it touched ([`Touched`]). Rows it added are folded into the servers'
+//! stored latest state (the latest of a set with rows added is the later of the stored latest
+//! and the added rows', by the same order — time, then id); servers that lost or moved a row
+//! are recomputed from their stored scans and observations; the (organisation, day) pairs of
+//! the rows are recounted. The rules are the dashboard's ([`dashboard_state`], the curve of
+//! [`TrendPoint`](super::TrendPoint)), so the counts equal a recount by construction; an
+//! upload's work is bounded by its own rows, not by the servers' histories nor by the fleet.
+//! The counts by state (`org_stats`) follow the servers' rows through triggers (migration 8).
+//!
+//! Transactions that change these counts begin with [`Store::begin_counted`](super::Store):
+//! on PostgreSQL they take [`COUNTS_LOCK`] first.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -29,23 +34,54 @@ const UPDATE_ROWS: usize = 200;
 /// A pair of the curve: (organisation, `YYYY-MM-DD`).
 pub(crate) type DayKey = (i64, String);
 
-/// What one change touched: servers to recompute, curve days to recount.
+/// What one change touched: servers whose latest state is recomputed from their history (a
+/// row of theirs was removed or moved), rows added (folded into the stored latest state: the
+/// latest of a set with rows added is the later of its stored latest and the added rows'),
+/// and curve days to recount.
 #[derive(Debug, Default)]
 pub(crate) struct Touched {
     pub servers: BTreeSet<i64>,
+    added: BTreeMap<i64, Latest>,
     pub days: BTreeSet<DayKey>,
 }
 
+/// An observation row as the latest state reads it.
+pub(crate) struct ObsRow<'a> {
+    pub org: Option<i64>,
+    pub server: Option<i64>,
+    pub id: i64,
+    pub state: &'a str,
+    pub campaigns: &'a str,
+    pub seen: &'a str,
+    pub build: Option<&'a str>,
+}
+
 impl Touched {
-    /// An observation of `server` in `org` with `state` seen at `seen`.
+    /// An observation of `server` in `org` with `state` seen at `seen`, moved or removed: the
+    /// server's latest state is recomputed from its history.
     pub fn observation(&mut self, org: Option<i64>, server: Option<i64>, state: &str, seen: &str) {
         if let Some(s) = server {
             self.servers.insert(s);
-            if let Some(o) = org
-                && matches!(state, "vulnerable" | "compromised")
-            {
-                self.days.insert((o, day(seen)));
-            }
+            self.day(org, state, seen);
+        }
+    }
+
+    /// A new observation row: folded into its server's stored latest state.
+    pub fn added_observation(&mut self, o: ObsRow<'_>) {
+        if let Some(s) = o.server {
+            self.added
+                .entry(s)
+                .or_default()
+                .fold_obs(o.id, o.state, o.campaigns, o.seen, o.build);
+            self.day(o.org, o.state, o.seen);
+        }
+    }
+
+    fn day(&mut self, org: Option<i64>, state: &str, seen: &str) {
+        if let Some(o) = org
+            && matches!(state, "vulnerable" | "compromised")
+        {
+            self.days.insert((o, day(seen)));
         }
     }
 
@@ -68,14 +104,102 @@ fn json_map(s: Option<&str>) -> serde_json::Map<String, Value> {
 }
 
 /// A server's latest state, as migration 8's columns hold it.
-#[derive(Debug, Default, PartialEq)]
+#[derive(Debug, Default, Clone, PartialEq)]
 struct Latest {
     result: Option<(i64, String, String, String)>, // id, verdict, verdicts, finished
     obs: Option<(i64, String, String, String)>,    // id, state, campaigns, seen
     build: Option<(i64, String, String)>,          // id, build, seen
 }
 
+/// `(time, id)` later than `than`'s (none: anything is later).
+fn later(time: &str, id: i64, than: Option<(&str, i64)>) -> bool {
+    than.is_none_or(|c| c < (time, id))
+}
+
 impl Latest {
+    fn fold_result(&mut self, id: i64, verdict: String, verdicts: String, finished: String) {
+        if later(
+            &finished,
+            id,
+            self.result.as_ref().map(|c| (c.3.as_str(), c.0)),
+        ) {
+            self.result = Some((id, verdict, verdicts, finished));
+        }
+    }
+
+    fn fold_obs(&mut self, id: i64, state: &str, campaigns: &str, seen: &str, build: Option<&str>) {
+        if let Some(b) = build
+            && later(seen, id, self.build.as_ref().map(|c| (c.2.as_str(), c.0)))
+        {
+            self.build = Some((id, b.to_string(), seen.to_string()));
+        }
+        if later(seen, id, self.obs.as_ref().map(|c| (c.3.as_str(), c.0))) {
+            self.obs = Some((
+                id,
+                state.to_string(),
+                campaigns.to_string(),
+                seen.to_string(),
+            ));
+        }
+    }
+
+    /// The fold of `other`'s rows into these.
+    fn merge(&mut self, other: &Latest) {
+        if let Some((id, v, vs, f)) = &other.result {
+            self.fold_result(*id, v.clone(), vs.clone(), f.clone());
+        }
+        if let Some((id, b, seen)) = &other.build
+            && later(seen, *id, self.build.as_ref().map(|c| (c.2.as_str(), c.0)))
+        {
+            self.build = Some((*id, b.clone(), seen.clone()));
+        }
+        if let Some((id, st, c, seen)) = &other.obs
+            && later(seen, *id, self.obs.as_ref().map(|c| (c.3.as_str(), c.0)))
+        {
+            self.obs = Some((*id, st.clone(), c.clone(), seen.clone()));
+        }
+    }
+
+    /// The ids the state was computed from.
+    fn ids(&self) -> [Option<i64>; 3] {
+        [
+            self.result.as_ref().map(|x| x.0),
+            self.obs.as_ref().map(|x| x.0),
+            self.build.as_ref().map(|x| x.0),
+        ]
+    }
+
+    /// As stored in `servers` (the columns of [`STORED`]).
+    fn stored(r: &sqlx::any::AnyRow) -> Result<Latest> {
+        let result = match get_oi(r, "last_result_id")? {
+            Some(id) => Some((
+                id,
+                get_os(r, "last_verdict")?.unwrap_or_default(),
+                get_os(r, "last_verdicts")?.unwrap_or_default(),
+                get_os(r, "last_scanned")?.unwrap_or_default(),
+            )),
+            None => None,
+        };
+        let obs = match get_oi(r, "last_obs_id")? {
+            Some(id) => Some((
+                id,
+                get_os(r, "last_state")?.unwrap_or_default(),
+                get_os(r, "last_campaigns")?.unwrap_or_default(),
+                get_os(r, "last_observed")?.unwrap_or_default(),
+            )),
+            None => None,
+        };
+        let build = match get_oi(r, "last_build_obs_id")? {
+            Some(id) => Some((
+                id,
+                get_os(r, "last_build")?.unwrap_or_default(),
+                get_os(r, "last_build_seen")?.unwrap_or_default(),
+            )),
+            None => None,
+        };
+        Ok(Latest { result, obs, build })
+    }
+
     fn states(&self) -> (String, Vec<String>) {
         let verdicts = json_map(self.result.as_ref().map(|r| r.2.as_str()));
         let exposure = json_map(self.obs.as_ref().map(|o| o.2.as_str()));
@@ -95,6 +219,33 @@ impl Latest {
         );
         (overall.to_string(), per)
     }
+}
+
+/// The columns of a server's stored latest state.
+const STORED: &str = "SELECT id, latest_v, last_result_id, last_verdict, last_verdicts, last_scanned, \
+    last_obs_id, last_state, last_campaigns, last_observed, last_build_obs_id, last_build, last_build_seen \
+    FROM servers WHERE id IN ";
+
+/// The PostgreSQL advisory lock taken by every transaction that changes servers' latest state
+/// or their counts ("exhunt-c" in ASCII): their triggers all move the fleet's row of
+/// `org_stats`, so such transactions run one at a time anyway; taken first, before any row
+/// lock, two of them cannot deadlock (one holding the fleet's row and waiting for a server row
+/// the other holds), and the second reads what the first committed.
+const COUNTS_LOCK: i64 = 0x6578_6875_6e74_2d63;
+
+/// Takes [`COUNTS_LOCK`] (PostgreSQL; SQLite's writers are serialised by `BEGIN IMMEDIATE`).
+pub(crate) async fn lock_counts(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    engine: Engine,
+) -> Result<()> {
+    if engine == Engine::Postgres {
+        Q::new("SELECT pg_advisory_xact_lock(")
+            .arg(COUNTS_LOCK)
+            .sql(")")
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
 }
 
 /// Sets `exhunt.org` of the transaction (PostgreSQL; nothing on SQLite).
@@ -117,128 +268,162 @@ pub(crate) async fn set_scope(
     Ok(())
 }
 
-/// Recomputes the latest state of `servers` from their scans and observations, and writes the
-/// servers whose state changed (the triggers then move their counts).
-pub(crate) async fn refresh_servers(
+/// Recomputes `ids`' latest state from all their scans and observations.
+async fn from_history(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     engine: Engine,
-    servers: &BTreeSet<i64>,
+    ids: &[i64],
+) -> Result<BTreeMap<i64, Latest>> {
+    let mut latest: BTreeMap<i64, Latest> = ids.iter().map(|i| (*i, Latest::default())).collect();
+    if ids.is_empty() {
+        return Ok(latest);
+    }
+    let rows = Q::new(
+        "SELECT server_id, id, verdict, verdicts, finished FROM scan_results WHERE server_id IN ",
+    )
+    .list(ids)
+    .for_engine(engine)
+    .fetch_all(&mut **tx)
+    .await?;
+    for r in rows {
+        if let Some(l) = latest.get_mut(&get_i(&r, "server_id")?) {
+            l.fold_result(
+                get_i(&r, "id")?,
+                get_s(&r, "verdict")?,
+                get_s(&r, "verdicts")?,
+                get_s(&r, "finished")?,
+            );
+        }
+    }
+    let rows = Q::new(
+        "SELECT server_id, id, state, campaigns, seen, build FROM observations WHERE server_id IN ",
+    )
+    .list(ids)
+    .for_engine(engine)
+    .fetch_all(&mut **tx)
+    .await?;
+    for r in rows {
+        if let Some(l) = get_oi(&r, "server_id")?.and_then(|s| latest.get_mut(&s)) {
+            l.fold_obs(
+                get_i(&r, "id")?,
+                &get_s(&r, "state")?,
+                &get_s(&r, "campaigns")?,
+                &get_s(&r, "seen")?,
+                get_os(&r, "build")?.as_deref(),
+            );
+        }
+    }
+    Ok(latest)
+}
+
+/// Brings the latest state of what `t` touched up to date: the added rows folded into the
+/// stored state (one read of the servers' rows), the servers of `t.servers` (and any whose
+/// state was never computed) recomputed from their history; then writes the servers whose
+/// state changed (the triggers then move their counts). Servers are handled in id order.
+async fn update_servers(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    engine: Engine,
+    t: &Touched,
 ) -> Result<()> {
-    let ids: Vec<i64> = servers.iter().copied().collect();
+    let ids: Vec<i64> = t
+        .servers
+        .iter()
+        .chain(t.added.keys())
+        .copied()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
     for chunk in ids.chunks(CHUNK) {
-        let mut latest: BTreeMap<i64, Latest> =
-            chunk.iter().map(|i| (*i, Latest::default())).collect();
-        let rows = Q::new("SELECT server_id, id, verdict, verdicts, finished FROM scan_results WHERE server_id IN ")
+        let rows = Q::new(STORED)
             .list(chunk)
             .for_engine(engine)
             .fetch_all(&mut **tx)
             .await?;
-        for r in rows {
-            let Some(l) = latest.get_mut(&get_i(&r, "server_id")?) else {
-                continue;
-            };
-            let (id, finished) = (get_i(&r, "id")?, get_s(&r, "finished")?);
-            if l.result
-                .as_ref()
-                .is_none_or(|c| (c.3.as_str(), c.0) < (finished.as_str(), id))
-            {
-                l.result = Some((id, get_s(&r, "verdict")?, get_s(&r, "verdicts")?, finished));
-            }
-        }
-        let rows = Q::new(
-            "SELECT server_id, id, state, campaigns, seen, build FROM observations WHERE server_id IN ",
-        )
-        .list(chunk)
-        .for_engine(engine)
-        .fetch_all(&mut **tx)
-        .await?;
-        for r in rows {
-            let Some(l) = get_oi(&r, "server_id")?.and_then(|s| latest.get_mut(&s)) else {
-                continue;
-            };
-            let (id, seen) = (get_i(&r, "id")?, get_s(&r, "seen")?);
-            if let Some(b) = get_os(&r, "build")?
-                && l.build
-                    .as_ref()
-                    .is_none_or(|c| (c.2.as_str(), c.0) < (seen.as_str(), id))
-            {
-                l.build = Some((id, b, seen.clone()));
-            }
-            if l.obs
-                .as_ref()
-                .is_none_or(|c| (c.3.as_str(), c.0) < (seen.as_str(), id))
-            {
-                l.obs = Some((id, get_s(&r, "state")?, get_s(&r, "campaigns")?, seen));
-            }
-        }
-        let rows = Q::new(
-            "SELECT id, last_result_id, last_obs_id, last_build_obs_id, latest_v FROM servers WHERE id IN ",
-        )
-        .list(chunk)
-        .for_engine(engine)
-        .fetch_all(&mut **tx)
-        .await?;
-        let mut changed = Vec::new();
+        let mut stored: BTreeMap<i64, (bool, Latest)> = BTreeMap::new();
+        let mut full = Vec::new();
         for r in rows {
             let id = get_i(&r, "id")?;
-            let Some(l) = latest.get(&id) else { continue };
-            let same = get_i(&r, "latest_v")? == 1
-                && get_oi(&r, "last_result_id")? == l.result.as_ref().map(|x| x.0)
-                && get_oi(&r, "last_obs_id")? == l.obs.as_ref().map(|x| x.0)
-                && get_oi(&r, "last_build_obs_id")? == l.build.as_ref().map(|x| x.0);
-            if !same {
-                changed.push((id, l));
+            let computed = get_i(&r, "latest_v")? == 1;
+            if !computed || t.servers.contains(&id) {
+                full.push(id);
             }
+            stored.insert(id, (computed, Latest::stored(&r)?));
         }
-        // One statement per UPDATE_ROWS servers (PostgreSQL's count trigger runs once per
-        // statement).
-        for part in changed.chunks(UPDATE_ROWS) {
-            let mut q = Q::new(
-                "UPDATE servers SET latest_v = 1, last_result_id = v.column2, last_verdict = v.column3, \
-                last_verdicts = v.column4, last_scanned = v.column5, last_obs_id = v.column6, last_state = v.column7, \
-                last_campaigns = v.column8, last_observed = v.column9, last_build_obs_id = v.column10, \
-                last_build = v.column11, last_build_seen = v.column12, state = v.column13, st_pl = v.column14, \
-                st_ps = v.column15, st_pns = v.column16, st_post = v.column17 FROM (VALUES ",
-            );
-            for (i, (id, l)) in part.iter().enumerate() {
-                let (state, per) = l.states();
-                q = q
-                    .sql(if i > 0 { ", (" } else { "(" })
-                    .arg(*id)
-                    .sql(", ")
-                    .arg(l.result.as_ref().map(|x| x.0))
-                    .sql(", ")
-                    .arg(l.result.as_ref().map(|x| x.1.clone()))
-                    .sql(", ")
-                    .arg(l.result.as_ref().map(|x| x.2.clone()))
-                    .sql(", ")
-                    .arg(l.result.as_ref().map(|x| x.3.clone()))
-                    .sql(", ")
-                    .arg(l.obs.as_ref().map(|x| x.0))
-                    .sql(", ")
-                    .arg(l.obs.as_ref().map(|x| x.1.clone()))
-                    .sql(", ")
-                    .arg(l.obs.as_ref().map(|x| x.2.clone()))
-                    .sql(", ")
-                    .arg(l.obs.as_ref().map(|x| x.3.clone()))
-                    .sql(", ")
-                    .arg(l.build.as_ref().map(|x| x.0))
-                    .sql(", ")
-                    .arg(l.build.as_ref().map(|x| x.1.clone()))
-                    .sql(", ")
-                    .arg(l.build.as_ref().map(|x| x.2.clone()))
-                    .sql(", ")
-                    .arg(state);
-                for st in per {
-                    q = q.sql(", ").arg(st);
+        let recomputed = from_history(tx, engine, &full).await?;
+        let mut changed = Vec::new();
+        for (id, (computed, before)) in &stored {
+            let now = match recomputed.get(id) {
+                Some(l) => l.clone(),
+                None => {
+                    let mut l = before.clone();
+                    if let Some(a) = t.added.get(id) {
+                        l.merge(a);
+                    }
+                    l
                 }
-                q = q.sql(")");
+            };
+            if !computed || now.ids() != before.ids() {
+                changed.push((*id, now));
             }
-            q.sql(") AS v WHERE servers.id = v.column1")
-                .for_engine(engine)
-                .execute(&mut **tx)
-                .await?;
         }
+        write_latest(tx, engine, &changed).await?;
+    }
+    Ok(())
+}
+
+/// Writes servers' latest state, [`UPDATE_ROWS`] servers per statement (PostgreSQL's count
+/// trigger runs once per statement).
+async fn write_latest(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    engine: Engine,
+    changed: &[(i64, Latest)],
+) -> Result<()> {
+    for part in changed.chunks(UPDATE_ROWS) {
+        let mut q = Q::new(
+            "UPDATE servers SET latest_v = 1, last_result_id = v.column2, last_verdict = v.column3, \
+            last_verdicts = v.column4, last_scanned = v.column5, last_obs_id = v.column6, last_state = v.column7, \
+            last_campaigns = v.column8, last_observed = v.column9, last_build_obs_id = v.column10, \
+            last_build = v.column11, last_build_seen = v.column12, state = v.column13, st_pl = v.column14, \
+            st_ps = v.column15, st_pns = v.column16, st_post = v.column17 FROM (VALUES ",
+        );
+        for (i, (id, l)) in part.iter().enumerate() {
+            let (state, per) = l.states();
+            q = q
+                .sql(if i > 0 { ", (" } else { "(" })
+                .arg(*id)
+                .sql(", ")
+                .arg(l.result.as_ref().map(|x| x.0))
+                .sql(", ")
+                .arg(l.result.as_ref().map(|x| x.1.clone()))
+                .sql(", ")
+                .arg(l.result.as_ref().map(|x| x.2.clone()))
+                .sql(", ")
+                .arg(l.result.as_ref().map(|x| x.3.clone()))
+                .sql(", ")
+                .arg(l.obs.as_ref().map(|x| x.0))
+                .sql(", ")
+                .arg(l.obs.as_ref().map(|x| x.1.clone()))
+                .sql(", ")
+                .arg(l.obs.as_ref().map(|x| x.2.clone()))
+                .sql(", ")
+                .arg(l.obs.as_ref().map(|x| x.3.clone()))
+                .sql(", ")
+                .arg(l.build.as_ref().map(|x| x.0))
+                .sql(", ")
+                .arg(l.build.as_ref().map(|x| x.1.clone()))
+                .sql(", ")
+                .arg(l.build.as_ref().map(|x| x.2.clone()))
+                .sql(", ")
+                .arg(state);
+            for st in per {
+                q = q.sql(", ").arg(st);
+            }
+            q = q.sql(")");
+        }
+        q.sql(") AS v WHERE servers.id = v.column1")
+            .for_engine(engine)
+            .execute(&mut **tx)
+            .await?;
     }
     Ok(())
 }
@@ -437,7 +622,7 @@ pub(crate) async fn apply(
     scope: OrgScope,
     t: &Touched,
 ) -> Result<()> {
-    refresh_servers(tx, engine, &t.servers).await?;
+    update_servers(tx, engine, t).await?;
     recount_days(tx, engine, scope, &t.days).await
 }
 
@@ -498,7 +683,7 @@ pub(crate) async fn drop_org_days(
 /// hand): computed when the store opens, in pages.
 pub(crate) async fn backfill(store: &super::Store) -> Result<()> {
     loop {
-        let mut tx = store.begin_write(OrgScope::All).await?;
+        let mut tx = store.begin_counted(OrgScope::All).await?;
         let ids: BTreeSet<i64> = Q::new("SELECT id FROM servers WHERE latest_v = 0 LIMIT 2000")
             .fetch_all(&mut *tx)
             .await?
@@ -508,7 +693,11 @@ pub(crate) async fn backfill(store: &super::Store) -> Result<()> {
         if ids.is_empty() {
             return Ok(());
         }
-        refresh_servers(&mut tx, store.engine, &ids).await?;
+        let t = Touched {
+            servers: ids.clone(),
+            ..Touched::default()
+        };
+        update_servers(&mut tx, store.engine, &t).await?;
         // A server with nothing to compute is marked too, so the loop ends.
         Q::new("UPDATE servers SET latest_v = 1 WHERE latest_v = 0 AND id IN ")
             .list(&ids.iter().copied().collect::<Vec<_>>())

@@ -339,6 +339,32 @@ async fn kept_counts_equal_a_recount_after_mixed_changes() {
         );
         check(&s, "uploader's rows").await;
 
+        // Rows that arrive late: older than what their servers' latest state was folded from
+        // (the latest stays), and one at the same time as ex01's latest, which a later row
+        // wins (time, then id); their days count.
+        let r = probe(
+            &s,
+            &s.op,
+            &[
+                probe_row(
+                    "192.0.2.10",
+                    "ex01.alpha.example",
+                    "vulnerable",
+                    &day(19, 8),
+                ),
+                probe_row(
+                    "192.0.2.12",
+                    "ex03.alpha.example",
+                    "vulnerable",
+                    &day(19, 9),
+                ),
+                probe_row("192.0.2.10", "ex01.alpha.example", "patched", &day(22, 9)),
+            ],
+        )
+        .await;
+        assert_eq!(r["assigned"].as_i64(), Some(3), "{r}");
+        check(&s, "late rows").await;
+
         // Deletes: an observation (the latest of its server: the one before it counts again),
         // a scan result (the compromise: that day's count goes).
         let obs = get(&s.app, &format!("/api/v1/observations?org={a}"), &s.op)
@@ -571,5 +597,158 @@ async fn pages_are_paged_filtered_sorted_and_exported() {
             assert_eq!(r.status, 200, "{table}: {}", r.text);
         }
         let _ = (formula, percent);
+    }
+}
+
+/// Uploads racing over the same servers (probe shards that overlap, a scan meanwhile): every
+/// upload succeeds (on PostgreSQL none is aborted as a deadlock), and what is kept equals a
+/// recount (none folded into a latest state that another upload had already moved).
+#[tokio::test]
+async fn racing_uploads_over_the_same_servers_keep_the_counts() {
+    for db in databases().await {
+        let s = server(&db, Config::default()).await;
+        let a = org(&s, "Alpha", &["10.0.0.0/8"], &[]).await;
+        org(&s, "Beta", &["10.9.0.0/16"], &[]).await;
+        let states = ["vulnerable", "patched", "mitigated"];
+        let mut tasks = Vec::new();
+        for u in 0..12u32 {
+            // 60 servers shared by every upload, in a different order each time, at times that
+            // interleave across uploads (some older than what another upload already stored).
+            let rows: Vec<String> = (0..60u32)
+                .map(|k| {
+                    let i = (k * 7 + u * 11) % 60;
+                    let net = if i % 5 == 0 { 9 } else { 1 };
+                    probe_row(
+                        &format!("10.{net}.0.{}", i + 1),
+                        &format!("ex{i}.example"),
+                        states[((i + u) % 3) as usize],
+                        &format!("2026-11-{:02}T{:02}:{:02}:00Z", 20 + (u * 5 + i) % 4, u, i),
+                    )
+                })
+                .collect();
+            let (app, op) = (s.app.clone(), s.op.clone());
+            tasks.push(tokio::spawn(async move {
+                call(
+                    &app,
+                    "POST",
+                    "/api/v1/observations/probe",
+                    Some(&op),
+                    rows.join("\n"),
+                )
+                .await
+            }));
+            if u == 6 {
+                let (app, op) = (s.app.clone(), s.op.clone());
+                tasks.push(tokio::spawn(async move {
+                    call(
+                        &app,
+                        "POST",
+                        &format!("/api/v1/results?org={a}"),
+                        Some(&op),
+                        scan_doc(SNAPSHOT),
+                    )
+                    .await
+                }));
+            }
+        }
+        for t in tasks {
+            let r = t.await.expect("task");
+            assert!(r.status == 200 || r.status == 201, "{}: {}", db.url, r.text);
+        }
+        check(&s, "racing uploads").await;
+    }
+}
+
+/// The scopes an upload is assigned by follow every change of them, made through this replica,
+/// through another one on the same database, or by SQL by hand: the matcher kept between
+/// uploads is never older than the scopes committed before the upload.
+#[tokio::test]
+async fn scope_changes_reach_the_next_upload_on_every_replica() {
+    for db in databases().await {
+        if db.url.contains(":memory:") {
+            continue; // one process's private database: no second replica
+        }
+        let one = server(&db, Config::default()).await;
+        let two = exhunt_serve::server::app(
+            exhunt_serve::Store::open(&db.url).await.expect("replica"),
+            Config::default(),
+        );
+        org(&one, "Alpha", &["10.0.0.0/8"], &[]).await;
+        let at = |n: u32| {
+            probe_row(
+                &format!("192.0.2.{n}"),
+                &format!("ex{n}.example"),
+                "vulnerable",
+                "2026-11-30T08:00:00Z",
+            )
+        };
+        let counts = |v: &Value| (v["assigned"].as_i64(), v["unassigned"].as_i64());
+
+        // In no scope: queued (and the matcher is now kept by replica one).
+        assert_eq!(
+            counts(&probe(&one, &one.op, &[at(1)]).await),
+            (Some(0), Some(1))
+        );
+
+        // An organisation made through replica two: replica one's next upload assigns to it.
+        let r = send(
+            &two,
+            "POST",
+            "/api/v1/orgs",
+            &one.op,
+            &json!({"name": "Beta", "contacts": [], "scope": {"cidrs": ["192.0.2.0/24"]}}),
+        )
+        .await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        let beta = r.json()["id"].as_i64().expect("id");
+        assert_eq!(
+            counts(&probe(&one, &one.op, &[at(2)]).await),
+            (Some(1), Some(0))
+        );
+
+        // Its scope moved elsewhere through replica two: queued again.
+        let r = send(
+            &two,
+            "PATCH",
+            &format!("/api/v1/orgs/{beta}"),
+            &one.op,
+            &json!({"scope": {"cidrs": ["198.51.100.0/24"]}}),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert_eq!(
+            counts(&probe(&one, &one.op, &[at(3)]).await),
+            (Some(0), Some(1))
+        );
+        let here = |n: u32| {
+            probe_row(
+                &format!("198.51.100.{n}"),
+                &format!("mx{n}.example"),
+                "vulnerable",
+                "2026-11-30T08:00:00Z",
+            )
+        };
+        assert_eq!(
+            counts(&probe(&one, &one.op, &[here(4)]).await),
+            (Some(1), Some(0))
+        );
+
+        // Its scope removed by SQL by hand: queued.
+        let mut tx = one.store.pool().begin().await.expect("begin");
+        if one.store.engine() == exhunt_serve::db::Engine::Postgres {
+            sqlx::query("SELECT set_config('exhunt.org', '*', true)")
+                .fetch_one(&mut *tx)
+                .await
+                .expect("set_config");
+        }
+        sqlx::query(&format!("DELETE FROM org_scopes WHERE org_id = {beta}"))
+            .execute(&mut *tx)
+            .await
+            .expect("delete");
+        tx.commit().await.expect("commit");
+        assert_eq!(
+            counts(&probe(&one, &one.op, &[here(5)]).await),
+            (Some(0), Some(1))
+        );
     }
 }
