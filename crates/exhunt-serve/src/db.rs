@@ -81,8 +81,8 @@ const SQLITE: &[(i64, &str, &str)] = &[
     ),
     (
         10,
-        "scope revision",
-        include_str!("../migrations/sqlite/0010_scope_revision.sql"),
+        "ingest speed",
+        include_str!("../migrations/sqlite/0010_ingest_speed.sql"),
     ),
 ];
 
@@ -134,8 +134,8 @@ const POSTGRES: &[(i64, &str, &str)] = &[
     ),
     (
         10,
-        "scope revision",
-        include_str!("../migrations/postgres/0010_scope_revision.sql"),
+        "ingest speed",
+        include_str!("../migrations/postgres/0010_ingest_speed.sql"),
     ),
 ];
 

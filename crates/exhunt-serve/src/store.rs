@@ -126,6 +126,17 @@ pub fn dashboard_state(verdict: Option<&str>, exposure: Option<&str>) -> &'stati
     }
 }
 
+/// [`dashboard_state`] as an SQL expression of the verdict `v` and the exposure `e` (both SQL
+/// expressions): the same rules, for statements that move servers' state in the database
+/// (`store/latest.rs`).
+pub(crate) fn dashboard_state_sql(v: &str, e: &str) -> String {
+    format!(
+        "CASE WHEN {v} = 'compromised' THEN 'compromised' WHEN {v} = 'attempted' THEN 'attempted' \
+         WHEN {e} = 'compromised' THEN 'compromised' WHEN {e} = 'vulnerable' THEN 'exposed' \
+         WHEN {e} = 'mitigated' THEN 'mitigated' WHEN {e} = 'patched' THEN 'patched' ELSE 'unknown' END"
+    )
+}
+
 /// One server's part of an uploaded scan.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ScanRecord {

@@ -17,7 +17,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
-use super::{CAMPAIGNS, dashboard_state, get_i, get_oi, get_os, get_s};
+use super::{
+    CAMPAIGNS, STATES, dashboard_state, dashboard_state_sql, get_i, get_oi, get_os, get_s,
+};
 use crate::db::{Engine, Q};
 use crate::error::Result;
 use crate::tenancy::OrgScope;
@@ -35,25 +37,13 @@ const UPDATE_ROWS: usize = 200;
 pub(crate) type DayKey = (i64, String);
 
 /// What one change touched: servers whose latest state is recomputed from their history (a
-/// row of theirs was removed or moved), rows added (folded into the stored latest state: the
-/// latest of a set with rows added is the later of its stored latest and the added rows'),
-/// and curve days to recount.
+/// row of theirs was removed or moved), observation rows added (by id range: folded into
+/// their servers' stored latest state, see [`fold_added`]), curve days to recount.
 #[derive(Debug, Default)]
 pub(crate) struct Touched {
     pub servers: BTreeSet<i64>,
-    added: BTreeMap<i64, Latest>,
+    added: Option<(i64, i64)>,
     pub days: BTreeSet<DayKey>,
-}
-
-/// An observation row as the latest state reads it.
-pub(crate) struct ObsRow<'a> {
-    pub org: Option<i64>,
-    pub server: Option<i64>,
-    pub id: i64,
-    pub state: &'a str,
-    pub campaigns: &'a str,
-    pub seen: &'a str,
-    pub build: Option<&'a str>,
 }
 
 impl Touched {
@@ -66,22 +56,30 @@ impl Touched {
         }
     }
 
-    /// A new observation row: folded into its server's stored latest state.
-    pub fn added_observation(&mut self, o: ObsRow<'_>) {
-        if let Some(s) = o.server {
-            self.added
-                .entry(s)
-                .or_default()
-                .fold_obs(o.id, o.state, o.campaigns, o.seen, o.build);
-            self.day(o.org, o.state, o.seen);
-        }
-    }
-
     fn day(&mut self, org: Option<i64>, state: &str, seen: &str) {
         if let Some(o) = org
             && matches!(state, "vulnerable" | "compromised")
         {
             self.days.insert((o, day(seen)));
+        }
+    }
+
+    /// A new observation row `id` of `server` in `org`: folded into the server's stored
+    /// latest state.
+    pub fn added_observation(
+        &mut self,
+        org: Option<i64>,
+        server: Option<i64>,
+        id: i64,
+        state: &str,
+        seen: &str,
+    ) {
+        if server.is_some() {
+            self.added = Some(match self.added {
+                Some((lo, hi)) => (lo.min(id), hi.max(id)),
+                None => (id, id),
+            });
+            self.day(org, state, seen);
         }
     }
 
@@ -143,23 +141,6 @@ impl Latest {
         }
     }
 
-    /// The fold of `other`'s rows into these.
-    fn merge(&mut self, other: &Latest) {
-        if let Some((id, v, vs, f)) = &other.result {
-            self.fold_result(*id, v.clone(), vs.clone(), f.clone());
-        }
-        if let Some((id, b, seen)) = &other.build
-            && later(seen, *id, self.build.as_ref().map(|c| (c.2.as_str(), c.0)))
-        {
-            self.build = Some((*id, b.clone(), seen.clone()));
-        }
-        if let Some((id, st, c, seen)) = &other.obs
-            && later(seen, *id, self.obs.as_ref().map(|c| (c.3.as_str(), c.0)))
-        {
-            self.obs = Some((*id, st.clone(), c.clone(), seen.clone()));
-        }
-    }
-
     /// The ids the state was computed from.
     fn ids(&self) -> [Option<i64>; 3] {
         [
@@ -167,37 +148,6 @@ impl Latest {
             self.obs.as_ref().map(|x| x.0),
             self.build.as_ref().map(|x| x.0),
         ]
-    }
-
-    /// As stored in `servers` (the columns of [`STORED`]).
-    fn stored(r: &sqlx::any::AnyRow) -> Result<Latest> {
-        let result = match get_oi(r, "last_result_id")? {
-            Some(id) => Some((
-                id,
-                get_os(r, "last_verdict")?.unwrap_or_default(),
-                get_os(r, "last_verdicts")?.unwrap_or_default(),
-                get_os(r, "last_scanned")?.unwrap_or_default(),
-            )),
-            None => None,
-        };
-        let obs = match get_oi(r, "last_obs_id")? {
-            Some(id) => Some((
-                id,
-                get_os(r, "last_state")?.unwrap_or_default(),
-                get_os(r, "last_campaigns")?.unwrap_or_default(),
-                get_os(r, "last_observed")?.unwrap_or_default(),
-            )),
-            None => None,
-        };
-        let build = match get_oi(r, "last_build_obs_id")? {
-            Some(id) => Some((
-                id,
-                get_os(r, "last_build")?.unwrap_or_default(),
-                get_os(r, "last_build_seen")?.unwrap_or_default(),
-            )),
-            None => None,
-        };
-        Ok(Latest { result, obs, build })
     }
 
     fn states(&self) -> (String, Vec<String>) {
@@ -221,11 +171,6 @@ impl Latest {
     }
 }
 
-/// The columns of a server's stored latest state.
-const STORED: &str = "SELECT id, latest_v, last_result_id, last_verdict, last_verdicts, last_scanned, \
-    last_obs_id, last_state, last_campaigns, last_observed, last_build_obs_id, last_build, last_build_seen \
-    FROM servers WHERE id IN ";
-
 /// The PostgreSQL advisory lock taken by every transaction that changes servers' latest state
 /// or their counts ("exhunt-c" in ASCII): their triggers all move the fleet's row of
 /// `org_stats`, so such transactions run one at a time anyway; taken first, before any row
@@ -245,6 +190,87 @@ pub(crate) async fn lock_counts(
             .execute(&mut **tx)
             .await?;
     }
+    Ok(())
+}
+
+/// Pauses the count triggers of servers' inserts and updates for the rest of the transaction
+/// (SQLite, whose triggers run once per row; migration 10). The caller must end with
+/// [`resume_counts`] for every organisation whose servers it made or moved.
+pub(crate) async fn pause_counts(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    engine: Engine,
+) -> Result<()> {
+    if engine == Engine::Sqlite {
+        Q::new("INSERT INTO counts_paused (id) VALUES (1)")
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Ends [`pause_counts`]: recounts `orgs`' servers by state into `org_stats`, and the fleet's
+/// row as the sum of the organisations' (what the paused triggers would have moved).
+pub(crate) async fn resume_counts(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    engine: Engine,
+    orgs: &[i64],
+) -> Result<()> {
+    if engine != Engine::Sqlite {
+        return Ok(());
+    }
+    Q::new("DELETE FROM counts_paused")
+        .execute(&mut **tx)
+        .await?;
+    let mut cols = vec!["servers".to_string()];
+    let mut sums = vec!["COUNT(*)".to_string()];
+    for (prefix, col) in [
+        ("s", "state"),
+        ("pl", "st_pl"),
+        ("ps", "st_ps"),
+        ("pns", "st_pns"),
+        ("post", "st_post"),
+    ] {
+        for st in STATES {
+            cols.push(format!("{prefix}_{st}"));
+            sums.push(format!("SUM({col} = '{st}')"));
+        }
+    }
+    let set: Vec<String> = cols.iter().map(|c| format!("{c} = c.{c}")).collect();
+    let counted: Vec<String> = sums
+        .iter()
+        .zip(&cols)
+        .map(|(s, c)| format!("{s} AS {c}"))
+        .collect();
+    for chunk in orgs.chunks(CHUNK) {
+        Q::new("INSERT OR IGNORE INTO org_stats (org_id) VALUES ")
+            .sql(
+                &chunk
+                    .iter()
+                    .map(|o| format!("({o})"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            )
+            .execute(&mut **tx)
+            .await?;
+        Q::new(&format!(
+            "UPDATE org_stats SET {} FROM (SELECT org_id, {} FROM servers WHERE org_id IN ",
+            set.join(", "),
+            counted.join(", ")
+        ))
+        .list(chunk)
+        .sql(" GROUP BY org_id) AS c WHERE org_stats.org_id = c.org_id")
+        .for_engine(engine)
+        .execute(&mut **tx)
+        .await?;
+    }
+    let fleet: Vec<String> = cols.iter().map(|c| format!("SUM({c}) AS {c}")).collect();
+    Q::new(&format!(
+        "UPDATE org_stats SET {} FROM (SELECT {} FROM org_stats WHERE org_id <> 0) AS c WHERE org_stats.org_id = 0",
+        set.join(", "),
+        fleet.join(", ")
+    ))
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 
@@ -316,54 +342,34 @@ async fn from_history(
     Ok(latest)
 }
 
-/// Brings the latest state of what `t` touched up to date: the added rows folded into the
-/// stored state (one read of the servers' rows), the servers of `t.servers` (and any whose
-/// state was never computed) recomputed from their history; then writes the servers whose
-/// state changed (the triggers then move their counts). Servers are handled in id order.
-async fn update_servers(
+/// Recomputes the latest state of `servers` from their scans and observations, and writes the
+/// servers whose state changed (the triggers then move their counts). In id order.
+async fn refresh_servers(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     engine: Engine,
-    t: &Touched,
+    servers: &BTreeSet<i64>,
 ) -> Result<()> {
-    let ids: Vec<i64> = t
-        .servers
-        .iter()
-        .chain(t.added.keys())
-        .copied()
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
+    let ids: Vec<i64> = servers.iter().copied().collect();
     for chunk in ids.chunks(CHUNK) {
-        let rows = Q::new(STORED)
-            .list(chunk)
-            .for_engine(engine)
-            .fetch_all(&mut **tx)
-            .await?;
-        let mut stored: BTreeMap<i64, (bool, Latest)> = BTreeMap::new();
-        let mut full = Vec::new();
+        let rows = Q::new(
+            "SELECT id, latest_v, last_result_id, last_obs_id, last_build_obs_id FROM servers WHERE id IN ",
+        )
+        .list(chunk)
+        .for_engine(engine)
+        .fetch_all(&mut **tx)
+        .await?;
+        let now = from_history(tx, engine, chunk).await?;
+        let mut changed = Vec::new();
         for r in rows {
             let id = get_i(&r, "id")?;
-            let computed = get_i(&r, "latest_v")? == 1;
-            if !computed || t.servers.contains(&id) {
-                full.push(id);
-            }
-            stored.insert(id, (computed, Latest::stored(&r)?));
-        }
-        let recomputed = from_history(tx, engine, &full).await?;
-        let mut changed = Vec::new();
-        for (id, (computed, before)) in &stored {
-            let now = match recomputed.get(id) {
-                Some(l) => l.clone(),
-                None => {
-                    let mut l = before.clone();
-                    if let Some(a) = t.added.get(id) {
-                        l.merge(a);
-                    }
-                    l
-                }
-            };
-            if !computed || now.ids() != before.ids() {
-                changed.push((*id, now));
+            let Some(l) = now.get(&id) else { continue };
+            let stored = [
+                get_oi(&r, "last_result_id")?,
+                get_oi(&r, "last_obs_id")?,
+                get_oi(&r, "last_build_obs_id")?,
+            ];
+            if get_i(&r, "latest_v")? != 1 || stored != l.ids() {
+                changed.push((id, l.clone()));
             }
         }
         write_latest(tx, engine, &changed).await?;
@@ -426,6 +432,89 @@ async fn write_latest(
             .await?;
     }
     Ok(())
+}
+
+/// A JSON text column's member `key`, as text (a string member; NULL when absent).
+fn member(engine: Engine, col: &str, key: &str) -> String {
+    match engine {
+        Engine::Sqlite => format!("json_extract({col}, '$.\"{key}\"')"),
+        Engine::Postgres => format!("(({col})::json ->> '{key}')"),
+    }
+}
+
+/// Folds the observations with ids `lo..=hi` into their servers' stored latest state, in the
+/// database: per server the latest of those rows (by time, then id) replaces the stored latest
+/// observation (and build) when it is later, and the server's states follow
+/// ([`dashboard_state_sql`], the rules of [`dashboard_state`]). The latest of a set with rows
+/// added is the later of its latest and the added rows', so this equals a recomputation from
+/// the whole history, without reading it (any other row in the range is one of the server's
+/// rows, so folding it is right too). Returns the servers in the range whose state was never
+/// computed (`latest_v = 0`: recomputed from their history by the caller).
+async fn fold_added(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    engine: Engine,
+    lo: i64,
+    hi: i64,
+) -> Result<BTreeSet<i64>> {
+    // The latest added row of each server (with `extra` narrowing the rows), as `n`.
+    let newest = |q: Q, extra: &str, cols: &str| {
+        q.sql(&format!(
+            " FROM (SELECT server_id, id, seen, {cols}, ROW_NUMBER() OVER (PARTITION BY server_id ORDER BY seen DESC, id DESC) AS rn \
+             FROM observations WHERE server_id IS NOT NULL{extra} AND id >= "
+        ))
+        .arg(lo)
+        .sql(" AND id <= ")
+        .arg(hi)
+        .sql(") AS n WHERE n.rn = 1 AND servers.id = n.server_id AND servers.latest_v = 1")
+    };
+    let mut states = vec![format!(
+        "state = {}",
+        dashboard_state_sql("servers.last_verdict", "n.state")
+    )];
+    for (k, col) in CAMPAIGNS.iter().zip(CAMPAIGN_COLUMNS) {
+        states.push(format!(
+            "{col} = {}",
+            dashboard_state_sql(
+                &member(engine, "servers.last_verdicts", k),
+                &member(engine, "n.campaigns", k)
+            )
+        ));
+    }
+    let obs = Q::new(&format!(
+        "UPDATE servers SET last_obs_id = n.id, last_state = n.state, last_campaigns = n.campaigns, \
+         last_observed = n.seen, {}",
+        states.join(", ")
+    ));
+    newest(obs, "", "state, campaigns")
+        .sql(
+            " AND (servers.last_obs_id IS NULL OR servers.last_observed < n.seen \
+             OR (servers.last_observed = n.seen AND servers.last_obs_id < n.id))",
+        )
+        .for_engine(engine)
+        .execute(&mut **tx)
+        .await?;
+    let build = Q::new(
+        "UPDATE servers SET last_build_obs_id = n.id, last_build = n.build, last_build_seen = n.seen",
+    );
+    newest(build, " AND build IS NOT NULL", "build")
+        .sql(
+            " AND (servers.last_build_obs_id IS NULL OR servers.last_build_seen < n.seen \
+             OR (servers.last_build_seen = n.seen AND servers.last_build_obs_id < n.id))",
+        )
+        .for_engine(engine)
+        .execute(&mut **tx)
+        .await?;
+    let rows = Q::new(
+        "SELECT DISTINCT s.id AS id FROM observations o JOIN servers s ON s.id = o.server_id \
+         WHERE s.latest_v = 0 AND o.id >= ",
+    )
+    .arg(lo)
+    .sql(" AND o.id <= ")
+    .arg(hi)
+    .for_engine(engine)
+    .fetch_all(&mut **tx)
+    .await?;
+    rows.iter().map(|r| get_i(r, "id")).collect()
 }
 
 /// The curve's counts of `days` as the observations and scans say now.
@@ -622,7 +711,11 @@ pub(crate) async fn apply(
     scope: OrgScope,
     t: &Touched,
 ) -> Result<()> {
-    update_servers(tx, engine, t).await?;
+    let mut full = t.servers.clone();
+    if let Some((lo, hi)) = t.added {
+        full.extend(fold_added(tx, engine, lo, hi).await?);
+    }
+    refresh_servers(tx, engine, &full).await?;
     recount_days(tx, engine, scope, &t.days).await
 }
 
@@ -693,11 +786,7 @@ pub(crate) async fn backfill(store: &super::Store) -> Result<()> {
         if ids.is_empty() {
             return Ok(());
         }
-        let t = Touched {
-            servers: ids.clone(),
-            ..Touched::default()
-        };
-        update_servers(&mut tx, store.engine, &t).await?;
+        refresh_servers(&mut tx, store.engine, &ids).await?;
         // A server with nothing to compute is marked too, so the loop ends.
         Q::new("UPDATE servers SET latest_v = 1 WHERE latest_v = 0 AND id IN ")
             .list(&ids.iter().copied().collect::<Vec<_>>())

@@ -752,3 +752,43 @@ async fn scope_changes_reach_the_next_upload_on_every_replica() {
         );
     }
 }
+
+/// Rows go into the database as one JSON text per batch: what is stored is what was sent, to
+/// the character (quotes, backslashes, control characters, non-ASCII), and integers stay
+/// integers.
+#[tokio::test]
+async fn bulk_rows_are_stored_as_sent() {
+    for db in databases().await {
+        let s = server(&db, Config::default()).await;
+        let a = org(&s, "Alpha", &["192.0.2.0/24"], &[]).await;
+        let reason = "build \"15.1\" \\ read\tfrom Zürich’s 🛡 header\nline 2 \u{1}";
+        let mut row: Value = serde_json::from_str(&probe_row(
+            "192.0.2.9",
+            "ex9.example",
+            "vulnerable",
+            "2026-11-30T08:00:00Z",
+        ))
+        .expect("row");
+        row["reason"] = json!(reason);
+        row["port"] = json!(8443);
+        let r = probe(&s, &s.op, &[row.to_string()]).await;
+        assert_eq!(r["assigned"].as_i64(), Some(1), "{r}");
+        let got = get(&s.app, &format!("/api/v1/observations?org={a}"), &s.op)
+            .await
+            .json();
+        let o = &got[0];
+        assert_eq!(o["detail"], json!(reason), "{}", db.url);
+        assert_eq!(o["port"], json!(8443), "{}", db.url);
+        assert_eq!(o["host"], json!("ex9.example"), "{}", db.url);
+        assert_eq!(o["asn"], Value::Null, "{}", db.url);
+        assert_eq!(
+            o["campaigns"],
+            json!({"proxy-logon": "vulnerable"}),
+            "{}",
+            db.url
+        );
+        let raw = rows(&s, "SELECT raw FROM observations").await;
+        let raw: Value = serde_json::from_str(&os(&raw[0], "raw").expect("raw")).expect("raw json");
+        assert_eq!(raw["reason"], json!(reason), "{}", db.url);
+    }
+}
