@@ -24,6 +24,7 @@ use tokio::sync::Semaphore;
 use crate::api::{self, Config};
 use crate::error::{Error, Result};
 use crate::store::{NewToken, Store};
+use crate::tenancy::Caller;
 
 /// A server bound to its address, not yet serving.
 pub struct Server {
@@ -180,6 +181,7 @@ pub fn app(store: Store, cfg: Config) -> axum::Router {
     let audit = Arc::new(AuditCtx {
         store: store.clone(),
         session_cookie: crate::web::session_cookie(secure),
+        writer: tokio::sync::OnceCell::new(),
     });
     crate::web::router(store.clone(), secure)
         .merge(api::router(store, cfg))
@@ -216,6 +218,80 @@ pub(crate) struct Audited;
 struct AuditCtx {
     store: Store,
     session_cookie: &'static str,
+    /// The access log's writer ([`group_commit`]), started with the first entry.
+    writer: tokio::sync::OnceCell<tokio::sync::mpsc::Sender<Pending>>,
+}
+
+/// An access-log entry waiting for its batch, and whom to tell once it is committed.
+type Pending = (
+    crate::store::AuditEntry,
+    tokio::sync::oneshot::Sender<Result<()>>,
+);
+
+/// Entries per transaction of the access log, at most.
+const AUDIT_BATCH: usize = 512;
+
+impl AuditCtx {
+    /// Writes `e` and returns once it is committed. Entries of requests that finish together
+    /// share one transaction (group commit): under load, a page view costs a share of one
+    /// commit instead of a commit of its own waiting in line for the write lock, and no answer
+    /// leaves before its entry is stored (an entry is never lost to a crash after the answer).
+    async fn record(&self, e: crate::store::AuditEntry) -> Result<()> {
+        let writer = self
+            .writer
+            .get_or_init(|| async {
+                let (tx, rx) = tokio::sync::mpsc::channel::<Pending>(4 * AUDIT_BATCH);
+                tokio::spawn(group_commit(self.store.clone(), rx));
+                tx
+            })
+            .await;
+        let (done, wait) = tokio::sync::oneshot::channel();
+        writer
+            .send((e, done))
+            .await
+            .map_err(|_| Error::BadRequest("the access log's writer stopped".into()))?;
+        wait.await
+            .map_err(|_| Error::BadRequest("the access log's writer stopped".into()))?
+    }
+}
+
+/// The access log's writer: takes what is waiting (up to [`AUDIT_BATCH`]), stores it in one
+/// transaction, tells each request, and again; ends when the application is dropped.
+async fn group_commit(store: Store, mut rx: tokio::sync::mpsc::Receiver<Pending>) {
+    let mut batch = Vec::with_capacity(AUDIT_BATCH);
+    while rx.recv_many(&mut batch, AUDIT_BATCH).await > 0 {
+        let (entries, done): (Vec<_>, Vec<_>) = batch.drain(..).unzip();
+        let result = store.record_many(&entries).await;
+        if let Err(e) = &result {
+            tracing::error!("audit log: {e}");
+        }
+        for d in done {
+            let _ = d.send(match &result {
+                Ok(()) => Ok(()),
+                Err(e) => Err(Error::BadRequest(format!("audit log: {e}"))),
+            });
+        }
+    }
+}
+
+/// The caller a request's handler authenticated, for the access log (so that it does not
+/// authenticate the request a second time).
+#[derive(Clone, Default)]
+pub(crate) struct Seen(Arc<std::sync::Mutex<Option<Caller>>>);
+
+impl Seen {
+    /// Remembers `c` in the request's slot, if the access log put one there.
+    pub(crate) fn note(ext: &axum::http::Extensions, c: &Caller) {
+        if let Some(s) = ext.get::<Seen>()
+            && let Ok(mut slot) = s.0.lock()
+        {
+            *slot = Some(c.clone());
+        }
+    }
+
+    fn take(&self) -> Option<Caller> {
+        self.0.lock().ok().and_then(|mut s| s.take())
+    }
 }
 
 /// What the audit log calls a request that changes nothing (the store logs its own changes),
@@ -308,6 +384,9 @@ async fn audit_access(
         })
         .map(str::to_string);
     let session = crate::web::cookie(req.headers(), a.session_cookie);
+    let seen = Seen::default();
+    let mut req = req;
+    req.extensions_mut().insert(seen.clone());
     let resp = next.run(req).await;
     if resp.extensions().get::<Audited>().is_some() {
         return resp;
@@ -316,9 +395,10 @@ async fn audit_access(
     let Some(action) = access_action(&method, &path, &query, status) else {
         return resp;
     };
-    let caller = match (&bearer, &session) {
-        (Some(b), _) => a.store.authenticate(b).await.ok(),
-        (None, Some(s)) => a.store.session(s).await.ok().map(|(c, _)| c),
+    let caller = match (seen.take(), &bearer, &session) {
+        (Some(c), _, _) => Some(c),
+        (None, Some(b), _) => a.store.authenticate(b).await.ok(),
+        (None, None, Some(s)) => a.store.session(s).await.ok().map(|(c, _)| c),
         _ => None,
     };
     // The path, not the query: what the client typed in the query (names, addresses of other
@@ -328,7 +408,14 @@ async fn audit_access(
         object.push_str(&format!(" from {ip}"));
     }
     let object: String = object.chars().take(600).collect();
-    if let Err(e) = a.store.record(caller.as_ref(), action, object).await {
+    if let Err(e) = a
+        .record(crate::store::AuditEntry::new(
+            caller.as_ref(),
+            action,
+            object,
+        ))
+        .await
+    {
         tracing::error!("audit log: {e}");
     }
     resp

@@ -137,6 +137,30 @@ pub(crate) fn dashboard_state_sql(v: &str, e: &str) -> String {
     )
 }
 
+/// An audit entry made when the request was answered, waiting to be written
+/// ([`Store::record_many`]).
+#[derive(Debug, Clone)]
+pub(crate) struct AuditEntry {
+    at: String,
+    token: Option<i64>,
+    org: Option<i64>,
+    action: &'static str,
+    object: String,
+}
+
+impl AuditEntry {
+    /// `action` on `object` by `c` (its organisation's entry), now.
+    pub(crate) fn new(c: Option<&Caller>, action: &'static str, object: String) -> AuditEntry {
+        AuditEntry {
+            at: db::now(),
+            token: c.map(|c| c.token_id),
+            org: c.and_then(|c| c.org),
+            action,
+            object,
+        }
+    }
+}
+
 /// One server's part of an uploaded scan.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ScanRecord {
@@ -499,6 +523,32 @@ impl Store {
             .sql(")")
             .execute(ex)
             .await?;
+        Ok(())
+    }
+
+    /// Writes access-log entries in one transaction (the server's group commit), with every
+    /// organisation's scope: each row names its own organisation.
+    pub(crate) async fn record_many(&self, entries: &[AuditEntry]) -> Result<()> {
+        let mut tx = self.begin_write(OrgScope::All).await?;
+        for part in entries.chunks(200) {
+            let mut q = Q::new("INSERT INTO audit (at, token_id, org_id, action, object) VALUES ");
+            for (i, e) in part.iter().enumerate() {
+                q = q
+                    .sql(if i > 0 { ", (" } else { "(" })
+                    .arg(e.at.as_str())
+                    .sql(", ")
+                    .arg(e.token)
+                    .sql(", ")
+                    .arg(e.org)
+                    .sql(", ")
+                    .arg(e.action)
+                    .sql(", ")
+                    .arg(e.object.as_str())
+                    .sql(")");
+            }
+            q.for_engine(self.engine).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 

@@ -285,6 +285,7 @@ impl axum::extract::FromRequestParts<Arc<Web>> for Signed {
         web: &Arc<Web>,
     ) -> Result<Self, Response> {
         let (c, csrf) = session(web, &parts.headers).await?;
+        crate::server::Seen::note(&parts.extensions, &c);
         Ok(Signed(c, csrf))
     }
 }

@@ -2468,6 +2468,65 @@ async fn reads_failures_and_refusals_are_audited() {
     }
 }
 
+/// Page views that arrive together share the access log's transactions, and none is answered
+/// before its entry is stored: right after 60 concurrent views of two organisations' pages
+/// (as their readers, and as the operator), each view is in the log once, under its own
+/// organisation.
+#[tokio::test]
+async fn concurrent_views_are_all_in_the_log_when_answered() {
+    for db in databases().await {
+        let s = server(&db, Config::default()).await;
+        let a = org(&s, "Alpha", &["192.0.2.0/25"], &[]).await;
+        let b = org(&s, "Beta", &["192.0.2.128/25"], &[]).await;
+        let (_, ra) = token(&s, a, "reader").await;
+        let (_, rb) = token(&s, b, "reader").await;
+        let cookies = [
+            (a, login(&s.app, &ra).await),
+            (b, login(&s.app, &rb).await),
+            (a, login(&s.app, &s.op).await),
+        ];
+        let mut tasks = Vec::new();
+        for i in 0..60 {
+            let (org, cookie) = cookies[i % 3].clone();
+            let app = s.app.clone();
+            tasks.push(tokio::spawn(async move {
+                page(&app, &format!("/orgs/{org}?page={}", i + 1), &cookie).await
+            }));
+        }
+        for t in tasks {
+            assert_eq!(t.await.expect("task").status, 200);
+        }
+        let log = get(&s.app, "/api/v1/audit?limit=1000", &s.op).await.json();
+        let views: Vec<(String, Option<i64>)> = log
+            .as_array()
+            .expect("log")
+            .iter()
+            .filter(|e| e["action"] == "page.view")
+            .map(|e| {
+                (
+                    e["object"].as_str().unwrap_or("").to_string(),
+                    e["org_id"].as_i64(),
+                )
+            })
+            .collect();
+        assert_eq!(views.len(), 60, "{} on {views:?}", db.url);
+        for i in 0..60 {
+            let org = cookies[i % 3].0;
+            let path = format!("GET /orgs/{org} ");
+            let n = views.iter().filter(|(o, _)| o.starts_with(&path)).count();
+            assert!(n >= 20, "{path}: {n}");
+        }
+        // A reader's views are its organisation's entries; the operator's have none.
+        let of = |org: Option<i64>| views.iter().filter(|(_, o)| *o == org).count();
+        assert_eq!(
+            (of(Some(a)), of(Some(b)), of(None)),
+            (20, 20, 20),
+            "{}",
+            db.url
+        );
+    }
+}
+
 /// The aggregates count every server, past the 10,000 of a page.
 #[tokio::test]
 async fn aggregates_count_past_one_page() {

@@ -17,7 +17,9 @@ impl FromRequestParts<Arc<App>> for Auth {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
-        Ok(Auth(caller(app, &parts.headers).await?))
+        let c = caller(app, &parts.headers).await?;
+        crate::server::Seen::note(&parts.extensions, &c);
+        Ok(Auth(c))
     }
 }
 
@@ -29,6 +31,7 @@ impl FromRequestParts<Arc<App>> for Uploader {
 
     async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
         let c = caller(app, &parts.headers).await?;
+        crate::server::Seen::note(&parts.extensions, &c);
         c.require(Role::Uploader)?;
         Ok(Uploader(c))
     }
