@@ -383,8 +383,19 @@ async fn delete_observation(State(app): Shared, Auth(c): Auth, Id(i): Id) -> Api
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+/// Parses an upload on a blocking thread: tens of megabytes of rows would hold a worker of the
+/// runtime (and the requests waiting on it) for a good part of a second.
+async fn off_runtime(
+    b: Bytes,
+    parse: fn(&[u8]) -> Result<ingest::Parsed, Error>,
+) -> Result<ingest::Parsed, Error> {
+    tokio::task::spawn_blocking(move || parse(&b))
+        .await
+        .map_err(|_| Error::Invalid("the upload could not be read".into()))?
+}
+
 async fn upload_probe(State(app): Shared, Uploader(c): Uploader, Raw(b): Raw) -> ApiResult {
-    let parsed = ingest::parse_probe(&b)?;
+    let parsed = off_runtime(b, ingest::parse_probe).await?;
     ok(
         StatusCode::OK,
         &app.store.store_observations(&c, parsed).await?,
@@ -392,7 +403,7 @@ async fn upload_probe(State(app): Shared, Uploader(c): Uploader, Raw(b): Raw) ->
 }
 
 async fn upload_shadowserver(State(app): Shared, Uploader(c): Uploader, Raw(b): Raw) -> ApiResult {
-    let parsed = ingest::parse_shadowserver(&b)?;
+    let parsed = off_runtime(b, ingest::parse_shadowserver).await?;
     ok(
         StatusCode::OK,
         &app.store.store_observations(&c, parsed).await?,
@@ -400,7 +411,7 @@ async fn upload_shadowserver(State(app): Shared, Uploader(c): Uploader, Raw(b): 
 }
 
 async fn upload_intelmq(State(app): Shared, Uploader(c): Uploader, Raw(b): Raw) -> ApiResult {
-    let parsed = ingest::parse_intelmq(&b)?;
+    let parsed = off_runtime(b, ingest::parse_intelmq).await?;
     ok(
         StatusCode::OK,
         &app.store.store_observations(&c, parsed).await?,

@@ -421,6 +421,16 @@ fn token_from(r: &AnyRow) -> Result<Token> {
     })
 }
 
+/// PostgreSQL: `BEGIN` and the transaction's scope in one simple-protocol round trip. The
+/// value is this crate's own (`*` or an organisation's number), never a caller's text.
+fn scoped_begin(scope: OrgScope) -> String {
+    let v = match scope {
+        OrgScope::All => "*".to_string(),
+        OrgScope::One(o) => o.to_string(),
+    };
+    format!("BEGIN; SELECT set_config('exhunt.org', '{v}', true)")
+}
+
 impl Store {
     /// Opens (and migrates) the database at `url` (see [`db::open`]).
     pub async fn open(url: &str) -> Result<Store> {
@@ -444,8 +454,31 @@ impl Store {
         &self,
         scope: OrgScope,
     ) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
-        let tx = self.pool.begin().await?;
-        self.scope_tx(tx, scope).await
+        match self.engine {
+            // One round trip: the transaction begins with its scope set (a page makes several
+            // of these; each round trip is a statement the server parses and answers).
+            Engine::Postgres => Ok(self.pool.begin_with(scoped_begin(scope)).await?),
+            Engine::Sqlite => Ok(self.pool.begin().await?),
+        }
+    }
+
+    /// The organisation scope the database holds in a transaction begun for `c` (a read one,
+    /// or a writing one): `*`, an organisation's number, or `None` on SQLite. For tests: row
+    /// security holds only if every transaction says whom it serves.
+    #[doc(hidden)]
+    pub async fn db_scope_of(&self, c: &Caller, write: bool) -> Result<Option<String>> {
+        if self.engine != Engine::Postgres {
+            return Ok(None);
+        }
+        let mut tx = if write {
+            self.begin_write(c.org_scope()).await?
+        } else {
+            self.begin(c.org_scope()).await?
+        };
+        let r = Q::new("SELECT current_setting('exhunt.org', true) AS v")
+            .fetch_optional(&mut *tx)
+            .await?;
+        Ok(r.map(|r| get_os(&r, "v")).transpose()?.flatten())
     }
 
     /// As [`Store::begin`], for a transaction that writes (or reads, then writes): on SQLite it
@@ -454,8 +487,10 @@ impl Store {
         &self,
         scope: OrgScope,
     ) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
-        let tx = db::begin_write(&self.pool, self.engine).await?;
-        self.scope_tx(tx, scope).await
+        match self.engine {
+            Engine::Postgres => Ok(self.pool.begin_with(scoped_begin(scope)).await?),
+            Engine::Sqlite => Ok(db::begin_write(&self.pool, self.engine).await?),
+        }
     }
 
     /// As [`Store::begin_write`], for a transaction that changes servers, their scans or

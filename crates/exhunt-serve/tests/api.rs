@@ -2527,6 +2527,37 @@ async fn concurrent_views_are_all_in_the_log_when_answered() {
     }
 }
 
+/// On PostgreSQL every transaction the store begins says whom it serves (row-level security
+/// reads it): a reader's and an uploader's their organisation, an operator's `*`.
+#[tokio::test]
+async fn transactions_carry_the_callers_scope() {
+    for db in databases().await {
+        let s = server(&db, Config::default()).await;
+        let a = org(&s, "Alpha", &["192.0.2.0/24"], &[]).await;
+        if s.store.engine() != exhunt_serve::db::Engine::Postgres {
+            continue;
+        }
+        for role in ["reader", "uploader"] {
+            let (_, t) = token(&s, a, role).await;
+            let c = s.store.authenticate(&t).await.expect("caller");
+            for write in [false, true] {
+                assert_eq!(
+                    s.store.db_scope_of(&c, write).await.expect("scope"),
+                    Some(a.to_string()),
+                    "{role}, write {write}"
+                );
+            }
+        }
+        let op = s.store.authenticate(&s.op).await.expect("operator");
+        for write in [false, true] {
+            assert_eq!(
+                s.store.db_scope_of(&op, write).await.expect("scope"),
+                Some("*".to_string())
+            );
+        }
+    }
+}
+
 /// The aggregates count every server, past the 10,000 of a page.
 #[tokio::test]
 async fn aggregates_count_past_one_page() {

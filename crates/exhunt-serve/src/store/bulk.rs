@@ -71,9 +71,11 @@ const OBSERVATION_COLUMNS: [(&str, &str); 17] = [
 ];
 
 /// The `INSERT` of a batch of [`Row`]s bound as one JSON text, around its placeholder: each
-/// element of the array, in order, becomes a row (`json_each` on SQLite,
-/// `json_array_elements … WITH ORDINALITY` on PostgreSQL); a row whose `dedup` is stored
-/// already is skipped, and the new rows' ids and keys are returned.
+/// element of the array, in order, becomes a row (`json_each` on SQLite;
+/// `jsonb_array_elements … WITH ORDINALITY` on PostgreSQL: `jsonb` is parsed once and its
+/// array elements are reached by index, where `json` would be parsed again for each of the 17
+/// columns); a row whose `dedup` is stored already is skipped, and the new rows' ids and keys
+/// are returned.
 fn insert_sql(engine: db::Engine) -> (&'static str, &'static str) {
     static SQLITE: std::sync::OnceLock<(String, String)> = std::sync::OnceLock::new();
     static POSTGRES: std::sync::OnceLock<(String, String)> = std::sync::OnceLock::new();
@@ -95,8 +97,8 @@ fn insert_sql(engine: db::Engine) -> (&'static str, &'static str) {
                 .map(|(i, (_, ty))| format!("(e ->> {i})::{ty}"))
                 .collect();
             (
-                format!("{head}{} FROM json_array_elements((", cols.join(", ")),
-                format!(")::json) WITH ORDINALITY AS t(e, n) ORDER BY n{tail}"),
+                format!("{head}{} FROM jsonb_array_elements((", cols.join(", ")),
+                format!(")::jsonb) WITH ORDINALITY AS t(e, n) ORDER BY n{tail}"),
             )
         }),
     };
