@@ -456,54 +456,70 @@ async fn fold_added(
     lo: i64,
     hi: i64,
 ) -> Result<BTreeSet<i64>> {
-    // The latest added row of each server (with `extra` narrowing the rows), as `n`.
-    let newest = |q: Q, extra: &str, cols: &str| {
-        q.sql(&format!(
-            " FROM (SELECT server_id, id, seen, {cols}, ROW_NUMBER() OVER (PARTITION BY server_id ORDER BY seen DESC, id DESC) AS rn \
+    // Per server, in one statement (each server row rewritten once): its latest added row
+    // (n.id, …) and its latest added row with a build (n.b_id, …; none: NULL). Each part of
+    // the stored state moves only when the added row is later (`obs_later`, `build_later`).
+    let newest = |cols: &str, extra: &str| {
+        format!(
+            "SELECT server_id, id, seen, {cols}, ROW_NUMBER() OVER (PARTITION BY server_id ORDER BY seen DESC, id DESC) AS rn \
              FROM observations WHERE server_id IS NOT NULL{extra} AND id >= "
-        ))
-        .arg(lo)
-        .sql(" AND id <= ")
-        .arg(hi)
-        .sql(") AS n WHERE n.rn = 1 AND servers.id = n.server_id AND servers.latest_v = 1")
+        )
     };
-    let mut states = vec![format!(
-        "state = {}",
-        dashboard_state_sql("servers.last_verdict", "n.state")
-    )];
+    let obs_later = "(servers.last_obs_id IS NULL OR servers.last_observed < n.seen \
+        OR (servers.last_observed = n.seen AND servers.last_obs_id < n.id))";
+    let build_later = "(n.b_id IS NOT NULL AND (servers.last_build_obs_id IS NULL \
+        OR servers.last_build_seen < n.b_seen \
+        OR (servers.last_build_seen = n.b_seen AND servers.last_build_obs_id < n.b_id)))";
+    let when = |later: &str, col: &str, value: String| {
+        format!("{col} = CASE WHEN {later} THEN {value} ELSE servers.{col} END")
+    };
+    let mut set = vec![
+        when(obs_later, "last_obs_id", "n.id".into()),
+        when(obs_later, "last_state", "n.state".into()),
+        when(obs_later, "last_campaigns", "n.campaigns".into()),
+        when(obs_later, "last_observed", "n.seen".into()),
+        when(
+            obs_later,
+            "state",
+            dashboard_state_sql("servers.last_verdict", "n.state"),
+        ),
+    ];
     for (k, col) in CAMPAIGNS.iter().zip(CAMPAIGN_COLUMNS) {
-        states.push(format!(
-            "{col} = {}",
+        set.push(when(
+            obs_later,
+            col,
             dashboard_state_sql(
                 &member(engine, "servers.last_verdicts", k),
-                &member(engine, "n.campaigns", k)
-            )
+                &member(engine, "n.campaigns", k),
+            ),
         ));
     }
-    let obs = Q::new(&format!(
-        "UPDATE servers SET last_obs_id = n.id, last_state = n.state, last_campaigns = n.campaigns, \
-         last_observed = n.seen, {}",
-        states.join(", ")
-    ));
-    newest(obs, "", "state, campaigns")
-        .sql(
-            " AND (servers.last_obs_id IS NULL OR servers.last_observed < n.seen \
-             OR (servers.last_observed = n.seen AND servers.last_obs_id < n.id))",
-        )
-        .for_engine(engine)
-        .execute(&mut **tx)
-        .await?;
-    let build = Q::new(
-        "UPDATE servers SET last_build_obs_id = n.id, last_build = n.build, last_build_seen = n.seen",
-    );
-    newest(build, " AND build IS NOT NULL", "build")
-        .sql(
-            " AND (servers.last_build_obs_id IS NULL OR servers.last_build_seen < n.seen \
-             OR (servers.last_build_seen = n.seen AND servers.last_build_obs_id < n.id))",
-        )
-        .for_engine(engine)
-        .execute(&mut **tx)
-        .await?;
+    set.push(when(build_later, "last_build_obs_id", "n.b_id".into()));
+    set.push(when(build_later, "last_build", "n.b_build".into()));
+    set.push(when(build_later, "last_build_seen", "n.b_seen".into()));
+    Q::new(&format!(
+        "UPDATE servers SET {} FROM (SELECT o.server_id, o.id, o.seen, o.state, o.campaigns, \
+         b.id AS b_id, b.build AS b_build, b.seen AS b_seen FROM ({}",
+        set.join(", "),
+        newest("state, campaigns", "")
+    ))
+    .arg(lo)
+    .sql(" AND id <= ")
+    .arg(hi)
+    .sql(&format!(
+        ") AS o LEFT JOIN ({}",
+        newest("build", " AND build IS NOT NULL")
+    ))
+    .arg(lo)
+    .sql(" AND id <= ")
+    .arg(hi)
+    .sql(&format!(
+        ") AS b ON b.server_id = o.server_id AND b.rn = 1 WHERE o.rn = 1) AS n \
+         WHERE servers.id = n.server_id AND servers.latest_v = 1 AND ({obs_later} OR {build_later})"
+    ))
+    .for_engine(engine)
+    .execute(&mut **tx)
+    .await?;
     let rows = Q::new(
         "SELECT DISTINCT s.id AS id FROM observations o JOIN servers s ON s.id = o.server_id \
          WHERE s.latest_v = 0 AND o.id >= ",

@@ -365,6 +365,92 @@ async fn kept_counts_equal_a_recount_after_mixed_changes() {
         assert_eq!(r["assigned"].as_i64(), Some(3), "{r}");
         check(&s, "late rows").await;
 
+        // Builds: the latest row without one leaves the latest build where it was; a newer
+        // build in an older row than the latest does not win; a row of one upload moves the
+        // observation and another the build.
+        let with_build = |ip: &str, host: &str, state: &str, t: &str, build: Option<&str>| {
+            let mut v: Value = serde_json::from_str(&probe_row(ip, host, state, t)).expect("row");
+            match build {
+                Some(b) => v["build"] = json!(b),
+                None => {
+                    if let Value::Object(m) = &mut v {
+                        m.remove("build");
+                        m.remove("build_source");
+                    }
+                }
+            }
+            v.to_string()
+        };
+        let r = probe(
+            &s,
+            &s.op,
+            &[
+                with_build(
+                    "192.0.2.12",
+                    "ex03.alpha.example",
+                    "patched",
+                    &day(23, 8),
+                    None,
+                ),
+                with_build(
+                    "192.0.2.12",
+                    "ex03.alpha.example",
+                    "vulnerable",
+                    &day(22, 7),
+                    Some("15.1.2507.6"),
+                ),
+                with_build(
+                    "192.0.2.201",
+                    "ex9.beta.example",
+                    "patched",
+                    &day(23, 9),
+                    Some("15.2.1118.7"),
+                ),
+                with_build(
+                    "192.0.2.201",
+                    "ex9.beta.example",
+                    "mitigated",
+                    &day(23, 10),
+                    None,
+                ),
+            ],
+        )
+        .await;
+        assert_eq!(r["assigned"].as_i64(), Some(4), "{r}");
+        check(&s, "builds").await;
+        // A later observation without a build and an older build; a build later than the
+        // stored build but older than the stored observation.
+        let r = probe(
+            &s,
+            &s.op,
+            &[
+                with_build(
+                    "192.0.2.10",
+                    "ex01.alpha.example",
+                    "patched",
+                    &day(24, 8),
+                    None,
+                ),
+                with_build(
+                    "192.0.2.10",
+                    "ex01.alpha.example",
+                    "vulnerable",
+                    &day(18, 8),
+                    Some("15.0.1497.2"),
+                ),
+                with_build(
+                    "192.0.2.12",
+                    "ex03.alpha.example",
+                    "patched",
+                    &day(22, 8),
+                    Some("15.1.2507.9"),
+                ),
+            ],
+        )
+        .await;
+        assert_eq!(r["assigned"].as_i64(), Some(3), "{r}");
+        check(&s, "builds apart from observations").await;
+
         // Deletes: an observation (the latest of its server: the one before it counts again),
         // a scan result (the compromise: that day's count goes).
         let obs = get(&s.app, &format!("/api/v1/observations?org={a}"), &s.op)
