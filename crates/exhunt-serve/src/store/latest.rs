@@ -457,14 +457,10 @@ async fn fold_added(
     hi: i64,
 ) -> Result<BTreeSet<i64>> {
     // Per server, in one statement (each server row rewritten once): its latest added row
-    // (n.id, …) and its latest added row with a build (n.b_id, …; none: NULL). Each part of
-    // the stored state moves only when the added row is later (`obs_later`, `build_later`).
-    let newest = |cols: &str, extra: &str| {
-        format!(
-            "SELECT server_id, id, seen, {cols}, ROW_NUMBER() OVER (PARTITION BY server_id ORDER BY seen DESC, id DESC) AS rn \
-             FROM observations WHERE server_id IS NOT NULL{extra} AND id >= "
-        )
-    };
+    // (n.id, …) and its latest added row with a build (n.b_id, …; none: NULL), both read in
+    // one pass over the added rows by two windows (no join: a planner's guess of one row per
+    // side made a nested loop of it). Each part of the stored state moves only when the added
+    // row is later (`obs_later`, `build_later`).
     let obs_later = "(servers.last_obs_id IS NULL OR servers.last_observed < n.seen \
         OR (servers.last_observed = n.seen AND servers.last_obs_id < n.id))";
     let build_later = "(n.b_id IS NOT NULL AND (servers.last_build_obs_id IS NULL \
@@ -498,23 +494,20 @@ async fn fold_added(
     set.push(when(build_later, "last_build", "n.b_build".into()));
     set.push(when(build_later, "last_build_seen", "n.b_seen".into()));
     Q::new(&format!(
-        "UPDATE servers SET {} FROM (SELECT o.server_id, o.id, o.seen, o.state, o.campaigns, \
-         b.id AS b_id, b.build AS b_build, b.seen AS b_seen FROM ({}",
-        set.join(", "),
-        newest("state, campaigns", "")
+        "UPDATE servers SET {} FROM (SELECT server_id, id, seen, state, campaigns, \
+         CASE WHEN b_build IS NULL THEN NULL ELSE b_id END AS b_id, b_build, \
+         CASE WHEN b_build IS NULL THEN NULL ELSE b_seen END AS b_seen \
+         FROM (SELECT server_id, id, seen, state, campaigns, ROW_NUMBER() OVER w AS rn, \
+         FIRST_VALUE(id) OVER b AS b_id, FIRST_VALUE(build) OVER b AS b_build, FIRST_VALUE(seen) OVER b AS b_seen \
+         FROM observations WHERE server_id IS NOT NULL AND id >= ",
+        set.join(", ")
     ))
     .arg(lo)
     .sql(" AND id <= ")
     .arg(hi)
     .sql(&format!(
-        ") AS o LEFT JOIN ({}",
-        newest("build", " AND build IS NOT NULL")
-    ))
-    .arg(lo)
-    .sql(" AND id <= ")
-    .arg(hi)
-    .sql(&format!(
-        ") AS b ON b.server_id = o.server_id AND b.rn = 1 WHERE o.rn = 1) AS n \
+        " WINDOW w AS (PARTITION BY server_id ORDER BY seen DESC, id DESC), \
+         b AS (PARTITION BY server_id ORDER BY build IS NULL, seen DESC, id DESC)) AS r WHERE rn = 1) AS n \
          WHERE servers.id = n.server_id AND servers.latest_v = 1 AND ({obs_later} OR {build_later})"
     ))
     .for_engine(engine)
