@@ -29,7 +29,7 @@ pub struct Policy {
 impl Default for Policy {
     fn default() -> Policy {
         Policy {
-            after: Duration::from_secs(7 * 24 * 3600),
+            after: Duration::from_secs(crate::notify::ESCALATE_DAYS as u64 * 24 * 3600),
             every: Duration::from_secs(600),
         }
     }

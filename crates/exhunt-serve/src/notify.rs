@@ -27,7 +27,8 @@ pub const STATES: [&str; 5] = [
     "resolved",
 ];
 
-/// Days after which a notification still new or sent is overdue.
+/// Days after which a notification still new or sent is overdue, unless the server says
+/// otherwise (`--escalate-days`, [`Store::with_escalation`]).
 pub const ESCALATE_DAYS: i64 = 7;
 
 /// A notification.
@@ -47,7 +48,7 @@ pub struct Notification {
     pub created: String,
     /// Last change of state.
     pub updated: String,
-    /// New or sent for longer than [`ESCALATE_DAYS`]: escalate.
+    /// New or sent for longer than the escalation period ([`Store::with_escalation`]).
     pub overdue: bool,
     /// Escalation level: 0, or 1 and 2 as a sent notification stays unacknowledged
     /// ([`crate::escalate`]).
@@ -58,10 +59,10 @@ pub struct Notification {
     pub template_id: Option<i64>,
 }
 
-fn from_row(r: &AnyRow) -> Result<Notification> {
+fn from_row(r: &AnyRow, after: chrono::Duration) -> Result<Notification> {
     let state = get_s(r, "state")?;
     let updated = get_s(r, "updated")?;
-    let limit = db::fmt_time(&(chrono::Utc::now() - chrono::Duration::days(ESCALATE_DAYS)));
+    let limit = db::fmt_time(&(chrono::Utc::now() - after));
     Ok(Notification {
         id: get_i(r, "id")?,
         org_id: get_i(r, "org_id")?,
@@ -185,7 +186,8 @@ impl Store {
             .sql(" ORDER BY n.id LIMIT ")
             .arg(f.limit.unwrap_or(1000).clamp(1, 10_000));
         let rows = q.fetch_all(&mut *self.begin(c.org_scope()).await?).await?;
-        rows.iter().map(from_row).collect()
+        let after = self.escalate_after();
+        rows.iter().map(|r| from_row(r, after)).collect()
     }
 
     /// Sent notifications that escalated, highest level first: how many there are, and the
@@ -220,7 +222,13 @@ impl Store {
             .arg(limit.clamp(1, 10_000))
             .fetch_all(&mut *tx)
             .await?;
-        Ok((total, rows.iter().map(from_row).collect::<Result<_>>()?))
+        let after = self.escalate_after();
+        Ok((
+            total,
+            rows.iter()
+                .map(|r| from_row(r, after))
+                .collect::<Result<_>>()?,
+        ))
     }
 
     /// One notification.
@@ -232,7 +240,7 @@ impl Store {
             .fetch_optional(&mut *self.begin(c.org_scope()).await?)
             .await?
             .ok_or(Error::NotFound("notification"))?;
-        from_row(&r)
+        from_row(&r, self.escalate_after())
     }
 
     /// Moves a notification to another state (see [`transition_allowed`]).
@@ -333,7 +341,7 @@ impl Store {
             ("seen", seen.trim_end().to_string()),
             (
                 "deadline",
-                (created + chrono::Duration::days(ESCALATE_DAYS))
+                (created + self.escalate_after())
                     .format("%Y-%m-%d")
                     .to_string(),
             ),

@@ -176,6 +176,7 @@ impl Server {
 /// The whole HTTP application: the JSON API under `/api/v1` and the dashboard; every request
 /// bounded by [`Config::request_timeout`].
 pub fn app(store: Store, cfg: Config) -> axum::Router {
+    let store = store.with_escalation(cfg.escalation.after);
     let limit = cfg.request_timeout;
     let secure = cfg.secure_cookies.unwrap_or(true);
     let audit = Arc::new(AuditCtx {

@@ -31,6 +31,9 @@ pub struct Store {
     /// Every organisation's scopes as a matcher, with the scopes' revision it was built at
     /// (migration 10): rebuilt only when the revision moved.
     scopes: KeptMatcher,
+    /// When a new or sent notification is overdue, and the `{deadline}` of its e-mail: the
+    /// server's escalation period (`--escalate-days`; [`Store::with_escalation`]).
+    escalate_after: std::time::Duration,
 }
 
 /// The matcher of every organisation's scopes and the scopes' revision it was built at.
@@ -439,9 +442,22 @@ impl Store {
             pool,
             engine,
             scopes: Default::default(),
+            escalate_after: crate::escalate::Policy::default().after,
         };
         latest::backfill(&store).await?;
         Ok(store)
+    }
+
+    /// This store with notifications overdue, and their e-mail's `{deadline}`, `after` they were
+    /// made or last changed (the server's `--escalate-days`; 7 days unless set).
+    pub fn with_escalation(mut self, after: std::time::Duration) -> Store {
+        self.escalate_after = after;
+        self
+    }
+
+    /// The escalation period ([`Store::with_escalation`]).
+    pub(crate) fn escalate_after(&self) -> chrono::Duration {
+        chrono::Duration::from_std(self.escalate_after).unwrap_or(chrono::Duration::days(7))
     }
 
     /// A transaction in which the database itself narrows tenant rows to `scope`: on

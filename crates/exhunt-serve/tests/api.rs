@@ -2558,6 +2558,90 @@ async fn transactions_carry_the_callers_scope() {
     }
 }
 
+/// The server's escalation period (`--escalate-days`) is the one the notifications use: the
+/// e-mail's `{deadline}` is that many days after the notification was made, and a notification
+/// left new that long is overdue; with the default period (7 days) the same one is not.
+#[tokio::test]
+async fn the_escalation_period_sets_the_deadline_and_overdue() {
+    for db in databases().await {
+        let three = Config {
+            escalation: exhunt_serve::escalate::Policy {
+                after: std::time::Duration::from_secs(3 * 24 * 3600),
+                ..Default::default()
+            },
+            ..Config::default()
+        };
+        let s = server(&db, three).await;
+        let default = exhunt_serve::server::app(s.store.clone(), Config::default());
+        let a = org(&s, "Alpha", &["192.0.2.0/24"], &[]).await;
+        let r = call(
+            &s.app,
+            "POST",
+            "/api/v1/observations/probe",
+            Some(&s.op),
+            probe_row(
+                "192.0.2.10",
+                "mail.alpha.example",
+                "vulnerable",
+                "2026-11-30T08:00:00Z",
+            ),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        let r = send(
+            &s.app,
+            "POST",
+            "/api/v1/notifications",
+            &s.op,
+            &json!({"org": a}),
+        )
+        .await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        let n = r.json();
+        let id = n["id"].as_i64().expect("id");
+        let created = chrono::DateTime::parse_from_rfc3339(n["created"].as_str().expect("created"))
+            .expect("time");
+        let day = |d: i64| {
+            (created + chrono::Duration::days(d))
+                .format("%Y-%m-%d")
+                .to_string()
+        };
+        let eml = get(&s.app, &format!("/api/v1/notifications/{id}/eml"), &s.op)
+            .await
+            .text;
+        assert!(eml.contains(&day(3)), "deadline {} in {eml}", day(3));
+        assert!(!eml.contains(&day(7)), "the fixed 7 days in {eml}");
+
+        // Left new for four days: overdue under 3 days, not under the default 7.
+        let mut tx = s.store.pool().begin().await.expect("begin");
+        if s.store.engine() == exhunt_serve::db::Engine::Postgres {
+            sqlx::query("SELECT set_config('exhunt.org', '*', true)")
+                .fetch_one(&mut *tx)
+                .await
+                .expect("set_config");
+        }
+        let four_days_ago = (chrono::Utc::now() - chrono::Duration::days(4))
+            .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+            .to_string();
+        sqlx::query(&format!(
+            "UPDATE notifications SET updated = '{four_days_ago}' WHERE id = {id}"
+        ))
+        .execute(&mut *tx)
+        .await
+        .expect("update");
+        tx.commit().await.expect("commit");
+        let path = format!("/api/v1/notifications/{id}");
+        assert_eq!(
+            get(&s.app, &path, &s.op).await.json()["overdue"],
+            json!(true)
+        );
+        assert_eq!(
+            get(&default, &path, &s.op).await.json()["overdue"],
+            json!(false)
+        );
+    }
+}
+
 /// The aggregates count every server, past the 10,000 of a page.
 #[tokio::test]
 async fn aggregates_count_past_one_page() {
