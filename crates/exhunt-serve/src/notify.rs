@@ -266,10 +266,15 @@ impl Store {
             )));
         }
         let mut tx = self.begin_write(c.org_scope()).await?;
-        let changed = Q::new("UPDATE notifications SET state = ")
+        let mut q = Q::new("UPDATE notifications SET state = ")
             .arg(to)
             .sql(", updated = ")
-            .arg(db::now())
+            .arg(db::now());
+        if to == "sent" {
+            // Sent (again): its clock starts now, so its escalation starts over.
+            q = q.sql(", escalation = 0, escalated = NULL");
+        }
+        let changed = q
             .sql(" WHERE id = ")
             .arg(id)
             .sql(" AND state = ")

@@ -2642,6 +2642,69 @@ async fn the_escalation_period_sets_the_deadline_and_overdue() {
     }
 }
 
+/// A notification sent again starts its escalation over: the level it had reached (2, a month
+/// unacknowledged) goes back to 0 and rises again only after the period.
+#[tokio::test]
+async fn a_notification_sent_again_starts_its_escalation_over() {
+    for db in databases().await {
+        let s = server(&db, Config::default()).await;
+        let a = org(&s, "Alpha", &["192.0.2.0/24"], &[]).await;
+        let r = call(
+            &s.app,
+            "POST",
+            "/api/v1/observations/probe",
+            Some(&s.op),
+            probe_row(
+                "192.0.2.10",
+                "mail.alpha.example",
+                "vulnerable",
+                "2026-11-30T08:00:00Z",
+            ),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        let r = send(
+            &s.app,
+            "POST",
+            "/api/v1/notifications",
+            &s.op,
+            &json!({"org": a}),
+        )
+        .await;
+        let id = r.json()["id"].as_i64().expect("id");
+        let path = format!("/api/v1/notifications/{id}");
+        let to = |state: &str| {
+            let (app, op, path) = (s.app.clone(), s.op.clone(), path.clone());
+            let state = state.to_string();
+            async move {
+                let r = send(&app, "PATCH", &path, &op, &json!({"state": state})).await;
+                assert_eq!(r.status, 200, "{}", r.text);
+                r.json()
+            }
+        };
+        to("sent").await;
+        let week = std::time::Duration::from_secs(7 * 24 * 3600);
+        let later = chrono::Utc::now() + chrono::Duration::days(30);
+        s.store.escalate(later, week).await.expect("escalate");
+        assert_eq!(
+            get(&s.app, &path, &s.op).await.json()["escalation"],
+            json!(2)
+        );
+        to("acknowledged").await;
+        let again = to("sent").await;
+        assert_eq!(again["escalation"], json!(0), "{again}");
+        assert_eq!(again["escalated"], Value::Null, "{again}");
+        s.store
+            .escalate(chrono::Utc::now() + chrono::Duration::days(1), week)
+            .await
+            .expect("escalate");
+        assert_eq!(
+            get(&s.app, &path, &s.op).await.json()["escalation"],
+            json!(0)
+        );
+    }
+}
+
 /// The aggregates count every server, past the 10,000 of a page.
 #[tokio::test]
 async fn aggregates_count_past_one_page() {
