@@ -36,7 +36,7 @@ mod template_pages;
 /// The dashboard's state: the store, and whether cookies are `Secure`.
 struct Web {
     store: Store,
-    /// `Secure` cookies with the `__Host-`/`__Secure-` prefixes: the browser sends them over
+    /// `Secure` cookies with the `__Host-` prefix: the browser sends them over
     /// HTTPS only (the server behind a TLS proxy). Off only for plain HTTP on loopback or the
     /// demo ([`crate::api::Config::secure_cookies`]).
     secure: bool,
@@ -56,7 +56,9 @@ impl Web {
 
     fn csrf_cookie(&self) -> &'static str {
         if self.secure {
-            "__Secure-exhunt_login_csrf"
+            // `__Host-`: only this host, over HTTPS, may set it (a sibling subdomain cannot
+            // plant a login CSRF token of its own), which needs `Path=/`.
+            "__Host-exhunt_login_csrf"
         } else {
             "exhunt_login_csrf"
         }
@@ -317,7 +319,7 @@ async fn login_form(State(web): Shared) -> Response {
     );
     let mut r = html(StatusCode::OK, page("Log in", None, &body));
     if let Ok(v) = HeaderValue::from_str(&format!(
-        "{}={csrf}; {}; Path=/login; Max-Age=3600",
+        "{}={csrf}; {}; Path=/; Max-Age=3600",
         web.csrf_cookie(),
         web.attrs()
     )) {

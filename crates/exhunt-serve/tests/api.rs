@@ -2334,8 +2334,11 @@ async fn session_cookies_are_secure_unless_turned_off() {
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_string();
-    assert!(set.starts_with("__Secure-exhunt_login_csrf="), "{set}");
+    assert!(set.starts_with("__Host-exhunt_login_csrf="), "{set}");
     assert!(set.contains("; Secure"), "{set}");
+    // What a browser asks of a `__Host-` cookie: Secure, Path=/, no Domain.
+    assert!(set.contains("; Path=/;"), "{set}");
+    assert!(!set.to_ascii_lowercase().contains("domain="), "{set}");
     // The session cookie itself, as the login answer set it.
     let form_csrf = set.split(';').next().unwrap_or("").to_string();
     let csrf = form_csrf.split('=').nth(1).unwrap_or("").to_string();
