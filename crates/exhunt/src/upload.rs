@@ -15,6 +15,7 @@
 
 mod batch;
 mod client;
+mod platform;
 mod url;
 
 use std::ffi::OsString;
@@ -158,6 +159,12 @@ impl Uploader {
                 if !meta.is_file() || meta.len() > 64 * 1024 {
                     bail!(
                         "--upload-token-file {}: not a small text file holding the token",
+                        p.display()
+                    );
+                }
+                if let Some(mode) = platform::open_to_others(&meta) {
+                    eprintln!(
+                        "exhunt: warning: --upload-token-file {}: users other than its owner have access to it (mode {mode:03o}), and the token lets whoever reads it upload as your organisation: chmod 600 it",
                         p.display()
                     );
                 }

@@ -550,3 +550,34 @@ fn a_large_probe_scope_is_sent_in_bounded_batches() {
     assert_eq!(v.len(), 4096);
     assert!(v.iter().all(|o| o["state"] == "unreachable"));
 }
+
+/// A token file that other users may read is used, with a warning that says how to close it;
+/// one only its owner may read gets none. Unix only: elsewhere access is an ACL.
+#[cfg(unix)]
+#[test]
+fn a_token_file_open_to_others_is_warned_about() {
+    use std::os::unix::fs::PermissionsExt;
+    let srv = Serve::start();
+    let (_, up) = srv.org("Contoso", &["192.0.2.0/24"], "uploader");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("token");
+    std::fs::write(&file, format!("{up}\n")).unwrap();
+    for (mode, warned) in [(0o644, true), (0o640, true), (0o600, false), (0o400, false)] {
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).unwrap();
+        let out = bin()
+            .arg("scan")
+            .arg(examples().join("clean"))
+            .args(["-q", "--upload", &srv.url, "--upload-token-file"])
+            .arg(&file)
+            .output()
+            .unwrap();
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{mode:o}: {err}");
+        assert_eq!(
+            err.contains("users other than its owner have access") && err.contains("chmod 600"),
+            warned,
+            "{mode:o}: {err}"
+        );
+        assert!(!err.contains(&up) && !text(&out.stdout).contains(&up));
+    }
+}
