@@ -427,11 +427,18 @@ fn token_from(r: &AnyRow) -> Result<Token> {
 /// PostgreSQL: `BEGIN` and the transaction's scope in one simple-protocol round trip. The
 /// value is this crate's own (`*` or an organisation's number), never a caller's text.
 fn scoped_begin(scope: OrgScope) -> String {
-    let v = match scope {
+    format!(
+        "BEGIN; SELECT set_config('exhunt.org', '{}', true)",
+        scope_value(scope)
+    )
+}
+
+/// `exhunt.org` for `scope`: `*` for every organisation, else the organisation's number.
+pub(crate) fn scope_value(scope: OrgScope) -> String {
+    match scope {
         OrgScope::All => "*".to_string(),
         OrgScope::One(o) => o.to_string(),
-    };
-    format!("BEGIN; SELECT set_config('exhunt.org', '{v}', true)")
+    }
 }
 
 impl Store {
@@ -516,27 +523,8 @@ impl Store {
         &self,
         scope: OrgScope,
     ) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
-        let mut tx = db::begin_write(&self.pool, self.engine).await?;
+        let mut tx = self.begin_write(scope).await?;
         latest::lock_counts(&mut tx, self.engine).await?;
-        self.scope_tx(tx, scope).await
-    }
-
-    async fn scope_tx(
-        &self,
-        mut tx: sqlx::Transaction<'static, sqlx::Any>,
-        scope: OrgScope,
-    ) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
-        if self.engine == Engine::Postgres {
-            let v = match scope {
-                OrgScope::All => "*".to_string(),
-                OrgScope::One(o) => o.to_string(),
-            };
-            Q::new("SELECT set_config('exhunt.org', ")
-                .arg(v)
-                .sql(", true)")
-                .fetch_optional(&mut *tx)
-                .await?;
-        }
         Ok(tx)
     }
 

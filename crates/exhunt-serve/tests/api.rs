@@ -234,6 +234,50 @@ fn probe_row(ip: &str, host: &str, state: &str, time: &str) -> String {
     .to_string()
 }
 
+/// Runs `sql` by hand, as an operator would (`*` on PostgreSQL), and commits: what a database
+/// administrator's change looks like to the server.
+async fn by_hand(s: &Srv, sql: &str) {
+    let mut tx = s.store.pool().begin().await.expect("begin");
+    if s.store.engine() == exhunt_serve::db::Engine::Postgres {
+        sqlx::query("SELECT set_config('exhunt.org', '*', true)")
+            .fetch_one(&mut *tx)
+            .await
+            .expect("set_config");
+    }
+    sqlx::query(sql).execute(&mut *tx).await.expect(sql);
+    tx.commit().await.expect("commit");
+}
+
+/// An organisation with one exposed server and a notification for it: (organisation, its
+/// notification as the API answered its creation).
+async fn notified(s: &Srv) -> (i64, Value) {
+    let a = org(s, "Alpha", &["192.0.2.0/24"], &[]).await;
+    let r = call(
+        &s.app,
+        "POST",
+        "/api/v1/observations/probe",
+        Some(&s.op),
+        probe_row(
+            "192.0.2.10",
+            "mail.alpha.example",
+            "vulnerable",
+            "2026-11-30T08:00:00Z",
+        ),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = send(
+        &s.app,
+        "POST",
+        "/api/v1/notifications",
+        &s.op,
+        &json!({"org": a}),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    (a, r.json())
+}
+
 async fn count(s: &Srv, table: &str) -> i64 {
     use sqlx::Row;
     // On PostgreSQL, row-level security shows nothing to a connection that does not say whom it
@@ -2576,31 +2620,7 @@ async fn the_escalation_period_sets_the_deadline_and_overdue() {
         };
         let s = server(&db, three).await;
         let default = exhunt_serve::server::app(s.store.clone(), Config::default());
-        let a = org(&s, "Alpha", &["192.0.2.0/24"], &[]).await;
-        let r = call(
-            &s.app,
-            "POST",
-            "/api/v1/observations/probe",
-            Some(&s.op),
-            probe_row(
-                "192.0.2.10",
-                "mail.alpha.example",
-                "vulnerable",
-                "2026-11-30T08:00:00Z",
-            ),
-        )
-        .await;
-        assert_eq!(r.status, 200, "{}", r.text);
-        let r = send(
-            &s.app,
-            "POST",
-            "/api/v1/notifications",
-            &s.op,
-            &json!({"org": a}),
-        )
-        .await;
-        assert_eq!(r.status, 201, "{}", r.text);
-        let n = r.json();
+        let (_, n) = notified(&s).await;
         let id = n["id"].as_i64().expect("id");
         let created = chrono::DateTime::parse_from_rfc3339(n["created"].as_str().expect("created"))
             .expect("time");
@@ -2616,23 +2636,14 @@ async fn the_escalation_period_sets_the_deadline_and_overdue() {
         assert!(!eml.contains(&day(7)), "the fixed 7 days in {eml}");
 
         // Left new for four days: overdue under 3 days, not under the default 7.
-        let mut tx = s.store.pool().begin().await.expect("begin");
-        if s.store.engine() == exhunt_serve::db::Engine::Postgres {
-            sqlx::query("SELECT set_config('exhunt.org', '*', true)")
-                .fetch_one(&mut *tx)
-                .await
-                .expect("set_config");
-        }
         let four_days_ago = (chrono::Utc::now() - chrono::Duration::days(4))
             .format("%Y-%m-%dT%H:%M:%S%.3fZ")
             .to_string();
-        sqlx::query(&format!(
-            "UPDATE notifications SET updated = '{four_days_ago}' WHERE id = {id}"
-        ))
-        .execute(&mut *tx)
-        .await
-        .expect("update");
-        tx.commit().await.expect("commit");
+        by_hand(
+            &s,
+            &format!("UPDATE notifications SET updated = '{four_days_ago}' WHERE id = {id}"),
+        )
+        .await;
         let path = format!("/api/v1/notifications/{id}");
         assert_eq!(
             get(&s.app, &path, &s.op).await.json()["overdue"],
@@ -2651,30 +2662,8 @@ async fn the_escalation_period_sets_the_deadline_and_overdue() {
 async fn a_notification_sent_again_starts_its_escalation_over() {
     for db in databases().await {
         let s = server(&db, Config::default()).await;
-        let a = org(&s, "Alpha", &["192.0.2.0/24"], &[]).await;
-        let r = call(
-            &s.app,
-            "POST",
-            "/api/v1/observations/probe",
-            Some(&s.op),
-            probe_row(
-                "192.0.2.10",
-                "mail.alpha.example",
-                "vulnerable",
-                "2026-11-30T08:00:00Z",
-            ),
-        )
-        .await;
-        assert_eq!(r.status, 200, "{}", r.text);
-        let r = send(
-            &s.app,
-            "POST",
-            "/api/v1/notifications",
-            &s.op,
-            &json!({"org": a}),
-        )
-        .await;
-        let id = r.json()["id"].as_i64().expect("id");
+        let (_, n) = notified(&s).await;
+        let id = n["id"].as_i64().expect("id");
         let path = format!("/api/v1/notifications/{id}");
         let to = |state: &str| {
             let (app, op, path) = (s.app.clone(), s.op.clone(), path.clone());

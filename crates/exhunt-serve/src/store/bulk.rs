@@ -250,14 +250,20 @@ impl Store {
         let rows: Vec<_> = kept.iter().zip(&server_of).collect();
         let insert = insert_sql(self.engine);
         for chunk in rows.chunks(BATCH) {
-            let mut by_key: HashMap<String, usize> = HashMap::with_capacity(chunk.len());
-            let mut keys = Vec::with_capacity(chunk.len());
-            let mut campaigns = Vec::with_capacity(chunk.len());
-            for (i, ((o, org, _), _)) in chunk.iter().enumerate() {
-                let key = Self::dedup_key(*org, &o.sha256);
-                by_key.entry(key.clone()).or_insert(i);
-                keys.push(key);
-                campaigns.push(serde_json::to_string(&o.campaigns).unwrap_or_else(|_| "{}".into()));
+            let keys: Vec<String> = chunk
+                .iter()
+                .map(|((o, org, _), _)| Self::dedup_key(*org, &o.sha256))
+                .collect();
+            let campaigns: Vec<String> = chunk
+                .iter()
+                .map(|((o, _, _), _)| {
+                    serde_json::to_string(&o.campaigns).unwrap_or_else(|_| "{}".into())
+                })
+                .collect();
+            // Which row a returned key is (the first with it: a later one is a duplicate).
+            let mut by_key: HashMap<&str, usize> = HashMap::with_capacity(chunk.len());
+            for (i, k) in keys.iter().enumerate() {
+                by_key.entry(k.as_str()).or_insert(i);
             }
             let batch: Vec<Row<'_>> = chunk
                 .iter()
@@ -289,7 +295,7 @@ impl Store {
             let q = Q::new(insert.0).arg(json).sql(insert.1);
             let inserted = q.for_engine(self.engine).fetch_all(&mut *tx).await?;
             for r in &inserted {
-                let Some(&i) = by_key.get(&get_s(r, "dedup")?) else {
+                let Some(&i) = by_key.get(get_s(r, "dedup")?.as_str()) else {
                     continue;
                 };
                 let ((o, org, _), server) = chunk[i];

@@ -281,12 +281,8 @@ pub(crate) async fn set_scope(
     scope: OrgScope,
 ) -> Result<()> {
     if engine == Engine::Postgres {
-        let v = match scope {
-            OrgScope::All => "*".to_string(),
-            OrgScope::One(o) => o.to_string(),
-        };
         Q::new("SELECT set_config('exhunt.org', ")
-            .arg(v)
+            .arg(super::scope_value(scope))
             .sql(", true)")
             .fetch_optional(&mut **tx)
             .await?;

@@ -820,18 +820,11 @@ async fn scope_changes_reach_the_next_upload_on_every_replica() {
         );
 
         // Its scope removed by SQL by hand: queued.
-        let mut tx = one.store.pool().begin().await.expect("begin");
-        if one.store.engine() == exhunt_serve::db::Engine::Postgres {
-            sqlx::query("SELECT set_config('exhunt.org', '*', true)")
-                .fetch_one(&mut *tx)
-                .await
-                .expect("set_config");
-        }
-        sqlx::query(&format!("DELETE FROM org_scopes WHERE org_id = {beta}"))
-            .execute(&mut *tx)
-            .await
-            .expect("delete");
-        tx.commit().await.expect("commit");
+        super::by_hand(
+            &one,
+            &format!("DELETE FROM org_scopes WHERE org_id = {beta}"),
+        )
+        .await;
         assert_eq!(
             counts(&probe(&one, &one.op, &[here(5)]).await),
             (Some(0), Some(1))
