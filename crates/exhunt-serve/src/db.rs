@@ -84,6 +84,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         "ingest speed",
         include_str!("../migrations/sqlite/0010_ingest_speed.sql"),
     ),
+    (
+        11,
+        "ingest hot",
+        include_str!("../migrations/sqlite/0011_ingest_hot.sql"),
+    ),
 ];
 
 const POSTGRES: &[(i64, &str, &str)] = &[
@@ -136,6 +141,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         10,
         "ingest speed",
         include_str!("../migrations/postgres/0010_ingest_speed.sql"),
+    ),
+    (
+        11,
+        "ingest hot",
+        include_str!("../migrations/postgres/0011_ingest_hot.sql"),
     ),
 ];
 

@@ -14,7 +14,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use super::latest::{self, Touched};
-use super::{ObservationUpload, Store, get_i, get_s};
+use super::{ObservationUpload, Store, get_i, get_oi, get_s};
 use crate::db::{self, Q};
 use crate::error::{Error, Result};
 use crate::ingest::Parsed;
@@ -81,7 +81,7 @@ fn insert_sql(engine: db::Engine) -> (&'static str, &'static str) {
     static POSTGRES: std::sync::OnceLock<(String, String)> = std::sync::OnceLock::new();
     let names: Vec<&str> = OBSERVATION_COLUMNS.iter().map(|c| c.0).collect();
     let head = format!("INSERT INTO observations ({}) SELECT ", names.join(", "));
-    let tail = " ON CONFLICT (dedup) DO NOTHING RETURNING id, dedup";
+    let tail = " ON CONFLICT (dedup) DO NOTHING RETURNING id, org_id";
     let sql = match engine {
         db::Engine::Sqlite => SQLITE.get_or_init(|| {
             let cols: Vec<String> = (0..names.len()).map(|i| format!("value ->> {i}")).collect();
@@ -260,11 +260,6 @@ impl Store {
                     serde_json::to_string(&o.campaigns).unwrap_or_else(|_| "{}".into())
                 })
                 .collect();
-            // Which row a returned key is (the first with it: a later one is a duplicate).
-            let mut by_key: HashMap<&str, usize> = HashMap::with_capacity(chunk.len());
-            for (i, k) in keys.iter().enumerate() {
-                by_key.entry(k.as_str()).or_insert(i);
-            }
             let batch: Vec<Row<'_>> = chunk
                 .iter()
                 .enumerate()
@@ -294,17 +289,14 @@ impl Store {
                 .map_err(|e| Error::BadRequest(format!("observations: {e}")))?;
             let q = Q::new(insert.0).arg(json).sql(insert.1);
             let inserted = q.for_engine(self.engine).fetch_all(&mut *tx).await?;
+            // The new rows (a row whose key is stored, or came earlier, is not returned).
             for r in &inserted {
-                let Some(&i) = by_key.get(get_s(r, "dedup")?.as_str()) else {
-                    continue;
-                };
-                let ((o, org, _), server) = chunk[i];
-                if org.is_some() {
+                if get_oi(r, "org_id")?.is_some() {
                     out.assigned += 1;
                 } else {
                     out.unassigned += 1;
                 }
-                touched.added_observation(*org, *server, get_i(r, "id")?, &o.state, &o.seen);
+                touched.added_observation(get_i(r, "id")?);
             }
             out.duplicates += (chunk.len() - inserted.len()) as u64;
         }
@@ -341,20 +333,23 @@ impl Store {
         let created = db::now();
         for chunk in fresh.chunks(BATCH) {
             // A new server has no scans nor observations: its latest state (none) is computed.
-            let mut q = Q::new("INSERT INTO servers (org_id, name, created, latest_v) VALUES ");
-            for (i, (org, name)) in chunk.iter().enumerate() {
-                if i > 0 {
-                    q = q.sql(", ");
-                }
-                q = q
-                    .sql("(")
-                    .arg(*org)
-                    .sql(", ")
-                    .arg(name.as_str())
-                    .sql(", ")
-                    .arg(created.as_str())
-                    .sql(", 1)");
-            }
+            // The batch goes as one JSON text of [organisation, name] pairs (see insert_sql).
+            let json = serde_json::to_string(chunk)
+                .map_err(|e| Error::BadRequest(format!("servers: {e}")))?;
+            let (select, from) = match self.engine {
+                db::Engine::Sqlite => ("value ->> 0, value ->> 1", "json_each("),
+                db::Engine::Postgres => ("(e ->> 0)::bigint, e ->> 1", "jsonb_array_elements(("),
+            };
+            let q = Q::new(&format!(
+                "INSERT INTO servers (org_id, name, created, latest_v) SELECT {select}, "
+            ))
+            .arg(created.as_str())
+            .sql(&format!(", 1 FROM {from}"))
+            .arg(json)
+            .sql(match self.engine {
+                db::Engine::Sqlite => ") WHERE true",
+                db::Engine::Postgres => ")::jsonb) WITH ORDINALITY AS t(e, n) ORDER BY n",
+            });
             let rows = q
                 .sql(" ON CONFLICT (org_id, name) DO NOTHING RETURNING id, org_id, name")
                 .for_engine(self.engine)

@@ -419,7 +419,8 @@ async fn kept_counts_equal_a_recount_after_mixed_changes() {
         assert_eq!(r["assigned"].as_i64(), Some(4), "{r}");
         check(&s, "builds").await;
         // A later observation without a build and an older build; a build later than the
-        // stored build but older than the stored observation.
+        // stored build but older than the stored observation. Each in a state other than its
+        // server's, so that a state following the build (or the build the observation) shows.
         let r = probe(
             &s,
             &s.op,
@@ -427,7 +428,7 @@ async fn kept_counts_equal_a_recount_after_mixed_changes() {
                 with_build(
                     "192.0.2.10",
                     "ex01.alpha.example",
-                    "patched",
+                    "mitigated",
                     &day(24, 8),
                     None,
                 ),
@@ -441,7 +442,7 @@ async fn kept_counts_equal_a_recount_after_mixed_changes() {
                 with_build(
                     "192.0.2.12",
                     "ex03.alpha.example",
-                    "patched",
+                    "vulnerable",
                     &day(22, 8),
                     Some("15.1.2507.9"),
                 ),
