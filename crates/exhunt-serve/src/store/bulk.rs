@@ -71,11 +71,13 @@ const OBSERVATION_COLUMNS: [(&str, &str); 17] = [
 ];
 
 /// The `INSERT` of a batch of [`Row`]s bound as one JSON text, around its placeholder: each
-/// element of the array, in order, becomes a row (`json_each` on SQLite;
-/// `jsonb_array_elements … WITH ORDINALITY` on PostgreSQL: `jsonb` is parsed once and its
-/// array elements are reached by index, where `json` would be parsed again for each of the 17
-/// columns); a row whose `dedup` is stored already is skipped, and the new rows' ids and keys
-/// are returned.
+/// element of the array, in order, becomes a row, its members reached by index in binary JSON
+/// parsed once per row (text JSON would be parsed again for each of the 17 columns: on SQLite
+/// that was a fifth of an upload's time, measured): on SQLite `json_each` and `jsonb()` of each
+/// element into a materialized CTE (SQLite 3.46 has no `jsonb_each`; a plain subquery would be
+/// flattened into the 17 reads), on PostgreSQL `jsonb_array_elements … WITH ORDINALITY`. A
+/// row whose `dedup` is stored already is skipped; the new rows' ids and organisations are
+/// returned.
 fn insert_sql(engine: db::Engine) -> (&'static str, &'static str) {
     static SQLITE: std::sync::OnceLock<(String, String)> = std::sync::OnceLock::new();
     static POSTGRES: std::sync::OnceLock<(String, String)> = std::sync::OnceLock::new();
@@ -84,10 +86,10 @@ fn insert_sql(engine: db::Engine) -> (&'static str, &'static str) {
     let tail = " ON CONFLICT (dedup) DO NOTHING RETURNING id, org_id";
     let sql = match engine {
         db::Engine::Sqlite => SQLITE.get_or_init(|| {
-            let cols: Vec<String> = (0..names.len()).map(|i| format!("value ->> {i}")).collect();
+            let cols: Vec<String> = (0..names.len()).map(|i| format!("b ->> {i}")).collect();
             (
-                format!("{head}{} FROM json_each(", cols.join(", ")),
-                format!(") WHERE true{tail}"),
+                "WITH r AS MATERIALIZED (SELECT jsonb(value) AS b FROM json_each(".to_string(),
+                format!(")) {head}{} FROM r WHERE true{tail}", cols.join(", ")),
             )
         }),
         db::Engine::Postgres => POSTGRES.get_or_init(|| {
