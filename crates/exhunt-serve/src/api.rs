@@ -394,35 +394,28 @@ async fn off_runtime(
         .map_err(|_| Error::Invalid("the upload could not be read".into()))?
 }
 
-/// Stores parsed observations in a task of its own, so that an upload whose client went away
-/// meanwhile still ends its transaction as it would (committed, or rolled back on an error:
-/// the client's retry is then stored once), instead of being dropped half-way between two
-/// statements with the connection's settings for a bulk write still in place
-/// ([`Store::store_observations`]).
-async fn store_to_end(
-    app: &App,
-    c: &Caller,
-    parsed: ingest::Parsed,
-) -> Result<crate::store::ObservationUpload, Error> {
-    let (store, c) = (app.store.clone(), c.clone());
-    tokio::spawn(async move { store.store_observations(&c, parsed).await })
-        .await
-        .map_err(|e| Error::Invalid(format!("the upload could not be stored: {e}")))?
-}
-
 async fn upload_probe(State(app): Shared, Uploader(c): Uploader, Raw(b): Raw) -> ApiResult {
     let parsed = off_runtime(b, ingest::parse_probe).await?;
-    ok(StatusCode::OK, &store_to_end(&app, &c, parsed).await?)
+    ok(
+        StatusCode::OK,
+        &app.store.store_observations(&c, parsed).await?,
+    )
 }
 
 async fn upload_shadowserver(State(app): Shared, Uploader(c): Uploader, Raw(b): Raw) -> ApiResult {
     let parsed = off_runtime(b, ingest::parse_shadowserver).await?;
-    ok(StatusCode::OK, &store_to_end(&app, &c, parsed).await?)
+    ok(
+        StatusCode::OK,
+        &app.store.store_observations(&c, parsed).await?,
+    )
 }
 
 async fn upload_intelmq(State(app): Shared, Uploader(c): Uploader, Raw(b): Raw) -> ApiResult {
     let parsed = off_runtime(b, ingest::parse_intelmq).await?;
-    ok(StatusCode::OK, &store_to_end(&app, &c, parsed).await?)
+    ok(
+        StatusCode::OK,
+        &app.store.store_observations(&c, parsed).await?,
+    )
 }
 
 async fn list_unassigned(State(app): Shared, Auth(c): Auth, Params(f): Filt) -> ApiResult {

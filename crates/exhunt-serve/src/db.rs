@@ -214,9 +214,6 @@ pub async fn open(url: &str) -> Result<(AnyPool, Engine)> {
                 sqlx::query("PRAGMA busy_timeout = 30000")
                     .execute(&mut *conn)
                     .await?;
-                sqlx::query(&format!("PRAGMA cache_size = -{SQLITE_CACHE_KIB}"))
-                    .execute(&mut *conn)
-                    .await?;
                 if !memory {
                     sqlx::query("PRAGMA journal_mode = WAL")
                         .execute(&mut *conn)
@@ -233,10 +230,6 @@ pub async fn open(url: &str) -> Result<(AnyPool, Engine)> {
     migrator(engine).run(&pool).await?;
     Ok((pool, engine))
 }
-
-/// SQLite's page cache per connection, KiB (SQLite's default, said explicitly: a bulk upload
-/// raises it while it writes and sets this back, `store/bulk.rs`).
-pub(crate) const SQLITE_CACHE_KIB: i64 = 2_000;
 
 /// Set to `1` to serve from PostgreSQL as a role that bypasses row-level security (superuser or
 /// `BYPASSRLS`): the application's filter is then the only lock. Refused otherwise.

@@ -107,30 +107,6 @@ fn insert_sql(engine: db::Engine) -> (&'static str, &'static str) {
     (sql.0.as_str(), sql.1.as_str())
 }
 
-/// SQLite's page cache (KiB, per connection) while a bulk upload writes. Each row goes into
-/// four indexes at places spread over them (an organisation's, a server's, the content key's)
-/// and is looked up once more for the curve; with the usual 2 MiB nearly every one of those is
-/// a page read again from the file and a dirty page written out early, and uploads grew slower
-/// as the database grew. Measured on the bench data (1,000,000 rows, 20 uploads, same binary):
-/// 48.8-49.4 s with 2 MiB, 44.2-44.5 s with this; the last uploads 2.5-2.8 s against 2.1-2.4 s.
-/// Pages are taken as they are read, and given back when the cache is set back.
-const BULK_CACHE_KIB: i64 = 131_072;
-
-/// Sets SQLite's page cache of the transaction's connection to `kib` (nothing on PostgreSQL,
-/// whose buffers are the server's).
-async fn set_cache(
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
-    engine: db::Engine,
-    kib: i64,
-) -> Result<()> {
-    if engine == db::Engine::Sqlite {
-        Q::new(&format!("PRAGMA cache_size = -{kib}"))
-            .execute(&mut **tx)
-            .await?;
-    }
-    Ok(())
-}
-
 /// One organisation's servers by name, with the look-ups of [`Store::server_id`]: exact name;
 /// a host name `ex01.corp.example` joins the server named `ex01`; a short name `ex01` joins the
 /// one server whose name's first label it is (none or two: no guess).
@@ -214,145 +190,135 @@ impl Store {
         let mut tx = self.begin_counted(c.org_scope()).await?;
         // Counted once at the end, for the organisations the rows go to (SQLite).
         latest::pause_counts(&mut tx, self.engine).await?;
-        // SQLite: a page cache the size of an upload's working set while it writes; the
-        // connection's usual one again before the transaction ends, whichever way it ends.
-        set_cache(&mut tx, self.engine, BULK_CACHE_KIB).await?;
-        let written = async {
-            // The named servers of the organisations the rows go to, read once.
-            let orgs: Vec<i64> = kept
-                .iter()
-                .filter_map(|k| k.1)
-                .collect::<BTreeSet<_>>()
-                .into_iter()
-                .collect();
-            let mut names: HashMap<i64, Names> = HashMap::new();
-            for chunk in orgs.chunks(BATCH) {
-                let rows = Q::new("SELECT id, org_id, name FROM servers WHERE org_id IN ")
-                    .list(chunk)
-                    .sql(" ORDER BY id")
-                    .for_engine(self.engine)
-                    .fetch_all(&mut *tx)
-                    .await?;
-                for r in rows {
-                    names
-                        .entry(get_i(&r, "org_id")?)
-                        .or_default()
-                        .add(&get_s(&r, "name")?, get_i(&r, "id")?);
-                }
+        // The named servers of the organisations the rows go to, read once.
+        let orgs: Vec<i64> = kept
+            .iter()
+            .filter_map(|k| k.1)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let mut names: HashMap<i64, Names> = HashMap::new();
+        for chunk in orgs.chunks(BATCH) {
+            let rows = Q::new("SELECT id, org_id, name FROM servers WHERE org_id IN ")
+                .list(chunk)
+                .sql(" ORDER BY id")
+                .for_engine(self.engine)
+                .fetch_all(&mut *tx)
+                .await?;
+            for r in rows {
+                names
+                    .entry(get_i(&r, "org_id")?)
+                    .or_default()
+                    .add(&get_s(&r, "name")?, get_i(&r, "id")?);
             }
-            // Each row's server, in row order (a server made by an earlier row is found by a later
-            // one, as when rows were stored one by one); new servers get ids below zero until made.
-            let mut fresh: Vec<(i64, String)> = Vec::new();
-            let mut server_of: Vec<Option<i64>> = Vec::with_capacity(kept.len());
-            for (o, org, _) in &kept {
-                let Some(org) = *org else {
+        }
+        // Each row's server, in row order (a server made by an earlier row is found by a later
+        // one, as when rows were stored one by one); new servers get ids below zero until made.
+        let mut fresh: Vec<(i64, String)> = Vec::new();
+        let mut server_of: Vec<Option<i64>> = Vec::with_capacity(kept.len());
+        for (o, org, _) in &kept {
+            let Some(org) = *org else {
+                server_of.push(None);
+                continue;
+            };
+            let name = match (&o.host, o.ip) {
+                (Some(h), _) => normalise(h),
+                (None, Some(ip)) => normalise(&ip.to_string()),
+                (None, None) => {
                     server_of.push(None);
                     continue;
-                };
-                let name = match (&o.host, o.ip) {
-                    (Some(h), _) => normalise(h),
-                    (None, Some(ip)) => normalise(&ip.to_string()),
-                    (None, None) => {
-                        server_of.push(None);
-                        continue;
-                    }
-                };
-                let n = names.entry(org).or_default();
-                let id = match n.find(&name) {
-                    Some(id) => id,
-                    None => {
-                        let id = -(fresh.len() as i64) - 1;
-                        n.add(&name, id);
-                        fresh.push((org, name));
-                        id
-                    }
-                };
-                server_of.push(Some(id));
-            }
-            let made = self.make_servers(&mut tx, &fresh).await?;
-            for s in server_of.iter_mut().flatten() {
-                if *s < 0 {
-                    *s = made[(-*s - 1) as usize];
                 }
-            }
-            // The observations, BATCH rows per statement; RETURNING says which were new.
-            let mut touched = Touched::default();
-            let rows: Vec<_> = kept.iter().zip(&server_of).collect();
-            let insert = insert_sql(self.engine);
-            for chunk in rows.chunks(BATCH) {
-                let keys: Vec<String> = chunk
-                    .iter()
-                    .map(|((o, org, _), _)| Self::dedup_key(*org, &o.sha256))
-                    .collect();
-                let campaigns: Vec<String> = chunk
-                    .iter()
-                    .map(|((o, _, _), _)| {
-                        serde_json::to_string(&o.campaigns).unwrap_or_else(|_| "{}".into())
-                    })
-                    .collect();
-                let batch: Vec<Row<'_>> = chunk
-                    .iter()
-                    .enumerate()
-                    .map(|(i, ((o, org, reason), server))| {
-                        Row(
-                            *org,
-                            **server,
-                            o.source,
-                            o.ip.map(|i| i.to_string()),
-                            o.port,
-                            o.host.as_deref(),
-                            o.asn.map(i64::from),
-                            &o.state,
-                            &o.decided_by,
-                            o.build.as_deref(),
-                            &o.detail,
-                            &o.seen,
-                            &uploaded,
-                            reason.as_deref(),
-                            &keys[i],
-                            &o.raw,
-                            &campaigns[i],
-                        )
-                    })
-                    .collect();
-                let json = serde_json::to_string(&batch)
-                    .map_err(|e| Error::BadRequest(format!("observations: {e}")))?;
-                let q = Q::new(insert.0).arg(json).sql(insert.1);
-                let inserted = q.for_engine(self.engine).fetch_all(&mut *tx).await?;
-                // The new rows (a row whose key is stored, or came earlier, is not returned).
-                for r in &inserted {
-                    if get_oi(r, "org_id")?.is_some() {
-                        out.assigned += 1;
-                    } else {
-                        out.unassigned += 1;
-                    }
-                    touched.added_observation(get_i(r, "id")?);
-                }
-                out.duplicates += (chunk.len() - inserted.len()) as u64;
-            }
-            latest::apply(&mut tx, self.engine, c.org_scope(), &touched).await?;
-            latest::resume_counts(&mut tx, self.engine, &orgs).await?;
-            let owner = match c.org_scope() {
-                OrgScope::One(o) => Some(o),
-                OrgScope::All => None,
             };
-            self.audit(
-                &mut *tx,
-                Some(c),
-                owner,
-                "observations.upload",
-                format!(
-                    "{} rows: {} assigned, {} unassigned, {} duplicates, {} outside scope",
-                    out.rows, out.assigned, out.unassigned, out.duplicates, out.outside_scope
-                ),
-            )
-            .await?;
-            Ok::<_, Error>(())
+            let n = names.entry(org).or_default();
+            let id = match n.find(&name) {
+                Some(id) => id,
+                None => {
+                    let id = -(fresh.len() as i64) - 1;
+                    n.add(&name, id);
+                    fresh.push((org, name));
+                    id
+                }
+            };
+            server_of.push(Some(id));
         }
-        .await;
-        let back = set_cache(&mut tx, self.engine, db::SQLITE_CACHE_KIB).await;
-        written?;
-        back?;
+        let made = self.make_servers(&mut tx, &fresh).await?;
+        for s in server_of.iter_mut().flatten() {
+            if *s < 0 {
+                *s = made[(-*s - 1) as usize];
+            }
+        }
+        // The observations, BATCH rows per statement; RETURNING says which were new.
+        let mut touched = Touched::default();
+        let rows: Vec<_> = kept.iter().zip(&server_of).collect();
+        let insert = insert_sql(self.engine);
+        for chunk in rows.chunks(BATCH) {
+            let keys: Vec<String> = chunk
+                .iter()
+                .map(|((o, org, _), _)| Self::dedup_key(*org, &o.sha256))
+                .collect();
+            let campaigns: Vec<String> = chunk
+                .iter()
+                .map(|((o, _, _), _)| {
+                    serde_json::to_string(&o.campaigns).unwrap_or_else(|_| "{}".into())
+                })
+                .collect();
+            let batch: Vec<Row<'_>> = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, ((o, org, reason), server))| {
+                    Row(
+                        *org,
+                        **server,
+                        o.source,
+                        o.ip.map(|i| i.to_string()),
+                        o.port,
+                        o.host.as_deref(),
+                        o.asn.map(i64::from),
+                        &o.state,
+                        &o.decided_by,
+                        o.build.as_deref(),
+                        &o.detail,
+                        &o.seen,
+                        &uploaded,
+                        reason.as_deref(),
+                        &keys[i],
+                        &o.raw,
+                        &campaigns[i],
+                    )
+                })
+                .collect();
+            let json = serde_json::to_string(&batch)
+                .map_err(|e| Error::BadRequest(format!("observations: {e}")))?;
+            let q = Q::new(insert.0).arg(json).sql(insert.1);
+            let inserted = q.for_engine(self.engine).fetch_all(&mut *tx).await?;
+            // The new rows (a row whose key is stored, or came earlier, is not returned).
+            for r in &inserted {
+                if get_oi(r, "org_id")?.is_some() {
+                    out.assigned += 1;
+                } else {
+                    out.unassigned += 1;
+                }
+                touched.added_observation(get_i(r, "id")?);
+            }
+            out.duplicates += (chunk.len() - inserted.len()) as u64;
+        }
+        latest::apply(&mut tx, self.engine, c.org_scope(), &touched).await?;
+        latest::resume_counts(&mut tx, self.engine, &orgs).await?;
+        let owner = match c.org_scope() {
+            OrgScope::One(o) => Some(o),
+            OrgScope::All => None,
+        };
+        self.audit(
+            &mut *tx,
+            Some(c),
+            owner,
+            "observations.upload",
+            format!(
+                "{} rows: {} assigned, {} unassigned, {} duplicates, {} outside scope",
+                out.rows, out.assigned, out.unassigned, out.duplicates, out.outside_scope
+            ),
+        )
+        .await?;
         tx.commit().await?;
         Ok(out)
     }

@@ -9,8 +9,8 @@ use serde_json::{Value, json};
 use sqlx::Row;
 
 use super::{
-    SNAPSHOT, SNAPSHOT_CLEAN, Srv, by_hand, call, databases, get, login, org, page, probe_row,
-    scan_doc, send, server, token,
+    SNAPSHOT, SNAPSHOT_CLEAN, Srv, call, databases, get, login, org, page, probe_row, scan_doc,
+    send, server, token,
 };
 use exhunt_serve::api::Config;
 
@@ -870,94 +870,5 @@ async fn bulk_rows_are_stored_as_sent() {
         let raw = rows(&s, "SELECT raw FROM observations").await;
         let raw: Value = serde_json::from_str(&os(&raw[0], "raw").expect("raw")).expect("raw json");
         assert_eq!(raw["reason"], json!(reason), "{}", db.url);
-    }
-}
-
-/// SQLite's page cache of every connection of the pool (PRAGMA cache_size; negative: KiB).
-/// As many connections as the pool may have are held at once, so the one an upload used is
-/// among them (waited for if it is still on its way back).
-async fn cache_sizes(s: &Srv) -> Vec<i64> {
-    let pool = s.store.pool();
-    let mut held = Vec::new();
-    for _ in 0..pool.options().get_max_connections() {
-        held.push(pool.acquire().await.expect("connection"));
-    }
-    let mut out = Vec::new();
-    for c in &mut held {
-        let r = sqlx::query("PRAGMA cache_size")
-            .fetch_one(&mut **c)
-            .await
-            .expect("cache_size");
-        out.push(r.try_get::<i64, _>(0).expect("value"));
-    }
-    out
-}
-
-#[tokio::test]
-async fn a_bulk_upload_gives_its_page_cache_back_whichever_way_it_ends() {
-    for db in databases().await {
-        let s = server(&db, Config::default()).await;
-        if s.store.engine() != exhunt_serve::db::Engine::Sqlite {
-            continue;
-        }
-        org(&s, "Alpha", &["192.0.2.0/24"], &["alpha.example"]).await;
-        let day = "2026-11-20T08:00:00Z";
-        // Ends with a commit.
-        let r = probe(
-            &s,
-            &s.op,
-            &[probe_row(
-                "192.0.2.10",
-                "ex01.alpha.example",
-                "vulnerable",
-                day,
-            )],
-        )
-        .await;
-        assert_eq!(r["assigned"].as_i64(), Some(1), "{r}");
-        let sizes = cache_sizes(&s).await;
-        assert!(
-            sizes.iter().all(|k| *k == -2000),
-            "after a commit: {sizes:?}"
-        );
-        // Ends with an error half-way (a row the database refuses, after the cache was
-        // raised): nothing of the upload is stored, not even its new server.
-        by_hand(
-            &s,
-            "CREATE TRIGGER refuse_boom BEFORE INSERT ON observations \
-             WHEN NEW.host = 'boom.alpha.example' BEGIN SELECT RAISE(ABORT, 'refused'); END",
-        )
-        .await;
-        let count = |sql: &'static str| {
-            let s = &s;
-            async move { rows(s, sql).await[0].try_get::<i64, _>(0).expect("n") }
-        };
-        let before = (
-            count("SELECT COUNT(*) FROM observations").await,
-            count("SELECT COUNT(*) FROM servers").await,
-        );
-        let r = call(
-            &s.app,
-            "POST",
-            "/api/v1/observations/probe",
-            Some(&s.op),
-            [
-                probe_row("192.0.2.11", "ex02.alpha.example", "vulnerable", day),
-                probe_row("192.0.2.12", "boom.alpha.example", "vulnerable", day),
-            ]
-            .join("\n"),
-        )
-        .await;
-        assert_eq!(r.status, 500, "{}", r.text);
-        let after = (
-            count("SELECT COUNT(*) FROM observations").await,
-            count("SELECT COUNT(*) FROM servers").await,
-        );
-        assert_eq!(after, before, "a failed upload stored part of itself");
-        let sizes = cache_sizes(&s).await;
-        assert!(
-            sizes.iter().all(|k| *k == -2000),
-            "after an error: {sizes:?}"
-        );
     }
 }
