@@ -637,8 +637,10 @@ async fn direct(
                 } else {
                     let id = 1 + (rng.next() % orgs as u64) as i64;
                     store.get_org(&caller, id).await.is_ok()
-                        && store.server_page(&caller, id, &t).await.is_ok()
-                        && store.counts(&caller, Some(id)).await.is_ok()
+                        && match store.counts(&caller, Some(id)).await {
+                            Ok(k) => store.server_page(&caller, id, &t, Some(&k)).await.is_ok(),
+                            Err(_) => false,
+                        }
                         && store.trend(&caller, Some(id)).await.is_ok()
                 };
                 if ok {

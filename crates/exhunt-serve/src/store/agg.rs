@@ -146,12 +146,13 @@ impl Store {
     /// transaction only.
     async fn index_order(&self, tx: &mut sqlx::Transaction<'static, sqlx::Any>) -> Result<()> {
         if self.engine() == crate::db::Engine::Postgres {
-            for s in [
-                "SET LOCAL enable_seqscan = off",
-                "SET LOCAL enable_sort = off",
-            ] {
-                Q::new(s).execute(&mut **tx).await?;
-            }
+            // Both in one round trip (SET LOCAL, for the transaction).
+            Q::new(
+                "SELECT set_config('enable_seqscan', 'off', true), \
+                 set_config('enable_sort', 'off', true)",
+            )
+            .fetch_optional(&mut **tx)
+            .await?;
         }
         Ok(())
     }
@@ -261,12 +262,15 @@ impl Store {
     }
 
     /// A page of one organisation's servers, filtered and sorted (`sort`: name, state,
-    /// scanned, observed; default name), and how many match in all.
+    /// scanned, observed; default name), and how many match in all. Unfiltered, that is the
+    /// organisation's count of servers: taken from `counted` (its [`Store::counts`], when the
+    /// caller has read them already, as the organisation page has) or read.
     pub async fn server_page(
         &self,
         c: &Caller,
         org: i64,
         t: &TableQuery,
+        counted: Option<&Counts>,
     ) -> Result<(i64, Vec<Server>)> {
         let state = t.state()?;
         let like = t.like();
@@ -283,10 +287,10 @@ impl Store {
             }
             q
         };
-        let all = if like.is_none() && state.is_none() {
-            Some(self.counts(c, Some(org)).await?.servers)
-        } else {
-            None
+        let all = match (like.is_none() && state.is_none(), counted) {
+            (true, Some(k)) => Some(k.servers),
+            (true, None) => Some(self.counts(c, Some(org)).await?.servers),
+            (false, _) => None,
         };
         let mut tx = self.begin(c.org_scope()).await?;
         let total = match all {

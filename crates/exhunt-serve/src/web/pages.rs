@@ -424,17 +424,17 @@ pub(super) async fn org_page(
         Ok(o) => o,
         Err(e) => return error_page(&e),
     };
-    let (total, servers) = match web.server_page(&c, id, &t).await {
+    let counts = match web.counts(&c, Some(id)).await {
+        Ok(x) => x,
+        Err(e) => return error_page(&e),
+    };
+    let (total, servers) = match web.server_page(&c, id, &t, Some(&counts)).await {
         Ok(x) => x,
         Err(e) => return error_page(&e),
     };
     if let Some(f) = &t.format {
         return export(f, &format!("servers-of-organisation-{id}"), &servers);
     }
-    let counts = match web.counts(&c, Some(id)).await {
-        Ok(x) => x,
-        Err(e) => return error_page(&e),
-    };
     let base = format!("/orgs/{id}");
     let states_head: String = STATES.iter().map(|s| format!("<th>{s}</th>")).collect();
     let mut body = format!(
