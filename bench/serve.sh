@@ -53,7 +53,9 @@ echo "== generating $ORGS organisations, $SERVERS servers, $ROWS probe rows, $SC
 mkdir -p "$work/pg"
 [ "$(id -u)" -eq 0 ] && chown postgres "$work/pg"
 "${as_pg[@]}" "$pgbin/initdb" -D "$work/pg/data" -U exhunt -A trust -E UTF8 --locale=C.UTF-8 >"$work/pg/initdb.log" 2>&1
-"${as_pg[@]}" "$pgbin/pg_ctl" -D "$work/pg/data" -w -l "$work/pg/server.log" -o "-k $work/pg -c listen_addresses=" start >/dev/null
+# Statements of a second or more and autovacuum's work are logged, and printed at the end: a
+# plan that turns bad at this scale, or maintenance running beside an upload, shows there.
+"${as_pg[@]}" "$pgbin/pg_ctl" -D "$work/pg/data" -w -l "$work/pg/server.log" -o "-k $work/pg -c listen_addresses= -c log_min_duration_statement=1000 -c log_parameter_max_length=0 -c log_autovacuum_min_duration=0" start >/dev/null
 psql_admin() { psql -X -q -h "$work/pg" -U exhunt -d postgres "$@"; }
 psql_admin -c "CREATE ROLE exhunt_app LOGIN NOSUPERUSER"
 echo "== PostgreSQL $("$pgbin/postgres" --version | awk '{print $3}'): fsync=$(psql_admin -Atc 'show fsync'), synchronous_commit=$(psql_admin -Atc 'show synchronous_commit'), full_page_writes=$(psql_admin -Atc 'show full_page_writes')"
@@ -132,3 +134,5 @@ for engine in sqlite postgres; do
 done
 echo
 echo "== load after: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "== PostgreSQL: statements of 1 s or more, and autovacuum / autoanalyze (server log)"
+grep -E "duration: [0-9]{4,}|automatic (vacuum|analyze)" "$work/pg/server.log" | cut -c1-240 | head -60 || true
