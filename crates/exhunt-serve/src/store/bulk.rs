@@ -8,7 +8,7 @@
 //! [`Store::server_id`]; the new servers and the observations are written [`BATCH`] rows per
 //! statement, each batch one JSON text the database takes apart ([`insert_sql`]). What the
 //! upload touched is then brought up to date in the database ([`latest::apply`]: the new rows
-//! folded into their servers' latest state), and on SQLite the counts by state are recounted
+//! folded into their servers' latest state and counted into the curve), and on SQLite the counts by state are recounted
 //! once for the organisations the rows went to instead of row by row ([`latest::pause_counts`]).
 
 use std::collections::{BTreeSet, HashMap};

@@ -4,8 +4,9 @@
 //! A change says what it touched ([`Touched`]). Rows it added are folded into the servers'
 //! stored latest state (the latest of a set with rows added is the later of the stored latest
 //! and the added rows', by the same order — time, then id); servers that lost or moved a row
-//! are recomputed from their stored scans and observations; the (organisation, day) pairs of
-//! the rows are recounted. The rules are the dashboard's ([`dashboard_state`], the curve of
+//! are recomputed from their stored scans and observations; added rows are counted into the
+//! curve row by row ([`count_added_days`]), and the (organisation, day) pairs of removed or
+//! moved rows and of scans are recounted ([`recount_days`]). The rules are the dashboard's ([`dashboard_state`], the curve of
 //! [`TrendPoint`](super::TrendPoint)), so the counts equal a recount by construction; an
 //! upload's work is bounded by its own rows, not by the servers' histories nor by the fleet.
 //! The counts by state (`org_stats`) follow the servers' rows through triggers (migration 8).
@@ -38,7 +39,8 @@ pub(crate) type DayKey = (i64, String);
 
 /// What one change touched: servers whose latest state is recomputed from their history (a
 /// row of theirs was removed or moved), observation rows added (by id range: folded into
-/// their servers' stored latest state, see [`fold_added`]), curve days to recount.
+/// their servers' stored latest state, see [`fold_added`], and counted into the curve, see
+/// [`count_added_days`]), curve days to recount (removed or moved rows, scans).
 #[derive(Debug, Default)]
 pub(crate) struct Touched {
     pub servers: BTreeSet<i64>,
