@@ -234,9 +234,9 @@ fn probe_row(ip: &str, host: &str, state: &str, time: &str) -> String {
     .to_string()
 }
 
-/// Runs `sql` by hand, as an operator would (`*` on PostgreSQL), and commits: what a database
-/// administrator's change looks like to the server.
-async fn by_hand(s: &Srv, sql: &str) {
+/// A transaction of the pool with an operator's scope (`*` on PostgreSQL): what SQL typed by
+/// a database administrator sees.
+async fn operator_tx(s: &Srv) -> sqlx::Transaction<'static, sqlx::Any> {
     let mut tx = s.store.pool().begin().await.expect("begin");
     if s.store.engine() == exhunt_serve::db::Engine::Postgres {
         sqlx::query("SELECT set_config('exhunt.org', '*', true)")
@@ -244,6 +244,13 @@ async fn by_hand(s: &Srv, sql: &str) {
             .await
             .expect("set_config");
     }
+    tx
+}
+
+/// Runs `sql` by hand, as an operator would, and commits: what a database administrator's
+/// change looks like to the server.
+async fn by_hand(s: &Srv, sql: &str) {
+    let mut tx = operator_tx(s).await;
     sqlx::query(sql).execute(&mut *tx).await.expect(sql);
     tx.commit().await.expect("commit");
 }
@@ -282,13 +289,7 @@ async fn count(s: &Srv, table: &str) -> i64 {
     use sqlx::Row;
     // On PostgreSQL, row-level security shows nothing to a connection that does not say whom it
     // serves: count as the server does for an operator.
-    let mut tx = s.store.pool().begin().await.expect("begin");
-    if s.store.engine() == exhunt_serve::db::Engine::Postgres {
-        sqlx::query("SELECT set_config('exhunt.org', '*', true)")
-            .fetch_one(&mut *tx)
-            .await
-            .expect("set_config");
-    }
+    let mut tx = operator_tx(s).await;
     let r = sqlx::query(&format!("SELECT COUNT(*) AS n FROM {table}"))
         .fetch_one(&mut *tx)
         .await
@@ -2704,13 +2705,7 @@ async fn aggregates_count_past_one_page() {
         let s = server(&db, Config::default()).await;
         let a = org(&s, "Alpha", &["192.0.2.0/24"], &[]).await;
         {
-            let mut tx = s.store.pool().begin().await.expect("begin");
-            if s.store.engine() == exhunt_serve::db::Engine::Postgres {
-                sqlx::query("SELECT set_config('exhunt.org', '*', true)")
-                    .fetch_one(&mut *tx)
-                    .await
-                    .expect("set_config");
-            }
+            let mut tx = operator_tx(&s).await;
             sqlx::query(&format!(
                 "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 10005) \
                  INSERT INTO servers (org_id, name, created) \

@@ -8,8 +8,9 @@
 //! [`Store::server_id`]; the new servers and the observations are written [`BATCH`] rows per
 //! statement, each batch one JSON text the database takes apart ([`insert_sql`]). What the
 //! upload touched is then brought up to date in the database ([`latest::apply`]: the new rows
-//! folded into their servers' latest state and counted into the curve), and on SQLite the counts by state are recounted
-//! once for the organisations the rows went to instead of row by row ([`latest::pause_counts`]).
+//! folded into their servers' latest state and counted into the curve), and on SQLite the
+//! counts by state are recounted once for the organisations the rows went to instead of row by
+//! row ([`latest::pause_counts`]).
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -70,6 +71,13 @@ const OBSERVATION_COLUMNS: [(&str, &str); 17] = [
     ("campaigns", "text"),
 ];
 
+/// Around a placeholder bound to a JSON array (PostgreSQL): its elements as rows `t(e, n)` in
+/// the array's order, `e` a `jsonb` value, `n` its position.
+const PG_ELEMENTS: (&str, &str) = (
+    "jsonb_array_elements((",
+    ")::jsonb) WITH ORDINALITY AS t(e, n) ORDER BY n",
+);
+
 /// The `INSERT` of a batch of [`Row`]s bound as one JSON text, around its placeholder: each
 /// element of the array, in order, becomes a row, its members reached by index in binary JSON
 /// parsed once per row (text JSON would be parsed again for each of the 17 columns: on SQLite
@@ -99,8 +107,8 @@ fn insert_sql(engine: db::Engine) -> (&'static str, &'static str) {
                 .map(|(i, (_, ty))| format!("(e ->> {i})::{ty}"))
                 .collect();
             (
-                format!("{head}{} FROM jsonb_array_elements((", cols.join(", ")),
-                format!(")::jsonb) WITH ORDINALITY AS t(e, n) ORDER BY n{tail}"),
+                format!("{head}{} FROM {}", cols.join(", "), PG_ELEMENTS.0),
+                format!("{}{tail}", PG_ELEMENTS.1),
             )
         }),
     };
@@ -340,7 +348,7 @@ impl Store {
                 .map_err(|e| Error::BadRequest(format!("servers: {e}")))?;
             let (select, from) = match self.engine {
                 db::Engine::Sqlite => ("value ->> 0, value ->> 1", "json_each("),
-                db::Engine::Postgres => ("(e ->> 0)::bigint, e ->> 1", "jsonb_array_elements(("),
+                db::Engine::Postgres => ("(e ->> 0)::bigint, e ->> 1", PG_ELEMENTS.0),
             };
             let q = Q::new(&format!(
                 "INSERT INTO servers (org_id, name, created, latest_v) SELECT {select}, "
@@ -350,7 +358,7 @@ impl Store {
             .arg(json)
             .sql(match self.engine {
                 db::Engine::Sqlite => ") WHERE true",
-                db::Engine::Postgres => ")::jsonb) WITH ORDINALITY AS t(e, n) ORDER BY n",
+                db::Engine::Postgres => PG_ELEMENTS.1,
             });
             let rows = q
                 .sql(" ON CONFLICT (org_id, name) DO NOTHING RETURNING id, org_id, name")

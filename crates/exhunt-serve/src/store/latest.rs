@@ -6,9 +6,10 @@
 //! and the added rows', by the same order — time, then id); servers that lost or moved a row
 //! are recomputed from their stored scans and observations; added rows are counted into the
 //! curve row by row ([`count_added_days`]), and the (organisation, day) pairs of removed or
-//! moved rows and of scans are recounted ([`recount_days`]). The rules are the dashboard's ([`dashboard_state`], the curve of
-//! [`TrendPoint`](super::TrendPoint)), so the counts equal a recount by construction; an
-//! upload's work is bounded by its own rows, not by the servers' histories nor by the fleet.
+//! moved rows and of scans are recounted ([`recount_days`]). The rules are the dashboard's
+//! ([`dashboard_state`], the curve of [`TrendPoint`](super::TrendPoint)), so the counts equal
+//! a recount by construction; an upload's work is bounded by its own rows, not by the servers'
+//! histories nor by the fleet.
 //! The counts by state (`org_stats`) follow the servers' rows through triggers (migration 8).
 //!
 //! Transactions that change these counts begin with [`Store::begin_counted`](super::Store):

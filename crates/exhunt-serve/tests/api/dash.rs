@@ -343,13 +343,7 @@ async fn password_logins_roles_password_changes_and_audit() {
             );
         }
         // The database holds Argon2id hashes, never the password.
-        let mut tx = s.store.pool().begin().await.expect("tx");
-        if db.url.starts_with("postgres") {
-            sqlx::query("SELECT set_config('exhunt.org', '*', true)")
-                .execute(&mut *tx)
-                .await
-                .expect("scope");
-        }
+        let mut tx = super::operator_tx(&s).await;
         let rows: Vec<(String,)> = sqlx::query_as("SELECT password_hash FROM users")
             .fetch_all(&mut *tx)
             .await

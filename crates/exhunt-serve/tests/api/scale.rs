@@ -9,20 +9,14 @@ use serde_json::{Value, json};
 use sqlx::Row;
 
 use super::{
-    SNAPSHOT, SNAPSHOT_CLEAN, Srv, call, databases, get, login, org, page, probe_row, scan_doc,
-    send, server, token,
+    SNAPSHOT, SNAPSHOT_CLEAN, Srv, call, databases, get, login, operator_tx, org, page, probe_row,
+    scan_doc, send, server, token,
 };
 use exhunt_serve::api::Config;
 
 /// Rows of `sql`, read as an operator would (`*` on PostgreSQL).
 async fn rows(s: &Srv, sql: &str) -> Vec<sqlx::any::AnyRow> {
-    let mut tx = s.store.pool().begin().await.expect("begin");
-    if s.store.engine() == exhunt_serve::db::Engine::Postgres {
-        sqlx::query("SELECT set_config('exhunt.org', '*', true)")
-            .fetch_one(&mut *tx)
-            .await
-            .expect("set_config");
-    }
+    let mut tx = operator_tx(s).await;
     sqlx::query(sql).fetch_all(&mut *tx).await.expect(sql)
 }
 
