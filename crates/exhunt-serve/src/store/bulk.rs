@@ -206,9 +206,9 @@ impl Store {
             .into_iter()
             .collect();
         let mut names: HashMap<i64, Names> = HashMap::new();
-        for chunk in orgs.chunks(BATCH) {
-            let rows = Q::new("SELECT id, org_id, name FROM servers WHERE org_id IN ")
-                .list(chunk)
+        if !orgs.is_empty() {
+            let rows = Q::new("SELECT id, org_id, name FROM servers WHERE org_id")
+                .in_ids(self.engine, &orgs)
                 .sql(" ORDER BY id")
                 .for_engine(self.engine)
                 .fetch_all(&mut *tx)
@@ -311,7 +311,7 @@ impl Store {
             out.duplicates += (chunk.len() - inserted.len()) as u64;
         }
         latest::apply(&mut tx, self.engine, c.org_scope(), &touched).await?;
-        latest::resume_counts(&mut tx, self.engine, &orgs).await?;
+        latest::resume_counts(&mut tx, self.engine, c.org_scope(), &orgs).await?;
         let owner = match c.org_scope() {
             OrgScope::One(o) => Some(o),
             OrgScope::All => None,

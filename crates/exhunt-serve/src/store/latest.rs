@@ -187,35 +187,43 @@ pub(crate) async fn lock_counts(
 }
 
 /// Pauses the count triggers of servers' inserts and updates for the rest of the transaction
-/// (SQLite, whose triggers run once per row; migration 10). The caller must end with
-/// [`resume_counts`] for every organisation whose servers it made or moved.
+/// (SQLite: a row in `counts_paused`, migration 10; PostgreSQL: `exhunt.counts_paused`,
+/// migration 12). The caller must end with [`resume_counts`] for every organisation whose
+/// servers it made or changed.
 pub(crate) async fn pause_counts(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     engine: Engine,
 ) -> Result<()> {
-    if engine == Engine::Sqlite {
-        Q::new("INSERT INTO counts_paused (id) VALUES (1)")
-            .execute(&mut **tx)
-            .await?;
-    }
+    let q = match engine {
+        Engine::Sqlite => Q::new("INSERT INTO counts_paused (id) VALUES (1)"),
+        Engine::Postgres => Q::new("SELECT set_config('exhunt.counts_paused', '1', true)"),
+    };
+    q.execute(&mut **tx).await?;
     Ok(())
 }
 
-/// Ends [`pause_counts`]: recounts `orgs`' servers by state into `org_stats`, and the fleet's
-/// row as the sum of the organisations' (what the paused triggers would have moved).
+/// Ends [`pause_counts`]: recounts `orgs`' servers by state into `org_stats` (once per
+/// organisation, where the paused triggers would have rewritten its row once per statement),
+/// and the fleet's row as the sum of the organisations'. The counts are written with the
+/// operator's scope (PostgreSQL, as the triggers write them); `scope` is the caller's, put back.
 pub(crate) async fn resume_counts(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     engine: Engine,
+    scope: OrgScope,
     orgs: &[i64],
 ) -> Result<()> {
-    if engine != Engine::Sqlite {
-        return Ok(());
+    match engine {
+        Engine::Sqlite => Q::new("DELETE FROM counts_paused"),
+        Engine::Postgres => Q::new("SELECT set_config('exhunt.counts_paused', '', true)"),
     }
-    Q::new("DELETE FROM counts_paused")
-        .execute(&mut **tx)
-        .await?;
+    .execute(&mut **tx)
+    .await?;
+    set_scope(tx, engine, OrgScope::All).await?;
+    // Counted from the servers grouped by their five states first (a few groups per
+    // organisation), each count then a sum over the groups: 31 conditions per group, not per
+    // server.
     let mut cols = vec!["servers".to_string()];
-    let mut sums = vec!["COUNT(*)".to_string()];
+    let mut sums = vec!["SUM(n)".to_string()];
     for (prefix, col) in [
         ("s", "state"),
         ("pl", "st_pl"),
@@ -225,7 +233,7 @@ pub(crate) async fn resume_counts(
     ] {
         for st in STATES {
             cols.push(format!("{prefix}_{st}"));
-            sums.push(format!("SUM({col} = '{st}')"));
+            sums.push(format!("SUM(CASE WHEN {col} = '{st}' THEN n ELSE 0 END)"));
         }
     }
     let set: Vec<String> = cols.iter().map(|c| format!("{c} = c.{c}")).collect();
@@ -234,24 +242,24 @@ pub(crate) async fn resume_counts(
         .zip(&cols)
         .map(|(s, c)| format!("{s} AS {c}"))
         .collect();
-    for chunk in orgs.chunks(CHUNK) {
-        Q::new("INSERT OR IGNORE INTO org_stats (org_id) VALUES ")
-            .sql(
-                &chunk
-                    .iter()
-                    .map(|o| format!("({o})"))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            )
+    if !orgs.is_empty() {
+        Q::new("INSERT INTO org_stats (org_id) SELECT id FROM orgs WHERE id")
+            .in_ids(engine, orgs)
+            .sql(" ON CONFLICT (org_id) DO NOTHING")
+            .for_engine(engine)
             .execute(&mut **tx)
             .await?;
         Q::new(&format!(
-            "UPDATE org_stats SET {} FROM (SELECT org_id, {} FROM servers WHERE org_id IN ",
+            "UPDATE org_stats SET {} FROM (SELECT org_id, {} FROM (SELECT org_id, state, st_pl, \
+             st_ps, st_pns, st_post, COUNT(*) AS n FROM servers WHERE org_id",
             set.join(", "),
             counted.join(", ")
         ))
-        .list(chunk)
-        .sql(" GROUP BY org_id) AS c WHERE org_stats.org_id = c.org_id")
+        .in_ids(engine, orgs)
+        .sql(
+            " GROUP BY org_id, state, st_pl, st_ps, st_pns, st_post) AS g GROUP BY org_id) AS c \
+             WHERE org_stats.org_id = c.org_id",
+        )
         .for_engine(engine)
         .execute(&mut **tx)
         .await?;
@@ -264,6 +272,7 @@ pub(crate) async fn resume_counts(
     ))
     .execute(&mut **tx)
     .await?;
+    set_scope(tx, engine, scope).await?;
     Ok(())
 }
 
@@ -512,13 +521,16 @@ async fn fold_added(
     .for_engine(engine)
     .execute(&mut **tx)
     .await?;
+    // Such servers are few (none, normally): found by their index (servers_uncomputed,
+    // migration 12), each then probed for a row in the range.
     let rows = Q::new(
-        "SELECT DISTINCT s.id AS id FROM observations o JOIN servers s ON s.id = o.server_id \
-         WHERE s.latest_v = 0 AND o.id >= ",
+        "SELECT s.id AS id FROM servers s WHERE s.latest_v = 0 AND EXISTS \
+         (SELECT 1 FROM observations o WHERE o.server_id = s.id AND o.id >= ",
     )
     .arg(lo)
     .sql(" AND o.id <= ")
     .arg(hi)
+    .sql(")")
     .for_engine(engine)
     .fetch_all(&mut **tx)
     .await?;

@@ -9,8 +9,8 @@ use serde_json::{Value, json};
 use sqlx::Row;
 
 use super::{
-    SNAPSHOT, SNAPSHOT_CLEAN, Srv, call, databases, get, login, operator_tx, org, page, probe_row,
-    scan_doc, send, server, token,
+    SNAPSHOT, SNAPSHOT_CLEAN, Srv, by_hand, call, databases, get, login, operator_tx, org, page,
+    probe_row, scan_doc, send, server, token,
 };
 use exhunt_serve::api::Config;
 
@@ -446,6 +446,29 @@ async fn kept_counts_equal_a_recount_after_mixed_changes() {
         assert_eq!(r["assigned"].as_i64(), Some(3), "{r}");
         check(&s, "builds apart from observations").await;
 
+        // A server whose latest state was never computed (latest_v = 0: from before migration
+        // 8, or written by hand), its stored state wrong: the next upload naming it computes
+        // it from its whole history, though the row it adds is older than its latest.
+        by_hand(
+            &s,
+            "UPDATE servers SET latest_v = 0, state = 'compromised', last_state = 'compromised' \
+             WHERE name = 'ex03.alpha.example'",
+        )
+        .await;
+        let r = probe(
+            &s,
+            &s.op,
+            &[probe_row(
+                "192.0.2.12",
+                "ex03.alpha.example",
+                "patched",
+                &day(17, 8),
+            )],
+        )
+        .await;
+        assert_eq!(r["assigned"].as_i64(), Some(1), "{r}");
+        check(&s, "a server never computed").await;
+
         // Deletes: an observation (the latest of its server: the one before it counts again),
         // a scan result (the compromise: that day's count goes).
         let obs = get(&s.app, &format!("/api/v1/observations?org={a}"), &s.op)
@@ -828,7 +851,7 @@ async fn scope_changes_reach_the_next_upload_on_every_replica() {
         );
 
         // Its scope removed by SQL by hand: queued.
-        super::by_hand(
+        by_hand(
             &one,
             &format!("DELETE FROM org_scopes WHERE org_id = {beta}"),
         )
@@ -877,5 +900,139 @@ async fn bulk_rows_are_stored_as_sent() {
         let raw = rows(&s, "SELECT raw FROM observations").await;
         let raw: Value = serde_json::from_str(&os(&raw[0], "raw").expect("raw")).expect("raw json");
         assert_eq!(raw["reason"], json!(reason), "{}", db.url);
+    }
+}
+
+/// What the foreign keys of observations and servers keep, however a row is written (on
+/// PostgreSQL statement triggers keep it since migration 12): a row naming a missing
+/// organisation or server is refused; deleting an organisation by SQL deletes its servers and
+/// observations, deleting a server detaches its observations; and (PostgreSQL, whose writers
+/// run side by side) a delete waits for a transaction that wrote a row naming what it deletes,
+/// then detaches that row too.
+#[tokio::test]
+async fn references_hold_for_rows_written_by_hand() {
+    for db in databases().await {
+        let s = server(&db, Config::default()).await;
+        let a = org(&s, "Alpha", &["192.0.2.0/24"], &[]).await;
+        let b = org(&s, "Beta", &["198.51.100.0/24"], &[]).await;
+        let t = "2026-11-30T08:00:00Z";
+        probe(
+            &s,
+            &s.op,
+            &[
+                probe_row("192.0.2.9", "ex9.alpha.example", "vulnerable", t),
+                probe_row("192.0.2.10", "ex10.alpha.example", "vulnerable", t),
+                probe_row("198.51.100.9", "ex9.beta.example", "vulnerable", t),
+            ],
+        )
+        .await;
+        let server_of = |name: &'static str| {
+            let s = &s;
+            async move {
+                let r = rows(s, &format!("SELECT id FROM servers WHERE name = '{name}'")).await;
+                i(&r[0], "id")
+            }
+        };
+        let (ex9, ex10) = (
+            server_of("ex9.alpha.example").await,
+            server_of("ex10.alpha.example").await,
+        );
+        let observation = |org: String, server: String, key: &str| {
+            format!(
+                "INSERT INTO observations (org_id, server_id, source, state, decided_by, detail, \
+                 seen, uploaded, dedup, raw) VALUES ({org}, {server}, 'exhunt-probe', 'patched', \
+                 'by hand', 'by hand', '{t}', '{t}', '{key}', '{{}}')"
+            )
+        };
+        let missing = 999_999;
+        for sql in [
+            observation(a.to_string(), missing.to_string(), "k1"),
+            observation(missing.to_string(), "NULL".into(), "k2"),
+            format!(
+                "INSERT INTO servers (org_id, name, created) VALUES ({missing}, 'ghost', '{t}')"
+            ),
+            format!("UPDATE observations SET server_id = {missing} WHERE server_id = {ex9}"),
+            format!("UPDATE observations SET org_id = {missing} WHERE server_id = {ex9}"),
+            format!("UPDATE servers SET org_id = {missing} WHERE id = {ex9}"),
+        ] {
+            let mut tx = operator_tx(&s).await;
+            let e = sqlx::query(&sql)
+                .execute(&mut *tx)
+                .await
+                .expect_err(&format!("{}: refused: {sql}", db.url));
+            let kind = e.as_database_error().map(|d| d.kind());
+            assert!(
+                matches!(kind, Some(sqlx::error::ErrorKind::ForeignKeyViolation)),
+                "{}: {sql}: {e}",
+                db.url
+            );
+        }
+        // The near miss: rows naming what exists are taken.
+        let mut tx = operator_tx(&s).await;
+        sqlx::query(&observation(a.to_string(), ex9.to_string(), "k3"))
+            .execute(&mut *tx)
+            .await
+            .expect("a row naming its server");
+        tx.rollback().await.expect("rollback");
+
+        // Deletes by SQL: a server's rows are detached, an organisation's go with it.
+        by_hand(&s, &format!("DELETE FROM servers WHERE id = {ex9}")).await;
+        let left = rows(
+            &s,
+            &format!("SELECT server_id FROM observations WHERE org_id = {a} ORDER BY id"),
+        )
+        .await;
+        let left: Vec<Option<i64>> = left
+            .iter()
+            .map(|r| r.try_get::<Option<i64>, _>("server_id").expect("server_id"))
+            .collect();
+        assert_eq!(left, vec![None, Some(ex10)], "{}", db.url);
+        by_hand(&s, &format!("DELETE FROM orgs WHERE id = {b}")).await;
+        for table in ["observations", "servers"] {
+            let n = rows(
+                &s,
+                &format!("SELECT COUNT(*) AS n FROM {table} WHERE org_id = {b}"),
+            )
+            .await;
+            assert_eq!(
+                i(&n[0], "n"),
+                0,
+                "{}: {table} of a deleted organisation",
+                db.url
+            );
+        }
+
+        // A delete and a writer naming what it deletes, side by side (PostgreSQL).
+        if s.store.engine() != exhunt_serve::db::Engine::Postgres {
+            continue;
+        }
+        let mut writer = operator_tx(&s).await;
+        sqlx::query(&observation(a.to_string(), ex10.to_string(), "k4"))
+            .execute(&mut *writer)
+            .await
+            .expect("a row naming ex10");
+        let pool = s.store.pool().clone();
+        let delete = tokio::spawn(async move {
+            let mut tx = pool.begin().await.expect("begin");
+            sqlx::query("SELECT set_config('exhunt.org', '*', true)")
+                .fetch_one(&mut *tx)
+                .await
+                .expect("scope");
+            sqlx::query(&format!("DELETE FROM servers WHERE id = {ex10}"))
+                .execute(&mut *tx)
+                .await
+                .expect("delete");
+            tx.commit().await.expect("commit");
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert!(!delete.is_finished(), "the delete waits for the writer");
+        writer.commit().await.expect("commit");
+        delete.await.expect("delete task");
+        let named = rows(
+            &s,
+            &format!("SELECT COUNT(*) AS n FROM observations WHERE server_id = {ex10}"),
+        )
+        .await;
+        assert_eq!(i(&named[0], "n"), 0, "no row names the deleted server");
     }
 }
