@@ -5,11 +5,17 @@
 --    which of its servers are such; the question went through all of the upload's rows.
 CREATE INDEX servers_uncomputed ON servers (id) WHERE latest_v = 0;
 
--- 2. org_stats keeps room on its pages, so that rewriting an organisation's counts without
+-- 2. observations (org_id, server_id) goes: (org_id, seen) serves the look-ups by
+--    organisation and (server_id, seen) those by server, among them the curve's probe for a
+--    server's rows on a day, once per added row (store/latest.rs count_added_days). Each row
+--    written took an entry in it.
+DROP INDEX observations_org_server;
+
+-- 3. org_stats keeps room on its pages, so that rewriting an organisation's counts without
 --    changing an indexed one (servers, s_compromised, s_exposed) stays on its page.
 ALTER TABLE org_stats SET (fillfactor = 50);
 
--- 3. An upload may pause the count triggers of servers' inserts and updates for the rest of
+-- 4. An upload may pause the count triggers of servers' inserts and updates for the rest of
 --    its transaction (`exhunt.counts_paused` = '1', set with set_config(..., true)) and recount
 --    the organisations it touched once at the end, as SQLite's uploads do (migration 10): an
 --    upload over 38,000 organisations rewrote their org_stats rows once per statement, eleven
@@ -25,7 +31,7 @@ CREATE TRIGGER servers_count_update AFTER UPDATE ON servers
     WHEN (COALESCE(current_setting('exhunt.counts_paused', true), '') <> '1')
     EXECUTE FUNCTION exhunt_count_servers();
 
--- 4. The foreign keys observations.org_id -> orgs, observations.server_id -> servers and
+-- 5. The foreign keys observations.org_id -> orgs, observations.server_id -> servers and
 --    servers.org_id -> orgs become statement triggers that keep the same rules. A foreign key
 --    is checked row by row, each check a query that locks the row it finds: 0.5 s of a
 --    50,000-row upload, measured, and as much again when the upload's own new servers are

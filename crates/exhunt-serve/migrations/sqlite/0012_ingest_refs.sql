@@ -7,3 +7,9 @@
 --    which of its servers are such; the question went through all of the upload's rows.
 CREATE INDEX servers_uncomputed ON servers (id) WHERE latest_v = 0;
 
+-- 2. observations (org_id, server_id) goes: (org_id, seen) serves the look-ups by
+--    organisation and (server_id, seen) those by server, among them the curve's probe for a
+--    server's rows on a day, once per added row (store/latest.rs count_added_days). Each row
+--    written took an entry in it.
+DROP INDEX observations_org_server;
+

@@ -237,15 +237,24 @@ pub(crate) async fn resume_counts(
         }
     }
     let set: Vec<String> = cols.iter().map(|c| format!("{c} = c.{c}")).collect();
+    // A row whose counts stay is not rewritten.
+    let changed: Vec<String> = cols
+        .iter()
+        .map(|c| format!("org_stats.{c} <> c.{c}"))
+        .collect();
     let counted: Vec<String> = sums
         .iter()
         .zip(&cols)
         .map(|(s, c)| format!("{s} AS {c}"))
         .collect();
     if !orgs.is_empty() {
+        // Every organisation has its row (made with it): only a missing one is made.
         Q::new("INSERT INTO org_stats (org_id) SELECT id FROM orgs WHERE id")
             .in_ids(engine, orgs)
-            .sql(" ON CONFLICT (org_id) DO NOTHING")
+            .sql(
+                " AND NOT EXISTS (SELECT 1 FROM org_stats s WHERE s.org_id = orgs.id) \
+                 ON CONFLICT (org_id) DO NOTHING",
+            )
             .for_engine(engine)
             .execute(&mut **tx)
             .await?;
@@ -258,8 +267,10 @@ pub(crate) async fn resume_counts(
         .in_ids(engine, orgs)
         .sql(
             " GROUP BY org_id, state, st_pl, st_ps, st_pns, st_post) AS g GROUP BY org_id) AS c \
-             WHERE org_stats.org_id = c.org_id",
+             WHERE org_stats.org_id = c.org_id AND (",
         )
+        .sql(&changed.join(" OR "))
+        .sql(")")
         .for_engine(engine)
         .execute(&mut **tx)
         .await?;
@@ -647,7 +658,10 @@ async fn count_added_days(
 ) -> Result<()> {
     set_scope(tx, engine, OrgScope::All).await?;
     // The day's rows of a server run from "YYYY-MM-DD" to "YYYY-MM-DD~" ('~' sorts after every
-    // character of an RFC 3339 time; `seen` compares bytewise on both engines).
+    // character of an RFC 3339 time; `seen` compares bytewise on both engines), found by the
+    // index (server_id, seen). `+ 0` keeps the organisation out of the index choice: before
+    // the table has statistics, PostgreSQL took (org_id, seen) for it, which for a large
+    // organisation reads all its rows of the day per probe (25 s for one upload, measured).
     Q::new(
         "WITH n AS (SELECT org_id, day, \
          SUM(CASE WHEN state = 'vulnerable' THEN 1 ELSE 0 END) AS e, \
@@ -662,7 +676,7 @@ async fn count_added_days(
     .sql(
         " AND NOT EXISTS (SELECT 1 FROM observations p WHERE p.server_id = o.server_id \
          AND p.seen >= substr(o.seen, 1, 10) AND p.seen < substr(o.seen, 1, 10) || '~' \
-         AND p.state = o.state AND p.org_id = o.org_id AND (p.id < ",
+         AND p.state = o.state AND p.org_id + 0 = o.org_id AND (p.id < ",
     )
     .arg(lo)
     .sql(" OR p.id > ")

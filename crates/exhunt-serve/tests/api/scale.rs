@@ -1036,3 +1036,58 @@ async fn references_hold_for_rows_written_by_hand() {
         assert_eq!(i(&named[0], "n"), 0, "no row names the deleted server");
     }
 }
+
+/// An upload of more rows than one statement takes (5,000 per batch, made while the database
+/// takes the batch before): every row is stored once, a server named in several batches is one
+/// server, a row repeated in a later batch is a duplicate, and what is kept equals a recount.
+#[tokio::test]
+async fn uploads_of_many_batches_store_every_row_once() {
+    for db in databases().await {
+        let s = server(&db, Config::default()).await;
+        let a = org(&s, "Alpha", &["10.0.0.0/8"], &[]).await;
+        let servers = 3000;
+        let mut rows: Vec<String> = (0..4 * servers)
+            .map(|k| {
+                let (n, day) = (k % servers, k / servers);
+                probe_row(
+                    &format!("10.{}.{}.1", n / 250, n % 250),
+                    &format!("ex{n}.alpha.example"),
+                    if day == 3 { "patched" } else { "vulnerable" },
+                    &format!("2026-11-{:02}T08:00:00Z", 20 + day),
+                )
+            })
+            .collect();
+        rows.push(rows[0].clone());
+        let r = probe(&s, &s.op, &rows).await;
+        assert_eq!(
+            (r["assigned"].as_i64(), r["duplicates"].as_i64()),
+            (Some(4 * servers as i64), Some(1)),
+            "{}: {r}",
+            db.url
+        );
+        let n = rows_of(
+            &s,
+            &format!("SELECT COUNT(*) AS n FROM servers WHERE org_id = {a}"),
+        )
+        .await;
+        assert_eq!(n, servers as i64, "{}", db.url);
+        let n = rows_of(&s, "SELECT COUNT(*) AS n FROM observations").await;
+        assert_eq!(n, 4 * servers as i64, "{}", db.url);
+        let n = rows_of(
+            &s,
+            "SELECT COUNT(*) AS n FROM servers WHERE last_state = 'patched'",
+        )
+        .await;
+        assert_eq!(
+            n, servers as i64,
+            "{}: every server's latest row is its last",
+            db.url
+        );
+        check(&s, "many batches").await;
+    }
+}
+
+/// `n` of a `SELECT COUNT(*) AS n`.
+async fn rows_of(s: &Srv, sql: &str) -> i64 {
+    i(&rows(s, sql).await[0], "n")
+}
