@@ -84,8 +84,9 @@ const PG_ELEMENTS: (&str, &str) = (
 /// that was a fifth of an upload's time, measured): on SQLite `json_each` and `jsonb()` of each
 /// element into a materialized CTE (SQLite 3.46 has no `jsonb_each`; a plain subquery would be
 /// flattened into the 17 reads), on PostgreSQL `jsonb_array_elements … WITH ORDINALITY`. A
-/// row whose `dedup` is stored already is skipped; the new rows' ids and organisations are
-/// returned.
+/// row whose `dedup` is stored already is skipped. SQLite returns the new rows' ids and
+/// organisations; PostgreSQL one row: their number `n`, how many are `assigned`, and their ids
+/// from `lo` to `hi`.
 fn insert_sql(engine: db::Engine) -> (&'static str, &'static str) {
     static SQLITE: std::sync::OnceLock<(String, String)> = std::sync::OnceLock::new();
     static POSTGRES: std::sync::OnceLock<(String, String)> = std::sync::OnceLock::new();
@@ -106,9 +107,19 @@ fn insert_sql(engine: db::Engine) -> (&'static str, &'static str) {
                 .enumerate()
                 .map(|(i, (_, ty))| format!("(e ->> {i})::{ty}"))
                 .collect();
+            // One row back per batch instead of one per row: the new rows' id range and how
+            // many of them are assigned (SQLite cannot put an INSERT in a WITH).
             (
-                format!("{head}{} FROM {}", cols.join(", "), PG_ELEMENTS.0),
-                format!("{}{tail}", PG_ELEMENTS.1),
+                format!(
+                    "WITH i AS ({head}{} FROM {}",
+                    cols.join(", "),
+                    PG_ELEMENTS.0
+                ),
+                format!(
+                    "{}{tail}) SELECT COUNT(*) AS n, COUNT(org_id) AS assigned, \
+                     MIN(id) AS lo, MAX(id) AS hi FROM i",
+                    PG_ELEMENTS.1
+                ),
             )
         }),
     };
@@ -245,6 +256,14 @@ impl Store {
         let mut tx = self.begin_counted(c.org_scope()).await?;
         // Counted once at the end, for the organisations the rows go to (SQLite).
         latest::pause_counts(&mut tx, self.engine).await?;
+        if self.engine == db::Engine::Postgres {
+            // Room in memory for a batch (its JSON taken apart, and the new rows the reference
+            // check reads: 5-6 MB each) and for the fold's sorts of the upload's rows: at the
+            // default 4 MB each went to a temporary file and back, every batch.
+            Q::new("SELECT set_config('work_mem', '32MB', true)")
+                .execute(&mut *tx)
+                .await?;
+        }
         // The named servers of the organisations the rows go to, read once.
         let orgs: Vec<i64> = kept
             .iter()
@@ -321,16 +340,33 @@ impl Store {
             let (json, sent) = batch?;
             let q = Q::new(insert.0).arg(json).sql(insert.1);
             let inserted = q.for_engine(self.engine).fetch_all(&mut *tx).await?;
-            // The new rows (a row whose key is stored, or came earlier, is not returned).
+            // The new rows (a row whose key is stored, or came earlier, is not returned): each
+            // (SQLite), or their count and id range (PostgreSQL).
+            let mut new = 0;
             for r in &inserted {
-                if get_oi(r, "org_id")?.is_some() {
-                    out.assigned += 1;
-                } else {
-                    out.unassigned += 1;
+                let (n, assigned, ids) = match self.engine {
+                    db::Engine::Sqlite => {
+                        let id = get_i(r, "id")?;
+                        (1, u64::from(get_oi(r, "org_id")?.is_some()), Some((id, id)))
+                    }
+                    db::Engine::Postgres => {
+                        let n = get_i(r, "n")? as u64;
+                        let ids = match (get_oi(r, "lo")?, get_oi(r, "hi")?) {
+                            (Some(lo), Some(hi)) => Some((lo, hi)),
+                            _ => None,
+                        };
+                        (n, get_i(r, "assigned")? as u64, ids)
+                    }
+                };
+                new += n;
+                out.assigned += assigned;
+                out.unassigned += n - assigned;
+                if let Some((lo, hi)) = ids {
+                    touched.added_observation(lo);
+                    touched.added_observation(hi);
                 }
-                touched.added_observation(get_i(r, "id")?);
             }
-            out.duplicates += (sent - inserted.len()) as u64;
+            out.duplicates += sent as u64 - new;
         }
         // Every batch was made (a failed maker closes the channel early).
         maker

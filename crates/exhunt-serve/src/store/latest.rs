@@ -204,7 +204,8 @@ pub(crate) async fn pause_counts(
 
 /// Ends [`pause_counts`]: recounts `orgs`' servers by state into `org_stats` (once per
 /// organisation, where the paused triggers would have rewritten its row once per statement),
-/// and the fleet's row as the sum of the organisations'. The counts are written with the
+/// and the fleet's row: on SQLite the sum of the organisations', on PostgreSQL moved by as much
+/// as theirs move. The counts are written with the
 /// operator's scope (PostgreSQL, as the triggers write them); `scope` is the caller's, put back.
 pub(crate) async fn resume_counts(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
@@ -258,31 +259,62 @@ pub(crate) async fn resume_counts(
             .for_engine(engine)
             .execute(&mut **tx)
             .await?;
-        Q::new(&format!(
-            "UPDATE org_stats SET {} FROM (SELECT org_id, {} FROM (SELECT org_id, state, st_pl, \
-             st_ps, st_pns, st_post, COUNT(*) AS n FROM servers WHERE org_id",
+        // `c`: the organisations' counts; then their rows are set from it, and (PostgreSQL)
+        // the fleet's row moved by as much as theirs move, in the same statement (each part of
+        // it reads the rows as they were before it): no sum over every organisation's row
+        // (60,000 of them: 36 ms, measured).
+        let update = format!(
+            "UPDATE org_stats SET {} FROM c WHERE org_stats.org_id = c.org_id AND ({})",
             set.join(", "),
+            changed.join(" OR ")
+        );
+        let tail = match engine {
+            Engine::Sqlite => update,
+            Engine::Postgres => {
+                let moved: Vec<String> = cols
+                    .iter()
+                    .map(|c| format!("{c} = org_stats.{c} + d.{c}"))
+                    .collect();
+                let delta: Vec<String> = cols
+                    .iter()
+                    .map(|c| format!("COALESCE(SUM(c.{c} - o.{c}), 0) AS {c}"))
+                    .collect();
+                format!(
+                    ", u AS ({update} RETURNING 1) UPDATE org_stats SET {} FROM (SELECT {} \
+                     FROM c JOIN org_stats o ON o.org_id = c.org_id) AS d WHERE org_stats.org_id = 0",
+                    moved.join(", "),
+                    delta.join(", ")
+                )
+            }
+        };
+        let materialized = match engine {
+            Engine::Sqlite => "",
+            Engine::Postgres => "MATERIALIZED ",
+        };
+        Q::new(&format!(
+            "WITH c AS {materialized}(SELECT org_id, {} FROM (SELECT org_id, state, st_pl, st_ps, \
+             st_pns, st_post, COUNT(*) AS n FROM servers WHERE org_id",
             counted.join(", ")
         ))
         .in_ids(engine, orgs)
-        .sql(
-            " GROUP BY org_id, state, st_pl, st_ps, st_pns, st_post) AS g GROUP BY org_id) AS c \
-             WHERE org_stats.org_id = c.org_id AND (",
-        )
-        .sql(&changed.join(" OR "))
-        .sql(")")
+        .sql(" GROUP BY org_id, state, st_pl, st_ps, st_pns, st_post) AS g GROUP BY org_id) ")
+        .sql(&tail)
         .for_engine(engine)
         .execute(&mut **tx)
         .await?;
     }
-    let fleet: Vec<String> = cols.iter().map(|c| format!("SUM({c}) AS {c}")).collect();
-    Q::new(&format!(
-        "UPDATE org_stats SET {} FROM (SELECT {} FROM org_stats WHERE org_id <> 0) AS c WHERE org_stats.org_id = 0",
-        set.join(", "),
-        fleet.join(", ")
-    ))
-    .execute(&mut **tx)
-    .await?;
+    if engine == Engine::Sqlite {
+        // The fleet's row: the sum of the organisations'.
+        let fleet: Vec<String> = cols.iter().map(|c| format!("SUM({c}) AS {c}")).collect();
+        Q::new(&format!(
+            "UPDATE org_stats SET {} FROM (SELECT {} FROM org_stats WHERE org_id <> 0) AS c \
+             WHERE org_stats.org_id = 0",
+            set.join(", "),
+            fleet.join(", ")
+        ))
+        .execute(&mut **tx)
+        .await?;
+    }
     set_scope(tx, engine, scope).await?;
     Ok(())
 }
