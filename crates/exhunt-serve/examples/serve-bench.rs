@@ -493,6 +493,58 @@ async fn upload(url: &str, token: &str, dir: &Path) -> Res<()> {
         })
         .collect();
     files.sort();
+    // EXHUNT_BENCH_IN_FLIGHT=N (default 1): N uploads at a time, as N probe shards posting
+    // side by side; the rate is then over the wall time of them all.
+    let in_flight: usize = std::env::var("EXHUNT_BENCH_IN_FLIGHT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n > 1)
+        .unwrap_or(1);
+    if in_flight > 1 {
+        let bodies = Arc::new(
+            files
+                .iter()
+                .map(std::fs::read)
+                .collect::<std::io::Result<Vec<Vec<u8>>>>()?,
+        );
+        let rows: usize = bodies
+            .iter()
+            .map(|b| b.iter().filter(|c| **c == b'\n').count())
+            .sum();
+        let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let t = Instant::now();
+        let mut tasks = Vec::new();
+        for _ in 0..in_flight {
+            let (bodies, next, url, token) = (
+                bodies.clone(),
+                next.clone(),
+                url.to_string(),
+                token.to_string(),
+            );
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let Some(body) = bodies.get(i) else {
+                        return Ok::<(), String>(());
+                    };
+                    match post(&url, "/api/v1/observations/probe", &token, body).await {
+                        Ok((200, _)) => {}
+                        Ok((status, _)) => return Err(format!("upload {i}: HTTP {status}")),
+                        Err(e) => return Err(format!("upload {i}: {e}")),
+                    }
+                }
+            }));
+        }
+        for task in tasks {
+            task.await??;
+        }
+        let wall = t.elapsed().as_secs_f64();
+        println!(
+            "probe {rows} rows in {wall:.1} s with {in_flight} uploads in flight: {:.0} rows/s",
+            rows as f64 / wall
+        );
+        return Ok(());
+    }
     let mut rows = 0usize;
     let mut spent = Duration::ZERO;
     for f in &files {
