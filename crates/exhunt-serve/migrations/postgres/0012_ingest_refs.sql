@@ -45,7 +45,14 @@ CREATE TRIGGER servers_count_update AFTER UPDATE ON servers
 --    - a check and a delete cannot cross: both take the counts lock (store/latest.rs,
 --      COUNTS_LOCK), which every writer of exhunt serve takes first anyway, so a row cannot
 --      be written for a server or organisation deleted meanwhile (the key's row lock did that).
+--    Every statement that writes servers or observations, or deletes organisations, takes the
+--    lock before its first row (BEFORE ... FOR EACH STATEMENT): a writer by hand waits for an
+--    upload instead of locking rows the upload needs and then waiting for the lock (a
+--    deadlock), and cannot change a server's state in the middle of an upload's recount.
 --    They see every organisation's rows (exhunt.org '*' while they run), as a key does.
+--    Like exhunt's own transactions, they expect READ COMMITTED: in a REPEATABLE READ or
+--    SERIALIZABLE transaction of someone's own, a check reads that transaction's snapshot,
+--    where a key would have failed with a serialization error.
 --    Not kept: a key refused TRUNCATE of orgs or servers and a change of their ids; exhunt
 --    does neither (ids are identities, and no statement of it truncates).
 ALTER TABLE observations DROP CONSTRAINT observations_org_id_fkey;
@@ -117,15 +124,19 @@ $$;
 CREATE TRIGGER observations_refs_insert AFTER INSERT ON observations
     REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION exhunt_refs_check();
 CREATE TRIGGER observations_refs_update AFTER UPDATE OF org_id, server_id ON observations
-    FOR EACH ROW WHEN (NEW.org_id IS DISTINCT FROM OLD.org_id OR NEW.server_id IS DISTINCT FROM OLD.server_id)
+    FOR EACH ROW WHEN ((NEW.org_id IS DISTINCT FROM OLD.org_id AND NEW.org_id IS NOT NULL)
+        OR (NEW.server_id IS DISTINCT FROM OLD.server_id AND NEW.server_id IS NOT NULL))
     EXECUTE FUNCTION exhunt_refs_check();
 CREATE TRIGGER servers_refs_insert AFTER INSERT ON servers
     REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION exhunt_refs_check();
 CREATE TRIGGER servers_refs_update AFTER UPDATE OF org_id ON servers
-    FOR EACH ROW WHEN (NEW.org_id IS DISTINCT FROM OLD.org_id) EXECUTE FUNCTION exhunt_refs_check();
+    FOR EACH ROW WHEN (NEW.org_id IS DISTINCT FROM OLD.org_id AND NEW.org_id IS NOT NULL)
+    EXECUTE FUNCTION exhunt_refs_check();
 CREATE TRIGGER orgs_refs_lock BEFORE DELETE ON orgs
     FOR EACH STATEMENT EXECUTE FUNCTION exhunt_refs_lock();
-CREATE TRIGGER servers_refs_lock BEFORE DELETE ON servers
+CREATE TRIGGER servers_refs_lock BEFORE INSERT OR UPDATE OR DELETE ON servers
+    FOR EACH STATEMENT EXECUTE FUNCTION exhunt_refs_lock();
+CREATE TRIGGER observations_refs_lock BEFORE INSERT OR UPDATE ON observations
     FOR EACH STATEMENT EXECUTE FUNCTION exhunt_refs_lock();
 CREATE TRIGGER orgs_refs_cascade AFTER DELETE ON orgs
     REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION exhunt_refs_cascade();

@@ -8,9 +8,10 @@
 //! [`Store::server_id`]; the new servers and the observations are written [`BATCH`] rows per
 //! statement, each batch one JSON text the database takes apart ([`insert_sql`]). What the
 //! upload touched is then brought up to date in the database ([`latest::apply`]: the new rows
-//! folded into their servers' latest state and counted into the curve), and on SQLite the
-//! counts by state are recounted once for the organisations the rows went to instead of row by
-//! row ([`latest::pause_counts`]).
+//! folded into their servers' latest state and counted into the curve), and the counts by
+//! state are recounted once for the organisations the rows went to, instead of by the count
+//! triggers per row (SQLite) or per statement (PostgreSQL) ([`latest::pause_counts`]). Each
+//! batch's JSON is made on a thread of its own while the database takes the batch before.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -254,7 +255,7 @@ impl Store {
             kept.push((i, org, reason));
         }
         let mut tx = self.begin_counted(c.org_scope()).await?;
-        // Counted once at the end, for the organisations the rows go to (SQLite).
+        // Counted once at the end, for the organisations the rows go to.
         latest::pause_counts(&mut tx, self.engine).await?;
         if self.engine == db::Engine::Postgres {
             // Room in memory for a batch (its JSON taken apart, and the new rows the reference
@@ -369,9 +370,11 @@ impl Store {
             out.duplicates += sent as u64 - new;
         }
         // Every batch was made (a failed maker closes the channel early).
-        maker
-            .await
-            .map_err(|_| Error::Invalid("observations: the rows could not be prepared".into()))?;
+        maker.await.map_err(|_| {
+            Error::Db(sqlx::Error::Protocol(
+                "observations: the thread making the batches stopped".into(),
+            ))
+        })?;
         latest::apply(&mut tx, self.engine, c.org_scope(), &touched).await?;
         latest::resume_counts(&mut tx, self.engine, c.org_scope(), &orgs).await?;
         let owner = match c.org_scope() {

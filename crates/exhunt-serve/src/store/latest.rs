@@ -305,7 +305,11 @@ pub(crate) async fn resume_counts(
     }
     if engine == Engine::Sqlite {
         // The fleet's row: the sum of the organisations'.
-        let fleet: Vec<String> = cols.iter().map(|c| format!("SUM({c}) AS {c}")).collect();
+        // (COALESCE: with no organisation there is no row to sum.)
+        let fleet: Vec<String> = cols
+            .iter()
+            .map(|c| format!("COALESCE(SUM({c}), 0) AS {c}"))
+            .collect();
         Q::new(&format!(
             "UPDATE org_stats SET {} FROM (SELECT {} FROM org_stats WHERE org_id <> 0) AS c \
              WHERE org_stats.org_id = 0",

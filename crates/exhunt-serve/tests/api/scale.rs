@@ -1091,3 +1091,25 @@ async fn uploads_of_many_batches_store_every_row_once() {
 async fn rows_of(s: &Srv, sql: &str) -> i64 {
     i(&rows(s, sql).await[0], "n")
 }
+
+/// Near miss: an operator's upload into a fleet without any organisation (every row queued)
+/// is stored, and the fleet's counts stay counts (no organisation's row to sum).
+#[tokio::test]
+async fn an_upload_into_a_fleet_without_organisations_is_queued() {
+    for db in databases().await {
+        let s = server(&db, Config::default()).await;
+        let r = probe(
+            &s,
+            &s.op,
+            &[probe_row(
+                "192.0.2.9",
+                "ex9.example",
+                "vulnerable",
+                "2026-11-30T08:00:00Z",
+            )],
+        )
+        .await;
+        assert_eq!(r["unassigned"].as_i64(), Some(1), "{}: {r}", db.url);
+        check(&s, "no organisation").await;
+    }
+}
