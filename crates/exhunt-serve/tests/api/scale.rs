@@ -1006,6 +1006,37 @@ async fn references_hold_for_rows_written_by_hand() {
         if s.store.engine() != exhunt_serve::db::Engine::Postgres {
             continue;
         }
+        // A writer by hand waits for a transaction that wrote observations (an upload holds
+        // the same lock from its start) before it touches a row, instead of locking rows the
+        // other needs and then waiting for it.
+        let mut holder = operator_tx(&s).await;
+        sqlx::query(&observation(a.to_string(), ex10.to_string(), "k5"))
+            .execute(&mut *holder)
+            .await
+            .expect("a row naming ex10");
+        let pool = s.store.pool().clone();
+        let by_hand_update = tokio::spawn(async move {
+            let mut tx = pool.begin().await.expect("begin");
+            sqlx::query("SELECT set_config('exhunt.org', '*', true)")
+                .fetch_one(&mut *tx)
+                .await
+                .expect("scope");
+            sqlx::query(&format!(
+                "UPDATE servers SET state = 'compromised' WHERE id = {ex10}"
+            ))
+            .execute(&mut *tx)
+            .await
+            .expect("update");
+            tx.rollback().await.expect("rollback");
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert!(
+            !by_hand_update.is_finished(),
+            "a server's update waits for the writer of observations"
+        );
+        holder.rollback().await.expect("rollback");
+        by_hand_update.await.expect("update task");
+
         let mut writer = operator_tx(&s).await;
         sqlx::query(&observation(a.to_string(), ex10.to_string(), "k4"))
             .execute(&mut *writer)
