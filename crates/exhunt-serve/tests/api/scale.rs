@@ -1014,21 +1014,11 @@ async fn references_hold_for_rows_written_by_hand() {
             .execute(&mut *holder)
             .await
             .expect("a row naming ex10");
-        let pool = s.store.pool().clone();
-        let by_hand_update = tokio::spawn(async move {
-            let mut tx = pool.begin().await.expect("begin");
-            sqlx::query("SELECT set_config('exhunt.org', '*', true)")
-                .fetch_one(&mut *tx)
-                .await
-                .expect("scope");
-            sqlx::query(&format!(
-                "UPDATE servers SET state = 'compromised' WHERE id = {ex10}"
-            ))
-            .execute(&mut *tx)
-            .await
-            .expect("update");
-            tx.rollback().await.expect("rollback");
-        });
+        let by_hand_update = in_task(
+            &s,
+            format!("UPDATE servers SET state = 'compromised' WHERE id = {ex10}"),
+            false,
+        );
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
         assert!(
             !by_hand_update.is_finished(),
@@ -1042,19 +1032,7 @@ async fn references_hold_for_rows_written_by_hand() {
             .execute(&mut *writer)
             .await
             .expect("a row naming ex10");
-        let pool = s.store.pool().clone();
-        let delete = tokio::spawn(async move {
-            let mut tx = pool.begin().await.expect("begin");
-            sqlx::query("SELECT set_config('exhunt.org', '*', true)")
-                .fetch_one(&mut *tx)
-                .await
-                .expect("scope");
-            sqlx::query(&format!("DELETE FROM servers WHERE id = {ex10}"))
-                .execute(&mut *tx)
-                .await
-                .expect("delete");
-            tx.commit().await.expect("commit");
-        });
+        let delete = in_task(&s, format!("DELETE FROM servers WHERE id = {ex10}"), true);
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
         assert!(!delete.is_finished(), "the delete waits for the writer");
         writer.commit().await.expect("commit");
@@ -1116,6 +1094,25 @@ async fn uploads_of_many_batches_store_every_row_once() {
         );
         check(&s, "many batches").await;
     }
+}
+
+/// Runs `sql` by hand as an operator (PostgreSQL) in a task of its own, and commits or rolls
+/// back: a second writer beside the test's own transaction.
+fn in_task(s: &Srv, sql: String, commit: bool) -> tokio::task::JoinHandle<()> {
+    let pool = s.store.pool().clone();
+    tokio::spawn(async move {
+        let mut tx = pool.begin().await.expect("begin");
+        sqlx::query("SELECT set_config('exhunt.org', '*', true)")
+            .fetch_one(&mut *tx)
+            .await
+            .expect("scope");
+        sqlx::query(&sql).execute(&mut *tx).await.expect(&sql);
+        if commit {
+            tx.commit().await.expect("commit");
+        } else {
+            tx.rollback().await.expect("rollback");
+        }
+    })
 }
 
 /// `n` of a `SELECT COUNT(*) AS n`.
