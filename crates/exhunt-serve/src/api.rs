@@ -383,39 +383,23 @@ async fn delete_observation(State(app): Shared, Auth(c): Auth, Id(i): Id) -> Api
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-/// Parses an upload on a blocking thread: tens of megabytes of rows would hold a worker of the
-/// runtime (and the requests waiting on it) for a good part of a second.
-async fn off_runtime(
-    b: Bytes,
-    parse: fn(&[u8]) -> Result<ingest::Parsed, Error>,
-) -> Result<ingest::Parsed, Error> {
-    tokio::task::spawn_blocking(move || parse(&b))
-        .await
-        .map_err(|_| Error::Invalid("the upload could not be read".into()))?
-}
-
 async fn upload_probe(State(app): Shared, Uploader(c): Uploader, Raw(b): Raw) -> ApiResult {
-    let parsed = off_runtime(b, ingest::parse_probe).await?;
-    ok(
-        StatusCode::OK,
-        &app.store.store_observations(&c, parsed).await?,
-    )
+    upload(&app, &c, b, ingest::parse_probe_chunks).await
 }
 
 async fn upload_shadowserver(State(app): Shared, Uploader(c): Uploader, Raw(b): Raw) -> ApiResult {
-    let parsed = off_runtime(b, ingest::parse_shadowserver).await?;
-    ok(
-        StatusCode::OK,
-        &app.store.store_observations(&c, parsed).await?,
-    )
+    upload(&app, &c, b, ingest::parse_shadowserver_chunks).await
 }
 
 async fn upload_intelmq(State(app): Shared, Uploader(c): Uploader, Raw(b): Raw) -> ApiResult {
-    let parsed = off_runtime(b, ingest::parse_intelmq).await?;
-    ok(
-        StatusCode::OK,
-        &app.store.store_observations(&c, parsed).await?,
-    )
+    upload(&app, &c, b, ingest::parse_intelmq_chunks).await
+}
+
+/// Stores an upload of observations. Parsed on a thread of its own (tens of megabytes of rows
+/// would hold a worker of the runtime, and the requests waiting on it, for a good part of a
+/// second), while the store writes what is read.
+async fn upload(app: &App, c: &Caller, b: Bytes, parse: ingest::ChunkedParse) -> ApiResult {
+    ok(StatusCode::OK, &app.store.store_upload(c, b, parse).await?)
 }
 
 async fn list_unassigned(State(app): Shared, Auth(c): Auth, Params(f): Filt) -> ApiResult {

@@ -269,65 +269,110 @@ fn text(v: &Value, k: &str) -> Option<String> {
 /// Parses `exhunt probe --format jsonl` output. Every line must be a probe row of schema
 /// `exhunt-probe/1.x`; blank lines are allowed.
 pub fn parse_probe(body: &[u8]) -> Result<Parsed> {
+    collect(parse_probe_chunks, body)
+}
+
+/// A parse that hands its observations over as it reads them, in chunks of up to `rows`
+/// observations, in the order of the input ([`parse_probe_chunks`]); `each` answering `false`
+/// stops it. An error ends it: the chunks handed over before belong to a refused upload.
+/// At least one chunk is handed over (an empty one for an input with no observation).
+pub type ChunkedParse = fn(&[u8], usize, &mut dyn FnMut(Parsed) -> bool) -> Result<()>;
+
+/// All of a [`ChunkedParse`]'s chunks in one.
+fn collect(parse: ChunkedParse, body: &[u8]) -> Result<Parsed> {
+    let mut all = Parsed::default();
+    parse(body, usize::MAX, &mut |p| {
+        all.rows.extend(p.rows);
+        all.ignored += p.ignored;
+        true
+    })?;
+    Ok(all)
+}
+
+/// Hands `parsed` over in chunks of up to `rows` observations (its ignored rows counted in the
+/// first), at least one.
+pub fn in_chunks(parsed: Parsed, rows: usize, each: &mut dyn FnMut(Parsed) -> bool) -> Result<()> {
+    let mut ignored = parsed.ignored;
+    let mut it = parsed.rows.into_iter().peekable();
+    loop {
+        let part: Vec<Observation> = it.by_ref().take(rows.max(1)).collect();
+        let go_on = each(Parsed {
+            rows: part,
+            ignored: std::mem::take(&mut ignored),
+        });
+        if !go_on || it.peek().is_none() {
+            return Ok(());
+        }
+    }
+}
+
+/// [`parse_probe`], as a [`ChunkedParse`]: JSON Lines are handed over as they are read (the
+/// store writes a chunk while the next is read); a `--format json` document once read whole.
+pub fn parse_probe_chunks(
+    body: &[u8],
+    rows: usize,
+    each: &mut dyn FnMut(Parsed) -> bool,
+) -> Result<()> {
     let text_body = std::str::from_utf8(body)
         .map_err(|_| Error::Invalid("probe rows are not UTF-8 text".into()))?;
     // `exhunt probe --format json`: one document whose `rows` are the JSONL rows.
     let document = serde_json::from_str::<Value>(text_body)
         .ok()
         .filter(|v| v.get("rows").is_some_and(Value::is_array));
-    match document {
-        Some(mut doc) => {
-            let schema = text(&doc, "schema").unwrap_or_default();
-            if !schema.starts_with("exhunt-probe/1.") {
-                return Err(Error::Invalid(format!(
-                    "schema {schema:?} is not an exhunt probe document (expected exhunt-probe/1.x)"
-                )));
-            }
-            let rows = match doc.get_mut("rows").map(Value::take) {
-                Some(Value::Array(rows)) => rows,
-                _ => Vec::new(),
-            };
-            let mut out = Parsed::default();
-            for (i, v) in rows.into_iter().enumerate() {
-                out.add(probe_row(i + 1, v)?);
-            }
-            Ok(out)
+    if let Some(mut doc) = document {
+        let schema = text(&doc, "schema").unwrap_or_default();
+        if !schema.starts_with("exhunt-probe/1.") {
+            return Err(Error::Invalid(format!(
+                "schema {schema:?} is not an exhunt probe document (expected exhunt-probe/1.x)"
+            )));
         }
-        None => {
-            // JSONL, the upload client's form: the lines in two halves, each read on a thread
-            // of its own (an upload of 50,000 rows spends half its parsing time less); the
-            // first error in line order is the one told.
-            let lines: Vec<(usize, &str)> = text_body
-                .lines()
-                .enumerate()
-                .filter(|(_, l)| !l.trim().is_empty())
-                .map(|(i, l)| (i + 1, l))
-                .collect();
-            let read = |part: &[(usize, &str)]| -> Result<Parsed> {
-                let mut out = Parsed::default();
-                for (n, line) in part {
-                    let v: Value = serde_json::from_str(line).map_err(|e| {
-                        Error::Invalid(format!(
-                            "line {n}: not a complete JSON object (truncated, or not `exhunt probe` JSONL): {e}"
-                        ))
-                    })?;
-                    out.add(probe_row(*n, v)?);
-                }
-                Ok(out)
-            };
-            let (first, second) = lines.split_at(lines.len() / 2);
-            let (a, b) = std::thread::scope(|s| {
-                let a = s.spawn(|| read(first));
-                let b = read(second);
-                (a.join(), b)
-            });
-            let mut out = a.map_err(|_| Error::Invalid("probe rows: reading failed".into()))??;
-            let b = b?;
-            out.rows.extend(b.rows);
-            out.ignored += b.ignored;
-            Ok(out)
+        let rows_of_doc = match doc.get_mut("rows").map(Value::take) {
+            Some(Value::Array(rows)) => rows,
+            _ => Vec::new(),
+        };
+        let mut out = Parsed::default();
+        for (i, v) in rows_of_doc.into_iter().enumerate() {
+            out.add(probe_row(i + 1, v)?);
+        }
+        return in_chunks(out, rows, each);
+    }
+    // JSONL, the upload client's form.
+    let mut out = Parsed::default();
+    for (i, line) in text_body.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let v: Value = serde_json::from_str(line).map_err(|e| {
+            Error::Invalid(format!(
+                "line {}: not a complete JSON object (truncated, or not `exhunt probe` JSONL): {e}",
+                i + 1
+            ))
+        })?;
+        out.add(probe_row(i + 1, v)?);
+        if out.rows.len() >= rows && !each(std::mem::take(&mut out)) {
+            return Ok(());
         }
     }
+    each(out);
+    Ok(())
+}
+
+/// [`parse_shadowserver`], as a [`ChunkedParse`] (read whole, then handed over).
+pub fn parse_shadowserver_chunks(
+    body: &[u8],
+    rows: usize,
+    each: &mut dyn FnMut(Parsed) -> bool,
+) -> Result<()> {
+    in_chunks(parse_shadowserver(body)?, rows, each)
+}
+
+/// [`parse_intelmq`], as a [`ChunkedParse`] (read whole, then handed over).
+pub fn parse_intelmq_chunks(
+    body: &[u8],
+    rows: usize,
+    each: &mut dyn FnMut(Parsed) -> bool,
+) -> Result<()> {
+    in_chunks(parse_intelmq(body)?, rows, each)
 }
 
 impl Parsed {
@@ -777,8 +822,8 @@ mod tests {
         assert!(refused(&bad));
     }
 
-    /// JSONL is read in two halves on two threads: rows keep their order, and the error told
-    /// is the first in line order, with its line, wherever it falls.
+    /// JSONL rows keep their order, and the error told is the first in line order, with its
+    /// line, wherever it falls.
     #[test]
     fn probe_lines_keep_order_and_the_first_error() {
         let row = |n: usize| {
@@ -810,6 +855,69 @@ mod tests {
             .expect_err("line 3")
             .to_string();
         assert!(e.contains("line 3:") && e.contains("sideways"), "{e}");
+    }
+
+    /// Read in chunks, JSONL rows come in line order, each chunk at most the size asked
+    /// (ignored rows counted where they fall), the last one possibly empty; a bad line ends
+    /// the reading after the chunks before it, with its line number counted over the whole
+    /// upload; a consumer that stops is not handed more.
+    #[test]
+    fn probe_lines_are_handed_over_in_chunks() {
+        let row = |n: usize, state: &str| {
+            format!(
+                r#"{{"schema":"exhunt-probe/1.0","target":"192.0.2.{n}:443","host":"ex{n}.example","ip":"192.0.2.{n}","port":443,"scheme":"https","state":"{state}","reason":"r","time":"2026-11-30T09:00:00Z","elapsed_ms":1}}"#
+            )
+        };
+        let mut lines: Vec<String> = (1..=7).map(|n| row(n, "patched")).collect();
+        lines[1] = row(2, "skipped");
+        lines.insert(4, String::new());
+        let mut chunks: Vec<(Vec<String>, u64)> = Vec::new();
+        let r = parse_probe_chunks(lines.join("\n").as_bytes(), 3, &mut |p| {
+            let hosts = p.rows.iter().map(|o| o.host.clone().unwrap_or_default());
+            chunks.push((hosts.collect(), p.ignored));
+            true
+        });
+        assert!(r.is_ok(), "{r:?}");
+        let host = |n: usize| format!("ex{n}.example");
+        assert_eq!(
+            chunks,
+            vec![
+                (vec![host(1), host(3), host(4)], 1),
+                (vec![host(5), host(6), host(7)], 0),
+                (vec![], 0),
+            ]
+        );
+        // Line 9 (after a blank line) is cut: two chunks first, then the error.
+        lines.push("{\"schema\":".into());
+        let mut seen = 0;
+        let e = parse_probe_chunks(lines.join("\n").as_bytes(), 3, &mut |_| {
+            seen += 1;
+            true
+        })
+        .expect_err("cut line");
+        assert_eq!(seen, 2);
+        assert!(e.to_string().contains("line 9:"), "{e}");
+        // A consumer that stops after the first chunk gets no other, and no error.
+        let mut seen = 0;
+        let r = parse_probe_chunks(lines.join("\n").as_bytes(), 3, &mut |_| {
+            seen += 1;
+            false
+        });
+        assert!(r.is_ok() && seen == 1, "{r:?} {seen}");
+        // Whole documents and other formats: the same rows, in chunks of the size asked.
+        let mut sizes = Vec::new();
+        let p = Parsed {
+            rows: parse_probe(lines[..8].join("\n").as_bytes())
+                .expect("rows")
+                .rows,
+            ignored: 2,
+        };
+        let r = in_chunks(p, 4, &mut |c| {
+            sizes.push((c.rows.len(), c.ignored));
+            true
+        });
+        assert!(r.is_ok(), "{r:?}");
+        assert_eq!(sizes, vec![(4, 2), (2, 0)]);
     }
 
     #[test]

@@ -3,15 +3,18 @@
 //!
 //! Per upload: the scope matcher ([`Store::matcher`]: every organisation's, kept between
 //! uploads while the scopes do not change, for an operator; the uploader's own for an
-//! uploader) assigns the rows; the named servers of the organisations the rows go to are read
-//! once, each row's server is found (or made) in memory with the rules of
-//! [`Store::server_id`]; the new servers and the observations are written [`BATCH`] rows per
-//! statement, each batch one JSON text the database takes apart ([`insert_sql`]). What the
-//! upload touched is then brought up to date in the database ([`latest::apply`]: the new rows
-//! folded into their servers' latest state and counted into the curve), and the counts by
-//! state are recounted once for the organisations the rows went to, instead of by the count
-//! triggers per row (SQLite) or per statement (PostgreSQL) ([`latest::pause_counts`]). Each
-//! batch's JSON is made on a thread of its own while the database takes the batch before.
+//! uploader) assigns the rows. The rows are read and assigned in chunks of [`BATCH`] on a
+//! thread of their own while the database writes the chunks before ([`Store::store_upload`]);
+//! the first chunk is read before the transaction begins. Per chunk, the named servers of the
+//! organisations met for the first time are read, each row's server is found (or made) in
+//! memory with the rules of [`Store::server_id`], the new servers are written in one statement,
+//! and the observations in one more: one JSON text the database takes apart ([`insert_sql`]),
+//! made on a thread while the database writes the chunk before. What the upload touched is
+//! then brought up to date in the database ([`latest::apply`]: the new rows folded into their
+//! servers' latest state and counted into the curve), and the counts by state are recounted
+//! once for the organisations the rows went to, instead of by the count triggers per row
+//! (SQLite) or per statement (PostgreSQL) ([`latest::pause_counts`]). A bad line anywhere, or
+//! a failure of any step, ends the transaction: nothing of the upload is stored.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -19,8 +22,8 @@ use super::latest::{self, Touched};
 use super::{ObservationUpload, Store, get_i, get_oi, get_s};
 use crate::db::{self, Q};
 use crate::error::{Error, Result};
-use crate::ingest::{Observation, Parsed};
-use crate::scope::{Assignment, Locator};
+use crate::ingest::{self, ChunkedParse, Observation, Parsed};
+use crate::scope::{Assignment, Locator, Matcher};
 use crate::tenancy::{Caller, OrgScope, Role};
 
 /// Rows per `INSERT`: one JSON array of arrays bound to one placeholder, which the database
@@ -216,6 +219,75 @@ fn batch_json(
     serde_json::to_string(&batch).map_err(|e| Error::BadRequest(format!("observations: {e}")))
 }
 
+/// The name a row's server goes by: its host name, else its address (none: neither).
+fn server_name(o: &Observation) -> Option<String> {
+    match (&o.host, o.ip) {
+        (Some(h), _) => Some(normalise(h)),
+        (None, Some(ip)) => Some(normalise(&ip.to_string())),
+        (None, None) => None,
+    }
+}
+
+/// A thread of the upload that stopped (a panic): a server error, and nothing is stored.
+fn stopped(what: &str) -> Error {
+    Error::Db(sqlx::Error::Protocol(format!(
+        "observations: the thread {what} stopped"
+    )))
+}
+
+/// One chunk of an upload's rows as read and assigned: the rows, and the kept ones (index
+/// into `rows`, organisation — none: the unassigned queue —, why unassigned).
+struct Chunk {
+    rows: Vec<Observation>,
+    kept: Vec<(usize, Option<i64>, Option<String>)>,
+    /// Rows read (ignored ones included).
+    read: u64,
+    ignored: u64,
+    outside_scope: u64,
+}
+
+/// Assigns a parsed chunk's rows to organisations by `matcher`, for a caller of `scope`: an
+/// operator's rows go to the best match or the unassigned queue, an uploader's only to its own
+/// organisation (the others are counted outside its scope).
+fn assign(matcher: &Matcher, scope: OrgScope, parsed: Parsed) -> Chunk {
+    let mut chunk = Chunk {
+        read: parsed.rows.len() as u64 + parsed.ignored,
+        ignored: parsed.ignored,
+        kept: Vec::with_capacity(parsed.rows.len()),
+        rows: parsed.rows,
+        outside_scope: 0,
+    };
+    for (i, o) in chunk.rows.iter().enumerate() {
+        let loc = Locator {
+            ip: o.ip,
+            host: o.host.as_deref(),
+            asn: o.asn,
+        };
+        let (org, reason) = match (matcher.assign(&loc), scope) {
+            (Assignment::Org(org, _), OrgScope::All) => (Some(org), None),
+            (Assignment::Unassigned(why), OrgScope::All) => (None, Some(why)),
+            (Assignment::Org(org, _), OrgScope::One(mine)) if org == mine => (Some(org), None),
+            (_, OrgScope::One(_)) => {
+                chunk.outside_scope += 1;
+                continue;
+            }
+        };
+        chunk.kept.push((i, org, reason));
+    }
+    chunk
+}
+
+/// What an upload has written so far: its counts, the servers named by organisation (each
+/// organisation's read once, when its first row comes), what it touched.
+#[derive(Default)]
+struct Progress {
+    out: ObservationUpload,
+    names: HashMap<i64, Names>,
+    /// The servers made, in order (see [`Store::servers_of`]).
+    made: Vec<i64>,
+    touched: Touched,
+}
+
 impl Store {
     /// Stores parsed observations. An operator's rows go to the organisation whose scope
     /// matches best, or to the unassigned queue; an uploader's rows are kept only when they
@@ -226,36 +298,52 @@ impl Store {
         c: &Caller,
         parsed: Parsed,
     ) -> Result<ObservationUpload> {
+        self.store_chunks(c, move |each| ingest::in_chunks(parsed, BATCH, each))
+            .await
+    }
+
+    /// Parses an upload with `parse` and stores its observations as
+    /// [`store_observations`](Self::store_observations) does, a chunk being written while the
+    /// next is read: an upload of 50,000 rows no longer waits for its last line to be read
+    /// before its first row goes to the database. Still one transaction: a bad line anywhere
+    /// stores nothing.
+    pub async fn store_upload<B>(
+        &self,
+        c: &Caller,
+        body: B,
+        parse: ChunkedParse,
+    ) -> Result<ObservationUpload>
+    where
+        B: AsRef<[u8]> + Send + 'static,
+    {
+        self.store_chunks(c, move |each| parse(body.as_ref(), BATCH, each))
+            .await
+    }
+
+    /// The upload: `read` hands the parsed rows over in chunks on a thread of its own, where
+    /// they are also assigned; each chunk's servers are then found or made, its JSON made on a
+    /// thread while the database writes the chunk before, and written as one batch.
+    async fn store_chunks<R>(&self, c: &Caller, read: R) -> Result<ObservationUpload>
+    where
+        R: FnOnce(&mut dyn FnMut(Parsed) -> bool) -> Result<()> + Send + 'static,
+    {
         c.require(Role::Uploader)?;
-        let matcher = self.matcher(c.org_scope()).await?;
-        let mut out = ObservationUpload {
-            rows: parsed.rows.len() as u64 + parsed.ignored,
-            ignored: parsed.ignored,
-            ..Default::default()
-        };
+        let scope = c.org_scope();
+        let matcher = self.matcher(scope).await?;
+        let (send, mut chunks) = tokio::sync::mpsc::channel::<Result<Chunk>>(2);
+        let reader = tokio::task::spawn_blocking(move || {
+            let sent = read(&mut |p| send.blocking_send(Ok(assign(&matcher, scope, p))).is_ok());
+            if let Err(e) = sent {
+                // Nobody to tell when the upload has already failed.
+                let _ = send.blocking_send(Err(e));
+            }
+        });
+        // The first chunk is read before the transaction (and the counts lock) is taken: a
+        // document that is bad from its first line never touches the database.
+        let mut next = chunks.recv().await.transpose()?;
         let uploaded = db::now();
-        // Where each row goes: (row's index, organisation, why unassigned).
-        let rows = std::sync::Arc::new(parsed.rows);
-        let mut kept = Vec::with_capacity(rows.len());
-        for (i, o) in rows.iter().enumerate() {
-            let loc = Locator {
-                ip: o.ip,
-                host: o.host.as_deref(),
-                asn: o.asn,
-            };
-            let (org, reason) = match (matcher.assign(&loc), c.org_scope()) {
-                (Assignment::Org(org, _), OrgScope::All) => (Some(org), None),
-                (Assignment::Unassigned(why), OrgScope::All) => (None, Some(why)),
-                (Assignment::Org(org, _), OrgScope::One(mine)) if org == mine => (Some(org), None),
-                (_, OrgScope::One(_)) => {
-                    out.outside_scope += 1;
-                    continue;
-                }
-            };
-            kept.push((i, org, reason));
-        }
-        let mut tx = self.begin_counted(c.org_scope()).await?;
-        // Counted once at the end, for the organisations the rows go to.
+        let mut tx = self.begin_counted(scope).await?;
+        // The count triggers stand still; the organisations are recounted once at the end.
         latest::pause_counts(&mut tx, self.engine).await?;
         if self.engine == db::Engine::Postgres {
             // Room in memory for a batch (its JSON taken apart, and the new rows the reference
@@ -265,122 +353,48 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
-        // The named servers of the organisations the rows go to, read once.
-        let orgs: Vec<i64> = kept
-            .iter()
-            .filter_map(|k| k.1)
+        let mut p = Progress::default();
+        let mut writing: Option<tokio::task::JoinHandle<Result<(String, usize)>>> = None;
+        while let Some(chunk) = next {
+            p.out.rows += chunk.read;
+            p.out.ignored += chunk.ignored;
+            p.out.outside_scope += chunk.outside_scope;
+            if chunk.kept.is_empty() {
+                next = chunks.recv().await.transpose()?;
+                continue;
+            }
+            let servers = self
+                .servers_of(&mut tx, &chunk, &mut p.names, &mut p.made)
+                .await?;
+            let at = uploaded.clone();
+            let json = tokio::task::spawn_blocking(move || {
+                batch_json(&chunk.rows, &chunk.kept, &servers, &at).map(|j| (j, chunk.kept.len()))
+            });
+            if let Some(before) = writing.replace(json) {
+                self.insert_batch(&mut tx, before, &mut p).await?;
+            }
+            next = chunks.recv().await.transpose()?;
+        }
+        if let Some(last) = writing {
+            self.insert_batch(&mut tx, last, &mut p).await?;
+        }
+        // The reading thread ended without an error told: it handed every chunk over, unless
+        // it stopped (a panic), and then nothing is stored.
+        reader.await.map_err(|_| stopped("reading the upload"))?;
+        latest::apply(&mut tx, self.engine, scope, &p.touched).await?;
+        let orgs: Vec<i64> = p
+            .names
+            .keys()
+            .copied()
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
-        let mut names: HashMap<i64, Names> = HashMap::new();
-        if !orgs.is_empty() {
-            let rows = Q::new("SELECT id, org_id, name FROM servers WHERE org_id")
-                .in_ids(self.engine, &orgs)
-                .sql(" ORDER BY id")
-                .for_engine(self.engine)
-                .fetch_all(&mut *tx)
-                .await?;
-            for r in rows {
-                names
-                    .entry(get_i(&r, "org_id")?)
-                    .or_default()
-                    .add(&get_s(&r, "name")?, get_i(&r, "id")?);
-            }
-        }
-        // Each row's server, in row order (a server made by an earlier row is found by a later
-        // one, as when rows were stored one by one); new servers get ids below zero until made.
-        let mut fresh: Vec<(i64, String)> = Vec::new();
-        let mut server_of: Vec<Option<i64>> = Vec::with_capacity(kept.len());
-        for (i, org, _) in &kept {
-            let o = &rows[*i];
-            let Some(org) = *org else {
-                server_of.push(None);
-                continue;
-            };
-            let name = match (&o.host, o.ip) {
-                (Some(h), _) => normalise(h),
-                (None, Some(ip)) => normalise(&ip.to_string()),
-                (None, None) => {
-                    server_of.push(None);
-                    continue;
-                }
-            };
-            let n = names.entry(org).or_default();
-            let id = match n.find(&name) {
-                Some(id) => id,
-                None => {
-                    let id = -(fresh.len() as i64) - 1;
-                    n.add(&name, id);
-                    fresh.push((org, name));
-                    id
-                }
-            };
-            server_of.push(Some(id));
-        }
-        let made = self.make_servers(&mut tx, &fresh).await?;
-        for s in server_of.iter_mut().flatten() {
-            if *s < 0 {
-                *s = made[(-*s - 1) as usize];
-            }
-        }
-        // The observations, BATCH rows per statement; RETURNING says which were new. Each
-        // batch's JSON is made on a thread of its own while the database takes the one before
-        // (0.15-0.2 s of a 50,000-row upload, measured, no longer between the statements).
-        let mut touched = Touched::default();
-        let insert = insert_sql(self.engine);
-        let (send, mut batches) = tokio::sync::mpsc::channel::<Result<(String, usize)>>(2);
-        let maker = tokio::task::spawn_blocking(move || {
-            for (chunk, servers) in kept.chunks(BATCH).zip(server_of.chunks(BATCH)) {
-                let json = batch_json(&rows, chunk, servers, &uploaded).map(|j| (j, chunk.len()));
-                if send.blocking_send(json).is_err() {
-                    return;
-                }
-            }
-        });
-        while let Some(batch) = batches.recv().await {
-            let (json, sent) = batch?;
-            let q = Q::new(insert.0).arg(json).sql(insert.1);
-            let inserted = q.for_engine(self.engine).fetch_all(&mut *tx).await?;
-            // The new rows (a row whose key is stored, or came earlier, is not returned): each
-            // (SQLite), or their count and id range (PostgreSQL).
-            let mut new = 0;
-            for r in &inserted {
-                let (n, assigned, ids) = match self.engine {
-                    db::Engine::Sqlite => {
-                        let id = get_i(r, "id")?;
-                        (1, u64::from(get_oi(r, "org_id")?.is_some()), Some((id, id)))
-                    }
-                    db::Engine::Postgres => {
-                        let n = get_i(r, "n")? as u64;
-                        let ids = match (get_oi(r, "lo")?, get_oi(r, "hi")?) {
-                            (Some(lo), Some(hi)) => Some((lo, hi)),
-                            _ => None,
-                        };
-                        (n, get_i(r, "assigned")? as u64, ids)
-                    }
-                };
-                new += n;
-                out.assigned += assigned;
-                out.unassigned += n - assigned;
-                if let Some((lo, hi)) = ids {
-                    touched.added_observation(lo);
-                    touched.added_observation(hi);
-                }
-            }
-            out.duplicates += sent as u64 - new;
-        }
-        // Every batch was made (a failed maker closes the channel early).
-        maker.await.map_err(|_| {
-            Error::Db(sqlx::Error::Protocol(
-                "observations: the thread making the batches stopped".into(),
-            ))
-        })?;
-        latest::apply(&mut tx, self.engine, c.org_scope(), &touched).await?;
-        latest::resume_counts(&mut tx, self.engine, c.org_scope(), &orgs).await?;
-        let owner = match c.org_scope() {
+        latest::resume_counts(&mut tx, self.engine, scope, &orgs).await?;
+        let owner = match scope {
             OrgScope::One(o) => Some(o),
             OrgScope::All => None,
         };
+        let out = p.out;
         self.audit(
             &mut *tx,
             Some(c),
@@ -394,6 +408,118 @@ impl Store {
         .await?;
         tx.commit().await?;
         Ok(out)
+    }
+
+    /// The server of each kept row of `chunk` (none: unassigned, or no name), found among the
+    /// named servers of its organisation (read on its first row, in `names`) or made with the
+    /// rules of [`Store::server_id`].
+    async fn servers_of(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        chunk: &Chunk,
+        names: &mut HashMap<i64, Names>,
+        made: &mut Vec<i64>,
+    ) -> Result<Vec<Option<i64>>> {
+        let unread: Vec<i64> = chunk
+            .kept
+            .iter()
+            .filter_map(|k| k.1)
+            .filter(|o| !names.contains_key(o))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        if !unread.is_empty() {
+            for o in &unread {
+                names.entry(*o).or_default();
+            }
+            let rows = Q::new("SELECT id, org_id, name FROM servers WHERE org_id")
+                .in_ids(self.engine, &unread)
+                .sql(" ORDER BY id")
+                .for_engine(self.engine)
+                .fetch_all(&mut **tx)
+                .await?;
+            for r in rows {
+                names
+                    .entry(get_i(&r, "org_id")?)
+                    .or_default()
+                    .add(&get_s(&r, "name")?, get_i(&r, "id")?);
+            }
+        }
+        // Each row's server, in row order (a server made by an earlier row is found by a later
+        // one, as when rows were stored one by one); a new server goes by a number below zero,
+        // -1 - its place in `made` (the servers the upload made, in order), in `names` too.
+        let mut fresh: Vec<(i64, String)> = Vec::new();
+        let mut server_of: Vec<Option<i64>> = Vec::with_capacity(chunk.kept.len());
+        for (i, org, _) in &chunk.kept {
+            let o = &chunk.rows[*i];
+            let (Some(org), Some(name)) = (*org, server_name(o)) else {
+                server_of.push(None);
+                continue;
+            };
+            let n = names.entry(org).or_default();
+            let id = match n.find(&name) {
+                Some(id) => id,
+                None => {
+                    let id = -((made.len() + fresh.len()) as i64) - 1;
+                    n.add(&name, id);
+                    fresh.push((org, name));
+                    id
+                }
+            };
+            server_of.push(Some(id));
+        }
+        made.extend(self.make_servers(tx, &fresh).await?);
+        for s in server_of.iter_mut().flatten() {
+            if *s < 0 {
+                *s = made[(-*s - 1) as usize];
+            }
+        }
+        Ok(server_of)
+    }
+
+    /// Writes one batch (its JSON being made by `json`) and counts what it stored into `p`.
+    async fn insert_batch(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        json: tokio::task::JoinHandle<Result<(String, usize)>>,
+        p: &mut Progress,
+    ) -> Result<()> {
+        let (json, sent) = json.await.map_err(|_| stopped("making a batch"))??;
+        let insert = insert_sql(self.engine);
+        let inserted = Q::new(insert.0)
+            .arg(json)
+            .sql(insert.1)
+            .for_engine(self.engine)
+            .fetch_all(&mut **tx)
+            .await?;
+        // The new rows (a row whose key is stored, or came earlier, is not returned): each
+        // (SQLite), or their count and id range (PostgreSQL).
+        let mut new = 0;
+        for r in &inserted {
+            let (n, assigned, ids) = match self.engine {
+                db::Engine::Sqlite => {
+                    let id = get_i(r, "id")?;
+                    (1, u64::from(get_oi(r, "org_id")?.is_some()), Some((id, id)))
+                }
+                db::Engine::Postgres => {
+                    let n = get_i(r, "n")? as u64;
+                    let ids = match (get_oi(r, "lo")?, get_oi(r, "hi")?) {
+                        (Some(lo), Some(hi)) => Some((lo, hi)),
+                        _ => None,
+                    };
+                    (n, get_i(r, "assigned")? as u64, ids)
+                }
+            };
+            new += n;
+            p.out.assigned += assigned;
+            p.out.unassigned += n - assigned;
+            if let Some((lo, hi)) = ids {
+                p.touched.added_observation(lo);
+                p.touched.added_observation(hi);
+            }
+        }
+        p.out.duplicates += sent as u64 - new;
+        Ok(())
     }
 
     /// Makes the servers `fresh` ((organisation, normalised name), none stored when read) and

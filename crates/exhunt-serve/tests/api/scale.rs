@@ -1096,6 +1096,60 @@ async fn uploads_of_many_batches_store_every_row_once() {
     }
 }
 
+/// An upload is written chunk by chunk while it is read: a bad line after three chunks (two of
+/// them written by then, in the upload's transaction) still stores nothing — no observation,
+/// no server those chunks made, no count — and the same rows without it are then stored whole.
+#[tokio::test]
+async fn a_bad_line_after_written_batches_stores_nothing() {
+    for db in databases().await {
+        let s = server(&db, Config::default()).await;
+        let a = org(&s, "Alpha", &["10.0.0.0/8"], &[]).await;
+        // 4,000 servers (one listing of the checks), each on four days.
+        let mut rows: Vec<String> = (0..16_000)
+            .map(|k| {
+                let (n, day) = (k % 4000, k / 4000);
+                probe_row(
+                    &format!("10.{}.{}.1", n / 250, n % 250),
+                    &format!("ex{n}.alpha.example"),
+                    "vulnerable",
+                    &format!("2026-11-{:02}T08:00:00Z", 20 + day),
+                )
+            })
+            .collect();
+        rows.push(r#"{"schema": "exhunt-probe/1.0", "state": "vulnera"#.to_string());
+        let r = call(
+            &s.app,
+            "POST",
+            "/api/v1/observations/probe",
+            Some(&s.op),
+            rows.join("\n"),
+        )
+        .await;
+        assert_eq!(r.status, 422, "{}: {}", db.url, r.text);
+        assert!(r.text.contains("line 16001"), "{}: {}", db.url, r.text);
+        for (what, sql) in [
+            (
+                "observations",
+                "SELECT COUNT(*) AS n FROM observations".to_string(),
+            ),
+            (
+                "servers",
+                format!("SELECT COUNT(*) AS n FROM servers WHERE org_id = {a}"),
+            ),
+            ("curve", "SELECT COUNT(*) AS n FROM org_days".to_string()),
+        ] {
+            assert_eq!(rows_of(&s, &sql).await, 0, "{}: {what}", db.url);
+        }
+        check(&s, "refused upload").await;
+        rows.pop();
+        let r = probe(&s, &s.op, &rows).await;
+        assert_eq!(r["assigned"].as_i64(), Some(16_000), "{}: {r}", db.url);
+        let n = rows_of(&s, "SELECT COUNT(*) AS n FROM observations").await;
+        assert_eq!(n, 16_000, "{}", db.url);
+        check(&s, "stored upload").await;
+    }
+}
+
 /// Runs `sql` by hand as an operator (PostgreSQL) in a task of its own, and commits or rolls
 /// back: a second writer beside the test's own transaction.
 fn in_task(s: &Srv, sql: String, commit: bool) -> tokio::task::JoinHandle<()> {
