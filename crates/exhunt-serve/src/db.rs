@@ -241,6 +241,15 @@ pub async fn open(url: &str) -> Result<(AnyPool, Engine)> {
     Ok((pool, engine))
 }
 
+/// A pool of one connection to `url`, opened when first used (for reads beside a writing
+/// transaction; see [`crate::store::Store`]).
+pub fn side_pool(url: &str) -> Result<AnyPool> {
+    let opts = AnyConnectOptions::from_str(url)?;
+    Ok(AnyPoolOptions::new()
+        .max_connections(1)
+        .connect_lazy_with(opts))
+}
+
 /// Set to `1` to serve from PostgreSQL as a role that bypasses row-level security (superuser or
 /// `BYPASSRLS`): the application's filter is then the only lock. Refused otherwise.
 pub const ALLOW_RLS_BYPASS_ENV: &str = "EXHUNT_SERVE_ALLOW_RLS_BYPASS";

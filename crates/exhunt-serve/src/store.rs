@@ -28,6 +28,11 @@ use latest::Touched;
 pub struct Store {
     pool: AnyPool,
     engine: Engine,
+    /// PostgreSQL: a pool of one connection of its own, for reads of committed rows beside an
+    /// upload's transaction (its named servers, read while it writes: see `store/bulk.rs`).
+    /// Only the holder of the counts lock uses it, so it cannot be waited for by a transaction
+    /// that holds the lock's waiters' connections.
+    side: Option<AnyPool>,
     /// Every organisation's scopes as a matcher, with the scopes' revision it was built at
     /// (migration 10): rebuilt only when the revision moved.
     scopes: KeptMatcher,
@@ -445,9 +450,14 @@ impl Store {
     /// Opens (and migrates) the database at `url` (see [`db::open`]).
     pub async fn open(url: &str) -> Result<Store> {
         let (pool, engine) = db::open(url).await?;
+        let side = match engine {
+            Engine::Postgres => Some(db::side_pool(url)?),
+            Engine::Sqlite => None,
+        };
         let store = Store {
             pool,
             engine,
+            side,
             scopes: Default::default(),
             escalate_after: crate::escalate::Policy::default().after,
         };

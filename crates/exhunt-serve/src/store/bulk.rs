@@ -283,9 +283,57 @@ fn assign(matcher: &Matcher, scope: OrgScope, parsed: Parsed) -> Chunk {
 struct Progress {
     out: ObservationUpload,
     names: HashMap<i64, Names>,
+    /// The organisations met (their named servers read, or being read).
+    met: BTreeSet<i64>,
     /// The servers made, in order (see [`Store::servers_of`]).
     made: Vec<i64>,
     touched: Touched,
+}
+
+impl Progress {
+    /// The organisations of `chunk`'s rows met for the first time (now met).
+    fn meet(&mut self, chunk: &Chunk) -> Vec<i64> {
+        let mut new = Vec::new();
+        for o in chunk.kept.iter().filter_map(|k| k.1) {
+            if self.met.insert(o) {
+                new.push(o);
+            }
+        }
+        new
+    }
+
+    /// Takes the named servers `named` of `orgs` (met, and read) into `names`.
+    fn learn(&mut self, orgs: &[i64], named: Vec<(i64, String, i64)>) {
+        for o in orgs {
+            self.names.entry(*o).or_default();
+        }
+        for (org, name, id) in named {
+            self.names.entry(org).or_default().add(&name, id);
+        }
+    }
+}
+
+/// The named servers (organisation, name, id) of `orgs`, read by `ex`.
+async fn read_names<'e, E>(
+    engine: db::Engine,
+    ex: E,
+    orgs: &[i64],
+) -> Result<Vec<(i64, String, i64)>>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    if orgs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows = Q::new("SELECT id, org_id, name FROM servers WHERE org_id")
+        .in_ids(engine, orgs)
+        .sql(" ORDER BY id")
+        .for_engine(engine)
+        .fetch_all(ex)
+        .await?;
+    rows.iter()
+        .map(|r| Ok((get_i(r, "org_id")?, get_s(r, "name")?, get_i(r, "id")?)))
+        .collect()
 }
 
 impl Store {
@@ -355,25 +403,33 @@ impl Store {
         }
         let mut p = Progress::default();
         let mut writing: Option<tokio::task::JoinHandle<Result<(String, usize)>>> = None;
+        // The named servers of the organisations a chunk meets first: for the first chunk read
+        // in the transaction; for each next one while the chunk before is written (beside the
+        // transaction on PostgreSQL, see `write_and_name`).
+        let mut orgs = next.as_ref().map(|c| p.meet(c)).unwrap_or_default();
+        let mut named = self.read_names(&mut tx, &orgs).await?;
         while let Some(chunk) = next {
             p.out.rows += chunk.read;
             p.out.ignored += chunk.ignored;
             p.out.outside_scope += chunk.outside_scope;
-            if chunk.kept.is_empty() {
-                next = chunks.recv().await.transpose()?;
-                continue;
-            }
-            let servers = self
-                .servers_of(&mut tx, &chunk, &mut p.names, &mut p.made)
-                .await?;
-            let at = uploaded.clone();
-            let json = tokio::task::spawn_blocking(move || {
-                batch_json(&chunk.rows, &chunk.kept, &servers, &at).map(|j| (j, chunk.kept.len()))
-            });
-            if let Some(before) = writing.replace(json) {
-                self.insert_batch(&mut tx, before, &mut p).await?;
+            p.learn(&orgs, named);
+            let mut json = None;
+            if !chunk.kept.is_empty() {
+                let servers = self
+                    .servers_of(&mut tx, &chunk, &mut p.names, &mut p.made)
+                    .await?;
+                let at = uploaded.clone();
+                json = Some(tokio::task::spawn_blocking(move || {
+                    batch_json(&chunk.rows, &chunk.kept, &servers, &at)
+                        .map(|j| (j, chunk.kept.len()))
+                }));
             }
             next = chunks.recv().await.transpose()?;
+            orgs = next.as_ref().map(|c| p.meet(c)).unwrap_or_default();
+            let before = json.and_then(|j| writing.replace(j));
+            named = self
+                .write_and_name(&mut tx, before, &mut p, scope, &orgs)
+                .await?;
         }
         if let Some(last) = writing {
             self.insert_batch(&mut tx, last, &mut p).await?;
@@ -382,13 +438,7 @@ impl Store {
         // it stopped (a panic), and then nothing is stored.
         reader.await.map_err(|_| stopped("reading the upload"))?;
         latest::apply(&mut tx, self.engine, scope, &p.touched).await?;
-        let orgs: Vec<i64> = p
-            .names
-            .keys()
-            .copied()
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
+        let orgs: Vec<i64> = p.met.iter().copied().collect();
         latest::resume_counts(&mut tx, self.engine, scope, &orgs).await?;
         let owner = match scope {
             OrgScope::One(o) => Some(o),
@@ -411,8 +461,8 @@ impl Store {
     }
 
     /// The server of each kept row of `chunk` (none: unassigned, or no name), found among the
-    /// named servers of its organisation (read on its first row, in `names`) or made with the
-    /// rules of [`Store::server_id`].
+    /// named servers of its organisation (in `names`) or made with the rules of
+    /// [`Store::server_id`].
     async fn servers_of(
         &self,
         tx: &mut sqlx::Transaction<'static, sqlx::Any>,
@@ -420,31 +470,6 @@ impl Store {
         names: &mut HashMap<i64, Names>,
         made: &mut Vec<i64>,
     ) -> Result<Vec<Option<i64>>> {
-        let unread: Vec<i64> = chunk
-            .kept
-            .iter()
-            .filter_map(|k| k.1)
-            .filter(|o| !names.contains_key(o))
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        if !unread.is_empty() {
-            for o in &unread {
-                names.entry(*o).or_default();
-            }
-            let rows = Q::new("SELECT id, org_id, name FROM servers WHERE org_id")
-                .in_ids(self.engine, &unread)
-                .sql(" ORDER BY id")
-                .for_engine(self.engine)
-                .fetch_all(&mut **tx)
-                .await?;
-            for r in rows {
-                names
-                    .entry(get_i(&r, "org_id")?)
-                    .or_default()
-                    .add(&get_s(&r, "name")?, get_i(&r, "id")?);
-            }
-        }
         // Each row's server, in row order (a server made by an earlier row is found by a later
         // one, as when rows were stored one by one); a new server goes by a number below zero,
         // -1 - its place in `made` (the servers the upload made, in order), in `names` too.
@@ -475,6 +500,53 @@ impl Store {
             }
         }
         Ok(server_of)
+    }
+
+    /// The named servers (organisation, name, id) of `orgs`, read in `tx`.
+    async fn read_names(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        orgs: &[i64],
+    ) -> Result<Vec<(i64, String, i64)>> {
+        read_names(self.engine, &mut **tx, orgs).await
+    }
+
+    /// Writes the batch `before` (if any), and reads the named servers of `orgs`: on
+    /// PostgreSQL at the same time, on a connection of its own (`side`), in a transaction of
+    /// the caller's `scope`. What it reads is what the upload's transaction would: every
+    /// writer of servers takes the counts lock this upload holds (migration 12), so none
+    /// commits meanwhile, and the upload has not touched these organisations' servers yet (it
+    /// meets them now). On SQLite one after the other, in the transaction.
+    async fn write_and_name(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        before: Option<tokio::task::JoinHandle<Result<(String, usize)>>>,
+        p: &mut Progress,
+        scope: OrgScope,
+        orgs: &[i64],
+    ) -> Result<Vec<(i64, String, i64)>> {
+        match &self.side {
+            Some(side) if !orgs.is_empty() => {
+                let write = async {
+                    match before {
+                        Some(b) => self.insert_batch(tx, b, p).await,
+                        None => Ok(()),
+                    }
+                };
+                let read = async {
+                    let mut t = side.begin_with(super::scoped_begin(scope)).await?;
+                    read_names(self.engine, &mut *t, orgs).await
+                };
+                let ((), named) = tokio::try_join!(write, read)?;
+                Ok(named)
+            }
+            _ => {
+                if let Some(b) = before {
+                    self.insert_batch(tx, b, p).await?;
+                }
+                self.read_names(tx, orgs).await
+            }
+        }
     }
 
     /// Writes one batch (its JSON being made by `json`) and counts what it stored into `p`.

@@ -1150,6 +1150,109 @@ async fn a_bad_line_after_written_batches_stores_nothing() {
     }
 }
 
+/// An organisation first met by a later chunk of an upload has its named servers read then
+/// (on PostgreSQL beside the upload's transaction, while it writes the chunk before): its rows
+/// find the servers stored before, by full name, by a short name and by a name written
+/// differently, and make none again; a new name makes one server, found again by the next
+/// chunk.
+#[tokio::test]
+async fn servers_named_by_a_later_chunk_are_found() {
+    for db in databases().await {
+        let s = server(&db, Config::default()).await;
+        let a = org(&s, "Alpha", &["10.0.0.0/8"], &[]).await;
+        let b = org(&s, "Beta", &["192.0.2.0/24"], &[]).await;
+        let day = |d: u32| format!("2026-11-{d:02}T08:00:00Z");
+        let before: Vec<String> = (1..=3)
+            .map(|n| {
+                probe_row(
+                    &format!("192.0.2.{n}"),
+                    &format!("ex{n}.beta.example"),
+                    "vulnerable",
+                    &day(20),
+                )
+            })
+            .collect();
+        probe(&s, &s.op, &before).await;
+        // Chunk 1: Alpha alone; chunk 2: Beta's rows; chunk 3: Beta's new name again.
+        let mut rows: Vec<String> = (0..5000)
+            .map(|n| {
+                probe_row(
+                    &format!("10.{}.{}.1", n / 250, n % 250),
+                    &format!("ex{n}.alpha.example"),
+                    "vulnerable",
+                    &day(21),
+                )
+            })
+            .collect();
+        rows.push(probe_row(
+            "192.0.2.1",
+            "ex1.beta.example",
+            "patched",
+            &day(22),
+        ));
+        rows.push(probe_row("192.0.2.2", "ex2", "patched", &day(22)));
+        rows.push(probe_row(
+            "192.0.2.3",
+            "EX3.Beta.Example.",
+            "patched",
+            &day(22),
+        ));
+        rows.push(probe_row(
+            "192.0.2.4",
+            "ex4.beta.example",
+            "patched",
+            &day(22),
+        ));
+        rows.extend((0..4999).map(|n| {
+            probe_row(
+                &format!("10.{}.{}.2", n / 250, n % 250),
+                &format!("ex{n}.alpha.example"),
+                "patched",
+                &day(22),
+            )
+        }));
+        rows.push(probe_row(
+            "192.0.2.4",
+            "ex4.beta.example",
+            "patched",
+            &day(23),
+        ));
+        let r = probe(&s, &s.op, &rows).await;
+        assert_eq!(r["assigned"].as_i64(), Some(10_004), "{}: {r}", db.url);
+        let n = rows_of(
+            &s,
+            &format!("SELECT COUNT(*) AS n FROM servers WHERE org_id = {b}"),
+        )
+        .await;
+        assert_eq!(n, 4, "{}: Beta's three servers and one new", db.url);
+        let n = rows_of(
+            &s,
+            &format!("SELECT COUNT(*) AS n FROM servers WHERE org_id = {a}"),
+        )
+        .await;
+        assert_eq!(n, 5000, "{}", db.url);
+        let n = rows_of(
+            &s,
+            &format!(
+                "SELECT COUNT(*) AS n FROM servers WHERE org_id = {b} AND last_state = 'patched'"
+            ),
+        )
+        .await;
+        assert_eq!(
+            n, 4,
+            "{}: each Beta server's latest row is the upload's",
+            db.url
+        );
+        let n = rows_of(
+            &s,
+            &format!("SELECT COUNT(DISTINCT server_id) AS n FROM observations WHERE org_id = {b}"),
+        )
+        .await;
+        assert_eq!(n, 4, "{}", db.url);
+        check(&s, "later chunk").await;
+    }
+}
+
 /// Runs `sql` by hand as an operator (PostgreSQL) in a task of its own, and commits or rolls
 /// back: a second writer beside the test's own transaction.
 fn in_task(s: &Srv, sql: String, commit: bool) -> tokio::task::JoinHandle<()> {
