@@ -287,6 +287,8 @@ struct Progress {
     met: BTreeSet<i64>,
     /// The servers made, in order (see [`Store::servers_of`]).
     made: Vec<i64>,
+    /// The organisations servers were made in.
+    made_in: BTreeSet<i64>,
     touched: Touched,
 }
 
@@ -416,7 +418,7 @@ impl Store {
             let mut json = None;
             if !chunk.kept.is_empty() {
                 let servers = self
-                    .servers_of(&mut tx, &chunk, &mut p.names, &mut p.made)
+                    .servers_of(&mut tx, &chunk, &mut p.names, &mut p.made, &mut p.made_in)
                     .await?;
                 let at = uploaded.clone();
                 json = Some(tokio::task::spawn_blocking(move || {
@@ -437,8 +439,16 @@ impl Store {
         // The reading thread ended without an error told: it handed every chunk over, unless
         // it stopped (a panic), and then nothing is stored.
         reader.await.map_err(|_| stopped("reading the upload"))?;
-        latest::apply(&mut tx, self.engine, scope, &p.touched).await?;
-        let orgs: Vec<i64> = p.met.iter().copied().collect();
+        // The organisations recounted: those whose servers' states the upload moved, and
+        // those it made servers in, when the fold tells (PostgreSQL); else all it met.
+        let moved = latest::apply(&mut tx, self.engine, scope, &p.touched).await?;
+        let orgs: Vec<i64> = match moved {
+            Some(mut m) => {
+                m.extend(&p.made_in);
+                m.into_iter().collect()
+            }
+            None => p.met.iter().copied().collect(),
+        };
         latest::resume_counts(&mut tx, self.engine, scope, &orgs).await?;
         let owner = match scope {
             OrgScope::One(o) => Some(o),
@@ -469,6 +479,7 @@ impl Store {
         chunk: &Chunk,
         names: &mut HashMap<i64, Names>,
         made: &mut Vec<i64>,
+        made_in: &mut BTreeSet<i64>,
     ) -> Result<Vec<Option<i64>>> {
         // Each row's server, in row order (a server made by an earlier row is found by a later
         // one, as when rows were stored one by one); a new server goes by a number below zero,
@@ -493,6 +504,7 @@ impl Store {
             };
             server_of.push(Some(id));
         }
+        made_in.extend(fresh.iter().map(|f| f.0));
         made.extend(self.make_servers(tx, &fresh).await?);
         for s in server_of.iter_mut().flatten() {
             if *s < 0 {

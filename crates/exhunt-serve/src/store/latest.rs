@@ -496,13 +496,15 @@ fn member(engine: Engine, col: &str, key: &str) -> String {
 /// added is the later of its latest and the added rows', so this equals a recomputation from
 /// the whole history, without reading it (any other row in the range is one of the server's
 /// rows, so folding it is right too). Returns the servers in the range whose state was never
-/// computed (`latest_v = 0`: recomputed from their history by the caller).
+/// computed (`latest_v = 0`: recomputed from their history by the caller), and on PostgreSQL
+/// the organisations of the servers whose state (overall or of a campaign) it moved (SQLite:
+/// not told).
 async fn fold_added(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     engine: Engine,
     lo: i64,
     hi: i64,
-) -> Result<BTreeSet<i64>> {
+) -> Result<(BTreeSet<i64>, Option<BTreeSet<i64>>)> {
     // Per server, in one statement (each server row rewritten once): its latest added row
     // (r.id, …) and its latest added row with a build (r.b_id, …; none: NULL), both read in
     // one pass over the added rows by two windows (no join of two window subqueries: a
@@ -544,9 +546,22 @@ async fn fold_added(
     set.push(when("bl", "last_build_obs_id", "n.b_id".into()));
     set.push(when("bl", "last_build", "n.b_build".into()));
     set.push(when("bl", "last_build_seen", "n.b_seen".into()));
-    Q::new(&format!(
-        "UPDATE servers SET {} FROM (SELECT s.id AS sid, r.id, r.seen, r.state, r.campaigns, \
-         r.b_id, r.b_build, r.b_seen, s.last_verdict AS lv, {vj} AS vj, {cj} AS cj, \
+    // PostgreSQL: each server's states before (`o_*`, read by `n`) and after the update,
+    // compared in RETURNING: the organisations whose counts by state may move.
+    let (with, before, moved) = match engine {
+        Engine::Sqlite => ("", "", ""),
+        Engine::Postgres => (
+            "WITH f AS (",
+            "s.state AS o_state, s.st_pl AS o_pl, s.st_ps AS o_ps, s.st_pns AS o_pns, \
+             s.st_post AS o_post, ",
+            " RETURNING servers.org_id AS org_id, (servers.state, servers.st_pl, servers.st_ps, \
+             servers.st_pns, servers.st_post) IS DISTINCT FROM (n.o_state, n.o_pl, n.o_ps, \
+             n.o_pns, n.o_post) AS moved) SELECT DISTINCT org_id FROM f WHERE moved",
+        ),
+    };
+    let folded = Q::new(&format!(
+        "{with}UPDATE servers SET {} FROM (SELECT s.id AS sid, r.id, r.seen, r.state, r.campaigns, \
+         r.b_id, r.b_build, r.b_seen, s.last_verdict AS lv, {vj} AS vj, {cj} AS cj, {before}\
          {obs_later} AS ol, {build_later} AS bl \
          FROM (SELECT server_id, id, seen, state, campaigns, \
          CASE WHEN b_build IS NULL THEN NULL ELSE b_id END AS b_id, b_build, \
@@ -563,11 +578,20 @@ async fn fold_added(
         " WINDOW w AS (PARTITION BY server_id ORDER BY seen DESC, id DESC), \
          b AS (PARTITION BY server_id ORDER BY build IS NULL, seen DESC, id DESC)) AS x WHERE rn = 1) AS r \
          JOIN servers s ON s.id = r.server_id WHERE s.latest_v = 1 AND ({obs_later} OR {build_later}){fence}) AS n \
-         WHERE servers.id = n.sid"
+         WHERE servers.id = n.sid{moved}"
     ))
     .for_engine(engine)
-    .execute(&mut **tx)
+    .fetch_all(&mut **tx)
     .await?;
+    let moved = match engine {
+        Engine::Sqlite => None,
+        Engine::Postgres => Some(
+            folded
+                .iter()
+                .map(|r| get_i(r, "org_id"))
+                .collect::<Result<BTreeSet<i64>>>()?,
+        ),
+    };
     // Such servers are few (none, normally): found by their index (servers_uncomputed,
     // migration 12), each then probed for a row in the range.
     let rows = Q::new(
@@ -581,7 +605,8 @@ async fn fold_added(
     .for_engine(engine)
     .fetch_all(&mut **tx)
     .await?;
-    rows.iter().map(|r| get_i(r, "id")).collect()
+    let uncomputed = rows.iter().map(|r| get_i(r, "id")).collect::<Result<_>>()?;
+    Ok((uncomputed, moved))
 }
 
 /// The curve's counts of `days` as the observations and scans say now.
@@ -825,19 +850,30 @@ async fn write_day(
 }
 
 /// Applies what a change touched: servers first (their latest state), then the curve.
+/// Returns, when it can tell (PostgreSQL, no server recomputed from its history), the
+/// organisations some of whose servers' states it moved: with the count triggers paused
+/// ([`pause_counts`]), the only ones besides those with new servers whose counts need a
+/// recount. `None`: any of the servers' organisations may have moved.
 pub(crate) async fn apply(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     engine: Engine,
     scope: OrgScope,
     t: &Touched,
-) -> Result<()> {
+) -> Result<Option<BTreeSet<i64>>> {
     let mut full = t.servers.clone();
+    let mut moved = Some(BTreeSet::new());
     if let Some((lo, hi)) = t.added {
-        full.extend(fold_added(tx, engine, lo, hi).await?);
+        let (uncomputed, folded) = fold_added(tx, engine, lo, hi).await?;
+        full.extend(uncomputed);
+        moved = folded;
         count_added_days(tx, engine, scope, lo, hi).await?;
     }
+    if !full.is_empty() {
+        moved = None;
+    }
     refresh_servers(tx, engine, &full).await?;
-    recount_days(tx, engine, scope, &t.days).await
+    recount_days(tx, engine, scope, &t.days).await?;
+    Ok(moved)
 }
 
 /// The days of the curve one server's rows count in (before it is deleted).
