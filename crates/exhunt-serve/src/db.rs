@@ -245,8 +245,11 @@ pub async fn open(url: &str) -> Result<(AnyPool, Engine)> {
 /// transaction; see [`crate::store::Store`]).
 pub fn side_pool(url: &str) -> Result<AnyPool> {
     let opts = AnyConnectOptions::from_str(url)?;
+    // A connection that cannot be had soon is read without (bulk.rs falls back to reading in
+    // the upload's transaction), rather than waited for with the upload's locks held.
     Ok(AnyPoolOptions::new()
         .max_connections(1)
+        .acquire_timeout(std::time::Duration::from_secs(2))
         .connect_lazy_with(opts))
 }
 

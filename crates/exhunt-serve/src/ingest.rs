@@ -904,7 +904,22 @@ mod tests {
             false
         });
         assert!(r.is_ok() && seen == 1, "{r:?} {seen}");
-        // Whole documents and other formats: the same rows, in chunks of the size asked.
+        // A `--format json` document: its rows, in chunks of the size asked.
+        let doc = format!(
+            r#"{{"schema":"exhunt-probe/1.0","rows":[{}]}}"#,
+            (1..=5)
+                .map(|n| row(n, "patched"))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        let mut sizes = Vec::new();
+        let r = parse_probe_chunks(doc.as_bytes(), 2, &mut |c| {
+            sizes.push(c.rows.len());
+            true
+        });
+        assert!(r.is_ok(), "{r:?}");
+        assert_eq!(sizes, vec![2, 2, 1]);
+        // Other formats are read whole, then handed over alike.
         let mut sizes = Vec::new();
         let p = Parsed {
             rows: parse_probe(lines[..8].join("\n").as_bytes())

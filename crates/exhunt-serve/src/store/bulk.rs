@@ -12,9 +12,12 @@
 //! made on a thread while the database writes the chunk before. What the upload touched is
 //! then brought up to date in the database ([`latest::apply`]: the new rows folded into their
 //! servers' latest state and counted into the curve), and the counts by state are recounted
-//! once for the organisations the rows went to, instead of by the count triggers per row
-//! (SQLite) or per statement (PostgreSQL) ([`latest::pause_counts`]). A bad line anywhere, or
-//! a failure of any step, ends the transaction: nothing of the upload is stored.
+//! once per organisation, instead of by the count triggers per row (SQLite) or per statement
+//! (PostgreSQL) ([`latest::pause_counts`]): on SQLite for every organisation the rows went to,
+//! on PostgreSQL for those whose servers' states moved or that got new servers. A bad line
+//! anywhere, or a failure of any step, ends the transaction: nothing of the upload is stored
+//! (a bad line late in a large upload is found after the chunks before it were written, under
+//! the upload's locks, then rolled back).
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -354,9 +357,10 @@ impl Store {
 
     /// Parses an upload with `parse` and stores its observations as
     /// [`store_observations`](Self::store_observations) does, a chunk being written while the
-    /// next is read: an upload of 50,000 rows no longer waits for its last line to be read
-    /// before its first row goes to the database. Still one transaction: a bad line anywhere
-    /// stores nothing.
+    /// next is read: JSON Lines of 50,000 rows no longer wait for their last line to be read
+    /// before the first row goes to the database (a whole document, a CSV report or an array
+    /// of events is read whole first). Still one transaction: a bad line anywhere stores
+    /// nothing.
     pub async fn store_upload<B>(
         &self,
         c: &Caller,
@@ -406,7 +410,7 @@ impl Store {
         let mut p = Progress::default();
         let mut writing: Option<tokio::task::JoinHandle<Result<(String, usize)>>> = None;
         // The named servers of the organisations a chunk meets first: for the first chunk read
-        // in the transaction; for each next one while the chunk before is written (beside the
+        // in the transaction; for each next one while an earlier chunk is written (beside the
         // transaction on PostgreSQL, see `write_and_name`).
         let mut orgs = next.as_ref().map(|c| p.meet(c)).unwrap_or_default();
         let mut named = self.read_names(&mut tx, &orgs).await?;
@@ -523,9 +527,10 @@ impl Store {
         read_names(self.engine, &mut **tx, orgs).await
     }
 
-    /// Writes the batch `before` (if any), and reads the named servers of `orgs`: on
-    /// PostgreSQL at the same time, on a connection of its own (`side`), in a transaction of
-    /// the caller's `scope`. What it reads is what the upload's transaction would: every
+    /// Writes the batch `before` (if any: the chunk before the one just resolved), and reads
+    /// the named servers of `orgs` (met first by the next chunk): on PostgreSQL at the same
+    /// time, on a connection of its own (`side`), in a transaction of the caller's `scope`
+    /// (when that read fails, in the upload's transaction afterwards). What it reads is what the upload's transaction would: every
     /// writer of servers takes the counts lock this upload holds (migration 12), so none
     /// commits meanwhile, and the upload has not touched these organisations' servers yet (it
     /// meets them now). On SQLite one after the other, in the transaction.
@@ -546,11 +551,31 @@ impl Store {
                     }
                 };
                 let read = async {
-                    let mut t = side.begin_with(super::scoped_begin(scope)).await?;
-                    read_names(self.engine, &mut *t, orgs).await
+                    let beside = async {
+                        let mut t = side.begin_with(super::scoped_begin(scope)).await?;
+                        // A lock asked for by someone else after this upload's (DDL on
+                        // servers, waiting for the upload to end) would hold this read, and
+                        // the upload waits for it outside the database, where no deadlock is
+                        // seen: the read gives up after a while instead.
+                        Q::new("SELECT set_config('lock_timeout', '2s', true)")
+                            .execute(&mut *t)
+                            .await?;
+                        let named = read_names(self.engine, &mut *t, orgs).await?;
+                        // Ended here, not when dropped: the connection does not wait idle in
+                        // a transaction (holding its table locks) until the next upload.
+                        t.rollback().await?;
+                        Ok::<_, Error>(named)
+                    };
+                    Ok::<_, Error>(beside.await.map_err(|e| {
+                        tracing::warn!("reading servers beside an upload: {e}; read in it");
+                    }))
                 };
                 let ((), named) = tokio::try_join!(write, read)?;
-                Ok(named)
+                // The read beside failed (no connection, a lock): read in the transaction.
+                match named {
+                    Ok(named) => Ok(named),
+                    Err(()) => self.read_names(tx, orgs).await,
+                }
             }
             _ => {
                 if let Some(b) = before {
