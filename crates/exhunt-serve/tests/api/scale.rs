@@ -1055,17 +1055,9 @@ async fn uploads_of_many_batches_store_every_row_once() {
         let s = server(&db, Config::default()).await;
         let a = org(&s, "Alpha", &["10.0.0.0/8"], &[]).await;
         let servers = 3000;
-        let mut rows: Vec<String> = (0..4 * servers)
-            .map(|k| {
-                let (n, day) = (k % servers, k / servers);
-                probe_row(
-                    &format!("10.{}.{}.1", n / 250, n % 250),
-                    &format!("ex{n}.alpha.example"),
-                    if day == 3 { "patched" } else { "vulnerable" },
-                    &format!("2026-11-{:02}T08:00:00Z", 20 + day),
-                )
-            })
-            .collect();
+        let mut rows = alpha_rows(servers, (20, 4), 1, |day| {
+            if day == 3 { "patched" } else { "vulnerable" }
+        });
         rows.push(rows[0].clone());
         let r = probe(&s, &s.op, &rows).await;
         assert_eq!(
@@ -1106,17 +1098,7 @@ async fn a_bad_line_after_written_batches_stores_nothing() {
         let s = server(&db, Config::default()).await;
         let a = org(&s, "Alpha", &["10.0.0.0/8"], &[]).await;
         // 4,000 servers (one listing of the checks), each on four days.
-        let mut rows: Vec<String> = (0..16_000)
-            .map(|k| {
-                let (n, day) = (k % 4000, k / 4000);
-                probe_row(
-                    &format!("10.{}.{}.1", n / 250, n % 250),
-                    &format!("ex{n}.alpha.example"),
-                    "vulnerable",
-                    &format!("2026-11-{:02}T08:00:00Z", 20 + day),
-                )
-            })
-            .collect();
+        let mut rows = alpha_rows(4000, (20, 4), 1, |_| "vulnerable");
         rows.push(r#"{"schema": "exhunt-probe/1.0", "state": "vulnera"#.to_string());
         let r = call(
             &s.app,
@@ -1174,17 +1156,7 @@ async fn servers_named_by_a_later_chunk_are_found() {
             .collect();
         probe(&s, &s.op, &before).await;
         // Chunks 1 and 2: Alpha alone; chunk 3: Beta's rows; chunk 4: Beta's new name again.
-        let mut rows: Vec<String> = (0..10_000)
-            .map(|k| {
-                let (n, d) = (k % 5000, k / 5000);
-                probe_row(
-                    &format!("10.{}.{}.1", n / 250, n % 250),
-                    &format!("ex{n}.alpha.example"),
-                    "vulnerable",
-                    &day(20 + d),
-                )
-            })
-            .collect();
+        let mut rows = alpha_rows(5000, (20, 2), 1, |_| "vulnerable");
         rows.push(probe_row(
             "192.0.2.1",
             "ex1.beta.example",
@@ -1204,14 +1176,7 @@ async fn servers_named_by_a_later_chunk_are_found() {
             "patched",
             &day(22),
         ));
-        rows.extend((0..4999).map(|n| {
-            probe_row(
-                &format!("10.{}.{}.2", n / 250, n % 250),
-                &format!("ex{n}.alpha.example"),
-                "patched",
-                &day(22),
-            )
-        }));
+        rows.extend(alpha_rows(4999, (22, 1), 2, |_| "patched"));
         rows.push(probe_row(
             "192.0.2.4",
             "ex4.beta.example",
@@ -1252,6 +1217,28 @@ async fn servers_named_by_a_later_chunk_are_found() {
         assert_eq!(n, 4, "{}", db.url);
         check(&s, "later chunk").await;
     }
+}
+
+/// Probe rows of Alpha's servers `exN.alpha.example` (N below `servers`, address
+/// `10.N/250.N%250.host`), each seen on `days` days from 2026-11-`first`, day by day, in the
+/// state `state(day)` (day 0 the first).
+fn alpha_rows(
+    servers: u32,
+    (first, days): (u32, u32),
+    host: u32,
+    state: impl Fn(u32) -> &'static str,
+) -> Vec<String> {
+    (0..servers * days)
+        .map(|k| {
+            let (n, day) = (k % servers, k / servers);
+            probe_row(
+                &format!("10.{}.{}.{host}", n / 250, n % 250),
+                &format!("ex{n}.alpha.example"),
+                state(day),
+                &format!("2026-11-{:02}T08:00:00Z", first + day),
+            )
+        })
+        .collect()
 }
 
 /// Runs `sql` by hand as an operator (PostgreSQL) in a task of its own, and commits or rolls
