@@ -94,6 +94,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         "ingest references",
         include_str!("../migrations/sqlite/0012_ingest_refs.sql"),
     ),
+    (
+        13,
+        "reference check plan",
+        include_str!("../migrations/sqlite/0013_refs_check_plan.sql"),
+    ),
 ];
 
 const POSTGRES: &[(i64, &str, &str)] = &[
@@ -156,6 +161,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         12,
         "ingest references",
         include_str!("../migrations/postgres/0012_ingest_refs.sql"),
+    ),
+    (
+        13,
+        "reference check plan",
+        include_str!("../migrations/postgres/0013_refs_check_plan.sql"),
     ),
 ];
 

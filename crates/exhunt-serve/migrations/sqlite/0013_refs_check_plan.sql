@@ -1,0 +1,3 @@
+-- The PostgreSQL twin (../postgres/0013_refs_check_plan.sql) pins the plan of the reference
+-- check trigger of its migration 12. SQLite keeps its foreign keys (migration 12), checked
+-- by key: nothing to change here; the migration exists so that both engines share one list.
