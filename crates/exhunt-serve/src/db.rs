@@ -99,6 +99,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         "reference check plan",
         include_str!("../migrations/sqlite/0013_refs_check_plan.sql"),
     ),
+    (
+        14,
+        "stale statistics",
+        include_str!("../migrations/sqlite/0014_stale_statistics.sql"),
+    ),
 ];
 
 const POSTGRES: &[(i64, &str, &str)] = &[
@@ -166,6 +171,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         13,
         "reference check plan",
         include_str!("../migrations/postgres/0013_refs_check_plan.sql"),
+    ),
+    (
+        14,
+        "stale statistics",
+        include_str!("../migrations/postgres/0014_stale_statistics.sql"),
     ),
 ];
 
