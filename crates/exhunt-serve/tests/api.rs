@@ -813,6 +813,22 @@ const B_MARKERS: [&str; 4] = [
     "beta-secret-contact",
 ];
 
+/// The `org_id` column of a CSV export, one value per row (none when it has no such column).
+fn csv_org_ids(text: &str) -> Vec<String> {
+    let mut r = csv::Reader::from_reader(text.as_bytes());
+    let Some(col) = r
+        .headers()
+        .ok()
+        .and_then(|h| h.iter().position(|c| c == "org_id"))
+    else {
+        return Vec::new();
+    };
+    r.records()
+        .map(|rec| rec.map(|rec| rec.get(col).unwrap_or_default().to_string()))
+        .collect::<Result<_, _>>()
+        .expect("a CSV export")
+}
+
 #[tokio::test]
 async fn no_leaks_between_organisations() {
     for db in databases().await {
@@ -859,12 +875,21 @@ async fn no_leaks_between_organisations() {
             "POST",
             "/api/v1/observations/probe",
             Some(&a_up),
-            probe_row(
-                "192.0.2.10",
-                "mail.alpha.example",
-                "patched",
-                "2026-11-30T08:00:00Z",
-            ),
+            [
+                probe_row(
+                    "192.0.2.10",
+                    "mail.alpha.example",
+                    "vulnerable",
+                    "2026-11-29T08:00:00Z",
+                ),
+                probe_row(
+                    "192.0.2.10",
+                    "mail.alpha.example",
+                    "patched",
+                    "2026-11-30T08:00:00Z",
+                ),
+            ]
+            .join("\n"),
         )
         .await;
         let r = call(
@@ -962,6 +987,17 @@ async fn no_leaks_between_organisations() {
         let before = snapshot_b(&s).await;
 
         let mut leaks = Vec::new();
+        // The exports read by their org_id column below have one, and show B's rows to the
+        // operator: the check can tell.
+        for p in [
+            "/api/v1/tokens?format=csv",
+            "/api/v1/audit?format=csv",
+            "/api/v1/servers?format=csv",
+            "/api/v1/observations?format=csv",
+        ] {
+            let ids = csv_org_ids(&get(&s.app, p, &s.op).await.text);
+            assert!(ids.contains(&b.to_string()), "{p}: {ids:?}");
+        }
         for (who, t) in [("A reader", &a_rd), ("A uploader", &a_up)] {
             // (method, path, body, statuses allowed)
             let attempts: Vec<(&str, String, Option<Value>)> = vec![
@@ -1081,6 +1117,16 @@ async fn no_leaks_between_organisations() {
                 "/api/v1/rollup/versions".into(),
                 format!("/api/v1/rollup/versions?org={b}"),
                 format!("/api/v1/trend?org={b}"),
+                // Filters that only B's rows satisfy, and exports without B's names (their
+                // rows' org_id is read below).
+                "/api/v1/results?state=compromised".into(),
+                "/api/v1/observations?state=vulnerable".into(),
+                "/api/v1/observations?source=exhunt-probe&format=csv".into(),
+                format!("/api/v1/servers?org={b}&format=csv"),
+                "/api/v1/notifications?state=sent".into(),
+                "/api/v1/tokens?format=csv".into(),
+                format!("/api/v1/tokens?org={b}&format=csv"),
+                format!("/api/v1/audit?org={b}&format=csv"),
             ] {
                 let r = get(&s.app, &p, t).await;
                 if r.status != 200 {
@@ -1106,6 +1152,33 @@ async fn no_leaks_between_organisations() {
                         if p.starts_with("/api/v1/tokens") && row["id"] == json!(b_tok_id) {
                             leaks.push(format!("{who}: GET {p} lists B's token"));
                         }
+                    }
+                }
+                if p.contains("format=csv") {
+                    for org in csv_org_ids(&r.text) {
+                        if !org.is_empty() && org != a.to_string() {
+                            leaks.push(format!("{who}: GET {p} has a row of org {org}"));
+                        }
+                    }
+                }
+            }
+            // Aggregates have neither names nor org_id: A's must be what the operator counts
+            // for A (A's server was exposed on the 29th and patched on the 30th; B's scan is
+            // compromised and its probe row vulnerable on the 30th); asked for B's, A's or
+            // nothing.
+            for (p, own) in [
+                ("/api/v1/trend", format!("/api/v1/trend?org={a}")),
+                (
+                    "/api/v1/rollup/versions",
+                    format!("/api/v1/rollup/versions?org={a}"),
+                ),
+            ] {
+                let own = get(&s.app, &own, &s.op).await.json();
+                assert_ne!(own, json!([]), "{p}: A's own counts");
+                for q in [p.to_string(), format!("{p}?org={b}")] {
+                    let got = get(&s.app, &q, t).await.json();
+                    if got != own && (q == p || got != json!([])) {
+                        leaks.push(format!("{who}: GET {q} counts {got}, A's are {own}"));
                     }
                 }
             }

@@ -30,6 +30,12 @@ async fn no_leaks_between_organisations_in_the_dashboard_features() {
         )
         .await;
         assert_eq!(r.status, 201, "{}", r.text);
+        let b_result = r.json()["results"][0].as_i64().expect("b result");
+        let b_server = get(&s.app, &format!("/api/v1/servers?org={b}"), &s.op)
+            .await
+            .json()[0]["id"]
+            .as_i64()
+            .expect("b server");
         let add = |name: &str, role, org| UserInput {
             name: name.into(),
             role,
@@ -217,16 +223,52 @@ async fn no_leaks_between_organisations_in_the_dashboard_features() {
                 "/templates".to_string(),
                 format!("/templates/{t_id}"),
                 "/account".to_string(),
+                // B's server and result by id, with their tables' exports and search.
+                format!("/servers/{b_server}"),
+                format!("/servers/{b_server}?table=scans&format=csv"),
+                format!("/servers/{b_server}?table=observations&format=json&q=ex"),
+                format!("/results/{b_result}/report"),
+                format!("/orgs/{b}?format=csv"),
+                format!("/orgs/{b}?format=json&q=ex-b"),
+                // Search and filters that only B's rows would satisfy.
+                "/?q=Beta".to_string(),
+                "/?q=beta&format=json".to_string(),
+                "/?state=compromised&format=csv".to_string(),
+                format!("/orgs/{a}?q=ex-b"),
+                format!("/orgs/{a}?state=compromised&format=json"),
             ] {
                 let r = page(&s.app, &uri, c).await;
                 check(&mut leaks, who, &uri, r.status, &r.text);
-                let refused = uri.starts_with(&format!("/notifications/{b_note}"))
-                    || uri == format!("/orgs/{b}")
-                    || uri.starts_with("/users")
-                    || uri.starts_with("/templates");
+                let path = uri.split('?').next().unwrap_or_default();
+                let refused = path.starts_with(&format!("/notifications/{b_note}"))
+                    || path == format!("/orgs/{b}")
+                    || path == format!("/servers/{b_server}")
+                    || path == format!("/results/{b_result}/report")
+                    || path.starts_with("/users")
+                    || path.starts_with("/templates");
                 if refused && !matches!(r.status, 403 | 404) {
                     leaks.push(format!("{who}: GET {uri} -> {}", r.status));
                 }
+                if !refused && path != "/account" && r.status != 200 {
+                    leaks.push(format!("{who}: GET {uri} -> {} (expected 200)", r.status));
+                }
+            }
+            // What A's pages count is A's alone: one organisation and no server (B has one,
+            // compromised), so no roll-up row and no sheet row.
+            let overview = page(&s.app, "/", c).await.text;
+            if !overview.contains("1 organisation(s), 0 server(s).") {
+                leaks.push(format!("{who}: the overview counts more than A's"));
+            }
+            let rollup = page(&s.app, "/rollup?format=json", c).await;
+            if rollup.json() != json!([]) {
+                leaks.push(format!(
+                    "{who}: the roll-up counts more than A's: {}",
+                    rollup.text
+                ));
+            }
+            let sheet = page(&s.app, "/sheet?format=csv", c).await.text;
+            if sheet.lines().filter(|l| !l.trim().is_empty()).count() > 1 {
+                leaks.push(format!("{who}: the sheet has rows beyond A's: {sheet}"));
             }
             for (uri, form) in [
                 (
@@ -241,6 +283,10 @@ async fn no_leaks_between_organisations_in_the_dashboard_features() {
                 (
                     "/users".to_string(),
                     format!("name=mallory&role=operator&password={}", enc(PW)),
+                ),
+                (
+                    "/users".to_string(),
+                    format!("name=mallory3&role=reader&org={b}&password={}", enc(PW)),
                 ),
                 (
                     format!("/templates/{t_id}"),
@@ -268,6 +314,15 @@ async fn no_leaks_between_organisations_in_the_dashboard_features() {
                 }
             }
         }
+        // The counts above can tell: the operator's pages count B's compromised server.
+        let op = login(&s.app, &s.op).await;
+        let overview = page(&s.app, "/", &op).await.text;
+        assert!(
+            overview.contains("2 organisation(s), 1 server(s)."),
+            "{overview}"
+        );
+        let rollup = page(&s.app, "/rollup?format=json", &op).await.json();
+        assert_eq!(rollup[0]["compromised"], json!("1"), "{rollup}");
         assert!(
             leaks.is_empty(),
             "{} leak(s):\n{}",
