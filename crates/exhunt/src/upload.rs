@@ -16,6 +16,7 @@
 mod batch;
 mod client;
 mod platform;
+mod proxy;
 mod url;
 
 use std::ffi::OsString;
@@ -66,6 +67,14 @@ pub(crate) struct UploadArgs {
     /// uploader token always uploads to its own organisation).
     #[arg(long, value_name = "ID", requires = "upload")]
     pub(crate) upload_org: Option<i64>,
+    /// Reach the server through the HTTP proxy at URL (http://HOST:PORT): a tunnel asked for
+    /// with CONNECT, inside which TLS goes to the server as without a proxy. `none` ignores the
+    /// environment's proxy. Without this option HTTPS_PROXY / https_proxy (http_proxy for an
+    /// http:// server), ALL_PROXY and NO_PROXY are read; loopback is always reached directly.
+    /// Proxy credentials go in HTTPS_PROXY (http://USER:PASSWORD@HOST:PORT), never on the
+    /// command line.
+    #[arg(long, value_name = "URL", requires = "upload")]
+    pub(crate) upload_proxy: Option<String>,
 }
 
 /// An API token; its `Debug` does not show it.
@@ -192,12 +201,17 @@ impl Uploader {
             }
             None
         };
+        let proxy = proxy::Proxy::choose(&url, args.upload_proxy.as_deref(), &|k| {
+            std::env::var(k).ok()
+        })
+        .map_err(anyhow::Error::msg)?;
         Ok(Some(Uploader {
             client: Arc::new(Client {
                 url,
                 tls,
                 token,
                 insecure_http: args.upload_insecure_http,
+                proxy,
             }),
             org: args.upload_org,
             attempts: 3,

@@ -63,6 +63,10 @@ mod upload;
 #[cfg(feature = "serve")]
 #[path = "cli/upload_tls.rs"]
 mod upload_tls;
+// `--upload` through an HTTP proxy (CONNECT) to the same server behind a TLS front.
+#[cfg(feature = "serve")]
+#[path = "cli/upload_proxy.rs"]
+mod upload_proxy;
 // `--upload` against a scripted server that fails on purpose: retries, refusals, 413 splits.
 #[path = "cli/upload_faults.rs"]
 mod upload_faults;

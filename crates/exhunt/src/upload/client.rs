@@ -16,6 +16,7 @@ use std::time::Duration;
 use rustls::pki_types::ServerName;
 
 use super::Token;
+use super::proxy::Proxy;
 use super::url::BaseUrl;
 
 /// Time to connect to one address.
@@ -68,6 +69,8 @@ pub(crate) struct Client {
     pub(crate) token: Token,
     /// Plain HTTP allowed to other hosts than loopback.
     pub(crate) insecure_http: bool,
+    /// The HTTP proxy to tunnel through (`CONNECT`), if any.
+    pub(crate) proxy: Option<Proxy>,
 }
 
 /// A connection, plain or TLS.
@@ -176,39 +179,33 @@ impl Client {
         parse(answer)
     }
 
+    /// A connection to the server: straight, or a tunnel through the proxy (the server's name
+    /// is then resolved by the proxy).
     fn connect(&self) -> Result<TcpStream, Failure> {
-        let addrs: Vec<SocketAddr> = (self.url.host.as_str(), self.url.port)
-            .to_socket_addrs()
-            .map_err(|e| Failure::Transient(format!("cannot resolve {}: {e}", self.url.host)))?
-            .collect();
+        if let Some(p) = &self.proxy {
+            let mut tcp = open(
+                &p.host,
+                p.port,
+                &format!("the proxy {} ({})", p.authority(), p.from),
+            )?;
+            p.tunnel(&mut tcp, &self.url)?;
+            return Ok(tcp);
+        }
+        let addrs = resolve(&self.url.host, self.url.port)?;
         if !self.url.tls && !self.insecure_http && addrs.iter().any(|a| !a.ip().is_loopback()) {
             return Err(Failure::Permanent(format!(
                 "{} resolves to an address that is not loopback: plain http:// would send the token and the evidence readable on the network (use https://, or --upload-insecure-http on a network you trust)",
                 self.url.host
             )));
         }
-        let mut last = None;
-        for a in &addrs {
-            match TcpStream::connect_timeout(a, CONNECT) {
-                Ok(s) => {
-                    let _ = s.set_nodelay(true);
-                    let _ = s.set_read_timeout(Some(IDLE));
-                    let _ = s.set_write_timeout(Some(IDLE));
-                    return Ok(s);
-                }
-                Err(e) => last = Some(e),
-            }
-        }
-        Err(match last {
-            Some(e) => io_failure(
-                &format!(
-                    "cannot connect to {} (is exhunt serve running and reachable there?)",
-                    self.url.host_header()
-                ),
-                &e,
+        connect_any(
+            &addrs,
+            &format!(
+                "{} (is exhunt serve running and reachable there?)",
+                self.url.host_header()
             ),
-            None => Failure::Transient(format!("{} has no address", self.url.host)),
-        })
+            &self.url.host,
+        )
     }
 
     fn handshake(
@@ -230,6 +227,38 @@ impl Client {
         }
         Ok(rustls::StreamOwned::new(conn, tcp))
     }
+}
+
+fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, Failure> {
+    Ok((host, port)
+        .to_socket_addrs()
+        .map_err(|e| Failure::Transient(format!("cannot resolve {host}: {e}")))?
+        .collect())
+}
+
+/// A connection to `host`, described as `what` in errors.
+fn open(host: &str, port: u16, what: &str) -> Result<TcpStream, Failure> {
+    connect_any(&resolve(host, port)?, what, host)
+}
+
+/// The first of `addrs` that takes a connection (with the client's timeouts set).
+fn connect_any(addrs: &[SocketAddr], what: &str, host: &str) -> Result<TcpStream, Failure> {
+    let mut last = None;
+    for a in addrs {
+        match TcpStream::connect_timeout(a, CONNECT) {
+            Ok(s) => {
+                let _ = s.set_nodelay(true);
+                let _ = s.set_read_timeout(Some(IDLE));
+                let _ = s.set_write_timeout(Some(IDLE));
+                return Ok(s);
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(match last {
+        Some(e) => io_failure(&format!("cannot connect to {what}"), &e),
+        None => Failure::Transient(format!("{host} has no address")),
+    })
 }
 
 /// The answer read until the server closed, as a [`Reply`] (interim answers skipped).

@@ -19,6 +19,19 @@ pub(crate) fn bin() -> Command {
     c.env_remove("EXHUNT_UPLOAD_TOKEN")
         .env_remove("EXHUNT_LOG")
         .env_remove("NO_COLOR");
+    // The machine's proxy settings stay out (upload_proxy.rs sets its own).
+    for v in [
+        "HTTPS_PROXY",
+        "https_proxy",
+        "HTTP_PROXY",
+        "http_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+        "NO_PROXY",
+        "no_proxy",
+    ] {
+        c.env_remove(v);
+    }
     c
 }
 

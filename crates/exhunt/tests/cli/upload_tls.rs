@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::upload::{Serve, bin, examples, run, text};
 
 /// A CA, and a certificate for `names` that it signed: (CA PEM, certificate DER, key DER).
-fn private_ca(
+pub(crate) fn private_ca(
     names: &[&str],
 ) -> (
     String,
@@ -34,7 +34,7 @@ fn private_ca(
 }
 
 /// A TLS front on loopback that passes each connection on to `backend`: the port.
-fn tls_front(
+pub(crate) fn tls_front(
     backend: SocketAddr,
     cert: rustls::pki_types::CertificateDer<'static>,
     key: rustls::pki_types::PrivateKeyDer<'static>,
