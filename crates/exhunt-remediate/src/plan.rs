@@ -126,6 +126,11 @@ pub struct Action {
     pub why: String,
     /// The findings that justify it (`F<n>`: index in the server's findings).
     pub findings: Vec<String>,
+    /// The same findings by their stable ids (`f-…`, result schema 1.6), in the same order:
+    /// what a rescan, the fleet server or a ticket can match, where an index may move. Empty
+    /// when the result's findings have no ids (before 1.6).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub finding_ids: Vec<String>,
     /// For file actions: the file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<FileTarget>,
@@ -221,6 +226,21 @@ const ACTION_PLACEHOLDER: &str = "@@ACTION@@";
 
 fn fid(i: usize) -> String {
     format!("F{i}")
+}
+
+/// The stable ids of the findings `F<n>` names, in order; empty unless every one has an id.
+fn stable_ids(s: &ServerResult, findings: &[String]) -> Vec<String> {
+    let ids: Option<Vec<String>> = findings
+        .iter()
+        .map(|f| {
+            f.strip_prefix('F')
+                .and_then(|n| n.parse::<usize>().ok())
+                .and_then(|i| s.findings.get(i))
+                .map(|f| f.id.clone())
+                .filter(|id| !id.is_empty())
+        })
+        .collect();
+    ids.unwrap_or_default()
 }
 
 /// The path as the finding names it.
@@ -348,6 +368,7 @@ fn action(
         title,
         why,
         findings: findings.iter().map(|&i| fid(i)).collect(),
+        finding_ids: Vec::new(),
         file: None,
         powershell: None,
         items: Vec::new(),
@@ -381,6 +402,9 @@ fn server_plan(
             *ps = ps.replace(ACTION_PLACEHOLDER, &new);
         }
         a.id = new;
+    }
+    for a in &mut b.actions {
+        a.finding_ids = stable_ids(s, &a.findings);
     }
     // The directive checklist refers to other actions by id: fix those references.
     let ids: BTreeMap<ActionKind, Vec<String>> =

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use exhunt_report::html::esc;
 use exhunt_report::safe::{json_text, terminal};
 
-use crate::plan::{Plan, ServerPlan};
+use crate::plan::{Action, Plan, ServerPlan};
 
 /// The plan as JSON (the input of `apply`).
 pub fn json(plan: &Plan) -> String {
@@ -40,6 +40,19 @@ pub fn text(plan: &Plan) -> String {
     o
 }
 
+/// The findings an action cites: `F3 (f-…)` with their stable ids when the result has them.
+fn cited(a: &Action) -> String {
+    if a.finding_ids.len() != a.findings.len() {
+        return a.findings.join(", ");
+    }
+    a.findings
+        .iter()
+        .zip(&a.finding_ids)
+        .map(|(f, id)| format!("{f} ({id})"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn server_text(o: &mut String, sp: &ServerPlan) {
     let n = sp.actions.len();
     let _ = writeln!(
@@ -60,7 +73,7 @@ fn server_text(o: &mut String, sp: &ServerPlan) {
         );
         let _ = writeln!(o, "     why: {}", t(&a.why));
         if !a.findings.is_empty() {
-            let _ = writeln!(o, "     findings: {}", a.findings.join(", "));
+            let _ = writeln!(o, "     findings: {}", cited(a));
         }
         if let Some(f) = &a.file {
             let _ = writeln!(
@@ -147,7 +160,7 @@ pub fn html(plan: &Plan) -> String {
                 k = esc(a.kind.label()),
                 title = esc(&a.title),
                 why = esc(&a.why),
-                f = esc(&a.findings.join(", ")),
+                f = esc(&cited(a)),
             );
         }
         o.push_str("</table>\n");

@@ -236,6 +236,45 @@ fn plan_quarantines_confirmed_files_and_asks_review_for_the_rest() {
     );
     // Pure: the same result gives the same plan.
     assert_eq!(p, plan(&r, &builds(), &BTreeMap::new()));
+    // Findings without stable ids (a result before schema 1.6): cited by index alone.
+    assert!(a.iter().all(|a| a.finding_ids.is_empty()));
+
+    // With stable ids, each action cites them too, in the same order, in JSON and in text;
+    // an id that moved index in a rescan is still the same finding.
+    let mut r = r;
+    let mut ids = Vec::new();
+    for (i, f) in r.servers[0].findings.iter_mut().enumerate() {
+        f.id = format!("f-{:016x}", 0xa1b2_c3d4_0000_0000_u64 + i as u64);
+        ids.push(f.id.clone());
+    }
+    let p = plan(&r, &builds(), &BTreeMap::new());
+    let a = &p.servers[0].actions;
+    for act in a {
+        let by_index: Vec<String> = act
+            .findings
+            .iter()
+            .map(|f| ids[f[1..].parse::<usize>().unwrap()].clone())
+            .collect();
+        assert_eq!(act.finding_ids, by_index, "{}", act.title);
+    }
+    let shell = a.iter().find(|a| a.findings == ["F0"]).unwrap();
+    assert_eq!(shell.finding_ids, vec![ids[0].clone()]);
+    let text = crate::render::text(&p);
+    assert!(text.contains(&format!("F0 ({})", ids[0])), "{text}");
+    let json = serde_json::to_value(&p).unwrap();
+    assert!(
+        json.to_string()
+            .contains(&format!("\"finding_ids\":[\"{}\"]", ids[0]))
+    );
+    // One finding without an id: the action cites indices only (no half list).
+    r.servers[0].findings[0].id.clear();
+    let p = plan(&r, &builds(), &BTreeMap::new());
+    let shell = p.servers[0]
+        .actions
+        .iter()
+        .find(|a| a.findings == ["F0"])
+        .unwrap();
+    assert!(shell.finding_ids.is_empty());
 }
 
 #[test]
