@@ -5,11 +5,11 @@
 //! was deleted, and the cleanup the CISA directive asked for existed nowhere as a checklist tied
 //! to what was found. So:
 //!
-//! - [`plan`] is pure: a scan result in, a plan out. Every action names the findings that justify
+//! - [`plan()`] is pure: a scan result in, a plan out. Every action names the findings that justify
 //!   it (by their index in the server's findings, `F12`) and says what the evidence cannot know.
 //!   Configuration on a live Exchange is emitted as PowerShell ([`ps`]) that records the current
 //!   value first and refuses to run twice; exhunt itself never speaks to Exchange.
-//! - [`apply`] is the only code in the project that changes a system. It refuses unless the
+//! - [`apply()`] is the only code in the project that changes a system. It refuses unless the
 //!   evidence was preserved first, writes (and fsyncs) each step to a journal *before* doing it,
 //!   copies every file into a vault and verifies the copy before the original is removed.
 //! - [`apply::rollback`] restores every file byte for byte with its times, from the journal and

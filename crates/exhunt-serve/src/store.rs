@@ -1770,7 +1770,7 @@ impl Store {
 
     /// The curve of exposed and compromised servers over time, per day (the remediation curve
     /// CERTs watched across rescans), for the caller's organisations or one of them: the counts
-    /// kept per organisation and day ([`latest`]), the fleet's in row 0.
+    /// kept per organisation and day (module `store::latest`), the fleet's in row 0.
     pub async fn trend(&self, c: &Caller, org: Option<i64>) -> Result<Vec<TrendPoint>> {
         let q = Q::new("SELECT d.day, d.exposed, d.compromised FROM org_days d WHERE 1 = 1")
             .scoped_counts(c, "d.org_id", org)

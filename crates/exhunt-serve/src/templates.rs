@@ -1,5 +1,5 @@
 //! Notification templates: a subject and a body with `{placeholders}`, kept in the database by
-//! operators; [`DEFAULT`] ships with the server and is used when a notification names none.
+//! operators; [`default_template`] ships with the server and is used when a notification names none.
 //!
 //! Rendering escapes each value for where it lands ([`Dest`]): in an e-mail header every line
 //! break and other control or separator character becomes a space and non-ASCII text becomes

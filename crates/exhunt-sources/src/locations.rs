@@ -4,7 +4,7 @@
 //! Why one list: a triage package is only as good as its selection, and KAPE's Exchange targets
 //! show what two lists become — the collector hard-codes `C:\Program Files` and forgets the
 //! FrontEnd `web.config`, `ecp\auth`, the OAB folder and the CmdletInfra logs that the analysis
-//! needs. Here the scanner's classifier ([`crate::classify`]) recognises log folders, web roots
+//! needs. Here the scanner's classifier ([`crate::classify()`]) recognises log folders, web roots
 //! and staging places through the functions of this module, and the collector decides what to
 //! copy with [`wanted`], from the same classification plus the few places that only a
 //! collection needs (logs no check reads yet, the event channels that matter, the metadata of
@@ -131,7 +131,7 @@ pub fn log_place(c: &[String]) -> Option<&'static LogPlace> {
 }
 
 /// The kind a `.log` or `.evtx` file has by its path alone (content decides first, see
-/// [`crate::classify`]).
+/// [`crate::classify()`]).
 pub fn log_kind_by_path(c: &[String]) -> Option<ArtefactKind> {
     let name = c.last()?;
     if name.ends_with(".evtx") {

@@ -42,6 +42,8 @@ pub(crate) const TOKEN_ENV: &str = "EXHUNT_UPLOAD_TOKEN";
 /// Options of `--upload`, shared by `scan` and `probe`.
 #[derive(clap::Args, Default)]
 #[command(next_help_heading = "Upload to an exhunt serve")]
+// The field docs are --help text, where a URL stays bare.
+#[allow(rustdoc::bare_urls)]
 pub(crate) struct UploadArgs {
     /// Also send the result to the exhunt serve at URL (its base URL, e.g.
     /// https://fleet.example:8443). The API token (an uploader token of the organisation) comes

@@ -3,7 +3,7 @@
 //!   gen-corpus examples OUT_DIR          writes OUT_DIR/{compromised,clean,late-logs}
 //!   gen-corpus bench OUT_DIR SIZE_MIB    writes about SIZE_MIB MiB of HttpProxy and IIS logs
 //!                                        with a few injected ProxyLogon attacks
-//!   gen-corpus realistic OUT_DIR SIZE_MIB [REQUESTS_PER_DAY]
+//!   gen-corpus realistic OUT_DIR SIZE_MIB \[REQUESTS_PER_DAY\]
 //!                                        writes about SIZE_MIB MiB of logs shaped like a real
 //!                                        front end (per-protocol hourly HttpProxy logs, IIS
 //!                                        logs of both sites, ECP and OAB logs), rare attacks
@@ -11,7 +11,7 @@
 //!   gen-corpus bigfile OUT_DIR SIZE_MIB  writes one IIS log of about SIZE_MIB MiB, with attacks
 //!                                        and `#Fields:` changes, listed in .attacks.tsv
 //!   gen-corpus webtree OUT_DIR FILES     writes FILES web-root files and ten candidates
-//!   gen-corpus image OUT_DIR SIZE_MIB [FILES]
+//!   gen-corpus image OUT_DIR SIZE_MIB \[FILES\]
 //!                                        writes a C:-like tree of SIZE_MIB MiB, mostly not
 //!                                        evidence, with web roots and ten candidates; FILES
 //!                                        files in all (default: files of 0.25–2 MiB)

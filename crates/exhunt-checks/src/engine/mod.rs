@@ -260,7 +260,7 @@ pub struct FileOutcome {
     pub findings: Vec<Finding>,
     /// Problems (unreadable, binary, …) outside the reader's own.
     pub problems: Vec<Problem>,
-    /// An EVTX file left for the calling thread (see [`Engine::read_evtx_item`]).
+    /// An EVTX file left for the calling thread (see `Engine::read_evtx_item`).
     pub deferred: bool,
     /// Emergency mitigations found in a configuration file.
     pub mitigations: Vec<exhunt_model::Mitigation>,

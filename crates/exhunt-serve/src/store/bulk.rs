@@ -345,7 +345,7 @@ impl Store {
     /// Stores parsed observations. An operator's rows go to the organisation whose scope
     /// matches best, or to the unassigned queue; an uploader's rows are kept only when they
     /// match its own organisation's scope (it cannot put rows into another organisation or the
-    /// queue), judged by that scope alone ([`Store::matcher`]: no scope oracle).
+    /// queue), judged by that scope alone (`Store::matcher`: no scope oracle).
     pub async fn store_observations(
         &self,
         c: &Caller,
