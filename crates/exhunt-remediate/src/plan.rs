@@ -237,10 +237,26 @@ fn stable_ids(s: &ServerResult, findings: &[String]) -> Vec<String> {
                 .and_then(|n| n.parse::<usize>().ok())
                 .and_then(|i| s.findings.get(i))
                 .map(|f| f.id.clone())
-                .filter(|id| !id.is_empty())
+                .filter(|id| stable_id_shape(id))
         })
         .collect();
     ids.unwrap_or_default()
+}
+
+/// `f-` and 16 lower-case hex digits, with `-2`, `-3`… for a repeat (what the scanner writes;
+/// the result file may come from anywhere, and an id is printed as it is).
+fn stable_id_shape(id: &str) -> bool {
+    let Some(rest) = id.strip_prefix("f-") else {
+        return false;
+    };
+    let (hex, repeat) = rest.split_once('-').unwrap_or((rest, "1"));
+    hex.len() == 16
+        && hex
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        && !repeat.is_empty()
+        && repeat.len() <= 6
+        && repeat.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// The path as the finding names it.

@@ -73,7 +73,7 @@ fn server_text(o: &mut String, sp: &ServerPlan) {
         );
         let _ = writeln!(o, "     why: {}", t(&a.why));
         if !a.findings.is_empty() {
-            let _ = writeln!(o, "     findings: {}", cited(a));
+            let _ = writeln!(o, "     findings: {}", t(&cited(a)));
         }
         if let Some(f) = &a.file {
             let _ = writeln!(

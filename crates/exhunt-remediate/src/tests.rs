@@ -266,7 +266,25 @@ fn plan_quarantines_confirmed_files_and_asks_review_for_the_rest() {
         json.to_string()
             .contains(&format!("\"finding_ids\":[\"{}\"]", ids[0]))
     );
-    // One finding without an id: the action cites indices only (no half list).
+    // An id not of the scanner's shape (a result file from anywhere, printed to a terminal)
+    // counts as none; one finding without an id: the action cites indices only (no half list).
+    r.servers[0].findings[0].id = "f-\u{1b}[31mred\u{1b}[0m".into();
+    let p = plan(&r, &builds(), &BTreeMap::new());
+    let shell = p.servers[0]
+        .actions
+        .iter()
+        .find(|a| a.findings == ["F0"])
+        .unwrap();
+    assert!(shell.finding_ids.is_empty());
+    assert!(!crate::render::text(&p).contains('\u{1b}'));
+    r.servers[0].findings[0].id = format!("{}-2", ids[0]);
+    let p = plan(&r, &builds(), &BTreeMap::new());
+    let shell = p.servers[0]
+        .actions
+        .iter()
+        .find(|a| a.findings == ["F0"])
+        .unwrap();
+    assert_eq!(shell.finding_ids, vec![format!("{}-2", ids[0])]);
     r.servers[0].findings[0].id.clear();
     let p = plan(&r, &builds(), &BTreeMap::new());
     let shell = p.servers[0]

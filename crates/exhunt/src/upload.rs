@@ -71,8 +71,8 @@ pub(crate) struct UploadArgs {
     pub(crate) upload_org: Option<i64>,
     /// Reach the server through the HTTP proxy at URL (http://HOST:PORT): a tunnel asked for
     /// with CONNECT, inside which TLS goes to the server as without a proxy. `none` ignores the
-    /// environment's proxy. Without this option HTTPS_PROXY / https_proxy (http_proxy for an
-    /// http:// server), ALL_PROXY and NO_PROXY are read; loopback is always reached directly.
+    /// environment's proxy. Without this option, for an https:// server, HTTPS_PROXY /
+    /// https_proxy, ALL_PROXY and NO_PROXY are read; loopback is always reached directly.
     /// Proxy credentials go in HTTPS_PROXY (http://USER:PASSWORD@HOST:PORT), never on the
     /// command line.
     #[arg(long, value_name = "URL", requires = "upload")]
@@ -203,10 +203,26 @@ impl Uploader {
             }
             None
         };
-        let proxy = proxy::Proxy::choose(&url, args.upload_proxy.as_deref(), &|k| {
+        let (mut proxy, warning) = proxy::Proxy::choose(&url, args.upload_proxy.as_deref(), &|k| {
             std::env::var(k).ok()
         })
         .map_err(anyhow::Error::msg)?;
+        if let Some(w) = warning {
+            eprintln!("exhunt: warning: {}", exhunt_report::safe::terminal(&w));
+        }
+        // A name that resolves here to loopback only (an SSH tunnel behind a hosts-file entry)
+        // is reached directly: a proxy named by the environment cannot reach this machine's
+        // loopback. A name that does not resolve here is left to the proxy.
+        if proxy.as_ref().is_some_and(|p| p.from != "--upload-proxy") {
+            use std::net::ToSocketAddrs;
+            let local = (url.host.as_str(), url.port)
+                .to_socket_addrs()
+                .map(|a| a.collect::<Vec<_>>())
+                .unwrap_or_default();
+            if !local.is_empty() && local.iter().all(|a| a.ip().is_loopback()) {
+                proxy = None;
+            }
+        }
         Ok(Some(Uploader {
             client: Arc::new(Client {
                 url,

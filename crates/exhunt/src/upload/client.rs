@@ -189,6 +189,7 @@ impl Client {
                 &format!("the proxy {} ({})", p.authority(), p.from),
             )?;
             p.tunnel(&mut tcp, &self.url)?;
+            let _ = tcp.set_read_timeout(Some(IDLE));
             return Ok(tcp);
         }
         let addrs = resolve(&self.url.host, self.url.port)?;

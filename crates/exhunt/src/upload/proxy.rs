@@ -2,11 +2,12 @@
 //! the client speaks TLS to `exhunt serve` exactly as without a proxy (the proxy sees neither
 //! the token nor the evidence, and the server's certificate is still verified by its name).
 //!
-//! Which proxy: `--upload-proxy http://HOST:PORT` (or `none`), else the environment's
-//! `HTTPS_PROXY` / `https_proxy` for an https:// server (`HTTP_PROXY` / `http_proxy` for
-//! http://), then `ALL_PROXY` / `all_proxy`; `NO_PROXY` / `no_proxy` names the hosts reached
-//! directly (`*`, host names, `.domain` or `domain` for a domain and its subdomains, IP
-//! addresses). Loopback is always reached directly. Credentials (`http://USER:PASSWORD@…`,
+//! Which proxy: `--upload-proxy http://HOST:PORT` (or `none`), else, for an https:// server,
+//! the environment's `HTTPS_PROXY` / `https_proxy`, then `ALL_PROXY` / `all_proxy` (a plain
+//! http:// server goes through a proxy only when the flag names one: the proxy would read the
+//! token); `NO_PROXY` / `no_proxy` names the hosts reached directly (`*`, host names, `.domain`
+//! or `domain` for a domain and its subdomains, IP addresses, networks). Loopback is always
+//! reached directly. Credentials (`http://USER:PASSWORD@…`,
 //! percent-encoded) are taken from the environment only, never from the command line, where
 //! other users would read them in the process list; they are sent as `Proxy-Authorization:
 //! Basic` to the proxy alone. Windows' system proxy setting (WinHTTP) is not read: set
@@ -21,6 +22,9 @@ use super::url::BaseUrl;
 
 /// Largest answer head read from a proxy.
 const HEAD_LIMIT: usize = 16 * 1024;
+/// Time the proxy's whole answer to CONNECT may take (a proxy that trickles bytes cannot hold
+/// the upload: each read alone has the client's inactivity timeout).
+const ANSWER_TIME: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// An HTTP proxy.
 #[derive(Clone, PartialEq, Eq)]
@@ -115,46 +119,53 @@ impl Proxy {
         })
     }
 
-    /// The proxy for `url`: `flag` (`--upload-proxy`; `none` for no proxy) first, else the
-    /// environment as read by `env`. `None` for a direct connection.
+    /// The proxy for `url`: `flag` (`--upload-proxy`; `none` for no proxy) first, else (for an
+    /// https:// server only) the environment as read by `env`. `None` for a direct connection.
+    /// A flag that cannot be read is an error; an environment variable that cannot be read
+    /// (set for other tools: `socks5://…`, no port) is a warning (the second value) and the
+    /// connection goes direct, as before exhunt read proxies.
     pub(crate) fn choose(
         url: &BaseUrl,
         flag: Option<&str>,
         env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Option<Proxy>, String> {
+    ) -> Result<(Option<Proxy>, Option<String>), String> {
         if let Some(f) = flag {
             if matches!(f.trim().to_ascii_lowercase().as_str(), "none" | "direct") {
-                return Ok(None);
+                return Ok((None, None));
             }
-            if url.names_loopback() {
-                return Ok(None);
-            }
-            return Proxy::parse(f, "--upload-proxy", false).map(Some);
+            // Read (and credentials refused) even when it will not be used.
+            let p = Proxy::parse(f, "--upload-proxy", false)?;
+            return Ok(((!url.names_loopback()).then_some(p), None));
         }
-        if url.names_loopback() {
-            return Ok(None);
+        // Plain http:// goes through a proxy only when the flag says so: the proxy would read
+        // the token and the evidence, and the environment's proxy is there for other tools.
+        if url.names_loopback() || !url.tls {
+            return Ok((None, None));
         }
         let var = |names: [&'static str; 2]| {
             names
                 .into_iter()
                 .find_map(|n| env(n).filter(|v| !v.trim().is_empty()).map(|v| (n, v)))
         };
-        let named = if url.tls {
-            var(["HTTPS_PROXY", "https_proxy"])
-        } else {
-            // Lower case first: `HTTP_PROXY` can be set by a web server's request (httpoxy).
-            var(["http_proxy", "HTTP_PROXY"])
-        }
-        .or_else(|| var(["ALL_PROXY", "all_proxy"]));
-        let Some((name, value)) = named else {
-            return Ok(None);
+        let Some((name, value)) =
+            var(["HTTPS_PROXY", "https_proxy"]).or_else(|| var(["ALL_PROXY", "all_proxy"]))
+        else {
+            return Ok((None, None));
         };
         if let Some((_, list)) = var(["NO_PROXY", "no_proxy"])
             && bypassed(&url.host, &list)
         {
-            return Ok(None);
+            return Ok((None, None));
         }
-        Proxy::parse(&value, name, true).map(Some)
+        match Proxy::parse(&value, name, true) {
+            Ok(p) => Ok((Some(p), None)),
+            Err(e) => Ok((
+                None,
+                Some(format!(
+                    "{e}; the upload connects directly (--upload-proxy http://HOST:PORT names a proxy for it, --upload-proxy none silences this)"
+                )),
+            )),
+        }
     }
 
     /// Asks the proxy, over `tcp` (connected to it), for a tunnel to `url`'s host and port.
@@ -179,7 +190,15 @@ impl Proxy {
         // Read byte by byte up to the end of the head: what follows belongs to the tunnel.
         let mut answer = Vec::new();
         let mut byte = [0u8; 1];
+        let deadline = std::time::Instant::now() + ANSWER_TIME;
+        let _ = tcp.set_read_timeout(Some(ANSWER_TIME));
         while !answer.ends_with(b"\r\n\r\n") {
+            if std::time::Instant::now() > deadline {
+                return Err(Failure::Transient(format!(
+                    "{via} did not answer CONNECT within {} s",
+                    ANSWER_TIME.as_secs()
+                )));
+            }
             match tcp.read(&mut byte) {
                 Ok(0) => {
                     return Err(Failure::Transient(format!(
@@ -200,17 +219,11 @@ impl Proxy {
                 )));
             }
         }
-        let line = String::from_utf8_lossy(&answer);
-        let line = line.lines().next().unwrap_or_default();
-        let status = line
-            .strip_prefix("HTTP/1.")
-            .and_then(|r| r.get(2..5))
-            .and_then(|c| c.parse::<u16>().ok())
-            .ok_or_else(|| {
-                Failure::Permanent(format!(
-                    "{via} did not answer CONNECT in HTTP: is it an HTTP proxy?"
-                ))
-            })?;
+        let status = status_of(&answer).ok_or_else(|| {
+            Failure::Permanent(format!(
+                "{via} did not answer CONNECT in HTTP: is it an HTTP proxy?"
+            ))
+        })?;
         match status {
             200..=299 => Ok(()),
             407 if self.auth.is_some() => Err(Failure::Permanent(format!(
@@ -230,12 +243,54 @@ impl Proxy {
     }
 }
 
+/// The status of an answer head: `HTTP/1.x` and three digits, then a space or the line's end.
+fn status_of(head: &[u8]) -> Option<u16> {
+    let line = head.split(|&b| b == b'\n').next()?;
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let mut words = line.split(|&b| b == b' ');
+    let version = words.next()?;
+    if !(version.starts_with(b"HTTP/1.") && version.len() == 8 && version[7].is_ascii_digit()) {
+        return None;
+    }
+    let code = words.next()?;
+    if code.len() != 3 || !code.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(code).ok()?.parse().ok()
+}
+
+/// Whether `addr` lies in `net` (`address/prefix`).
+fn in_cidr(addr: std::net::IpAddr, net: &str) -> bool {
+    use std::net::IpAddr;
+    let Some((base, bits)) = net.split_once('/') else {
+        return false;
+    };
+    let (Ok(base), Ok(bits)) = (base.parse::<IpAddr>(), bits.parse::<u32>()) else {
+        return false;
+    };
+    let (a, b, width) = match (addr, base) {
+        (IpAddr::V4(a), IpAddr::V4(b)) => (u128::from(u32::from(a)), u128::from(u32::from(b)), 32),
+        (IpAddr::V6(a), IpAddr::V6(b)) => (u128::from(a), u128::from(b), 128),
+        _ => return false,
+    };
+    if bits > width {
+        return false;
+    }
+    let shift = width - bits;
+    bits == 0 || (a >> shift) == (b >> shift)
+}
+
 /// Whether `host` is in a `NO_PROXY` list.
 fn bypassed(host: &str, list: &str) -> bool {
     let host = host.trim_end_matches('.').to_ascii_lowercase();
+    let host_ip = host.parse::<std::net::IpAddr>().ok();
     list.split(',').map(str::trim).any(|entry| {
         if entry == "*" {
             return true;
+        }
+        // A network (`10.0.0.0/8`, `fd00::/8`) holds the addresses written as the host.
+        if entry.contains('/') {
+            return host_ip.is_some_and(|ip| in_cidr(ip, entry));
         }
         // An entry may carry a port (`host:8443`) or brackets (`[::1]`): the host alone counts.
         let entry = entry.trim_start_matches('[');
@@ -255,6 +310,9 @@ fn bypassed(host: &str, list: &str) -> bool {
         if host == entry {
             return true;
         }
+        if let (Some(h), Ok(e)) = (host_ip, entry.parse::<std::net::IpAddr>()) {
+            return h == e;
+        }
         // A domain covers its subdomains; an IP address only itself.
         entry.parse::<std::net::IpAddr>().is_err()
             && host.parse::<std::net::IpAddr>().is_err()
@@ -271,6 +329,7 @@ fn percent_decode(s: &str) -> Result<String, String> {
         if b[i] == b'%' {
             let hex = s
                 .get(i + 1..i + 3)
+                .filter(|h| h.bytes().all(|c| c.is_ascii_hexdigit()))
                 .and_then(|h| u8::from_str_radix(h, 16).ok())
                 .ok_or("the proxy's credentials hold a % that is not followed by two hex digits")?;
             out.push(hex);
@@ -370,12 +429,15 @@ mod tests {
         let fleet = url("https://fleet.example:8443");
         let corp = env(&[
             ("HTTPS_PROXY", "http://proxy:3128"),
-            ("NO_PROXY", "intranet.example, .lan,10.1.2.3"),
+            (
+                "NO_PROXY",
+                "intranet.example, .lan,10.1.2.3,192.168.0.0/16,[fd00::1],fd10::/16",
+            ),
         ]);
         let chosen = |u: &BaseUrl, flag: Option<&str>, e: &dyn Fn(&str) -> Option<String>| {
-            Proxy::choose(u, flag, e)
-                .unwrap()
-                .map(|p| (p.authority(), p.from))
+            let (p, warning) = Proxy::choose(u, flag, e).unwrap();
+            assert_eq!(warning, None);
+            p.map(|p| (p.authority(), p.from))
         };
         assert_eq!(
             chosen(&fleet, None, &corp),
@@ -387,12 +449,16 @@ mod tests {
             Some(("other:8080".into(), "--upload-proxy"))
         );
         assert_eq!(chosen(&fleet, Some("none"), &corp), None);
-        // NO_PROXY: a domain and its subdomains, a leading dot, an address; not a look-alike.
+        // NO_PROXY: a domain and its subdomains, a leading dot, addresses (IPv6 compared as
+        // addresses), networks; not a look-alike.
         for direct in [
             "https://intranet.example",
             "https://fleet.intranet.example",
             "https://fleet.lan",
             "https://10.1.2.3",
+            "https://192.168.7.9",
+            "https://[fd00:0::1]",
+            "https://[fd10:1::5]:8443",
         ] {
             assert_eq!(chosen(&url(direct), None, &corp), None, "{direct}");
         }
@@ -400,6 +466,9 @@ mod tests {
             "https://notintranet.example",
             "https://10.1.2.30",
             "https://lan.example",
+            "https://192.169.0.1",
+            "https://[fd00::2]",
+            "https://[fd11::1]",
         ] {
             assert!(chosen(&url(proxied), None, &corp).is_some(), "{proxied}");
         }
@@ -409,20 +478,23 @@ mod tests {
             chosen(&url("https://127.0.0.1:8443"), Some("http://p:1"), &corp),
             None
         );
-        // http:// reads http_proxy (lower case first), https:// does not; ALL_PROXY last.
+        // Plain http:// reads no proxy from the environment (the proxy would read the token);
+        // only the flag sends it through one.
         let plain = url("http://fleet.example");
-        let both = env(&[
-            ("HTTPS_PROXY", "http://tls-only:1"),
+        let all = env(&[
             ("http_proxy", "http://web:2"),
             ("HTTP_PROXY", "http://upper:3"),
+            ("ALL_PROXY", "http://all:4"),
+            ("HTTPS_PROXY", "http://tls:5"),
         ]);
+        assert_eq!(chosen(&plain, None, &all), None);
         assert_eq!(
-            chosen(&plain, None, &both),
-            Some(("web:2".into(), "http_proxy"))
+            chosen(&plain, Some("http://p:1"), &all),
+            Some(("p:1".into(), "--upload-proxy"))
         );
-        let all = env(&[("all_proxy", "http://all:4")]);
+        // ALL_PROXY after HTTPS_PROXY; NO_PROXY=* is everything.
         assert_eq!(
-            chosen(&fleet, None, &all),
+            chosen(&fleet, None, &env(&[("all_proxy", "http://all:4")])),
             Some(("all:4".into(), "all_proxy"))
         );
         assert_eq!(
@@ -434,5 +506,151 @@ mod tests {
             None
         );
         assert_eq!(chosen(&fleet, None, &env(&[])), None);
+    }
+
+    #[test]
+    fn an_unreadable_environment_proxy_is_a_warning_and_a_bad_flag_an_error() {
+        let fleet = url("https://fleet.example");
+        for value in [
+            "socks5h://127.0.0.1:1080",
+            "https://proxy:3128",
+            "http://proxy",
+            "http://bad_host:3128",
+        ] {
+            let env = move |k: &str| (k == "ALL_PROXY").then(|| value.to_string());
+            let (p, warning) = Proxy::choose(&fleet, None, &env).unwrap();
+            assert_eq!(p, None, "{value}");
+            let w = warning.unwrap_or_default();
+            assert!(
+                w.contains("ALL_PROXY") && w.contains("--upload-proxy none"),
+                "{w}"
+            );
+            assert!(!w.contains(value), "the value is not repeated: {w}");
+        }
+        let none = |_: &str| None;
+        assert!(Proxy::choose(&fleet, Some("socks5://p:1"), &none).is_err());
+        // Credentials in the flag are refused even where the flag would not be used.
+        let e = Proxy::choose(
+            &url("https://localhost"),
+            Some("http://u:hunter2@p:1"),
+            &none,
+        )
+        .unwrap_err();
+        assert!(e.contains("process list") && !e.contains("hunter2"), "{e}");
+    }
+
+    #[test]
+    fn status_lines_are_read_strictly() {
+        for (head, want) in [
+            (
+                &b"HTTP/1.1 200 Connection established\r\n\r\n"[..],
+                Some(200),
+            ),
+            (b"HTTP/1.0 200\r\n\r\n", Some(200)),
+            (
+                b"HTTP/1.1 407 Proxy Authentication Required\r\n\r\n",
+                Some(407),
+            ),
+            (b"HTTP/1.1 2000 OK\r\n\r\n", None),
+            (b"HTTP/1.1 +20 OK\r\n\r\n", None),
+            (b"HTTP/2 200\r\n\r\n", None),
+            (b"SSH-2.0-OpenSSH_9.6\r\n\r\n", None),
+            (b"\r\n\r\n", None),
+        ] {
+            assert_eq!(status_of(head), want, "{:?}", String::from_utf8_lossy(head));
+        }
+    }
+
+    /// A proxy on loopback that reads one request head and answers `answer`.
+    fn scripted(answer: &'static [u8]) -> (TcpStream, std::thread::JoinHandle<String>) {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let t = std::thread::spawn(move || {
+            let (mut s, _) = l.accept().unwrap();
+            let mut head = Vec::new();
+            let mut b = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && s.read(&mut b).unwrap_or(0) == 1 {
+                head.push(b[0]);
+            }
+            let _ = s.write_all(answer);
+            String::from_utf8_lossy(&head).into_owned()
+        });
+        (TcpStream::connect(addr).unwrap(), t)
+    }
+
+    #[test]
+    fn a_tunnel_is_opened_only_on_a_2xx_and_every_refusal_says_what_to_do() {
+        let target = url("https://fleet.example:8443");
+        let proxy = Proxy::parse("http://svc:pw@127.0.0.1:3128", "HTTPS_PROXY", true).unwrap();
+        let bare = Proxy::parse("http://127.0.0.1:3128", "--upload-proxy", false).unwrap();
+        // A 200 (HTTP/1.0 too) opens it; bytes after the head stay for the tunnel.
+        let (mut tcp, seen) = scripted(b"HTTP/1.0 200 OK\r\n\r\nTLS");
+        proxy.tunnel(&mut tcp, &target).unwrap();
+        let mut rest = [0u8; 3];
+        tcp.read_exact(&mut rest).unwrap();
+        assert_eq!(&rest, b"TLS");
+        let head = seen.join().unwrap();
+        assert!(
+            head.starts_with("CONNECT fleet.example:8443 HTTP/1.1\r\nHost: fleet.example:8443\r\n"),
+            "{head}"
+        );
+        assert!(head.contains(&format!(
+            "Proxy-Authorization: Basic {}\r\n",
+            base64(b"svc:pw")
+        )));
+        let (mut tcp, seen) = scripted(b"HTTP/1.1 200 OK\r\n\r\n");
+        bare.tunnel(&mut tcp, &target).unwrap();
+        assert!(!seen.join().unwrap().contains("Proxy-Authorization"));
+        // Refusals.
+        for (p, answer, permanent, says) in [
+            (
+                &bare,
+                &b"HTTP/1.1 407 Proxy Authentication Required\r\n\r\n"[..],
+                true,
+                "asks for credentials (407)",
+            ),
+            (
+                &proxy,
+                b"HTTP/1.1 407 Proxy Authentication Required\r\n\r\n",
+                true,
+                "refused the credentials",
+            ),
+            (
+                &proxy,
+                b"HTTP/1.1 403 Forbidden\r\n\r\n",
+                true,
+                "allow CONNECT to this port",
+            ),
+            (
+                &proxy,
+                b"HTTP/1.1 502 Bad Gateway\r\n\r\n",
+                false,
+                "could not open a tunnel",
+            ),
+            (
+                &proxy,
+                b"SSH-2.0-OpenSSH_9.6\r\n\r\n",
+                true,
+                "is it an HTTP proxy",
+            ),
+            (&proxy, b"HTTP/1.1 200", false, "closed the connection"),
+        ] {
+            let (mut tcp, seen) = scripted(answer);
+            let e = p.tunnel(&mut tcp, &target).unwrap_err();
+            let _ = seen.join();
+            assert_eq!(matches!(e, Failure::Permanent(_)), permanent, "{e}");
+            assert!(e.to_string().contains(says), "{e}");
+            assert!(!e.to_string().contains("pw"), "{e}");
+        }
+        // A head that never ends is cut at its limit.
+        let long: &'static [u8] = Box::leak(
+            [b"HTTP/1.1 200 OK\r\n".to_vec(), vec![b'x'; HEAD_LIMIT + 10]]
+                .concat()
+                .into_boxed_slice(),
+        );
+        let (mut tcp, seen) = scripted(long);
+        let e = proxy.tunnel(&mut tcp, &target).unwrap_err();
+        let _ = seen.join();
+        assert!(e.to_string().contains("bytes of head"), "{e}");
     }
 }

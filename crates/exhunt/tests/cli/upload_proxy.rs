@@ -123,8 +123,10 @@ fn uploads_go_through_a_connect_proxy_with_its_credentials_and_stay_tls() {
             "{:?}",
             seen.heads
         );
-        // One tunnel: the example's one server (with -q, no check before the scan).
+        // One tunnel: the example's one server (with -q, no check before the scan); the
+        // CONNECT request carries the proxy's credentials, never the API token.
         assert_eq!(seen.heads.len(), 1, "{:?}", seen.heads);
+        assert!(!seen.heads[0].contains(&token) && !seen.heads[0].contains("Bearer"));
         assert!(
             seen.relayed.len() > 1000,
             "the upload went through the tunnel"
