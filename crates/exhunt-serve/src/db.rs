@@ -331,6 +331,14 @@ pub enum Arg {
     NI(Option<i64>),
     /// Nullable text.
     NS(Option<String>),
+    /// Bytes (PostgreSQL `bytea`).
+    B(Vec<u8>),
+}
+
+impl From<Vec<u8>> for Arg {
+    fn from(v: Vec<u8>) -> Arg {
+        Arg::B(v)
+    }
 }
 
 impl From<i64> for Arg {
@@ -390,6 +398,13 @@ impl Q {
         let n = self.args.len();
         self.marks.push(self.sql.len());
         self.sql.push_str(&format!("${n}"));
+        self
+    }
+
+    /// Binds a value whose placeholder the SQL already holds (`$n`, numbered by the order of
+    /// binding). PostgreSQL only: SQLite's `?` are placed where [`Q::arg`] marked them.
+    pub fn bind(mut self, a: impl Into<Arg>) -> Q {
+        self.args.push(a.into());
         self
     }
 
@@ -496,6 +511,7 @@ impl Q {
                 Arg::S(v) => a.add(v.clone()),
                 Arg::NI(v) => a.add(*v),
                 Arg::NS(v) => a.add(v.clone()),
+                Arg::B(v) => a.add(v.clone()),
             };
             r.map_err(|e| Error::Db(sqlx::Error::Encode(e)))?;
         }

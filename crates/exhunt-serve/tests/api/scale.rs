@@ -900,6 +900,31 @@ async fn bulk_rows_are_stored_as_sent() {
         let raw = rows(&s, "SELECT raw FROM observations").await;
         let raw: Value = serde_json::from_str(&os(&raw[0], "raw").expect("raw")).expect("raw json");
         assert_eq!(raw["reason"], json!(reason), "{}", db.url);
+
+        // Several rows of one batch, of different lengths in bytes (multi-byte text): each
+        // keeps its own raw line, byte for byte (PostgreSQL cuts them from one bytea).
+        let lines: Vec<String> = (0..5)
+            .map(|n| {
+                let mut r: Value = serde_json::from_str(&probe_row(
+                    &format!("192.0.2.{}", 20 + n),
+                    &format!("mx{n}.example"),
+                    "patched",
+                    "2026-11-30T09:00:00Z",
+                ))
+                .expect("row");
+                r["reason"] = json!(format!("{}{}", "Zürich’s 🛡 ".repeat(n * 7), n));
+                r.to_string()
+            })
+            .collect();
+        let r = probe(&s, &s.op, &lines).await;
+        assert_eq!(r["assigned"].as_i64(), Some(5), "{r}");
+        let stored = rows(
+            &s,
+            "SELECT host, raw FROM observations WHERE host LIKE 'mx%' ORDER BY host",
+        )
+        .await;
+        let stored: Vec<String> = stored.iter().map(|r| os(r, "raw").expect("raw")).collect();
+        assert_eq!(stored, lines, "{}", db.url);
     }
 }
 
