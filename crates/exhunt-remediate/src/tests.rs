@@ -268,31 +268,19 @@ fn plan_quarantines_confirmed_files_and_asks_review_for_the_rest() {
     );
     // An id not of the scanner's shape (a result file from anywhere, printed to a terminal)
     // counts as none; one finding without an id: the action cites indices only (no half list).
+    let shell_ids = |r: &ScanResult| {
+        let p = plan(r, &builds(), &BTreeMap::new());
+        let shell = p.servers[0].actions.iter().find(|a| a.findings == ["F0"]);
+        (shell.unwrap().finding_ids.clone(), crate::render::text(&p))
+    };
     r.servers[0].findings[0].id = "f-\u{1b}[31mred\u{1b}[0m".into();
-    let p = plan(&r, &builds(), &BTreeMap::new());
-    let shell = p.servers[0]
-        .actions
-        .iter()
-        .find(|a| a.findings == ["F0"])
-        .unwrap();
-    assert!(shell.finding_ids.is_empty());
-    assert!(!crate::render::text(&p).contains('\u{1b}'));
+    let (ids0, text) = shell_ids(&r);
+    assert!(ids0.is_empty());
+    assert!(!text.contains('\u{1b}'));
     r.servers[0].findings[0].id = format!("{}-2", ids[0]);
-    let p = plan(&r, &builds(), &BTreeMap::new());
-    let shell = p.servers[0]
-        .actions
-        .iter()
-        .find(|a| a.findings == ["F0"])
-        .unwrap();
-    assert_eq!(shell.finding_ids, vec![format!("{}-2", ids[0])]);
+    assert_eq!(shell_ids(&r).0, vec![format!("{}-2", ids[0])]);
     r.servers[0].findings[0].id.clear();
-    let p = plan(&r, &builds(), &BTreeMap::new());
-    let shell = p.servers[0]
-        .actions
-        .iter()
-        .find(|a| a.findings == ["F0"])
-        .unwrap();
-    assert!(shell.finding_ids.is_empty());
+    assert!(shell_ids(&r).0.is_empty());
 }
 
 #[test]
