@@ -131,7 +131,8 @@ const PG_ELEMENTS: (&str, &str) = (
 /// parsed once per row (text JSON would be parsed again for each of the 17 columns: on SQLite
 /// that was a fifth of an upload's time, measured): on SQLite `json_each` and `jsonb()` of each
 /// element into a materialized CTE (SQLite 3.46 has no `jsonb_each`; a plain subquery would be
-/// flattened into the 17 reads), on PostgreSQL `jsonb_array_elements … WITH ORDINALITY`. A
+/// flattened into the 17 reads), on PostgreSQL `jsonb_array_elements … WITH ORDINALITY`,
+/// each row's raw line cut from the batch's `bytea`, bound second (`$2`, [`Q::bind`]). A
 /// row whose `dedup` is stored already is skipped. SQLite returns the new rows' ids and
 /// organisations; PostgreSQL one row: their number `n`, how many are `assigned`, and their ids
 /// from `lo` to `hi`.
