@@ -52,6 +52,7 @@ fn table(rows: &[Notification]) -> Table {
             "escalation",
             "overdue",
         ],
+        numbers: &["id", "org", "servers"],
         rows: rows
             .iter()
             .map(|n| {

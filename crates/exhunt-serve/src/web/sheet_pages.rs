@@ -48,6 +48,7 @@ async fn sheet_page(
     };
     let t = Table {
         head: crate::sheet::COLUMNS.to_vec(),
+        numbers: &["org_id"],
         rows: rows
             .iter()
             .map(|r| {
@@ -115,6 +116,7 @@ async fn rollup_page(
     };
     let t = Table {
         head: vec!["version", "servers", "exposed", "compromised"],
+        numbers: &["servers", "exposed", "compromised"],
         rows: rows
             .iter()
             .map(|r| {

@@ -1,12 +1,26 @@
 //! Tables of the dashboard's pages and their exports: the same rows as HTML, CSV (cells a
-//! spreadsheet would run as a formula get a leading `'`) or JSON (an array of objects).
+//! spreadsheet would run as a formula get a leading `'`) or JSON (an array of objects, counts
+//! and ids as numbers, as the API gives them).
 
 use super::*;
 
-/// A table: column names and rows of cell texts.
+/// A table: column names and rows of cell texts; `numbers` names the columns whose cells are
+/// integers (ids, counts): numbers in the JSON export, as in the API's.
 pub(super) struct Table {
     pub(super) head: Vec<&'static str>,
+    pub(super) numbers: &'static [&'static str],
     pub(super) rows: Vec<Vec<String>>,
+}
+
+/// A cell of `column` as a JSON value: a number where the column holds numbers and the text is
+/// one; else the text.
+fn json_cell(numbers: &[&str], column: &str, text: &str) -> serde_json::Value {
+    if numbers.contains(&column)
+        && let Ok(n) = text.parse::<i64>()
+    {
+        return serde_json::Value::from(n);
+    }
+    serde_json::Value::String(text.to_string())
 }
 
 fn safe(s: &str) -> String {
@@ -36,7 +50,7 @@ impl Table {
                             self.head
                                 .iter()
                                 .zip(r)
-                                .map(|(k, v)| (k.to_string(), serde_json::Value::String(v.clone())))
+                                .map(|(k, v)| (k.to_string(), json_cell(self.numbers, k, v)))
                                 .collect(),
                         )
                     })

@@ -322,7 +322,7 @@ async fn no_leaks_between_organisations_in_the_dashboard_features() {
             "{overview}"
         );
         let rollup = page(&s.app, "/rollup?format=json", &op).await.json();
-        assert_eq!(rollup[0]["compromised"], json!("1"), "{rollup}");
+        assert_eq!(rollup[0]["compromised"], json!(1), "{rollup}");
         let sheet = page(&s.app, "/sheet?format=csv", &op).await.text;
         assert!(sheet.contains("ex-b.beta.example"), "{sheet}");
         assert!(

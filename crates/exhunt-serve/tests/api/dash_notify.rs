@@ -230,6 +230,14 @@ async fn notification_pages_templates_exports_and_escalation() {
             serde_json::from_str(&page(&s.app, "/notifications?format=json", &rd).await.text)
                 .expect("json export");
         assert_eq!(json.as_array().map(Vec::len), Some(2));
+        // Ids and counts are numbers, as the API gives them; the ticket stays text.
+        let sent_row = json
+            .as_array()
+            .and_then(|rows| rows.iter().find(|r| r["ticket"] == json!(ticket)))
+            .expect("the sent notification's row");
+        assert_eq!(sent_row["id"], json!(nid), "{json}");
+        assert_eq!(sent_row["servers"], json!(1), "{json}");
+        assert!(sent_row["org"].is_i64(), "{json}");
 
         // Downloads.
         let eml = page(&s.app, &format!("/notifications/{nid}/eml"), &rd).await;
@@ -412,6 +420,8 @@ async fn status_sheet_and_rollup_pages_export_what_the_api_gives() {
         )
         .expect("json");
         assert_eq!(j[0]["compromised"], "yes");
+        assert_eq!(j[0]["org_id"], json!(a), "{j}");
+        assert_eq!(j[0]["server"], "ex01", "{j}");
         assert_eq!(page(&s.app, "/sheet?format=xml", &rd).await.status, 400);
         let r = page(&s.app, "/rollup", &rd).await;
         assert!(
@@ -422,7 +432,11 @@ async fn status_sheet_and_rollup_pages_export_what_the_api_gives() {
         let rj: Value = serde_json::from_str(&page(&s.app, "/rollup?format=json", &rd).await.text)
             .expect("json");
         let api: Value = get(&s.app, "/api/v1/rollup/versions", &tok).await.json();
-        assert_eq!(rj[0]["servers"], api[0]["servers"].to_string());
+        // The page's export carries the API's numbers, as numbers.
+        for k in ["version", "servers", "exposed", "compromised"] {
+            assert_eq!(rj[0][k], api[0][k], "{k}: {rj} against {api}");
+        }
+        assert!(rj[0]["servers"].is_i64(), "{rj}");
     }
 }
 
