@@ -16,18 +16,8 @@ ORGS=${2:-6000}
 SERVERS=${3:-25000}
 ROWS=${4:-100000}
 SCANS=${5:-1000}
-root=$(cd "$(dirname "$0")/.." && pwd)
-target=${CARGO_TARGET_DIR:-$root/target}
-bin=$target/release/examples/serve-bench
-if [ ! -x "$bin" ]; then
-  (cd "$root" && cargo build --release -p exhunt-serve --example serve-bench)
-fi
-pgbin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
-[ -x "$pgbin/initdb" ] || { echo "no PostgreSQL server binaries (Debian: apt-get install postgresql)"; exit 1; }
-work=$(mktemp -d /tmp/pg-stale.XXXXXX)
-chmod 755 "$work"
-as_pg=()
-[ "$(id -u)" -eq 0 ] && as_pg=(runuser -u postgres --)
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh" pg-stale
 pid=
 cleanup() {
   [ -n "$pid" ] && kill "$pid" 2>/dev/null || true

@@ -24,20 +24,9 @@ ROWS=${3:-1000000}
 SCANS=${4:-10000}
 SECS=${5:-20}
 CLIENTS=50
-root=$(cd "$(dirname "$0")/.." && pwd)
-target=${CARGO_TARGET_DIR:-$root/target}
-bin=$target/release/examples/serve-bench
-if [ ! -x "$bin" ]; then
-  (cd "$root" && cargo build --release -p exhunt-serve --example serve-bench)
-fi
-pgbin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
-[ -x "$pgbin/initdb" ] || { echo "no PostgreSQL server binaries (Debian: apt-get install postgresql)"; exit 1; }
-
-work=$(mktemp -d /tmp/serve-bench.XXXXXX)
-chmod 755 "$work"
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh" serve-bench
 pids=()
-as_pg=()
-[ "$(id -u)" -eq 0 ] && as_pg=(runuser -u postgres --)
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   "${as_pg[@]}" "$pgbin/pg_ctl" -D "$work/pg/data" -m fast stop >/dev/null 2>&1 || true
