@@ -11,10 +11,13 @@
 //! and the observations in one more: one JSON text the database takes apart ([`insert_sql`]),
 //! made on a thread while the database writes the chunk before. What the upload touched is
 //! then brought up to date in the database ([`latest::apply`]: the new rows folded into their
-//! servers' latest state and counted into the curve), and the counts by state are recounted
-//! once per organisation, instead of by the count triggers per row (SQLite) or per statement
-//! (PostgreSQL) ([`latest::pause_counts`]): on SQLite for every organisation the rows went to,
-//! on PostgreSQL for those whose servers' states moved or that got new servers. A bad line
+//! servers' latest state and counted into the curve), and the counts by state are brought up
+//! to date once per organisation, instead of by the count triggers per row (SQLite) or per
+//! statement (PostgreSQL) ([`latest::pause_counts`]): on SQLite every organisation the rows
+//! went to is recounted; on PostgreSQL those that got new servers are recounted, and those
+//! whose servers' states the fold moved are moved by as much as it tells (its states before
+//! and after, per server: the work follows the servers the upload moved, not the size of
+//! their organisations). A bad line
 //! anywhere, or a failure of any step, ends the transaction: nothing of the upload is stored
 //! (a bad line late in a large upload is found after the chunks before it were written, under
 //! the upload's locks, then rolled back).
@@ -518,17 +521,18 @@ impl Store {
         // The reading thread ended without an error told: it handed every chunk over, unless
         // it stopped (a panic), and then nothing is stored.
         reader.await.map_err(|_| stopped("reading the upload"))?;
-        // The organisations recounted: those whose servers' states the upload moved, and
-        // those it made servers in, when the fold tells (PostgreSQL); else all it met.
+        // The organisations whose servers' states the upload moved are moved by as much as
+        // the fold tells (PostgreSQL); those it made servers in are recounted; else (SQLite, or
+        // a server recomputed from its history) all it met are recounted.
         let moved = latest::apply(&mut tx, self.engine, scope, &p.touched).await?;
-        let orgs: Vec<i64> = match moved {
+        let (orgs, moves): (Vec<i64>, latest::Moves) = match moved {
             Some(mut m) => {
-                m.extend(&p.made_in);
-                m.into_iter().collect()
+                m.retain(|o, _| !p.made_in.contains(o));
+                (p.made_in.iter().copied().collect(), m)
             }
-            None => p.met.iter().copied().collect(),
+            None => (p.met.iter().copied().collect(), latest::Moves::new()),
         };
-        latest::resume_counts(&mut tx, self.engine, scope, &orgs).await?;
+        latest::resume_counts(&mut tx, self.engine, scope, &orgs, &moves).await?;
         let owner = match scope {
             OrgScope::One(o) => Some(o),
             OrgScope::All => None,

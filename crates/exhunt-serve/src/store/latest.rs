@@ -38,6 +38,28 @@ const UPDATE_ROWS: usize = 200;
 /// A pair of the curve: (organisation, `YYYY-MM-DD`).
 pub(crate) type DayKey = (i64, String);
 
+/// The 30 counts by state of a row of `org_stats` (all but `servers`), in order: each
+/// (count column, `servers` column, state), the overall state first, then each campaign's.
+fn state_counts() -> Vec<(String, &'static str, &'static str)> {
+    let mut out = Vec::new();
+    for (prefix, col) in [
+        ("s", "state"),
+        ("pl", "st_pl"),
+        ("ps", "st_ps"),
+        ("pns", "st_pns"),
+        ("post", "st_post"),
+    ] {
+        for st in STATES {
+            out.push((format!("{prefix}_{st}"), col, st));
+        }
+    }
+    out
+}
+
+/// How far the fold moved each organisation's counts by state (PostgreSQL): per organisation,
+/// one number per column of [`state_counts`], its servers that left a state counted negative.
+pub(crate) type Moves = BTreeMap<i64, Vec<i64>>;
+
 /// What one change touched: servers whose latest state is recomputed from their history (a
 /// row of theirs was removed or moved), observation rows added (by id range: folded into
 /// their servers' stored latest state, see [`fold_added`], and counted into the curve, see
@@ -202,16 +224,78 @@ pub(crate) async fn pause_counts(
     Ok(())
 }
 
-/// Ends [`pause_counts`]: recounts `orgs`' servers by state into `org_stats` (once per
-/// organisation, where the paused triggers would have rewritten its row once per statement),
-/// and the fleet's row: on SQLite the sum of the organisations', on PostgreSQL moved by as much
-/// as theirs move. The counts are written with the
-/// operator's scope (PostgreSQL, as the triggers write them); `scope` is the caller's, put back.
+/// Moves each organisation's row of `org_stats` in `moves`, and the fleet's by their sum, in
+/// one statement (PostgreSQL; `moves` is empty on SQLite). Reading which organisations' servers
+/// to count again, and counting them, cost the upload more than the rest of the recount: a
+/// large organisation, met by every upload, had all its servers counted each time. Returns the
+/// organisations that have no row to move.
+async fn move_counts(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    engine: Engine,
+    moves: &Moves,
+) -> Result<Vec<i64>> {
+    if moves.is_empty() || engine != Engine::Postgres {
+        return Ok(Vec::new());
+    }
+    let counts = state_counts();
+    let rows: Vec<Value> = moves
+        .iter()
+        .map(|(org, by)| {
+            let mut row = vec![Value::from(*org)];
+            row.extend(by.iter().map(|n| Value::from(*n)));
+            Value::Array(row)
+        })
+        .collect();
+    let read: Vec<String> = counts
+        .iter()
+        .enumerate()
+        .map(|(i, (c, _, _))| format!("(e ->> {})::bigint AS {c}", i + 1))
+        .collect();
+    let moved = |from: &str| -> String {
+        counts
+            .iter()
+            .map(|(c, _, _)| format!("{c} = org_stats.{c} + {from}.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let sums: Vec<String> = counts
+        .iter()
+        .map(|(c, _, _)| format!("COALESCE(SUM(d.{c}), 0) AS {c}"))
+        .collect();
+    let unmoved = Q::new(&format!(
+        "WITH d AS MATERIALIZED (SELECT (e ->> 0)::bigint AS org_id, {} \
+         FROM jsonb_array_elements(",
+        read.join(", ")
+    ))
+    .arg(Value::Array(rows).to_string())
+    .sql(&format!(
+        "::jsonb) AS t(e)), \
+         u AS (UPDATE org_stats SET {} FROM d WHERE org_stats.org_id = d.org_id \
+         AND d.org_id <> 0 RETURNING org_stats.org_id), \
+         f AS (UPDATE org_stats SET {} FROM (SELECT {} FROM d JOIN u ON u.org_id = d.org_id) AS m \
+         WHERE org_stats.org_id = 0 RETURNING 1) \
+         SELECT d.org_id AS org_id FROM d WHERE NOT EXISTS (SELECT 1 FROM u WHERE u.org_id = d.org_id)",
+        moved("d"),
+        moved("m"),
+        sums.join(", ")
+    ))
+    .fetch_all(&mut **tx)
+    .await?;
+    unmoved.iter().map(|r| get_i(r, "org_id")).collect()
+}
+
+/// Ends [`pause_counts`]: moves the rows of `org_stats` of the organisations in `moves` by as
+/// much as the fold moved them (PostgreSQL; no organisation in `orgs`), and recounts `orgs`'
+/// servers by state (once per organisation, where the paused triggers would have rewritten its
+/// row once per statement), and the fleet's row: on SQLite the sum of the organisations', on
+/// PostgreSQL moved by as much as theirs move. The counts are written with the operator's
+/// scope (PostgreSQL, as the triggers write them); `scope` is the caller's, put back.
 pub(crate) async fn resume_counts(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     engine: Engine,
     scope: OrgScope,
     orgs: &[i64],
+    moves: &Moves,
 ) -> Result<()> {
     match engine {
         Engine::Sqlite => Q::new("DELETE FROM counts_paused"),
@@ -220,22 +304,27 @@ pub(crate) async fn resume_counts(
     .execute(&mut **tx)
     .await?;
     set_scope(tx, engine, OrgScope::All).await?;
+    // An organisation without its row (none, normally: it is made with the organisation) is
+    // recounted instead.
+    let unmoved = move_counts(tx, engine, moves).await?;
+    let mut all;
+    let orgs = if unmoved.is_empty() {
+        orgs
+    } else {
+        all = orgs.to_vec();
+        all.extend(unmoved);
+        all.sort_unstable();
+        all.dedup();
+        &all[..]
+    };
     // Counted from the servers grouped by their five states first (a few groups per
     // organisation), each count then a sum over the groups: 31 conditions per group, not per
     // server.
     let mut cols = vec!["servers".to_string()];
     let mut sums = vec!["SUM(n)".to_string()];
-    for (prefix, col) in [
-        ("s", "state"),
-        ("pl", "st_pl"),
-        ("ps", "st_ps"),
-        ("pns", "st_pns"),
-        ("post", "st_post"),
-    ] {
-        for st in STATES {
-            cols.push(format!("{prefix}_{st}"));
-            sums.push(format!("SUM(CASE WHEN {col} = '{st}' THEN n ELSE 0 END)"));
-        }
+    for (count, col, st) in state_counts() {
+        cols.push(count);
+        sums.push(format!("SUM(CASE WHEN {col} = '{st}' THEN n ELSE 0 END)"));
     }
     let set: Vec<String> = cols.iter().map(|c| format!("{c} = c.{c}")).collect();
     // A row whose counts stay is not rewritten.
@@ -497,14 +586,14 @@ fn member(engine: Engine, col: &str, key: &str) -> String {
 /// the whole history, without reading it (any other row in the range is one of the server's
 /// rows, so folding it is right too). Returns the servers in the range whose state was never
 /// computed (`latest_v = 0`: recomputed from their history by the caller), and on PostgreSQL
-/// the organisations of the servers whose state (overall or of a campaign) it moved (SQLite:
-/// not told).
+/// how far it moved the counts by state of each organisation whose servers' states (overall or
+/// of a campaign) it moved (SQLite: not told).
 async fn fold_added(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     engine: Engine,
     lo: i64,
     hi: i64,
-) -> Result<(BTreeSet<i64>, Option<BTreeSet<i64>>)> {
+) -> Result<(BTreeSet<i64>, Option<Moves>)> {
     // Per server, in one statement (each server row rewritten once): its latest added row
     // (r.id, …) and its latest added row with a build (r.b_id, …; none: NULL), both read in
     // one pass over the added rows by two windows (no join of two window subqueries: a
@@ -546,17 +635,35 @@ async fn fold_added(
     set.push(when("bl", "last_build_obs_id", "n.b_id".into()));
     set.push(when("bl", "last_build", "n.b_build".into()));
     set.push(when("bl", "last_build_seen", "n.b_seen".into()));
-    // PostgreSQL: each server's states before (`o_*`, read by `n`) and after the update,
-    // compared in RETURNING: the organisations whose counts by state may move.
+    // PostgreSQL: each server's states before (`o_*`, read by `n`) and after the update, in
+    // RETURNING; per organisation whose servers' states moved, how far each count by state
+    // moves (a server entering a state counts 1, leaving it -1).
+    let moves: Vec<String> = state_counts()
+        .iter()
+        .map(|(c, col, st)| {
+            format!(
+                "SUM(CASE WHEN f.{col} = '{st}' THEN 1 ELSE 0 END \
+                 - CASE WHEN f.o_{col} = '{st}' THEN 1 ELSE 0 END) AS {c}"
+            )
+        })
+        .collect();
+    let returning = format!(
+        " RETURNING servers.org_id AS org_id, servers.state AS state, servers.st_pl AS st_pl, \
+         servers.st_ps AS st_ps, servers.st_pns AS st_pns, servers.st_post AS st_post, \
+         n.o_state AS o_state, n.o_st_pl AS o_st_pl, n.o_st_ps AS o_st_ps, \
+         n.o_st_pns AS o_st_pns, n.o_st_post AS o_st_post) \
+         SELECT f.org_id AS org_id, {} FROM f WHERE (f.state, f.st_pl, f.st_ps, f.st_pns, \
+         f.st_post) IS DISTINCT FROM (f.o_state, f.o_st_pl, f.o_st_ps, f.o_st_pns, f.o_st_post) \
+         GROUP BY f.org_id",
+        moves.join(", ")
+    );
     let (with, before, moved) = match engine {
         Engine::Sqlite => ("", "", ""),
         Engine::Postgres => (
             "WITH f AS (",
-            "s.state AS o_state, s.st_pl AS o_pl, s.st_ps AS o_ps, s.st_pns AS o_pns, \
-             s.st_post AS o_post, ",
-            " RETURNING servers.org_id AS org_id, (servers.state, servers.st_pl, servers.st_ps, \
-             servers.st_pns, servers.st_post) IS DISTINCT FROM (n.o_state, n.o_pl, n.o_ps, \
-             n.o_pns, n.o_post) AS moved) SELECT DISTINCT org_id FROM f WHERE moved",
+            "s.state AS o_state, s.st_pl AS o_st_pl, s.st_ps AS o_st_ps, s.st_pns AS o_st_pns, \
+             s.st_post AS o_st_post, ",
+            returning.as_str(),
         ),
     };
     let folded = Q::new(&format!(
@@ -585,12 +692,18 @@ async fn fold_added(
     .await?;
     let moved = match engine {
         Engine::Sqlite => None,
-        Engine::Postgres => Some(
-            folded
-                .iter()
-                .map(|r| get_i(r, "org_id"))
-                .collect::<Result<BTreeSet<i64>>>()?,
-        ),
+        Engine::Postgres => {
+            let counts = state_counts();
+            let mut out = Moves::new();
+            for r in &folded {
+                let by = counts
+                    .iter()
+                    .map(|(c, _, _)| get_i(r, c))
+                    .collect::<Result<Vec<i64>>>()?;
+                out.insert(get_i(r, "org_id")?, by);
+            }
+            Some(out)
+        }
     };
     // Such servers are few (none, normally): found by their index (servers_uncomputed,
     // migration 12), each then probed for a row in the range.
@@ -850,18 +963,18 @@ async fn write_day(
 }
 
 /// Applies what a change touched: servers first (their latest state), then the curve.
-/// Returns, when it can tell (PostgreSQL, no server recomputed from its history), the
-/// organisations some of whose servers' states it moved: with the count triggers paused
-/// ([`pause_counts`]), the only ones besides those with new servers whose counts need a
-/// recount. `None`: any of the servers' organisations may have moved.
+/// Returns, when it can tell (PostgreSQL, no server recomputed from its history), how far it
+/// moved the counts by state of the organisations some of whose servers' states it moved:
+/// with the count triggers paused ([`pause_counts`]), the only ones besides those with new
+/// servers whose counts change. `None`: any of the servers' organisations may have moved.
 pub(crate) async fn apply(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     engine: Engine,
     scope: OrgScope,
     t: &Touched,
-) -> Result<Option<BTreeSet<i64>>> {
+) -> Result<Option<Moves>> {
     let mut full = t.servers.clone();
-    let mut moved = Some(BTreeSet::new());
+    let mut moved = Some(Moves::new());
     if let Some((lo, hi)) = t.added {
         let (uncomputed, folded) = fold_added(tx, engine, lo, hi).await?;
         full.extend(uncomputed);
