@@ -295,6 +295,15 @@ impl Seen {
     }
 }
 
+/// The `format` asked for in `query`, decoded as the handlers' query extractor decodes it
+/// (percent escapes and `+`, in names and values): `format=%63sv` is the CSV export it
+/// answers, and is logged as one.
+fn format_asked(query: &str) -> Option<String> {
+    form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == "format")
+        .map(|(_, v)| v.into_owned())
+}
+
 /// What the audit log calls a request that changes nothing (the store logs its own changes),
 /// or `None` when it is not logged.
 fn access_action(
@@ -305,10 +314,11 @@ fn access_action(
 ) -> Option<&'static str> {
     let read = *method == Method::GET || *method == Method::HEAD;
     if read && status.is_success() {
+        let format = format_asked(query);
         if path.starts_with("/api/v1/") {
             return Some(if path.ends_with("/report.html") {
                 "report.view"
-            } else if query.split('&').any(|p| p == "format=csv") {
+            } else if format.as_deref() == Some("csv") {
                 "export.csv"
             } else if path.ends_with("/eml") || path.ends_with("/document") {
                 "export.download"
@@ -321,10 +331,10 @@ fn access_action(
         }
         // The dashboard's tables exported (web/pages.rs), like the API's.
         let page = path == "/" || path.starts_with("/orgs/") || path.starts_with("/servers/");
-        if page && query.split('&').any(|p| p == "format=csv") {
+        if page && format.as_deref() == Some("csv") {
             return Some("export.csv");
         }
-        if page && query.split('&').any(|p| p == "format=json") {
+        if page && format.as_deref() == Some("json") {
             return Some("export.json");
         }
         if path.starts_with("/orgs/") || path.starts_with("/servers/") {
@@ -338,11 +348,7 @@ fn access_action(
                 && !path.ends_with("/eml")
                 && !path.ends_with("/csv"))
         {
-            let export = query
-                .split('&')
-                .find_map(|p| p.strip_prefix("format="))
-                .is_some();
-            return Some(if export && table {
+            return Some(if format.is_some() && table {
                 "export.page"
             } else {
                 "page.view"
@@ -546,4 +552,38 @@ async fn stop_signal() {
     }
     #[cfg(not(unix))]
     ctrl_c.await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn action(path: &str, query: &str) -> Option<&'static str> {
+        access_action(&Method::GET, path, query, StatusCode::OK)
+    }
+
+    #[test]
+    fn exports_are_logged_however_their_format_is_written() {
+        // As written by the dashboard's links.
+        assert_eq!(action("/", "format=csv"), Some("export.csv"));
+        assert_eq!(action("/orgs/7", "q=x&format=json"), Some("export.json"));
+        assert_eq!(action("/api/v1/servers", "format=csv"), Some("export.csv"));
+        // Percent escapes in the value or the name, and `+`, decode to what the handler reads.
+        assert_eq!(action("/", "format=%63sv"), Some("export.csv"));
+        assert_eq!(action("/", "%66ormat=%6A%73on"), Some("export.json"));
+        assert_eq!(
+            action("/servers/3", "table=scans&f%6Frmat=csv"),
+            Some("export.csv")
+        );
+        assert_eq!(
+            action("/api/v1/servers", "org=2&%66ormat=csv"),
+            Some("export.csv")
+        );
+        assert_eq!(action("/sheet", "org=&format=%6Ason"), Some("export.page"));
+        // Near misses: other names, or no format, are views.
+        assert_eq!(action("/", "formats=csv"), None);
+        assert_eq!(action("/orgs/7", "q=format%3Dcsv"), Some("page.view"));
+        assert_eq!(action("/api/v1/servers", "q=format=csv"), Some("api.read"));
+        assert_eq!(action("/sheet", "org=2"), Some("page.view"));
+    }
 }

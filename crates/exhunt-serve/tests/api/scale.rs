@@ -648,6 +648,28 @@ async fn pages_are_paged_filtered_sorted_and_exported() {
         assert_eq!(csv.status, 200);
         assert_eq!(csv.text.lines().count(), 56, "a header and 55 rows");
         assert!(csv.text.contains("'=HYPERLINK"), "{}", csv.text);
+        // Written with a percent escape, the same export: answered, and audited as one.
+        let overview_csv = || async {
+            let audit = get(&s.app, "/api/v1/audit?limit=10000", &s.op).await.json();
+            audit.as_array().map_or(0, |a| {
+                a.iter()
+                    .filter(|e| {
+                        e["action"] == "export.csv"
+                            && e["object"]
+                                .as_str()
+                                .is_some_and(|o| o.starts_with("GET / "))
+                    })
+                    .count()
+            })
+        };
+        let before = overview_csv().await;
+        let escaped = page(&s.app, "/?format=%63sv", &c).await;
+        assert_eq!(escaped.text, csv.text);
+        assert_eq!(
+            overview_csv().await,
+            before + 1,
+            "the escaped export audited as one"
+        );
         let json = page(&s.app, "/?format=json&state=exposed", &c).await;
         let v: Value = serde_json::from_str(&json.text).expect("json export");
         assert_eq!(v.as_array().map(Vec::len), Some(2));
