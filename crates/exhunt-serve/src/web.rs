@@ -328,6 +328,19 @@ async fn login_form(State(web): Shared) -> Response {
     r
 }
 
+/// A query's or form's optional number, such as `org`: absent, or empty (the "all" choice of a
+/// drop-down, a number field left empty), is none; anything else must be a number.
+pub(super) fn optional_id<'de, D>(d: D) -> Result<Option<i64>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let s: Option<String> = Option::deserialize(d)?;
+    match s.as_deref().map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(t) => t.parse().map(Some).map_err(serde::de::Error::custom),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

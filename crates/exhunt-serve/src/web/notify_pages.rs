@@ -22,6 +22,7 @@ pub(super) fn routes() -> Router<Arc<Web>> {
 
 #[derive(Deserialize, Default)]
 struct ListQuery {
+    #[serde(default, deserialize_with = "super::optional_id")]
     org: Option<i64>,
     state: Option<String>,
     sort: Option<String>,

@@ -15,6 +15,7 @@ pub(super) fn routes() -> Router<Arc<Web>> {
 
 #[derive(Deserialize, Default)]
 struct SheetQuery {
+    #[serde(default, deserialize_with = "super::optional_id")]
     org: Option<i64>,
     format: Option<String>,
 }

@@ -423,6 +423,22 @@ async fn status_sheet_and_rollup_pages_export_what_the_api_gives() {
         assert_eq!(j[0]["org_id"], json!(a), "{j}");
         assert_eq!(j[0]["server"], "ex01", "{j}");
         assert_eq!(page(&s.app, "/sheet?format=xml", &rd).await.status, 400);
+        // The filter forms' "all" choice (and a number field left empty) send `org=`.
+        for all in [
+            "/sheet?org=",
+            "/rollup?org=",
+            "/notifications?org=&state=&sort=id&dir=asc",
+        ] {
+            let p = page(&s.app, all, &rd).await;
+            assert_eq!(p.status, 200, "{all}: {}", p.text);
+        }
+        assert!(
+            page(&s.app, "/sheet?org=", &rd).await.text.contains("ex01"),
+            "all organisations: the reader's rows"
+        );
+        for bad in ["/sheet?org=abc", "/rollup?org=1.5", "/notifications?org=x"] {
+            assert_eq!(page(&s.app, bad, &rd).await.status, 400, "{bad}");
+        }
         let r = page(&s.app, "/rollup", &rd).await;
         assert!(
             r.text.contains("<table id=rollup>") && r.text.contains("unknown"),
