@@ -506,6 +506,15 @@ impl Q {
     fn arguments(&self) -> Result<AnyArguments<'static>> {
         let mut a = AnyArguments::default();
         for arg in &self.args {
+            // PostgreSQL cannot hold U+0000 in text (an error of the database, a 500, where the
+            // request is at fault); refused alike on both engines, before the statement runs.
+            if let Arg::S(v) | Arg::NS(Some(v)) = arg
+                && v.contains('\0')
+            {
+                return Err(Error::BadRequest(
+                    "text with a NUL character (U+0000): not accepted".into(),
+                ));
+            }
             let r = match arg {
                 Arg::I(v) => a.add(*v),
                 Arg::S(v) => a.add(v.clone()),

@@ -2848,3 +2848,33 @@ async fn connections_beyond_the_limit_wait() {
     let _ = stop_tx.send(());
     task.await.expect("join").expect("served");
 }
+
+/// A NUL character in a text the request carries (a filter, a search, a login name) is the
+/// request's fault: 400 with the reason on both engines (PostgreSQL cannot store U+0000 in text,
+/// and answered 500), and nothing else about the request changes; the same requests without it
+/// are answered.
+#[tokio::test]
+async fn nul_characters_in_requests_are_refused_clearly() {
+    for db in databases().await {
+        let s = server(&db, Config::default()).await;
+        let a = org(&s, "Alpha", &["192.0.2.0/24"], &[]).await;
+        let (_, rd) = token(&s, a, "reader").await;
+        let cookie = login(&s.app, &rd).await;
+        for (uri, fine) in [
+            ("/api/v1/servers?name=ex%00", "/api/v1/servers?name=ex"),
+            (
+                "/api/v1/observations?source=a%00b",
+                "/api/v1/observations?source=ab",
+            ),
+        ] {
+            let r = get(&s.app, uri, &s.op).await;
+            assert_eq!(r.status, 400, "{}: {uri}: {}", db.url, r.text);
+            assert!(r.text.contains("NUL"), "{uri}: {}", r.text);
+            assert_eq!(get(&s.app, fine, &s.op).await.status, 200, "{fine}");
+        }
+        let p = page(&s.app, "/?q=al%00pha", &cookie).await;
+        assert_eq!(p.status, 400, "{}: {}", db.url, p.text);
+        assert!(p.text.contains("NUL"), "{}", p.text);
+        assert_eq!(page(&s.app, "/?q=alpha", &cookie).await.status, 200);
+    }
+}

@@ -1,6 +1,6 @@
 //! Tables of the dashboard's pages and their exports: the same rows as HTML, CSV (cells a
-//! spreadsheet would run as a formula get a leading `'`) or JSON (an array of objects, counts
-//! and ids as numbers, as the API gives them).
+//! spreadsheet would run as a formula get a leading `'`) or JSON (an array of objects, ids and
+//! counts as JSON numbers).
 
 use super::*;
 
