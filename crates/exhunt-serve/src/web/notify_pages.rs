@@ -32,6 +32,31 @@ struct ListQuery {
 
 const SORTS: [&str; 6] = ["id", "org", "state", "created", "updated", "escalation"];
 
+/// Rows drawn on the notification list's page; the export has them all.
+const ROWS_SHOWN: usize = 2_000;
+
+/// Every notification of `f` the caller may see, in pages of the store's largest (a national
+/// CERT notifies tens of thousands of owners: the list, its order and its exports cover them
+/// all, not the oldest 10,000).
+async fn all_notifications(
+    web: &Web,
+    c: &Caller,
+    mut f: Filter,
+) -> Result<Vec<Notification>, Error> {
+    const PAGE: usize = 10_000;
+    f.limit = Some(PAGE as i64);
+    let mut out = Vec::new();
+    loop {
+        let page = web.list_notifications(c, &f).await?;
+        let full = page.len() == PAGE;
+        f.after = page.last().map(|n| n.id);
+        out.extend(page);
+        if !full {
+            return Ok(out);
+        }
+    }
+}
+
 fn escalation_text(n: &Notification) -> String {
     match (n.escalation, n.state.as_str()) {
         (0, _) => String::new(),
@@ -107,10 +132,9 @@ async fn list_page(
     let f = Filter {
         org: q.org,
         state: q.state.clone().filter(|s| !s.is_empty()),
-        limit: Some(10_000),
         ..Filter::default()
     };
-    let mut rows = match web.list_notifications(&c, &f).await {
+    let mut rows = match all_notifications(&web, &c, f).await {
         Ok(r) => r,
         Err(e) => return error_page(&e),
     };
@@ -179,7 +203,16 @@ async fn list_page(
         "</select></label> <label><input type=checkbox name=dir value=desc{}> descending</label> <button>Show</button></form>",
         if desc { " checked" } else { "" }
     );
-    let _ = write!(body, "<p>{} notification(s).</p>", rows.len());
+    let _ = write!(body, "<p>{} notification(s).", rows.len());
+    let mut t = t;
+    if t.rows.len() > ROWS_SHOWN {
+        t.rows.truncate(ROWS_SHOWN);
+        let _ = write!(
+            body,
+            " The first {ROWS_SHOWN} in this order are shown; the export has them all."
+        );
+    }
+    body.push_str("</p>");
     body.push_str(&t.html("notifications", |i, r| match i {
         0 => Some(format!(
             "<a href=\"/notifications/{0}\">#{0}</a>",

@@ -563,3 +563,51 @@ async fn email_headers_cannot_be_injected_through_names_or_contacts() {
         assert!(eml.contains("\r\nTo: soc@example.org\r\n"), "{eml}");
     }
 }
+
+/// A national CERT notifies tens of thousands of owners: the notification list reads them all
+/// (its order, its count and its exports), not the store's first page of 10,000, and draws the
+/// first 2,000 in the order asked for, saying so.
+#[tokio::test]
+async fn the_notification_list_covers_more_than_one_store_page() {
+    use exhunt_serve::Role;
+    for db in databases().await {
+        let s = server(&db, Config::default()).await;
+        let a = org_with_scan(&s, "Alpha Corp", "192.0.2.0/24", "ex01").await;
+        let rd = user(&s, "alpha-rd", Role::Reader, Some(a)).await;
+        let n = 10_050;
+        let mut tx = operator_tx(&s).await;
+        sqlx::query(&format!(
+            "WITH RECURSIVE k(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM k WHERE i < {n}) \
+             INSERT INTO notifications (org_id, ticket, state, servers, created, updated) \
+             SELECT {a}, 'EXH-BULK-' || i, 'new', '[]', '2026-11-30T08:00:00Z', \
+             '2026-11-30T08:00:00Z' FROM k"
+        ))
+        .execute(&mut *tx)
+        .await
+        .expect("notifications by hand");
+        tx.commit().await.expect("commit");
+
+        let csv = page(&s.app, "/notifications?format=csv", &rd).await;
+        assert_eq!(csv.status, 200);
+        assert_eq!(csv.text.lines().count(), n + 1, "a header and every row");
+        assert!(csv.text.contains(&format!("EXH-BULK-{n},")));
+        let newest = page(&s.app, "/notifications?sort=id&dir=desc", &rd).await;
+        assert!(
+            newest.text.contains(&format!("{n} notification(s).")),
+            "{}",
+            &newest.text[..newest.text.len().min(3000)]
+        );
+        assert!(newest.text.contains(&format!(">EXH-BULK-{n}<")));
+        assert!(
+            newest
+                .text
+                .contains("The first 2000 in this order are shown")
+        );
+        assert!(
+            !newest.text.contains(">EXH-BULK-1<"),
+            "drawn: the first 2,000 only"
+        );
+        let filtered = page(&s.app, "/notifications?state=sent&format=json", &rd).await;
+        assert_eq!(filtered.text, "[]");
+    }
+}
