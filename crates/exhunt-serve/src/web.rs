@@ -179,7 +179,7 @@ pub fn router(store: Store, secure_cookies: bool) -> Router {
         .merge(template_pages::routes())
         .merge(sheet_pages::routes())
         // The bodies the dashboard reads are small forms: a few hundred bytes.
-        .layer(axum::extract::DefaultBodyLimit::max(16 * 1024))
+        .layer(axum::extract::DefaultBodyLimit::max(auth::FORM_LIMIT))
         .with_state(Arc::new(Web {
             store,
             secure: secure_cookies,
@@ -405,7 +405,7 @@ async fn login(
     let f = match form {
         Ok(Form(f)) => f,
         Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return error_page(&Error::TooLarge(16 * 1024));
+            return error_page(&Error::TooLarge(auth::FORM_LIMIT));
         }
         Err(_) => {
             return error_page(&Error::BadRequest("the login form is incomplete".into()));

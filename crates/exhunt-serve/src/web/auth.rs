@@ -74,13 +74,30 @@ pub(super) fn csrf_field(csrf: &str) -> String {
     format!("<input type=hidden name=csrf value=\"{}\">", esc(csrf))
 }
 
-/// A form body, or why it cannot be read.
+/// The largest form body the dashboard reads (its forms are a few hundred bytes), but for the
+/// template pages' ([`TEMPLATE_FORM_LIMIT`]).
+pub(super) const FORM_LIMIT: usize = 16 * 1024;
+
+/// The largest form body of the template pages: a template's body may be 64 KiB, and a
+/// browser sends it URL-encoded, up to 9 bytes for each byte of non-ASCII text.
+pub(super) const TEMPLATE_FORM_LIMIT: usize = 640 * 1024;
+
+/// A form body (of at most [`FORM_LIMIT`] bytes), or why it cannot be read.
 pub(super) fn read_form<T>(
     form: Result<Form<T>, axum::extract::rejection::FormRejection>,
 ) -> Result<T, Error> {
+    read_form_within(form, FORM_LIMIT)
+}
+
+/// A form body of at most `limit` bytes (the route's body limit, said when it is exceeded), or
+/// why it cannot be read.
+pub(super) fn read_form_within<T>(
+    form: Result<Form<T>, axum::extract::rejection::FormRejection>,
+    limit: usize,
+) -> Result<T, Error> {
     match form {
         Ok(Form(f)) => Ok(f),
-        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(Error::TooLarge(16 * 1024)),
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(Error::TooLarge(limit)),
         Err(e) => Err(Error::BadRequest(format!(
             "the form is incomplete: {}",
             e.body_text()

@@ -4,7 +4,7 @@
 
 use axum::routing::{get, post};
 
-use super::auth::{csrf_field, form_session, read_form};
+use super::auth::{TEMPLATE_FORM_LIMIT, csrf_field, form_session, read_form_within};
 use super::notify_pages::id_or_error;
 use super::*;
 use crate::templates::{PLACEHOLDERS, TemplateInput};
@@ -14,10 +14,9 @@ pub(super) fn routes() -> Router<Arc<Web>> {
         .route("/templates", get(templates_page).post(create_template))
         .route("/templates/{id}", get(template_page).post(update_template))
         .route("/templates/{id}/delete", post(delete_template))
-        // A template's body may be 64 KiB; a browser sends it URL-encoded, up to 9 bytes for
-        // each byte of non-ASCII text. The dashboard's 16 KiB limit would refuse an edit of a
-        // template the API accepted (this layer, nearer the handlers, takes precedence).
-        .layer(axum::extract::DefaultBodyLimit::max(640 * 1024))
+        // The dashboard's 16 KiB limit would refuse an edit of a template the API accepted
+        // (this layer, nearer the handlers, takes precedence).
+        .layer(axum::extract::DefaultBodyLimit::max(TEMPLATE_FORM_LIMIT))
 }
 
 fn template_form(action: &str, csrf: &str, t: &TemplateInput, button: &str) -> String {
@@ -83,7 +82,7 @@ async fn create_template(
     h: HeaderMap,
     form: Result<Form<TemplateForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {
-    let f = match read_form(form) {
+    let f = match read_form_within(form, TEMPLATE_FORM_LIMIT) {
         Ok(f) => f,
         Err(e) => return error_page(&e),
     };
@@ -142,7 +141,7 @@ async fn update_template(
     p: Result<Path<i64>, axum::extract::rejection::PathRejection>,
     form: Result<Form<TemplateForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {
-    let f = match read_form(form) {
+    let f = match read_form_within(form, TEMPLATE_FORM_LIMIT) {
         Ok(f) => f,
         Err(e) => return error_page(&e),
     };
@@ -176,7 +175,7 @@ async fn delete_template(
     p: Result<Path<i64>, axum::extract::rejection::PathRejection>,
     form: Result<Form<CsrfOnly>, axum::extract::rejection::FormRejection>,
 ) -> Response {
-    let f = match read_form(form) {
+    let f = match read_form_within(form, TEMPLATE_FORM_LIMIT) {
         Ok(f) => f,
         Err(e) => return error_page(&e),
     };

@@ -89,6 +89,28 @@ async fn notification_pages_templates_exports_and_escalation() {
         )
         .await;
         assert_eq!(st, 400, "{text}");
+        // Over the template pages' limit: 413, saying their limit (not the other forms').
+        let (st, text, _) = post(
+            &s.app,
+            "/templates",
+            &op,
+            format!(
+                "csrf={csrf}&name=Big&subject=s&body={}",
+                "x".repeat(641 * 1024)
+            ),
+        )
+        .await;
+        assert_eq!(st, 413, "{text}");
+        assert!(text.contains("655360 bytes"), "{text}");
+        let (st, text, _) = post(
+            &s.app,
+            "/users",
+            &op,
+            format!("csrf={csrf}&name={}", "x".repeat(17 * 1024)),
+        )
+        .await;
+        assert_eq!(st, 413, "{text}");
+        assert!(text.contains("16384 bytes"), "{text}");
         let (st, text, loc) = post(
             &s.app,
             "/templates",
