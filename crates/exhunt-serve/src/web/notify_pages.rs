@@ -203,16 +203,8 @@ async fn list_page(
         "</select></label> <label><input type=checkbox name=dir value=desc{}> descending</label> <button>Show</button></form>",
         if desc { " checked" } else { "" }
     );
-    let _ = write!(body, "<p>{} notification(s).", rows.len());
     let mut t = t;
-    if t.rows.len() > ROWS_SHOWN {
-        t.rows.truncate(ROWS_SHOWN);
-        let _ = write!(
-            body,
-            " The first {ROWS_SHOWN} in this order are shown; the export has them all."
-        );
-    }
-    body.push_str("</p>");
+    body.push_str(&t.count_line("notification", ROWS_SHOWN));
     body.push_str(&t.html("notifications", |i, r| match i {
         0 => Some(format!(
             "<a href=\"/notifications/{0}\">#{0}</a>",

@@ -75,16 +75,8 @@ async fn sheet_page(
         "<p>The columns of the 2021 emergency directive's reporting template (CISA ED 21-02), per server, from what was stored: <em>unknown</em> where nothing was observed, <em>not recorded</em> for what exhunt cannot know.</p>",
     );
     body.push_str(&org_picker(&web, &c, "/sheet", q.org).await);
-    let _ = write!(body, "<p>{} server(s).", t.rows.len());
     let mut t = t;
-    if t.rows.len() > SHEET_ROWS_SHOWN {
-        t.rows.truncate(SHEET_ROWS_SHOWN);
-        let _ = write!(
-            body,
-            " The first {SHEET_ROWS_SHOWN} are shown; the export has them all."
-        );
-    }
-    body.push_str("</p>");
+    body.push_str(&t.count_line("server", SHEET_ROWS_SHOWN));
     body.push_str(&t.html("sheet", |i, r| {
         (i == 0).then(|| format!("<a href=\"/orgs/{0}\">#{0}</a>", esc(&r[0])))
     }));

@@ -67,6 +67,22 @@ impl Table {
         Some(secure_headers(r))
     }
 
+    /// The line above the drawn table: how many `noun`s it has, and, when there are more
+    /// than `shown`, that only the first `shown` are drawn (the rows are cut to them here) and
+    /// the export has them all.
+    pub(super) fn count_line(&mut self, noun: &str, shown: usize) -> String {
+        let mut line = format!("<p>{} {noun}(s).", self.rows.len());
+        if self.rows.len() > shown {
+            self.rows.truncate(shown);
+            let _ = write!(
+                line,
+                " The first {shown} are shown; the export has them all."
+            );
+        }
+        line.push_str("</p>");
+        line
+    }
+
     /// The table as HTML; `cell` may turn a cell's (escaped) text into markup (a link).
     pub(super) fn html(
         &self,

@@ -623,7 +623,7 @@ async fn the_notification_list_covers_more_than_one_store_page() {
         assert!(
             newest
                 .text
-                .contains("The first 2000 in this order are shown")
+                .contains("The first 2000 are shown; the export has them all.")
         );
         assert!(
             !newest.text.contains(">EXH-BULK-1<"),
