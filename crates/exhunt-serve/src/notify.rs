@@ -182,12 +182,30 @@ impl Store {
         if let Some(a) = f.after {
             q = q.sql(" AND n.id > ").arg(a);
         }
-        let q = q
-            .sql(" ORDER BY n.id LIMIT ")
-            .arg(f.limit.unwrap_or(1000).clamp(1, 10_000));
+        let q = q.sql(" ORDER BY n.id LIMIT ").arg(f.limit());
         let rows = q.fetch_all(&mut *self.begin(c.org_scope()).await?).await?;
         let after = self.escalate_after();
         rows.iter().map(|r| from_row(r, after)).collect()
+    }
+
+    /// Every notification of `f` (its organisation and state) the caller may see, page by
+    /// page, as [`Store::every_server`] reads servers: a national CERT notifies tens of
+    /// thousands of owners, and the dashboard's list, its order and its exports cover them all.
+    pub async fn every_notification(&self, c: &Caller, f: &Filter) -> Result<Vec<Notification>> {
+        let mut f = Filter {
+            limit: Some(crate::store::PAGE),
+            ..f.clone()
+        };
+        let mut out = Vec::new();
+        loop {
+            let page = self.list_notifications(c, &f).await?;
+            let full = page.len() as i64 >= crate::store::PAGE;
+            f.after = page.last().map(|n| n.id);
+            out.extend(page);
+            if !full {
+                return Ok(out);
+            }
+        }
     }
 
     /// Sent notifications that escalated, highest level first: how many there are, and the

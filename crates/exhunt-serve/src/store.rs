@@ -326,13 +326,14 @@ pub struct Filter {
 }
 
 impl Filter {
-    fn limit(&self) -> i64 {
+    /// The page asked for: 1,000 unless said, at most [`PAGE`].
+    pub(crate) fn limit(&self) -> i64 {
         self.limit.unwrap_or(1000).clamp(1, PAGE)
     }
 }
 
 /// The largest page a list answers; aggregates read every page ([`Store::every_server`]).
-const PAGE: i64 = 10_000;
+pub(crate) const PAGE: i64 = 10_000;
 
 pub(crate) fn get_i(r: &AnyRow, c: &str) -> Result<i64> {
     Ok(r.try_get::<i64, _>(c)?)

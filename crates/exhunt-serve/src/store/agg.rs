@@ -133,9 +133,7 @@ fn counts_from(r: &AnyRow) -> Result<Counts> {
 
 fn state_columns() -> String {
     let mut cols = vec!["servers".to_string(), "orgs".to_string()];
-    for p in ["s", "pl", "ps", "pns", "post"] {
-        cols.extend(STATES.iter().map(|s| format!("{p}_{s}")));
-    }
+    cols.extend(super::latest::state_counts().into_iter().map(|(c, _, _)| c));
     cols.join(", ")
 }
 

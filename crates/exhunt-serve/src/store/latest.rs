@@ -40,7 +40,7 @@ pub(crate) type DayKey = (i64, String);
 
 /// The 30 counts by state of a row of `org_stats` (all but `servers`), in order: each
 /// (count column, `servers` column, state), the overall state first, then each campaign's.
-fn state_counts() -> Vec<(String, &'static str, &'static str)> {
+pub(crate) fn state_counts() -> Vec<(String, &'static str, &'static str)> {
     let mut out = Vec::new();
     for (prefix, col) in [
         ("s", "state"),
@@ -225,10 +225,9 @@ pub(crate) async fn pause_counts(
 }
 
 /// Moves each organisation's row of `org_stats` in `moves`, and the fleet's by their sum, in
-/// one statement (PostgreSQL; `moves` is empty on SQLite). Reading which organisations' servers
-/// to count again, and counting them, cost the upload more than the rest of the recount: a
-/// large organisation, met by every upload, had all its servers counted each time. Returns the
-/// organisations that have no row to move.
+/// one statement (PostgreSQL; `moves` is empty on SQLite): no server of theirs is read again,
+/// where a recount reads every server of each organisation, however many the upload moved.
+/// Returns the organisations that have no row to move.
 async fn move_counts(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     engine: Engine,

@@ -35,28 +35,6 @@ const SORTS: [&str; 6] = ["id", "org", "state", "created", "updated", "escalatio
 /// Rows drawn on the notification list's page; the export has them all.
 const ROWS_SHOWN: usize = 2_000;
 
-/// Every notification of `f` the caller may see, in pages of the store's largest (a national
-/// CERT notifies tens of thousands of owners: the list, its order and its exports cover them
-/// all, not the oldest 10,000).
-async fn all_notifications(
-    web: &Web,
-    c: &Caller,
-    mut f: Filter,
-) -> Result<Vec<Notification>, Error> {
-    const PAGE: usize = 10_000;
-    f.limit = Some(PAGE as i64);
-    let mut out = Vec::new();
-    loop {
-        let page = web.list_notifications(c, &f).await?;
-        let full = page.len() == PAGE;
-        f.after = page.last().map(|n| n.id);
-        out.extend(page);
-        if !full {
-            return Ok(out);
-        }
-    }
-}
-
 fn escalation_text(n: &Notification) -> String {
     match (n.escalation, n.state.as_str()) {
         (0, _) => String::new(),
@@ -134,7 +112,7 @@ async fn list_page(
         state: q.state.clone().filter(|s| !s.is_empty()),
         ..Filter::default()
     };
-    let mut rows = match all_notifications(&web, &c, f).await {
+    let mut rows = match web.every_notification(&c, &f).await {
         Ok(r) => r,
         Err(e) => return error_page(&e),
     };
